@@ -1,0 +1,50 @@
+"""Plain dataclasses that cross module borders: documents in, verdicts out."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class Document:
+    """One document to judge.
+
+    ``id`` is what rows are keyed by (a path relative to what the user named, or the
+    ``id`` of a JSONL line). A document that could not be read carries ``error`` and
+    empty ``text``; it still gets a row, so nothing is silently dropped.
+    """
+
+    id: str
+    text: str
+    source: Optional[str] = None
+    error: Optional[str] = None
+    warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    """The answer to one question about one document.
+
+    ``margin`` is log P(yes forms) - log P(no forms) in natural-log odds,
+    ``label_mass`` is P(yes forms) + P(no forms) at the answer position.
+    """
+
+    document_id: str
+    question: str
+    verdict: str  # "yes" | "no" | "uncertain" | "error"
+    margin: float = float("nan")
+    probability: float = float("nan")
+    label_mass: float = float("nan")
+    tokens: int = 0
+    seconds: float = 0.0
+    error: Optional[str] = None
+    raw_margin: float = float("nan")
+    windows: int = 1
+    window_index: int = 0
+    window_span: Optional[tuple[int, int]] = None
+    hidden: Any = None  # numpy array of the last-position hidden state, on request
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
