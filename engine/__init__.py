@@ -1,5 +1,9 @@
 """Verdict engine: yes/no verdicts from one prefill pass. No Qt here."""
-from engine.types import Document, Verdict
+from engine.backend import preload_fast_blas
+
+preload_fast_blas()  # must run before anything imports mlx.core
+
+from engine.types import Document, Verdict  # noqa: E402
 
 __all__ = ["Document", "Verdict", "Classifier"]
 

@@ -44,6 +44,7 @@ class Verdict:
     window_index: int = 0
     window_span: Optional[tuple[int, int]] = None
     hidden: Any = None  # numpy array of the last-position hidden state, on request
+    document_index: int = -1  # position of the document in the input, for re-ordering streams
 
     @property
     def ok(self) -> bool:

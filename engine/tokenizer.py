@@ -1,0 +1,194 @@
+"""One tokenizer type for every model source: a `tokenizers.Tokenizer` plus the chat template.
+
+GGUF files carry their vocabulary, merges and chat template as metadata; MLX folders carry a
+`tokenizer.json` (or something transformers can turn into one). Both end up here, so prompt
+rendering and verbalizer lookup have a single path. A model file is untrusted input: its chat
+template is rendered in Jinja's immutable sandbox.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as _HFTokenizer
+
+# Pre-tokenizer regexes, as llama.cpp applies them for each `tokenizer.ggml.pre` (llama-vocab.cpp).
+_GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+_QWEN2_REGEX = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_LLAMA3_REGEX = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+PRE_TOKENIZER_REGEXES: dict[str, list[str]] = {
+    "smollm": [r"\p{N}", _GPT2_REGEX],
+    "gpt2": [_GPT2_REGEX],
+    "qwen2": [_QWEN2_REGEX],
+    "llama-bpe": [_LLAMA3_REGEX],
+}
+_IGNORE_MERGES = {"llama-bpe"}
+TOKEN_TYPE_CONTROL = 3
+TOKEN_TYPE_USER_DEFINED = 4
+
+
+class TokenizerError(ValueError):
+    """The model's tokenizer can't be built or used."""
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class Tokenizer:
+    """Text <-> ids and chat-template rendering for one model."""
+
+    def __init__(
+        self,
+        backend: _HFTokenizer,
+        *,
+        chat_template: Optional[str] = None,
+        bos_token: Optional[str] = None,
+        eos_token: Optional[str] = None,
+        add_bos: bool = False,
+    ) -> None:
+        self.backend = backend
+        self.chat_template = chat_template
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.add_bos = add_bos
+        self.bos_id = backend.token_to_id(bos_token) if bos_token else None
+        self._env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        self._env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
+        self._template = self._env.from_string(chat_template) if chat_template else None
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def from_gguf_metadata(cls, meta: dict[str, Any]) -> "Tokenizer":
+        """Build the byte-level BPE tokenizer a GGUF file describes."""
+        kind = str(meta.get("tokenizer.ggml.model", ""))
+        if kind != "gpt2":
+            raise TokenizerError(
+                f"GGUF tokenizer model {kind!r} is not supported; supported: 'gpt2' (byte-level BPE)"
+            )
+        pre = str(meta.get("tokenizer.ggml.pre", "gpt2"))
+        if pre not in PRE_TOKENIZER_REGEXES:
+            raise TokenizerError(
+                f"GGUF pre-tokenizer {pre!r} is not supported; supported: "
+                + ", ".join(sorted(PRE_TOKENIZER_REGEXES))
+            )
+        tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
+        merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+        vocab = {tok: i for i, tok in enumerate(tokens)}
+        bpe = models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in _IGNORE_MERGES)
+        backend = _HFTokenizer(bpe)
+        splits = [
+            pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False)
+            for rx in PRE_TOKENIZER_REGEXES[pre]
+        ]
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+        backend.decoder = decoders.ByteLevel()
+        types = [int(t) for t in _as_list(meta.get("tokenizer.ggml.token_type", []))]
+        added = [
+            AddedToken(tokens[i], special=(t == TOKEN_TYPE_CONTROL), normalized=False)
+            for i, t in enumerate(types)
+            if t in (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED)
+        ]
+        backend.add_tokens(added)
+
+        def token_at(key: str) -> Optional[str]:
+            idx = meta.get(key)
+            return tokens[int(_scalar(idx))] if idx is not None else None
+
+        return cls(
+            backend,
+            chat_template=meta.get("tokenizer.chat_template"),
+            bos_token=token_at("tokenizer.ggml.bos_token_id"),
+            eos_token=token_at("tokenizer.ggml.eos_token_id"),
+            add_bos=bool(_scalar(meta.get("tokenizer.ggml.add_bos_token", False))),
+        )
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> "Tokenizer":
+        """Load `tokenizer.json` and the chat template from a Hugging Face style model folder."""
+        folder = Path(folder)
+        config: dict[str, Any] = {}
+        if (folder / "tokenizer_config.json").exists():
+            config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        if (folder / "tokenizer.json").exists():
+            backend = _HFTokenizer.from_file(str(folder / "tokenizer.json"))
+        else:  # sentencepiece-only folders: let transformers convert them once
+            from transformers import AutoTokenizer
+
+            backend = AutoTokenizer.from_pretrained(str(folder)).backend_tokenizer
+        template = config.get("chat_template")
+        if (folder / "chat_template.jinja").exists():
+            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
+            named = {t.get("name"): t.get("template") for t in template}
+            template = named.get("default") or next(iter(named.values()), None)
+
+        def token_text(value: Any) -> Optional[str]:
+            return value.get("content") if isinstance(value, dict) else value
+
+        return cls(
+            backend,
+            chat_template=template,
+            bos_token=token_text(config.get("bos_token")),
+            eos_token=token_text(config.get("eos_token")),
+            add_bos=bool(config.get("add_bos_token", False)),
+        )
+
+    # --- use ----------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """Token ids of `text`. With ``special=False`` control-token text in it stays plain text,
+        so a document can't inject `<|im_end|>` and end its own turn."""
+        if special:
+            return self.backend.encode(text, add_special_tokens=False).ids
+        self.backend.encode_special_tokens = True
+        try:
+            return self.backend.encode(text, add_special_tokens=False).ids
+        finally:
+            self.backend.encode_special_tokens = False
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+    def render_chat(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        """Render `messages` with the model's own chat template, opening the assistant turn."""
+        if self._template is None:
+            raise TokenizerError("this model has no chat template")
+        try:
+            return self._template.render(
+                messages=messages,
+                add_generation_prompt=True,
+                bos_token=self.bos_token or "",
+                eos_token=self.eos_token or "",
+                **kwargs,
+            )
+        except TemplateError as exc:
+            raise TokenizerError(f"the model's chat template failed: {exc}") from exc
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _as_list(value: Any) -> list:
+    return value.tolist() if hasattr(value, "tolist") else list(value)
