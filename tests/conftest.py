@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny random models written to disk, the real default model, headless Qt."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import engine  # noqa: E402,F401  (first: preloads the fast BLAS before anything imports MLX)
+import pytest  # noqa: E402
+
+from tinymodels import write_gguf, write_mlx_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random llama model as an MLX-format folder (4-bit quantized)."""
+    return write_mlx_folder(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", quantize_bits=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    """A tiny random qwen2 model as a GGUF file with Q8_0 tensors."""
+    path, _ = write_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen2.Q8_0.gguf", "qwen2", quant="Q8_0")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    """The embedded default model (SmolLM2-135M-Instruct Q4_1); `make test` fetches it first."""
+    from engine.models import ModelError, find_default_model
+
+    try:
+        return find_default_model()
+    except ModelError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def default_classifier(default_model_path):
+    from engine import Classifier
+
+    return Classifier.load(default_model_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_dir):
+    from engine import Classifier
+
+    return Classifier.load(tiny_model_dir)
