@@ -74,7 +74,7 @@ def model_config(arch: str = "llama", tie: bool = True) -> dict:
         "num_key_value_heads": 2,
         "rms_norm_eps": 1e-5,
         "vocab_size": vocab_size(),
-        "max_position_embeddings": 512,
+        "max_position_embeddings": 2048,
         "rope_theta": 10000.0,
         "tie_word_embeddings": tie,
         "head_dim": 16,

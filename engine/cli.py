@@ -1,0 +1,299 @@
+"""The `verdict` command line.
+
+    verdict classify --question TEXT [--question TEXT ...] [--model PATH] [--format jsonl|csv|table]
+                     [--output FILE] [--jsonl-in FILE] [PATH ...]
+    verdict models fetch-default | where
+
+Exit status: 0 when every document was scored, 1 when any document failed, 2 on usage or model
+errors (one line on stderr, no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, TextIO
+
+import engine  # noqa: F401  (preloads the fast BLAS before MLX)
+from engine.types import Document, Verdict
+
+ROW_FIELDS = ["id", "path", "question", "verdict", "margin", "probability", "label_mass", "tokens", "seconds", "error"]
+EXTRA_FIELDS = ["raw_margin", "windows", "window_index", "window_start", "window_end"]
+
+
+class UsageError(Exception):
+    """Bad arguments or input the user must fix (exit status 2)."""
+
+
+# --- input -------------------------------------------------------------------------------------
+def read_jsonl_documents(path: str) -> list[Document]:
+    """Documents from a JSONL file (`id`, `text`; other keys pass through to the output)."""
+    source: TextIO
+    try:
+        source = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    docs: list[Document] = []
+    with source:
+        for number, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                docs.append(Document(id=f"line {number}", text="", error=f"invalid JSON on line {number}: {exc}"))
+                continue
+            doc_id = str(obj.pop("id", f"line {number}"))
+            text = obj.pop("text", None)
+            if not isinstance(text, str):
+                docs.append(Document(id=doc_id, text="", error=f"line {number} has no 'text' string", meta=obj))
+                continue
+            docs.append(Document(id=doc_id, text=text, meta={"passthrough": obj}))
+    return docs
+
+
+def read_path_documents(paths: list[str]) -> list[Document]:
+    """Documents from files, folders (recursive) and `-` (stdin as one document)."""
+    from engine.intake import load_documents
+
+    docs: list[Document] = []
+    files: list[str] = []
+    for p in paths:
+        if p == "-":
+            if files:
+                docs += load_documents(files)
+                files = []
+            docs.append(Document(id="-", text=sys.stdin.read(), source="-"))
+        else:
+            files.append(p)
+    if files:
+        docs += load_documents(files)
+    return docs
+
+
+# --- output ------------------------------------------------------------------------------------
+def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
+    """One output row: the contract fields, extra detail, then pass-through keys of the input."""
+
+    def num(x: float) -> Optional[float]:
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+
+    row: dict[str, Any] = {
+        "id": doc.id,
+        "path": doc.source,
+        "question": v.question,
+        "verdict": v.verdict,
+        "margin": num(v.margin),
+        "probability": num(v.probability),
+        "label_mass": num(v.label_mass),
+        "tokens": v.tokens,
+        "seconds": round(v.seconds, 4),
+        "error": v.error,
+        "raw_margin": num(v.raw_margin),
+        "windows": v.windows,
+        "window_index": v.window_index,
+        "window_start": v.window_span[0] if v.window_span else None,
+        "window_end": v.window_span[1] if v.window_span else None,
+    }
+    if doc.warnings:
+        row["warnings"] = list(doc.warnings)
+    for key, value in doc.meta.get("passthrough", {}).items():
+        row.setdefault(key, value)
+    return row
+
+
+class RowWriter:
+    """Writes rows as JSONL, CSV or an aligned table."""
+
+    def __init__(self, out: TextIO, fmt: str) -> None:
+        self.out, self.fmt = out, fmt
+        self._csv: Optional[csv.DictWriter] = None
+        self._table: list[dict[str, Any]] = []
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.out.flush()
+        elif self.fmt == "csv":
+            if self._csv is None:
+                self._csv = csv.DictWriter(self.out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
+                self._csv.writeheader()
+            self._csv.writerow(row)
+            self.out.flush()
+        else:
+            self._table.append(row)
+
+    def close(self) -> None:
+        if self.fmt == "table":
+            self.out.write(format_table(self._table))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as an aligned text table for people."""
+    cols = ["id", "question", "verdict", "probability", "margin", "tokens", "seconds", "error"]
+    if len({r["question"] for r in rows}) <= 1:
+        cols.remove("question")
+    cells = [[_cell(r.get(c), c) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return ""
+    if column in ("id", "question", "error"):
+        text = str(value)
+        if len(text) <= 60:
+            return text
+        return "…" + text[-59:] if column == "id" else text[:59] + "…"  # a path's end names it
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def in_input_order(verdicts: Iterable[Verdict], questions: list[str]) -> Iterator[Verdict]:
+    """Re-order a verdict stream into input order, releasing each row as soon as it can."""
+    order = {q: i for i, q in enumerate(questions)}
+    waiting: dict[tuple[int, int], Verdict] = {}
+    next_key = (0, 0)
+    for v in verdicts:
+        waiting[(v.document_index, order[v.question])] = v
+        while next_key in waiting:
+            yield waiting.pop(next_key)
+            d, q = next_key
+            next_key = (d, q + 1) if q + 1 < len(questions) else (d + 1, 0)
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.stream, self.done = total, stream, 0
+        self.enabled = total > 0 and stream.isatty()
+        self.start = time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            filled = int(30 * self.done / self.total)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {rate:.1f}/s ")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+# --- commands ----------------------------------------------------------------------------------
+def cmd_classify(args: argparse.Namespace) -> int:
+    from engine.classifier import Classifier
+    from engine.prompt import LAYOUTS
+
+    if not args.paths and not args.jsonl_in:
+        raise UsageError("nothing to classify: give PATHs, '-' for stdin, or --jsonl-in FILE")
+    questions = [q.strip() for q in args.question]
+    if any(not q for q in questions):
+        raise UsageError("--question must not be empty")
+    docs: list[Document] = []
+    if args.jsonl_in:
+        docs += read_jsonl_documents(args.jsonl_in)
+    if args.paths:
+        docs += read_path_documents(args.paths)
+    options: dict[str, Any] = {}
+    if args.layout:
+        options["layout"] = LAYOUTS[args.layout]
+    if args.instructions:
+        options["instructions"] = _read_text_arg(args.instructions)
+    clf = Classifier.load(args.model, **options)
+
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    writer = RowWriter(out, args.format)
+    progress = Progress(len(docs) * len(questions))
+    failed = False
+    try:
+        for v in in_input_order(clf.classify_iter(questions, docs), questions):
+            doc = docs[v.document_index]
+            failed |= v.error is not None
+            writer.write(verdict_row(doc, v))
+            progress.step()
+        writer.close()
+    finally:
+        progress.close()
+        if out is not sys.stdout:
+            out.close()
+    return 1 if failed else 0
+
+
+def _read_text_arg(value: str) -> str:
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {value[1:]}: {exc.strerror}") from exc
+    return value
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine import models
+
+    if args.action == "fetch-default":
+        path = models.fetch_default_model()
+        print(path)
+    else:
+        for candidate in models.default_model_candidates():
+            print(("found   " if candidate.is_file() else "missing ") + str(candidate))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.prompt import LAYOUTS
+
+    parser = argparse.ArgumentParser(prog="verdict", description="Yes/no verdicts about many documents at once.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="answer yes/no questions about documents")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders (recursive), or - for stdin")
+    p.add_argument("-q", "--question", action="append", required=True, help="the yes/no question (repeatable)")
+    p.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")
+    p.add_argument("-f", "--format", choices=["jsonl", "csv", "table"], default="jsonl")
+    p.add_argument("-o", "--output", help="write rows here instead of stdout")
+    p.add_argument("--jsonl-in", metavar="FILE", help="documents as JSONL lines with 'id' and 'text'")
+    p.add_argument("--instructions", help="extra instructions or a rubric (text, or @FILE)")
+    p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
+    p.set_defaults(func=cmd_classify)
+
+    m = sub.add_parser("models", help="the embedded default model")
+    m.add_argument("action", choices=["fetch-default", "where"])
+    m.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from engine.models import ModelError
+    from engine.prompt import PromptError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ModelError, PromptError) as exc:
+        print(f"verdict: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("verdict: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The `verdict` command line, run as users and scripts run it."""
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+CONTRACT = ["id", "path", "question", "verdict", "margin", "probability", "label_mass", "tokens", "seconds", "error"]
+
+
+def run_cli(*args, stdin: str = ""):
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *map(str, args)], input=stdin, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def docs_jsonl(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    lines = [
+        {"id": "recipe", "text": "Preheat the oven to 200 degrees and bake the cookies for 12 minutes.", "source": "web"},
+        {"id": "invoice", "text": "Your invoice #4411 of $120 is overdue. Please pay within 7 days."},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_jsonl_rows_follow_the_contract_with_the_default_model(docs_jsonl):
+    done = run_cli("classify", "--question", "Is this document about cooking?", "--jsonl-in", docs_jsonl)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["recipe", "invoice"]
+    for row in rows:
+        assert list(row)[: len(CONTRACT)] == CONTRACT
+        assert row["verdict"] in ("yes", "no", "uncertain") and row["error"] is None
+        assert 0 < row["probability"] < 1 and 0 < row["label_mass"] <= 1 and row["tokens"] > 20
+    assert rows[0]["source"] == "web"  # other keys pass through
+
+
+def test_qwen2_gguf_with_q8_0_tensors(tiny_gguf, docs_jsonl):
+    done = run_cli("classify", "-q", "Is it about money?", "-q", "Is it food?", "--model", tiny_gguf,
+                   "--jsonl-in", docs_jsonl)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["id"], r["question"]) for r in rows] == [
+        ("recipe", "Is it about money?"), ("recipe", "Is it food?"),
+        ("invoice", "Is it about money?"), ("invoice", "Is it food?"),
+    ]
+
+
+def test_failed_documents_get_rows_and_exit_status_1(tiny_model_dir, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"id": "a", "text": "fine text"}\nnot json\n{"id": "b"}\n{"id": "c", "text": ""}\n')
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", path)
+    assert done.returncode == 1
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["error"] is None for r in rows] == [True, False, False, False]
+    assert "invalid JSON on line 2" in rows[1]["error"] and "no 'text'" in rows[2]["error"]
+    assert "Traceback" not in done.stderr
+
+
+def test_stdin_csv_and_output_file(tiny_model_dir, tmp_path):
+    out = tmp_path / "out.csv"
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--format", "csv", "--output", out, "-",
+                   stdin="A document from standard input.")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 1 and rows[0]["id"] == "-" and rows[0]["verdict"] in ("yes", "no")
+
+
+def test_table_for_people(tiny_model_dir, docs_jsonl):
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--format", "table", "--jsonl-in", docs_jsonl)
+    assert done.returncode == 0
+    header, *lines = done.stdout.splitlines()
+    assert header.split()[:3] == ["id", "verdict", "probability"] and len(lines) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["classify", "-q", "x", "--model", "/no/such/model.gguf", "-"], "model not found"),
+        (["classify", "-q", "x"], "nothing to classify"),
+        (["classify", "-q", " ", "-"], "must not be empty"),
+        (["classify", "-q", "x", "--jsonl-in", "/no/such.jsonl"], "cannot read /no/such.jsonl"),
+    ],
+)
+def test_usage_and_model_errors_exit_2_with_one_line(args, message):
+    done = run_cli(*args, stdin="text")
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,92 @@
+"""Scoring: the cached, batched, multi-question path equals scoring each full prompt alone."""
+import numpy as np
+import pytest
+
+from engine import Classifier, Document
+from engine.prompt import DOCUMENT_FIRST, QUESTION_FIRST
+
+SHORT = "Paris is the capital and largest city of France."
+MEDIUM = "Dear customer, your invoice #4411 of $120 is overdue. Please pay within 7 days to avoid a late fee. " * 3
+LONG = ("The committee met on Tuesday to review the budget. " * 25).strip()
+QUESTIONS = ["Is this document about cooking?", "Does this ask the reader to pay money?"]
+
+
+def reference_margin(clf: Classifier, question: str, text: str) -> float:
+    """The margin of one full prompt scored alone, with no cache and no batch."""
+    logits = clf.scorer.logits_for_ids(clf.encoder.encode(question, text).all)
+    logp = logits - np.logaddexp.reduce(logits)
+    return float(np.logaddexp.reduce(logp[clf.yes_ids]) - np.logaddexp.reduce(logp[clf.no_ids]))
+
+
+@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda l: l.name)
+def test_batched_multi_question_equals_each_prompt_alone_tiny(tiny_model_dir, layout):
+    clf = Classifier.load(tiny_model_dir, layout=layout, batch_tokens=100_000)
+    texts = [SHORT, LONG, MEDIUM, "no", SHORT + " " + MEDIUM]
+    verdicts = clf.classify(QUESTIONS, texts)
+    assert [(v.document_index, v.question) for v in verdicts] == [(d, q) for d in range(5) for q in QUESTIONS]
+    for v in verdicts:
+        assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
+        assert v.tokens == len(clf.encoder.encode(v.question, texts[v.document_index]).all)
+        assert v.verdict == ("yes" if v.margin > 0 else "no")
+        assert 0 < v.label_mass <= 1
+
+
+def test_batched_multi_question_equals_each_prompt_alone_default_model(default_classifier):
+    clf = default_classifier
+    texts = [SHORT, LONG, MEDIUM]  # 10 to 250 tokens in one batch
+    for v in clf.classify(QUESTIONS, texts):
+        assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
+
+
+def test_several_questions_keep_single_question_callers_working(tiny_classifier):
+    one = tiny_classifier.classify(QUESTIONS[0], [SHORT, MEDIUM])
+    both = tiny_classifier.classify(QUESTIONS, [SHORT, MEDIUM])
+    assert [v.document_index for v in one] == [0, 1]
+    assert [v.margin for v in one] == pytest.approx([v.margin for v in both if v.question == QUESTIONS[0]], abs=1e-4)
+
+
+def test_long_document_is_split_into_windows_and_the_deciding_one_is_named(tiny_model_dir):
+    clf = Classifier.load(tiny_model_dir, max_context=400)
+    text = " ".join(f"Sentence {i} talks about a different thing." for i in range(40))
+    (v,) = clf.classify(QUESTIONS[0], [text])
+    assert v.windows > 2
+    start, end = v.window_span
+    assert 0 <= start < end <= len(text)
+    # The deciding window, scored alone as a document, gives the aggregated margin.
+    alone = Classifier(clf.lm).classify(QUESTIONS[0], [Document("w", text[start:end])])[0]
+    assert abs(alone.margin - v.margin) < 0.05
+    mean = clf.classify(QUESTIONS[0], [text], aggregate="mean")[0]
+    assert mean.margin <= v.margin + 1e-6
+
+
+def test_control_tokens_in_a_document_stay_text(tiny_classifier):
+    ids = tiny_classifier.encoder.document_ids("hello <|im_end|> world")[0]
+    assert 2 not in ids  # <|im_end|> is id 2 in the tiny vocabulary
+
+
+def test_bad_documents_get_error_rows_and_the_rest_are_scored(tiny_classifier):
+    docs = [Document("ok", SHORT), Document("empty", "   "), Document("broken", "", error="corrupt PDF: x")]
+    verdicts = tiny_classifier.classify(QUESTIONS[0], docs)
+    assert [v.verdict for v in verdicts][0] in ("yes", "no")
+    assert verdicts[1].error == "document is empty" and verdicts[1].verdict == "error"
+    assert verdicts[2].error == "corrupt PDF: x"
+
+
+def test_stream_can_be_cancelled_between_batches(tiny_model_dir):
+    clf = Classifier.load(tiny_model_dir, max_batch=2, chunk_documents=4)
+    seen = []
+    for v in clf.classify_iter(QUESTIONS[0], [f"document number {i}" for i in range(40)], cancel=lambda: len(seen) >= 4):
+        seen.append(v)
+    assert 4 <= len(seen) < 40
+
+
+def test_hidden_state_on_request(tiny_classifier):
+    (v,) = tiny_classifier.classify(QUESTIONS[0], [SHORT], keep_hidden=True)
+    assert v.hidden.shape == (64,) and np.isfinite(v.hidden).all()
+    (w,) = tiny_classifier.classify(QUESTIONS[0], [SHORT])
+    assert w.hidden is None
+
+
+def test_empty_question_is_refused(tiny_classifier):
+    with pytest.raises(ValueError):
+        tiny_classifier.classify("  ", [SHORT])
