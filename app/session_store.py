@@ -1,0 +1,340 @@
+"""The session (questions, documents with their text, verdicts, labels) in SQLite.
+
+Every change is written as it happens, so quitting, a crash or a power cut loses nothing
+that was on screen. WAL mode keeps each write cheap. ``PRAGMA user_version`` holds the
+schema version; a database that is damaged, or was written by a newer Verdict, is renamed
+aside (never overwritten) and a fresh session starts, with :attr:`SessionStore.notice`
+saying what happened.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+from engine.types import Document, Verdict
+
+SCHEMA_VERSION = 1
+DB_FILE = "session.sqlite3"
+DATA_DIR_ENV = "VERDICT_DATA_DIR"  # overrides the platform's application data folder
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    key     INTEGER PRIMARY KEY AUTOINCREMENT,
+    name    TEXT NOT NULL,
+    doc_id  TEXT NOT NULL,
+    source  TEXT,
+    text    TEXT NOT NULL,
+    error   TEXT,
+    extra   TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS questions (
+    position INTEGER PRIMARY KEY,
+    text     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    doc_key      INTEGER NOT NULL REFERENCES documents(key) ON DELETE CASCADE,
+    question     TEXT NOT NULL,
+    verdict      TEXT NOT NULL,
+    margin       REAL,
+    raw_margin   REAL,
+    probability  REAL,
+    label_mass   REAL,
+    tokens       INTEGER NOT NULL DEFAULT 0,
+    seconds      REAL NOT NULL DEFAULT 0,
+    error        TEXT,
+    windows      INTEGER NOT NULL DEFAULT 1,
+    window_index INTEGER NOT NULL DEFAULT 0,
+    window_start INTEGER,
+    window_end   INTEGER,
+    PRIMARY KEY (doc_key, question)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    doc_key  INTEGER NOT NULL REFERENCES documents(key) ON DELETE CASCADE,
+    question TEXT NOT NULL,
+    label    TEXT NOT NULL CHECK (label IN ('yes', 'no')),
+    PRIMARY KEY (doc_key, question)
+);
+CREATE TABLE IF NOT EXISTS state (
+    name  TEXT PRIMARY KEY,
+    value TEXT
+);
+"""
+
+
+def default_data_dir() -> Path:
+    """``$VERDICT_DATA_DIR``, else Qt's AppDataLocation for this application."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV])
+    from PySide6.QtCore import QStandardPaths
+
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+
+
+@dataclass
+class StoredDocument:
+    """One document of the session, as restored: its row key, display name and results."""
+
+    key: int
+    name: str
+    document: Document
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Session:
+    """Everything a window needs to come back as it was."""
+
+    questions: list[str] = field(default_factory=list)
+    active_question: int = 0
+    documents: list[StoredDocument] = field(default_factory=list)
+
+
+class SessionStore:
+    """One session database. Use from one thread (the GUI thread).
+
+    Writes never raise: a failing write (disk full, folder removed) is reported once through
+    ``on_error`` and kept in :attr:`write_error`.
+    """
+
+    def __init__(self, path: str | os.PathLike, on_error: Optional[Callable[[str], None]] = None) -> None:
+        self.path = Path(path)
+        self.notice: Optional[str] = None  # set when an unreadable database was set aside
+        self.set_aside_path: Optional[Path] = None
+        self.write_error: Optional[str] = None
+        self.on_error = on_error
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        problem = self._problem() if self.path.exists() else None
+        if problem:
+            self._set_aside(problem)
+        self._conn = self._connect()
+
+    @classmethod
+    def open_default(cls, data_dir: Optional[str | os.PathLike] = None) -> "SessionStore":
+        """The session in ``data_dir`` (default: :func:`default_data_dir`)."""
+        folder = Path(data_dir) if data_dir else default_data_dir()
+        return cls(folder / DB_FILE)
+
+    # --- opening --------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL keeps it consistent
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return conn
+
+    def _problem(self) -> Optional[str]:
+        """Why the existing file can't be used as our session, or None when it can."""
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
+        except sqlite3.Error as exc:
+            return f"it could not be opened ({exc})"
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                return f"it was saved by a newer version of Verdict (session format {version})"
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                return f"it is damaged ({check})"
+            if version == SCHEMA_VERSION:
+                for table in ("documents", "questions", "verdicts", "labels", "state"):
+                    conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise  # another Verdict is using it: not damage, and not ours to move
+            return f"it is not a readable session ({exc})"
+        except sqlite3.DatabaseError as exc:
+            return f"it is not a readable session ({exc})"
+        finally:
+            conn.close()
+        return None
+
+    def _set_aside(self, problem: str) -> None:
+        kind = "newer" if "newer version" in problem else "unreadable"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.{kind}-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.{kind}-{stamp}-{n}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):
+            companion = Path(str(self.path) + suffix)
+            if companion.exists():
+                os.replace(companion, Path(str(aside) + suffix))
+        self.set_aside_path = aside
+        self.notice = f"The saved session could not be restored: {problem}. It was kept as {aside.name}; a new session started."
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    # --- writing --------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        first = self.write_error is None
+        self.write_error = f"The session could not be saved to {self.path}: {exc}"
+        if first and self.on_error:
+            self.on_error(self.write_error)
+
+    def add_documents(self, documents: Iterable[tuple[str, Document]]) -> list[int]:
+        """Store (display name, document) pairs; return their keys (row ids), in order.
+
+        When the write fails the keys are still unique (negative), so the window keeps working.
+        """
+        documents = list(documents)
+        try:
+            with self._transaction() as conn:
+                keys = []
+                for name, doc in documents:
+                    extra = json.dumps({"warnings": doc.warnings, "meta": doc.meta}, default=str)
+                    cur = conn.execute(
+                        "INSERT INTO documents (name, doc_id, source, text, error, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                        (name, doc.id, doc.source, doc.text, doc.error, extra),
+                    )
+                    keys.append(int(cur.lastrowid))
+                return keys
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            self._fallback_key = getattr(self, "_fallback_key", 0) - len(documents)
+            return list(range(self._fallback_key, self._fallback_key + len(documents)))
+
+    def remove_documents(self, keys: Iterable[int]) -> None:
+        try:
+            with self._transaction() as conn:
+                conn.executemany("DELETE FROM documents WHERE key = ?", [(k,) for k in keys])
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def set_questions(self, questions: list[str], active: int) -> None:
+        """Replace the question list; verdicts for questions no longer asked are dropped
+        (labels are kept: they are the user's work and answer a question, not a column)."""
+        try:
+            with self._transaction() as conn:
+                conn.execute("DELETE FROM questions")
+                conn.executemany("INSERT INTO questions (position, text) VALUES (?, ?)", list(enumerate(questions)))
+                marks = ",".join("?" * len(questions))
+                conn.execute(f"DELETE FROM verdicts WHERE question NOT IN ({marks})", questions)
+                conn.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('active_question', ?)", (str(active),))
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def set_active_question(self, active: int) -> None:
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('active_question', ?)", (str(active),))
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def save_verdicts(self, results: Iterable[tuple[int, Verdict]]) -> None:
+        """Insert or replace the verdicts of (document key, verdict) pairs."""
+        rows = [
+            (
+                key, v.question, v.verdict, _real(v.margin), _real(v.raw_margin), _real(v.probability),
+                _real(v.label_mass), v.tokens, v.seconds, v.error, v.windows, v.window_index,
+                v.window_span[0] if v.window_span else None, v.window_span[1] if v.window_span else None,
+            )
+            for key, v in results
+        ]
+        try:
+            with self._transaction() as conn:
+                # ?1 is the document key again: a verdict for a document removed meanwhile is skipped.
+                conn.executemany(
+                    "INSERT OR REPLACE INTO verdicts (doc_key, question, verdict, margin, raw_margin, probability,"
+                    " label_mass, tokens, seconds, error, windows, window_index, window_start, window_end)"
+                    " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM documents WHERE key = ?1)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def clear_verdicts(self, keys: Optional[Iterable[int]] = None) -> None:
+        """Forget verdicts (of the given documents, or all) before they are computed again."""
+        try:
+            with self._transaction() as conn:
+                if keys is None:
+                    conn.execute("DELETE FROM verdicts")
+                else:
+                    conn.executemany("DELETE FROM verdicts WHERE doc_key = ?", [(k,) for k in keys])
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def set_label(self, key: int, question: str, label: Optional[str]) -> None:
+        """Label a document's answer to a question 'yes' or 'no'; None removes the label."""
+        try:
+            if label is None:
+                self._conn.execute("DELETE FROM labels WHERE doc_key = ? AND question = ?", (key, question))
+            else:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO labels (doc_key, question, label) VALUES (?, ?, ?)", (key, question, label)
+                )
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    # --- reading --------------------------------------------------------------------------------
+    def load(self) -> Session:
+        """The whole session, documents in the order they were added."""
+        conn = self._conn
+        questions = [t for (t,) in conn.execute("SELECT text FROM questions ORDER BY position")]
+        row = conn.execute("SELECT value FROM state WHERE name = 'active_question'").fetchone()
+        active = int(row[0]) if row and str(row[0]).isdigit() else 0
+        active = min(active, max(len(questions) - 1, 0))
+        docs: dict[int, StoredDocument] = {}
+        for key, name, doc_id, source, text, error, extra in conn.execute(
+            "SELECT key, name, doc_id, source, text, error, extra FROM documents ORDER BY key"
+        ):
+            try:
+                more = json.loads(extra or "{}")
+            except ValueError:
+                more = {}
+            doc = Document(
+                id=doc_id, text=text, source=source, error=error,
+                warnings=list(more.get("warnings") or []), meta=dict(more.get("meta") or {}),
+            )
+            docs[key] = StoredDocument(key=key, name=name, document=doc)
+        for (key, question, verdict, margin, raw_margin, probability, label_mass, tokens, seconds, error,
+             windows, window_index, start, end) in conn.execute(
+            "SELECT doc_key, question, verdict, margin, raw_margin, probability, label_mass, tokens, seconds,"
+            " error, windows, window_index, window_start, window_end FROM verdicts"
+        ):
+            if key in docs:
+                docs[key].verdicts[question] = Verdict(
+                    document_id=docs[key].document.id, question=question, verdict=verdict,
+                    margin=_float(margin), raw_margin=_float(raw_margin), probability=_float(probability),
+                    label_mass=_float(label_mass), tokens=tokens, seconds=seconds, error=error,
+                    windows=windows, window_index=window_index,
+                    window_span=(start, end) if start is not None and end is not None else None,
+                )
+        for key, question, label in conn.execute("SELECT doc_key, question, label FROM labels"):
+            if key in docs:
+                docs[key].labels[question] = label
+        return Session(questions=questions, active_question=active, documents=list(docs.values()))
+
+
+def _real(x: float) -> Optional[float]:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _float(x: Optional[float]) -> float:
+    return float("nan") if x is None else float(x)

@@ -1,0 +1,123 @@
+"""Preferences and window geometry in QSettings, behind a small typed class.
+
+Tests pass an ini path so they never touch the user's real preferences.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+from PySide6.QtCore import QByteArray, QSettings
+
+SETTINGS_ENV = "VERDICT_SETTINGS"  # an ini file to use instead of the platform's store
+MAX_RECENT_QUESTIONS = 12
+
+
+class Settings:
+    """Typed access to the app's QSettings.
+
+    ``path``: an ini file (tests, the self-test); None uses ``$VERDICT_SETTINGS`` when set,
+    else the platform's native store for the application's organization/name.
+    """
+
+    def __init__(self, path: Optional[str | os.PathLike] = None) -> None:
+        path = path if path is not None else os.environ.get(SETTINGS_ENV) or None
+        if path is None:
+            self._qs = QSettings()
+        else:
+            self._qs = QSettings(os.fspath(path), QSettings.Format.IniFormat)
+
+    @property
+    def file_name(self) -> str:
+        return self._qs.fileName()
+
+    def sync(self) -> None:
+        self._qs.sync()
+
+    # --- helpers: lists as JSON, since QSettings returns a str for a one-element list in ini files
+    def _get_str(self, key: str, default: str = "") -> str:
+        value = self._qs.value(key, default)
+        return value if isinstance(value, str) else default
+
+    def _get_list(self, key: str) -> list[str]:
+        try:
+            value = json.loads(self._get_str(key, "[]"))
+        except ValueError:
+            return []
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def _get_bytes(self, key: str) -> QByteArray:
+        value = self._qs.value(key)
+        return value if isinstance(value, QByteArray) else QByteArray()
+
+    # --- questions ----------------------------------------------------------------------------
+    @property
+    def recent_questions(self) -> list[str]:
+        """Most recent first."""
+        return self._get_list("questions/recent")
+
+    def add_recent_question(self, question: str) -> None:
+        question = question.strip()
+        if not question:
+            return
+        recent = [question] + [q for q in self.recent_questions if q != question]
+        self._qs.setValue("questions/recent", json.dumps(recent[:MAX_RECENT_QUESTIONS]))
+
+    def clear_recent_questions(self) -> None:
+        self._qs.remove("questions/recent")
+
+    # --- model --------------------------------------------------------------------------------
+    @property
+    def model_path(self) -> Optional[str]:
+        """The model last opened (MLX folder or .gguf); None means the embedded default."""
+        return self._get_str("model/path") or None
+
+    @model_path.setter
+    def model_path(self, value: Optional[str]) -> None:
+        self._qs.setValue("model/path", value or "")
+
+    # --- files --------------------------------------------------------------------------------
+    @property
+    def last_directory(self) -> str:
+        return self._get_str("files/lastDirectory")
+
+    @last_directory.setter
+    def last_directory(self, value: str) -> None:
+        self._qs.setValue("files/lastDirectory", value)
+
+    # --- appearance ---------------------------------------------------------------------------
+    @property
+    def color_scheme(self) -> str:
+        """'system', 'light' or 'dark'."""
+        value = self._get_str("view/colorScheme", "system")
+        return value if value in ("system", "light", "dark") else "system"
+
+    @color_scheme.setter
+    def color_scheme(self, value: str) -> None:
+        self._qs.setValue("view/colorScheme", value)
+
+    # --- window -------------------------------------------------------------------------------
+    @property
+    def window_geometry(self) -> QByteArray:
+        return self._get_bytes("window/geometry")
+
+    @window_geometry.setter
+    def window_geometry(self, value: QByteArray) -> None:
+        self._qs.setValue("window/geometry", value)
+
+    @property
+    def window_state(self) -> QByteArray:
+        return self._get_bytes("window/state")
+
+    @window_state.setter
+    def window_state(self, value: QByteArray) -> None:
+        self._qs.setValue("window/state", value)
+
+    @property
+    def splitter_state(self) -> QByteArray:
+        return self._get_bytes("window/splitter")
+
+    @splitter_state.setter
+    def splitter_state(self, value: QByteArray) -> None:
+        self._qs.setValue("window/splitter", value)
