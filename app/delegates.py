@@ -1,0 +1,136 @@
+"""Painting of the verdict chips and confidence bars (colour plus text, never colour alone)."""
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPalette
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from app import theme
+from app.table_model import ColumnKindRole, ProbabilityRole, StatusRole, VerdictRole
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+class _CellDelegate(QStyledItemDelegate):
+    def paint_background(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        """The cell's own background (selection, failed-row tint, focus) without its text."""
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        style = opt.widget.style() if opt.widget else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+
+
+class VerdictChipDelegate(_CellDelegate):
+    """A rounded chip with the verdict's word: green Yes, red No, amber Uncertain, grey Error."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        self.paint_background(painter, option, index)
+        verdict = index.data(VerdictRole) or ""
+        text = index.data(Qt.ItemDataRole.DisplayRole) or ""
+        if not verdict:
+            status = index.data(StatusRole)
+            if status in ("queued", "scoring"):
+                painter.save()
+                painter.setPen(theme.muted_text(option.palette))
+                painter.drawText(option.rect.adjusted(10, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, "…")
+                painter.restore()
+            return
+        chip = theme.chip_colors(verdict, option.palette)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = painter.font()
+        font.setWeight(font.Weight.DemiBold)
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        width = metrics.horizontalAdvance(text) + 18
+        height = min(option.rect.height() - 6, metrics.height() + 6)
+        rect = QRectF(option.rect.left() + 6, option.rect.center().y() - height / 2 + 0.5, width, height)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(chip.background)
+        painter.drawRoundedRect(rect, height / 2, height / 2)
+        painter.setPen(chip.foreground)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        probability = index.data(ProbabilityRole)
+        if verdict in ("yes", "no", "uncertain") and probability is not None and not math.isnan(probability):
+            painter.setFont(option.font)
+            painter.setPen(theme.muted_text(option.palette))
+            shown = probability if verdict == "yes" else 1 - probability if verdict == "no" else probability
+            rest = QRectF(rect.right() + 6, option.rect.top(), option.rect.right() - rect.right() - 8, option.rect.height())
+            if rest.width() > 24:
+                painter.drawText(rest, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, f"{shown:.0%}")
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        size = super().sizeHint(option, index)
+        return QSize(max(size.width() + 48, 110), max(size.height(), 26))
+
+
+class ConfidenceDelegate(_CellDelegate):
+    """A thin bar filled to the confidence (50-100 %), in the verdict's colour, with the percentage."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        self.paint_background(painter, option, index)
+        value = index.data(ProbabilityRole)
+        if value is None or math.isnan(value):
+            return
+        verdict = index.data(VerdictRole) or "pending"
+        chip = theme.chip_colors(verdict, option.palette)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        text_color = option.palette.color(
+            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        )
+        label = f"{value:.0%}"
+        metrics = painter.fontMetrics()
+        label_width = metrics.horizontalAdvance("100%") + 8
+        bar = QRectF(option.rect.left() + 8, option.rect.center().y() - 3, option.rect.width() - label_width - 16, 6)
+        if bar.width() > 12:
+            track = QColor(text_color)
+            track.setAlphaF(0.12)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(track)
+            painter.drawRoundedRect(bar, 3, 3)
+            filled = QRectF(bar)
+            filled.setWidth(max(bar.width() * (value - 0.5) / 0.5, 6))  # 50 % (a coin flip) is empty
+            painter.setBrush(chip.foreground)
+            painter.drawRoundedRect(filled, 3, 3)
+        painter.setPen(text_color)
+        painter.drawText(
+            QRectF(option.rect.right() - label_width - 4, option.rect.top(), label_width, option.rect.height()),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+            label,
+        )
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        size = super().sizeHint(option, index)
+        return QSize(max(size.width(), 130), max(size.height(), 26))
+
+
+class ResultsDelegate(QStyledItemDelegate):
+    """The table's one delegate: chips in verdict columns, a bar in the confidence column."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._chip = VerdictChipDelegate(self)
+        self._bar = ConfidenceDelegate(self)
+
+    def _for(self, index: Index) -> QStyledItemDelegate | None:
+        kind = index.data(ColumnKindRole)
+        return self._chip if kind == "verdict" else self._bar if kind == "confidence" else None
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        delegate = self._for(index)
+        if delegate is None:
+            super().paint(painter, option, index)
+        else:
+            delegate.paint(painter, option, index)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        delegate = self._for(index)
+        return super().sizeHint(option, index) if delegate is None else delegate.sizeHint(option, index)

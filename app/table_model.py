@@ -1,0 +1,421 @@
+"""The results table: a QAbstractTableModel over a plain list of :class:`DocumentRow`.
+
+The list is the truth; the view only mirrors it. Columns: the document's name, one verdict
+column per question, then confidence, margin, tokens, time and status. Confidence and margin
+follow the *active* question (the one in the question editor).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+
+from engine.types import Document, Verdict
+
+from app import theme
+
+# Row status
+QUEUED, SCORING, DONE, ERROR, IDLE = "queued", "scoring", "done", "error", "idle"
+STATUS_TEXT = {QUEUED: "Queued", SCORING: "Scoring…", DONE: "Done", ERROR: "Error", IDLE: "Not scored"}
+
+# Custom roles
+VerdictRole = Qt.ItemDataRole.UserRole + 1  # 'yes' / 'no' / 'uncertain' / 'error' / '' (none yet)
+ProbabilityRole = Qt.ItemDataRole.UserRole + 2  # P(yes) of the verdict shown (float, nan when none)
+SortRole = Qt.ItemDataRole.UserRole + 3  # numbers sort as numbers
+KeyRole = Qt.ItemDataRole.UserRole + 4  # the row's document key
+StatusRole = Qt.ItemDataRole.UserRole + 5
+ColumnKindRole = Qt.ItemDataRole.UserRole + 6  # 'name', 'verdict', 'confidence', 'margin', ... (for painting)
+
+FIXED_AFTER = ("Confidence", "Margin", "Tokens", "Time", "Status")
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass
+class DocumentRow:
+    """One document in the table, with its results per question and the user's labels."""
+
+    key: int
+    name: str
+    document: Document
+    status: str = IDLE
+    note: str = ""  # why it is not scored, shown as a tooltip
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def error(self) -> Optional[str]:
+        """Why this document failed (unreadable file, or the engine's reason), or None."""
+        if self.document.error:
+            return self.document.error
+        return next((v.error for v in self.verdicts.values() if v.error), None)
+
+    def settle(self, questions: list[str]) -> None:
+        """Status from what is known: failed, done (a verdict for every question), or not scored."""
+        if self.error:
+            self.status = ERROR
+        elif questions and all(q in self.verdicts for q in questions):
+            self.status = DONE
+        else:
+            self.status = IDLE
+
+
+def confidence(verdict: Optional[Verdict]) -> float:
+    """How sure the verdict is, 0.5..1: the probability of the answer given. nan when none."""
+    if verdict is None or verdict.error or math.isnan(verdict.probability):
+        return float("nan")
+    return max(verdict.probability, 1.0 - verdict.probability)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds <= 0:
+        return ""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _sortable(value: float) -> float:
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+class ResultsModel(QAbstractTableModel):
+    """Documents as rows; a verdict column per question. Edit only through the methods here."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._rows: list[DocumentRow] = []
+        self._row_of: dict[int, int] = {}  # key -> row number
+        self._questions: list[str] = []
+        self._active = 0
+
+    # --- structure ------------------------------------------------------------------------------
+    @property
+    def rows(self) -> list[DocumentRow]:
+        """The rows, in order (do not modify the list; use the methods)."""
+        return self._rows
+
+    @property
+    def questions(self) -> list[str]:
+        return list(self._questions)
+
+    @property
+    def active_question(self) -> int:
+        return self._active
+
+    def question_column(self, i: int) -> int:
+        return 1 + i
+
+    def column_of(self, name: str) -> int:
+        """The column of a fixed column by its header ('Name', 'Confidence', 'Status', ...)."""
+        if name == "Name":
+            return 0
+        return 1 + len(self._questions) + FIXED_AFTER.index(name)
+
+    def row_for_key(self, key: int) -> Optional[DocumentRow]:
+        n = self._row_of.get(key)
+        return None if n is None else self._rows[n]
+
+    def row_number(self, key: int) -> Optional[int]:
+        return self._row_of.get(key)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else 1 + len(self._questions) + len(FIXED_AFTER)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < self.columnCount():
+            return None
+        q = section - 1
+        if role == Qt.ItemDataRole.DisplayRole:
+            if section == 0:
+                return "Name"
+            if q < len(self._questions):
+                text = self._questions[q]
+                short = text if len(text) <= 28 else text[:27].rstrip() + "…"
+                return f"Q{q + 1} · {short}" if len(self._questions) > 1 else short
+            return FIXED_AFTER[q - len(self._questions)]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if 0 <= q < len(self._questions):
+                return self._questions[q]
+            if section >= 1 + len(self._questions) and self._questions:
+                name = FIXED_AFTER[q - len(self._questions)]
+                if name in ("Confidence", "Margin"):
+                    return f"{name} of the answer to: {self._questions[self._active]}"
+        return None
+
+    # --- data -----------------------------------------------------------------------------------
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        col = index.column()
+        nq = len(self._questions)
+        if role == KeyRole:
+            return row.key
+        if role == StatusRole:
+            return row.status
+        if role == ColumnKindRole:
+            return "name" if col == 0 else "verdict" if col <= nq else FIXED_AFTER[col - 1 - nq].lower()
+        failed = row.status == ERROR
+        if role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole) and failed:
+            colors = theme.error_row_colors()
+            return colors.background if role == Qt.ItemDataRole.BackgroundRole else colors.foreground
+        if col == 0:
+            return self._name_data(row, role)
+        if 1 <= col <= nq:
+            return self._verdict_data(row, self._questions[col - 1], role)
+        active = row.verdicts.get(self._questions[self._active]) if self._questions else None
+        name = FIXED_AFTER[col - 1 - nq]
+        if name == "Confidence":
+            value = confidence(active)
+            if role == ProbabilityRole:
+                return value
+            if role == VerdictRole:
+                return active.verdict if active else ""
+            if role == SortRole:
+                return _sortable(value)
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "" if math.isnan(value) else f"{value:.0%}"
+            if role == Qt.ItemDataRole.ToolTipRole and active and not math.isnan(active.probability):
+                return f"P(yes) = {active.probability:.3f}, label mass {active.label_mass:.2f}"
+        elif name == "Margin":
+            value = active.margin if active and not active.error else float("nan")
+            if role == SortRole:
+                return _sortable(value)
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "" if math.isnan(value) else f"{value:+.2f}"
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        elif name == "Tokens":
+            value = active.tokens if active and active.tokens else 0
+            if role == SortRole:
+                return value
+            if role == Qt.ItemDataRole.DisplayRole:
+                return f"{value:,}" if value else ""
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        elif name == "Time":
+            seconds = sum(v.seconds for v in row.verdicts.values() if v.question in self._questions)
+            if role == SortRole:
+                return seconds
+            if role == Qt.ItemDataRole.DisplayRole:
+                return _fmt_seconds(seconds)
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        elif name == "Status":
+            if role in (Qt.ItemDataRole.DisplayRole, SortRole):
+                return STATUS_TEXT[row.status]
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return row.error if failed else (row.note or None)
+        return None
+
+    def _name_data(self, row: DocumentRow, role: int) -> Any:
+        if role in (Qt.ItemDataRole.DisplayRole, SortRole):
+            return row.name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            where = row.document.source or row.name
+            return f"{where}\n{row.error}" if row.status == ERROR else where
+        return None
+
+    def _verdict_data(self, row: DocumentRow, question: str, role: int) -> Any:
+        verdict = row.verdicts.get(question)
+        if verdict is None and row.document.error:
+            kind = "error"
+        else:
+            kind = verdict.verdict if verdict else ""
+        if role == VerdictRole:
+            return kind
+        if role == Qt.ItemDataRole.DisplayRole:
+            return theme.VERDICT_TEXT.get(kind, "")
+        if role == ProbabilityRole:
+            return verdict.probability if verdict else float("nan")
+        if role == SortRole:
+            # yes before no, each by margin; errors and unscored last
+            if verdict is None or verdict.error:
+                return -math.inf
+            return _sortable(verdict.margin)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            parts = [question]
+            if verdict is not None and verdict.error:
+                parts.append(f"Error: {verdict.error}")
+            elif verdict is not None:
+                parts.append(f"{theme.VERDICT_TEXT.get(kind, kind)} · P(yes) {verdict.probability:.2f} · margin {verdict.margin:+.2f}")
+            elif row.document.error:
+                parts.append(f"Error: {row.document.error}")
+            label = row.labels.get(question)
+            if label:
+                parts.append(f"Your label: {label}")
+            return "\n".join(parts)
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    # --- changes ----------------------------------------------------------------------------------
+    def set_questions(self, questions: list[str], active: int = 0) -> None:
+        """New question columns. Verdicts for questions no longer asked are dropped."""
+        self.beginResetModel()
+        self._questions = list(questions)
+        self._active = min(max(active, 0), max(len(questions) - 1, 0))
+        for row in self._rows:
+            row.verdicts = {q: v for q, v in row.verdicts.items() if q in self._questions}
+        self.endResetModel()
+
+    def set_active_question(self, active: int) -> None:
+        """Which question the confidence and margin columns follow."""
+        active = min(max(active, 0), max(len(self._questions) - 1, 0))
+        if active == self._active:
+            return
+        self._active = active
+        first = 1 + len(self._questions)
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, first, first + 1)
+        self._columns_changed(first, self.columnCount() - 1)
+
+    def add_rows(self, rows: Iterable[DocumentRow]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        first = len(self._rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+        for n, row in enumerate(rows, first):
+            self._rows.append(row)
+            self._row_of[row.key] = n
+        self.endInsertRows()
+
+    def remove_keys(self, keys: Iterable[int]) -> list[DocumentRow]:
+        """Remove rows by key, one contiguous block at a time; return the rows removed."""
+        numbers = sorted({self._row_of[k] for k in keys if k in self._row_of}, reverse=True)
+        removed: list[DocumentRow] = []
+        while numbers:
+            last = first = numbers.pop(0)
+            while numbers and numbers[0] == first - 1:
+                first = numbers.pop(0)
+            self.beginRemoveRows(QModelIndex(), first, last)
+            removed[:0] = self._rows[first : last + 1]
+            del self._rows[first : last + 1]
+            self._row_of = {row.key: n for n, row in enumerate(self._rows)}
+            self.endRemoveRows()
+        return removed
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._rows.clear()
+        self._row_of.clear()
+        self.endResetModel()
+
+    def set_verdict(self, key: int, verdict: Verdict) -> Optional[DocumentRow]:
+        """Record a verdict; the row is done once every question has one. None if the row is gone
+        or the question is no longer asked (a stale result)."""
+        row = self.row_for_key(key)
+        if row is None or verdict.question not in self._questions:
+            return None
+        row.verdicts[verdict.question] = verdict
+        if row.error:
+            row.status = ERROR
+        elif all(q in row.verdicts for q in self._questions):
+            row.status = DONE
+        self._row_changed(key)
+        return row
+
+    def set_status(self, keys: Iterable[int], status: str, note: str = "") -> None:
+        for key in keys:
+            row = self.row_for_key(key)
+            if row is not None and row.status != ERROR:
+                row.status, row.note = status, note
+                self._row_changed(key)
+
+    def clear_verdicts(self, keys: Iterable[int]) -> None:
+        for key in keys:
+            row = self.row_for_key(key)
+            if row is not None:
+                row.verdicts.clear()
+                row.status = ERROR if row.document.error else IDLE
+                self._row_changed(key)
+
+    def set_label(self, key: int, question: str, label: Optional[str]) -> None:
+        row = self.row_for_key(key)
+        if row is None:
+            return
+        if label is None:
+            row.labels.pop(question, None)
+        else:
+            row.labels[question] = label
+        self._row_changed(key)
+
+    def _row_changed(self, key: int) -> None:
+        n = self._row_of[key]
+        self.dataChanged.emit(self.index(n, 0), self.index(n, self.columnCount() - 1))
+
+    def _columns_changed(self, first: int, last: int) -> None:
+        if self._rows:
+            self.dataChanged.emit(self.index(0, first), self.index(len(self._rows) - 1, last))
+
+
+VERDICT_FILTERS = ("all", "yes", "no", "uncertain", "error")
+
+
+class ResultsFilter(QSortFilterProxyModel):
+    """Sorting (numbers as numbers), a verdict filter on the active question, and search."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._verdict = "all"
+        self._search = ""
+        self._pattern: Optional[re.Pattern] = None
+        self.setSortRole(SortRole)
+        self.setDynamicSortFilter(True)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    @property
+    def verdict_filter(self) -> str:
+        return self._verdict
+
+    def set_verdict_filter(self, verdict: str) -> None:
+        """'all', 'yes', 'no', 'uncertain' or 'error' (for the active question)."""
+        if verdict not in VERDICT_FILTERS:
+            raise ValueError(verdict)
+        self.beginFilterChange()
+        self._verdict = verdict
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    @property
+    def search_text(self) -> str:
+        return self._search
+
+    def set_search_text(self, text: str) -> None:
+        """Rows whose name or text contains ``text`` (case-insensitive)."""
+        self.beginFilterChange()
+        self._search = text.strip()
+        # a pattern, not casefold(): no lowered copy of every document per keystroke
+        self._pattern = re.compile(re.escape(self._search), re.IGNORECASE) if self._search else None
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def refresh(self) -> None:
+        """Filter again (the active question changed, so the verdict filter means something else)."""
+        self.beginFilterChange()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        model = self.sourceModel()
+        if not isinstance(model, ResultsModel) or source_row >= len(model.rows):
+            return True
+        row = model.rows[source_row]
+        if self._verdict != "all":
+            if self._verdict == "error":
+                if row.status != ERROR:
+                    return False
+            else:
+                questions = model.questions
+                verdict = row.verdicts.get(questions[model.active_question]) if questions else None
+                if verdict is None or verdict.verdict != self._verdict:
+                    return False
+        if self._pattern is not None:
+            if not self._pattern.search(row.name) and not self._pattern.search(row.document.text):
+                return False
+        return True
