@@ -1,0 +1,316 @@
+"""The scoring thread and its controller.
+
+MLX streams are thread-local, so exactly one :class:`ScoringWorker` (a QObject moved to one
+QThread) loads the model and makes every MLX call. The GUI never calls it directly except
+:meth:`ScoringWorker.cancel`, which only sets a flag; everything else goes through queued
+signals. :class:`ScoringController` lives on the GUI thread, owns job ids, receives the
+worker's signals in its slots (so they run on the GUI thread) and drops results of jobs
+that were cancelled or replaced.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
+
+from engine.types import Document, Verdict
+
+# Job outcomes (ScoringWorker.jobFinished)
+DONE, CANCELLED, NO_MODEL, FAILED = "done", "cancelled", "no-model", "failed"
+
+CHUNK_DOCUMENTS = 32  # documents handed to the engine at a time: "Scoring…" marks exactly these
+
+
+class ScoringWorker(QObject):
+    """Owns the Classifier. Its slots run on the scoring thread, one request at a time."""
+
+    modelLoaded = Signal(int, str, str)  # request, model name, path ('' = default model)
+    modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
+    chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
+    verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
+    jobFinished = Signal(int, str, str)  # job, outcome, reason
+
+    def __init__(self, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
+        super().__init__()
+        self._load = load  # Classifier.load unless a test replaces it
+        self._classifier: Any = None  # created and used on the scoring thread only
+        self._lock = threading.Lock()
+        self._cancelled: set[int] = set()
+
+    def cancel(self, job: int) -> None:
+        """Ask a job to stop at the next batch boundary. Thread-safe; called from the GUI thread."""
+        with self._lock:
+            self._cancelled.add(job)
+
+    def _is_cancelled(self, job: int) -> bool:
+        with self._lock:
+            return job in self._cancelled
+
+    @Slot(int, object)
+    def loadModel(self, request: int, path: Optional[str]) -> None:
+        """Load a model (None: the embedded default) here, on the scoring thread."""
+        from engine.models import ModelError
+
+        try:
+            load = self._load
+            if load is None:
+                from engine import Classifier
+
+                load = Classifier.load
+            classifier = load(path)
+        except ModelError as exc:
+            self.modelFailed.emit(request, path or "", str(exc), self._name())
+            return
+        except Exception as exc:  # an unexpected failure in a loader is still a failed load, not a crash
+            self.modelFailed.emit(request, path or "", f"{type(exc).__name__}: {exc}", self._name())
+            return
+        self._classifier = classifier
+        self.modelLoaded.emit(request, classifier.model_name, path or "")
+
+    def _name(self) -> str:
+        return self._classifier.model_name if self._classifier is not None else ""
+
+    @Slot(int, object, object)
+    def score(self, job: int, questions: Sequence[str], documents: Sequence[Document]) -> None:
+        """Score ``documents`` for all ``questions`` in one pass, emitting verdicts as batches end."""
+        try:
+            outcome, reason = self._score(job, list(questions), list(documents))
+        except Exception as exc:  # MLX or engine failure: the job's unfinished documents show why
+            outcome, reason = FAILED, f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._cancelled.discard(job)
+        self.jobFinished.emit(job, outcome, reason)
+
+    def _score(self, job: int, questions: list[str], documents: list[Document]) -> tuple[str, str]:
+        def cancel() -> bool:
+            return self._is_cancelled(job)
+
+        if cancel():
+            return CANCELLED, ""
+        if self._classifier is None:
+            return NO_MODEL, "no model is loaded"
+        for start in range(0, len(documents), CHUNK_DOCUMENTS):
+            if cancel():
+                return CANCELLED, ""
+            chunk = documents[start : start + CHUNK_DOCUMENTS]
+            self.chunkStarted.emit(job, start, start + len(chunk))
+            for verdict in self._classifier.classify_iter(questions, chunk, cancel=cancel):
+                verdict.document_index += start
+                self.verdictReady.emit(job, verdict)
+        return (CANCELLED, "") if cancel() else (DONE, "")
+
+    @Slot()
+    def release(self) -> None:
+        """Drop the model (on this thread, where its arrays were made)."""
+        self._classifier = None
+
+
+@dataclass
+class _Job:
+    id: int
+    keys: list[int]  # document keys, in the order sent
+    questions: list[str]
+    expected: list[int] = field(default_factory=list)  # verdicts still to come, per document
+    done: int = 0  # documents with every verdict in
+
+
+class ScoringController(QObject):
+    """GUI-thread side of scoring: job ids, stale-result dropping, progress.
+
+    Results are reported by document *key* (the table's row id), never by position.
+    """
+
+    modelLoading = Signal(str)  # path ('' = default)
+    modelReady = Signal(str, str)  # name, path
+    modelFailed = Signal(str, str, str)  # path, reason, name of the model still in use ('' = none)
+    verdictArrived = Signal(int, object)  # document key, Verdict
+    rowsScoring = Signal(list)  # keys now being scored
+    rowsStopped = Signal(list, str, str)  # keys left unscored, outcome, reason
+    progressChanged = Signal(int, int, float)  # documents done, total, documents per second
+    busyChanged = Signal(bool)
+
+    _loadRequested = Signal(int, object)
+    _scoreRequested = Signal(int, object, object)
+    _releaseRequested = Signal()
+
+    def __init__(self, parent: Optional[QObject] = None, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("verdict-scoring")
+        self._worker = ScoringWorker(load)
+        self._worker.moveToThread(self._thread)
+        queued = Qt.ConnectionType.QueuedConnection
+        self._loadRequested.connect(self._worker.loadModel, queued)
+        self._scoreRequested.connect(self._worker.score, queued)
+        self._releaseRequested.connect(self._worker.release, queued)
+        self._worker.modelLoaded.connect(self._on_model_loaded, queued)
+        self._worker.modelFailed.connect(self._on_model_failed, queued)
+        self._worker.chunkStarted.connect(self._on_chunk_started, queued)
+        self._worker.verdictReady.connect(self._on_verdict, queued)
+        self._worker.jobFinished.connect(self._on_job_finished, queued)
+        self._thread.start()
+        self._next_id = 0
+        self._load_request = 0  # the latest model request; older answers are ignored
+        self._loading = False
+        self._jobs: dict[int, _Job] = {}
+        self._busy_reported = False
+        self._run_total = 0
+        self._run_done = 0
+        self._run_clock: Optional[float] = None
+        self._model_name = ""
+        self._model_path = ""
+
+    # --- state ------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True while any job is live (queued or running)."""
+        return bool(self._jobs)
+
+    @property
+    def loading(self) -> bool:
+        return self._loading
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def model_path(self) -> str:
+        return self._model_path
+
+    @property
+    def thread(self) -> QThread:
+        return self._thread
+
+    def live_keys(self) -> set[int]:
+        """Keys of documents in live jobs."""
+        return {k for job in self._jobs.values() for k in job.keys}
+
+    # --- requests -----------------------------------------------------------------------------------
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def load_model(self, path: Optional[str]) -> None:
+        """Load a model on the scoring thread (None: the embedded default). Jobs sent later wait for it."""
+        self._load_request = self._new_id()
+        self._loading = True
+        self.modelLoading.emit(path or "")
+        self._loadRequested.emit(self._load_request, path or None)
+
+    def score(self, keys: list[int], documents: list[Document], questions: list[str]) -> Optional[int]:
+        """Start a job; returns its id (None when there is nothing to do)."""
+        if not keys or not questions:
+            return None
+        was_busy = self.busy
+        job = _Job(self._new_id(), list(keys), list(questions), [len(questions)] * len(keys))
+        self._jobs[job.id] = job
+        if not was_busy:
+            self._run_total, self._run_done, self._run_clock = 0, 0, None
+        self._run_total += len(keys)
+        self._scoreRequested.emit(job.id, list(questions), list(documents))
+        self._emit_progress()
+        self._report_busy()
+        return job.id
+
+    def cancel_all(self, reason: str = "cancelled") -> list[int]:
+        """Stop every live job now: its late results are dropped. Returns the keys left unscored."""
+        unscored: list[int] = []
+        for job in list(self._jobs.values()):
+            self._worker.cancel(job.id)
+            unscored += self._drop(job)
+        if unscored:
+            self.rowsStopped.emit(unscored, CANCELLED, reason)
+        self._after_change()
+        return unscored
+
+    def forget_keys(self, keys: set[int]) -> None:
+        """Documents removed from the table: stop counting them (their results will be dropped)."""
+        for job in self._jobs.values():
+            for n, key in enumerate(job.keys):
+                if key in keys and job.expected[n] > 0:
+                    job.expected[n] = 0
+                    self._run_total -= 1
+        self._emit_progress()
+
+    def shutdown(self) -> None:
+        """Cancel everything, free the model on its thread, and stop the thread (waits)."""
+        for job in list(self._jobs.values()):
+            self._worker.cancel(job.id)
+        self._jobs.clear()
+        if self._thread.isRunning():
+            self._releaseRequested.emit()
+            self._thread.quit()
+            self._thread.wait()
+
+    # --- worker answers (GUI thread) ------------------------------------------------------------------
+    @Slot(int, str, str)
+    def _on_model_loaded(self, request: int, name: str, path: str) -> None:
+        self._model_name, self._model_path = name, path
+        if request == self._load_request:
+            self._loading = False
+            self.modelReady.emit(name, path)
+
+    @Slot(int, str, str, str)
+    def _on_model_failed(self, request: int, path: str, reason: str, still_in_use: str) -> None:
+        if request == self._load_request:
+            self._loading = False
+            self.modelFailed.emit(path, reason, still_in_use)
+
+    @Slot(int, int, int)
+    def _on_chunk_started(self, job_id: int, start: int, end: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        if self._run_clock is None:
+            self._run_clock = time.perf_counter()
+        self.rowsScoring.emit([k for n, k in enumerate(job.keys[start:end], start) if job.expected[n] > 0])
+
+    @Slot(int, object)
+    def _on_verdict(self, job_id: int, verdict: Verdict) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or not 0 <= verdict.document_index < len(job.keys):
+            return  # stale: the job was cancelled or replaced
+        n = verdict.document_index
+        if job.expected[n] <= 0:
+            return  # the document was removed meanwhile
+        job.expected[n] -= 1
+        if job.expected[n] == 0:
+            job.done += 1
+            self._run_done += 1
+        self.verdictArrived.emit(job.keys[n], verdict)
+        self._emit_progress()
+
+    @Slot(int, str, str)
+    def _on_job_finished(self, job_id: int, outcome: str, reason: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        unscored = self._drop(job)
+        if unscored:
+            self.rowsStopped.emit(unscored, outcome, reason)
+        self._after_change()
+
+    # --- bookkeeping -----------------------------------------------------------------------------------
+    def _drop(self, job: _Job) -> list[int]:
+        del self._jobs[job.id]
+        unscored = [k for n, k in enumerate(job.keys) if job.expected[n] > 0]
+        self._run_total -= len(unscored)
+        return unscored
+
+    def _after_change(self) -> None:
+        self._emit_progress()
+        self._report_busy()
+
+    def _report_busy(self) -> None:
+        if self.busy != self._busy_reported:
+            self._busy_reported = self.busy
+            self.busyChanged.emit(self.busy)
+
+    def _emit_progress(self) -> None:
+        elapsed = time.perf_counter() - self._run_clock if self._run_clock else 0.0
+        rate = self._run_done / elapsed if elapsed > 0 else 0.0
+        self.progressChanged.emit(self._run_done, max(self._run_total, self._run_done), rate)
