@@ -1,0 +1,257 @@
+"""The question editor: one tab per question (each a verdict column), Return to score.
+
+Editing the active question and pressing Return (without Shift) asks again: every document is
+rescored for all questions in one pass. "+" opens a new question; the recent questions are one
+click away in the Recent menu.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QKeyEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTabBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+PLACEHOLDER = "Ask a yes/no question about every document, e.g. “Does this ask the reader to pay money?” — then press Return"
+NEW_PLACEHOLDER = "Ask another yes/no question; it gets a column of its own — press Return"
+
+
+class QuestionEditor(QPlainTextEdit):
+    """Multi-line editor where Return submits and Shift+Return starts a new line."""
+
+    submitted = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.setPlaceholderText(PLACEHOLDER)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().setDocumentMargin(6)
+        lines = 2.4
+        self.setFixedHeight(int(self.fontMetrics().lineSpacing() * lines + 2 * self.frameWidth() + 14))
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            event.accept()
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class QuestionBar(QWidget):
+    """Questions as tabs over one editor. The committed list only changes on submit or remove."""
+
+    questionsSubmitted = Signal(list, int)  # all questions, active: score everything again
+    questionRemoved = Signal(list, int)  # remaining questions, active: a column goes, nothing to score
+    activeChanged = Signal(int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._questions: list[str] = []
+        self._active = 0
+        self._draft = False  # the last tab is a new question not asked yet
+        self._updating = False
+
+        self.tabs = QTabBar()
+        self.tabs.setObjectName("QuestionTabs")
+        self.tabs.setTabsClosable(True)
+        self.tabs.setExpanding(False)
+        self.tabs.setDrawBase(False)
+        self.tabs.setElideMode(Qt.TextElideMode.ElideRight)
+        self.tabs.setUsesScrollButtons(True)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.tabs.tabCloseRequested.connect(self._on_tab_close)
+
+        self.add_button = QToolButton()
+        self.add_button.setText("+ Question")
+        self.add_button.setToolTip("Ask another question about the same documents (its own column)")
+        self.add_button.setAutoRaise(True)
+        self.add_button.clicked.connect(self.add_question)
+
+        self.recent_button = QToolButton()
+        self.recent_button.setText("Recent ▾")
+        self.recent_button.setToolTip("Questions you asked before")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_button.setAutoRaise(True)
+        self.recent_menu = QMenu(self)
+        self.recent_button.setMenu(self.recent_menu)
+
+        self.editor = QuestionEditor()
+        self.editor.submitted.connect(self.submit)
+
+        self.ask_button = QPushButton("Ask")
+        self.ask_button.setObjectName("AskButton")
+        self.ask_button.setDefault(True)
+        self.ask_button.setToolTip("Score every document for every question (Return)")
+        self.ask_button.clicked.connect(self.submit)
+        self.ask_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        self.ask_button.setMinimumWidth(84)
+
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.setSpacing(4)
+        top.addWidget(self.tabs, 0, Qt.AlignmentFlag.AlignBottom)
+        top.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        top.addStretch(1)
+        top.addWidget(self.recent_button)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(8)
+        row.addWidget(self.editor, 1)
+        row.addWidget(self.ask_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addLayout(row)
+        self._rebuild_tabs()
+        self.set_recent([])
+
+    # --- state ------------------------------------------------------------------------------------
+    @property
+    def questions(self) -> list[str]:
+        """The questions asked (each has a column)."""
+        return list(self._questions)
+
+    @property
+    def active(self) -> int:
+        """Index of the question in the editor (== len(questions) while a new one is drafted)."""
+        return self._active
+
+    def set_questions(self, questions: list[str], active: int = 0) -> None:
+        """Show these questions (e.g. a restored session) without emitting anything."""
+        self._questions = [q for q in questions if q.strip()]
+        self._active = min(max(active, 0), max(len(self._questions) - 1, 0))
+        self._draft = False
+        self._rebuild_tabs()
+
+    def set_recent(self, recent: list[str]) -> None:
+        """Fill the Recent menu (most recent first)."""
+        self.recent_menu.clear()
+        for question in recent:
+            label = question if len(question) <= 80 else question[:79] + "…"
+            action = QAction(label, self.recent_menu)
+            action.setToolTip(question)
+            action.setData(question)
+            action.triggered.connect(self._on_recent)
+            self.recent_menu.addAction(action)
+        self.recent_button.setEnabled(bool(recent))
+
+    # --- actions ------------------------------------------------------------------------------------
+    def submit(self) -> None:
+        """Commit the editor's text as the active question and ask for scoring."""
+        text = self.editor.toPlainText().strip()
+        if not text:
+            return
+        if self._draft or not self._questions:
+            if text in self._questions:  # asking the same question twice adds nothing
+                self._draft = False
+                self._active = self._questions.index(text)
+            else:
+                self._questions.append(text)
+                self._active = len(self._questions) - 1
+            self._draft = False
+        else:
+            if text in self._questions and self._questions.index(text) != self._active:
+                del self._questions[self._active]
+                self._active = self._questions.index(text)
+            else:
+                self._questions[self._active] = text
+        self._rebuild_tabs()
+        self.questionsSubmitted.emit(self.questions, self._active)
+
+    def ask(self, question: str) -> None:
+        """Put ``question`` in the editor (in the active tab) and submit it."""
+        self.editor.setPlainText(question)
+        self.submit()
+
+    def add_question(self) -> None:
+        """Open a new, empty question tab."""
+        if not self._questions:
+            self.editor.setFocus()
+            return
+        if not self._draft:
+            self._draft = True
+            self._active = len(self._questions)
+            self._rebuild_tabs()
+        self.editor.setFocus()
+
+    def remove_question(self, index: int) -> None:
+        if self._draft and index == len(self._questions):
+            self._draft = False
+            self._active = max(len(self._questions) - 1, 0)
+            self._rebuild_tabs()
+            return
+        if not 0 <= index < len(self._questions):
+            return
+        del self._questions[index]
+        self._draft = False
+        if self._active >= index and self._active > 0:
+            self._active -= 1
+        self._active = min(self._active, max(len(self._questions) - 1, 0))
+        self._rebuild_tabs()
+        self.questionRemoved.emit(self.questions, self._active)
+
+    # --- internals ------------------------------------------------------------------------------------
+    def _on_recent(self) -> None:
+        action = self.sender()
+        if isinstance(action, QAction):
+            self.ask(str(action.data()))
+
+    def _rebuild_tabs(self) -> None:
+        self._updating = True
+        while self.tabs.count():
+            self.tabs.removeTab(0)
+        for i, question in enumerate(self._questions):
+            short = question if len(question) <= 40 else question[:39].rstrip() + "…"
+            self.tabs.addTab(f"Q{i + 1}  {short}")
+            self.tabs.setTabToolTip(i, question)
+        if self._draft:
+            self.tabs.addTab("New question")
+        self.tabs.setVisible(self.tabs.count() > 0)
+        self.add_button.setVisible(bool(self._questions))
+        if self.tabs.count():
+            self.tabs.setCurrentIndex(min(self._active, self.tabs.count() - 1))
+        self._show_active()
+        self._updating = False
+
+    def _show_active(self) -> None:
+        if self._active < len(self._questions):
+            self.editor.setPlaceholderText(PLACEHOLDER)
+            self.editor.setPlainText(self._questions[self._active])
+        else:
+            self.editor.setPlaceholderText(NEW_PLACEHOLDER if self._questions else PLACEHOLDER)
+            self.editor.setPlainText("")
+        cursor = self.editor.textCursor()
+        cursor.movePosition(cursor.MoveOperation.End)
+        self.editor.setTextCursor(cursor)
+
+    def _on_tab_changed(self, index: int) -> None:
+        if self._updating or index < 0:
+            return
+        if self._draft and index < len(self._questions):
+            self._draft = False  # leaving an empty new question discards it
+            self._active = index
+            self._rebuild_tabs()
+        else:
+            self._active = index
+            self._show_active()
+        if index < len(self._questions):
+            self.activeChanged.emit(index)
+
+    def _on_tab_close(self, index: int) -> None:
+        self.remove_question(index)
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), 480), hint.height())
