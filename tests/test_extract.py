@@ -203,7 +203,7 @@ def test_extract_bytes_without_a_name_sniffs_content():
         ("page.html", b"\x7fELF\x02\x01\x01\x00" + bytes(200), "not a text file: binary content in a .html"),
         ("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(100), "unsupported file type: .png"),
         ("old.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "unsupported file type: .doc (Word 97-2003); save it as .docx or PDF"),
-        ("archive.txt", zipfile.ZipFile.__name__ and b"PK\x03\x04" + bytes(60), "not a text file: the content is a zip archive"),
+        ("archive.txt", b"PK\x03\x04" + bytes(60), "not a text file: the content is a zip archive"),
         ("blank.txt", b"  \n\t\n ", "no text found in the text file"),
         ("nothing.pdf", b"hello, I am not a PDF", "corrupt PDF: no %PDF header (not a PDF file?)"),
     ],
