@@ -11,6 +11,7 @@ from app import theme
 from app.table_model import ColumnKindRole, ProbabilityRole, StatusRole, VerdictRole
 
 Index = QModelIndex | QPersistentModelIndex
+CELL_PADDING = 6
 
 
 class _CellDelegate(QStyledItemDelegate):
@@ -57,7 +58,9 @@ class VerdictChipDelegate(_CellDelegate):
         probability = index.data(ProbabilityRole)
         if verdict in ("yes", "no", "uncertain") and probability is not None and not math.isnan(probability):
             painter.setFont(option.font)
-            painter.setPen(theme.muted_text(option.palette))
+            selected = bool(option.state & QStyle.StateFlag.State_Selected)
+            painter.setPen(option.palette.color(QPalette.ColorRole.HighlightedText) if selected
+                           else theme.muted_text(option.palette))
             shown = probability if verdict == "yes" else 1 - probability if verdict == "no" else probability
             rest = QRectF(rect.right() + 6, option.rect.top(), option.rect.right() - rect.right() - 8, option.rect.height())
             if rest.width() > 24:
@@ -125,11 +128,24 @@ class ResultsDelegate(QStyledItemDelegate):
         return self._chip if kind == "verdict" else self._bar if kind == "confidence" else None
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        # Failed rows are tinted here: style sheets make some styles skip the model's BackgroundRole.
+        tint = index.data(Qt.ItemDataRole.BackgroundRole)
+        if isinstance(tint, QColor) and not option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, tint)
         delegate = self._for(index)
-        if delegate is None:
-            super().paint(painter, option, index)
-        else:
+        if delegate is not None:
             delegate.paint(painter, option, index)
+            return
+        # plain text cells: the panel (selection, alternating colour) across the whole cell, the
+        # text inset so it does not touch the neighbouring column
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        style = opt.widget.style() if opt.widget else None
+        if style is not None:
+            style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, opt, painter, opt.widget)
+        inset = QStyleOptionViewItem(option)
+        inset.rect = option.rect.adjusted(CELL_PADDING, 0, -CELL_PADDING, 0)
+        super().paint(painter, inset, index)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
         delegate = self._for(index)

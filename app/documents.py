@@ -6,40 +6,19 @@ what a window needs on top: short display names and documents made from pasted t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 from engine.types import Document
-
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "samples"
-
 
 def load_paths(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Document]]:
     """(display name, document) for every file in ``paths`` (folders walked recursively).
 
     Never raises: a file that can't be read comes back as a document with ``error`` set.
     """
-    try:
-        from engine.intake import load_documents
-    except ImportError:  # engine.intake not in this checkout yet: plain text and Markdown only
-        load_documents = _read_text_files
+    from engine.intake import load_documents
 
     roots = [os.fspath(p) for p in paths]
     return [(display_name(doc, roots), doc) for doc in load_documents(roots)]
-
-
-def _read_text_files(paths: Sequence[str]) -> list[Document]:
-    docs = []
-    for given in paths:
-        files = sorted(str(p) for p in Path(given).rglob("*") if p.is_file()) if os.path.isdir(given) else [given]
-        for path in files:
-            if Path(path).suffix.lower() not in (".txt", ".md") and os.path.isdir(given):
-                continue
-            try:
-                docs.append(Document(id=path, text=Path(path).read_text(encoding="utf-8"), source=path))
-            except (OSError, UnicodeDecodeError) as exc:
-                docs.append(Document(id=path, text="", source=path, error=f"could not read: {exc}"))
-    return docs
 
 
 def display_name(doc: Document, roots: Sequence[str]) -> str:

@@ -50,6 +50,7 @@ class DropZone(QFrame):
         )
         self._hint.setObjectName("DropHint")
         self._hint.setWordWrap(True)
+        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._button = QPushButton("Add Files…")
         self._button.clicked.connect(self.addFilesClicked)
 
@@ -63,7 +64,7 @@ class DropZone(QFrame):
         big.setSpacing(8)
         big.addStretch(1)
         big.addWidget(self._title, 0, Qt.AlignmentFlag.AlignHCenter)
-        big.addWidget(self._hint, 0, Qt.AlignmentFlag.AlignHCenter)
+        big.addWidget(self._hint)  # full width, centred text: a centred wrapped label gets squeezed
         big.addSpacing(8)
         self._big_button_slot = QHBoxLayout()
         big.addLayout(self._big_button_slot)

@@ -360,6 +360,20 @@ class ResultsModel(QAbstractTableModel):
 VERDICT_FILTERS = ("all", "yes", "no", "uncertain", "error")
 
 
+def verdict_counts(rows: Iterable[DocumentRow], question: Optional[str]) -> dict[str, int]:
+    """How many rows each verdict filter would show for ``question``."""
+    counts = dict.fromkeys(VERDICT_FILTERS, 0)
+    for row in rows:
+        counts["all"] += 1
+        if row.status == ERROR:
+            counts["error"] += 1
+            continue
+        verdict = row.verdicts.get(question) if question else None
+        if verdict is not None and verdict.verdict in ("yes", "no", "uncertain"):
+            counts[verdict.verdict] += 1
+    return counts
+
+
 class ResultsFilter(QSortFilterProxyModel):
     """Sorting (numbers as numbers), a verdict filter on the active question, and search."""
 

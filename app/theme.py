@@ -154,7 +154,6 @@ def stylesheet(palette: QPalette | None = None) -> str:
 #LabelYes, #LabelNo {{ padding: 2px 14px; }}
 QTableView#Results {{ border: 1px solid {border}; border-radius: 8px; background: {c(role.Base)};
     alternate-background-color: {c(role.AlternateBase)}; gridline-color: transparent; }}
-QTableView#Results::item {{ padding: 0 6px; border: none; }}
 QTableView#Results QHeaderView::section {{ background: {c(role.Window)}; border: none;
     border-bottom: 1px solid {border}; padding: 5px 6px; font-weight: 600; color: {muted}; }}
 #FilterButton {{ border: 1px solid {border}; border-radius: 6px; padding: 3px 10px; background: {c(role.Base)}; }}

@@ -398,7 +398,7 @@ class MainWindow(QMainWindow):
         has_rows = bool(self.results.rows)
         self.drop_zone.set_compact(has_rows)
         self.table.setVisible(has_rows)
-        self.search.setEnabled(has_rows)
+        self.filter_bar.setVisible(has_rows)
         self._counts_timer.start()
 
     # ---------------------------------------------------------------------------------------- questions
