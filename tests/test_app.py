@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QFileOpenEvent, QGuiApplication, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QAbstractItemModelTester
 from PySide6.QtWidgets import QApplication
@@ -20,7 +20,7 @@ from app import dialogs
 from app.application import VerdictApplication
 from app.session_store import DB_FILE, SessionStore
 from app.settings import Settings
-from app.table_model import DONE, ERROR, IDLE, ResultsModel
+from app.table_model import DONE, ERROR, IDLE
 from app import theme
 from app.window import MainWindow
 from engine.cli import EXTRA_FIELDS, ROW_FIELDS
@@ -543,3 +543,34 @@ def _doc(doc_id: str, text: str, error: str | None = None):
     from engine.types import Document
 
     return Document(id=doc_id, text=text, error=error)
+
+
+def test_the_model_is_loaded_and_used_only_on_the_scoring_thread(qtbot, tmp_path, tiny_model_dir, dialog_calls):
+    import threading
+
+    from engine import Classifier
+
+    seen: dict[str, set] = {"load": set(), "classify": set()}
+
+    def load(path):
+        seen["load"].add(threading.get_ident())
+        classifier = Classifier.load(path)
+        original = classifier.classify_iter
+
+        def classify_iter(*args, **kwargs):
+            seen["classify"].add(threading.get_ident())
+            yield from original(*args, **kwargs)
+
+        classifier.classify_iter = classify_iter
+        return classifier
+
+    window = MainWindow(Settings(tmp_path / "s.ini"), SessionStore(tmp_path / DB_FILE), model=str(tiny_model_dir), load=load)
+    qtbot.addWidget(window)
+    window.question_bar.ask(Q1)
+    window.add_paths(write_docs(tmp_path / "docs", 3))
+    wait_scored(qtbot, window, 3)
+    main = threading.get_ident()
+    assert len(seen["load"]) == 1 and seen["load"] == seen["classify"] and main not in seen["load"]
+    assert window.controller._worker.thread() is window.controller.thread
+    window.close()
+    assert not window.controller.thread.isRunning()

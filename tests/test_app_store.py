@@ -1,0 +1,157 @@
+"""The session database and the settings wrapper, without a window."""
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pytest
+
+from app.session_store import DB_FILE, SCHEMA_VERSION, SessionStore
+from app.settings import MAX_RECENT_QUESTIONS, Settings
+from engine.types import Document, Verdict
+
+
+def verdict(doc_id: str, question: str, margin: float, **kw) -> Verdict:
+    return Verdict(document_id=doc_id, question=question, verdict="yes" if margin > 0 else "no", margin=margin,
+                   raw_margin=margin, probability=1 / (1 + math.exp(-margin)), label_mass=0.8, tokens=42,
+                   seconds=0.01, **kw)
+
+
+def test_round_trip_of_a_whole_session(tmp_path):
+    path = tmp_path / DB_FILE
+    store = SessionStore(path)
+    assert store.notice is None
+    keys = store.add_documents([
+        ("a.txt", Document(id="/x/a.txt", text="Pay now", source="/x/a.txt", warnings=["truncated"], meta={"kind": "text"})),
+        ("Pasted 1", Document(id="pasted-1", text="Hello")),
+        ("bad.pdf", Document(id="/x/bad.pdf", text="", source="/x/bad.pdf", error="file is damaged")),
+    ])
+    store.set_questions(["Q1", "Q2"], 1)
+    store.save_verdicts([(keys[0], verdict("/x/a.txt", "Q1", 1.5, windows=3, window_index=2, window_span=(10, 90))),
+                         (keys[0], verdict("/x/a.txt", "Q2", -0.5)),
+                         (keys[1], Verdict(document_id="pasted-1", question="Q1", verdict="error", error="empty"))])
+    store.set_label(keys[0], "Q1", "yes")
+    store.set_label(keys[1], "Q2", "no")
+    store.close()
+
+    session = SessionStore(path).load()
+    assert session.questions == ["Q1", "Q2"] and session.active_question == 1
+    a, pasted, bad = session.documents
+    assert (a.key, a.name, a.document.text, a.document.source) == (keys[0], "a.txt", "Pay now", "/x/a.txt")
+    assert a.document.warnings == ["truncated"] and a.document.meta == {"kind": "text"}
+    v = a.verdicts["Q1"]
+    assert (v.verdict, v.margin, v.windows, v.window_index, v.window_span) == ("yes", 1.5, 3, 2, (10, 90))
+    assert a.labels == {"Q1": "yes"} and pasted.labels == {"Q2": "no"}
+    assert math.isnan(pasted.verdicts["Q1"].margin) and pasted.verdicts["Q1"].error == "empty"
+    assert bad.document.error == "file is damaged" and bad.verdicts == {}
+
+
+def test_wal_mode_and_schema_version(tmp_path):
+    store = SessionStore(tmp_path / DB_FILE)
+    store.add_documents([("a", Document(id="a", text="x"))])
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    store.close()
+
+
+def test_every_change_is_on_disk_at_once(tmp_path):
+    """A second connection sees each write without the store being closed (a crash loses nothing)."""
+    store = SessionStore(tmp_path / DB_FILE)
+    (key,) = store.add_documents([("a", Document(id="a", text="x"))])
+    store.set_questions(["Q"], 0)
+    store.save_verdicts([(key, verdict("a", "Q", 2.0))])
+    reader = SessionStore(tmp_path / DB_FILE)
+    assert reader.load().documents[0].verdicts["Q"].margin == 2.0
+    store.remove_documents([key])
+    assert reader.load().documents == []
+    store.close()
+    reader.close()
+
+
+def test_removed_questions_drop_their_verdicts_but_keep_labels(tmp_path):
+    store = SessionStore(tmp_path / DB_FILE)
+    (key,) = store.add_documents([("a", Document(id="a", text="x"))])
+    store.set_questions(["Q1", "Q2"], 0)
+    store.save_verdicts([(key, verdict("a", "Q1", 1.0)), (key, verdict("a", "Q2", 1.0))])
+    store.set_label(key, "Q2", "yes")
+    store.set_questions(["Q1"], 0)
+    doc = store.load().documents[0]
+    assert set(doc.verdicts) == {"Q1"}
+    assert doc.labels == {"Q2": "yes"}  # the user's work survives; it shows again if Q2 is asked again
+    store.set_label(key, "Q2", None)
+    assert store.load().documents[0].labels == {}
+
+
+def test_verdicts_for_removed_documents_are_skipped(tmp_path):
+    store = SessionStore(tmp_path / DB_FILE)
+    keys = store.add_documents([("a", Document(id="a", text="x")), ("b", Document(id="b", text="y"))])
+    store.remove_documents([keys[0]])
+    store.save_verdicts([(keys[0], verdict("a", "Q", 1.0)), (keys[1], verdict("b", "Q", -1.0))])
+    assert store.write_error is None
+    (b,) = store.load().documents
+    assert b.key == keys[1] and set(b.verdicts) == {"Q"}
+
+
+@pytest.mark.parametrize("content,kind", [
+    (b"SQLite format 3\x00" + b"\xff" * 5000, "unreadable"),  # a damaged header
+    (b"", None),  # an empty file is a fine new database
+    (b"plain text, not a database at all" * 50, "unreadable"),
+])
+def test_unreadable_files_are_set_aside_not_overwritten(tmp_path, content, kind):
+    path = tmp_path / DB_FILE
+    path.write_bytes(content)
+    store = SessionStore(path)
+    aside = [p for p in tmp_path.iterdir() if p.name != DB_FILE and not p.name.endswith(("-wal", "-shm"))]
+    if kind is None:
+        assert store.notice is None and aside == []
+        return
+    assert len(aside) == 1 and kind in aside[0].name and aside[0].read_bytes() == content
+    assert store.set_aside_path == aside[0] and aside[0].name in store.notice
+    assert store.load().documents == []
+    store.add_documents([("a", Document(id="a", text="x"))])  # and the new one works
+
+
+def test_a_newer_schema_is_set_aside_with_its_wal(tmp_path):
+    path = tmp_path / DB_FILE
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.execute("CREATE TABLE documents (key INTEGER PRIMARY KEY, what_the_future_holds TEXT)")
+    db.commit()
+    store = SessionStore(path)
+    assert "newer version of Verdict" in store.notice
+    assert store.set_aside_path.name.startswith(f"{DB_FILE}.newer-")
+    with sqlite3.connect(store.set_aside_path) as old:
+        assert old.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    db.close()
+
+
+def test_failed_writes_are_reported_once_and_never_raise(tmp_path):
+    errors = []
+    store = SessionStore(tmp_path / DB_FILE, on_error=errors.append)
+    store.close()  # every write now fails
+    keys = store.add_documents([("a", Document(id="a", text="x")), ("b", Document(id="b", text="y"))])
+    assert len(set(keys)) == 2  # still unique, so the window keeps working
+    store.set_label(keys[0], "Q", "yes")
+    store.save_verdicts([(keys[0], verdict("a", "Q", 1.0))])
+    assert len(errors) == 1 and "could not be saved" in errors[0]
+
+
+def test_settings_are_typed_and_kept_in_the_given_ini(tmp_path):
+    ini = tmp_path / "prefs.ini"
+    settings = Settings(ini)
+    assert settings.recent_questions == [] and settings.model_path is None and settings.color_scheme == "system"
+    for i in range(MAX_RECENT_QUESTIONS + 3):
+        settings.add_recent_question(f"Question {i}?")
+    settings.add_recent_question("Question 5?")  # asked again: moves to the top
+    settings.model_path = "/models/qwen3.gguf"
+    settings.color_scheme = "dark"
+    settings.sync()
+    assert ini.exists()
+    again = Settings(ini)
+    recent = again.recent_questions
+    assert recent[0] == "Question 5?" and len(recent) == MAX_RECENT_QUESTIONS and len(set(recent)) == len(recent)
+    assert again.model_path == "/models/qwen3.gguf" and again.color_scheme == "dark"
+    again.add_recent_question("One?")
+    assert Settings(ini).recent_questions[0] == "One?"  # a one-element write/read stays a list
