@@ -328,8 +328,10 @@ def test_export_csv_and_jsonl_and_copy_rows(qtbot, tmp_path, make_window, monkey
     first = next(r for r in window.results.rows if r.status == DONE)
     assert by_id[(first.document.id, Q2)]["margin"] == pytest.approx(first.verdicts[Q2].margin, abs=1e-6)
 
-    window.select_keys([r.key for r in window.results.rows[:2]])
     window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)  # QKeySequence.SelectAll
+    assert window.selected_keys() == [r.key for r in window.results.rows]
+    window.select_keys([r.key for r in window.results.rows[:2]])
     qtbot.keyClick(window.table, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
     lines = QGuiApplication.clipboard().text().splitlines()
     assert len(lines) == 3
@@ -517,10 +519,18 @@ def test_file_open_events_reach_the_window(qtbot, qapp, tmp_path, make_window):
     window = make_window()
     window.question_bar.ask(Q1)
     qapp.set_window(window)
+    monkey_paths = write_docs(tmp_path / "picked", 1)
+    dialogs_choose = dialogs.choose_files
+    try:  # File ▸ Add Files… (QKeySequence.Open) goes through the replaceable file dialog
+        dialogs.choose_files = lambda parent, directory: [str(p) for p in monkey_paths]
+        window.add_files_action.trigger()
+    finally:
+        dialogs.choose_files = dialogs_choose
+    wait_scored(qtbot, window, 1)
     paths = write_docs(tmp_path / "dock", 2)
     for path in paths:  # what macOS sends for files dropped on the Dock icon
         QApplication.sendEvent(qapp, QFileOpenEvent(str(path)))
-    wait_scored(qtbot, window, 2)
+    wait_scored(qtbot, window, 3)
     qapp.set_window(None)
 
 
