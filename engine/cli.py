@@ -254,6 +254,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench import bench
+
+    figures = bench(
+        model=args.model,
+        documents=args.documents,
+        baseline_docs=args.baseline_docs,
+        doc_tokens=args.doc_tokens,
+        folder=Path(args.docs) if args.docs else None,
+        curve_tokens=args.curve_tokens,
+        scenarios=args.scenario or ("short", "rubric", "five"),
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.prompt import LAYOUTS
 
@@ -270,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions", help="extra instructions or a rubric (text, or @FILE)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
     p.set_defaults(func=cmd_classify)
+
+    b = sub.add_parser("bench", help="measure this engine against naive prefill and generate-then-parse")
+    b.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")
+    b.add_argument("--documents", type=int, default=200, help="documents for the engine (default 200)")
+    b.add_argument("--baseline-docs", type=int, default=20, help="documents for the slow methods (default 20)")
+    b.add_argument("--doc-tokens", type=int, default=150, help="tokens per document (default 150)")
+    b.add_argument("--docs", metavar="FOLDER", help="real text to cut documents from (default: resources/labeled)")
+    b.add_argument("--curve-tokens", type=int, default=8192, help="tokens per point of the length curve")
+    b.add_argument("--scenario", action="append", choices=["short", "rubric", "five"], help="(repeatable)")
+    b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("models", help="the embedded default model")
     m.add_argument("action", choices=["fetch-default", "where"])

@@ -138,6 +138,10 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     is_quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for m in model.modules())
     if is_quantized and get_total_parameters(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
         dequantize_model(model)
+    if os.environ.get("VERDICT_CPU_KERNELS", "1") != "0":
+        from engine import cpu_kernels
+
+        cpu_kernels.install(model)
     mx.eval(model.parameters())
     return mx.float32
 

@@ -1,0 +1,216 @@
+"""`verdict bench`: this engine against the slow ways, measured in one run on one model.
+
+Methods, all with the same loaded weights and backend settings:
+  (a) naive      the full prompt for each document and question, one at a time, no cache,
+                 the model's ordinary forward pass (output head on every position)
+  (b) generate   mlx-lm generates up to 32 tokens for "answer yes or no, then one sentence why"
+                 and the first yes/no word is parsed, the way it is commonly done
+  (c) engine     `Classifier.classify_iter`: shared parts cached, documents batched, last position only
+Scenarios: one short question; a long instructions part (a ~700-token rubric with worked
+examples); five questions per document. The slow methods run on the first `baseline_docs`
+documents (they are sequential, so their rate doesn't depend on how many there are); the engine
+runs on all of them. Also: peak memory, and prompt tokens/s of the engine for document lengths
+from 128 to 4,096 tokens.
+"""
+from __future__ import annotations
+
+import json
+import re
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import mlx.core as mx
+
+from engine.classifier import Classifier
+from engine.models import resources_dir
+from engine.prompt import Layout, PromptEncoder, build_template
+from engine.types import Document
+
+QUESTIONS = [
+    "Is this software a game?",
+    "Is this software for scientific research?",
+    "Is this a library for programmers?",
+    "Does this software need a graphical desktop?",
+    "Is this software about networking?",
+]
+GENERATE_SUFFIX = " Answer yes or no, then explain why in one sentence."
+CURVE_LENGTHS = (128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass
+class Measurement:
+    scenario: str
+    method: str
+    documents: int
+    seconds: float
+    prompt_tokens: int
+    questions: int
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.documents / self.seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.prompt_tokens / self.seconds
+
+
+def corpus_text(folder: Optional[Path] = None) -> list[str]:
+    """Real text: the user's folder, or the Debian package descriptions shipped in resources/."""
+    if folder:
+        from engine.intake import load_documents
+
+        return [d.text for d in load_documents([folder]) if d.text.strip() and not d.error]
+    texts = []
+    for path in sorted((resources_dir() / "labeled").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            texts.append(json.loads(line)["text"])
+    return texts
+
+
+def documents_of_length(clf: Classifier, texts: Sequence[str], n: int, tokens: int) -> list[Document]:
+    """`n` documents of `tokens` tokens each, cut from the running text of `texts`."""
+    tok = clf.lm.tokenizer
+    stream: list[int] = []
+    docs: list[Document] = []
+    i = 0
+    while len(docs) < n:
+        while len(stream) < tokens:
+            stream += tok.encode("\n\n" + texts[i % len(texts)], special=False)
+            i += 1
+        docs.append(Document(id=f"doc{len(docs)}", text=tok.decode(stream[:tokens]).strip()))
+        stream = stream[tokens:]
+    return docs
+
+
+def run_engine(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
+    start = time.perf_counter()
+    tokens = sum(v.tokens for v in clf.classify_iter(list(questions), docs))
+    return time.perf_counter() - start, tokens
+
+
+def run_naive(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
+    model, tokens = clf.lm.model, 0
+    start = time.perf_counter()
+    for doc in docs:
+        for q in questions:
+            ids = clf.encoder.encode(q, doc.text).all
+            logits = model(mx.array([ids]))[0, -1]  # every position through the head
+            logp = logits - mx.logsumexp(logits)
+            mx.eval(mx.logsumexp(logp[mx.array(clf.yes_ids)]) - mx.logsumexp(logp[mx.array(clf.no_ids)]))
+            tokens += len(ids)
+    return time.perf_counter() - start, tokens
+
+
+def run_generate(clf: Classifier, questions: Sequence[str], docs: list[Document], max_tokens: int = 32):
+    """Generate an answer per document and question and parse the first yes/no word."""
+    from mlx_lm.generate import generate_step
+
+    layout = Layout(name="generate", system=clf.layout.system, user=clf.layout.user + GENERATE_SUFFIX)
+    encoder = PromptEncoder(build_template(layout, clf.lm.tokenizer, clf.instructions), clf.lm.tokenizer)
+    eos = {clf.lm.tokenizer.backend.token_to_id(t) for t in (clf.lm.tokenizer.eos_token, "<|im_end|>")} - {None}
+    tokens = 0
+    parsed = 0
+    start = time.perf_counter()
+    for doc in docs:
+        for q in questions:
+            ids = encoder.encode(q, doc.text).all
+            out: list[int] = []
+            for (token, _), _n in zip(generate_step(mx.array(ids), clf.lm.model, max_tokens=max_tokens), range(max_tokens)):
+                token = int(token)
+                if token in eos:
+                    break
+                out.append(token)
+            parsed += bool(re.search(r"\b(yes|no)\b", clf.lm.tokenizer.decode(out), re.IGNORECASE))
+            tokens += len(ids)
+    return time.perf_counter() - start, tokens, parsed
+
+
+def peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def bench(
+    model: Optional[str] = None,
+    documents: int = 200,
+    baseline_docs: int = 20,
+    doc_tokens: int = 150,
+    folder: Optional[Path] = None,
+    curve_tokens: int = 8192,
+    scenarios: Sequence[str] = ("short", "rubric", "five"),
+    out=sys.stdout,
+) -> dict:
+    """Run the benchmark and print its tables; return the figures as a dict."""
+    from engine import backend
+
+    clf = Classifier.load(model)
+    texts = corpus_text(folder)
+    docs = documents_of_length(clf, texts, documents, doc_tokens)
+    base = docs[: min(baseline_docs, documents)]
+    rubric = (resources_dir() / "bench" / "rubric.md").read_text(encoding="utf-8")
+    print(f"model: {clf.model_name} ({clf.lm.path.name}); device: {mx.default_device()}; "
+          f"dtype: {clf.lm.compute_dtype}; BLAS: {backend.blas_in_use() or 'MLX default'}", file=out)
+    print(f"documents: {documents} x {doc_tokens} tokens (baselines on the first {len(base)}); "
+          f"instructions rubric: {len(clf.lm.tokenizer.encode(rubric))} tokens", file=out)
+    run_engine(clf, QUESTIONS[:1], docs[:4])  # warm-up: first-call allocations
+
+    results: list[Measurement] = []
+    setups = {"short": ("one short question", "", QUESTIONS[:1]),
+              "rubric": ("long instructions", rubric, QUESTIONS[:1]),
+              "five": ("five questions", "", QUESTIONS)}
+    for key in scenarios:
+        name, instructions, questions = setups[key]
+        clf.set_instructions(instructions)
+        secs, toks = run_naive(clf, questions, base)
+        results.append(Measurement(name, "(a) naive", len(base), secs, toks, len(questions)))
+        secs, toks, _ = run_generate(clf, questions, base)
+        results.append(Measurement(name, "(b) generate+parse", len(base), secs, toks, len(questions)))
+        secs, toks = run_engine(clf, questions, docs)
+        results.append(Measurement(name, "(c) engine", len(docs), secs, toks, len(questions)))
+    clf.set_instructions("")
+
+    print(format_results(results), file=out)
+    curve = length_curve(clf, texts, curve_tokens)
+    print("\nengine prompt tokens/s by document length (one question)", file=out)
+    print("  tokens  docs  seconds  tokens/s", file=out)
+    for length, n, secs, rate in curve:
+        print(f"  {length:6d}  {n:4d}  {secs:7.2f}  {rate:8.0f}", file=out)
+    print(f"\npeak memory (process RSS): {peak_rss_mib():.0f} MiB", file=out)
+    return {
+        "results": [m.__dict__ | {"docs_per_second": m.docs_per_second, "tokens_per_second": m.tokens_per_second}
+                    for m in results],
+        "curve": curve,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def length_curve(clf: Classifier, texts: Sequence[str], budget: int) -> list[tuple[int, int, float, float]]:
+    rows = []
+    for length in CURVE_LENGTHS:
+        if length > clf.context - 64:
+            break
+        n = max(2, budget // length)
+        docs = documents_of_length(clf, texts, n, length)
+        secs, toks = run_engine(clf, QUESTIONS[:1], docs)
+        rows.append((length, n, secs, toks / secs))
+    return rows
+
+
+def format_results(results: list[Measurement]) -> str:
+    lines = ["scenario            method               docs  docs/s  prompt tok/s   c/a    c/b",
+             "------------------  -------------------  ----  ------  ------------  -----  -----"]
+    by_key = {(m.scenario, m.method[:3]): m for m in results}
+    for m in results:
+        ratio_a = ratio_b = ""
+        if m.method.startswith("(c)"):
+            a, b = by_key.get((m.scenario, "(a)")), by_key.get((m.scenario, "(b)"))
+            ratio_a = f"{m.docs_per_second / a.docs_per_second:5.1f}" if a else ""
+            ratio_b = f"{m.docs_per_second / b.docs_per_second:5.1f}" if b else ""
+        lines.append(f"{m.scenario:18s}  {m.method:19s}  {m.documents:4d}  {m.docs_per_second:6.2f}  "
+                     f"{m.tokens_per_second:12.0f}  {ratio_a:>5s}  {ratio_b:>5s}")
+    return "\n".join(lines)
