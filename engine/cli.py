@@ -115,15 +115,15 @@ class RowWriter:
         self.out, self.fmt = out, fmt
         self._csv: Optional[csv.DictWriter] = None
         self._table: list[dict[str, Any]] = []
+        if fmt == "csv":  # the header even when no row follows
+            self._csv = csv.DictWriter(out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
+            self._csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
         if self.fmt == "jsonl":
             self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
             self.out.flush()
-        elif self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(self.out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
-                self._csv.writeheader()
+        elif self._csv is not None:
             self._csv.writerow(row)
             self.out.flush()
         else:

@@ -158,5 +158,5 @@ def load_gguf(path: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
                 attn.rope.dims, config["rope_theta"], config.get("rope_traditional", False), rope_factors
             )
     config["quantization"] = {"group_size": GGUF_GROUP_SIZE, "bits": sorted(set(quantized.values()))}
-    config["name"] = str(_meta_value(meta, "general.name", Path(path).stem))
+    config["name"] = Path(path).stem  # general.name is often a training-run label
     return model, tokenizer, config
