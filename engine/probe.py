@@ -1,0 +1,367 @@
+"""Linear probes: a regularised logistic regression on the model's hidden state at the answer
+position, trained from a user's labels for one question, saved per model and question.
+
+Layers are numbered by how many decoder blocks the state has gone through: layer `n_layers`
+(or -1) is the final state after the model's last norm, the one `Verdict.hidden` carries;
+layer k < n_layers is the residual stream after block k. `capture_layers` reads middle layers
+without touching the engine: it wraps the model's blocks while a classification runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from engine import metrics
+
+L2_GRID = (1.0, 10.0, 100.0, 1000.0)
+# Measured on resources/labeled with the default model (SmolLM2-135M, 30 layers), 12 random draws
+# of 4/8/16/32 labels per class, AUC on the rest: the state after block 18 (60% of the depth)
+# was the best or tied for best at every size on both questions (games 16+16: 0.986 vs 0.970 for
+# the final state; science: 0.944 vs 0.940), and L2 = 100 on standardised features was the best
+# or within 0.003 of it. Choosing layer and L2 by an inner cross-validation on the few labels
+# themselves did worse than these fixed defaults at 8, 16 and 32 labels per class (by 0.003-0.016
+# AUC), so selection is opt-in (`select=True`).
+DEFAULT_L2 = 100.0
+DEFAULT_LAYER_FRACTION = 0.6
+
+
+def n_layers(clf) -> int:
+    return len(clf.lm.model.model.layers)
+
+
+def default_layer(clf_or_count) -> int:
+    """The measured default: the state after 60% of the blocks (the final state for tiny models)."""
+    count = clf_or_count if isinstance(clf_or_count, int) else n_layers(clf_or_count)
+    return max(1, min(count, round(DEFAULT_LAYER_FRACTION * count)))
+
+
+def resolve_layer(clf_or_count, layer: int) -> int:
+    count = clf_or_count if isinstance(clf_or_count, int) else n_layers(clf_or_count)
+    resolved = layer if layer >= 0 else count + 1 + layer
+    if not 1 <= resolved <= count:
+        raise ValueError(f"layer {layer} is outside 1..{count} (or -1 for the final state)")
+    return resolved
+
+
+class _Capture:
+    """Stands in for one decoder block; keeps the block's output at each row's last real token."""
+
+    def __init__(self, block, store: dict, key: int) -> None:
+        self._block, self._store, self._key = block, store, key
+
+    def __call__(self, h, mask=None, cache=None, *args, **kwargs):
+        import mlx.core as mx
+
+        out = self._block(h, mask, cache, *args, **kwargs)
+        lengths = getattr(cache, "_lengths", None)  # engine.kv.SegmentCache, set per segment
+        if lengths is None:
+            last = out[:, -1]
+        else:
+            last = out[mx.arange(out.shape[0]), lengths - 1]
+        self._store[self._key] = last
+        return out
+
+    def __getattr__(self, name):  # the model reads attributes of its blocks (use_sliding, ...)
+        return getattr(self._block, name)
+
+
+@contextmanager
+def capture_layers(clf, layers: Sequence[int]):
+    """While active, `clf.classify(..., keep_hidden=True)` gives each verdict a `hidden` of shape
+    (len(layers), hidden_size): the states at the answer position after the given layers."""
+    import mlx.core as mx
+
+    count = n_layers(clf)
+    wanted = [resolve_layer(count, layer) for layer in layers]
+    blocks = clf.lm.model.model.layers
+    store: dict[int, Any] = {}
+    originals = list(blocks)
+    scorer = clf.scorer
+    original_scores = scorer.verdict_scores
+
+    def verdict_scores(hidden, keep_hidden=False):
+        scores = original_scores(hidden, keep_hidden)
+        if keep_hidden:
+            rows = []
+            for layer in wanted:
+                state = hidden if layer == count else store[layer]
+                rows.append(state.astype(mx.float32))
+            stacked = mx.stack(rows, axis=1)
+            mx.eval(stacked)
+            scores.hidden = np.array(stacked)
+        return scores
+
+    try:
+        for layer in set(wanted) - {count}:
+            blocks[layer - 1] = _Capture(originals[layer - 1], store, layer)
+        scorer.verdict_scores = verdict_scores
+        yield wanted
+    finally:
+        for i, block in enumerate(originals):
+            blocks[i] = block
+        del scorer.verdict_scores  # back to the class's method
+        store.clear()
+
+
+@dataclass
+class Features:
+    """What one classification pass gives for learning: margins, masses and hidden states."""
+
+    ids: list[str]
+    margin: np.ndarray  # raw margins (n,)
+    label_mass: np.ndarray  # (n,)
+    hidden: np.ndarray  # (n, len(layers), D)
+    layers: list[int]
+
+
+def extract_features(clf, question: str, documents: Iterable, layers: Sequence[int] = (-1,)) -> Features:
+    """Classify `documents` once and keep the states after `layers` (see `capture_layers`).
+    Documents that fail (empty, unreadable) are left out."""
+    with capture_layers(clf, layers) as wanted:
+        verdicts = clf.classify(question, documents, keep_hidden=True)
+    ok = [v for v in verdicts if v.ok]
+    return Features(
+        ids=[v.document_id for v in ok],
+        margin=np.array([v.raw_margin for v in ok], dtype=np.float64),
+        label_mass=np.array([v.label_mass for v in ok], dtype=np.float64),
+        hidden=np.stack([np.asarray(v.hidden, dtype=np.float32) for v in ok]) if ok else np.zeros((0, len(wanted), 0)),
+        layers=wanted,
+    )
+
+
+# --- the probe ------------------------------------------------------------------------------------
+@dataclass
+class Probe:
+    """sigmoid(((h - mean) / scale) @ w + b) on the state after `layer` for one model and question."""
+
+    model: str
+    question: str
+    layer: int  # resolved, 1..n_layers
+    mean: np.ndarray
+    scale: np.ndarray
+    w: np.ndarray
+    b: float
+    l2: float
+    n_positive: int = 0
+    n_negative: int = 0
+    cv_auc: float = float("nan")  # the probe's cross-validated AUC on its own labels
+    cv_auc_margin: float = float("nan")  # the zero-shot margin's AUC on the same labels
+    created: float = field(default_factory=time.time)
+    oof: Optional[np.ndarray] = field(default=None, repr=False)  # out-of-fold log-odds of its labels (not saved)
+
+    def decision(self, hidden) -> np.ndarray:
+        """Log-odds for one state (D,) or a batch (n, D)."""
+        h = np.asarray(hidden, dtype=np.float64)
+        return ((h - self.mean) / self.scale) @ self.w + self.b
+
+    def probability(self, hidden) -> np.ndarray:
+        return metrics.sigmoid(self.decision(hidden))
+
+    @property
+    def beats_margin(self) -> bool:
+        """Whether cross-validation on the labels says the probe ranks better than the margin."""
+        return bool(np.isfinite(self.cv_auc) and self.cv_auc > np.nan_to_num(self.cv_auc_margin, nan=0.5))
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    return mean, scale
+
+
+def fit_weights(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Standardise x on itself and fit; returns (mean, scale, w, b)."""
+    mean, scale = _standardise(x)
+    fit = metrics.logistic_regression((x - mean) / scale, y, l2)
+    return mean, scale, fit.w, fit.b
+
+
+def cross_validated_scores(x: np.ndarray, y: np.ndarray, l2: float, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold probe log-odds for every labeled row (each from a probe that never saw it)."""
+    y = np.asarray(y, dtype=bool)
+    k = max(2, min(k, int(y.sum()), int((~y).sum())))
+    out = np.zeros(len(y))
+    for train, test in metrics.stratified_folds(y, k, seed):
+        mean, scale, w, b = fit_weights(x[train], y[train], l2)
+        out[test] = ((x[test] - mean) / scale) @ w + b
+    return out
+
+
+def fit_probe(
+    features: Features,
+    labels: Sequence[bool],
+    *,
+    model: str,
+    question: str,
+    layer: Optional[int] = None,
+    l2: Optional[float] = None,
+    select: bool = False,
+    k: int = 5,
+) -> Probe:
+    """Fit a probe on labeled features (`labels` aligned with `features.ids`).
+
+    The layer is `layer` if given, else the measured default (`default_layer`) when it was
+    extracted, else the deepest extracted one; L2 is `l2` or DEFAULT_L2. With `select=True` both
+    are chosen by k-fold cross-validated AUC among `features.layers` and L2_GRID instead (measured
+    to help only with many labels). The probe's cross-validated AUC and the zero-shot margin's AUC
+    on the same labels are stored, so callers can tell whether to use it (when chosen by `select`,
+    that AUC is optimistic; evaluate.py gives an honest one).
+    """
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos < 2 or n_neg < 2:
+        raise ValueError("a probe needs at least 2 labeled documents of each class")
+    deepest = max(features.layers)
+    if layer is not None:
+        target = resolve_layer(deepest, layer)
+        if target not in features.layers:
+            raise ValueError(f"layer {layer} was not extracted (have {features.layers})")
+        layer_choices = [target]
+    elif select:
+        layer_choices = list(features.layers)
+    else:
+        preferred = default_layer(deepest)
+        layer_choices = [preferred if preferred in features.layers else deepest]
+    l2_choices = [float(l2)] if l2 is not None else (list(L2_GRID) if select else [DEFAULT_L2])
+
+    best: Optional[tuple[float, int, float, np.ndarray]] = None
+    for lay in layer_choices:
+        x = features.hidden[:, features.layers.index(lay)].astype(np.float64)
+        for strength in l2_choices:
+            oof = cross_validated_scores(x, y, strength, k)
+            score = metrics.auc(y, oof)
+            if best is None or score > best[0]:
+                best = (score, lay, strength, oof)
+    cv_auc, chosen_layer, chosen_l2, oof = best
+    x = features.hidden[:, features.layers.index(chosen_layer)].astype(np.float64)
+    mean, scale, w, b = fit_weights(x, y, chosen_l2)
+    return Probe(
+        model=model,
+        question=question,
+        layer=int(chosen_layer),
+        mean=mean,
+        scale=scale,
+        w=w,
+        b=float(b),
+        l2=float(chosen_l2),
+        n_positive=n_pos,
+        n_negative=n_neg,
+        cv_auc=float(cv_auc),
+        cv_auc_margin=metrics.auc(y, features.margin),
+        oof=oof,
+    )
+
+
+# --- storage --------------------------------------------------------------------------------------
+def data_dir() -> Path:
+    """The user's data folder for Verdict (probes live in `probes/` under it)."""
+    if os.environ.get("VERDICT_DATA_DIR"):
+        return Path(os.environ["VERDICT_DATA_DIR"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "Verdict"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "verdict"
+
+
+def probe_key(model: str, question: str) -> str:
+    """A file-name-safe key for one model and question."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", question.strip().lower()).strip("-")[:48] or "question"
+    digest = hashlib.sha256(f"{model}\n{question.strip()}".encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+def probe_path(model: str, question: str, folder: Optional[Path] = None) -> Path:
+    model_slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model) or "model"
+    return Path(folder or data_dir() / "probes") / model_slug / probe_key(model, question)
+
+
+def _probe_meta(probe: Probe) -> dict:
+    finite = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
+    return {
+        "model": probe.model,
+        "question": probe.question,
+        "layer": probe.layer,
+        "b": probe.b,
+        "l2": probe.l2,
+        "n_positive": probe.n_positive,
+        "n_negative": probe.n_negative,
+        "cv_auc": finite(probe.cv_auc),
+        "cv_auc_margin": finite(probe.cv_auc_margin),
+        "created": probe.created,
+    }
+
+
+def save_probe_file(
+    model: str, question: str, probe: Optional[Probe], extra: Optional[dict] = None, folder: Optional[Path] = None
+) -> Path:
+    """Write `<key>.json` (settings, `extra` such as a calibrator's) and, with a probe,
+    `<key>.npz` (its arrays). Returns the .json path."""
+    base = probe_path(model, question, folder)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    npz = base.with_name(base.name + ".npz")
+    if probe is not None:
+        tmp = base.with_name(base.name + ".tmp.npz")
+        np.savez(tmp, mean=probe.mean, scale=probe.scale, w=probe.w)
+        os.replace(tmp, npz)
+    elif npz.exists():
+        npz.unlink()
+    meta = {"format": 1, "model": model, "question": question,
+            "probe": None if probe is None else _probe_meta(probe), "extra": extra}
+    path = base.with_name(base.name + ".json")
+    tmp = base.with_name(base.name + ".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_probe_file(model: str, question: str, folder: Optional[Path] = None) -> Optional[tuple[Optional[Probe], Optional[dict]]]:
+    """(probe or None, extra) saved for this model and question, or None if nothing is saved."""
+    base = probe_path(model, question, folder)
+    path = base.with_name(base.name + ".json")
+    if not path.is_file():
+        return None
+    meta = json.loads(path.read_text())
+    info = meta.get("probe")
+    npz = base.with_name(base.name + ".npz")
+    if info is None or not npz.is_file():
+        return None, meta.get("extra")
+    with np.load(npz) as arrays:
+        mean, scale, w = arrays["mean"], arrays["scale"], arrays["w"]
+    nan = float("nan")
+    probe = Probe(
+        model=info["model"],
+        question=info["question"],
+        layer=int(info["layer"]),
+        mean=mean,
+        scale=scale,
+        w=w,
+        b=float(info["b"]),
+        l2=float(info["l2"]),
+        n_positive=int(info.get("n_positive", 0)),
+        n_negative=int(info.get("n_negative", 0)),
+        cv_auc=nan if info.get("cv_auc") is None else float(info["cv_auc"]),
+        cv_auc_margin=nan if info.get("cv_auc_margin") is None else float(info["cv_auc_margin"]),
+        created=float(info.get("created", 0.0)),
+    )
+    return probe, meta.get("extra")
+
+
+def save_probe(probe: Probe, folder: Optional[Path] = None) -> Path:
+    """Save a probe alone (a calibrator saves its probe with its own settings: Calibrator.save)."""
+    return save_probe_file(probe.model, probe.question, probe, None, folder)
+
+
+def load_probe(model: str, question: str, folder: Optional[Path] = None) -> Optional[Probe]:
+    """The saved probe for this model and question, or None."""
+    found = load_probe_file(model, question, folder)
+    return None if found is None else found[0]

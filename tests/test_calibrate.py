@@ -1,0 +1,180 @@
+"""Logistic regression and Platt scaling on synthetic data; the calibrator on the tiny model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import metrics
+from engine.calibrate import (
+    Calibrator,
+    Platt,
+    batch_shift,
+    contextual_shift,
+    fit_calibrator,
+    fit_platt,
+    read_labels,
+)
+from engine.probe import Features
+from engine.types import Document, Verdict
+
+
+# --- logistic regression -------------------------------------------------------------------------
+def test_logistic_regression_recovers_known_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    w, b = np.array([1.5, -2.0, 0.0]), 0.5
+    y = rng.random(4000) < metrics.sigmoid(x @ w + b)  # non-separable
+    fit = metrics.logistic_regression(x, y, l2=1e-3)
+    assert fit.converged
+    assert np.allclose(fit.w, w, atol=0.15) and fit.b == pytest.approx(b, abs=0.15)
+
+
+def test_logistic_regression_on_separable_data_stays_finite():
+    x = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    y = np.array([0, 0, 1, 1])
+    fit = metrics.logistic_regression(x, y, l2=1.0)
+    assert fit.converged and np.isfinite(fit.w).all()
+    p = fit.predict(x)
+    assert (p[2:] > 0.5).all() and (p[:2] < 0.5).all()
+    assert 0.01 < p.min() and p.max() < 0.99  # the L2 keeps it from 0/1
+    # weaker regularisation, steeper fit, still finite
+    assert metrics.logistic_regression(x, y, l2=1e-3).w[0] > fit.w[0]
+
+
+def test_logistic_regression_wide_data_matches_the_primal_solution():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(10, 40))  # fewer rows than features: solved in the rows' span
+    y = rng.random(10) < 0.5
+    wide = metrics.logistic_regression(x, y, l2=2.0)
+    primal = metrics.logistic_regression(x, y, l2=2.0, prior_w=np.zeros(40))  # a prior forces the direct path
+    assert np.allclose(wide.w, primal.w, atol=1e-5) and wide.b == pytest.approx(primal.b, abs=1e-5)
+
+
+# --- Platt scaling -------------------------------------------------------------------------------
+def test_platt_recovers_scale_and_offset():
+    rng = np.random.default_rng(2)
+    s = rng.normal(scale=2.0, size=3000)
+    y = rng.random(3000) < metrics.sigmoid(0.5 * s - 1.0)
+    platt = fit_platt(s, y)
+    assert platt.a == pytest.approx(0.5, abs=0.1) and platt.b == pytest.approx(-1.0, abs=0.15)
+
+
+def test_platt_with_two_plus_two_labels_does_not_explode():
+    platt = fit_platt([3.0, 2.5, -1.0, -2.0], [True, True, False, False])
+    p = platt([3.0, -2.0])
+    assert 0 < platt.a < 2
+    assert 0.55 < p[0] < 0.95 and 0.05 < p[1] < 0.45
+
+
+def test_platt_learns_an_inverted_score():
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=200)
+    y = s < 0  # the score runs against the labels
+    assert fit_platt(s, y).a < 0
+
+
+def test_platt_needs_both_classes():
+    with pytest.raises(ValueError):
+        fit_platt([1.0, 2.0], [True, True])
+
+
+# --- the calibrator ------------------------------------------------------------------------------
+def _verdict(raw, mass=0.8, **kw):
+    return Verdict(document_id="d", question="q", verdict="yes" if raw > 0 else "no", margin=raw,
+                   raw_margin=raw, probability=float(metrics.sigmoid(raw)), label_mass=mass, **kw)
+
+
+def test_uncertain_band_and_mass_floor():
+    cal = Calibrator(question="q", band=1.0, mass_floor=0.2)
+    assert cal.apply(_verdict(2.0)).verdict == "yes"
+    assert cal.apply(_verdict(-2.0)).verdict == "no"
+    assert cal.apply(_verdict(0.5)).verdict == "uncertain"
+    assert cal.apply(_verdict(-0.99)).verdict == "uncertain"
+    assert cal.apply(_verdict(5.0, mass=0.1)).verdict == "uncertain"
+    assert Calibrator(question="q", band=0.0, mass_floor=0.0).apply(_verdict(0.01)).verdict == "yes"
+
+
+def test_apply_keeps_raw_margin_and_shifts_margin():
+    cal = Calibrator(question="q", shift_method="contextual", shift=-1.5, band=0.0)
+    out = cal.apply(_verdict(-1.0))
+    assert out.raw_margin == -1.0
+    assert out.margin == pytest.approx(0.5) and out.probability == pytest.approx(float(metrics.sigmoid(0.5)))
+    assert out.verdict == "yes"
+    error = Verdict(document_id="e", question="q", verdict="error", error="unreadable")
+    assert cal.apply(error) is error
+
+
+def test_batch_calibration_centres_on_the_median():
+    assert batch_shift([1.0, -3.0, 2.0, float("nan")]) == pytest.approx(1.0)
+    cal = Calibrator(question="q", shift_method="batch", band=0.0)
+    out = cal.apply_all([_verdict(m) for m in (-3.0, -2.0, -1.0, 0.0, 4.0)])
+    assert cal.shift == pytest.approx(-1.0)
+    assert [v.verdict for v in out] == ["no", "no", "yes", "yes", "yes"] or [v.margin for v in out][2] == 0.0
+    assert [v.margin for v in out] == pytest.approx([-2.0, -1.0, 0.0, 1.0, 5.0])
+
+
+def test_fit_labels_uses_the_probe_when_it_wins_and_sets_a_recall_threshold():
+    rng = np.random.default_rng(4)
+    n, d = 40, 12
+    y = np.arange(n) % 2 == 0
+    hidden = rng.normal(size=(n, 1, d)) + np.where(y, 2.5, -2.5)[:, None, None] * np.eye(d)[0]
+    margin = rng.normal(size=n)  # uninformative zero-shot margin
+    features = Features([str(i) for i in range(n)], margin, np.full(n, 0.7), hidden, [3])
+    cal = Calibrator(question="q", model="m").fit_labels(features, y)
+    assert cal.use_probe and cal.method == "probe" and cal.layers == [3]
+    assert cal.probe.cv_auc > 0.9
+    p = np.array([float(metrics.sigmoid(cal.log_odds(m, h))) for m, h in zip(margin, hidden[:, 0])])
+    assert metrics.auc(y, p) > 0.9
+    assert cal.threshold is not None and (p[y] >= cal.threshold).mean() >= 0.9
+
+
+def test_read_labels():
+    assert read_labels([{"id": 1, "label": True}, {"id": "b", "label": "no"}, {"id": "c", "label": "Yes"}]) == {
+        "1": True, "b": False, "c": True}
+    with pytest.raises(ValueError):
+        read_labels([{"id": "x", "label": "maybe"}])
+
+
+# --- on the tiny model ---------------------------------------------------------------------------
+def test_contextual_calibration_on_the_tiny_model(tiny_classifier):
+    nulls = [v.raw_margin for v in tiny_classifier.classify("Is it a test?", ["N/A", "[MASK]", "None"])]
+    shift = contextual_shift(tiny_classifier, "Is it a test?")
+    assert shift == pytest.approx(float(np.mean(nulls)), abs=1e-5)
+    cal = fit_calibrator(tiny_classifier, "Is it a test?", [], shift_method="contextual", band=0.0, mass_floor=0.0)
+    verdicts = list(cal.stream(tiny_classifier, ["the document", "Yes no yes"]))
+    for v in verdicts:
+        assert v.margin == pytest.approx(v.raw_margin - shift, abs=1e-5)
+        assert v.verdict == ("yes" if v.margin > 0 else "no")
+
+
+def test_fit_calibrator_with_labels_on_the_tiny_model_and_round_trip(tiny_classifier, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path))
+    docs = [Document(id=f"d{i}", text=f"document {i} " + "the " * i) for i in range(10)]
+    labels = {f"d{i}": i % 2 == 0 for i in range(8)}  # two documents unlabeled
+    cal = fit_calibrator(tiny_classifier, "Is it even?", docs, labels)
+    assert cal.n_labels == (4, 4) and cal.platt is not None and cal.probe is not None
+    out = list(cal.stream(tiny_classifier, docs))
+    assert len(out) == 10 and all(v.verdict in ("yes", "no", "uncertain") for v in out)
+    assert all(v.hidden is None for v in out)
+    path = cal.save()
+    assert path.is_file() and str(path).startswith(str(tmp_path))
+    again = Calibrator.load(tiny_classifier.model_name, "Is it even?")
+    assert again is not None and again.to_dict() == cal.to_dict()
+    assert (again.probe is None) == (cal.probe is None)
+    out_again = sorted(again.stream(tiny_classifier, docs), key=lambda v: v.document_index)
+    out = sorted(out, key=lambda v: v.document_index)
+    assert [v.margin for v in out_again] == pytest.approx([v.margin for v in out], abs=1e-5)
+    assert Calibrator.load(tiny_classifier.model_name, "Another question?") is None
+
+
+def test_calibrator_for_fits_saves_and_reloads(tiny_classifier, tmp_path):
+    from engine.calibrate import calibrator_for
+
+    docs = [Document(id=f"d{i}", text=f"text {i} " + "no " * i) for i in range(8)]
+    labels = {d.id: i < 4 for i, d in enumerate(docs)}
+    fitted = calibrator_for(tiny_classifier, "Is it short?", docs, labels, folder=tmp_path)
+    assert fitted.platt is not None
+    loaded = calibrator_for(tiny_classifier, "Is it short?", folder=tmp_path, band=0.25)
+    assert loaded.platt == fitted.platt and loaded.band == 0.25
+    fresh = calibrator_for(tiny_classifier, "Is it short?", folder=tmp_path, use_saved=False)
+    assert fresh.platt is None and fresh.method == "margin"

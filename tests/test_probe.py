@@ -1,0 +1,105 @@
+"""Probes: middle-layer capture, fitting, and saving per model and question."""
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from engine import metrics
+from engine.probe import (
+    Features,
+    capture_layers,
+    data_dir,
+    default_layer,
+    extract_features,
+    fit_probe,
+    load_probe,
+    n_layers,
+    probe_key,
+    resolve_layer,
+    save_probe,
+)
+
+
+def test_layer_numbering():
+    assert default_layer(30) == 18  # measured on the default model (probe.py)
+    assert default_layer(2) == 1
+    assert resolve_layer(30, -1) == 30 and resolve_layer(30, 18) == 18
+    with pytest.raises(ValueError):
+        resolve_layer(30, 0)
+
+
+def test_capture_layers_matches_a_plain_forward_pass(tiny_classifier):
+    clf = tiny_classifier
+    count = n_layers(clf)
+    blocks_before = list(clf.lm.model.model.layers)
+    question, texts = "Is it a document?", ["the document", "Yes, the document is long and has words"]
+    plain = clf.classify(question, texts, keep_hidden=True)
+    with capture_layers(clf, [1, -1]) as layers:
+        assert layers == [1, count]
+        captured = clf.classify(question, texts, keep_hidden=True)
+    # everything put back
+    assert list(clf.lm.model.model.layers) == blocks_before
+    assert "verdict_scores" not in vars(clf.scorer)
+    for p, c in zip(plain, captured):
+        assert c.hidden.shape == (2, p.hidden.shape[0])
+        np.testing.assert_allclose(c.hidden[1], p.hidden, atol=1e-5)  # final state = Verdict.hidden
+        assert c.raw_margin == pytest.approx(p.raw_margin, abs=1e-5)
+    # the middle state equals a whole-prompt forward pass through the first block
+    ids = clf.encoder.head_ids(question) + clf.encoder.document_ids(texts[1])[0] + clf.encoder.tail_ids(question)
+    inner = clf.lm.model.model
+    h = inner.embed_tokens(mx.array([ids]))
+    h = inner.layers[0](h, "causal", None)
+    np.testing.assert_allclose(np.array(h[0, -1]), captured[1].hidden[0], atol=1e-4)
+
+
+def test_extract_features_skips_failed_documents(tiny_classifier):
+    features = extract_features(tiny_classifier, "Is it?", ["one", "", "two"], layers=[1])
+    assert features.ids == ["0", "2"]
+    assert features.hidden.shape[:2] == (2, 1) and features.layers == [1]
+
+
+def _separable(n=40, d=20, layers=(5, 10), seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2 == 0
+    hidden = rng.normal(size=(n, len(layers), d))
+    hidden[:, 0, 0] += np.where(y, 2.0, -2.0)  # the signal lives in the first extracted layer
+    margin = rng.normal(size=n)
+    return Features([f"d{i}" for i in range(n)], margin, np.full(n, 0.5), hidden.astype(np.float32), list(layers)), y
+
+
+def test_fit_probe_defaults_and_selection():
+    features, y = _separable()
+    probe = fit_probe(features, y, model="m", question="q")  # default layer: 60% of 10 -> 6, absent -> deepest
+    assert probe.layer == 10 and probe.l2 == 100.0
+    chosen = fit_probe(features, y, model="m", question="q", select=True)
+    assert chosen.layer == 5 and chosen.cv_auc > 0.9 and chosen.beats_margin
+    assert metrics.auc(y, chosen.decision(features.hidden[:, 0])) > 0.95
+    assert len(chosen.oof) == len(y)
+    with pytest.raises(ValueError):
+        fit_probe(features, y[:3] & False, model="m", question="q")
+
+
+def test_probe_save_load_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path))
+    assert data_dir() == tmp_path
+    features, y = _separable()
+    probe = fit_probe(features, y, model="Some/Model 1B", question="Is it?", layer=5)
+    path = save_probe(probe)
+    assert path.parent.parent == tmp_path / "probes" and path.suffix == ".json"
+    again = load_probe("Some/Model 1B", "Is it?")
+    assert again is not None and again.oof is None
+    for name in ("model", "question", "layer", "b", "l2", "n_positive", "n_negative", "cv_auc", "cv_auc_margin"):
+        assert getattr(again, name) == pytest.approx(getattr(probe, name)) if isinstance(getattr(probe, name), float) \
+            else getattr(again, name) == getattr(probe, name)
+    x = features.hidden[:, 0]
+    np.testing.assert_allclose(again.decision(x), probe.decision(x))
+    assert load_probe("Some/Model 1B", "Is it not?") is None
+    assert load_probe("Other", "Is it?") is None
+
+
+def test_probe_keys_are_per_model_and_question():
+    assert probe_key("m", "Is it?") == probe_key("m", " Is it? ")
+    assert probe_key("m", "Is it?") != probe_key("m", "Is it not?")
+    assert probe_key("m", "Is it?") != probe_key("n", "Is it?")
+    assert "/" not in probe_key("m", "a/b: c?")
