@@ -103,3 +103,15 @@ def test_probe_keys_are_per_model_and_question():
     assert probe_key("m", "Is it?") != probe_key("m", "Is it not?")
     assert probe_key("m", "Is it?") != probe_key("n", "Is it?")
     assert "/" not in probe_key("m", "a/b: c?")
+
+
+def test_capture_layers_on_a_qwen2_gguf(tiny_gguf):
+    from engine import Classifier
+
+    clf = Classifier.load(tiny_gguf)
+    plain = clf.classify("Is it?", ["one document", "another one"], keep_hidden=True)
+    with capture_layers(clf, [1, -1]):
+        captured = clf.classify("Is it?", ["one document", "another one"], keep_hidden=True)
+    for p, c in zip(plain, captured):
+        np.testing.assert_allclose(c.hidden[-1], p.hidden, atol=1e-5)
+        assert np.isfinite(c.hidden[0]).all() and not np.allclose(c.hidden[0], c.hidden[1])
