@@ -60,14 +60,18 @@ class SegmentCache:
 
     # --- called by mlx-lm's attention -------------------------------------------------------
     def make_mask(self, n: int, return_array: bool = False, window_size: Optional[int] = None) -> mx.array:
+        """(B, 1, n, T + n) bool: causal, real keys only. A padding query also sees itself, so no
+        row is ever fully masked (that would make NaNs, which 0-weights can't cancel later)."""
         if window_size is not None:
             raise NotImplementedError("sliding-window attention is not supported by the segment cache")
         lengths = self._require_lengths()
         t = self.length
         new_valid = mx.arange(n)[None, :] < lengths[:, None]  # (B, n)
         key_valid = new_valid if self.valid is None else mx.concatenate([self.valid, new_valid], axis=1)
-        causal = mx.arange(t + n)[None, :] <= (t + mx.arange(n))[:, None]  # (n, t+n)
-        return key_valid[:, None, None, :] & causal[None, None, :, :]
+        keys = mx.arange(t + n)[None, :]
+        queries = (t + mx.arange(n))[:, None]
+        causal, itself = keys <= queries, keys == queries  # (n, t+n)
+        return causal[None, None] & (key_valid[:, None, None, :] | itself[None, None])
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         lengths = self._require_lengths()

@@ -28,8 +28,9 @@ class Scores:
 class Scorer:
     """Runs segment prefills of one loaded model; every call must come from one thread."""
 
-    def __init__(self, lm: LoadedModel, yes_ids: Sequence[int], no_ids: Sequence[int]) -> None:
+    def __init__(self, lm: LoadedModel, yes_ids: Sequence[int], no_ids: Sequence[int], chunk: int = 512) -> None:
         self.lm = lm
+        self.chunk = chunk
         self.yes_ids = mx.array(list(yes_ids))
         self.no_ids = mx.array(list(no_ids))
         inner = lm.model.model
@@ -46,21 +47,27 @@ class Scorer:
         """Append one segment (one id list per row, right-padded here) to `cache`.
 
         Returns the final-norm hidden state at each row's last real token, shape (B, D).
-        The cache is evaluated, so the graph behind it is freed.
+        Long segments go through in chunks of `chunk` columns: attention then only looks at keys
+        up to the chunk (half the work of a full causal square) and its temporaries stay small.
+        The cache is evaluated after each chunk, so the graph behind it is freed.
         """
-        lengths = [len(r) for r in rows]
-        if min(lengths) < 1:
+        lengths = np.array([len(r) for r in rows])
+        if lengths.min() < 1:
             raise ValueError("every row of a segment needs at least one token")
-        width = max(lengths)
-        padded = np.zeros((len(rows), width), dtype=np.int32)
+        padded = np.zeros((len(rows), int(lengths.max())), dtype=np.int32)
         for i, r in enumerate(rows):
             padded[i, : len(r)] = r
-        lens = mx.array(lengths, dtype=mx.int32)
-        for c in cache:
-            c.begin_segment(lens)
-        hidden = self.lm.model.model(mx.array(padded), cache=cache)
-        last = hidden[mx.arange(len(rows)), lens - 1]
-        mx.eval(last, [c.state for c in cache])
+        last = None
+        for start in range(0, padded.shape[1], self.chunk):
+            ids = padded[:, start : start + self.chunk]
+            in_chunk = np.clip(lengths - start, 0, ids.shape[1])
+            for c in cache:
+                c.begin_segment(mx.array(in_chunk, dtype=mx.int32))
+            hidden = self.lm.model.model(mx.array(ids), cache=cache)
+            ends_here = (lengths > start) & (lengths <= start + ids.shape[1])
+            picked = hidden[mx.arange(len(rows)), mx.array(np.maximum(in_chunk - 1, 0))]
+            last = picked if last is None else mx.where(mx.array(ends_here)[:, None], picked, last)
+            mx.eval(last, [c.state for c in cache])
         return last
 
     def head(self, hidden: mx.array) -> mx.array:

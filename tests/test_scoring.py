@@ -90,3 +90,14 @@ def test_hidden_state_on_request(tiny_classifier):
 def test_empty_question_is_refused(tiny_classifier):
     with pytest.raises(ValueError):
         tiny_classifier.classify("  ", [SHORT])
+
+
+def test_chunked_prefill_equals_one_pass(tiny_model_dir):
+    """Segments longer than the chunk go through in pieces; rows may end in any chunk."""
+    whole = Classifier.load(tiny_model_dir, batch_tokens=100_000)
+    chunked = Classifier(whole.lm, batch_tokens=100_000)
+    chunked.scorer.chunk = 7
+    texts = [SHORT, MEDIUM, "no", LONG[:300]]
+    a = whole.classify(QUESTIONS, texts)
+    b = chunked.classify(QUESTIONS, texts)
+    assert [v.margin for v in a] == pytest.approx([v.margin for v in b], abs=1e-3)
