@@ -214,13 +214,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.instructions:
         options["instructions"] = _read_text_arg(args.instructions)
     clf = Classifier.load(args.model, **options)
+    labels = read_label_file(args.labels) if args.labels else None
+    calibrated = CalibratedRun(clf, questions, docs, labels, args)
 
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     writer = RowWriter(out, args.format)
     progress = Progress(len(docs) * len(questions))
     failed = False
     try:
-        for v in in_input_order(clf.classify_iter(questions, docs), questions):
+        for v in in_input_order(calibrated.verdicts(), questions):
             doc = docs[v.document_index]
             failed |= v.error is not None
             writer.write(verdict_row(doc, v))
@@ -230,7 +232,88 @@ def cmd_classify(args: argparse.Namespace) -> int:
         progress.close()
         if out is not sys.stdout:
             out.close()
+    for note in calibrated.notes():
+        print(f"verdict: {note}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def read_label_file(path: str) -> dict[Optional[str], dict[str, bool]]:
+    """Labels from JSONL (`id`, `label`, optional `question`): question -> {id: yes/no};
+    lines without a question are under None and apply to every question."""
+    from engine.calibrate import read_labels
+
+    by_question: dict[Optional[str], list[dict]] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    by_question.setdefault(record.get("question"), []).append(record)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise UsageError(f"{path}: line {number} is not valid JSON ({exc})") from exc
+    try:
+        return {q: read_labels(records) for q, records in by_question.items()}
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+
+
+class CalibratedRun:
+    """Classify all questions in one pass and calibrate each question's verdicts.
+
+    Each question gets its calibrator: fitted to the labels given for it (and saved), else the
+    one saved for this model and question, else the label-free defaults ("uncertain" band).
+    """
+
+    def __init__(self, clf, questions: list[str], docs: list[Document], labels, args: argparse.Namespace) -> None:
+        from engine.calibrate import calibrator_for
+
+        settings: dict[str, Any] = {}
+        if args.uncertain_band is not None:
+            settings["band"] = args.uncertain_band
+        if args.mass_floor is not None:
+            settings["mass_floor"] = args.mass_floor
+        if args.calibration:
+            settings["shift_method"] = args.calibration
+        self.clf, self.questions, self.docs = clf, questions, docs
+        self.calibrators = {}
+        for q in questions:
+            given = (labels or {}).get(q) or (labels or {}).get(None)
+            if labels is not None and not given:
+                raise UsageError(f"no labels for the question {q!r}")
+            if given and len(set(given.values())) < 2:
+                raise UsageError(f"labels for {q!r} need at least one yes and one no document")
+            self.calibrators[q] = calibrator_for(clf, q, docs, given, **settings)
+
+    def verdicts(self) -> Iterator[Verdict]:
+        from engine.probe import capture_layers
+
+        layers = sorted({layer for cal in self.calibrators.values() for layer in cal.layers})
+        batch = any(cal.shift_method == "batch" for cal in self.calibrators.values())
+        if not layers:
+            stream = self.clf.classify_iter(self.questions, self.docs)
+            yield from self._apply(list(stream) if batch else stream, layers)
+            return
+        with capture_layers(self.clf, layers) as resolved:
+            stream = self.clf.classify_iter(self.questions, self.docs, keep_hidden=True)
+            yield from self._apply(list(stream) if batch else stream, resolved)
+
+    def _apply(self, verdicts: Iterable[Verdict], layers: list[int]) -> Iterator[Verdict]:
+        import dataclasses
+
+        if isinstance(verdicts, list):  # batch calibration: each question's shift from its whole set
+            for q, cal in self.calibrators.items():
+                if cal.shift_method == "batch":
+                    cal.apply_all([v for v in verdicts if v.question == q])
+        for v in verdicts:
+            cal = self.calibrators[v.question]
+            if v.hidden is not None and cal.layers:
+                v = dataclasses.replace(v, hidden=v.hidden[layers.index(cal.probe.layer)])
+            yield cal.apply(v)
+
+    def notes(self) -> list[str]:
+        return [f"{q!r}: {note}" for q, cal in self.calibrators.items() for note in cal.notes]
 
 
 def _read_text_arg(value: str) -> str:
@@ -251,6 +334,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         for candidate in models.default_model_candidates():
             print(("found   " if candidate.is_file() else "missing ") + str(candidate))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.classifier import Classifier
+    from engine.evaluate import evaluate, format_table, read_jsonl
+
+    try:
+        records = read_jsonl(args.jsonl_in)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.jsonl_in}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise UsageError(f"{args.jsonl_in}: {exc}") from exc
+    if any("text" not in r or "label" not in r for r in records):
+        raise UsageError("every line needs 'text' and 'label'")
+    clf = Classifier.load(args.model)
+    try:
+        result = evaluate(clf, args.question, records, k=args.folds, probe_layer=args.layer,
+                          scan_layers=args.scan_layers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(json.dumps(result, indent=1) if args.format == "json" else format_table(result))
     return 0
 
 
@@ -286,7 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl-in", metavar="FILE", help="documents as JSONL lines with 'id' and 'text'")
     p.add_argument("--instructions", help="extra instructions or a rubric (text, or @FILE)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
+    p.add_argument("--labels", metavar="FILE", help="JSONL of id, label (yes/no) and optional question: "
+                   "fits Platt scaling and a probe, saved for later runs")
+    p.add_argument("--uncertain-band", type=float, help="|calibrated log-odds| below this is 'uncertain' (1.0)")
+    p.add_argument("--mass-floor", type=float, help="label mass below this is 'uncertain' (0.1)")
+    p.add_argument("--calibration", choices=["none", "contextual", "batch"], help="label-free shift (none)")
     p.set_defaults(func=cmd_classify)
+
+    e = sub.add_parser("evaluate", help="cross-validated AUC, accuracy, Brier and ECE on labeled documents")
+    e.add_argument("-q", "--question", required=True)
+    e.add_argument("--jsonl-in", metavar="FILE", required=True, help="lines with id, text and label (true/false)")
+    e.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")
+    e.add_argument("-f", "--format", choices=["table", "json"], default="table")
+    e.add_argument("--folds", type=int, default=5)
+    e.add_argument("--layer", type=int, help="probe on the state after this layer (default: 60%% of depth)")
+    e.add_argument("--scan-layers", action="store_true", help="also measure a probe on every layer")
+    e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="measure this engine against naive prefill and generate-then-parse")
     b.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")

@@ -5,7 +5,11 @@ import os
 import sys
 from pathlib import Path
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Saved probes and calibrators of the user's own runs must not leak into tests, nor tests into them.
+os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import engine  # noqa: E402,F401  (first: preloads the fast BLAS before anything imports MLX)

@@ -67,7 +67,7 @@ def test_stdin_csv_and_output_file(tiny_model_dir, tmp_path):
                    stdin="A document from standard input.")
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert len(rows) == 1 and rows[0]["id"] == "-" and rows[0]["verdict"] in ("yes", "no")
+    assert len(rows) == 1 and rows[0]["id"] == "-" and rows[0]["verdict"] in ("yes", "no", "uncertain")
 
 
 def test_table_for_people(tiny_model_dir, docs_jsonl):
@@ -91,3 +91,60 @@ def test_usage_and_model_errors_exit_2_with_one_line(args, message):
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def _labeled(tmp_path, n_per_class=8):
+    """A small labeled set cut from the shipped Debian descriptions."""
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "resources" / "labeled" / "debian_games.jsonl"
+    records = [json.loads(line) for line in source.read_text().splitlines()]
+    chosen = [r for r in records if r["label"]][:n_per_class] + [r for r in records if not r["label"]][:n_per_class]
+    docs = tmp_path / "labeled.jsonl"
+    docs.write_text("".join(json.dumps({"id": r["id"], "text": r["text"], "label": r["label"]}) + "\n" for r in chosen))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": r["id"], "label": "yes" if r["label"] else "no"}) + "\n" for r in chosen))
+    return docs, labels
+
+
+def test_labels_fit_a_calibrator_that_later_runs_reuse(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    docs, labels = _labeled(tmp_path)
+    q = "Is this software a game?"
+    done = run_cli("classify", "-q", q, "--model", tiny_model_dir, "--jsonl-in", docs, "--labels", labels)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(r["margin"] != r["raw_margin"] for r in rows)  # calibrated log-odds, raw kept beside
+    assert list((tmp_path / "data").rglob("*.json"))  # saved per model and question
+    again = run_cli("classify", "-q", q, "--model", tiny_model_dir, "--jsonl-in", docs)
+    assert [json.loads(line)["margin"] for line in again.stdout.splitlines()] == [r["margin"] for r in rows]
+
+
+def test_without_labels_small_margins_are_uncertain(tiny_model_dir, docs_jsonl, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    wide = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", docs_jsonl,
+                   "--uncertain-band", "1000")
+    assert {json.loads(line)["verdict"] for line in wide.stdout.splitlines()} == {"uncertain"}
+    none = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", docs_jsonl,
+                   "--uncertain-band", "0", "--mass-floor", "0")
+    assert {json.loads(line)["verdict"] for line in none.stdout.splitlines()} <= {"yes", "no"}
+
+
+def test_labels_for_one_class_only_are_refused(tiny_model_dir, docs_jsonl, tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"id": "recipe", "label": true}\n')
+    done = run_cli("classify", "-q", "Is it food?", "--model", tiny_model_dir, "--jsonl-in", docs_jsonl, "--labels", labels)
+    assert done.returncode == 2 and "at least one yes and one no" in done.stderr
+
+
+def test_evaluate_prints_the_json_contract(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    docs, _ = _labeled(tmp_path)
+    done = run_cli("evaluate", "-q", "Is this software a game?", "--jsonl-in", docs, "--model", tiny_model_dir,
+                   "--format", "json", "--folds", "4")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["n"] == 16
+    for method in ("raw", "calibrated", "platt", "probe"):
+        assert set(result["methods"][method]) >= {"auc", "accuracy", "brier", "ece"}
+    assert "4" in result["learning_curve"]
