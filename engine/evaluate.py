@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 

@@ -7,7 +7,6 @@ import pytest
 from engine import metrics
 from engine.calibrate import (
     Calibrator,
-    Platt,
     batch_shift,
     contextual_shift,
     fit_calibrator,

@@ -177,9 +177,9 @@ def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str 
         if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config["num_attention_heads"] if "q_proj" in name else config["num_key_value_heads"]
             gguf_w = _permute_for_llamacpp(w, heads)
-        if w.ndim == 2 and quant not in ("F32",):
+        if w.ndim == 2 and quant != "F32":
             if quant == "F16":
-                data, raw = gguf_w.astype(np.float16), None
+                data = gguf_w.astype(np.float16)
                 back = data.astype(np.float32)
             else:
                 data = quantize(gguf_w, qtype)
