@@ -19,10 +19,15 @@ model: setup
 	$(BIN)/verdict models fetch-default
 
 demo: model
+	@echo "== Zero-shot, two questions over resources/samples (the 135M model is unsure of most):"
 	$(BIN)/verdict classify --format table \
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \
 		resources/samples
+	@echo "== With 16+16 labels: a probe on the model's hidden states, on 12 descriptions it has not seen:"
+	VERDICT_DATA_DIR=$$(mktemp -d) $(BIN)/verdict classify --format table \
+		--question "Is this software a game?" \
+		--jsonl-in resources/demo/games-new.jsonl --labels resources/demo/games-labeled.jsonl
 
 test: model
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
@@ -232,29 +233,45 @@ def cmd_classify(args: argparse.Namespace) -> int:
         progress.close()
         if out is not sys.stdout:
             out.close()
+    sys.stdout.flush()
     for note in calibrated.notes():
         print(f"verdict: {note}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def read_label_file(path: str) -> dict[Optional[str], dict[str, bool]]:
-    """Labels from JSONL (`id`, `label`, optional `question`): question -> {id: yes/no};
-    lines without a question are under None and apply to every question."""
+@dataclass
+class Labels:
+    """User labels from a JSONL file: per question (None: every question) id -> yes/no, and the
+    text of labeled documents that are not among those being classified."""
+
+    by_question: dict[Optional[str], dict[str, bool]]
+    texts: dict[str, str]
+
+    def for_question(self, question: str) -> dict[str, bool]:
+        return {**self.by_question.get(None, {}), **self.by_question.get(question, {})}
+
+
+def read_label_file(path: str) -> Labels:
+    """Labels from JSONL lines: `id`, `label` (true/false, yes/no), optional `question` and `text`."""
     from engine.calibrate import read_labels
 
     by_question: dict[Optional[str], list[dict]] = {}
+    texts: dict[str, str] = {}
+    number = 0
     try:
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     record = json.loads(line)
                     by_question.setdefault(record.get("question"), []).append(record)
+                    if isinstance(record.get("text"), str):
+                        texts[str(record["id"])] = record["text"]
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     except ValueError as exc:
         raise UsageError(f"{path}: line {number} is not valid JSON ({exc})") from exc
     try:
-        return {q: read_labels(records) for q, records in by_question.items()}
+        return Labels({q: read_labels(records) for q, records in by_question.items()}, texts)
     except (KeyError, ValueError) as exc:
         raise UsageError(f"{path}: {exc}") from exc
 
@@ -278,13 +295,24 @@ class CalibratedRun:
             settings["shift_method"] = args.calibration
         self.clf, self.questions, self.docs = clf, questions, docs
         self.calibrators = {}
+        known = {d.id for d in docs if not d.error}
         for q in questions:
-            given = (labels or {}).get(q) or (labels or {}).get(None)
-            if labels is not None and not given:
+            given = labels.for_question(q) if labels else None
+            training: list[Document] = []
+            if given:
+                usable = {i: y for i, y in given.items() if i in known or i in labels.texts}
+                if len(set(usable.values())) < 2:
+                    raise UsageError(
+                        f"labels for {q!r} need at least one yes and one no document among the documents "
+                        "being classified, or with their 'text' in the labels file"
+                    )
+                training = [d for d in docs if d.id in usable] + [
+                    Document(id=i, text=labels.texts[i]) for i in usable if i not in known
+                ]
+                given = usable
+            elif labels is not None:
                 raise UsageError(f"no labels for the question {q!r}")
-            if given and len(set(given.values())) < 2:
-                raise UsageError(f"labels for {q!r} need at least one yes and one no document")
-            self.calibrators[q] = calibrator_for(clf, q, docs, given, **settings)
+            self.calibrators[q] = calibrator_for(clf, q, training, given or None, **settings)
 
     def verdicts(self) -> Iterator[Verdict]:
         from engine.probe import capture_layers

@@ -148,3 +148,19 @@ def test_evaluate_prints_the_json_contract(tiny_model_dir, tmp_path, monkeypatch
     for method in ("raw", "calibrated", "platt", "probe"):
         assert set(result["methods"][method]) >= {"auc", "accuracy", "brier", "ece"}
     assert "4" in result["learning_curve"]
+
+
+def test_labels_with_their_own_text_train_on_documents_not_being_classified(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    training, _ = _labeled(tmp_path, n_per_class=4)  # id, text, label
+    new = tmp_path / "new.jsonl"
+    new.write_text('{"id": "n1", "text": "A puzzle game with levels."}\n{"id": "n2", "text": "A text editor."}\n')
+    done = run_cli("classify", "-q", "Is this software a game?", "--model", tiny_model_dir, "--jsonl-in", new,
+                   "--labels", training)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["id"] for line in done.stdout.splitlines()] == ["n1", "n2"]
+    unmatched = tmp_path / "ids-only.jsonl"
+    unmatched.write_text('{"id": "x", "label": true}\n{"id": "y", "label": false}\n')
+    refused = run_cli("classify", "-q", "Is this software a game?", "--model", tiny_model_dir, "--jsonl-in", new,
+                      "--labels", unmatched)
+    assert refused.returncode == 2 and "or with their 'text'" in refused.stderr and "Traceback" not in refused.stderr
