@@ -164,3 +164,33 @@ def test_labels_with_their_own_text_train_on_documents_not_being_classified(tiny
     refused = run_cli("classify", "-q", "Is this software a game?", "--model", tiny_model_dir, "--jsonl-in", new,
                       "--labels", unmatched)
     assert refused.returncode == 2 and "or with their 'text'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_folder_of_every_format_and_bad_files_through_the_cli(tiny_model_dir, tmp_path):
+    """Issue 3's acceptance run: valid files get verdicts, bad ones rows with reasons, exit 1."""
+    import fixtures_docs as fx
+
+    folder = tmp_path / "inbox"
+    fx.write_files(folder, fx.valid_samples())
+    bad = {
+        "corrupt.pdf": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF",
+        "locked.pdf": fx.make_encrypted_pdf(),
+        "empty.txt": b"",
+        "bomb.docx": fx.make_zip_bomb_docx(201),
+        "program.txt": bytes(range(256)) * 16,
+    }
+    fx.write_files(folder, bad)
+    done = run_cli("classify", "-q", "Is this about money?", "--model", tiny_model_dir, folder)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    rows = {row["id"].rsplit("/", 1)[-1]: row for row in map(json.loads, done.stdout.splitlines())}
+    assert set(rows) == set(fx.valid_samples()) | set(bad)
+    for name in fx.valid_samples():
+        assert rows[name]["error"] is None and rows[name]["verdict"] in ("yes", "no", "uncertain"), name
+        assert rows[name]["path"].endswith(name)
+    assert rows["locked.pdf"]["error"] == "PDF is password-protected"
+    assert rows["empty.txt"]["error"] == "file is empty"
+    assert "zip bomb" in rows["bomb.docx"]["error"]
+    assert rows["corrupt.pdf"]["error"].startswith("corrupt PDF")
+    assert rows["program.txt"]["error"] == "not a text file: binary content in a .txt"
+    assert all(rows[name]["verdict"] == "error" for name in bad)
