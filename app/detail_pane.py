@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QTextCharFormat, QTextCursor
@@ -48,12 +48,16 @@ class QuestionResult(QFrame):
         self.numbers.setObjectName("ResultNumbers")
         self.numbers.setWordWrap(True)
         self.numbers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.calibration = QLabel()
+        self.calibration.setObjectName("Muted")
+        self.calibration.setWordWrap(True)
+        self.calibration.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.yes_button = QPushButton("Yes")
         self.no_button = QPushButton("No")
         for button, label in ((self.yes_button, "yes"), (self.no_button, "no")):
             button.setCheckable(True)
             button.setObjectName(f"Label{label.capitalize()}")
-            button.setToolTip(f"The right answer is “{label}” (used to calibrate)")
+            button.setToolTip(f"The right answer is “{label}” (2+ yes and 2+ no labels calibrate this question)")
             button.clicked.connect(lambda checked, label=label: self._on_clicked(label, checked))
         label_row = QHBoxLayout()
         label_row.setSpacing(6)
@@ -71,10 +75,12 @@ class QuestionResult(QFrame):
         layout.setSpacing(4)
         layout.addLayout(head)
         layout.addWidget(self.numbers)
+        layout.addWidget(self.calibration)
         layout.addLayout(label_row)
 
     def show_result(self, number: int, question: str, verdict: Optional[Verdict], label: Optional[str],
-                    failed: Optional[str], active: bool) -> None:
+                    failed: Optional[str], active: bool, calibration: Sequence[str] = ()) -> None:
+        """``calibration``: sentences on the calibrator behind this question's verdicts."""
         self.question = question
         self.setProperty("active", active)
         self.style().unpolish(self)
@@ -99,11 +105,13 @@ class QuestionResult(QFrame):
             calibrated = verdict.margin
             raw = verdict.raw_margin if not math.isnan(verdict.raw_margin) else calibrated
             self.numbers.setText(
-                f"P(yes) <b>{_num(verdict.probability, '.3f')}</b> · margin {_num(calibrated, '+.3f')}"
+                f"P(yes) <b>{_num(verdict.probability, '.3f')}</b> · log-odds {_num(calibrated, '+.2f')}"
                 f" · raw margin {_num(raw, '+.3f')} · label mass {_num(verdict.label_mass, '.2f')}"
                 f" · {verdict.tokens:,} tokens"
                 + (f" · {verdict.windows} windows" if verdict.windows > 1 else "")
             )
+        self.calibration.setText("<br>".join(html.escape(line) for line in calibration))
+        self.calibration.setVisible(bool(calibration))
         self.yes_button.setChecked(label == "yes")
         self.no_button.setChecked(label == "no")
 
@@ -180,8 +188,10 @@ class DetailPane(QWidget):
         """The per-question blocks shown for the current document."""
         return self._results[: self._shown]
 
-    def show_row(self, row: Optional[DocumentRow], questions: list[str], active: int) -> None:
-        """Show ``row`` (None: nothing selected). Cheap to call again for the same row."""
+    def show_row(self, row: Optional[DocumentRow], questions: list[str], active: int,
+                 calibration: Optional[Mapping[str, Sequence[str]]] = None) -> None:
+        """Show ``row`` (None: nothing selected). Cheap to call again for the same row.
+        ``calibration``: per question, sentences on the calibrator in use (see app.calibration)."""
         if row is None:
             self._key = None
             self.empty.show()
@@ -205,10 +215,11 @@ class DetailPane(QWidget):
         if text_length:
             notes.append(f"{text_length:,} characters")
         self.status.setText(" · ".join(html.escape(n) for n in notes))
-        self._show_results(row, questions, active)
+        self._show_results(row, questions, active, calibration or {})
         self._highlight(row, questions[active] if questions else None)
 
-    def _show_results(self, row: DocumentRow, questions: list[str], active: int) -> None:
+    def _show_results(self, row: DocumentRow, questions: list[str], active: int,
+                      calibration: Mapping[str, Sequence[str]]) -> None:
         while len(self._results) < len(questions):
             result = QuestionResult()
             result.labelChosen.connect(self._on_label)
@@ -217,7 +228,8 @@ class DetailPane(QWidget):
         for i, result in enumerate(self._results):
             if i < len(questions):
                 q = questions[i]
-                result.show_result(i + 1, q, row.verdicts.get(q), row.labels.get(q), row.document.error, i == active)
+                result.show_result(i + 1, q, row.verdicts.get(q), row.labels.get(q), row.document.error, i == active,
+                                   calibration.get(q, ()))
                 result.show()
             else:
                 result.hide()

@@ -323,6 +323,18 @@ class ResultsModel(QAbstractTableModel):
         self._row_changed(key)
         return row
 
+    def replace_verdicts(self, items: Iterable[tuple[int, Verdict]]) -> None:
+        """Put new versions of existing verdicts (re-calibrated) in place: one change signal for
+        the lot, statuses unchanged. Rows gone or questions no longer asked are skipped."""
+        touched = False
+        for key, verdict in items:
+            row = self.row_for_key(key)
+            if row is not None and verdict.question in self._questions:
+                row.verdicts[verdict.question] = verdict
+                touched = True
+        if touched:
+            self._columns_changed(0, self.columnCount() - 1)
+
     def set_status(self, keys: Iterable[int], status: str, note: str = "") -> None:
         for key in keys:
             row = self.row_for_key(key)

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from engine.types import Document, Verdict
 
-from app import dialogs, theme
+from app import calibration, dialogs, theme
 from app.delegates import ResultsDelegate
 from app.detail_pane import DetailPane
 from app.documents import text_document
@@ -67,6 +67,8 @@ from app.table_model import (
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
 FROM_SETTINGS = object()  # MainWindow(model=...) default: the model named in the settings
+REFIT_DELAY_MS = 1000  # labels settle this long before a question's calibrator is fitted again
+MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
 
 
 class MainWindow(QMainWindow):
@@ -89,6 +91,13 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Verdict")
         self.setAcceptDrops(True)
         self._rescore_when_ready = False
+        # (document key, question) -> hidden state at controller.state_layer, (D,) float32. Memory
+        # only (D floats per verdict): a probe fitted to new labels is re-applied to every verdict
+        # at once instead of scoring everything again. Beyond MAX_STATE_BYTES, or after a relaunch,
+        # a probe's verdicts are scored again instead.
+        self._states: dict[tuple[int, str], object] = {}
+        self._state_bytes = 0
+        self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
 
         self.controller = ScoringController(self, load=load)
         self.loader = FileLoader(self)
@@ -287,7 +296,14 @@ class MainWindow(QMainWindow):
         c.rowsStopped.connect(self._on_rows_stopped)
         c.progressChanged.connect(self._on_progress)
         c.busyChanged.connect(self._on_busy)
+        c.calibratorChanged.connect(self._on_calibrator_changed)
+        c.refitFinished.connect(self._on_refit_finished)
+        c.refitFailed.connect(self._on_refit_failed)
         self.results.modelReset.connect(self._after_columns_changed)
+        self._refit_timer = QTimer(self)
+        self._refit_timer.setSingleShot(True)
+        self._refit_timer.setInterval(REFIT_DELAY_MS)
+        self._refit_timer.timeout.connect(self._refit_labeled)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
@@ -376,6 +392,7 @@ class MainWindow(QMainWindow):
         if not keys:
             return
         self.controller.forget_keys(set(keys))
+        self._forget_states(keys)
         self.results.remove_keys(keys)
         self.store.remove_documents(keys)
         if self.detail.key in keys:
@@ -417,6 +434,7 @@ class MainWindow(QMainWindow):
         live = self.controller.live_keys()
         self.store.set_questions(questions, active)
         self.results.set_questions(questions, active)
+        self._forget_states(questions=set(questions))
         for row in self.results.rows:
             if row.key not in live:
                 row.settle(questions)
@@ -453,6 +471,7 @@ class MainWindow(QMainWindow):
         keys = [row.key for row in rows]
         self.store.clear_verdicts(keys)
         self.results.clear_verdicts(keys)
+        self._forget_states(keys)
         self._score(rows)
         self._refresh_detail()
 
@@ -481,9 +500,11 @@ class MainWindow(QMainWindow):
 
     @Slot(int, object)
     def _on_verdict(self, key: int, verdict: Verdict) -> None:
+        state, verdict.hidden = verdict.hidden, None  # the state stays here, not in the row or the database
         row = self.results.set_verdict(key, verdict)
         if row is None:
             return
+        self._keep_state(key, verdict.question, state)
         self.store.save_verdicts([(key, verdict)])
         if key == self.detail.key:
             self._refresh_detail()
@@ -554,6 +575,8 @@ class MainWindow(QMainWindow):
     def _on_model_ready(self, name: str, path: str) -> None:
         self.model_box.show_model(name, path)
         self.settings.model_path = path or None
+        self._forget_states()  # they belong to the previous model
+        self.controller.resolve_calibrators(self.results.questions)
         if self._rescore_when_ready and self.results.questions:
             self._rescore_when_ready = False
             self.rescore_all()
@@ -583,8 +606,96 @@ class MainWindow(QMainWindow):
         """Record the right answer to ``question`` for document ``key`` ('yes', 'no' or None)."""
         self.results.set_label(key, question, label)
         self.store.set_label(key, question, label)
-        if key == self.detail.key:
-            self._refresh_detail()
+        self._refit_dirty.add(question)
+        self._refit_timer.start()  # restarts: one refit after the last of a burst of labels
+        self._refresh_detail()  # the pane counts this question's labels, whichever document is shown
+
+    # ---------------------------------------------------------------------------------------- calibration
+    def _label_counts(self, question: str) -> tuple[int, int]:
+        return calibration.label_counts(self.results.rows, question)
+
+    def refit_pending(self, question: str) -> bool:
+        """True while a refit of ``question``'s calibrator waits for labels to settle or runs."""
+        return self.controller.refitting(question) or (question in self._refit_dirty and self._refit_timer.isActive())
+
+    @Slot()
+    def _refit_labeled(self) -> None:
+        """Labels settled: fit each changed question with enough labels again (on the worker)."""
+        dirty, self._refit_dirty = self._refit_dirty, set()
+        for question in self.results.questions:
+            if question in dirty and calibration.enough_labels(self._label_counts(question)):
+                documents, labels = calibration.refit_request(self.results.rows, question)
+                self.controller.refit(question, documents, labels)
+        self._refresh_detail()
+
+    @Slot(str, object)
+    def _on_calibrator_changed(self, question: str, cal: object) -> None:
+        """A question's calibrator became known (model loaded, question asked, relaunch). Labels
+        that changed since it was fitted (the app closed before the refit) are fitted again."""
+        counts = self._label_counts(question)
+        fitted_on = tuple(cal.n_labels) if cal.method != "margin" else (0, 0)
+        if calibration.enough_labels(counts) and counts != fitted_on and not self.refit_pending(question):
+            self._refit_dirty.add(question)
+            self._refit_timer.start()
+        self._refresh_detail()
+
+    @Slot(str, object)
+    def _on_refit_finished(self, question: str, cal: object) -> None:
+        """Re-apply the new calibrator to the question's verdicts from their raw margins (and kept
+        states); documents whose state is not at hand are scored again for this question."""
+        if question not in self.results.questions:
+            return
+        layer_ok = not cal.layers or cal.probe.layer == self.controller.state_layer
+        live = self.controller.live_keys()
+        changed, again = [], []
+        for row in self.results.rows:
+            verdict = row.verdicts.get(question)
+            if verdict is None:
+                continue
+            state = self._states.get((row.key, question)) if layer_ok else None
+            new = calibration.reapply(cal, verdict, state)
+            if new is verdict:  # an error: nothing to calibrate
+                continue
+            if new is not None:
+                changed.append((row.key, new))
+            elif row.key not in live:  # a live job brings a verdict from the new calibrator anyway
+                again.append(row)
+        self.results.replace_verdicts(changed)
+        self.store.save_verdicts(changed)
+        if again:
+            keys = [r.key for r in again]
+            self.results.set_status(keys, QUEUED, "Scored again for the new probe")
+            self.controller.score(keys, [r.document for r in again], [question])
+        short = question if len(question) <= 40 else question[:39].rstrip() + "…"
+        message = f"Recalibrated “{short}” from {calibration.summary(cal)}: {len(changed):,} verdicts updated"
+        if again:
+            message += f", {len(again):,} documents being scored again for the probe"
+        self.show_message(message)
+        self._refresh_detail()
+
+    @Slot(str, str)
+    def _on_refit_failed(self, question: str, reason: str) -> None:
+        self.show_message(f"Could not calibrate from the labels: {reason}")
+        self._refresh_detail()
+
+    def _keep_state(self, key: int, question: str, state: object) -> None:
+        old = self._states.pop((key, question), None)
+        if old is not None:
+            self._state_bytes -= old.nbytes
+        if state is not None and self._state_bytes + state.nbytes <= MAX_STATE_BYTES:
+            self._states[(key, question)] = state
+            self._state_bytes += state.nbytes
+
+    def _forget_states(self, keys: Optional[Iterable[int]] = None, questions: Optional[set[str]] = None) -> None:
+        """Drop kept states: of ``keys`` (None: all), or those of questions not in ``questions``."""
+        if keys is None and questions is None:
+            self._states.clear()
+            self._state_bytes = 0
+            return
+        keys = set(keys) if keys is not None else None
+        for k in list(self._states):
+            if (keys is not None and k[0] in keys) or (questions is not None and k[1] not in questions):
+                self._state_bytes -= self._states.pop(k).nbytes
 
     def _label_current(self, label: str) -> None:
         questions = self.results.questions
@@ -670,7 +781,13 @@ class MainWindow(QMainWindow):
             row = self.results.rows[self.proxy.mapToSource(current).row()]
         else:
             row = None
-        self.detail.show_row(row, self.results.questions, self.results.active_question)
+        questions = self.results.questions
+        notes = {}
+        if row is not None:
+            for q in questions:
+                notes[q] = calibration.describe(self.controller.calibrators.get(q), self._label_counts(q),
+                                                self.refit_pending(q))
+        self.detail.show_row(row, questions, self.results.active_question, notes)
 
     # ---------------------------------------------------------------------------------------- files
     def choose_files(self) -> None:

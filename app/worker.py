@@ -6,14 +6,22 @@ QThread) loads the model and makes every MLX call. The GUI never calls it direct
 signals. :class:`ScoringController` lives on the GUI thread, owns job ids, receives the
 worker's signals in its slots (so they run on the GUI thread) and drops results of jobs
 that were cancelled or replaced.
+
+Every scoring run goes through one calibrator per question (`engine.calibrate`), as the CLI's
+runs do: verdicts arrive calibrated ("uncertain" included), `raw_margin` stays the model's. The
+worker also keeps each verdict's hidden state at the default probe layer and hands it over with
+the verdict, so that when labels refit a question's calibrator (also here, on this thread) the
+GUI can re-apply it to every verdict at once with numpy, without scoring anything again.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from engine.types import Document, Verdict
@@ -27,16 +35,21 @@ CHUNK_DOCUMENTS = 32  # documents handed to the engine at a time: "Scoring…" m
 class ScoringWorker(QObject):
     """Owns the Classifier. Its slots run on the scoring thread, one request at a time."""
 
-    modelLoaded = Signal(int, str, str)  # request, model name, path ('' = default model)
+    modelLoaded = Signal(int, str, str, int)  # request, model name, path ('' = default model), state layer
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
     verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
     jobFinished = Signal(int, str, str)  # job, outcome, reason
+    calibratorReady = Signal(str, object)  # question, Calibrator (resolved for the current model)
+    refitDone = Signal(int, str, object)  # refit job, question, Calibrator fitted to the labels
+    refitFailed = Signal(int, str, str)  # refit job, question, reason
 
     def __init__(self, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
         super().__init__()
         self._load = load  # Classifier.load unless a test replaces it
         self._classifier: Any = None  # created and used on the scoring thread only
+        self._calibrators: dict[str, Any] = {}  # question -> Calibrator, for the loaded model
+        self._state_layer = 0  # the layer whose state each verdict carries (the probes' default)
         self._lock = threading.Lock()
         self._cancelled: set[int] = set()
 
@@ -67,8 +80,12 @@ class ScoringWorker(QObject):
         except Exception as exc:  # an unexpected failure in a loader is still a failed load, not a crash
             self.modelFailed.emit(request, path or "", f"{type(exc).__name__}: {exc}", self._name())
             return
+        from engine.probe import default_layer
+
         self._classifier = classifier
-        self.modelLoaded.emit(request, classifier.model_name, path or "")
+        self._calibrators = {}
+        self._state_layer = default_layer(classifier)
+        self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer)
 
     def _name(self) -> str:
         return self._classifier.model_name if self._classifier is not None else ""
@@ -92,15 +109,75 @@ class ScoringWorker(QObject):
             return CANCELLED, ""
         if self._classifier is None:
             return NO_MODEL, "no model is loaded"
-        for start in range(0, len(documents), CHUNK_DOCUMENTS):
-            if cancel():
-                return CANCELLED, ""
-            chunk = documents[start : start + CHUNK_DOCUMENTS]
-            self.chunkStarted.emit(job, start, start + len(chunk))
-            for verdict in self._classifier.classify_iter(questions, chunk, cancel=cancel):
-                verdict.document_index += start
-                self.verdictReady.emit(job, verdict)
+        from engine.probe import capture_layers
+
+        calibrators = {q: self._calibrator(q) for q in questions}
+        wanted = sorted({self._state_layer, *(n for cal in calibrators.values() for n in cal.layers)})
+        with capture_layers(self._classifier, wanted) as layers:
+            for start in range(0, len(documents), CHUNK_DOCUMENTS):
+                if cancel():
+                    return CANCELLED, ""
+                chunk = documents[start : start + CHUNK_DOCUMENTS]
+                self.chunkStarted.emit(job, start, start + len(chunk))
+                for verdict in self._classifier.classify_iter(questions, chunk, cancel=cancel, keep_hidden=True):
+                    verdict.document_index += start
+                    self.verdictReady.emit(job, self._calibrated(verdict, calibrators[verdict.question], layers))
         return (CANCELLED, "") if cancel() else (DONE, "")
+
+    def _calibrated(self, verdict: Verdict, cal: Any, layers: list[int]) -> Verdict:
+        """The calibrated verdict; its `hidden` is the state after the state layer, shape (D,)."""
+        states = verdict.hidden  # (len(layers), D)
+        if not verdict.ok or states is None:
+            verdict.hidden = None
+            return verdict
+        if cal.layers:  # the probe reads its own layer (as engine.cli.CalibratedRun does)
+            verdict = dataclasses.replace(verdict, hidden=states[layers.index(cal.probe.layer)])
+        out = cal.apply(verdict)
+        out.hidden = np.array(states[layers.index(self._state_layer)], dtype=np.float32)
+        return out
+
+    def _calibrator(self, question: str) -> Any:
+        """This question's calibrator: the one fitted or saved for this model, else label-free."""
+        cal = self._calibrators.get(question)
+        if cal is None:
+            from engine.calibrate import calibrator_for
+
+            try:
+                cal = calibrator_for(self._classifier, question)
+            except Exception as exc:  # a damaged saved calibrator must not stop scoring: label-free then
+                cal = calibrator_for(self._classifier, question, use_saved=False)
+                cal.notes.append(f"the saved calibrator could not be read ({type(exc).__name__}: {exc})")
+            self._calibrators[question] = cal
+            self.calibratorReady.emit(question, cal)
+        return cal
+
+    @Slot(object)
+    def resolveCalibrators(self, questions: Sequence[str]) -> None:
+        """Announce the calibrator of each question (loaded when not known yet)."""
+        if self._classifier is None:
+            return
+        for question in questions:
+            if question in self._calibrators:
+                self.calibratorReady.emit(question, self._calibrators[question])
+            else:
+                self._calibrator(question)  # announces it
+
+    @Slot(int, str, object, object)
+    def refit(self, job: int, question: str, documents: Sequence[Document], labels: dict) -> None:
+        """Fit `question`'s calibrator to `labels` (document id -> yes) of `documents`; the engine
+        scores the labeled documents itself and saves the result for this model and question."""
+        if self._classifier is None:
+            self.refitFailed.emit(job, question, "no model is loaded")
+            return
+        try:
+            from engine.calibrate import calibrator_for
+
+            cal = calibrator_for(self._classifier, question, list(documents), dict(labels))
+        except Exception as exc:
+            self.refitFailed.emit(job, question, f"{type(exc).__name__}: {exc}")
+            return
+        self._calibrators[question] = cal
+        self.refitDone.emit(job, question, cal)
 
     @Slot()
     def release(self) -> None:
@@ -131,10 +208,15 @@ class ScoringController(QObject):
     rowsStopped = Signal(list, str, str)  # keys left unscored, outcome, reason
     progressChanged = Signal(int, int, float)  # documents done, total, documents per second
     busyChanged = Signal(bool)
+    calibratorChanged = Signal(str, object)  # question, the Calibrator scoring now uses for it
+    refitFinished = Signal(str, object)  # question, Calibrator newly fitted to the labels
+    refitFailed = Signal(str, str)  # question, reason
 
     _loadRequested = Signal(int, object)
     _scoreRequested = Signal(int, object, object)
     _releaseRequested = Signal()
+    _resolveRequested = Signal(object)
+    _refitRequested = Signal(int, str, object, object)
 
     def __init__(self, parent: Optional[QObject] = None, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
         super().__init__(parent)
@@ -146,6 +228,11 @@ class ScoringController(QObject):
         self._loadRequested.connect(self._worker.loadModel, queued)
         self._scoreRequested.connect(self._worker.score, queued)
         self._releaseRequested.connect(self._worker.release, queued)
+        self._resolveRequested.connect(self._worker.resolveCalibrators, queued)
+        self._refitRequested.connect(self._worker.refit, queued)
+        self._worker.calibratorReady.connect(self._on_calibrator_ready, queued)
+        self._worker.refitDone.connect(self._on_refit_done, queued)
+        self._worker.refitFailed.connect(self._on_refit_failed, queued)
         self._worker.modelLoaded.connect(self._on_model_loaded, queued)
         self._worker.modelFailed.connect(self._on_model_failed, queued)
         self._worker.chunkStarted.connect(self._on_chunk_started, queued)
@@ -162,6 +249,11 @@ class ScoringController(QObject):
         self._run_clock: Optional[float] = None
         self._model_name = ""
         self._model_path = ""
+        self._state_layer = 0
+        self.calibrators: dict[str, Any] = {}  # question -> Calibrator in use (read-only copies' owner: the worker)
+        self._refit_latest: dict[str, int] = {}  # question -> newest refit job not answered yet
+        self._refit_pending: dict[str, tuple[int, list[Document], dict[str, bool]]] = {}
+        self._refit_running: Optional[int] = None
 
     # --- state ------------------------------------------------------------------------------------
     @property
@@ -185,6 +277,15 @@ class ScoringController(QObject):
     def thread(self) -> QThread:
         return self._thread
 
+    @property
+    def state_layer(self) -> int:
+        """The layer whose hidden state each verdict carries (`Verdict.hidden`, shape (D,))."""
+        return self._state_layer
+
+    def refitting(self, question: str) -> bool:
+        """True while a refit of ``question``'s calibrator is queued or running."""
+        return question in self._refit_latest
+
     def live_keys(self) -> set[int]:
         """Keys of documents in live jobs."""
         return {k for job in self._jobs.values() for k in job.keys}
@@ -198,6 +299,8 @@ class ScoringController(QObject):
         """Load a model on the scoring thread (None: the embedded default). Jobs sent later wait for it."""
         self._load_request = self._new_id()
         self._loading = True
+        self._refit_latest.clear()  # calibrators are per model: refits for the old one are stale
+        self._refit_pending.clear()
         self.modelLoading.emit(path or "")
         self._loadRequested.emit(self._load_request, path or None)
 
@@ -215,6 +318,31 @@ class ScoringController(QObject):
         self._emit_progress()
         self._report_busy()
         return job.id
+
+    def resolve_calibrators(self, questions: list[str]) -> None:
+        """Have the worker announce each question's calibrator (calibratorChanged), loading the
+        saved ones for this model: what a relaunched session shows before anything is scored."""
+        if questions:
+            self._resolveRequested.emit(list(questions))
+
+    def refit(self, question: str, documents: list[Document], labels: dict[str, bool]) -> int:
+        """Fit ``question``'s calibrator to ``labels`` (document id -> yes) on the worker. One refit
+        runs at a time; a newer request for a question replaces one still waiting, and the answer
+        to an older one is dropped. Returns the job id."""
+        job = self._new_id()
+        self._refit_latest[question] = job
+        self._refit_pending.pop(question, None)
+        self._refit_pending[question] = (job, list(documents), dict(labels))
+        self._send_refit()
+        return job
+
+    def _send_refit(self) -> None:
+        if self._refit_running is not None or not self._refit_pending:
+            return
+        question = next(iter(self._refit_pending))
+        job, documents, labels = self._refit_pending.pop(question)
+        self._refit_running = job
+        self._refitRequested.emit(job, question, documents, labels)
 
     def cancel_all(self, reason: str = "cancelled") -> list[int]:
         """Stop every live job now: its late results are dropped. Returns the keys left unscored."""
@@ -247,12 +375,38 @@ class ScoringController(QObject):
             self._thread.wait()
 
     # --- worker answers (GUI thread) ------------------------------------------------------------------
-    @Slot(int, str, str)
-    def _on_model_loaded(self, request: int, name: str, path: str) -> None:
-        self._model_name, self._model_path = name, path
+    @Slot(int, str, str, int)
+    def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int) -> None:
+        self._model_name, self._model_path, self._state_layer = name, path, state_layer
+        self.calibrators.clear()
         if request == self._load_request:
             self._loading = False
             self.modelReady.emit(name, path)
+
+    @Slot(str, object)
+    def _on_calibrator_ready(self, question: str, cal: Any) -> None:
+        self.calibrators[question] = cal
+        self.calibratorChanged.emit(question, cal)
+
+    @Slot(int, str, object)
+    def _on_refit_done(self, job: int, question: str, cal: Any) -> None:
+        if job == self._refit_running:
+            self._refit_running = None
+        if self._refit_latest.get(question) == job:
+            del self._refit_latest[question]
+            self.calibrators[question] = cal
+            self.refitFinished.emit(question, cal)
+        self._send_refit()
+
+    @Slot(int, str, str)
+    def _on_refit_failed(self, job: int, question: str, reason: str) -> None:
+        if job == self._refit_running:
+            self._refit_running = None
+        if self._refit_latest.get(question) == job:
+            del self._refit_latest[question]
+            self.refitFailed.emit(question, reason)
+            self.resolve_calibrators([question])  # show what the worker really uses
+        self._send_refit()
 
     @Slot(int, str, str, str)
     def _on_model_failed(self, request: int, path: str, reason: str, still_in_use: str) -> None:

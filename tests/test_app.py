@@ -130,7 +130,9 @@ def test_dropping_files_and_a_folder_scores_every_document(qtbot, tmp_path, make
     for row in window.results.rows[:4]:
         assert row.status == DONE
         verdict = row.verdicts[Q1]
-        assert verdict.verdict in ("yes", "no") and 0 <= verdict.probability <= 1
+        # calibrated (label-free here): "uncertain" when the margin is small; the raw margin is kept
+        assert verdict.verdict in ("yes", "no", "uncertain") and 0 <= verdict.probability <= 1
+        assert math.isfinite(verdict.raw_margin) and verdict.hidden is None
     failed = row_named(window, "scan.pdf")
     assert failed.status == ERROR and failed.error
     n = window.results.row_number(failed.key)
@@ -182,7 +184,8 @@ def test_default_model_scores_the_samples(qtbot, make_window, default_model_path
     wait_scored(qtbot, window, 2, timeout=60_000)
     for row in window.results.rows:
         v = row.verdicts["Does this ask the reader to pay money?"]
-        assert v.verdict in ("yes", "no") and math.isfinite(v.margin) and v.tokens > 50 and v.label_mass > 0.1
+        assert v.verdict in ("yes", "no", "uncertain") and math.isfinite(v.margin) and v.tokens > 50
+        assert v.label_mass > 0.1 and math.isfinite(v.raw_margin)
     assert "SmolLM2" in window.model_label.text() or "Smollm2" in window.model_label.text()
 
 
@@ -491,11 +494,12 @@ def test_filter_by_verdict_and_search(qtbot, tmp_path, make_window):
     window.add_documents([("bad", _doc("bad", "", error="could not read: permission denied"))])
     wait_scored(qtbot, window, 7)
     proxy = window.proxy
-    yes = sum(1 for r in window.results.rows if r.status == DONE and r.verdicts[Q1].verdict == "yes")
-    window.set_verdict_filter("yes")
-    assert proxy.rowCount() == yes
-    window.set_verdict_filter("no")
-    assert proxy.rowCount() == 6 - yes
+    counts = {kind: sum(1 for r in window.results.rows if r.status == DONE and r.verdicts[Q1].verdict == kind)
+              for kind in ("yes", "no", "uncertain")}
+    assert sum(counts.values()) == 6
+    for kind, count in counts.items():
+        window.set_verdict_filter(kind)
+        assert proxy.rowCount() == count
     window.set_verdict_filter("error")
     assert proxy.rowCount() == 1
     qtbot.mouseClick(window.filter_buttons["all"], Qt.MouseButton.LeftButton)

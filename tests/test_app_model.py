@@ -157,4 +157,4 @@ def test_self_test_entry_point(default_model_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "self-test: ok" in done.stdout
-    assert " -> yes " in done.stdout or " -> no " in done.stdout
+    assert any(f" -> {kind} " in done.stdout for kind in ("yes", "no", "uncertain"))  # calibrated, label-free

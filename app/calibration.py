@@ -1,0 +1,125 @@
+"""Labels to calibrators, and calibrators to words: what the window needs from `engine.calibrate`.
+
+The fitting itself runs on the scoring thread (:meth:`app.worker.ScoringWorker.refit`); here are
+the pure parts the GUI thread uses: which labels a question has, the documents and labels a refit
+is sent with, re-applying a fitted calibrator to verdicts already in the table (numpy only, no
+MLX: each verdict keeps its raw margin, label mass and, in memory, its hidden state), and the
+sentences the detail pane shows about the calibrator in use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable, Mapping, Optional
+
+import numpy as np
+
+from engine.types import Document, Verdict
+
+MIN_LABELS = 2  # per class, before a question's calibrator is fitted to its labels
+
+
+def label_counts(rows: Iterable, question: str) -> tuple[int, int]:
+    """(yes, no) labels for ``question`` on readable documents."""
+    yes = no = 0
+    for row in rows:
+        label = row.labels.get(question)
+        if label and not row.document.error:
+            yes += label == "yes"
+            no += label == "no"
+    return yes, no
+
+
+def enough_labels(counts: tuple[int, int]) -> bool:
+    return counts[0] >= MIN_LABELS and counts[1] >= MIN_LABELS
+
+
+def refit_request(rows: Iterable, question: str) -> tuple[list[Document], dict[str, bool]]:
+    """The labeled documents (ids made unique: the row keys) and their labels, for a refit."""
+    documents, labels = [], {}
+    for row in rows:
+        label = row.labels.get(question)
+        if label and not row.document.error:
+            doc_id = str(row.key)
+            documents.append(dataclasses.replace(row.document, id=doc_id))
+            labels[doc_id] = label == "yes"
+    return documents, labels
+
+
+def reapply(cal: Any, verdict: Verdict, state: Optional[np.ndarray]) -> Optional[Verdict]:
+    """``verdict`` calibrated again by ``cal`` from its raw margin and label mass (and ``state``,
+    the hidden state at the probe's layer, when ``cal`` uses a probe). None when the probe needs
+    a state that is not at hand (the document has to be scored again)."""
+    if not verdict.ok or math.isnan(verdict.raw_margin):
+        return verdict
+    if cal.layers:
+        if state is None:
+            return None
+        verdict = dataclasses.replace(verdict, hidden=state)
+    return cal.apply(verdict)
+
+
+def _auc(x: float) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.2f}"
+
+
+def _labels_phrase(n_yes: int, n_no: int) -> str:
+    n = n_yes + n_no
+    return f"{n} label{'s' if n != 1 else ''} ({n_yes} yes, {n_no} no)"
+
+
+def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[str]:
+    """Short sentences on the calibrator behind a question's verdicts (None: not known yet),
+    given this session's label ``counts`` (yes, no) and whether a refit is on its way."""
+    lines: list[str] = []
+    fitted = cal is not None and cal.method != "margin" and sum(cal.n_labels) > 0
+    if cal is None:
+        lines.append("Calibration: loading…")
+    elif fitted:
+        n_yes, n_no = cal.n_labels
+        probe = cal.probe
+        if cal.method == "probe":
+            lines.append(
+                f"Calibrated by a probe on {_labels_phrase(n_yes, n_no)}: cross-validated AUC "
+                f"{_auc(probe.cv_auc)} vs {_auc(probe.cv_auc_margin)} for the model's own answer"
+            )
+        else:
+            line = f"Calibrated from the model's own answer on {_labels_phrase(n_yes, n_no)}"
+            if probe is not None:
+                line += (f": its AUC on them {_auc(probe.cv_auc_margin)}, a probe's cross-validated "
+                         f"{_auc(probe.cv_auc)}")
+            lines.append(line)
+        if cal.threshold is not None and np.isfinite(cal.threshold):
+            lines.append(f"For {cal.recall_target:.0%} recall, count P(yes) ≥ {cal.threshold:.2f} as yes")
+    else:
+        if counts == (0, 0):
+            lines.append(f"No labels yet: label {MIN_LABELS}+ yes and {MIN_LABELS}+ no documents to calibrate")
+        elif not enough_labels(counts):
+            lines.append(f"{counts[0]} yes and {counts[1]} no labels so far: label at least {MIN_LABELS} "
+                         "of each to calibrate")
+        band = cal.band
+        lines.append(f"Zero-shot: “Uncertain” when P(yes) is between {1 / (1 + math.exp(band)):.2f} and "
+                     f"{1 / (1 + math.exp(-band)):.2f}")
+    if pending and enough_labels(counts):
+        lines.append(f"Recalibrating on {_labels_phrase(*counts)}…")
+    elif fitted and counts != tuple(cal.n_labels):
+        if enough_labels(counts):
+            lines.append(f"Your labels here: {counts[0]} yes, {counts[1]} no")
+        else:
+            lines.append(f"Your labels here: {counts[0]} yes, {counts[1]} no — label at least {MIN_LABELS} "
+                         "of each to recalibrate")
+    if cal is not None:
+        lines += [note[:1].upper() + note[1:] for note in cal.notes]
+    return lines
+
+
+def summary(cal: Any) -> str:
+    """One status-bar phrase for a calibrator just fitted."""
+    how = {"probe": "a probe", "platt": "the model's own answer, rescaled", "margin": "the model's margin"}[cal.method]
+    n_yes, n_no = cal.n_labels
+    return f"{how}, {_labels_phrase(n_yes, n_no)}"
+
+
+def counts_by_question(rows: Iterable, questions: Iterable[str]) -> Mapping[str, tuple[int, int]]:
+    rows = list(rows)
+    return {q: label_counts(rows, q) for q in questions}

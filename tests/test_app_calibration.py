@@ -1,0 +1,169 @@
+"""Labels in the window feed calibration: 2+ yes and 2+ no labels refit the question's calibrator
+on the scoring thread (debounced), the new calibrator is re-applied to the verdicts already in the
+table from their raw margins and kept hidden states (no rescoring), the detail pane says which
+calibrator is in use and how good it is, and a relaunch keeps the calibrated verdicts."""
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+
+from app import window as window_module
+from app.table_model import DONE, VerdictRole
+from engine.types import Document
+from test_app import dialog_calls, make_window, qapp_cls, wait_scored  # noqa: F401  (fixtures)
+
+Q = "Does this document ask for a payment?"
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    """Saved calibrators of this test only (kept across a relaunch within the test)."""
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "verdict-data"))
+
+
+@pytest.fixture
+def quick_refit(monkeypatch):
+    monkeypatch.setattr(window_module, "REFIT_DELAY_MS", 50)
+
+
+def scored_window(qtbot, make_window, n: int = 4):  # noqa: F811
+    window = make_window()
+    window.question_bar.ask(Q)
+    pay = [(f"invoice-{i}", f"Invoice {i}: please pay ${100 + i} by Friday.") for i in range(n)]
+    food = [(f"recipe-{i}", f"Recipe {i}: rub butter into flour and bake.") for i in range(n)]
+    window.add_documents([(name, Document(id=name, text=text)) for name, text in pay + food])
+    wait_scored(qtbot, window, 2 * n)
+    return window
+
+
+def key_of(window, name: str) -> int:
+    return next(r.key for r in window.results.rows if r.name == name)
+
+
+def pane_text(window) -> str:
+    result = window.detail.results()[0]
+    return result.numbers.text() + "\n" + result.calibration.text()
+
+
+def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbot, make_window):  # noqa: F811
+    window = scored_window(qtbot, make_window)
+    controller = window.controller
+    raw = {r.key: r.verdicts[Q] for r in window.results.rows}
+    assert all(v.margin == v.raw_margin for v in raw.values())  # label-free: the margin itself
+    assert all(window._states.get((k, Q)) is not None for k in raw)  # states kept in memory, for a probe
+    window.select_keys([key_of(window, "invoice-0")])
+    assert "No labels yet" in pane_text(window)
+
+    refits, scores = [], []
+    original_refit, original_score = controller.refit, controller.score
+    controller.refit = lambda *a: refits.append(a[0]) or original_refit(*a)
+    controller.score = lambda *a: scores.append(a) or original_score(*a)
+    finished = []
+    controller.refitFinished.connect(lambda q, cal: finished.append((q, cal)))
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+
+    result = window.detail.results()[0]
+    qtbot.mouseClick(result.yes_button, Qt.MouseButton.LeftButton)  # the pane's button
+    assert "Recalibrating" not in pane_text(window)  # 1 yes, 0 no: not enough
+    window.select_keys([key_of(window, "invoice-1")])
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    window.select_keys([key_of(window, "recipe-0")])
+    qtbot.keyClick(window.table, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    window.select_keys([key_of(window, "recipe-1")])
+    started = time.perf_counter()
+    window.label_no_action.trigger()
+    assert {r.name: r.labels.get(Q) for r in window.results.rows if r.labels} == {
+        "invoice-0": "yes", "invoice-1": "yes", "recipe-0": "no", "recipe-1": "no"}
+    assert "Recalibrating on 4 labels" in pane_text(window)
+    with qtbot.waitSignal(controller.refitFinished, timeout=10_000):
+        pass
+    elapsed = time.perf_counter() - started
+    timer.stop()
+    assert elapsed >= window_module.REFIT_DELAY_MS / 1000 * 0.9  # debounced
+    assert len(refits) == 1 and len(finished) == 1  # one refit for the burst of four labels
+    question, cal = finished[0]
+    assert question == Q and cal.n_labels == (2, 2) and cal.method == "probe"
+    assert not scores  # re-applied from the kept states: nothing scored again
+    # the GUI kept turning while the worker fitted
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert len(ticks) > 20 and max(gaps) < 0.5
+
+    for row in window.results.rows:
+        v = row.verdicts[Q]
+        assert v.raw_margin == raw[row.key].raw_margin and v.label_mass == raw[row.key].label_mass
+        assert v.margin != v.raw_margin and math.isclose(v.probability, 1 / (1 + math.exp(-v.margin)), rel_tol=1e-6)
+        n = window.results.row_number(row.key)
+        shown = window.results.index(n, window.results.question_column(0)).data(VerdictRole)
+        assert shown == v.verdict in ("yes", "no", "uncertain")
+    # the probe separates these labels: the labeled documents come out on their side
+    assert window.results.rows[0].verdicts[Q].margin > 0 > window.results.rows[4].verdicts[Q].margin
+    text = pane_text(window)
+    assert "Calibrated by a probe on 4 labels (2 yes, 2 no): cross-validated AUC" in text
+    assert "raw margin" in text and "label mass" in text
+    assert "Recalibrated" in window.statusBar().currentMessage()
+    with sqlite3.connect(window.store.path) as db:  # what a relaunch shows
+        stored = dict(db.execute("SELECT doc_key, margin FROM verdicts"))
+    assert all(math.isclose(stored[r.key], r.verdicts[Q].margin) for r in window.results.rows)
+
+    # a new document is scored through the new calibrator
+    window.add_text("Invoice 99: please pay $99 by Monday.")
+    wait_scored(qtbot, window, 9)
+    new = window.results.rows[-1].verdicts[Q]
+    assert new.margin != new.raw_margin
+
+
+def test_labels_of_one_class_do_not_refit_and_the_pane_says_what_is_needed(qtbot, make_window, quick_refit):  # noqa: F811
+    window = scored_window(qtbot, make_window, n=3)
+    refits = []
+    window.controller.refit = lambda *a: refits.append(a)
+    for name in ("invoice-0", "invoice-1", "invoice-2"):
+        window.set_label(key_of(window, name), Q, "yes")
+    window.select_keys([key_of(window, "invoice-0")])
+    qtbot.wait(250)
+    assert not refits and not window.refit_pending(Q)
+    text = pane_text(window)
+    assert "3 yes and 0 no labels so far: label at least 2 of each to calibrate" in text
+    assert all(r.verdicts[Q].margin == r.verdicts[Q].raw_margin for r in window.results.rows)
+
+
+def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_window, quick_refit):  # noqa: F811
+    window = scored_window(qtbot, make_window)
+    for name, label in (("invoice-0", "yes"), ("invoice-1", "yes"), ("recipe-0", "no"), ("recipe-1", "no")):
+        window.set_label(key_of(window, name), Q, label)
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=10_000):
+        pass
+    before = {r.name: (r.verdicts[Q].verdict, r.verdicts[Q].margin, r.verdicts[Q].raw_margin)
+              for r in window.results.rows}
+    window.close()
+
+    again = make_window()
+    qtbot.waitUntil(lambda: Q in again.controller.calibrators, timeout=10_000)
+    after = {r.name: (r.verdicts[Q].verdict, r.verdicts[Q].margin, r.verdicts[Q].raw_margin)
+             for r in again.results.rows}
+    assert after == before and all(m != raw for _, m, raw in after.values())
+    assert all(r.status == DONE for r in again.results.rows)
+    cal = again.controller.calibrators[Q]  # loaded by the engine, without labels
+    assert cal.method == "probe" and cal.n_labels == (2, 2)
+    qtbot.wait(150)
+    assert not again.controller.busy and not again.refit_pending(Q)  # same labels: nothing to refit
+    again.select_keys([key_of(again, "recipe-3")])
+    assert "Calibrated by a probe on 4 labels" in pane_text(again)
+
+    # a fifth label after the relaunch: the states are gone, so the probe's verdicts are scored again
+    again.set_label(key_of(again, "recipe-2"), Q, "no")
+    with qtbot.waitSignal(again.controller.refitFinished, timeout=10_000):
+        pass
+    wait_scored(qtbot, again, 8)
+    assert again.controller.calibrators[Q].n_labels == (2, 3)
+    assert "Calibrated by a probe on 5 labels (2 yes, 3 no)" in pane_text(again)
+    assert all(r.verdicts[Q].margin != r.verdicts[Q].raw_margin for r in again.results.rows)
+    assert len(again._states) == 8  # kept again for the next refit
