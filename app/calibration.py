@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
@@ -115,11 +115,5 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
 
 def summary(cal: Any) -> str:
     """One status-bar phrase for a calibrator just fitted."""
-    how = {"probe": "a probe", "platt": "the model's own answer, rescaled", "margin": "the model's margin"}[cal.method]
-    n_yes, n_no = cal.n_labels
-    return f"{how}, {_labels_phrase(n_yes, n_no)}"
-
-
-def counts_by_question(rows: Iterable, questions: Iterable[str]) -> Mapping[str, tuple[int, int]]:
-    rows = list(rows)
-    return {q: label_counts(rows, q) for q in questions}
+    how = {"probe": "a probe", "platt": "Platt scaling of the model's margin", "margin": "the model's margin"}[cal.method]
+    return f"{how} on {_labels_phrase(*cal.n_labels)}"

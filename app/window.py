@@ -667,7 +667,7 @@ class MainWindow(QMainWindow):
             self.results.set_status(keys, QUEUED, "Scored again for the new probe")
             self.controller.score(keys, [r.document for r in again], [question])
         short = question if len(question) <= 40 else question[:39].rstrip() + "…"
-        message = f"Recalibrated “{short}” from {calibration.summary(cal)}: {len(changed):,} verdicts updated"
+        message = f"Recalibrated “{short}” with {calibration.summary(cal)}: {len(changed):,} verdicts updated"
         if again:
             message += f", {len(again):,} documents being scored again for the probe"
         self.show_message(message)
