@@ -2,9 +2,14 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py [--dark] [--out PATH]
 
-Runs in a throw-away session (temporary data folder and settings), adds resources/samples/,
-asks two questions, waits for every verdict, selects a document and saves
-resources/screenshots/main-window.png (main-window-dark.png with --dark).
+Runs in a throw-away session (temporary data folder, settings and VERDICT_DATA_DIR, so saved
+calibrators neither come from nor go to the user's), adds resources/samples/, asks two questions
+and waits for every verdict. The 135M default model's zero-shot margins are small, so with the
+label-free "uncertain" band nearly every verdict would be "Uncertain": the script labels four
+samples for the first question as a user would (overdue-invoice and gym-membership-renewal yes,
+lemon-tart-recipe and team-offsite no), waits for the refit to be applied, then selects a
+document and saves resources/screenshots/main-window.png (main-window-dark.png with --dark).
+The second question stays label-free.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402,F401  (preloads the fast BLAS before MLX)
 
 QUESTIONS = ["Does this ask the reader to pay money?", "Is this about food or cooking?"]  # as in `make demo`
+LABELS = {"overdue-invoice.txt": "yes", "gym-membership-renewal.txt": "yes", "account-suspended.eml.txt": "yes",
+          "lemon-tart-recipe.md": "no", "team-offsite.txt": "no", "quarterly-rates.txt": "no"}  # QUESTIONS[0]
 
 
 def main() -> int:
@@ -49,6 +56,7 @@ def main() -> int:
     app.setFont(font)
     apply_color_scheme(app, "dark" if args.dark else "light")
     with tempfile.TemporaryDirectory(prefix="verdict-screenshot-") as tmp:
+        os.environ["VERDICT_DATA_DIR"] = str(Path(tmp) / "data")
         window = MainWindow(Settings(Path(tmp) / "settings.ini"), SessionStore(Path(tmp) / DB_FILE), model=args.model)
         window.resize(1360, 820)
         window.show()
@@ -57,20 +65,32 @@ def main() -> int:
             window.question_bar.ask(question)
         window.add_paths([ROOT / "resources" / "samples"])
 
-        loop = QEventLoop()
         start = time.perf_counter()
 
-        def check() -> None:
-            rows = window.results.rows
-            finished = rows and all(r.status in (DONE, ERROR) for r in rows) and not window.controller.busy
-            if finished or time.perf_counter() - start > 300:
-                loop.quit()
+        def wait_until(done) -> None:
+            loop = QEventLoop()
 
-        timer = QTimer()
-        timer.timeout.connect(check)
-        timer.start(100)
-        loop.exec()
-        timer.stop()
+            def check() -> None:
+                if done() or time.perf_counter() - start > 300:
+                    loop.quit()
+
+            timer = QTimer()
+            timer.timeout.connect(check)
+            timer.start(100)
+            loop.exec()
+            timer.stop()
+
+        def scored() -> bool:
+            rows = window.results.rows
+            return bool(rows) and all(r.status in (DONE, ERROR) for r in rows) and not window.controller.busy
+
+        wait_until(scored)
+        refits = []
+        window.controller.refitFinished.connect(lambda question, cal: refits.append(cal))
+        for row in list(window.results.rows):
+            if row.name in LABELS:
+                window.set_label(row.key, QUESTIONS[0], LABELS[row.name])
+        wait_until(lambda: refits and scored())
         names = [r.name for r in window.results.rows]
         pick = next((r.key for r in window.results.rows if "invoice" in r.name), window.results.rows[0].key)
         window.select_keys([pick])
@@ -81,7 +101,8 @@ def main() -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(out))
         window.close()
-    print(f"{out} ({len(names)} documents, {time.perf_counter() - start:.1f} s)")
+    how = f"calibrated by {refits[-1].method} on {sum(refits[-1].n_labels)} labels" if refits else "no refit"
+    print(f"{out} ({len(names)} documents, {how}, {time.perf_counter() - start:.1f} s)")
     return 0
 
 
