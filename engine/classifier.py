@@ -9,7 +9,6 @@ aggregate of theirs (max: "does any part say yes", or mean), naming the deciding
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from engine.metrics import sigmoid
 from engine.models import LoadedModel, load_model
 from engine.prompt import Layout, PromptEncoder, build_template, char_span, default_layout, label_forms
 from engine.scoring import Scorer
@@ -48,10 +48,6 @@ class _Pending:
     spans: dict[int, tuple[int, int]] = field(default_factory=dict)
     tokens: int = 0  # document tokens over all windows
     seconds: float = 0.0
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 class Classifier:
@@ -269,7 +265,7 @@ class Classifier:
                 verdict="yes" if margin > 0 else "no",
                 margin=margin,
                 raw_margin=margin,
-                probability=_sigmoid(margin),
+                probability=float(sigmoid(margin)),
                 label_mass=mass,
                 tokens=p.tokens + p.windows * (len(self.encoder.head_ids(question)) + len(self.encoder.tail_ids(question))),
                 seconds=p.seconds / len(questions),

@@ -148,13 +148,7 @@ class PromptEncoder:
 
     def document_ids(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Ids of a document (control-token text stays text) and each token's character span."""
-        tok = self.tokenizer
-        tok.backend.encode_special_tokens = True
-        try:
-            encoding = tok.backend.encode(text, add_special_tokens=False)
-        finally:
-            tok.backend.encode_special_tokens = False
-        return encoding.ids, encoding.offsets
+        return self.tokenizer.encode_with_offsets(text, special=False)
 
     def encode(self, question: str, document: str) -> SegmentIds:
         return SegmentIds(self.head_ids(question), self.document_ids(document)[0], self.tail_ids(question))

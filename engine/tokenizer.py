@@ -159,13 +159,19 @@ class Tokenizer:
     def encode(self, text: str, *, special: bool = True) -> list[int]:
         """Token ids of `text`. With ``special=False`` control-token text in it stays plain text,
         so a document can't inject `<|im_end|>` and end its own turn."""
+        return self.encode_with_offsets(text, special=special)[0]
+
+    def encode_with_offsets(self, text: str, *, special: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of `text` and each token's character span in it."""
         if special:
-            return self.backend.encode(text, add_special_tokens=False).ids
-        self.backend.encode_special_tokens = True
-        try:
-            return self.backend.encode(text, add_special_tokens=False).ids
-        finally:
-            self.backend.encode_special_tokens = False
+            encoding = self.backend.encode(text, add_special_tokens=False)
+        else:
+            self.backend.encode_special_tokens = True
+            try:
+                encoding = self.backend.encode(text, add_special_tokens=False)
+            finally:
+                self.backend.encode_special_tokens = False
+        return encoding.ids, encoding.offsets
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)
