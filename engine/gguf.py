@@ -56,13 +56,29 @@ def _meta_value(meta: dict[str, Any], key: str, default: Any = None) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+MLX_GGUF_TYPES = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "Q2_K"}
+
+
+def unsupported_tensor_types(path: Path) -> list[str]:
+    """Names of the tensor types in a GGUF file that MLX can't read (read with gguf-py)."""
+    from gguf import GGUFReader
+
+    types = {t.tensor_type.name for t in GGUFReader(str(path)).tensors}
+    return sorted(types - MLX_GGUF_TYPES)
+
+
 def read_gguf(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
     """Tensors and metadata of a GGUF file, with unsupported tensor types named clearly."""
     try:
         return mx.load(str(path), return_metadata=True)
-    except Exception as exc:  # MLX raises a bare ValueError/RuntimeError naming the type
+    except Exception as exc:  # MLX's message doesn't say which type it met
+        try:
+            found = unsupported_tensor_types(path)
+        except Exception:  # not even gguf-py can read it
+            found = []
+        what = f"tensors of type {', '.join(found)}" if found else f"this file ({exc})"
         raise GGUFError(
-            f"{Path(path).name}: MLX cannot read this GGUF file ({exc}). Supported tensor types: "
+            f"{Path(path).name}: MLX cannot read {what}. Supported tensor types: "
             f"{SUPPORTED_TYPES}. Files quantized as Q4_K_M/Q5_* often mix in Q5_0 tensors; use a "
             "Q4_0, Q4_1 or Q8_0 file, or an MLX-format folder."
         ) from exc
