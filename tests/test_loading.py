@@ -44,6 +44,20 @@ def test_mlx_folder_loads_and_scores(tmp_path, arch, bits):
     np.testing.assert_allclose(_last_logits(lm, ids), expected, atol=1e-3)
 
 
+def test_rope_frequency_factors_of_llama3_files(tmp_path):
+    """`rope_freqs` divides each RoPE frequency: factors of 1 change nothing, others do."""
+    half = 8  # head_dim 16
+    plain, reference = write_gguf(tmp_path / "plain.gguf", "llama", quant="F32")
+    ones, _ = write_gguf(tmp_path / "ones.gguf", "llama", quant="F32",
+                         extra_tensors={"rope_freqs.weight": np.ones(half, dtype=np.float32)})
+    scaled, _ = write_gguf(tmp_path / "scaled.gguf", "llama", quant="F32",
+                           extra_tensors={"rope_freqs.weight": np.linspace(1, 8, half).astype(np.float32)})
+    ids = load_model(plain).tokenizer.encode(PROMPT)
+    base = _last_logits(load_model(plain), ids)
+    np.testing.assert_allclose(_last_logits(load_model(ones), ids), base, atol=1e-4)
+    assert np.abs(_last_logits(load_model(scaled), ids) - base).max() > 1e-3
+
+
 def test_unsupported_architecture_is_named(tmp_path):
     import gguf
 

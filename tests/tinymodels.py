@@ -136,7 +136,8 @@ def _gguf_name(name: str) -> str:
     return f"{_GGUF_NAMES[stem]}.{kind}"
 
 
-def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str = "Q8_0", seed: int = 0):
+def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str = "Q8_0", seed: int = 0,
+               extra_tensors: Optional[dict[str, np.ndarray]] = None):
     """Write a tiny random model as a GGUF file; return (path, the float model it encodes).
 
     `quant` applies to 2-D weight matrices ("F32", "F16", "Q8_0", "Q4_0", "Q4_1"); norms and
@@ -191,6 +192,8 @@ def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str 
         else:
             writer.add_tensor(_gguf_name(name), gguf_w)
             reference[name] = w
+    for name, value in (extra_tensors or {}).items():
+        writer.add_tensor(name, value)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
