@@ -54,10 +54,6 @@ class SegmentCache:
     def length(self) -> int:
         return 0 if self.keys is None else self.keys.shape[2]
 
-    @property
-    def nbytes(self) -> int:
-        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
-
     # --- called by mlx-lm's attention -------------------------------------------------------
     def make_mask(self, n: int, return_array: bool = False, window_size: Optional[int] = None) -> mx.array:
         """(B, 1, n, T + n) bool: causal, real keys only. A padding query also sees itself, so no

@@ -82,9 +82,6 @@ class PromptTemplate:
         """The segment after the document, ending with the answer cue."""
         return self.between + question + self.after if self.document_first else self.after
 
-    def full_text(self, question: str, document: str) -> str:
-        return self.head(question) + document + self.tail(question)
-
 
 def build_template(layout: Layout, tokenizer: Tokenizer, instructions: str = "") -> PromptTemplate:
     """Render `layout` with the model's chat template (or the plain one) and split it."""
