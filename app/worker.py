@@ -15,7 +15,6 @@ GUI can re-apply it to every verdict at once with numpy, without scoring anythin
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -130,9 +129,7 @@ class ScoringWorker(QObject):
         if not verdict.ok or states is None:
             verdict.hidden = None
             return verdict
-        if cal.layers:  # the probe reads its own layer (as engine.cli.CalibratedRun does)
-            verdict = dataclasses.replace(verdict, hidden=states[layers.index(cal.probe.layer)])
-        out = cal.apply(verdict)
+        out = cal.apply_captured(verdict, layers)
         out.hidden = np.array(states[layers.index(self._state_layer)], dtype=np.float32)
         return out
 

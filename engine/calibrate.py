@@ -192,6 +192,13 @@ class Calibrator:
             hidden=verdict.hidden if keep_hidden else None,
         )
 
+    def apply_captured(self, verdict: Verdict, layers: Sequence[int]) -> Verdict:
+        """`apply` to a verdict whose `hidden` holds the states after `layers` (one row each, as
+        `capture_layers` gives them), reading the row of this calibrator's probe layer."""
+        if verdict.hidden is not None and self.layers:
+            verdict = dataclasses.replace(verdict, hidden=verdict.hidden[list(layers).index(self.probe.layer)])
+        return self.apply(verdict)
+
     def apply_all(self, verdicts: Sequence[Verdict], **options) -> list[Verdict]:
         """Calibrate a whole set; with the batch method, the shift is the median of this set first."""
         if self.shift_method == "batch":

@@ -328,17 +328,12 @@ class CalibratedRun:
             yield from self._apply(list(stream) if batch else stream, resolved)
 
     def _apply(self, verdicts: Iterable[Verdict], layers: list[int]) -> Iterator[Verdict]:
-        import dataclasses
-
         if isinstance(verdicts, list):  # batch calibration: each question's shift from its whole set
             for q, cal in self.calibrators.items():
                 if cal.shift_method == "batch":
                     cal.apply_all([v for v in verdicts if v.question == q])
         for v in verdicts:
-            cal = self.calibrators[v.question]
-            if v.hidden is not None and cal.layers:
-                v = dataclasses.replace(v, hidden=v.hidden[layers.index(cal.probe.layer)])
-            yield cal.apply(v)
+            yield self.calibrators[v.question].apply_captured(v, layers)
 
     def notes(self) -> list[str]:
         return [f"{q!r}: {note}" for q, cal in self.calibrators.items() for note in cal.notes]
