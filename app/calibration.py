@@ -1,4 +1,4 @@
-"""Labels to calibrators, and calibrators to words: what the window needs from `engine.calibrate`.
+"""Labels to calibrators, and calibrators to words: what the window needs from `engine.confidence.calibrate`.
 
 The fitting itself runs on the scoring thread (:meth:`app.worker.ScoringWorker.refit`); here are
 the pure parts the GUI thread uses: which labels a question has, the documents and labels a refit

@@ -7,7 +7,7 @@ signals. :class:`ScoringController` lives on the GUI thread, owns job ids, recei
 worker's signals in its slots (so they run on the GUI thread) and drops results of jobs
 that were cancelled or replaced.
 
-Every scoring run goes through one calibrator per question (`engine.calibrate`), as the CLI's
+Every scoring run goes through one calibrator per question (`engine.confidence.calibrate`), as the CLI's
 runs do: verdicts arrive calibrated ("uncertain" included), `raw_margin` stays the model's. The
 worker also keeps each verdict's hidden state at the default probe layer and hands it over with
 the verdict, so that when labels refit a question's calibrator (also here, on this thread) the
@@ -64,7 +64,7 @@ class ScoringWorker(QObject):
     @Slot(int, object)
     def loadModel(self, request: int, path: Optional[str]) -> None:
         """Load a model (None: the embedded default) here, on the scoring thread."""
-        from engine.models import ModelError
+        from engine.runtime.loading import ModelError
 
         try:
             load = self._load
@@ -79,7 +79,7 @@ class ScoringWorker(QObject):
         except Exception as exc:  # an unexpected failure in a loader is still a failed load, not a crash
             self.modelFailed.emit(request, path or "", f"{type(exc).__name__}: {exc}", self._name())
             return
-        from engine.probe import default_layer
+        from engine.confidence.probe import default_layer
 
         self._classifier = classifier
         self._calibrators = {}
@@ -108,7 +108,7 @@ class ScoringWorker(QObject):
             return CANCELLED, ""
         if self._classifier is None:
             return NO_MODEL, "no model is loaded"
-        from engine.probe import capture_layers
+        from engine.confidence.probe import capture_layers
 
         calibrators = {q: self._calibrator(q) for q in questions}
         wanted = sorted({self._state_layer, *(n for cal in calibrators.values() for n in cal.layers)})
@@ -137,7 +137,7 @@ class ScoringWorker(QObject):
         """This question's calibrator: the one fitted or saved for this model, else label-free."""
         cal = self._calibrators.get(question)
         if cal is None:
-            from engine.calibrate import calibrator_for
+            from engine.confidence.calibrate import calibrator_for
 
             try:
                 cal = calibrator_for(self._classifier, question)
@@ -167,7 +167,7 @@ class ScoringWorker(QObject):
             self.refitFailed.emit(job, question, "no model is loaded")
             return
         try:
-            from engine.calibrate import calibrator_for
+            from engine.confidence.calibrate import calibrator_for
 
             cal = calibrator_for(self._classifier, question, list(documents), dict(labels))
         except Exception as exc:

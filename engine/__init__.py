@@ -1,11 +1,14 @@
-"""Verdict engine: yes/no verdicts from one prefill pass. No Qt here."""
-from engine.backend import preload_fast_blas
+"""Verdict engine: yes/no verdicts from one prefill pass. No Qt here.
 
-preload_fast_blas()  # must run before anything imports mlx.core
+Rooms (see ARCHITECTURE.md): `engine.intake` (files to text), `engine.runtime` (the local MLX
+model), `engine.scoring` (the `ScoringBackend` seam), `engine.classifier` (prompts, windows and
+batches over a backend), `engine.confidence` (calibration and probes), `engine.pipeline` (the one
+classify -> calibrate flow every front end uses) and `engine.cli` (interfaces).
+Importing `engine` loads no MLX and no BLAS: that happens when a local model is loaded.
+"""
+from engine.types import Document, Verdict
 
-from engine.types import Document, Verdict  # noqa: E402
-
-__all__ = ["Document", "Verdict", "Classifier"]
+__all__ = ["Document", "Verdict", "Classifier", "Pipeline"]
 
 
 def __getattr__(name):  # lazy: importing engine.types must not import MLX
@@ -13,4 +16,8 @@ def __getattr__(name):  # lazy: importing engine.types must not import MLX
         from engine.classifier import Classifier
 
         return Classifier
+    if name == "Pipeline":
+        from engine.pipeline import Pipeline
+
+        return Pipeline
     raise AttributeError(name)

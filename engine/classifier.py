@@ -16,10 +16,10 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from engine.metrics import sigmoid
-from engine.models import LoadedModel, load_model
-from engine.prompt import Layout, PromptEncoder, build_template, char_span, default_layout, label_forms
-from engine.scoring import Scorer
+from engine.confidence.metrics import sigmoid
+from engine.runtime.loading import LoadedModel, load_model
+from engine.runtime.prompt import Layout, PromptEncoder, build_template, char_span, default_layout, label_forms
+from engine.runtime.local import Scorer
 from engine.types import Document, Verdict
 
 DocumentLike = Union[str, Document]

@@ -14,8 +14,8 @@ import time
 import engine  # noqa: F401  (the fast BLAS first)
 import mlx.core as mx
 
-from engine.kv import SegmentCache
-from engine.models import load_model
+from engine.runtime.kv import SegmentCache
+from engine.runtime.loading import load_model
 
 
 def timed(fn, repeats: int = 3) -> float:

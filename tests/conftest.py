@@ -12,7 +12,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import engine  # noqa: E402,F401  (first: preloads the fast BLAS before anything imports MLX)
+from engine.runtime import device  # noqa: E402
+
+device.start()  # the fast BLAS before anything imports MLX, as loading a model does
 import pytest  # noqa: E402
 
 from tinymodels import write_gguf, write_mlx_folder  # noqa: E402
@@ -34,7 +36,7 @@ def tiny_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_model_path() -> Path:
     """The embedded default model (SmolLM2-135M-Instruct Q4_1); `make test` fetches it first."""
-    from engine.models import ModelError, find_default_model
+    from engine.runtime.loading import ModelError, find_default_model
 
     try:
         return find_default_model()

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import metrics
-from engine.calibrate import (
+from engine.confidence import metrics
+from engine.confidence.calibrate import (
     Calibrator,
     batch_shift,
     contextual_shift,
@@ -13,7 +13,7 @@ from engine.calibrate import (
     fit_platt,
     read_labels,
 )
-from engine.probe import Features
+from engine.confidence.probe import Features
 from engine.types import Document, Verdict
 
 
@@ -167,7 +167,7 @@ def test_fit_calibrator_with_labels_on_the_tiny_model_and_round_trip(tiny_classi
 
 
 def test_calibrator_for_fits_saves_and_reloads(tiny_classifier, tmp_path):
-    from engine.calibrate import calibrator_for
+    from engine.confidence.calibrate import calibrator_for
 
     docs = [Document(id=f"d{i}", text=f"text {i} " + "no " * i) for i in range(8)]
     labels = {d.id: i < 4 for i, d in enumerate(docs)}

@@ -4,7 +4,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from engine import cpu_kernels
+from engine.runtime import kernels as cpu_kernels
 from mlx_lm.models.base import scaled_dot_product_attention as reference_attention
 
 

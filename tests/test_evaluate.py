@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import metrics
-from engine.evaluate import evaluate, evaluate_features, format_table
-from engine.probe import Features
+from engine.confidence import metrics
+from engine.confidence.evaluate import evaluate, evaluate_features, format_table
+from engine.confidence.probe import Features
 
 LABELED = Path(__file__).resolve().parent.parent / "resources" / "labeled"
 

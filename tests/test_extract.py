@@ -1,4 +1,4 @@
-"""engine.extract: one extractor per format, content sniffing, and every kind of bad input."""
+"""engine.intake (formats): one extractor per format, content sniffing, and every kind of bad input."""
 from __future__ import annotations
 
 import io
@@ -10,8 +10,8 @@ import zipfile
 import pytest
 
 import fixtures_docs as fx
-from engine import extract
-from engine.extract import Deadline, Extraction, decode_text, extract_bytes, extract_file, html_to_text
+from engine.intake import extract, limits, sniff
+from engine.intake import Deadline, Extraction, decode_text, extract_bytes, extract_file, html_to_text
 
 
 def _write(tmp_path, name: str, data: bytes):
@@ -331,14 +331,14 @@ def test_deadline_before_any_text_is_an_error():
 
 
 def test_pdf_page_cap(monkeypatch):
-    monkeypatch.setattr(extract, "MAX_PDF_PAGES", 1)
+    monkeypatch.setattr(limits, "MAX_PDF_PAGES", 1)
     result = extract_bytes(fx.make_pdf(), "capped.pdf")
     assert result.text == fx.PDF_TEXT[0] and result.truncated
     assert result.warnings[0] == "stopped after the first 1 of 2 pages"
 
 
 def test_whole_file_formats_above_the_size_cap_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(extract, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 1000)
     result = extract_file(_write(tmp_path, "big.pdf", fx.make_pdf()))
     assert result.error.startswith("PDF is ") and result.error.endswith("MB limit; refusing")
 
@@ -413,20 +413,20 @@ def test_wide_html_page_is_linear():
 
 
 def test_markup_caps_keep_the_beginning(monkeypatch):
-    monkeypatch.setattr(extract, "MAX_HTML_CHARS", 40)
+    monkeypatch.setattr(limits, "MAX_HTML_CHARS", 40)
     result = extract_bytes(b"<p>first paragraph</p>" + b"<p>more</p>" * 100, "big.html")
     assert result.truncated and result.text.startswith("first paragraph")
     assert result.warnings[0].startswith("HTML is very large")
-    monkeypatch.setattr(extract, "MAX_RTF_CHARS", 40)
+    monkeypatch.setattr(limits, "MAX_RTF_CHARS", 40)
     result = extract_bytes(b"{\\rtf1\\ansi Beginning. " + b"more words " * 100 + b"}", "big.rtf")
     assert result.truncated and result.text.startswith("Beginning.")
 
 
 def test_content_kind():
-    assert extract.content_kind(fx.make_pdf()[:100]) == "pdf"
-    assert extract.content_kind(fx.make_eml()[:4096]) == "eml"
-    assert extract.content_kind(fx.RTF_DOC.encode()) == "rtf"
-    assert extract.content_kind(b"Dear Sir: hello") is None
+    assert sniff.content_kind(fx.make_pdf()[:100]) == "pdf"
+    assert sniff.content_kind(fx.make_eml()[:4096]) == "eml"
+    assert sniff.content_kind(fx.RTF_DOC.encode()) == "rtf"
+    assert sniff.content_kind(b"Dear Sir: hello") is None
 
 
 def test_text_that_mentions_a_pdf_header_stays_text():

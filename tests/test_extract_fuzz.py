@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 import fixtures_docs as fx
-from engine.extract import Extraction, extract_file
+from engine.intake import Extraction, extract_file
 
 CASES = 900  # 100 per sample file (7 kinds, 9 files)
 PER_FILE_LIMIT_S = 10.0

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import fixtures_docs as fx
-from engine import intake
+from engine.intake import walker as intake
 from engine.intake import iter_documents, load_documents
 from engine.types import Document
 

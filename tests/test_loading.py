@@ -3,9 +3,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine.models import ModelError, load_model
-from engine.prompt import label_forms
-from engine.scoring import Scorer
+from engine.runtime.loading import ModelError, load_model
+from engine.runtime.prompt import label_forms
+from engine.runtime.local import Scorer
 from tinymodels import write_gguf, write_mlx_folder
 
 PROMPT = "<|im_start|>user\nIs the document yes or no? Answer.<|im_end|>\n<|im_start|>assistant\n"
@@ -99,7 +99,7 @@ def test_missing_and_wrong_paths_say_what_to_do(tmp_path):
 
 
 def test_missing_default_model_gives_one_clear_line(tmp_path, monkeypatch):
-    from engine import models
+    from engine.runtime import loading as models
 
     monkeypatch.setenv("VERDICT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(models, "resources_dir", lambda: tmp_path / "resources")

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.prompt import label_forms
+from engine.runtime.prompt import label_forms
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "smollm2_llamacpp.json"
 if not GOLDEN.exists():  # CI lays shared/ beside the clone; a checkout elsewhere may point to it
@@ -57,7 +57,7 @@ def test_logits_and_margins_agree_with_llama_cpp(default_classifier, golden):
 def test_classifier_with_the_golden_layout_reproduces_the_margins(default_classifier, golden):
     """The segment path (head / document / tail tokenized apart, cached head) on llama.cpp's prompts."""
     from engine import Classifier
-    from engine.prompt import QUESTION_FIRST
+    from engine.runtime.prompt import QUESTION_FIRST
 
     clf = Classifier(default_classifier.lm, layout=QUESTION_FIRST)
     for prompt in golden["prompts"]:

@@ -5,8 +5,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine import metrics
-from engine.probe import (
+from engine.confidence import metrics
+from engine.confidence.probe import (
     Features,
     capture_layers,
     data_dir,

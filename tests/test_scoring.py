@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from engine import Classifier, Document
-from engine.prompt import DOCUMENT_FIRST, QUESTION_FIRST
+from engine.runtime.prompt import DOCUMENT_FIRST, QUESTION_FIRST
 
 SHORT = "Paris is the capital and largest city of France."
 MEDIUM = "Dear customer, your invoice #4411 of $120 is overdue. Please pay within 7 days to avoid a late fee. " * 3

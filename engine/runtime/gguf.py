@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from engine.tokenizer import Tokenizer
+from engine.runtime.tokenizer import Tokenizer
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
 SUPPORTED_TYPES = "F32, F16, Q4_0, Q4_1, Q8_0 (kept quantized); BF16, Q4_K, Q6_K, Q2_K (expanded to float16)"

@@ -26,8 +26,8 @@ from typing import Optional, Sequence
 import mlx.core as mx
 
 from engine.classifier import Classifier
-from engine.models import resources_dir
-from engine.prompt import Layout, PromptEncoder, build_template
+from engine.runtime.loading import resources_dir
+from engine.runtime.prompt import Layout, PromptEncoder, build_template
 from engine.types import Document
 
 QUESTIONS = [
@@ -146,7 +146,7 @@ def bench(
     out=sys.stdout,
 ) -> dict:
     """Run the benchmark and print its tables; return the figures as a dict."""
-    from engine import backend
+    from engine.runtime import device as backend
 
     clf = Classifier.load(model)
     texts = corpus_text(folder)

@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import numpy as np
 
-from engine.kv import SegmentCache
-from engine.models import LoadedModel
+from engine.runtime.kv import SegmentCache
+from engine.runtime.loading import LoadedModel
 
 
 @dataclass

@@ -16,7 +16,7 @@ labels per class, averaged over `repeats` draws) and, per method, the coverage a
 decided (not "uncertain") verdicts at the band.
 
 Measured with the default model (SmolLM2-135M-Instruct Q4_1, CPU) on resources/labeled, 5 folds
-(`python -m engine.evaluate resources/labeled/debian_games.jsonl --scan-layers`, same for science):
+(`python -m engine.confidence.evaluate resources/labeled/debian_games.jsonl --scan-layers`, same for science):
 
                  AUC            accuracy       Brier          ECE            coverage/acc at band 1
                  games science  games science  games science  games science  games       science
@@ -42,8 +42,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from engine import metrics
-from engine.calibrate import (
+from engine.confidence import metrics
+from engine.confidence.calibrate import (
     DEFAULT_BAND,
     DEFAULT_MASS_FLOOR,
     DEFAULT_SHIFT,
@@ -52,7 +52,7 @@ from engine.calibrate import (
     contextual_shift,
     read_labels,
 )
-from engine.probe import Features, default_layer, extract_features, n_layers
+from engine.confidence.probe import Features, default_layer, extract_features, n_layers
 from engine.types import Document
 
 METHODS = ("raw", "contextual", "batch", "calibrated", "platt", "probe")
@@ -292,12 +292,11 @@ def read_jsonl(path) -> list[dict]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m engine.evaluate labeled.jsonl [--question Q] [--format table|json]`
+    """`python -m engine.confidence.evaluate labeled.jsonl [--question Q] [--format table|json]`
     (the question defaults to the one in resources/labeled/index.json for that file)."""
     import argparse
     from pathlib import Path
 
-    import engine  # noqa: F401  (the fast BLAS first)
     from engine import Classifier
 
     parser = argparse.ArgumentParser(description="cross-validated quality of verdicts on labeled documents")

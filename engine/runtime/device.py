@@ -3,7 +3,7 @@
 MLX's Linux CPU wheel links a reference BLAS (dense float32 matmul ~6 GFLOP/s on two cores).
 Loading an optimized BLAS with global symbol visibility *before* `mlx.core` is imported makes the
 same matmul ~100 GFLOP/s. Quantized matmul doesn't use BLAS, so on CPU small models run with
-dequantized float32 weights (see `engine.models`). On Metal nothing changes.
+dequantized float32 weights (see `engine.runtime.loading`). On Metal nothing changes.
 """
 from __future__ import annotations
 
@@ -59,3 +59,13 @@ def is_gpu() -> bool:
     import mlx.core as mx
 
     return mx.default_device() == mx.gpu
+
+
+def start() -> None:
+    """Start the local MLX runtime: the fast BLAS first (on Linux, if installed), then MLX.
+
+    Called when a local model is loaded, never at import time, so a process that imports
+    `engine` without loading a model keeps its own BLAS. Later calls do nothing.
+    """
+    preload_fast_blas()
+    import mlx.core  # noqa: F401

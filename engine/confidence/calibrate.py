@@ -8,10 +8,10 @@ A `Calibrator` turns the engine's raw verdicts into calibrated ones for one ques
      resources/labeled neither improved accuracy, Brier score and ECE together (numbers in
      evaluate.py's docstring; the content-free nulls scored *above* the median document here,
      +0.18 and +0.38 vs -0.35 and -0.25, so the contextual shift pushed verdicts to "no").
-     `engine.evaluate` measures both again for any model and question.
+     `engine.confidence.evaluate` measures both again for any model and question.
   2. labels (optional): Platt scaling p = sigmoid(a * margin + b), fitted with a Gaussian prior
      centred on (0, 0) and smoothed targets, so 2 + 2 labels give modest probabilities instead of
-     0/1; and, where the hidden states are available, a linear probe (`engine.probe`) whose own
+     0/1; and, where the hidden states are available, a linear probe (`engine.confidence.probe`) whose own
      log-odds are Platt-scaled on out-of-fold predictions. The probe is used when its
      cross-validated AUC on the labels beats the margin's.
   3. the verdict: "uncertain" when |calibrated log-odds| < band or label mass < mass_floor,
@@ -35,8 +35,8 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from engine import metrics
-from engine.probe import (
+from engine.confidence import metrics
+from engine.confidence.probe import (
     Features,
     Probe,
     capture_layers,

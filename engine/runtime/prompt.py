@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.tokenizer import Tokenizer
+from engine.runtime.tokenizer import Tokenizer
 
 _DOC = "\x00VERDICT_DOCUMENT\x00"
 _QUESTION = "\x00VERDICT_QUESTION\x00"

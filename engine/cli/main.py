@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
-import engine  # noqa: F401  (preloads the fast BLAS before MLX)
 from engine.types import Document, Verdict
 
 ROW_FIELDS = ["id", "path", "question", "verdict", "margin", "probability", "label_mass", "tokens", "seconds", "error"]
@@ -197,7 +196,7 @@ class Progress:
 # --- commands ----------------------------------------------------------------------------------
 def cmd_classify(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
-    from engine.prompt import LAYOUTS
+    from engine.runtime.prompt import LAYOUTS
 
     if not args.paths and not args.jsonl_in:
         raise UsageError("nothing to classify: give PATHs, '-' for stdin, or --jsonl-in FILE")
@@ -253,7 +252,7 @@ class Labels:
 
 def read_label_file(path: str) -> Labels:
     """Labels from JSONL lines: `id`, `label` (true/false, yes/no), optional `question` and `text`."""
-    from engine.calibrate import read_labels
+    from engine.confidence.calibrate import read_labels
 
     by_question: dict[Optional[str], list[dict]] = {}
     texts: dict[str, str] = {}
@@ -284,7 +283,7 @@ class CalibratedRun:
     """
 
     def __init__(self, clf, questions: list[str], docs: list[Document], labels, args: argparse.Namespace) -> None:
-        from engine.calibrate import calibrator_for
+        from engine.confidence.calibrate import calibrator_for
 
         settings: dict[str, Any] = {}
         if args.uncertain_band is not None:
@@ -315,7 +314,7 @@ class CalibratedRun:
             self.calibrators[q] = calibrator_for(clf, q, training, given or None, **settings)
 
     def verdicts(self) -> Iterator[Verdict]:
-        from engine.probe import capture_layers
+        from engine.confidence.probe import capture_layers
 
         layers = sorted({layer for cal in self.calibrators.values() for layer in cal.layers})
         batch = any(cal.shift_method == "batch" for cal in self.calibrators.values())
@@ -349,7 +348,7 @@ def _read_text_arg(value: str) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine import models
+    from engine.runtime import loading as models
 
     if args.action == "fetch-default":
         path = models.fetch_default_model()
@@ -362,7 +361,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
-    from engine.evaluate import evaluate, format_table, read_jsonl
+    from engine.confidence.evaluate import evaluate, format_table, read_jsonl
 
     try:
         records = read_jsonl(args.jsonl_in)
@@ -383,7 +382,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from engine.bench import bench
+    from engine.cli.bench import bench
 
     figures = bench(
         model=args.model,
@@ -400,7 +399,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.prompt import LAYOUTS
+    from engine.runtime.prompt import LAYOUTS
 
     parser = argparse.ArgumentParser(prog="verdict", description="Yes/no verdicts about many documents at once.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -449,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from engine.models import ModelError
-    from engine.prompt import PromptError
+    from engine.runtime.loading import ModelError
+    from engine.runtime.prompt import PromptError
 
     parser = build_parser()
     args = parser.parse_args(argv)

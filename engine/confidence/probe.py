@@ -21,7 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from engine import metrics
+from engine.confidence import metrics
 
 L2_GRID = (1.0, 10.0, 100.0, 1000.0)
 # Measured on resources/labeled with the default model (SmolLM2-135M, 30 layers), 12 random draws

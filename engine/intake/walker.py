@@ -15,17 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
-from .extract import (
-    DEFAULT_MAX_CHARS,
-    DEFAULT_TIMEOUT_S,
-    content_kind,
-    describe_exception,
-    describe_os_error,
-    extract_file,
-    file_suffix,
-    kind_for_name,
-)
-from .types import Document
+from engine.intake.extract import extract_file
+from engine.intake.limits import DEFAULT_MAX_CHARS, DEFAULT_TIMEOUT_S
+from engine.intake.result import describe_exception, describe_os_error
+from engine.intake.sniff import content_kind, file_suffix, kind_for_name
+from engine.types import Document
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -76,7 +70,7 @@ def load_documents(
     joined with the relative path. ``meta`` has ``kind``, ``truncated``, ``sha256``,
     ``bytes`` and, for PDFs, ``pages``; a later file with the same content as an earlier
     one gets a warning and ``meta["duplicate_of"]``. ``max_chars`` caps the text kept per
-    document and ``timeout_s`` the time spent per file (see :mod:`engine.extract`).
+    document and ``timeout_s`` the time spent per file (see :mod:`engine.intake.extract`).
     """
     return list(iter_documents(paths, max_chars=max_chars, timeout_s=timeout_s))
 

@@ -1,0 +1,69 @@
+"""Plain text and Markdown: decoding bytes of unknown encoding."""
+from __future__ import annotations
+
+from typing import Optional
+
+from engine.intake import limits
+from engine.intake.result import Deadline, Extraction
+from engine.intake.sniff import bom_encoding, utf16_without_bom
+
+
+def decode_text(data: bytes, *, declared: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """Decode bytes of unknown encoding; returns (text, warning or None).
+
+    Order: byte-order mark, a ``declared`` charset that decodes cleanly, UTF-8 (without
+    BOM; also UTF-16 guessed from zero bytes), then charset-normalizer when installed,
+    else cp1252 with latin-1 as the last resort.
+    """
+    found = bom_encoding(data)
+    if found:
+        encoding, skip = found
+        return data[skip:].decode(encoding, errors="replace"), None
+    guessed16 = utf16_without_bom(data[:limits.SNIFF_BYTES])
+    if guessed16:
+        return data.decode(guessed16, errors="replace"), f"decoded as {guessed16} (no byte-order mark)"
+    if declared:
+        try:
+            return data.decode(declared), None
+        except (UnicodeDecodeError, LookupError):
+            pass
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
+            return data[: exc.start].decode("utf-8"), None  # a character cut by truncation
+    encoding = _guess_encoding(data)
+    return (
+        data.decode(encoding, errors="replace"),
+        f"not valid UTF-8; decoded as {encoding} (guessed)",
+    )
+
+
+def _guess_encoding(data: bytes) -> str:
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        from_bytes = None
+    if from_bytes is not None:
+        try:
+            matches = from_bytes(data[: 256 * 1024])
+            best = matches.best()
+            if best is not None and best.encoding:
+                # Short Western text often ties between cp1250 and cp1252: take cp1252 then.
+                if any(m.encoding == "cp1252" and m.chaos <= best.chaos for m in matches):
+                    return "cp1252"
+                return best.encoding
+        except Exception:
+            pass
+    try:
+        data.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+
+def extract_text(data: bytes, *, max_chars: int, deadline: Deadline) -> Extraction:
+    """Plain text and Markdown: encoding detection, newlines normalised by the caller."""
+    text, note = decode_text(data)
+    return Extraction(text=text, warnings=[note] if note else [])
