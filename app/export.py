@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Iterator
 
-from engine.cli.main import ROW_FIELDS, RowWriter, verdict_row
+from engine.cli.output import ROW_FIELDS, RowWriter, verdict_row
 from engine.types import Verdict
 
 from app.table_model import DocumentRow

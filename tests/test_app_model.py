@@ -27,7 +27,7 @@ from app.table_model import (
     VerdictRole,
     verdict_counts,
 )
-from engine.cli.main import ROW_FIELDS
+from engine.cli.output import ROW_FIELDS
 from engine.types import Document, Verdict
 
 

@@ -1,0 +1,131 @@
+"""Rows for people and programs: the output contract of `verdict classify` (JSONL, CSV, an
+aligned table), the re-ordering of a verdict stream into input order, and the progress bar."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from typing import Any, Iterable, Iterator, Optional, TextIO
+
+from engine.types import Document, Verdict
+
+ROW_FIELDS = ["id", "path", "question", "verdict", "margin", "probability", "label_mass", "tokens", "seconds", "error"]
+EXTRA_FIELDS = ["raw_margin", "windows", "window_index", "window_start", "window_end"]
+
+
+# --- output ------------------------------------------------------------------------------------
+def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
+    """One output row: the contract fields, extra detail, then pass-through keys of the input."""
+
+    def num(x: float) -> Optional[float]:
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+
+    row: dict[str, Any] = {
+        "id": doc.id,
+        "path": doc.source,
+        "question": v.question,
+        "verdict": v.verdict,
+        "margin": num(v.margin),
+        "probability": num(v.probability),
+        "label_mass": num(v.label_mass),
+        "tokens": v.tokens,
+        "seconds": round(v.seconds, 4),
+        "error": v.error,
+        "raw_margin": num(v.raw_margin),
+        "windows": v.windows,
+        "window_index": v.window_index,
+        "window_start": v.window_span[0] if v.window_span else None,
+        "window_end": v.window_span[1] if v.window_span else None,
+    }
+    if doc.warnings:
+        row["warnings"] = list(doc.warnings)
+    for key, value in doc.meta.get("passthrough", {}).items():
+        row.setdefault(key, value)
+    return row
+
+
+class RowWriter:
+    """Writes rows as JSONL, CSV or an aligned table."""
+
+    def __init__(self, out: TextIO, fmt: str) -> None:
+        self.out, self.fmt = out, fmt
+        self._csv: Optional[csv.DictWriter] = None
+        self._table: list[dict[str, Any]] = []
+        if fmt == "csv":  # the header even when no row follows
+            self._csv = csv.DictWriter(out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
+            self._csv.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.out.flush()
+        elif self._csv is not None:
+            self._csv.writerow(row)
+            self.out.flush()
+        else:
+            self._table.append(row)
+
+    def close(self) -> None:
+        if self.fmt == "table":
+            self.out.write(format_table(self._table))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as an aligned text table for people."""
+    cols = ["id", "question", "verdict", "probability", "margin", "tokens", "seconds", "error"]
+    if len({r["question"] for r in rows}) <= 1:
+        cols.remove("question")
+    cells = [[_cell(r.get(c), c) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return ""
+    if column in ("id", "question", "error"):
+        text = str(value)
+        if len(text) <= 60:
+            return text
+        return "…" + text[-59:] if column == "id" else text[:59] + "…"  # a path's end names it
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def in_input_order(verdicts: Iterable[Verdict], questions: list[str]) -> Iterator[Verdict]:
+    """Re-order a verdict stream into input order, releasing each row as soon as it can."""
+    order = {q: i for i, q in enumerate(questions)}
+    waiting: dict[tuple[int, int], Verdict] = {}
+    next_key = (0, 0)
+    for v in verdicts:
+        waiting[(v.document_index, order[v.question])] = v
+        while next_key in waiting:
+            yield waiting.pop(next_key)
+            d, q = next_key
+            next_key = (d, q + 1) if q + 1 < len(questions) else (d + 1, 0)
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.stream, self.done = total, stream, 0
+        self.enabled = total > 0 and stream.isatty()
+        self.start = time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            filled = int(30 * self.done / self.total)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {rate:.1f}/s ")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
