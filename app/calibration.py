@@ -55,7 +55,7 @@ def reapply(cal: Any, verdict: Verdict, state: Optional[np.ndarray]) -> Optional
     if cal.layers:
         if state is None:
             return None
-        verdict = dataclasses.replace(verdict, hidden=state)
+        verdict = dataclasses.replace(verdict, states={cal.probe.layer: state})
     return cal.apply(verdict)
 
 

@@ -7,11 +7,11 @@ signals. :class:`ScoringController` lives on the GUI thread, owns job ids, recei
 worker's signals in its slots (so they run on the GUI thread) and drops results of jobs
 that were cancelled or replaced.
 
-Every scoring run goes through one calibrator per question (`engine.confidence.calibrate`), as the CLI's
-runs do: verdicts arrive calibrated ("uncertain" included), `raw_margin` stays the model's. The
-worker also keeps each verdict's hidden state at the default probe layer and hands it over with
-the verdict, so that when labels refit a question's calibrator (also here, on this thread) the
-GUI can re-apply it to every verdict at once with numpy, without scoring anything again.
+Every scoring run goes through `engine.pipeline.Pipeline`, as the CLI's runs do: verdicts arrive
+final (calibrated per question, "uncertain" included), `raw_margin` stays the model's. The
+pipeline also keeps each verdict's hidden state at the default probe layer (`keep_layer`), so
+that when labels refit a question's calibrator (also here, on this thread) the GUI can re-apply
+it to every verdict at once with numpy, without scoring anything again.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from engine.types import Document, Verdict
@@ -47,7 +46,7 @@ class ScoringWorker(QObject):
         super().__init__()
         self._load = load  # Classifier.load unless a test replaces it
         self._classifier: Any = None  # created and used on the scoring thread only
-        self._calibrators: dict[str, Any] = {}  # question -> Calibrator, for the loaded model
+        self._pipeline: Any = None  # engine.pipeline.Pipeline over it: one calibrator per question
         self._state_layer = 0  # the layer whose state each verdict carries (the probes' default)
         self._lock = threading.Lock()
         self._cancelled: set[int] = set()
@@ -81,8 +80,10 @@ class ScoringWorker(QObject):
             return
         from engine.confidence.probe import default_layer
 
+        from engine.pipeline import Pipeline
+
         self._classifier = classifier
-        self._calibrators = {}
+        self._pipeline = Pipeline(classifier)
         self._state_layer = default_layer(classifier)
         self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer)
 
@@ -108,43 +109,25 @@ class ScoringWorker(QObject):
             return CANCELLED, ""
         if self._classifier is None:
             return NO_MODEL, "no model is loaded"
-        from engine.confidence.probe import capture_layers
-
-        calibrators = {q: self._calibrator(q) for q in questions}
-        wanted = sorted({self._state_layer, *(n for cal in calibrators.values() for n in cal.layers)})
-        with capture_layers(self._classifier, wanted) as layers:
-            for start in range(0, len(documents), CHUNK_DOCUMENTS):
-                if cancel():
-                    return CANCELLED, ""
-                chunk = documents[start : start + CHUNK_DOCUMENTS]
-                self.chunkStarted.emit(job, start, start + len(chunk))
-                for verdict in self._classifier.classify_iter(questions, chunk, cancel=cancel, keep_hidden=True):
-                    verdict.document_index += start
-                    self.verdictReady.emit(job, self._calibrated(verdict, calibrators[verdict.question], layers))
+        for question in questions:
+            self._calibrator(question)  # announces each calibrator before its verdicts
+        for start in range(0, len(documents), CHUNK_DOCUMENTS):
+            if cancel():
+                return CANCELLED, ""
+            chunk = documents[start : start + CHUNK_DOCUMENTS]
+            self.chunkStarted.emit(job, start, start + len(chunk))
+            rows = self._pipeline.run(questions, chunk, cancel=cancel, ordered=False, keep_layer=self._state_layer)
+            for verdict in rows:
+                verdict.document_index += start
+                self.verdictReady.emit(job, verdict)
         return (CANCELLED, "") if cancel() else (DONE, "")
 
-    def _calibrated(self, verdict: Verdict, cal: Any, layers: list[int]) -> Verdict:
-        """The calibrated verdict; its `hidden` is the state after the state layer, shape (D,)."""
-        states = verdict.hidden  # (len(layers), D)
-        if not verdict.ok or states is None:
-            verdict.hidden = None
-            return verdict
-        out = cal.apply_captured(verdict, layers)
-        out.hidden = np.array(states[layers.index(self._state_layer)], dtype=np.float32)
-        return out
-
     def _calibrator(self, question: str) -> Any:
-        """This question's calibrator: the one fitted or saved for this model, else label-free."""
-        cal = self._calibrators.get(question)
-        if cal is None:
-            from engine.confidence.calibrate import calibrator_for
-
-            try:
-                cal = calibrator_for(self._classifier, question)
-            except Exception as exc:  # a damaged saved calibrator must not stop scoring: label-free then
-                cal = calibrator_for(self._classifier, question, use_saved=False)
-                cal.notes.append(f"the saved calibrator could not be read ({type(exc).__name__}: {exc})")
-            self._calibrators[question] = cal
+        """This question's calibrator (fitted or saved for this model, else label-free); the
+        first time, it is announced to the GUI."""
+        known = question in self._pipeline.calibrators
+        cal = self._pipeline.calibrator(question)
+        if not known:
             self.calibratorReady.emit(question, cal)
         return cal
 
@@ -154,8 +137,8 @@ class ScoringWorker(QObject):
         if self._classifier is None:
             return
         for question in questions:
-            if question in self._calibrators:
-                self.calibratorReady.emit(question, self._calibrators[question])
+            if question in self._pipeline.calibrators:
+                self.calibratorReady.emit(question, self._pipeline.calibrators[question])
             else:
                 self._calibrator(question)  # announces it
 
@@ -167,19 +150,17 @@ class ScoringWorker(QObject):
             self.refitFailed.emit(job, question, "no model is loaded")
             return
         try:
-            from engine.confidence.calibrate import calibrator_for
-
-            cal = calibrator_for(self._classifier, question, list(documents), dict(labels))
+            cal = self._pipeline.fit(question, list(documents), dict(labels))
         except Exception as exc:
             self.refitFailed.emit(job, question, f"{type(exc).__name__}: {exc}")
             return
-        self._calibrators[question] = cal
         self.refitDone.emit(job, question, cal)
 
     @Slot()
     def release(self) -> None:
         """Drop the model (on this thread, where its arrays were made)."""
         self._classifier = None
+        self._pipeline = None
 
 
 @dataclass

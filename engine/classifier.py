@@ -1,6 +1,8 @@
-"""The public API: `Classifier.load(...).classify(question, texts)`.
+"""Prompts, windows and batches over a `ScoringBackend`: the public API's entry point.
 
-Work per call, for a document-first layout:
+`Classifier.load(...).classify(question, texts)` gives final verdicts (calibrated, "uncertain"
+included) through `engine.pipeline`; `score` / `score_iter` give the raw model margins the
+pipeline calibrates. Work per call, for a document-first layout:
   head (system + instructions)  -> prefilled once, KV cache reused by every document
   documents, batched by length  -> prefilled once per batch on top of the head
   each question + answer cue    -> prefilled on top of each batch's document cache
@@ -17,9 +19,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from engine.confidence.metrics import sigmoid
-from engine.runtime.loading import LoadedModel, load_model
-from engine.runtime.prompt import Layout, PromptEncoder, build_template, char_span, default_layout, label_forms
-from engine.runtime.local import Scorer
+from engine.runtime.prompt import Layout, PromptEncoder, build_template, char_span, default_layout
+from engine.scoring import PromptScore, ScoringBackend, Segment
 from engine.types import Document, Verdict
 
 DocumentLike = Union[str, Document]
@@ -36,6 +37,17 @@ class _Window:
 
 
 @dataclass
+class _RowResult:
+    """One batch row's results: per-question margins, masses and captured states."""
+
+    margins: np.ndarray
+    masses: np.ndarray
+    states: list  # per question: {layer: state} or None
+    tokens: int
+    seconds: float
+
+
+@dataclass
 class _Pending:
     """Window results of one document, until all its windows are scored."""
 
@@ -44,7 +56,7 @@ class _Pending:
     windows: int
     margins: dict[int, np.ndarray] = field(default_factory=dict)  # window -> per-question margins
     masses: dict[int, np.ndarray] = field(default_factory=dict)
-    hidden: dict[int, list] = field(default_factory=dict)
+    states: dict[int, list] = field(default_factory=dict)  # window -> per-question {layer: state}
     spans: dict[int, tuple[int, int]] = field(default_factory=dict)
     tokens: int = 0  # document tokens over all windows
     seconds: float = 0.0
@@ -55,7 +67,7 @@ class Classifier:
 
     def __init__(
         self,
-        lm: LoadedModel,
+        backend: ScoringBackend,
         *,
         layout: Optional[Layout] = None,
         instructions: str = "",
@@ -65,31 +77,42 @@ class Classifier:
         window_overlap: int = 64,
         max_context: Optional[int] = None,
     ) -> None:
-        self.lm = lm
-        self.layout = layout or default_layout(lm.name)
+        self.backend = backend
+        self.tokenizer = backend.tokenizer
+        self.layout = layout or default_layout(backend.name)
         self.instructions = instructions
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.chunk_documents = chunk_documents
         self.window_overlap = window_overlap
-        self.context = min(lm.context_length, max_context or lm.context_length)
-        self.yes_ids, self.no_ids = label_forms(lm.tokenizer)
-        self.scorer = Scorer(lm, self.yes_ids, self.no_ids)
+        self.context = min(backend.context_length, max_context or backend.context_length)
+        self._pipeline = None
         self._set_template()
 
     @classmethod
     def load(cls, model: Union[str, Path, None] = None, **options) -> "Classifier":
-        """Load a model (MLX folder, .gguf file, or None for the embedded default)."""
-        return cls(load_model(model), **options)
+        """Load a model into this process (MLX folder, .gguf file, or None for the embedded default)."""
+        from engine.runtime.local import LocalBackend
+
+        return cls(LocalBackend.load(model), **options)
 
     @property
     def model_name(self) -> str:
-        return self.lm.name
+        return self.backend.name
+
+    @property
+    def fingerprint(self) -> str:
+        """What calibrators and probes for this model are keyed by."""
+        return self.backend.fingerprint
+
+    @property
+    def n_layers(self) -> int:
+        """Hidden-state layers are numbered 1..n_layers (see `engine.scoring`)."""
+        return self.backend.n_layers
 
     def _set_template(self) -> None:
-        self.template = build_template(self.layout, self.lm.tokenizer, self.instructions)
-        self.encoder = PromptEncoder(self.template, self.lm.tokenizer)
-        self._head_caches: dict[tuple[int, ...], list] = {}
+        self.template = build_template(self.layout, self.tokenizer, self.instructions)
+        self.encoder = PromptEncoder(self.template, self.tokenizer)
 
     def set_instructions(self, instructions: str) -> None:
         """Change the instructions part (its cache is rebuilt on next use)."""
@@ -97,27 +120,47 @@ class Classifier:
         self._set_template()
 
     # --- public API ---------------------------------------------------------------------------
-    def classify(
-        self, question: Union[str, Sequence[str]], texts: Iterable[DocumentLike], **options
-    ) -> list[Verdict]:
-        """Verdicts in input order. One question: one verdict per text. Several questions:
-        one verdict per text and question, text-major (text 0's questions first)."""
+    @property
+    def pipeline(self):
+        """The pipeline `classify` runs through (calibrators per question, saved per model)."""
+        if self._pipeline is None:
+            from engine.pipeline import Pipeline
+
+            self._pipeline = Pipeline(self)
+        return self._pipeline
+
+    def classify(self, question: Union[str, Sequence[str]], texts: Iterable[DocumentLike], **options) -> list[Verdict]:
+        """Final verdicts in input order, calibrated ("yes", "no", "uncertain" or "error"): one
+        per text and question, text-major (text 0's questions first). Options go to
+        `Pipeline.run` (`cancel`, `keep_layer`, `aggregate`)."""
         questions = [question] if isinstance(question, str) else list(question)
-        verdicts = list(self.classify_iter(questions, texts, **options))
+        return list(self.pipeline.run(questions, texts, **options))
+
+    def classify_iter(self, question: Union[str, Sequence[str]], texts: Iterable[DocumentLike], **options) -> Iterator[Verdict]:
+        """`classify` as a stream, rows released in input order as soon as they can be."""
+        questions = [question] if isinstance(question, str) else list(question)
+        return self.pipeline.run(questions, texts, **options)
+
+    def score(self, question: Union[str, Sequence[str]], texts: Iterable[DocumentLike], **options) -> list[Verdict]:
+        """Raw model verdicts in input order, text-major: `margin` is the model's own Yes-No
+        log-odds, `verdict` only its sign. With `layers`, each verdict's `states` holds the
+        hidden states after those layers (layer -> array (D,)) at the deciding window."""
+        questions = [question] if isinstance(question, str) else list(question)
+        verdicts = list(self.score_iter(questions, texts, **options))
         order = {q: i for i, q in enumerate(questions)}
         verdicts.sort(key=lambda v: (v.document_index, order[v.question]))
         return verdicts
 
-    def classify_iter(
+    def score_iter(
         self,
         questions: Union[str, Sequence[str]],
         texts: Iterable[DocumentLike],
         *,
         cancel: Optional[Callable[[], bool]] = None,
-        keep_hidden: bool = False,
+        layers: Sequence[int] = (),
         aggregate: str = "max",
     ) -> Iterator[Verdict]:
-        """Yield verdicts as batches finish (not in input order: see `Verdict.document_index`).
+        """Raw verdicts as batches finish (not in input order: see `Verdict.document_index`).
 
         `cancel` is polled between batches; when it returns True the generator stops.
         Memory stays bounded: documents are taken `chunk_documents` at a time.
@@ -125,8 +168,11 @@ class Classifier:
         questions = [questions] if isinstance(questions, str) else list(questions)
         if not questions or any(not q.strip() for q in questions):
             raise ValueError("a question must not be empty")
+        if len(set(questions)) != len(questions):
+            raise ValueError("each question may be asked once per call")
         if aggregate not in ("max", "mean"):
             raise ValueError("aggregate must be 'max' or 'mean'")
+        layers = tuple(layers)
         chunk: list[Document] = []
         position = 0
         for item in texts:
@@ -134,26 +180,14 @@ class Classifier:
             chunk.append(doc)
             position += 1
             if len(chunk) >= self.chunk_documents:
-                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, keep_hidden, aggregate)
+                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate)
                 chunk = []
                 if cancel and cancel():
                     return
         if chunk:
-            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, keep_hidden, aggregate)
+            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate)
 
     # --- internals ----------------------------------------------------------------------------
-    def _head_cache(self, question: str) -> list:
-        ids = self.encoder.head_ids(question)
-        key = tuple(ids)
-        if key not in self._head_caches:
-            cache = self.scorer.new_cache()
-            if ids:
-                self.scorer.prefill([ids], cache)
-            if len(self._head_caches) > 16:
-                self._head_caches.clear()
-            self._head_caches[key] = cache
-        return self._head_caches[key]
-
     def _window_budget(self, questions: Sequence[str]) -> int:
         fixed = max(len(self.encoder.head_ids(q)) + len(self.encoder.tail_ids(q)) for q in questions)
         return self.context - fixed
@@ -189,7 +223,7 @@ class Classifier:
             for q in questions
         ]
 
-    def _run_chunk(self, questions, docs, first_position, cancel, keep_hidden, aggregate) -> Iterator[Verdict]:
+    def _run_chunk(self, questions, docs, first_position, cancel, layers, aggregate) -> Iterator[Verdict]:
         budget = self._window_budget(questions)
         pending: dict[int, _Pending] = {}
         windows: list[_Window] = []
@@ -213,42 +247,40 @@ class Classifier:
         for batch in self._batches(windows):
             if cancel and cancel():
                 return
-            results = self._score_batch(questions, batch, keep_hidden)
-            for row, (w, (margins, masses, hidden, tokens, seconds)) in enumerate(zip(batch, results)):
+            for w, result in zip(batch, self._score_batch(questions, batch, layers)):
                 p = pending[w.doc]
-                p.margins[w.index], p.masses[w.index], p.spans[w.index] = margins, masses, w.span
-                p.hidden[w.index] = hidden
-                p.tokens += tokens
-                p.seconds += seconds
+                p.margins[w.index], p.masses[w.index], p.spans[w.index] = result.margins, result.masses, w.span
+                p.states[w.index] = result.states
+                p.tokens += result.tokens
+                p.seconds += result.seconds
                 if len(p.margins) == p.windows:
                     yield from self._finish(questions, p, aggregate)
                     del pending[w.doc]
 
-    def _score_batch(self, questions, batch: list[_Window], keep_hidden: bool):
-        """Per row: margins and masses per question, hidden states, tokens, seconds."""
+    def _score_batch(self, questions, batch: list[_Window], layers: Sequence[int]) -> list[_RowResult]:
+        """Every window of the batch with every question, in one call to the backend."""
         start = time.perf_counter()
-        rows = [w.ids for w in batch]
-        n = len(batch)
-        margins = np.zeros((n, len(questions)), dtype=np.float32)
-        masses = np.zeros_like(margins)
-        hidden: list[list] = [[None] * len(questions) for _ in range(n)]
-        tokens = np.array([len(r) for r in rows])
-        doc_cache = None
-        for qi, question in enumerate(questions):
-            if doc_cache is None or not self.template.document_first:
-                doc_cache = self.scorer.fork(self._head_cache(question), n)
-                self.scorer.prefill(rows, doc_cache)
-            tail = self.encoder.tail_ids(question)
-            last = self.scorer.prefill([tail] * n, self.scorer.fork(doc_cache))
-            scores = self.scorer.verdict_scores(last, keep_hidden)
-            margins[:, qi], masses[:, qi] = scores.margin, scores.label_mass
-            if keep_hidden:
-                for r in range(n):
-                    hidden[r][qi] = scores.hidden[r]
+        prompts = []
+        for w in batch:
+            document = Segment(tuple(w.ids))
+            for question in questions:
+                head = tuple(self.encoder.head_ids(question))
+                key = "instructions" if self.template.document_first else f"instructions+{question}"
+                prompts.append([Segment(head, key), document, Segment(tuple(self.encoder.tail_ids(question)))])
+        scores: list[PromptScore] = self.backend.score(prompts, layers)
         seconds = time.perf_counter() - start
+        tokens = np.array([len(w.ids) for w in batch])
         share = tokens / max(tokens.sum(), 1)
+        q = len(questions)
         return [
-            (margins[r], masses[r], hidden[r], int(tokens[r]), float(seconds * share[r])) for r in range(n)
+            _RowResult(
+                margins=np.array([s.margin for s in scores[r * q : (r + 1) * q]], dtype=np.float32),
+                masses=np.array([s.label_mass for s in scores[r * q : (r + 1) * q]], dtype=np.float32),
+                states=[s.states for s in scores[r * q : (r + 1) * q]],
+                tokens=int(tokens[r]),
+                seconds=float(seconds * share[r]),
+            )
+            for r in range(len(batch))
         ]
 
     def _finish(self, questions, p: _Pending, aggregate: str) -> Iterator[Verdict]:
@@ -272,6 +304,6 @@ class Classifier:
                 windows=p.windows,
                 window_index=order[best],
                 window_span=p.spans[order[best]],
-                hidden=p.hidden[order[best]][qi],
+                states=p.states[order[best]][qi],
                 document_index=p.position,
             )

@@ -43,7 +43,8 @@ class Verdict:
     windows: int = 1
     window_index: int = 0
     window_span: Optional[tuple[int, int]] = None
-    hidden: Any = None  # numpy array of the last-position hidden state, on request
+    hidden: Any = None  # numpy array (D,): the hidden state at the answer position after the layer asked for
+    states: Any = None  # raw verdicts only: {layer: array (D,)} captured for calibration, on request
     document_index: int = -1  # position of the document in the input, for re-ordering streams
 
     @property

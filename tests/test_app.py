@@ -569,13 +569,13 @@ def test_the_model_is_loaded_and_used_only_on_the_scoring_thread(qtbot, tmp_path
     def load(path):
         seen["load"].add(threading.get_ident())
         classifier = Classifier.load(path)
-        original = classifier.classify_iter
+        original = classifier.score_iter
 
-        def classify_iter(*args, **kwargs):
+        def score_iter(*args, **kwargs):
             seen["classify"].add(threading.get_ident())
             yield from original(*args, **kwargs)
 
-        classifier.classify_iter = classify_iter
+        classifier.score_iter = score_iter
         return classifier
 
     window = MainWindow(Settings(tmp_path / "s.ini"), SessionStore(tmp_path / DB_FILE), model=str(tiny_model_dir), load=load)

@@ -135,12 +135,21 @@ def test_read_labels():
 
 
 # --- on the tiny model ---------------------------------------------------------------------------
+def _calibrated_run(clf, cal, documents):
+    """The pipeline's rows for `documents` with `cal` as the question's calibrator."""
+    from engine.pipeline import Pipeline
+
+    pipeline = Pipeline(clf, save=False)
+    pipeline.calibrators[cal.question] = cal
+    return list(pipeline.run(cal.question, documents))
+
+
 def test_contextual_calibration_on_the_tiny_model(tiny_classifier):
-    nulls = [v.raw_margin for v in tiny_classifier.classify("Is it a test?", ["N/A", "[MASK]", "None"])]
+    nulls = [v.raw_margin for v in tiny_classifier.score("Is it a test?", ["N/A", "[MASK]", "None"])]
     shift = contextual_shift(tiny_classifier, "Is it a test?")
     assert shift == pytest.approx(float(np.mean(nulls)), abs=1e-5)
     cal = fit_calibrator(tiny_classifier, "Is it a test?", [], shift_method="contextual", band=0.0, mass_floor=0.0)
-    verdicts = list(cal.stream(tiny_classifier, ["the document", "Yes no yes"]))
+    verdicts = _calibrated_run(tiny_classifier, cal, ["the document", "Yes no yes"])
     for v in verdicts:
         assert v.margin == pytest.approx(v.raw_margin - shift, abs=1e-5)
         assert v.verdict == ("yes" if v.margin > 0 else "no")
@@ -152,7 +161,7 @@ def test_fit_calibrator_with_labels_on_the_tiny_model_and_round_trip(tiny_classi
     labels = {f"d{i}": i % 2 == 0 for i in range(8)}  # two documents unlabeled
     cal = fit_calibrator(tiny_classifier, "Is it even?", docs, labels)
     assert cal.n_labels == (4, 4) and cal.platt is not None and cal.probe is not None
-    out = list(cal.stream(tiny_classifier, docs))
+    out = _calibrated_run(tiny_classifier, cal, docs)
     assert len(out) == 10 and all(v.verdict in ("yes", "no", "uncertain") for v in out)
     assert all(v.hidden is None for v in out)
     path = cal.save()
@@ -160,8 +169,7 @@ def test_fit_calibrator_with_labels_on_the_tiny_model_and_round_trip(tiny_classi
     again = Calibrator.load(tiny_classifier.model_name, "Is it even?")
     assert again is not None and again.to_dict() == cal.to_dict()
     assert (again.probe is None) == (cal.probe is None)
-    out_again = sorted(again.stream(tiny_classifier, docs), key=lambda v: v.document_index)
-    out = sorted(out, key=lambda v: v.document_index)
+    out_again = _calibrated_run(tiny_classifier, again, docs)
     assert [v.margin for v in out_again] == pytest.approx([v.margin for v in out], abs=1e-5)
     assert Calibrator.load(tiny_classifier.model_name, "Another question?") is None
 

@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 
 from engine.runtime.loading import ModelError, load_model
-from engine.runtime.prompt import label_forms
-from engine.runtime.local import Scorer
+from engine.runtime.local import LocalBackend
 from tinymodels import write_gguf, write_mlx_folder
 
 PROMPT = "<|im_start|>user\nIs the document yes or no? Answer.<|im_end|>\n<|im_start|>assistant\n"
 
 
 def _last_logits(lm, ids):
-    yes, no = label_forms(lm.tokenizer)
-    return Scorer(lm, yes, no).logits_for_ids(ids)
+    return LocalBackend(lm).logits_for_ids(ids)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])

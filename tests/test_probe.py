@@ -8,7 +8,6 @@ import pytest
 from engine.confidence import metrics
 from engine.confidence.probe import (
     Features,
-    capture_layers,
     data_dir,
     default_layer,
     extract_features,
@@ -29,28 +28,24 @@ def test_layer_numbering():
         resolve_layer(30, 0)
 
 
-def test_capture_layers_matches_a_plain_forward_pass(tiny_classifier):
+def test_captured_states_equal_stock_mlx_lm_layer_outputs(tiny_model_dir, tiny_classifier):
+    """States captured during the batched, cached prefill equal stock mlx-lm's own forward pass
+    over each whole prompt: after block 1, and after the final norm."""
+    from mlx_lm.utils import load_model as stock_load
+
     clf = tiny_classifier
-    count = n_layers(clf)
-    blocks_before = list(clf.lm.model.model.layers)
+    stock, _ = stock_load(tiny_model_dir)
     question, texts = "Is it a document?", ["the document", "Yes, the document is long and has words"]
-    plain = clf.classify(question, texts, keep_hidden=True)
-    with capture_layers(clf, [1, -1]) as layers:
-        assert layers == [1, count]
-        captured = clf.classify(question, texts, keep_hidden=True)
-    # everything put back
-    assert list(clf.lm.model.model.layers) == blocks_before
-    assert "verdict_scores" not in vars(clf.scorer)
-    for p, c in zip(plain, captured):
-        assert c.hidden.shape == (2, p.hidden.shape[0])
-        np.testing.assert_allclose(c.hidden[1], p.hidden, atol=1e-5)  # final state = Verdict.hidden
-        assert c.raw_margin == pytest.approx(p.raw_margin, abs=1e-5)
-    # the middle state equals a whole-prompt forward pass through the first block
-    ids = clf.encoder.head_ids(question) + clf.encoder.document_ids(texts[1])[0] + clf.encoder.tail_ids(question)
-    inner = clf.lm.model.model
-    h = inner.embed_tokens(mx.array([ids]))
-    h = inner.layers[0](h, "causal", None)
-    np.testing.assert_allclose(np.array(h[0, -1]), captured[1].hidden[0], atol=1e-4)
+    captured = clf.score(question, texts, layers=[1, -1])
+    count = n_layers(clf)
+    for text, v in zip(texts, captured):
+        assert sorted(v.states) == [1, count]
+        ids = mx.array([clf.encoder.encode(question, text).all])
+        h = stock.model.embed_tokens(ids)
+        h = stock.model.layers[0](h, "causal", None)
+        np.testing.assert_allclose(v.states[1], np.array(h[0, -1]), atol=1e-4)
+        final = stock.model(ids)[0, -1]  # every block and the final norm
+        np.testing.assert_allclose(v.states[count], np.array(final), atol=1e-4)
 
 
 def test_extract_features_skips_failed_documents(tiny_classifier):
@@ -105,13 +100,13 @@ def test_probe_keys_are_per_model_and_question():
     assert "/" not in probe_key("m", "a/b: c?")
 
 
-def test_capture_layers_on_a_qwen2_gguf(tiny_gguf):
+def test_capture_on_a_qwen2_gguf(tiny_gguf):
     from engine import Classifier
 
     clf = Classifier.load(tiny_gguf)
-    plain = clf.classify("Is it?", ["one document", "another one"], keep_hidden=True)
-    with capture_layers(clf, [1, -1]):
-        captured = clf.classify("Is it?", ["one document", "another one"], keep_hidden=True)
+    plain = clf.score("Is it?", ["one document", "another one"])
+    captured = clf.score("Is it?", ["one document", "another one"], layers=[1, -1])
     for p, c in zip(plain, captured):
-        np.testing.assert_allclose(c.hidden[-1], p.hidden, atol=1e-5)
-        assert np.isfinite(c.hidden[0]).all() and not np.allclose(c.hidden[0], c.hidden[1])
+        assert c.raw_margin == pytest.approx(p.raw_margin, abs=1e-5) and p.states is None
+        first, last = c.states[1], c.states[clf.n_layers]
+        assert np.isfinite(first).all() and not np.allclose(first, last)

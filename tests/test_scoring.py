@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from engine import Classifier, Document
+from engine.runtime.local import LocalBackend
 from engine.runtime.prompt import DOCUMENT_FIRST, QUESTION_FIRST
 
 SHORT = "Paris is the capital and largest city of France."
@@ -13,16 +14,16 @@ QUESTIONS = ["Is this document about cooking?", "Does this ask the reader to pay
 
 def reference_margin(clf: Classifier, question: str, text: str) -> float:
     """The margin of one full prompt scored alone, with no cache and no batch."""
-    logits = clf.scorer.logits_for_ids(clf.encoder.encode(question, text).all)
+    logits = clf.backend.logits_for_ids(clf.encoder.encode(question, text).all)
     logp = logits - np.logaddexp.reduce(logits)
-    return float(np.logaddexp.reduce(logp[clf.yes_ids]) - np.logaddexp.reduce(logp[clf.no_ids]))
+    return float(np.logaddexp.reduce(logp[clf.backend.yes_ids]) - np.logaddexp.reduce(logp[clf.backend.no_ids]))
 
 
 @pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda l: l.name)
 def test_batched_multi_question_equals_each_prompt_alone_tiny(tiny_model_dir, layout):
     clf = Classifier.load(tiny_model_dir, layout=layout, batch_tokens=100_000)
     texts = [SHORT, LONG, MEDIUM, "no", SHORT + " " + MEDIUM]
-    verdicts = clf.classify(QUESTIONS, texts)
+    verdicts = clf.score(QUESTIONS, texts)
     assert [(v.document_index, v.question) for v in verdicts] == [(d, q) for d in range(5) for q in QUESTIONS]
     for v in verdicts:
         assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
@@ -34,13 +35,13 @@ def test_batched_multi_question_equals_each_prompt_alone_tiny(tiny_model_dir, la
 def test_batched_multi_question_equals_each_prompt_alone_default_model(default_classifier):
     clf = default_classifier
     texts = [SHORT, LONG, MEDIUM]  # 10 to 250 tokens in one batch
-    for v in clf.classify(QUESTIONS, texts):
+    for v in clf.score(QUESTIONS, texts):
         assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
 
 
 def test_several_questions_keep_single_question_callers_working(tiny_classifier):
-    one = tiny_classifier.classify(QUESTIONS[0], [SHORT, MEDIUM])
-    both = tiny_classifier.classify(QUESTIONS, [SHORT, MEDIUM])
+    one = tiny_classifier.score(QUESTIONS[0], [SHORT, MEDIUM])
+    both = tiny_classifier.score(QUESTIONS, [SHORT, MEDIUM])
     assert [v.document_index for v in one] == [0, 1]
     assert [v.margin for v in one] == pytest.approx([v.margin for v in both if v.question == QUESTIONS[0]], abs=1e-4)
 
@@ -48,14 +49,14 @@ def test_several_questions_keep_single_question_callers_working(tiny_classifier)
 def test_long_document_is_split_into_windows_and_the_deciding_one_is_named(tiny_model_dir):
     clf = Classifier.load(tiny_model_dir, max_context=400)
     text = " ".join(f"Sentence {i} talks about a different thing." for i in range(40))
-    (v,) = clf.classify(QUESTIONS[0], [text])
+    (v,) = clf.score(QUESTIONS[0], [text])
     assert v.windows > 2
     start, end = v.window_span
     assert 0 <= start < end <= len(text)
     # The deciding window, scored alone as a document, gives the aggregated margin.
-    alone = Classifier(clf.lm).classify(QUESTIONS[0], [Document("w", text[start:end])])[0]
+    alone = Classifier(clf.backend).score(QUESTIONS[0], [Document("w", text[start:end])])[0]
     assert abs(alone.margin - v.margin) < 0.05
-    mean = clf.classify(QUESTIONS[0], [text], aggregate="mean")[0]
+    mean = clf.score(QUESTIONS[0], [text], aggregate="mean")[0]
     assert mean.margin <= v.margin + 1e-6
 
 
@@ -67,7 +68,7 @@ def test_control_tokens_in_a_document_stay_text(tiny_classifier):
 def test_bad_documents_get_error_rows_and_the_rest_are_scored(tiny_classifier):
     docs = [Document("ok", SHORT), Document("empty", "   "), Document("broken", "", error="corrupt PDF: x")]
     verdicts = tiny_classifier.classify(QUESTIONS[0], docs)
-    assert [v.verdict for v in verdicts][0] in ("yes", "no")
+    assert verdicts[0].ok and verdicts[0].verdict in ("yes", "no", "uncertain")
     assert verdicts[1].error == "document is empty" and verdicts[1].verdict == "error"
     assert verdicts[2].error == "corrupt PDF: x"
 
@@ -81,10 +82,13 @@ def test_stream_can_be_cancelled_between_batches(tiny_model_dir):
 
 
 def test_hidden_state_on_request(tiny_classifier):
-    (v,) = tiny_classifier.classify(QUESTIONS[0], [SHORT], keep_hidden=True)
+    (v,) = tiny_classifier.classify(QUESTIONS[0], [SHORT], keep_layer=-1 + tiny_classifier.n_layers + 1)
     assert v.hidden.shape == (64,) and np.isfinite(v.hidden).all()
     (w,) = tiny_classifier.classify(QUESTIONS[0], [SHORT])
-    assert w.hidden is None
+    assert w.hidden is None and w.states is None
+    (raw,) = tiny_classifier.score(QUESTIONS[0], [SHORT], layers=[1, -1])
+    assert sorted(raw.states) == [1, tiny_classifier.n_layers]
+    np.testing.assert_allclose(raw.states[tiny_classifier.n_layers], v.hidden, atol=1e-5)
 
 
 def test_empty_question_is_refused(tiny_classifier):
@@ -95,9 +99,11 @@ def test_empty_question_is_refused(tiny_classifier):
 def test_chunked_prefill_equals_one_pass(tiny_model_dir):
     """Segments longer than the chunk go through in pieces; rows may end in any chunk."""
     whole = Classifier.load(tiny_model_dir, batch_tokens=100_000)
-    chunked = Classifier(whole.lm, batch_tokens=100_000)
-    chunked.scorer.chunk = 7
+    chunked = Classifier(LocalBackend(whole.backend.lm, chunk=7), batch_tokens=100_000)
     texts = [SHORT, MEDIUM, "no", LONG[:300]]
-    a = whole.classify(QUESTIONS, texts)
-    b = chunked.classify(QUESTIONS, texts)
+    a = whole.score(QUESTIONS, texts, layers=[1, -1])
+    b = chunked.score(QUESTIONS, texts, layers=[1, -1])
     assert [v.margin for v in a] == pytest.approx([v.margin for v in b], abs=1e-3)
+    for x, y in zip(a, b):  # states are captured at each row's last token in whichever chunk it ends
+        for layer in x.states:
+            np.testing.assert_allclose(x.states[layer], y.states[layer], atol=1e-3)

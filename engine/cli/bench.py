@@ -5,7 +5,7 @@ Methods, all with the same loaded weights and backend settings:
                  the model's ordinary forward pass (output head on every position)
   (b) generate   mlx-lm generates up to 32 tokens for "answer yes or no, then one sentence why"
                  and the first yes/no word is parsed, the way it is commonly done
-  (c) engine     `Classifier.classify_iter`: shared parts cached, documents batched, last position only
+  (c) engine     `Classifier.score_iter`: shared parts cached, documents batched, last position only
 Scenarios: one short question; a long instructions part (a ~700-token rubric with worked
 examples); five questions per document. The slow methods run on the first `baseline_docs`
 documents (they are sequential, so their rate doesn't depend on how many there are); the engine
@@ -74,7 +74,7 @@ def corpus_text(folder: Optional[Path] = None) -> list[str]:
 
 def documents_of_length(clf: Classifier, texts: Sequence[str], n: int, tokens: int) -> list[Document]:
     """`n` documents of `tokens` tokens each, cut from the running text of `texts`."""
-    tok = clf.lm.tokenizer
+    tok = clf.backend.lm.tokenizer
     stream: list[int] = []
     docs: list[Document] = []
     i = 0
@@ -89,19 +89,19 @@ def documents_of_length(clf: Classifier, texts: Sequence[str], n: int, tokens: i
 
 def run_engine(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
     start = time.perf_counter()
-    tokens = sum(v.tokens for v in clf.classify_iter(list(questions), docs))
+    tokens = sum(v.tokens for v in clf.score_iter(list(questions), docs))
     return time.perf_counter() - start, tokens
 
 
 def run_naive(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
-    model, tokens = clf.lm.model, 0
+    model, tokens = clf.backend.lm.model, 0
     start = time.perf_counter()
     for doc in docs:
         for q in questions:
             ids = clf.encoder.encode(q, doc.text).all
             logits = model(mx.array([ids]))[0, -1]  # every position through the head
             logp = logits - mx.logsumexp(logits)
-            mx.eval(mx.logsumexp(logp[mx.array(clf.yes_ids)]) - mx.logsumexp(logp[mx.array(clf.no_ids)]))
+            mx.eval(mx.logsumexp(logp[mx.array(clf.backend.yes_ids)]) - mx.logsumexp(logp[mx.array(clf.backend.no_ids)]))
             tokens += len(ids)
     return time.perf_counter() - start, tokens
 
@@ -111,8 +111,8 @@ def run_generate(clf: Classifier, questions: Sequence[str], docs: list[Document]
     from mlx_lm.generate import generate_step
 
     layout = Layout(name="generate", system=clf.layout.system, user=clf.layout.user + GENERATE_SUFFIX)
-    encoder = PromptEncoder(build_template(layout, clf.lm.tokenizer, clf.instructions), clf.lm.tokenizer)
-    eos = {clf.lm.tokenizer.backend.token_to_id(t) for t in (clf.lm.tokenizer.eos_token, "<|im_end|>")} - {None}
+    encoder = PromptEncoder(build_template(layout, clf.backend.lm.tokenizer, clf.instructions), clf.backend.lm.tokenizer)
+    eos = {clf.backend.lm.tokenizer.backend.token_to_id(t) for t in (clf.backend.lm.tokenizer.eos_token, "<|im_end|>")} - {None}
     tokens = 0
     parsed = 0
     start = time.perf_counter()
@@ -120,12 +120,12 @@ def run_generate(clf: Classifier, questions: Sequence[str], docs: list[Document]
         for q in questions:
             ids = encoder.encode(q, doc.text).all
             out: list[int] = []
-            for (token, _), _n in zip(generate_step(mx.array(ids), clf.lm.model, max_tokens=max_tokens), range(max_tokens)):
+            for (token, _), _n in zip(generate_step(mx.array(ids), clf.backend.lm.model, max_tokens=max_tokens), range(max_tokens)):
                 token = int(token)
                 if token in eos:
                     break
                 out.append(token)
-            parsed += bool(re.search(r"\b(yes|no)\b", clf.lm.tokenizer.decode(out), re.IGNORECASE))
+            parsed += bool(re.search(r"\b(yes|no)\b", clf.backend.lm.tokenizer.decode(out), re.IGNORECASE))
             tokens += len(ids)
     return time.perf_counter() - start, tokens, parsed
 
@@ -153,10 +153,10 @@ def bench(
     docs = documents_of_length(clf, texts, documents, doc_tokens)
     base = docs[: min(baseline_docs, documents)]
     rubric = (resources_dir() / "bench" / "rubric.md").read_text(encoding="utf-8")
-    print(f"model: {clf.model_name} ({clf.lm.path.name}); device: {mx.default_device()}; "
-          f"dtype: {clf.lm.compute_dtype}; BLAS: {backend.blas_in_use() or 'MLX default'}", file=out)
+    print(f"model: {clf.model_name} ({clf.backend.lm.path.name}); device: {mx.default_device()}; "
+          f"dtype: {clf.backend.lm.compute_dtype}; BLAS: {backend.blas_in_use() or 'MLX default'}", file=out)
     print(f"documents: {documents} x {doc_tokens} tokens (baselines on the first {len(base)}); "
-          f"instructions rubric: {len(clf.lm.tokenizer.encode(rubric))} tokens", file=out)
+          f"instructions rubric: {len(clf.backend.lm.tokenizer.encode(rubric))} tokens", file=out)
     run_engine(clf, QUESTIONS[:1], docs[:4])  # warm-up: first-call allocations
 
     results: list[Measurement] = []

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, Optional, TextIO
 
-from engine.cli.output import Progress, RowWriter, in_input_order, verdict_row
-from engine.types import Document, Verdict
+from engine.cli.output import Progress, RowWriter, verdict_row
+from engine.types import Document
 
 
 class UsageError(Exception):
@@ -75,6 +74,7 @@ def read_path_documents(paths: list[str]) -> list[Document]:
 # --- commands ----------------------------------------------------------------------------------
 def cmd_classify(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
+    from engine.pipeline import Labels, Pipeline
     from engine.runtime.prompt import LAYOUTS
 
     if not args.paths and not args.jsonl_in:
@@ -82,6 +82,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     questions = [q.strip() for q in args.question]
     if any(not q for q in questions):
         raise UsageError("--question must not be empty")
+    labels = None
+    if args.labels:
+        try:
+            labels = Labels.read(args.labels)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.labels}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     docs: list[Document] = []
     if args.jsonl_in:
         docs += read_jsonl_documents(args.jsonl_in)
@@ -92,19 +100,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
         options["layout"] = LAYOUTS[args.layout]
     if args.instructions:
         options["instructions"] = _read_text_arg(args.instructions)
-    clf = Classifier.load(args.model, **options)
-    labels = read_label_file(args.labels) if args.labels else None
-    calibrated = CalibratedRun(clf, questions, docs, labels, args)
+    pipeline = Pipeline(Classifier.load(args.model, **options), settings=calibration_settings(args))
+    if labels is not None:
+        try:
+            pipeline.fit_labels(questions, docs, labels)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
 
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     writer = RowWriter(out, args.format)
     progress = Progress(len(docs) * len(questions))
     failed = False
     try:
-        for v in in_input_order(calibrated.verdicts(), questions):
-            doc = docs[v.document_index]
+        for v in pipeline.run(questions, docs):
             failed |= v.error is not None
-            writer.write(verdict_row(doc, v))
+            writer.write(verdict_row(docs[v.document_index], v))
             progress.step()
         writer.close()
     finally:
@@ -112,109 +122,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     sys.stdout.flush()
-    for note in calibrated.notes():
+    for note in pipeline.notes():
         print(f"verdict: {note}", file=sys.stderr)
     return 1 if failed else 0
 
 
-@dataclass
-class Labels:
-    """User labels from a JSONL file: per question (None: every question) id -> yes/no, and the
-    text of labeled documents that are not among those being classified."""
-
-    by_question: dict[Optional[str], dict[str, bool]]
-    texts: dict[str, str]
-
-    def for_question(self, question: str) -> dict[str, bool]:
-        return {**self.by_question.get(None, {}), **self.by_question.get(question, {})}
-
-
-def read_label_file(path: str) -> Labels:
-    """Labels from JSONL lines: `id`, `label` (true/false, yes/no), optional `question` and `text`."""
-    from engine.confidence.calibrate import read_labels
-
-    by_question: dict[Optional[str], list[dict]] = {}
-    texts: dict[str, str] = {}
-    number = 0
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    record = json.loads(line)
-                    by_question.setdefault(record.get("question"), []).append(record)
-                    if isinstance(record.get("text"), str):
-                        texts[str(record["id"])] = record["text"]
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise UsageError(f"{path}: line {number} is not valid JSON ({exc})") from exc
-    try:
-        return Labels({q: read_labels(records) for q, records in by_question.items()}, texts)
-    except (KeyError, ValueError) as exc:
-        raise UsageError(f"{path}: {exc}") from exc
-
-
-class CalibratedRun:
-    """Classify all questions in one pass and calibrate each question's verdicts.
-
-    Each question gets its calibrator: fitted to the labels given for it (and saved), else the
-    one saved for this model and question, else the label-free defaults ("uncertain" band).
-    """
-
-    def __init__(self, clf, questions: list[str], docs: list[Document], labels, args: argparse.Namespace) -> None:
-        from engine.confidence.calibrate import calibrator_for
-
-        settings: dict[str, Any] = {}
-        if args.uncertain_band is not None:
-            settings["band"] = args.uncertain_band
-        if args.mass_floor is not None:
-            settings["mass_floor"] = args.mass_floor
-        if args.calibration:
-            settings["shift_method"] = args.calibration
-        self.clf, self.questions, self.docs = clf, questions, docs
-        self.calibrators = {}
-        known = {d.id for d in docs if not d.error}
-        for q in questions:
-            given = labels.for_question(q) if labels else None
-            training: list[Document] = []
-            if given:
-                usable = {i: y for i, y in given.items() if i in known or i in labels.texts}
-                if len(set(usable.values())) < 2:
-                    raise UsageError(
-                        f"labels for {q!r} need at least one yes and one no document among the documents "
-                        "being classified, or with their 'text' in the labels file"
-                    )
-                training = [d for d in docs if d.id in usable] + [
-                    Document(id=i, text=labels.texts[i]) for i in usable if i not in known
-                ]
-                given = usable
-            elif labels is not None:
-                raise UsageError(f"no labels for the question {q!r}")
-            self.calibrators[q] = calibrator_for(clf, q, training, given or None, **settings)
-
-    def verdicts(self) -> Iterator[Verdict]:
-        from engine.confidence.probe import capture_layers
-
-        layers = sorted({layer for cal in self.calibrators.values() for layer in cal.layers})
-        batch = any(cal.shift_method == "batch" for cal in self.calibrators.values())
-        if not layers:
-            stream = self.clf.classify_iter(self.questions, self.docs)
-            yield from self._apply(list(stream) if batch else stream, layers)
-            return
-        with capture_layers(self.clf, layers) as resolved:
-            stream = self.clf.classify_iter(self.questions, self.docs, keep_hidden=True)
-            yield from self._apply(list(stream) if batch else stream, resolved)
-
-    def _apply(self, verdicts: Iterable[Verdict], layers: list[int]) -> Iterator[Verdict]:
-        if isinstance(verdicts, list):  # batch calibration: each question's shift from its whole set
-            for q, cal in self.calibrators.items():
-                if cal.shift_method == "batch":
-                    cal.apply_all([v for v in verdicts if v.question == q])
-        for v in verdicts:
-            yield self.calibrators[v.question].apply_captured(v, layers)
-
-    def notes(self) -> list[str]:
-        return [f"{q!r}: {note}" for q, cal in self.calibrators.items() for note in cal.notes]
+def calibration_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The calibrator settings the user gave on the command line (others come from saved ones)."""
+    settings: dict[str, Any] = {}
+    if args.uncertain_band is not None:
+        settings["band"] = args.uncertain_band
+    if args.mass_floor is not None:
+        settings["mass_floor"] = args.mass_floor
+    if args.calibration:
+        settings["shift_method"] = args.calibration
+    return settings
 
 
 def _read_text_arg(value: str) -> str:

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 import time
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 from engine.types import Document, Verdict
 
@@ -95,19 +95,6 @@ def _cell(value: Any, column: str) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
-
-
-def in_input_order(verdicts: Iterable[Verdict], questions: list[str]) -> Iterator[Verdict]:
-    """Re-order a verdict stream into input order, releasing each row as soon as it can."""
-    order = {q: i for i, q in enumerate(questions)}
-    waiting: dict[tuple[int, int], Verdict] = {}
-    next_key = (0, 0)
-    for v in verdicts:
-        waiting[(v.document_index, order[v.question])] = v
-        while next_key in waiting:
-            yield waiting.pop(next_key)
-            d, q = next_key
-            next_key = (d, q + 1) if q + 1 < len(questions) else (d + 1, 0)
 
 
 class Progress:

@@ -31,7 +31,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -39,7 +39,6 @@ from engine.confidence import metrics
 from engine.confidence.probe import (
     Features,
     Probe,
-    capture_layers,
     default_layer,
     extract_features,
     fit_probe,
@@ -71,7 +70,7 @@ def _logit(p: float, eps: float = 1e-9) -> float:
 # --- building blocks ------------------------------------------------------------------------------
 def contextual_shift(clf, question: str, nulls: Sequence[str] = NULL_TEXTS) -> float:
     """Mean raw margin of content-free documents for this question (one small batch)."""
-    verdicts = clf.classify(question, list(nulls))
+    verdicts = clf.score(question, list(nulls))
     margins = [v.raw_margin for v in verdicts if v.ok]
     if not margins:
         raise ValueError("no content-free document could be scored")
@@ -158,13 +157,11 @@ class Calibrator:
         return self
 
     # -- scoring one verdict --
-    def log_odds(self, raw_margin: float, hidden=None) -> float:
-        """The calibrated log-odds of "yes" for one document."""
-        if self.use_probe and self.probe is not None and hidden is not None:
-            state = np.asarray(hidden, dtype=np.float64)
-            if state.ndim == 2:  # (layers, D) from capture_layers: ours is the only one asked for
-                state = state[-1]
-            z = float(self.probe.decision(state))
+    def log_odds(self, raw_margin: float, state=None) -> float:
+        """The calibrated log-odds of "yes" for one document (`state`: the hidden state after the
+        probe's layer, needed when the probe is used)."""
+        if self.use_probe and self.probe is not None and state is not None:
+            z = float(self.probe.decision(np.asarray(state, dtype=np.float64)))
             return float(self.probe_platt.logit(z)) if self.probe_platt else z
         shifted = raw_margin - self.shift
         return float(self.platt.logit(shifted)) if self.platt else shifted
@@ -176,55 +173,31 @@ class Calibrator:
             return "uncertain"
         return "yes" if log_odds > 0 else "no"
 
-    def apply(self, verdict: Verdict, *, keep_hidden: bool = False) -> Verdict:
-        """A calibrated copy of `verdict` (errors pass through). `raw_margin` stays raw."""
+    def apply(self, verdict: Verdict) -> Verdict:
+        """A calibrated copy of a raw verdict (errors pass through; `raw_margin` stays raw). A
+        probe reads its layer from `verdict.states`, as `Classifier.score(..., layers=self.layers)`
+        captures them. The copy carries no states."""
         if not verdict.ok or not np.isfinite(verdict.raw_margin):
-            return verdict
-        if self.use_probe and self.probe is not None and verdict.hidden is None:
-            raise ValueError("this calibrator uses a probe: classify with keep_hidden=True inside "
-                             "probe.capture_layers(clf, calibrator.layers)")
-        z = self.log_odds(verdict.raw_margin, verdict.hidden)
+            return verdict if verdict.states is None else dataclasses.replace(verdict, states=None)
+        state = None
+        if self.layers:
+            state = (verdict.states or {}).get(self.probe.layer)
+            if state is None:
+                raise ValueError(f"this calibrator uses a probe: score with layers={self.layers}")
+        z = self.log_odds(verdict.raw_margin, state)
         return dataclasses.replace(
             verdict,
             margin=z,
             probability=_sigmoid(z),
             verdict=self.decide(z, verdict.label_mass),
-            hidden=verdict.hidden if keep_hidden else None,
+            states=None,
         )
 
-    def apply_captured(self, verdict: Verdict, layers: Sequence[int]) -> Verdict:
-        """`apply` to a verdict whose `hidden` holds the states after `layers` (one row each, as
-        `capture_layers` gives them), reading the row of this calibrator's probe layer."""
-        if verdict.hidden is not None and self.layers:
-            verdict = dataclasses.replace(verdict, hidden=verdict.hidden[list(layers).index(self.probe.layer)])
-        return self.apply(verdict)
-
-    def apply_all(self, verdicts: Sequence[Verdict], **options) -> list[Verdict]:
+    def apply_all(self, verdicts: Sequence[Verdict]) -> list[Verdict]:
         """Calibrate a whole set; with the batch method, the shift is the median of this set first."""
         if self.shift_method == "batch":
             self.shift = batch_shift(v.raw_margin for v in verdicts if v.ok)
-        return [self.apply(v, **options) for v in verdicts]
-
-    def stream(self, clf, documents: Iterable, **options) -> Iterator[Verdict]:
-        """Classify and calibrate as batches finish (out of input order, as `classify_iter`).
-        The batch method needs every margin first, so it returns the whole set at the end."""
-        layers = self.layers
-        if self.shift_method == "batch":
-            yield from self.apply_all(self._classify(clf, documents, layers, **options))
-            return
-        if layers:
-            with capture_layers(clf, layers):
-                for v in clf.classify_iter(self.question, documents, keep_hidden=True, **options):
-                    yield self.apply(v)
-        else:
-            for v in clf.classify_iter(self.question, documents, **options):
-                yield self.apply(v)
-
-    def _classify(self, clf, documents, layers, **options) -> list[Verdict]:
-        if layers:
-            with capture_layers(clf, layers):
-                return list(clf.classify_iter(self.question, documents, keep_hidden=True, **options))
-        return list(clf.classify_iter(self.question, documents, **options))
+        return [self.apply(v) for v in verdicts]
 
     # -- labels --
     def fit_labels(

@@ -2,9 +2,9 @@
 position, trained from a user's labels for one question, saved per model and question.
 
 Layers are numbered by how many decoder blocks the state has gone through: layer `n_layers`
-(or -1) is the final state after the model's last norm, the one `Verdict.hidden` carries;
-layer k < n_layers is the residual stream after block k. `capture_layers` reads middle layers
-without touching the engine: it wraps the model's blocks while a classification runs.
+(or -1) is the final state after the model's last norm; layer k < n_layers is the residual
+stream after block k. The scoring backend captures them during its prefill
+(`Classifier.score(..., layers=[...])`).
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import os
 import re
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from engine import scoring
 from engine.confidence import metrics
 
 L2_GRID = (1.0, 10.0, 100.0, 1000.0)
@@ -36,7 +36,7 @@ DEFAULT_LAYER_FRACTION = 0.6
 
 
 def n_layers(clf) -> int:
-    return len(clf.lm.model.model.layers)
+    return clf.n_layers
 
 
 def default_layer(clf_or_count) -> int:
@@ -47,70 +47,7 @@ def default_layer(clf_or_count) -> int:
 
 def resolve_layer(clf_or_count, layer: int) -> int:
     count = clf_or_count if isinstance(clf_or_count, int) else n_layers(clf_or_count)
-    resolved = layer if layer >= 0 else count + 1 + layer
-    if not 1 <= resolved <= count:
-        raise ValueError(f"layer {layer} is outside 1..{count} (or -1 for the final state)")
-    return resolved
-
-
-class _Capture:
-    """Stands in for one decoder block; keeps the block's output at each row's last real token."""
-
-    def __init__(self, block, store: dict, key: int) -> None:
-        self._block, self._store, self._key = block, store, key
-
-    def __call__(self, h, mask=None, cache=None, *args, **kwargs):
-        import mlx.core as mx
-
-        out = self._block(h, mask, cache, *args, **kwargs)
-        lengths = getattr(cache, "_lengths", None)  # engine.kv.SegmentCache, set per segment
-        if lengths is None:
-            last = out[:, -1]
-        else:
-            last = out[mx.arange(out.shape[0]), lengths - 1]
-        self._store[self._key] = last
-        return out
-
-    def __getattr__(self, name):  # the model reads attributes of its blocks (use_sliding, ...)
-        return getattr(self._block, name)
-
-
-@contextmanager
-def capture_layers(clf, layers: Sequence[int]):
-    """While active, `clf.classify(..., keep_hidden=True)` gives each verdict a `hidden` of shape
-    (len(layers), hidden_size): the states at the answer position after the given layers."""
-    import mlx.core as mx
-
-    count = n_layers(clf)
-    wanted = [resolve_layer(count, layer) for layer in layers]
-    blocks = clf.lm.model.model.layers
-    store: dict[int, Any] = {}
-    originals = list(blocks)
-    scorer = clf.scorer
-    original_scores = scorer.verdict_scores
-
-    def verdict_scores(hidden, keep_hidden=False):
-        scores = original_scores(hidden, keep_hidden)
-        if keep_hidden:
-            rows = []
-            for layer in wanted:
-                state = hidden if layer == count else store[layer]
-                rows.append(state.astype(mx.float32))
-            stacked = mx.stack(rows, axis=1)
-            mx.eval(stacked)
-            scores.hidden = np.array(stacked)
-        return scores
-
-    try:
-        for layer in set(wanted) - {count}:
-            blocks[layer - 1] = _Capture(originals[layer - 1], store, layer)
-        scorer.verdict_scores = verdict_scores
-        yield wanted
-    finally:
-        for i, block in enumerate(originals):
-            blocks[i] = block
-        del scorer.verdict_scores  # back to the class's method
-        store.clear()
+    return scoring.resolve_layer(count, layer)
 
 
 @dataclass
@@ -125,16 +62,17 @@ class Features:
 
 
 def extract_features(clf, question: str, documents: Iterable, layers: Sequence[int] = (-1,)) -> Features:
-    """Classify `documents` once and keep the states after `layers` (see `capture_layers`).
+    """Score `documents` once and keep the hidden states after `layers`.
     Documents that fail (empty, unreadable) are left out."""
-    with capture_layers(clf, layers) as wanted:
-        verdicts = clf.classify(question, documents, keep_hidden=True)
+    wanted = [resolve_layer(clf, layer) for layer in layers]
+    verdicts = clf.score(question, documents, layers=wanted)
     ok = [v for v in verdicts if v.ok]
     return Features(
         ids=[v.document_id for v in ok],
         margin=np.array([v.raw_margin for v in ok], dtype=np.float64),
         label_mass=np.array([v.label_mass for v in ok], dtype=np.float64),
-        hidden=np.stack([np.asarray(v.hidden, dtype=np.float32) for v in ok]) if ok else np.zeros((0, len(wanted), 0)),
+        hidden=np.stack([np.stack([v.states[n] for n in wanted]).astype(np.float32) for v in ok])
+        if ok else np.zeros((0, len(wanted), 0)),
         layers=wanted,
     )
 

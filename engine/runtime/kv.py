@@ -50,6 +50,17 @@ class SegmentCache:
             mx.broadcast_to(self.offset, (batch,)),
         )
 
+    def select(self, rows: list[int]) -> "SegmentCache":
+        """A new cache with these rows of this one (copied), in this order."""
+        index = mx.array(rows)
+        return SegmentCache(self.keys[index], self.values[index], self.valid[index],
+                            mx.broadcast_to(self.offset, (self.batch,))[index])
+
+    @property
+    def batch(self) -> int:
+        """Rows in this cache (an empty cache counts as one)."""
+        return 1 if self.keys is None else self.keys.shape[0]
+
     @property
     def length(self) -> int:
         return 0 if self.keys is None else self.keys.shape[2]

@@ -142,11 +142,26 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     if is_quantized and get_total_parameters(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
         dequantize_model(model)
     if os.environ.get("VERDICT_CPU_KERNELS", "1") != "0":
-        from engine.runtime import kernels as cpu_kernels
+        from engine.runtime.kernels import use_fast_kernels
 
-        cpu_kernels.install(model)
+        use_fast_kernels(model)
     mx.eval(model.parameters())
     return mx.float32
+
+
+# Architectures whose decoder is exactly embed -> blocks -> norm -> output projection, with no
+# logit softcap or scaling: what `engine.runtime.local` runs and captures states from.
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
+
+
+def check_architecture(model: nn.Module, config: dict[str, Any], name: str) -> None:
+    """Refuse a model the local runtime would score wrongly, naming it and what is supported."""
+    kind = str(config.get("model_type"))
+    if kind not in SUPPORTED_ARCHITECTURES:
+        raise ModelError(f"{name}: the {kind!r} architecture is not supported "
+                         f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+    if any(getattr(block, "use_sliding", False) for block in model.model.layers):
+        raise ModelError(f"{name}: sliding-window attention layers are not supported")
 
 
 def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
@@ -168,6 +183,7 @@ def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
         raise ModelError(str(exc)) from exc
     except (ValueError, KeyError, OSError) as exc:
         raise ModelError(f"{path.name}: could not load the model ({exc})") from exc
+    check_architecture(model, config, path.name)
     model.eval()
     dtype = _prepare_for_backend(model)
     context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)

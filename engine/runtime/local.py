@@ -1,52 +1,99 @@
-"""Prefill on top of cached segments and read the Yes/No verdict at the last position.
+"""The local `ScoringBackend`: segment prefills on one loaded MLX model.
 
-Only the last real position of each row goes through the output head, and of the head's output
-only the log-softmax is needed: margin = logsumexp(log p[yes forms]) - logsumexp(log p[no forms]),
+Prompts arrive as segments (`engine.scoring`). Prompts that begin with the same segments share
+their prefill: the first segment (the instructions) is prefilled once and kept across calls when
+it has a key, each distinct second segment (a document) is prefilled once in a right-padded batch
+on top of it, and the rest (each question's tail) goes on top of the document rows without
+copying them. Only the last real position of each row goes through the output projection, and of
+its output only the log-softmax at the Yes/No forms is kept:
+margin = logsumexp(log p[yes forms]) - logsumexp(log p[no forms]),
 label mass = p(yes forms) + p(no forms).
+
+Hidden states are captured during that same prefill, at each row's last real token, after the
+requested blocks: layer k < n_layers is the residual stream after block k, layer n_layers the
+final normed state (the one the output projection reads).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import mlx.core as mx
 import numpy as np
 
 from engine.runtime.kv import SegmentCache
-from engine.runtime.loading import LoadedModel
+from engine.runtime.loading import LoadedModel, load_model
+from engine.runtime.prompt import label_forms
+from engine.scoring import Prompt, PromptScore, Segment, resolve_layer
 
 
 @dataclass
-class Scores:
-    """Per-row results of one scored batch (numpy, float32)."""
+class _Prefilled:
+    """The states a prefill leaves at each row's last real token."""
 
-    margin: np.ndarray
-    label_mass: np.ndarray
-    hidden: Optional[np.ndarray] = None
+    final: mx.array  # (B, D) after the final norm
+    layers: dict[int, mx.array]  # requested layer -> (B, D)
 
 
-class Scorer:
-    """Runs segment prefills of one loaded model; every call must come from one thread."""
+class LocalBackend:
+    """Scores prompts on a model loaded in this process. Every call must come from one thread."""
 
-    def __init__(self, lm: LoadedModel, yes_ids: Sequence[int], no_ids: Sequence[int], chunk: int = 512) -> None:
+    supports_states = True
+
+    def __init__(self, lm: LoadedModel, chunk: int = 512, kept_segments: int = 16) -> None:
         self.lm = lm
         self.chunk = chunk
-        self.yes_ids = mx.array(list(yes_ids))
-        self.no_ids = mx.array(list(no_ids))
+        self.tokenizer = lm.tokenizer
+        self.name = lm.name
+        self.fingerprint = str(getattr(lm, "fingerprint", "") or lm.name)
+        self.context_length = lm.context_length
+        self.yes_ids, self.no_ids = label_forms(lm.tokenizer)
+        self._yes = mx.array(self.yes_ids)
+        self._no = mx.array(self.no_ids)
         inner = lm.model.model
-        self._layers = inner.layers
+        self._embed, self._blocks, self._norm = inner.embed_tokens, inner.layers, inner.norm
+        self.n_layers = len(self._blocks)
+        self._kept: OrderedDict[Segment, list[SegmentCache]] = OrderedDict()
+        self._kept_limit = kept_segments
 
+    @classmethod
+    def load(cls, model: Union[str, Path, None] = None) -> "LocalBackend":
+        """Load a model (MLX folder, .gguf file, or None for the embedded default)."""
+        return cls(load_model(model))
+
+    # --- the ScoringBackend interface ----------------------------------------------------------
+    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = ()) -> list[PromptScore]:
+        wanted = sorted({resolve_layer(self.n_layers, layer) for layer in layers})
+        results: list[Optional[PromptScore]] = [None] * len(prompts)
+        by_first: dict[Segment, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            if not prompt or any(len(segment) == 0 for segment in prompt):
+                raise ValueError("every segment of a prompt needs at least one token")
+            by_first.setdefault(prompt[0], []).append(i)
+        for first, members in by_first.items():
+            ending = [i for i in members if len(prompts[i]) == 1]
+            if ending:
+                cache = self.new_cache()
+                self._finish(ending, self.prefill([first.ids], cache, wanted), [0] * len(ending), results, wanted)
+            going_on = [i for i in members if len(prompts[i]) > 1]
+            if going_on:
+                self._extend(prompts, going_on, 1, self._first_cache(first), {i: 0 for i in going_on}, results, wanted)
+        return results  # type: ignore[return-value]
+
+    # --- prefill --------------------------------------------------------------------------------
     def new_cache(self) -> list[SegmentCache]:
-        return [SegmentCache() for _ in self._layers]
+        return [SegmentCache() for _ in self._blocks]
 
     @staticmethod
     def fork(cache: list[SegmentCache], batch: Optional[int] = None) -> list[SegmentCache]:
         return [c.fork(batch) for c in cache]
 
-    def prefill(self, rows: Sequence[Sequence[int]], cache: list[SegmentCache]) -> mx.array:
-        """Append one segment (one id list per row, right-padded here) to `cache`.
+    def prefill(self, rows: Sequence[Sequence[int]], cache: list[SegmentCache], layers: Sequence[int] = ()) -> _Prefilled:
+        """Append one segment (one id list per row, right-padded here) to `cache`; return the
+        states at each row's last real token (final state, and after each of `layers`).
 
-        Returns the final-norm hidden state at each row's last real token, shape (B, D).
         Long segments go through in chunks of `chunk` columns: attention then only looks at keys
         up to the chunk (half the work of a full causal square) and its temporaries stay small.
         The cache is evaluated after each chunk, so the graph behind it is freed.
@@ -57,40 +104,135 @@ class Scorer:
         padded = np.zeros((len(rows), int(lengths.max())), dtype=np.int32)
         for i, r in enumerate(rows):
             padded[i, : len(r)] = r
-        last = None
+        rows_index = mx.arange(len(rows))
+        kept: Optional[_Prefilled] = None
         for start in range(0, padded.shape[1], self.chunk):
             ids = padded[:, start : start + self.chunk]
             in_chunk = np.clip(lengths - start, 0, ids.shape[1])
             for c in cache:
                 c.begin_segment(mx.array(in_chunk, dtype=mx.int32))
-            hidden = self.lm.model.model(mx.array(ids), cache=cache)
-            ends_here = (lengths > start) & (lengths <= start + ids.shape[1])
-            picked = hidden[mx.arange(len(rows)), mx.array(np.maximum(in_chunk - 1, 0))]
-            last = picked if last is None else mx.where(mx.array(ends_here)[:, None], picked, last)
-            mx.eval(last, [c.state for c in cache])
-        return last
+            picked = self._forward(mx.array(ids), cache, rows_index, mx.array(np.maximum(in_chunk - 1, 0)), layers)
+            if kept is None:
+                kept = picked
+            else:
+                ends_here = mx.array((lengths > start) & (lengths <= start + ids.shape[1]))[:, None]
+                kept = _Prefilled(
+                    mx.where(ends_here, picked.final, kept.final),
+                    {n: mx.where(ends_here, picked.layers[n], kept.layers[n]) for n in picked.layers},
+                )
+            mx.eval(kept.final, list(kept.layers.values()), [c.state for c in cache])
+        return kept  # type: ignore[return-value]
 
-    def head(self, hidden: mx.array) -> mx.array:
-        """Next-token logits for hidden states (B, D), through the output head only here."""
+    def _forward(self, ids: mx.array, cache: list[SegmentCache], rows: mx.array, last: mx.array,
+                 layers: Sequence[int]) -> _Prefilled:
+        """The decoder of the allow-listed architectures (embed, blocks, norm; `loading` refuses
+        the others), keeping states at `last` of each row after the blocks in `layers`."""
+        h = self._embed(ids)
+        mask = cache[0].make_mask(ids.shape[1])
+        captured: dict[int, mx.array] = {}
+        for n, (block, c) in enumerate(zip(self._blocks, cache), 1):
+            h = block(h, mask, cache=c)
+            if n in layers and n != self.n_layers:
+                captured[n] = h[rows, last]
+        final = self._norm(h[rows, last])  # the norm is per position: only the picked rows need it
+        if self.n_layers in layers:
+            captured[self.n_layers] = final
+        return _Prefilled(final, captured)
+
+    def project_to_vocab(self, hidden: mx.array) -> mx.array:
+        """Next-token logits for final states (B, D): the output projection alone (`lm_head`, or
+        the tied embedding). For the allow-listed architectures this is the model's whole output
+        step; `loading` refuses architectures that add logit softcaps or scaling there."""
         model = self.lm.model
         if hasattr(model, "lm_head"):
             return model.lm_head(hidden)
         return model.model.embed_tokens.as_linear(hidden)
 
-    def verdict_scores(self, hidden: mx.array, keep_hidden: bool = False) -> Scores:
-        logits = self.head(hidden).astype(mx.float32)
+    def answer(self, final: mx.array) -> tuple[np.ndarray, np.ndarray]:
+        """Margins and label masses (float32, per row) from final states (B, D)."""
+        logits = self.project_to_vocab(final).astype(mx.float32)
         logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        yes = mx.logsumexp(logp[:, self.yes_ids], axis=-1)
-        no = mx.logsumexp(logp[:, self.no_ids], axis=-1)
+        yes = mx.logsumexp(logp[:, self._yes], axis=-1)
+        no = mx.logsumexp(logp[:, self._no], axis=-1)
         margin, mass = yes - no, mx.exp(yes) + mx.exp(no)
         mx.eval(margin, mass)
-        return Scores(
-            margin=np.array(margin, dtype=np.float32),
-            label_mass=np.array(mass, dtype=np.float32),
-            hidden=np.array(hidden.astype(mx.float32)) if keep_hidden else None,
-        )
+        return np.array(margin, dtype=np.float32), np.array(mass, dtype=np.float32)
 
     def logits_for_ids(self, ids: Sequence[int]) -> np.ndarray:
         """Next-token logits after a whole prompt, no caching: the reference path for tests."""
+        final = self.prefill([list(ids)], self.new_cache()).final
+        return np.array(self.project_to_vocab(final).astype(mx.float32))[0]
+
+    # --- sharing prefixes -----------------------------------------------------------------------
+    def _first_cache(self, first: Segment) -> list[SegmentCache]:
+        """A one-row cache holding the first segment; kept across calls when it has a key."""
+        if first.key is not None and first in self._kept:
+            self._kept.move_to_end(first)
+            return self._kept[first]
         cache = self.new_cache()
-        return np.array(self.head(self.prefill([list(ids)], cache)).astype(mx.float32))[0]
+        self.prefill([first.ids], cache)
+        if first.key is not None:
+            self._kept[first] = cache
+            while len(self._kept) > self._kept_limit:
+                self._kept.popitem(last=False)
+        return cache
+
+    def _extend(self, prompts: Sequence[Prompt], members: list[int], depth: int, parent: list[SegmentCache],
+                parent_row: dict[int, int], results: list, layers: Sequence[int]) -> None:
+        """Prefill segment `depth` of `members` on the rows of `parent` they continue from."""
+        children: dict[tuple[int, Segment], list[int]] = {}
+        for i in members:
+            children.setdefault((parent_row[i], prompts[i][depth]), []).append(i)
+        batch = parent[0].batch
+        for wave in _waves(list(children), batch):
+            rows = [row for row, _ in wave]
+            if batch == 1:
+                cache = self.fork(parent, len(wave))  # broadcast the one row: no copy
+            elif rows == list(range(batch)):
+                cache = self.fork(parent)  # every row once, in order: no copy
+            else:
+                cache = [c.select(rows) for c in parent]
+            ending = any(len(prompts[i]) == depth + 1 for child in wave for i in children[child])
+            prefilled = self.prefill([segment.ids for _, segment in wave], cache, layers if ending else ())
+            done, done_rows, going_on, next_row = [], [], [], {}
+            for r, child in enumerate(wave):
+                for i in children[child]:
+                    if len(prompts[i]) == depth + 1:
+                        done.append(i)
+                        done_rows.append(r)
+                    else:
+                        going_on.append(i)
+                        next_row[i] = r
+            if done:
+                self._finish(done, prefilled, done_rows, results, layers)
+            if going_on:
+                self._extend(prompts, going_on, depth + 1, cache, next_row, results, layers)
+
+    def _finish(self, done: list[int], prefilled: _Prefilled, rows: list[int], results: list,
+                layers: Sequence[int]) -> None:
+        margins, masses = self.answer(prefilled.final)
+        states = {n: np.array(prefilled.layers[n].astype(mx.float32)) for n in layers}
+        for i, r in zip(done, rows):
+            results[i] = PromptScore(
+                margin=float(margins[r]),
+                label_mass=float(masses[r]),
+                states={n: states[n][r] for n in layers} if layers else None,
+            )
+
+
+def _waves(children: list[tuple[int, Segment]], batch: int) -> list[list[tuple[int, Segment]]]:
+    """Batches of (parent row, segment) pairs to prefill together. From a one-row parent, all of
+    them at once. Otherwise wave k takes the k-th child of each row, so that in the usual case
+    (every document row continues with each question's tail) a wave covers every row in order
+    and can extend the parent's cache without copying it."""
+    if batch == 1:
+        return [children]
+    waves: list[list[tuple[int, Segment]]] = []
+    seen: dict[int, int] = {}
+    for row, segment in children:
+        k = seen.get(row, 0)
+        seen[row] = k + 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append((row, segment))
+    return [sorted(wave, key=lambda child: child[0]) for wave in waves]

@@ -1,0 +1,171 @@
+"""The one flow from questions and documents to final verdict rows: score -> calibrate.
+
+`verdict classify`, the app's scoring thread and `Classifier.classify` are thin layers over
+`Pipeline`, so the same inputs give the same rows everywhere. A row is final: calibrated by the
+question's calibrator (fitted to labels, else the one saved for this model and question, else the
+label-free defaults with the "uncertain" band), with the deciding window and any error.
+
+The pipeline asks the scoring backend for exactly the hidden states its calibrators need (a
+probe's layer) plus, on request, one more (`keep_layer`, which the app keeps to refit
+calibrators later without scoring again), during the one prefill.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+from engine.confidence.calibrate import Calibrator, batch_shift, calibrator_for, read_labels
+from engine.types import Document, Verdict
+
+DocumentLike = Union[str, Document]
+
+
+@dataclass
+class Labels:
+    """User labels: per question (None: every question) document id -> yes, and the text of
+    labeled documents that are not among those being classified."""
+
+    by_question: dict[Optional[str], dict[str, bool]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def for_question(self, question: str) -> dict[str, bool]:
+        return {**self.by_question.get(None, {}), **self.by_question.get(question, {})}
+
+    @classmethod
+    def read(cls, path: Union[str, Path]) -> "Labels":
+        """Labels from JSONL lines: `id`, `label` (true/false, yes/no), optional `question` and
+        `text`. Raises OSError, or ValueError naming the line."""
+        records: dict[Optional[str], list[dict]] = {}
+        texts: dict[str, str] = {}
+        number = 0
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if line.strip():
+                        record = json.loads(line)
+                        if not isinstance(record, dict) or "id" not in record:
+                            raise ValueError("not an object with an 'id'")
+                        records.setdefault(record.get("question"), []).append(record)
+                        if isinstance(record.get("text"), str):
+                            texts[str(record["id"])] = record["text"]
+        except ValueError as exc:  # JSON and UTF-8 errors too
+            raise ValueError(f"{path}: line {number} is not a valid label ({exc})") from exc
+        try:
+            return cls({q: read_labels(rs) for q, rs in records.items()}, texts)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+
+class Pipeline:
+    """Final verdicts for one classifier; keeps one calibrator per question.
+
+    `settings` (band, mass_floor, shift_method, probe) override what saved calibrators say;
+    `save` writes calibrators fitted to labels to the user's data folder for later runs.
+    """
+
+    def __init__(self, classifier, *, settings: Optional[Mapping[str, Any]] = None, save: bool = True,
+                 folder: Optional[Path] = None) -> None:
+        self.classifier = classifier
+        self.settings = dict(settings or {})
+        self.save = save
+        self.folder = folder
+        self.calibrators: dict[str, Calibrator] = {}
+
+    # --- calibrators -----------------------------------------------------------------------------
+    def calibrator(self, question: str) -> Calibrator:
+        """The question's calibrator: fitted here, else saved for this model, else label-free.
+        A saved one that can't be read is ignored, with a note."""
+        cal = self.calibrators.get(question)
+        if cal is None:
+            try:
+                cal = calibrator_for(self.classifier, question, folder=self.folder, **self.settings)
+            except Exception as exc:  # a damaged saved calibrator must not stop scoring
+                cal = calibrator_for(self.classifier, question, use_saved=False, folder=self.folder, **self.settings)
+                cal.notes.append(f"the saved calibrator could not be read ({type(exc).__name__}: {exc})")
+            self.calibrators[question] = cal
+        return cal
+
+    def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool]) -> Calibrator:
+        """Fit the question's calibrator to `labels` (document id -> yes) of `documents` (only the
+        labeled ones are scored), save it when `save`, and use it from now on."""
+        cal = calibrator_for(self.classifier, question, list(documents), dict(labels), save=self.save,
+                             folder=self.folder, **self.settings)
+        self.calibrators[question] = cal
+        return cal
+
+    def fit_labels(self, questions: Sequence[str], documents: Sequence[Document], labels: Labels) -> None:
+        """Fit every question's calibrator to the labels given for it. A labeled id must be among
+        `documents` (readable) or have its text in the labels. Raises ValueError saying what's missing."""
+        known = {d.id: d for d in documents if not d.error}
+        for question in dict.fromkeys(questions):
+            given = labels.for_question(question)
+            if not given:
+                raise ValueError(f"no labels for the question {question!r}")
+            usable = {i: y for i, y in given.items() if i in known or i in labels.texts}
+            if len(set(usable.values())) < 2:
+                raise ValueError(
+                    f"labels for {question!r} need at least one yes and one no document among the documents "
+                    "being classified, or with their 'text' in the labels file"
+                )
+            training = [known[i] if i in known else Document(id=i, text=labels.texts[i]) for i in usable]
+            self.fit(question, training, usable)
+
+    def notes(self) -> list[str]:
+        """What the calibrators want the user to know (one line each, naming the question)."""
+        return [f"{q!r}: {note}" for q, cal in self.calibrators.items() for note in cal.notes]
+
+    # --- the flow --------------------------------------------------------------------------------
+    def run(
+        self,
+        questions: Union[str, Sequence[str]],
+        documents: Iterable[DocumentLike],
+        *,
+        cancel: Optional[Callable[[], bool]] = None,
+        ordered: bool = True,
+        keep_layer: Optional[int] = None,
+        aggregate: str = "max",
+    ) -> Iterator[Verdict]:
+        """Final rows, one per document and listed question. `ordered`: in input order,
+        text-major, each released as soon as it can be; else as batches finish (see
+        `Verdict.document_index`). A question listed twice is scored once and reported twice.
+        `keep_layer` puts the hidden state after that layer in each row's `hidden`. `cancel` is
+        polled between batches."""
+        listed = [questions] if isinstance(questions, str) else list(questions)
+        unique = list(dict.fromkeys(listed))
+        cals = {q: self.calibrator(q) for q in unique}
+        layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
+        raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate)
+        if any(cal.shift_method == "batch" for cal in cals.values()):
+            raw = list(raw)  # the batch shift is the median margin of the whole set
+            for q, cal in cals.items():
+                if cal.shift_method == "batch":
+                    cal.shift = batch_shift(v.raw_margin for v in raw if v.question == q and v.ok)
+        positions = {q: [i for i, listed_q in enumerate(listed) if listed_q == q] for q in unique}
+        rows = self._final(raw, cals, keep_layer, positions)
+        yield from (v for _, v in (in_input_order(rows, len(listed)) if ordered else rows))
+
+    @staticmethod
+    def _final(raw: Iterable[Verdict], cals: Mapping[str, Calibrator], keep_layer: Optional[int],
+               positions: Mapping[str, list[int]]) -> Iterator[tuple[int, Verdict]]:
+        for v in raw:
+            kept = v.states.get(keep_layer) if keep_layer and v.states else None
+            final = cals[v.question].apply(v)
+            final.hidden = kept
+            for n, position in enumerate(positions[v.question]):
+                yield position, final if n == 0 else dataclasses.replace(final)
+
+
+def in_input_order(rows: Iterable[tuple[int, Verdict]], n_questions: int) -> Iterator[tuple[int, Verdict]]:
+    """Re-order (question position, verdict) pairs into input order (document, then question),
+    releasing each as soon as every row before it has come."""
+    waiting: dict[tuple[int, int], tuple[int, Verdict]] = {}
+    next_key = (0, 0)
+    for position, v in rows:
+        waiting[(v.document_index, position)] = (position, v)
+        while next_key in waiting:
+            yield waiting.pop(next_key)
+            d, q = next_key
+            next_key = (d, q + 1) if q + 1 < n_questions else (d + 1, 0)
