@@ -1,0 +1,119 @@
+"""The rooms of ARCHITECTURE.md, enforced: who may import what, and what importing costs."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MLX = ("mlx", "mlx_lm")
+QT = ("PySide6", "shiboken6", "app")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (lazy imports inside functions count too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _offences(folder: str, banned: tuple[str, ...], allowed_files: tuple[str, ...] = ()) -> list[str]:
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in allowed_files:
+            continue
+        for name in _imports(path):
+            if name.split(".")[0] in banned or any(name == b or name.startswith(b + ".") for b in banned):
+                found.append(f"{rel} imports {name}")
+    return found
+
+
+def test_engine_never_imports_qt_or_the_app():
+    assert _offences("engine", QT) == []
+
+
+def test_intake_never_imports_mlx_the_runtime_or_confidence():
+    assert _offences("engine/intake", MLX + ("engine.runtime", "engine.confidence", "engine.classifier")) == []
+
+
+def test_confidence_never_imports_mlx_or_the_runtime():
+    assert _offences("engine/confidence", MLX + ("engine.runtime",)) == []
+
+
+def test_only_the_runtime_knows_mlx():
+    # bench runs stock mlx-lm on purpose: its baselines are what the engine is measured against
+    outside = [o for o in _offences("engine", MLX, allowed_files=("engine/cli/bench.py",))
+               if not o.startswith("engine/runtime/")]
+    assert outside == []
+
+
+def test_a_rule_breaker_would_be_caught(tmp_path):
+    """The checker itself can fail: a lazy import inside a function is found."""
+    path = tmp_path / "bad.py"
+    path.write_text("def f():\n    import mlx.core as mx\n    from PySide6.QtCore import QObject\n")
+    assert _imports(path) == {"mlx.core", "PySide6.QtCore"}
+
+
+def test_importing_the_engine_loads_no_mlx_and_no_blas():
+    code = (
+        "import sys\n"
+        "import engine, engine.pipeline, engine.classifier, engine.scoring, engine.intake, engine.cli.main\n"
+        "import engine.confidence.calibrate, engine.confidence.probe, engine.confidence.evaluate\n"
+        "from engine.runtime import device, prompt, tokenizer\n"
+        "assert 'mlx.core' not in sys.modules, 'mlx imported'\n"
+        "assert device.blas_in_use() is None\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "assert 'openblas-pthread' not in maps and 'openblas-openmp' not in maps, 'a BLAS was preloaded'\n"
+        "print('clean')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "clean" in done.stdout, done.stderr
+
+
+def test_stock_mlx_lm_in_the_same_process_is_untouched(tiny_model_dir):
+    """Load a stock mlx-lm model, then ours on the CPU path (fast kernels on): the stock model's
+    classes, mlx-lm's module functions and the stock model's logits are exactly as before."""
+    code = f"""
+import sys
+import mlx.core as mx
+import numpy as np
+import mlx_lm.models.llama as llama, mlx_lm.models.base as base, mlx_lm.models.activations as activations
+from pathlib import Path
+from mlx_lm.utils import load_model
+before_fns = (llama.scaled_dot_product_attention, llama.swiglu, llama.Attention.__call__, llama.MLP.__call__)
+stock, _ = load_model(Path({str(tiny_model_dir)!r}))
+ids = mx.array([[1, 5, 9, 12, 7, 3]])
+before = np.array(stock(ids))
+from engine import Classifier
+ours = Classifier.load({str(tiny_model_dir)!r})
+attn = ours.backend.lm.model.model.layers[0].self_attn
+assert type(attn) is not llama.Attention and isinstance(attn, llama.Attention), 'our model did not get the fast kernels'
+assert type(stock.model.layers[0].self_attn) is llama.Attention and type(stock.model.layers[0].mlp) is llama.MLP
+assert (llama.scaled_dot_product_attention, llama.swiglu, llama.Attention.__call__, llama.MLP.__call__) == before_fns
+assert llama.scaled_dot_product_attention is base.scaled_dot_product_attention and llama.swiglu is activations.swiglu
+after = np.array(stock(ids))
+assert np.array_equal(before, after), 'stock logits changed'
+print('untouched')
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and "untouched" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_every_allowed_architecture_gets_the_fast_kernels(tmp_path, arch):
+    from engine.runtime.kernels import KERNELS
+    from engine.runtime.loading import load_model
+    from tinymodels import write_mlx_folder
+
+    lm = load_model(write_mlx_folder(tmp_path / arch, arch))
+    block = lm.model.model.layers[0]
+    for module in (block.self_attn, block.mlp):
+        call = type(module).__call__
+        used = [n for n in KERNELS if n in call.__code__.co_names]
+        assert used and all(call.__globals__[n] is KERNELS[n] for n in used), type(module)

@@ -1,0 +1,115 @@
+"""One flow for every front end: the CLI, the Python API and the app's scoring thread give the
+same final rows for the same inputs, through a calibrator fitted to labels (a probe on hidden
+states, so the native capture is exercised too)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from engine import Classifier, Document
+from engine.pipeline import Labels, Pipeline
+
+QUESTIONS = ["Does it mention money?", "Is it about the weather?"]
+TEXTS = [
+    "Please pay the invoice of $120 by Friday.",
+    "Rain and wind are expected all week.",
+    "The meeting moved to room 4.",
+    "Your refund of 30 euros was sent.",
+    "Sunny skies and warm temperatures today.",
+    "The library opens at nine.",
+    "Tickets cost $15 at the door.",
+    "Snow is falling in the mountains.",
+]
+DOCS = [Document(id=f"d{i}", text=t) for i, t in enumerate(TEXTS)]
+LABELS = {"d0": True, "d3": True, "d6": True, "d1": False, "d2": False, "d5": False}
+
+
+def _compare(a, b):
+    assert [(v.document_id, v.question, v.verdict) for v in a] == [(v.document_id, v.question, v.verdict) for v in b]
+    for x, y in zip(a, b):
+        assert x.margin == pytest.approx(y.margin, abs=1e-3)
+        assert x.probability == pytest.approx(y.probability, abs=1e-3)
+        assert x.raw_margin == pytest.approx(y.raw_margin, abs=1e-3)
+        assert (x.windows, x.window_index, x.window_span) == (y.windows, y.window_index, y.window_span)
+
+
+@pytest.fixture
+def labeled_run(tmp_path, monkeypatch, tiny_model_dir):
+    """A data folder where `verdict classify --labels` has fitted and saved both calibrators."""
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in DOCS), encoding="utf-8")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": i, "label": y}) + "\n" for i, y in LABELS.items()), encoding="utf-8")
+    args = ["classify", "--model", tiny_model_dir, "--jsonl-in", docs]
+    for q in QUESTIONS:
+        args += ["-q", q]
+    fitted = subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args), "--labels", str(labels)],
+                            capture_output=True, text=True, timeout=300)
+    assert fitted.returncode == 0, fitted.stderr
+    again = subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    return [json.loads(line) for line in fitted.stdout.splitlines()], [json.loads(line) for line in again.stdout.splitlines()]
+
+
+def test_cli_api_and_app_worker_give_the_same_rows(labeled_run, tiny_model_dir, qtbot):
+    from app.worker import ScoringController
+
+    fitted_rows, cli_rows = labeled_run
+    # the second CLI run (no labels) used the saved calibrators: same rows as the fitting run
+    assert [(r["id"], r["question"], r["verdict"]) for r in cli_rows] == [(r["id"], r["question"], r["verdict"]) for r in fitted_rows]
+    assert [r["margin"] for r in cli_rows] == pytest.approx([r["margin"] for r in fitted_rows], abs=1e-4)
+
+    clf = Classifier.load(tiny_model_dir)
+    api = clf.classify(QUESTIONS, DOCS)
+    assert {clf.pipeline.calibrators[q].method for q in QUESTIONS} <= {"probe", "platt"}  # saved ones, not label-free
+    assert [(r["id"], r["question"]) for r in cli_rows] == [(v.document_id, v.question) for v in api]
+    for row, v in zip(cli_rows, api):
+        assert row["verdict"] == v.verdict
+        assert row["margin"] == pytest.approx(v.margin, abs=1e-3) and row["raw_margin"] == pytest.approx(v.raw_margin, abs=1e-3)
+
+    controller = ScoringController(load=Classifier.load)
+    arrived = []
+    controller.verdictArrived.connect(lambda key, verdict: arrived.append((key, verdict)))
+    with qtbot.waitSignal(controller.modelReady, timeout=60_000):
+        controller.load_model(str(tiny_model_dir))
+    with qtbot.waitSignal(controller.busyChanged, timeout=60_000, check_params_cb=lambda busy: not busy):
+        controller.score(list(range(len(DOCS))), DOCS, QUESTIONS)
+    controller.shutdown()
+    order = {q: i for i, q in enumerate(QUESTIONS)}
+    worker = [v for _, v in sorted(arrived, key=lambda kv: (kv[0], order[kv[1].question]))]
+    _compare(api, worker)
+    assert all(v.hidden is not None and v.states is None for v in worker)  # the app keeps one state per verdict
+
+
+def test_a_question_asked_twice_is_reported_twice(tiny_classifier):
+    question = "Is it short?"
+    rows = tiny_classifier.classify([question, "Is it long?", question], ["a", "b c"])
+    assert [(v.document_index, v.question) for v in rows] == [
+        (0, question), (0, "Is it long?"), (0, question), (1, question), (1, "Is it long?"), (1, question)]
+    assert rows[0].margin == rows[2].margin and rows[0] is not rows[2]
+
+
+def test_the_cli_reports_a_repeated_question_once_per_listing(tiny_model_dir):
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "classify", "--model", str(tiny_model_dir),
+                           "-q", "X?", "-q", "X?", "-"], input="some text", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["question"] for r in rows] == ["X?", "X?"] and rows[0]["margin"] == rows[1]["margin"]
+
+
+def test_labels_file_errors_name_the_line(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"id": "a", "label": true}\n{"id": "b", "label": "maybe"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="maybe"):
+        Labels.read(path)
+    path.write_text('{"id": "a", "label": true}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2"):
+        Labels.read(path)
+
+
+def test_fit_labels_refuses_labels_of_one_class(tiny_classifier):
+    pipeline = Pipeline(tiny_classifier, save=False)
+    with pytest.raises(ValueError, match="at least one yes and one no"):
+        pipeline.fit_labels(["Q?"], DOCS, Labels({None: {"d0": True, "d3": True}}))
