@@ -63,7 +63,7 @@ class ScoringWorker(QObject):
     @Slot(int, object)
     def loadModel(self, request: int, path: Optional[str]) -> None:
         """Load a model (None: the embedded default) here, on the scoring thread."""
-        from engine.runtime.loading import ModelError
+        from engine.runtime.sources import ModelError
 
         try:
             load = self._load
