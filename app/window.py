@@ -9,7 +9,6 @@ dialog that can appear on its own is for a model that failed to load (:mod:`app.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -39,12 +38,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.types import Document, Verdict
+from engine.types import Document
 
-from app import calibration, dialogs, theme
+from app import dialogs, theme
 from app.delegates import ResultsDelegate
 from app.detail_pane import DetailPane
-from app.documents import text_document
 from app.drop_zone import DropZone, accepts, dropped_content
 from app.export import export_rows, format_for_path, tab_separated
 from app.file_loader import FileLoader
@@ -53,22 +51,11 @@ from app.model_box import ModelBox
 from app.question_bar import QuestionBar
 from app.session_store import SessionStore
 from app.settings import Settings
-from app.table_model import (
-    DONE,
-    ERROR,
-    IDLE,
-    QUEUED,
-    SCORING,
-    DocumentRow,
-    ResultsFilter,
-    ResultsModel,
-    verdict_counts,
-)
-from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
+from app.session import MODEL_MENU, SessionController
+from app.table_model import IDLE, QUEUED, SCORING, ResultsFilter, ResultsModel, verdict_counts
+from app.worker import ScoringController
 
 FROM_SETTINGS = object()  # MainWindow(model=...) default: the model named in the settings
-REFIT_DELAY_MS = 1000  # labels settle this long before a question's calibrator is fitted again
-MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
 
 
 class MainWindow(QMainWindow):
@@ -90,18 +77,12 @@ class MainWindow(QMainWindow):
         self.store.on_error = self._on_store_error
         self.setWindowTitle("Verdict")
         self.setAcceptDrops(True)
-        self._rescore_when_ready = False
-        # (document key, question) -> hidden state at controller.state_layer, (D,) float32. Memory
-        # only (D floats per verdict): a probe fitted to new labels is re-applied to every verdict
-        # at once instead of scoring everything again. Beyond MAX_STATE_BYTES, or after a relaunch,
-        # a probe's verdicts are scored again instead.
-        self._states: dict[tuple[int, str], object] = {}
-        self._state_bytes = 0
-        self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
+        self._rate = 0.0
 
         self.controller = ScoringController(self, load=load)
         self.loader = FileLoader(self)
         self.results = ResultsModel(self)
+        self.session = SessionController(store, self.results, self.controller, self)
         self.proxy = ResultsFilter(self)
         self.proxy.setSourceModel(self.results)
 
@@ -284,26 +265,20 @@ class MainWindow(QMainWindow):
         self.filter_bar.searchChanged.connect(self._on_search)
         self.filter_bar.verdictFilterChosen.connect(self.set_verdict_filter)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
-        self.detail.labelChosen.connect(self.set_label)
+        self.detail.labelChosen.connect(self.session.set_label)
         self.cancel_button.clicked.connect(self.cancel)
-        self.model_box.modelChosen.connect(self.open_model)
+        self.model_box.modelChosen.connect(self.session.open_model)
         c = self.controller
-        c.modelLoading.connect(self._on_model_loading)
+        c.modelLoading.connect(self.model_box.show_loading)
         c.modelReady.connect(self._on_model_ready)
-        c.modelFailed.connect(self._on_model_failed)
-        c.verdictArrived.connect(self._on_verdict)
-        c.rowsScoring.connect(self._on_rows_scoring)
-        c.rowsStopped.connect(self._on_rows_stopped)
         c.progressChanged.connect(self._on_progress)
         c.busyChanged.connect(self._on_busy)
-        c.calibratorChanged.connect(self._on_calibrator_changed)
-        c.refitFinished.connect(self._on_refit_finished)
-        c.refitFailed.connect(self._on_refit_failed)
+        s = self.session
+        s.message.connect(self.show_message)
+        s.detailChanged.connect(self._on_detail_changed)
+        s.rowsChanged.connect(self._after_rows_changed)
+        s.modelFailed.connect(self._on_model_failed)
         self.results.modelReset.connect(self._after_columns_changed)
-        self._refit_timer = QTimer(self)
-        self._refit_timer.setSingleShot(True)
-        self._refit_timer.setInterval(REFIT_DELAY_MS)
-        self._refit_timer.timeout.connect(self._refit_labeled)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
@@ -315,16 +290,7 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------------------------------- session
     def _restore_session(self) -> None:
-        session = self.store.load()
-        self.question_bar.set_questions(session.questions, session.active_question)
-        self.results.set_questions(session.questions, session.active_question)
-        rows = []
-        for stored in session.documents:
-            row = DocumentRow(stored.key, stored.name, stored.document, verdicts=stored.verdicts, labels=stored.labels)
-            row.settle(session.questions)
-            rows.append(row)
-        self.results.add_rows(rows)
-        self._after_rows_changed()
+        self.question_bar.set_questions(*self.session.restore())
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.window_geometry
@@ -352,27 +318,11 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def add_text(self, text: str) -> Optional[int]:
         """Pasted or dropped text becomes a document; returns its key."""
-        if not text.strip():
-            return None
-        numbers = [int(m.group(1)) for r in self.results.rows if (m := re.fullmatch(r"pasted-(\d+)", r.document.id))]
-        keys = self.add_documents([text_document(text, max(numbers, default=0) + 1)])
-        return keys[0] if keys else None
+        return self.session.add_text(text)
 
     def add_documents(self, items: Sequence[tuple[str, Document]]) -> list[int]:
         """Add (display name, document) pairs as rows, save them, and score them."""
-        if not items:
-            return []
-        keys = self.store.add_documents(items)
-        rows = [DocumentRow(key, name, doc) for key, (name, doc) in zip(keys, items)]
-        for row in rows:
-            row.settle(self.results.questions)
-        self.results.add_rows(rows)
-        self._score([row for row in rows if row.status != ERROR])
-        self._after_rows_changed()
-        failed = sum(row.status == ERROR for row in rows)
-        message = f"Added {len(rows)} document{'s' if len(rows) != 1 else ''}"
-        self.show_message(message + (f"; {failed} could not be read (red rows)" if failed else ""))
-        return keys
+        return self.session.add_documents(items)
 
     @Slot(object)
     def _on_files_loaded(self, items: list) -> None:
@@ -389,16 +339,9 @@ class MainWindow(QMainWindow):
     def remove_selected(self) -> None:
         """Remove the selected documents from the session."""
         keys = self.selected_keys()
-        if not keys:
-            return
-        self.controller.forget_keys(set(keys))
-        self._forget_states(keys)
-        self.results.remove_keys(keys)
-        self.store.remove_documents(keys)
         if self.detail.key in keys:
             self.detail.show_row(None, [], 0)
-        self._after_rows_changed()
-        self.show_message(f"Removed {len(keys)} document{'s' if len(keys) != 1 else ''}")
+        self.session.remove_documents(keys)
 
     def paste(self) -> None:
         """The clipboard as a document (text), or the files it holds."""
@@ -421,34 +364,21 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------------------------------- questions
     @Slot(list, int)
     def _on_questions_submitted(self, questions: list[str], active: int) -> None:
-        self.store.set_questions(questions, active)
         if questions:
             self.settings.add_recent_question(questions[active])
         self.question_bar.set_recent(self.settings.recent_questions)
-        self.results.set_questions(questions, active)
+        self.session.submit_questions(questions, active)
         self.proxy.refresh()
-        self.rescore_all()
 
     @Slot(list, int)
     def _on_question_removed(self, questions: list[str], active: int) -> None:
-        live = self.controller.live_keys()
-        self.store.set_questions(questions, active)
-        self.results.set_questions(questions, active)
-        self._forget_states(questions=set(questions))
-        for row in self.results.rows:
-            if row.key not in live:
-                row.settle(questions)
-        if not questions:
-            self.controller.cancel_all()
+        self.session.remove_question(questions, active)
         self.proxy.refresh()
-        self._refresh_detail()
 
     @Slot(int)
     def _on_active_changed(self, active: int) -> None:
-        self.results.set_active_question(active)
-        self.store.set_active_question(active)
+        self.session.set_active(active)
         self.proxy.refresh()
-        self._refresh_detail()
         self._counts_timer.start()
 
     @Slot()
@@ -466,72 +396,11 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------------------------------- scoring
     def rescore_all(self) -> None:
         """Score every readable document again, for every question."""
-        self.controller.cancel_all("replaced by a new request")
-        rows = [row for row in self.results.rows if not row.document.error]
-        keys = [row.key for row in rows]
-        self.store.clear_verdicts(keys)
-        self.results.clear_verdicts(keys)
-        self._forget_states(keys)
-        self._score(rows)
-        self._refresh_detail()
-
-    def score_missing(self) -> None:
-        """Score the documents that have no verdict yet (and are not being scored)."""
-        live = self.controller.live_keys()
-        self._score([r for r in self.results.rows if r.status == IDLE and r.key not in live])
-
-    def _score(self, rows: list[DocumentRow]) -> None:
-        questions = self.results.questions
-        rows = [r for r in rows if not r.document.error]
-        if not rows:
-            return
-        if not questions:
-            self.results.set_status([r.key for r in rows], IDLE, "Ask a question to score this document")
-            return
-        keys = [r.key for r in rows]
-        self.results.set_status(keys, QUEUED)
-        self.controller.score(keys, [r.document for r in rows], questions)
+        self.session.rescore_all()
 
     def cancel(self) -> None:
         """Stop scoring; documents not scored yet say so."""
-        if self.controller.busy:
-            self.controller.cancel_all("cancelled")
-            self.show_message("Scoring cancelled")
-
-    @Slot(int, object)
-    def _on_verdict(self, key: int, verdict: Verdict) -> None:
-        state, verdict.hidden = verdict.hidden, None  # the state stays here, not in the row or the database
-        row = self.results.set_verdict(key, verdict)
-        if row is None:
-            return
-        self._keep_state(key, verdict.question, state)
-        self.store.save_verdicts([(key, verdict)])
-        if key == self.detail.key:
-            self._refresh_detail()
-
-    @Slot(list)
-    def _on_rows_scoring(self, keys: list[int]) -> None:
-        self.results.set_status(keys, SCORING)
-
-    @Slot(list, str, str)
-    def _on_rows_stopped(self, keys: list[int], outcome: str, reason: str) -> None:
-        if outcome == FAILED:
-            for key in keys:
-                row = self.results.row_for_key(key)
-                if row is None:
-                    continue
-                for q in self.results.questions:
-                    if q not in row.verdicts:
-                        v = Verdict(document_id=row.document.id, question=q, verdict="error",
-                                    error=f"scoring failed: {reason}")
-                        self.results.set_verdict(key, v)
-                        self.store.save_verdicts([(key, v)])
-            return
-        note = {CANCELLED: "Cancelled — press Return in the question to score again",
-                NO_MODEL: "No model is loaded — choose one with Model ▸ Change"}.get(outcome, reason)
-        self.results.set_status(keys, IDLE, note)
-        if self.detail.key in keys:
-            self._refresh_detail()
+        self.session.cancel()
 
     @Slot(int, int, float)
     def _on_progress(self, done: int, total: int, rate: float) -> None:
@@ -545,15 +414,7 @@ class MainWindow(QMainWindow):
     def _on_busy(self, busy: bool) -> None:
         self._show_busy(busy)
         if not busy:
-            done = sum(r.status == DONE for r in self.results.rows)
-            errors = sum(r.status == ERROR for r in self.results.rows)
-            rate = getattr(self, "_rate", 0.0)
-            parts = [f"{done:,} of {len(self.results.rows):,} documents scored"]
-            if errors:
-                parts.append(f"{errors} failed")
-            if rate > 0:
-                parts.append(f"{rate:.1f} documents/s")
-            self.show_message(" · ".join(parts))
+            self.show_message(self.session.summary(self._rate))
 
     def _show_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -563,30 +424,15 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------------------------------- model
     def open_model(self, path: Optional[str]) -> None:
         """Switch to another model (None: the embedded default); the documents are scored again."""
-        self.controller.cancel_all("switching models")
-        self._rescore_when_ready = True
-        self.controller.load_model(path)
-
-    @Slot(str)
-    def _on_model_loading(self, path: str) -> None:
-        self.model_box.show_loading(path)
+        self.session.open_model(path)
 
     @Slot(str, str)
     def _on_model_ready(self, name: str, path: str) -> None:
         self.model_box.show_model(name, path)
         self.settings.model_path = path or None
-        self._forget_states()  # they belong to the previous model
-        self.controller.resolve_calibrators(self.results.questions)
-        if self._rescore_when_ready and self.results.questions:
-            self._rescore_when_ready = False
-            self.rescore_all()
-        else:
-            self._rescore_when_ready = False
-            self.score_missing()
 
     @Slot(str, str, str)
     def _on_model_failed(self, path: str, reason: str, still_in_use: str) -> None:
-        self._rescore_when_ready = False
         self.model_box.show_model(still_in_use, self.controller.model_path if still_in_use else "")
         what = Path(path).name if path else "the default model"
         keeps = f"Verdict keeps using {still_in_use}." if still_in_use else "No model is loaded."
@@ -595,115 +441,21 @@ class MainWindow(QMainWindow):
             "Could not load the model",
             f"Verdict could not load {what}.",
             f"{reason}\n\nChoose an MLX model folder (with config.json and .safetensors files) or a .gguf "
-            f"file with Model ▸ Change. {keeps}",
+            f"file with {MODEL_MENU}. {keeps}",
         )
-        if still_in_use:
-            self.score_missing()
 
     # ---------------------------------------------------------------------------------------- labels
-    @Slot(int, str, object)
     def set_label(self, key: int, question: str, label: Optional[str]) -> None:
         """Record the right answer to ``question`` for document ``key`` ('yes', 'no' or None)."""
-        self.results.set_label(key, question, label)
-        self.store.set_label(key, question, label)
-        self._refit_dirty.add(question)
-        self._refit_timer.start()  # restarts: one refit after the last of a burst of labels
-        self._refresh_detail()  # the pane counts this question's labels, whichever document is shown
-
-    # ---------------------------------------------------------------------------------------- calibration
-    def _label_counts(self, question: str) -> tuple[int, int]:
-        return calibration.label_counts(self.results.rows, question)
+        self.session.set_label(key, question, label)
 
     def refit_pending(self, question: str) -> bool:
         """True while a refit of ``question``'s calibrator waits for labels to settle or runs."""
-        return self.controller.refitting(question) or (question in self._refit_dirty and self._refit_timer.isActive())
-
-    @Slot()
-    def _refit_labeled(self) -> None:
-        """Labels settled: fit each changed question with enough labels again (on the worker)."""
-        dirty, self._refit_dirty = self._refit_dirty, set()
-        for question in self.results.questions:
-            if question in dirty and calibration.enough_labels(self._label_counts(question)):
-                documents, labels = calibration.refit_request(self.results.rows, question)
-                self.controller.refit(question, documents, labels)
-        self._refresh_detail()
-
-    @Slot(str, object)
-    def _on_calibrator_changed(self, question: str, cal: object) -> None:
-        """A question's calibrator became known (model loaded, question asked, relaunch). Labels
-        that changed since it was fitted (the app closed before the refit) are fitted again."""
-        counts = self._label_counts(question)
-        fitted_on = tuple(cal.n_labels) if cal.method != "margin" else (0, 0)
-        if calibration.enough_labels(counts) and counts != fitted_on and not self.refit_pending(question):
-            self._refit_dirty.add(question)
-            self._refit_timer.start()
-        self._refresh_detail()
-
-    @Slot(str, object)
-    def _on_refit_finished(self, question: str, cal: object) -> None:
-        """Re-apply the new calibrator to the question's verdicts from their raw margins (and kept
-        states); documents whose state is not at hand are scored again for this question."""
-        if question not in self.results.questions:
-            return
-        layer_ok = not cal.layers or cal.probe.layer == self.controller.state_layer
-        live = self.controller.live_keys()
-        changed, again = [], []
-        for row in self.results.rows:
-            verdict = row.verdicts.get(question)
-            if verdict is None:
-                continue
-            state = self._states.get((row.key, question)) if layer_ok else None
-            new = calibration.reapply(cal, verdict, state)
-            if new is verdict:  # an error: nothing to calibrate
-                continue
-            if new is not None:
-                changed.append((row.key, new))
-            elif row.key not in live:  # a live job brings a verdict from the new calibrator anyway
-                again.append(row)
-        self.results.replace_verdicts(changed)
-        self.store.save_verdicts(changed)
-        if again:
-            keys = [r.key for r in again]
-            self.results.set_status(keys, QUEUED, "Scored again for the new probe")
-            self.controller.score(keys, [r.document for r in again], [question])
-        short = question if len(question) <= 40 else question[:39].rstrip() + "…"
-        message = f"Recalibrated “{short}” with {calibration.summary(cal)}: {len(changed):,} verdicts updated"
-        if again:
-            message += f", {len(again):,} documents being scored again for the probe"
-        self.show_message(message)
-        self._refresh_detail()
-
-    @Slot(str, str)
-    def _on_refit_failed(self, question: str, reason: str) -> None:
-        self.show_message(f"Could not calibrate from the labels: {reason}")
-        self._refresh_detail()
-
-    def _keep_state(self, key: int, question: str, state: object) -> None:
-        old = self._states.pop((key, question), None)
-        if old is not None:
-            self._state_bytes -= old.nbytes
-        if state is not None and self._state_bytes + state.nbytes <= MAX_STATE_BYTES:
-            self._states[(key, question)] = state
-            self._state_bytes += state.nbytes
-
-    def _forget_states(self, keys: Optional[Iterable[int]] = None, questions: Optional[set[str]] = None) -> None:
-        """Drop kept states: of ``keys`` (None: all), or those of questions not in ``questions``."""
-        if keys is None and questions is None:
-            self._states.clear()
-            self._state_bytes = 0
-            return
-        keys = set(keys) if keys is not None else None
-        for k in list(self._states):
-            if (keys is not None and k[0] in keys) or (questions is not None and k[1] not in questions):
-                self._state_bytes -= self._states.pop(k).nbytes
+        return self.session.refit_pending(question)
 
     def _label_current(self, label: str) -> None:
-        questions = self.results.questions
-        if self.detail.key is not None and questions:
-            question = questions[self.results.active_question]
-            row = self.results.row_for_key(self.detail.key)
-            current = row.labels.get(question) if row else None
-            self.set_label(self.detail.key, question, None if current == label else label)
+        if self.detail.key is not None:
+            self.session.toggle_label(self.detail.key, label)
 
     # ---------------------------------------------------------------------------------------- table
     def selected_keys(self) -> list[int]:
@@ -781,13 +533,13 @@ class MainWindow(QMainWindow):
             row = self.results.rows[self.proxy.mapToSource(current).row()]
         else:
             row = None
-        questions = self.results.questions
-        notes = {}
-        if row is not None:
-            for q in questions:
-                notes[q] = calibration.describe(self.controller.calibrators.get(q), self._label_counts(q),
-                                                self.refit_pending(q))
-        self.detail.show_row(row, questions, self.results.active_question, notes)
+        notes = self.session.calibration_notes() if row is not None else {}
+        self.detail.show_row(row, self.results.questions, self.results.active_question, notes)
+
+    @Slot(object)
+    def _on_detail_changed(self, key: Optional[int]) -> None:
+        if key is None or key == self.detail.key:
+            self._refresh_detail()
 
     # ---------------------------------------------------------------------------------------- files
     def choose_files(self) -> None:

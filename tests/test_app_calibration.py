@@ -11,7 +11,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt, QTimer
 
-from app import window as window_module
+from app import session as session_module
 from app.table_model import DONE, VerdictRole
 from engine.types import Document
 from test_app import dialog_calls, make_window, qapp_cls, wait_scored  # noqa: F401  (fixtures)
@@ -27,7 +27,7 @@ def own_data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def quick_refit(monkeypatch):
-    monkeypatch.setattr(window_module, "REFIT_DELAY_MS", 50)
+    monkeypatch.setattr(session_module, "REFIT_DELAY_MS", 50)
 
 
 def scored_window(qtbot, make_window, n: int = 4):  # noqa: F811
@@ -54,7 +54,7 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     controller = window.controller
     raw = {r.key: r.verdicts[Q] for r in window.results.rows}
     assert all(v.margin == v.raw_margin for v in raw.values())  # label-free: the margin itself
-    assert all(window._states.get((k, Q)) is not None for k in raw)  # states kept in memory, for a probe
+    assert all(window.session.states.get((k, Q)) is not None for k in raw)  # states kept in memory, for a probe
     window.select_keys([key_of(window, "invoice-0")])
     assert "No labels yet" in pane_text(window)
 
@@ -88,7 +88,7 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
         pass
     elapsed = time.perf_counter() - started
     timer.stop()
-    assert elapsed >= window_module.REFIT_DELAY_MS / 1000 * 0.9  # debounced
+    assert elapsed >= session_module.REFIT_DELAY_MS / 1000 * 0.9  # debounced
     assert len(refits) == 1 and len(finished) == 1  # one refit for the burst of four labels
     question, cal = finished[0]
     assert question == Q and cal.n_labels == (2, 2) and cal.method == "probe"
@@ -166,4 +166,4 @@ def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_windo
     assert again.controller.calibrators[Q].n_labels == (2, 3)
     assert "Calibrated by a probe on 5 labels (2 yes, 3 no)" in pane_text(again)
     assert all(r.verdicts[Q].margin != r.verdicts[Q].raw_margin for r in again.results.rows)
-    assert len(again._states) == 8  # kept again for the next refit
+    assert len(again.session.states) == 8  # kept again for the next refit

@@ -1,0 +1,365 @@
+"""The session controller: what the window shows and keeps, between the window and the worker.
+
+:class:`SessionController` owns the question set, the documents' rows (through the
+:class:`ResultsModel`), the user's labels, the refits they trigger, the hidden states kept for
+re-calibration, and the :class:`SessionStore` that writes all of it to disk as it changes. It
+decides what to score (and what not to) and talks to the scoring thread only through the
+:class:`ScoringController`. It opens no dialogs and knows no widgets: the window shows what it
+announces (:attr:`message`, :attr:`detailChanged`, :attr:`rowsChanged`, :attr:`modelFailed`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Optional, Sequence
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from engine.types import Document, Verdict
+
+from app import calibration
+from app.documents import text_document
+from app.session_store import SessionStore
+from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, ResultsModel
+from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
+
+REFIT_DELAY_MS = 1000  # labels settle this long before a question's calibrator is fitted again
+MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
+MODEL_MENU = "File ▸ Model"  # where the user picks another model (named in messages)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+class SessionController(QObject):
+    """Questions, documents, labels, refits and kept states of one session (GUI thread)."""
+
+    message = Signal(str, int)  # status-bar text, timeout in ms (0: stays)
+    detailChanged = Signal(object)  # what the detail pane shows may have changed: of this key (None: any)
+    rowsChanged = Signal()  # documents were added or removed
+    modelFailed = Signal(str, str, str)  # path, reason, name of the model still in use ('' = none)
+
+    def __init__(self, store: SessionStore, results: ResultsModel, scoring: ScoringController,
+                 parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.results = results
+        self.scoring = scoring
+        self._rescore_when_ready = False
+        # (document key, question) -> hidden state at scoring.state_layer, (D,) float32. Memory
+        # only (D floats per verdict): a probe fitted to new labels is re-applied to every verdict
+        # at once instead of scoring everything again. Beyond MAX_STATE_BYTES, or after a relaunch,
+        # a probe's verdicts are scored again instead.
+        self.states: dict[tuple[int, str], object] = {}
+        self._state_bytes = 0
+        self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
+        self._refit_timer = QTimer(self)
+        self._refit_timer.setSingleShot(True)
+        self._refit_timer.setInterval(REFIT_DELAY_MS)
+        self._refit_timer.timeout.connect(self._refit_labeled)
+        s = scoring
+        s.modelReady.connect(self._on_model_ready)
+        s.modelFailed.connect(self._on_model_failed)
+        s.verdictArrived.connect(self._on_verdict)
+        s.rowsScoring.connect(self._on_rows_scoring)
+        s.rowsStopped.connect(self._on_rows_stopped)
+        s.calibratorChanged.connect(self._on_calibrator_changed)
+        s.refitFinished.connect(self._on_refit_finished)
+        s.refitFailed.connect(self._on_refit_failed)
+
+    # ---------------------------------------------------------------------------------------- state
+    @property
+    def questions(self) -> list[str]:
+        return self.results.questions
+
+    @property
+    def active_question(self) -> Optional[str]:
+        questions = self.results.questions
+        return questions[self.results.active_question] if questions else None
+
+    def restore(self) -> tuple[list[str], int]:
+        """Fill the table from the store; returns (questions, active) for the question bar."""
+        session = self.store.load()
+        self.results.set_questions(session.questions, session.active_question)
+        rows = []
+        for stored in session.documents:
+            row = DocumentRow(stored.key, stored.name, stored.document, verdicts=stored.verdicts, labels=stored.labels)
+            row.settle(session.questions)
+            rows.append(row)
+        self.results.add_rows(rows)
+        self.rowsChanged.emit()
+        return session.questions, session.active_question
+
+    # ---------------------------------------------------------------------------------------- documents
+    def add_text(self, text: str) -> Optional[int]:
+        """Pasted or dropped text becomes a document; returns its key."""
+        if not text.strip():
+            return None
+        numbers = [int(m.group(1)) for r in self.results.rows if (m := re.fullmatch(r"pasted-(\d+)", r.document.id))]
+        keys = self.add_documents([text_document(text, max(numbers, default=0) + 1)])
+        return keys[0] if keys else None
+
+    def add_documents(self, items: Sequence[tuple[str, Document]]) -> list[int]:
+        """Add (display name, document) pairs as rows, save them, and score them."""
+        if not items:
+            return []
+        keys = self.store.add_documents(items)
+        rows = [DocumentRow(key, name, doc) for key, (name, doc) in zip(keys, items)]
+        for row in rows:
+            row.settle(self.results.questions)
+        self.results.add_rows(rows)
+        self._score([row for row in rows if row.status != ERROR])
+        self.rowsChanged.emit()
+        failed = sum(row.status == ERROR for row in rows)
+        text = f"Added {plural(len(rows), 'document')}"
+        self.message.emit(text + (f"; {failed} could not be read (red rows)" if failed else ""), 8000)
+        return keys
+
+    def remove_documents(self, keys: Sequence[int]) -> None:
+        """Remove these documents from the session."""
+        if not keys:
+            return
+        self.scoring.forget_keys(set(keys))
+        self._forget_states(keys)
+        self.results.remove_keys(keys)
+        self.store.remove_documents(keys)
+        self.rowsChanged.emit()
+        self.message.emit(f"Removed {plural(len(keys), 'document')}", 8000)
+
+    # ---------------------------------------------------------------------------------------- questions
+    def submit_questions(self, questions: list[str], active: int) -> None:
+        """The question bar committed ``questions``: score every document for each of them."""
+        self.store.set_questions(questions, active)
+        self.results.set_questions(questions, active)
+        self.rescore_all()
+
+    def remove_question(self, questions: list[str], active: int) -> None:
+        """A question was closed: its column goes; nothing is scored."""
+        live = self.scoring.live_keys()
+        self.store.set_questions(questions, active)
+        self.results.set_questions(questions, active)
+        self._forget_states(questions=set(questions))
+        for row in self.results.rows:
+            if row.key not in live:
+                row.settle(questions)
+        if not questions:
+            self.scoring.cancel_all()
+        self.detailChanged.emit(None)
+
+    def set_active(self, active: int) -> None:
+        self.results.set_active_question(active)
+        self.store.set_active_question(active)
+        self.detailChanged.emit(None)
+
+    # ---------------------------------------------------------------------------------------- scoring
+    def rescore_all(self) -> None:
+        """Score every readable document again, for every question."""
+        self.scoring.cancel_all("replaced by a new request")
+        rows = [row for row in self.results.rows if not row.document.error]
+        keys = [row.key for row in rows]
+        self.store.clear_verdicts(keys)
+        self.results.clear_verdicts(keys)
+        self._forget_states(keys)
+        self._score(rows)
+        self.detailChanged.emit(None)
+
+    def score_missing(self) -> None:
+        """Score the documents that have no verdict yet (and are not being scored)."""
+        live = self.scoring.live_keys()
+        self._score([r for r in self.results.rows if r.status == IDLE and r.key not in live])
+
+    def _score(self, rows: list[DocumentRow]) -> None:
+        questions = self.results.questions
+        rows = [r for r in rows if not r.document.error]
+        if not rows:
+            return
+        if not questions:
+            self.results.set_status([r.key for r in rows], IDLE, "Ask a question to score this document")
+            return
+        keys = [r.key for r in rows]
+        self.results.set_status(keys, QUEUED)
+        self.scoring.score(keys, [r.document for r in rows], questions)
+
+    def cancel(self) -> None:
+        """Stop scoring; documents not scored yet say so."""
+        if self.scoring.busy:
+            self.scoring.cancel_all("cancelled")
+            self.message.emit("Scoring cancelled", 8000)
+
+    @Slot(int, object)
+    def _on_verdict(self, key: int, verdict: Verdict) -> None:
+        state, verdict.hidden = verdict.hidden, None  # the state stays here, not in the row or the database
+        row = self.results.set_verdict(key, verdict)
+        if row is None:
+            return
+        self._keep_state(key, verdict.question, state)
+        self.store.save_verdicts([(key, verdict)])
+        self.detailChanged.emit(key)
+
+    @Slot(list)
+    def _on_rows_scoring(self, keys: list[int]) -> None:
+        self.results.set_status(keys, SCORING)
+
+    @Slot(list, str, str)
+    def _on_rows_stopped(self, keys: list[int], outcome: str, reason: str) -> None:
+        if outcome == FAILED:
+            for key in keys:
+                row = self.results.row_for_key(key)
+                if row is None:
+                    continue
+                for q in self.results.questions:
+                    if q not in row.verdicts:
+                        v = Verdict(document_id=row.document.id, question=q, verdict="error",
+                                    error=f"scoring failed: {reason}")
+                        self.results.set_verdict(key, v)
+                        self.store.save_verdicts([(key, v)])
+            return
+        note = {CANCELLED: "Cancelled — press Return in the question to score again",
+                NO_MODEL: f"No model is loaded — choose one with {MODEL_MENU}"}.get(outcome, reason)
+        self.results.set_status(keys, IDLE, note)
+        self.detailChanged.emit(None)
+
+    def summary(self, rate: float) -> str:
+        """The status-bar line when scoring stops."""
+        done = sum(r.status == DONE for r in self.results.rows)
+        errors = sum(r.status == ERROR for r in self.results.rows)
+        parts = [f"{done:,} of {plural(len(self.results.rows), 'document')} scored"]
+        if errors:
+            parts.append(f"{errors} failed")
+        if rate > 0:
+            parts.append(f"{rate:.1f} documents/s")
+        return " · ".join(parts)
+
+    # ---------------------------------------------------------------------------------------- model
+    def open_model(self, path: Optional[str]) -> None:
+        """Switch to another model (None: the embedded default); the documents are scored again."""
+        self.scoring.cancel_all("switching models")
+        self._rescore_when_ready = True
+        self.scoring.load_model(path)
+
+    @Slot(str, str)
+    def _on_model_ready(self, name: str, path: str) -> None:
+        self._forget_states()  # they belong to the previous model
+        self.scoring.resolve_calibrators(self.results.questions)
+        if self._rescore_when_ready and self.results.questions:
+            self._rescore_when_ready = False
+            self.rescore_all()
+        else:
+            self._rescore_when_ready = False
+            self.score_missing()
+
+    @Slot(str, str, str)
+    def _on_model_failed(self, path: str, reason: str, still_in_use: str) -> None:
+        self._rescore_when_ready = False
+        self.modelFailed.emit(path, reason, still_in_use)
+        if still_in_use:
+            self.score_missing()
+
+    # ---------------------------------------------------------------------------------------- labels
+    def set_label(self, key: int, question: str, label: Optional[str]) -> None:
+        """Record the right answer to ``question`` for document ``key`` ('yes', 'no' or None)."""
+        self.results.set_label(key, question, label)
+        self.store.set_label(key, question, label)
+        self._refit_dirty.add(question)
+        self._refit_timer.start()  # restarts: one refit after the last of a burst of labels
+        self.detailChanged.emit(None)  # the pane counts this question's labels, whichever document is shown
+
+    def toggle_label(self, key: int, label: str) -> None:
+        """Label ``key`` for the active question, or clear the label if it is already ``label``."""
+        question = self.active_question
+        row = self.results.row_for_key(key)
+        if question is None or row is None:
+            return
+        self.set_label(key, question, None if row.labels.get(question) == label else label)
+
+    def label_counts(self, question: str) -> tuple[int, int]:
+        return calibration.label_counts(self.results.rows, question)
+
+    def refit_pending(self, question: str) -> bool:
+        """True while a refit of ``question``'s calibrator waits for labels to settle or runs."""
+        return self.scoring.refitting(question) or (question in self._refit_dirty and self._refit_timer.isActive())
+
+    def calibration_notes(self) -> dict[str, list[str]]:
+        """Per question, the sentences on its calibrator that the detail pane shows."""
+        return {q: calibration.describe(self.scoring.calibrators.get(q), self.label_counts(q), self.refit_pending(q))
+                for q in self.results.questions}
+
+    @Slot()
+    def _refit_labeled(self) -> None:
+        """Labels settled: fit each changed question with enough labels again (on the worker)."""
+        dirty, self._refit_dirty = self._refit_dirty, set()
+        for question in self.results.questions:
+            if question in dirty and calibration.enough_labels(self.label_counts(question)):
+                documents, labels = calibration.refit_request(self.results.rows, question)
+                self.scoring.refit(question, documents, labels)
+        self.detailChanged.emit(None)
+
+    @Slot(str, object)
+    def _on_calibrator_changed(self, question: str, cal: object) -> None:
+        """A question's calibrator became known (model loaded, question asked, relaunch). Labels
+        that changed since it was fitted (the app closed before the refit) are fitted again."""
+        counts = self.label_counts(question)
+        fitted_on = tuple(cal.n_labels) if cal.method != "margin" else (0, 0)
+        if calibration.enough_labels(counts) and counts != fitted_on and not self.refit_pending(question):
+            self._refit_dirty.add(question)
+            self._refit_timer.start()
+        self.detailChanged.emit(None)
+
+    @Slot(str, object)
+    def _on_refit_finished(self, question: str, cal: object) -> None:
+        """Re-apply the new calibrator to the question's verdicts from their raw margins (and kept
+        states); documents whose state is not at hand are scored again for this question."""
+        if question not in self.results.questions:
+            return
+        layer_ok = not cal.layers or cal.probe.layer == self.scoring.state_layer
+        live = self.scoring.live_keys()
+        changed, again = [], []
+        for row in self.results.rows:
+            verdict = row.verdicts.get(question)
+            if verdict is None:
+                continue
+            state = self.states.get((row.key, question)) if layer_ok else None
+            new = calibration.reapply(cal, verdict, state)
+            if new is verdict:  # an error: nothing to calibrate
+                continue
+            if new is not None:
+                changed.append((row.key, new))
+            elif row.key not in live:  # a live job brings a verdict from the new calibrator anyway
+                again.append(row)
+        self.results.replace_verdicts(changed)
+        self.store.save_verdicts(changed)
+        if again:
+            keys = [r.key for r in again]
+            self.results.set_status(keys, QUEUED, "Scored again for the new probe")
+            self.scoring.score(keys, [r.document for r in again], [question])
+        short = question if len(question) <= 40 else question[:39].rstrip() + "…"
+        text = f"Recalibrated “{short}” with {calibration.summary(cal)}: {len(changed):,} verdicts updated"
+        if again:
+            text += f", {plural(len(again), 'document')} being scored again for the probe"
+        self.message.emit(text, 8000)
+        self.detailChanged.emit(None)
+
+    @Slot(str, str)
+    def _on_refit_failed(self, question: str, reason: str) -> None:
+        self.message.emit(f"Could not calibrate from the labels: {reason}", 8000)
+        self.detailChanged.emit(None)
+
+    # ---------------------------------------------------------------------------------------- states
+    def _keep_state(self, key: int, question: str, state: object) -> None:
+        old = self.states.pop((key, question), None)
+        if old is not None:
+            self._state_bytes -= old.nbytes
+        if state is not None and self._state_bytes + state.nbytes <= MAX_STATE_BYTES:
+            self.states[(key, question)] = state
+            self._state_bytes += state.nbytes
+
+    def _forget_states(self, keys: Optional[Iterable[int]] = None, questions: Optional[set[str]] = None) -> None:
+        """Drop kept states: of ``keys`` (None: all), or those of questions not in ``questions``."""
+        if keys is None and questions is None:
+            self.states.clear()
+            self._state_bytes = 0
+            return
+        keys = set(keys) if keys is not None else None
+        for k in list(self.states):
+            if (keys is not None and k[0] in keys) or (questions is not None and k[1] not in questions):
+                self._state_bytes -= self.states.pop(k).nbytes
