@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -24,16 +24,13 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QApplication,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMainWindow,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -41,7 +38,6 @@ from PySide6.QtWidgets import (
 from engine.types import Document
 
 from app import dialogs, theme
-from app.delegates import ResultsDelegate
 from app.detail_pane import DetailPane
 from app.drop_zone import DropZone, accepts, dropped_content
 from app.export import export_rows, format_for_path, tab_separated
@@ -49,6 +45,7 @@ from app.file_loader import FileLoader
 from app.filter_bar import FilterBar
 from app.model_box import ModelBox
 from app.question_bar import QuestionBar
+from app.results_table import ResultsTable
 from app.session_store import SessionStore
 from app.settings import Settings
 from app.session import MODEL_MENU, SessionController
@@ -126,24 +123,7 @@ class MainWindow(QMainWindow):
         self.search = self.filter_bar.search
         self.filter_buttons = self.filter_bar.buttons
 
-        self.table = QTableView()
-        self.table.setObjectName("Results")
-        self.table.setModel(self.proxy)
-        self.table.setItemDelegate(ResultsDelegate(self.table))
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # added order until a header is clicked
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.setShowGrid(False)
-        self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(30)
-        self.table.horizontalHeader().setHighlightSections(False)
-        self.table.horizontalHeader().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.table.horizontalHeader().setStretchLastSection(False)
-        self.table.setAcceptDrops(False)  # drops fall through to the window
+        self.table = ResultsTable(self.results, self.proxy)
 
         self.table_area = QWidget()
         left = QVBoxLayout(self.table_area)
@@ -278,7 +258,6 @@ class MainWindow(QMainWindow):
         s.detailChanged.connect(self._on_detail_changed)
         s.rowsChanged.connect(self._after_rows_changed)
         s.modelFailed.connect(self._on_model_failed)
-        self.results.modelReset.connect(self._after_columns_changed)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
@@ -381,18 +360,6 @@ class MainWindow(QMainWindow):
         self.proxy.refresh()
         self._counts_timer.start()
 
-    @Slot()
-    def _after_columns_changed(self) -> None:
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(60)
-        for i in range(len(self.results.questions)):
-            self.table.setColumnWidth(self.results.question_column(i), 124)
-        widths = {"Confidence": 120, "Margin": 64, "Tokens": 62, "Time": 68, "Status": 84}
-        for name, width in widths.items():
-            self.table.setColumnWidth(self.results.column_of(name), width)
-
     # ---------------------------------------------------------------------------------------- scoring
     def rescore_all(self) -> None:
         """Score every readable document again, for every question."""
@@ -460,40 +427,18 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------------------------------- table
     def selected_keys(self) -> list[int]:
         """Keys of the selected rows, in the order shown."""
-        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
-        return [self.results.rows[self.proxy.mapToSource(self.proxy.index(r, 0)).row()].key for r in rows]
+        return self.table.selected_keys()
 
     def select_keys(self, keys: Iterable[int]) -> None:
         """Select these documents' rows (the first becomes current and is shown in the detail pane)."""
-        selection = self.table.selectionModel()
-        selection.clearSelection()
-        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
-        first = True
-        for key in keys:
-            n = self.results.row_number(key)
-            index = self.proxy.mapFromSource(self.results.index(n, 0)) if n is not None else QModelIndex()
-            if not index.isValid():
-                continue
-            if first:
-                selection.setCurrentIndex(index, flags)
-                first = False
-            else:
-                selection.select(index, flags)
+        self.table.select_keys(keys)
 
     def copy_selected(self) -> None:
         """The selected rows, as shown, as tab-separated text (pastes into a spreadsheet)."""
         keys = self.selected_keys()
         if not keys:
             return
-        columns = range(self.results.columnCount())
-        header = ["Name", *self.results.questions] + [
-            str(self.results.headerData(c, Qt.Orientation.Horizontal)) for c in columns[1 + len(self.results.questions):]
-        ]
-        lines = [header]
-        for key in keys:
-            n = self.results.row_number(key)
-            lines.append([str(self.results.data(self.results.index(n, c)) or "") for c in columns])
-        QGuiApplication.clipboard().setText(tab_separated(lines))
+        QGuiApplication.clipboard().setText(tab_separated(self.table.rows_as_text(keys)))
         self.show_message(f"Copied {len(keys)} row{'s' if len(keys) != 1 else ''}")
 
     def set_verdict_filter(self, verdict: str) -> None:

@@ -1,0 +1,138 @@
+"""The results table view: rows by document key, the selection as keys, and column widths that
+fit the window (Name first; number columns are optional and hidden until asked for)."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+from app.delegates import ResultsDelegate
+from app.table_model import ResultsFilter, ResultsModel
+
+OPTIONAL_COLUMNS = ("Confidence", "Margin", "Tokens", "Time")  # hidden until View ▸ Columns shows them
+MIN_NAME_WIDTH = 140
+MIN_QUESTION_WIDTH = 96  # the chip of "Uncertain" or "Yes · 92%"
+MAX_QUESTION_WIDTH = 240
+HEADER_PADDING = 12 + 18  # the section's padding (style sheet) and the sort arrow
+
+
+class ResultsTable(QTableView):
+    """A sortable, multi-select view of :class:`ResultsFilter` over :class:`ResultsModel`."""
+
+    def __init__(self, results: ResultsModel, proxy: ResultsFilter, parent=None) -> None:
+        super().__init__(parent)
+        self.results = results
+        self.proxy = proxy
+        self.shown_optional: set[str] = set()
+        self.setObjectName("Results")
+        self.setModel(proxy)
+        self.setItemDelegate(ResultsDelegate(self))
+        self.setSortingEnabled(True)
+        self.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # added order until a header is clicked
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setAlternatingRowColors(True)
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.setTabKeyNavigation(False)  # Tab leaves the table (to the detail pane's label buttons)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.verticalHeader().hide()
+        self.verticalHeader().setDefaultSectionSize(30)
+        header = self.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header.setStretchLastSection(False)
+        header.setTextElideMode(Qt.TextElideMode.ElideRight)
+        header.setMinimumSectionSize(40)
+        self.setAcceptDrops(False)  # drops fall through to the window
+        results.modelReset.connect(self.fit_columns)
+        results.headerDataChanged.connect(lambda *a: self.fit_columns())
+
+    # --- selection by key ---------------------------------------------------------------------------
+    def key_at(self, proxy_row: int) -> int:
+        return self.results.rows[self.proxy.mapToSource(self.proxy.index(proxy_row, 0)).row()].key
+
+    def selected_keys(self) -> list[int]:
+        """Keys of the selected rows, in the order shown."""
+        rows = sorted({i.row() for i in self.selectionModel().selectedRows()})
+        return [self.key_at(r) for r in rows]
+
+    def shown_keys(self) -> list[int]:
+        """Keys of the rows the filters let through, in the order shown."""
+        return [self.key_at(r) for r in range(self.proxy.rowCount())]
+
+    def select_keys(self, keys: Iterable[int]) -> None:
+        """Select these documents' rows (the first becomes current and is shown in the detail pane)."""
+        selection = self.selectionModel()
+        selection.clearSelection()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        first = True
+        for key in keys:
+            n = self.results.row_number(key)
+            index = self.proxy.mapFromSource(self.results.index(n, 0)) if n is not None else QModelIndex()
+            if not index.isValid():
+                continue
+            if first:
+                selection.setCurrentIndex(index, flags)
+                self.scrollTo(index)
+                first = False
+            else:
+                selection.select(index, flags)
+
+    def rows_as_text(self, keys: list[int]) -> list[list[str]]:
+        """A header line and one line per key, the cells as shown (for the clipboard)."""
+        columns = range(self.results.columnCount())
+        nq = len(self.results.questions)
+        header = ["Name", *self.results.questions] + [
+            str(self.results.headerData(c, Qt.Orientation.Horizontal)) for c in columns[1 + nq:]]
+        lines = [header]
+        for key in keys:
+            n = self.results.row_number(key)
+            lines.append([str(self.results.data(self.results.index(n, c)) or "") for c in columns])
+        return lines
+
+    # --- columns -------------------------------------------------------------------------------------
+    def set_optional_column(self, name: str, shown: bool) -> None:
+        """Show or hide one of :data:`OPTIONAL_COLUMNS`."""
+        (self.shown_optional.add if shown else self.shown_optional.discard)(name)
+        self.fit_columns()
+
+    def header_text_width(self, section: int) -> int:
+        """Pixels the header's full text needs, padding and sort arrow included."""
+        text = str(self.results.headerData(section, Qt.Orientation.Horizontal) or "")
+        return self.horizontalHeader().fontMetrics().horizontalAdvance(text) + HEADER_PADDING
+
+    def fit_columns(self) -> None:
+        """Widths that fit the viewport: fixed columns get their header's width, questions share
+        what is left after the Name column's minimum, and Name takes the rest."""
+        header = self.horizontalHeader()
+        nq = len(self.results.questions)
+        for name in OPTIONAL_COLUMNS:
+            self.setColumnHidden(self.results.column_of(name), name not in self.shown_optional)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        available = max(self.viewport().width(), 1)
+        fixed = 0
+        for c in range(1 + nq, self.results.columnCount()):
+            if not self.isColumnHidden(c):
+                width = max(self.header_text_width(c), 64 if self.results.headerData(
+                    c, Qt.Orientation.Horizontal) != "Confidence" else 120)
+                self.setColumnWidth(c, width)
+                fixed += width
+        if nq:
+            wanted = [min(max(self.header_text_width(1 + i), MIN_QUESTION_WIDTH), MAX_QUESTION_WIDTH)
+                      for i in range(nq)]
+            room = max(available - fixed - MIN_NAME_WIDTH, MIN_QUESTION_WIDTH * nq)
+            scale = min(1.0, room / sum(wanted))
+            for i, width in enumerate(wanted):
+                self.setColumnWidth(1 + i, max(int(width * scale), MIN_QUESTION_WIDTH))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.fit_columns()
+
+    def current_key(self) -> Optional[int]:
+        index = self.currentIndex()
+        return self.key_at(index.row()) if index.isValid() else None
