@@ -113,6 +113,16 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
     return lines
 
 
+def basis(cal: Any) -> str:
+    """What a question's verdicts rest on, in plain words (for the detail pane's first sentence)."""
+    if cal is None or cal.method == "margin" or not sum(cal.n_labels):
+        return "the model alone (no labels used yet)"
+    n = sum(cal.n_labels)
+    if cal.method == "probe":
+        return f"the model's reading of the text, tuned to your {n} labels"
+    return f"the model's answer, calibrated on your {n} labels"
+
+
 def summary(cal: Any) -> str:
     """One status-bar phrase for a calibrator just fitted."""
     how = {"probe": "a probe", "platt": "Platt scaling of the model's margin", "margin": "the model's margin"}[cal.method]

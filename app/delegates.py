@@ -1,4 +1,8 @@
-"""Painting of the verdict chips and confidence bars (colour plus text, never colour alone)."""
+"""Painting of the verdict chips and confidence bars (colour plus text, never colour alone).
+
+A chip says the answer in words ("Yes · 92%", "Likely no · 69%", "Uncertain"), the same words
+the detail pane shows; an old answer being replaced is drawn faded; the user's label is a
+ticked badge after the chip ("✓ Yes")."""
 from __future__ import annotations
 
 import math
@@ -8,7 +12,14 @@ from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app import theme
-from app.table_model import ColumnKindRole, ProbabilityRole, StatusRole, VerdictRole
+from app.table_model import ColumnKindRole, LabelRole, ProbabilityRole, StaleRole, StatusRole, VerdictRole
+
+STALE_OPACITY = 0.45
+
+
+def label_badge(label: str) -> str:
+    """The text of the label badge in a verdict cell ('' when not labeled)."""
+    return f"✓ {label.capitalize()}" if label else ""
 
 Index = QModelIndex | QPersistentModelIndex
 CELL_PADDING = 6
@@ -43,33 +54,42 @@ class VerdictChipDelegate(_CellDelegate):
         chip = theme.chip_colors(verdict, option.palette)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if index.data(StaleRole):
+            painter.setOpacity(STALE_OPACITY)
         font = painter.font()
         font.setWeight(font.Weight.DemiBold)
         painter.setFont(font)
         metrics = painter.fontMetrics()
-        width = metrics.horizontalAdvance(text) + 18
+        badge = label_badge(index.data(LabelRole) or "")
+        badge_width = metrics.horizontalAdvance(badge) + 12 if badge else 0
+        room = option.rect.width() - 12 - badge_width
+        shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(room - 18, 0))
+        width = metrics.horizontalAdvance(shown) + 18
         height = min(option.rect.height() - 6, metrics.height() + 6)
         rect = QRectF(option.rect.left() + 6, option.rect.center().y() - height / 2 + 0.5, width, height)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(chip.background)
         painter.drawRoundedRect(rect, height / 2, height / 2)
         painter.setPen(chip.foreground)
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
-        probability = index.data(ProbabilityRole)
-        if verdict in ("yes", "no", "uncertain") and probability is not None and not math.isnan(probability):
-            painter.setFont(option.font)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, shown)
+        if badge:
+            painter.setOpacity(1.0)
             selected = bool(option.state & QStyle.StateFlag.State_Selected)
-            painter.setPen(option.palette.color(QPalette.ColorRole.HighlightedText) if selected
-                           else theme.muted_text(option.palette))
-            shown = probability if verdict == "yes" else 1 - probability if verdict == "no" else probability
-            rest = QRectF(rect.right() + 6, option.rect.top(), option.rect.right() - rect.right() - 8, option.rect.height())
-            if rest.width() > 24:
-                painter.drawText(rest, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, f"{shown:.0%}")
+            painter.setPen(option.palette.color(QPalette.ColorRole.HighlightedText if selected
+                                                else QPalette.ColorRole.Text))
+            badge_rect = QRectF(rect.right() + 6, option.rect.top(), badge_width, option.rect.height())
+            painter.drawText(badge_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, badge)
         painter.restore()
+
+    @staticmethod
+    def needed_width(metrics, text: str, label: str) -> int:
+        """Pixels a cell needs to show ``text`` in its chip and the badge for ``label`` whole."""
+        badge = label_badge(label)
+        return 12 + metrics.horizontalAdvance(text) + 18 + (metrics.horizontalAdvance(badge) + 12 if badge else 0)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
         size = super().sizeHint(option, index)
-        return QSize(max(size.width() + 48, 110), max(size.height(), 26))
+        return QSize(max(size.width() + 30, 96), max(size.height(), 26))
 
 
 class ConfidenceDelegate(_CellDelegate):

@@ -1,5 +1,6 @@
-"""The selected document: its text (deciding window highlighted), the numbers behind each
-verdict, and buttons to label the right answer (kept in the session for calibration)."""
+"""The selected document: per question a sentence saying the answer, how sure it is and what it
+rests on, a Yes/No control to label the right answer (kept for calibration), the numbers under a
+collapsed Details; then the text with the deciding passage highlighted. The pane scrolls."""
 from __future__ import annotations
 
 import html
@@ -9,12 +10,16 @@ from typing import Mapping, Optional, Sequence
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QFrame,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QTextEdit,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -22,7 +27,20 @@ from PySide6.QtWidgets import (
 from engine.types import Verdict
 
 from app import theme
-from app.table_model import ERROR, STATUS_TEXT, DocumentRow
+from app.table_model import ERROR, STATUS_TEXT, DocumentRow, confidence, plain_answer
+
+
+def lead_sentence(verdict: Optional[Verdict], basis: str) -> str:
+    """The answer in one sentence: what it is, how sure, and what it rests on."""
+    if verdict is None or not verdict.ok:
+        return ""
+    sure = confidence(verdict)
+    where = " The highlighted passage decided it." if verdict.windows > 1 and verdict.window_span else ""
+    if math.isnan(sure):
+        return (f"Uncertain: this could go either way (a {verdict.probability:.0%} chance of yes), going by {basis}. "
+                f"Your label here teaches it the most.{where}")
+    how = "Sure" if sure >= 0.9 else "Fairly sure" if sure >= 0.8 else "Leaning that way" if sure >= 0.5 else "Unsure"
+    return f"{plain_answer(verdict)}. {how}, going by {basis}.{where}"
 
 
 def _num(x: float, fmt: str) -> str:
@@ -44,6 +62,17 @@ class QuestionResult(QFrame):
         self.chip = QLabel()
         self.chip.setObjectName("Chip")
         self.chip.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.sentence = QLabel()
+        self.sentence.setWordWrap(True)
+        self.sentence.setObjectName("ResultSentence")
+        self.details_button = QToolButton()
+        self.details_button.setObjectName("DetailsToggle")
+        self.details_button.setText("Details")
+        self.details_button.setCheckable(True)
+        self.details_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.details_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.details_button.setAutoRaise(True)
+        self.details_button.toggled.connect(self._show_details)
         self.numbers = QLabel()
         self.numbers.setObjectName("ResultNumbers")
         self.numbers.setWordWrap(True)
@@ -52,21 +81,27 @@ class QuestionResult(QFrame):
         self.calibration.setObjectName("Muted")
         self.calibration.setWordWrap(True)
         self.calibration.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a segmented control: two halves of one button, the chosen one filled and ticked
         self.yes_button = QPushButton("Yes")
         self.no_button = QPushButton("No")
+        self._segments = QButtonGroup(self)
+        self._segments.setExclusive(False)  # clicking the chosen half again clears the label
         for button, label in ((self.yes_button, "yes"), (self.no_button, "no")):
             button.setCheckable(True)
             button.setObjectName(f"Label{label.capitalize()}")
-            button.setToolTip(f"The right answer is “{label}” (2+ yes and 2+ no labels calibrate this question)")
+            button.setToolTip(f"Your answer: “{label}” (Y / N). 2+ yes and 2+ no labels calibrate this question")
             button.clicked.connect(lambda checked, label=label: self._on_clicked(label, checked))
+            self._segments.addButton(button)
         label_row = QHBoxLayout()
-        label_row.setSpacing(6)
-        caption = QLabel("Right answer:")
+        label_row.setSpacing(0)
+        caption = QLabel("Your answer:")
         caption.setObjectName("Muted")
         label_row.addWidget(caption)
+        label_row.addSpacing(8)
         label_row.addWidget(self.yes_button)
         label_row.addWidget(self.no_button)
         label_row.addStretch(1)
+        label_row.addWidget(self.details_button)
         head = QHBoxLayout()
         head.addWidget(self.title, 1)
         head.addWidget(self.chip, 0, Qt.AlignmentFlag.AlignTop)
@@ -74,13 +109,17 @@ class QuestionResult(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(4)
         layout.addLayout(head)
+        layout.addWidget(self.sentence)
+        layout.addLayout(label_row)
         layout.addWidget(self.numbers)
         layout.addWidget(self.calibration)
-        layout.addLayout(label_row)
+        self._show_details(False)
 
     def show_result(self, number: int, question: str, verdict: Optional[Verdict], label: Optional[str],
-                    failed: Optional[str], active: bool, calibration: Sequence[str] = ()) -> None:
-        """``calibration``: sentences on the calibrator behind this question's verdicts."""
+                    failed: Optional[str], active: bool, calibration: Sequence[str] = (), basis: str = "",
+                    stale: bool = False) -> None:
+        """``calibration``: sentences on the calibrator behind this question's verdicts; ``basis``:
+        what they rest on, in words; ``stale``: the verdict is an old one being replaced."""
         self.question = question
         self.setProperty("active", active)
         self.style().unpolish(self)
@@ -89,7 +128,7 @@ class QuestionResult(QFrame):
         kind = "error" if failed or (verdict and verdict.error) else verdict.verdict if verdict else ""
         if kind:
             chip = theme.chip_colors(kind, self.palette())
-            self.chip.setText(theme.VERDICT_TEXT.get(kind, kind))
+            self.chip.setText("Error" if kind == "error" else plain_answer(verdict))
             self.chip.setStyleSheet(
                 f"background: {chip.background.name()}; color: {chip.foreground.name()};"
                 "border-radius: 9px; padding: 2px 12px; font-weight: 600;"
@@ -97,10 +136,15 @@ class QuestionResult(QFrame):
             self.chip.show()
         else:
             self.chip.hide()
+        sentence = lead_sentence(verdict, basis or "the model alone") if not failed else ""
+        if stale and sentence:
+            sentence = "Being asked again; this is the earlier answer. " + sentence
         if failed or (verdict and verdict.error):
-            self.numbers.setText(html.escape(failed or verdict.error or ""))
+            sentence = html.escape(failed or verdict.error or "")
+            self.numbers.setText("")
         elif verdict is None:
-            self.numbers.setText("Not scored yet")
+            sentence = "Not scored yet"
+            self.numbers.setText("")
         else:
             calibrated = verdict.margin
             raw = verdict.raw_margin if not math.isnan(verdict.raw_margin) else calibrated
@@ -110,15 +154,24 @@ class QuestionResult(QFrame):
                 f" · {verdict.tokens:,} tokens"
                 + (f" · {verdict.windows} windows" if verdict.windows > 1 else "")
             )
+        self.sentence.setText(sentence)
         self.calibration.setText("<br>".join(html.escape(line) for line in calibration))
-        self.calibration.setVisible(bool(calibration))
-        self.yes_button.setChecked(label == "yes")
-        self.no_button.setChecked(label == "no")
+        self._show_details(self.details_button.isChecked())
+        self._show_label(label)
+
+    def _show_details(self, shown: bool) -> None:
+        self.details_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.numbers.setVisible(shown and bool(self.numbers.text()))
+        self.calibration.setVisible(shown and bool(self.calibration.text()))
+
+    def _show_label(self, label: Optional[str]) -> None:
+        for button, value in ((self.yes_button, "yes"), (self.no_button, "no")):
+            button.setChecked(label == value)
+            button.setText(("✓ " if label == value else "") + value.capitalize())
 
     def _on_clicked(self, label: str, checked: bool) -> None:
         chosen = label if checked else None
-        self.yes_button.setChecked(chosen == "yes")
-        self.no_button.setChecked(chosen == "no")
+        self._show_label(chosen)
         self.labelChosen.emit(self.question, chosen)
 
 
@@ -152,6 +205,7 @@ class DetailPane(QWidget):
 
         self.window_note = QLabel()
         self.window_note.setObjectName("Muted")
+        self.window_note.setWordWrap(True)
         self.text = QPlainTextEdit()
         self.text.setObjectName("DocumentText")
         self.text.setReadOnly(True)
@@ -173,10 +227,17 @@ class DetailPane(QWidget):
         content.addWidget(self._results_box)
         content.addWidget(self.window_note)
         content.addWidget(self.text, 1)
+        self._results_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self.scroll = QScrollArea()  # the answers scroll when the pane is short; the text has its own scrollbar
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self._content)
+        self.text.setMinimumHeight(120)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 10, 12, 10)
         layout.addWidget(self.empty, 1)
-        layout.addWidget(self._content, 1)
+        layout.addWidget(self.scroll, 1)
         self.show_row(None, [], 0)
 
     @property
@@ -189,17 +250,19 @@ class DetailPane(QWidget):
         return self._results[: self._shown]
 
     def show_row(self, row: Optional[DocumentRow], questions: list[str], active: int,
-                 calibration: Optional[Mapping[str, Sequence[str]]] = None) -> None:
+                 calibration: Optional[Mapping[str, Sequence[str]]] = None,
+                 basis: Optional[Mapping[str, str]] = None) -> None:
         """Show ``row`` (None: nothing selected). Cheap to call again for the same row.
-        ``calibration``: per question, sentences on the calibrator in use (see app.calibration)."""
+        ``calibration``: per question, sentences on the calibrator in use (see app.calibration);
+        ``basis``: per question, what its verdicts rest on in plain words."""
         if row is None:
             self._key = None
             self.empty.show()
-            self._content.hide()
+            self.scroll.hide()
             self.text.setPlainText("")
             return
         self.empty.hide()
-        self._content.show()
+        self.scroll.show()
         if row.key != self._key:
             self._key = row.key
             self.text.setPlainText(row.document.text)
@@ -215,11 +278,11 @@ class DetailPane(QWidget):
         if text_length:
             notes.append(f"{text_length:,} characters")
         self.status.setText(" · ".join(html.escape(n) for n in notes))
-        self._show_results(row, questions, active, calibration or {})
+        self._show_results(row, questions, active, calibration or {}, basis or {})
         self._highlight(row, questions[active] if questions else None)
 
     def _show_results(self, row: DocumentRow, questions: list[str], active: int,
-                      calibration: Mapping[str, Sequence[str]]) -> None:
+                      calibration: Mapping[str, Sequence[str]], basis: Mapping[str, str]) -> None:
         while len(self._results) < len(questions):
             result = QuestionResult()
             result.labelChosen.connect(self._on_label)
@@ -229,7 +292,7 @@ class DetailPane(QWidget):
             if i < len(questions):
                 q = questions[i]
                 result.show_result(i + 1, q, row.verdicts.get(q), row.labels.get(q), row.document.error, i == active,
-                                   calibration.get(q, ()))
+                                   calibration.get(q, ()), basis.get(q, ""), q in row.stale)
                 result.show()
             else:
                 result.hide()

@@ -1,15 +1,27 @@
-"""Every dialog the window opens, as module-level functions tests can replace.
+"""Every dialog the window opens, and the hand-offs to the system (Finder, Quick Look, the
+browser), as module-level functions tests can replace.
 
 Errors about documents never open a dialog (they are red rows); the only error dialog is for
 a model that could not be loaded, through :func:`show_error`.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Optional
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox, QPlainTextEdit, QVBoxLayout, QWidget
 
-EXPORT_FILTERS = "CSV (*.csv);;JSON Lines (*.jsonl)"
+from app.export import with_extension
+
+EXPORT_FILTERS = {  # format -> file dialog filter; the first is the default
+    "wide": "CSV, one row per document (*.csv)",
+    "csv": "CSV, one row per document and question (*.csv)",
+    "jsonl": "JSON Lines, one line per document and question (*.jsonl)",
+}
 
 
 def show_error(parent: Optional[QWidget], title: str, text: str, details: str = "") -> None:
@@ -43,6 +55,50 @@ def choose_model_file(parent: Optional[QWidget], directory: str) -> str:
 
 
 def choose_export_path(parent: Optional[QWidget], suggested: str) -> tuple[str, str]:
-    """(path, format 'csv' or 'jsonl'); the path is empty when cancelled."""
-    path, chosen = QFileDialog.getSaveFileName(parent, "Export Results", suggested, EXPORT_FILTERS)
-    return path, "jsonl" if "jsonl" in chosen.lower() else "csv"
+    """(path, format 'wide', 'csv' or 'jsonl'); the path is empty when cancelled. The path's
+    extension follows the format chosen."""
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export Results", suggested, ";;".join(EXPORT_FILTERS.values()))
+    fmt = next((f for f, text in EXPORT_FILTERS.items() if text == chosen), "wide")
+    return (with_extension(path, fmt) if path else ""), fmt
+
+
+def keep_duplicates(parent: Optional[QWidget], names: list[str]) -> bool:
+    """Ask whether documents already in the session are added again (True) or skipped."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    box = QMessageBox(QMessageBox.Icon.Question, "Documents already here",
+                      f"{len(names)} of the documents you added {'is' if len(names) == 1 else 'are'} already in "
+                      f"this session: {shown}.", QMessageBox.StandardButton.NoButton, parent)
+    skip = box.addButton("Skip Them", QMessageBox.ButtonRole.RejectRole)
+    box.addButton("Add Again", QMessageBox.ButtonRole.AcceptRole)
+    box.setDefaultButton(skip)
+    box.exec()
+    return box.clickedButton() is not skip
+
+
+def open_url(url: QUrl) -> None:
+    """Open a web page or file in the system's viewer (Help)."""
+    QDesktopServices.openUrl(url)
+
+
+def reveal(path: str) -> None:
+    """Show ``path`` selected in Finder (macOS), Explorer (Windows) or its folder (elsewhere)."""
+    if sys.platform == "darwin":
+        subprocess.Popen(["open", "-R", path])
+    elif sys.platform == "win32":
+        subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+    else:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
+
+
+def quick_look(parent: Optional[QWidget], name: str, path: Optional[str], text: str) -> None:
+    """Preview a document: Quick Look for a file on macOS, else its text in a window."""
+    if sys.platform == "darwin" and path and os.path.exists(path):
+        subprocess.Popen(["qlmanage", "-p", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(name)
+    view = QPlainTextEdit(text)
+    view.setReadOnly(True)
+    QVBoxLayout(dialog).addWidget(view)
+    dialog.resize(640, 480)
+    dialog.show()

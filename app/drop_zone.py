@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-PASTE_KEY = "⌘V" if sys.platform == "darwin" else "Ctrl+V"
+PASTE_KEY = "⇧⌘V" if sys.platform == "darwin" else "Ctrl+Shift+V"  # Paste as Document, wherever the focus is
 
 
 def dropped_content(mime: QMimeData) -> tuple[list[str], str]:
@@ -54,8 +54,9 @@ class DropZone(QFrame):
         self._button = QPushButton("Add Files…")
         self._button.clicked.connect(self.addFilesClicked)
 
-        self._compact_label = QLabel(f"Drop more files or folders here, or paste text with {PASTE_KEY}")
+        self._compact_label = QLabel(f"Drop files or folders here, or paste text ({PASTE_KEY})")
         self._compact_label.setObjectName("DropHint")
+        self._compact_label.setWordWrap(True)
 
         # Two faces, one button: the button moves between them.
         self._big = QWidget()

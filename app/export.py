@@ -1,21 +1,27 @@
-"""Export results as CSV or JSONL with the CLI's row contract, and rows as tab-separated text.
+"""Export results, and rows as tab-separated text.
 
-The rows come from ``engine.cli.verdict_row`` so a file exported from the window and one
-written by ``verdict classify`` have the same fields, in the same order, with the same rounding.
+Three formats: 'wide' (CSV, one row per document: name, path, then each question's verdict,
+probability and the user's label), and the CLI's long rows as 'csv' or 'jsonl' (one row per
+document and question, from ``engine.cli.verdict_row``, plus the user's ``label``), so a file
+exported from the window and one written by ``verdict classify`` share fields and rounding.
 """
 from __future__ import annotations
 
+import csv
+import math
 import os
 from typing import Iterable, Iterator
 
-from engine.cli.output import ROW_FIELDS, RowWriter, verdict_row
+from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS, RowWriter, verdict_row
 from engine.types import Verdict
 
 from app.table_model import DocumentRow
 
-FORMATS = ("csv", "jsonl")
+FORMATS = ("wide", "csv", "jsonl")
+LABEL_FIELD = "label"  # appended to the CLI's fields in the long formats: the user's answer, or empty
 
-__all__ = ["FORMATS", "ROW_FIELDS", "export_rows", "result_rows", "format_for_path", "tab_separated"]
+__all__ = ["FORMATS", "ROW_FIELDS", "export_rows", "result_rows", "wide_rows", "format_for_path", "with_extension",
+           "tab_separated"]
 
 
 def result_rows(rows: Iterable[DocumentRow], questions: list[str]) -> Iterator[dict]:
@@ -31,7 +37,40 @@ def result_rows(rows: Iterable[DocumentRow], questions: list[str]) -> Iterator[d
                 verdict = Verdict(document_id=row.document.id, question=question, verdict="error",
                                   error=row.document.error)
             if verdict is not None:
-                yield verdict_row(row.document, verdict)
+                yield {**verdict_row(row.document, verdict), LABEL_FIELD: row.labels.get(question, "")}
+
+
+def safe_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a
+    leading apostrophe (OWASP's advice on CSV injection); numbers are left alone."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def wide_rows(rows: Iterable[DocumentRow], questions: list[str]) -> Iterator[list]:
+    """A header, then one row per document: name, path, and per question its verdict, P(yes)
+    and the user's label ('' when none; an unreadable document's verdict is 'error')."""
+    header = ["name", "path"]
+    for question in questions:
+        header += [f"{question} — verdict", f"{question} — probability", f"{question} — label"]
+    yield [safe_cell(h) for h in header]
+    for row in rows:
+        line: list = [safe_cell(row.name), safe_cell(row.document.source or "")]
+        for question in questions:
+            verdict = row.verdicts.get(question)
+            kind = "error" if row.document.error or (verdict and verdict.error) else verdict.verdict if verdict else ""
+            p = verdict.probability if verdict and not verdict.error else math.nan
+            line += [kind, "" if math.isnan(p) else round(p, 4), row.labels.get(question, "")]
+        yield line
 
 
 def format_for_path(path: str | os.PathLike, fallback: str = "csv") -> str:
@@ -40,8 +79,18 @@ def format_for_path(path: str | os.PathLike, fallback: str = "csv") -> str:
     return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(suffix, fallback)
 
 
+def with_extension(path: str, fmt: str) -> str:
+    """``path`` with the extension of ``fmt`` (.csv or .jsonl) in place of a wrong or missing one."""
+    root, suffix = os.path.splitext(path)
+    wanted = ".jsonl" if fmt == "jsonl" else ".csv"
+    if suffix.lower() == wanted or (fmt == "jsonl" and suffix.lower() == ".ndjson"):
+        return path
+    return (root if suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson", ".tsv", ".txt") else path) + wanted
+
+
 def export_rows(path: str | os.PathLike, rows: Iterable[DocumentRow], questions: list[str], fmt: str) -> int:
-    """Write ``rows`` to ``path`` as 'csv' or 'jsonl'; return how many result rows were written.
+    """Write ``rows`` to ``path`` as 'wide', 'csv' or 'jsonl'; return how many rows of results
+    were written (documents for 'wide', document × question pairs otherwise).
 
     Written to a temporary file first and renamed, so a failed export never leaves half a file
     where a good one was. Raises OSError when the file can't be written.
@@ -53,11 +102,23 @@ def export_rows(path: str | os.PathLike, rows: Iterable[DocumentRow], questions:
     count = 0
     try:
         with open(partial, "w", encoding="utf-8", newline="") as out:
-            writer = RowWriter(out, fmt)
-            for record in result_rows(rows, questions):
-                writer.write(record)
-                count += 1
-            writer.close()
+            if fmt == "wide":
+                writer = csv.writer(out)
+                for n, line in enumerate(wide_rows(rows, questions)):
+                    writer.writerow(line)
+                    count = n
+            elif fmt == "csv":  # the CLI's columns, then the label
+                writer = csv.DictWriter(out, fieldnames=[*ROW_FIELDS, *EXTRA_FIELDS, LABEL_FIELD], extrasaction="ignore")
+                writer.writeheader()
+                for record in result_rows(rows, questions):
+                    writer.writerow({k: safe_cell(v) for k, v in record.items()})
+                    count += 1
+            else:
+                writer = RowWriter(out, fmt)
+                for record in result_rows(rows, questions):
+                    writer.write(record)
+                    count += 1
+                writer.close()
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):

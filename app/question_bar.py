@@ -1,8 +1,8 @@
 """The question editor: one tab per question (each a verdict column), Return to score.
 
-Editing the active question and pressing Return (without Shift) asks again: every document is
-rescored for all questions in one pass. "+" opens a new question; the recent questions are one
-click away in the Recent menu.
+Editing the active question and pressing Return (without Shift) renames it and asks it again
+(its labels stay); Return on an unchanged question asks every question again. "+" opens a new
+question; a question from the Recent menu is added as a new one (or shown, if already asked).
 """
 from __future__ import annotations
 
@@ -74,13 +74,14 @@ class QuestionBar(QWidget):
 
         self.add_button = QToolButton()
         self.add_button.setText("+ Question")
+        self.add_button.setObjectName("AddQuestion")
         self.add_button.setToolTip("Ask another question about the same documents (its own column)")
         self.add_button.setAutoRaise(True)
         self.add_button.clicked.connect(self.add_question)
 
         self.recent_button = QToolButton()
         self.recent_button.setText("Recent ▾")
-        self.recent_button.setToolTip("Questions you asked before")
+        self.recent_button.setToolTip("Questions you asked before: one click adds it as a new question")
         self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.recent_button.setAutoRaise(True)
         self.recent_menu = QMenu(self)
@@ -92,7 +93,7 @@ class QuestionBar(QWidget):
         self.ask_button = QPushButton("Ask")
         self.ask_button.setObjectName("AskButton")
         self.ask_button.setDefault(True)
-        self.ask_button.setToolTip("Score every document for every question (Return)")
+        self.ask_button.setToolTip("Ask this question about every document (Return); earlier answers stay until replaced")
         self.ask_button.clicked.connect(self.submit)
         self.ask_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.ask_button.setMinimumWidth(84)
@@ -137,7 +138,9 @@ class QuestionBar(QWidget):
 
     def set_recent(self, recent: list[str]) -> None:
         """Fill the Recent menu (most recent first)."""
-        self.recent_menu.clear()
+        for old in self.recent_menu.actions():  # later: this may run inside one of them being triggered
+            self.recent_menu.removeAction(old)
+            old.deleteLater()
         for question in recent:
             label = question if len(question) <= 80 else question[:79] + "…"
             action = QAction(label, self.recent_menu)
@@ -206,7 +209,16 @@ class QuestionBar(QWidget):
     def _on_recent(self) -> None:
         action = self.sender()
         if isinstance(action, QAction):
-            self.ask(str(action.data()))
+            self.add_recent(str(action.data()))
+
+    def add_recent(self, question: str) -> None:
+        """Add ``question`` as a new question and ask it; if it is asked already, show its tab."""
+        if question in self._questions:
+            self.tabs.setCurrentIndex(self._questions.index(question))
+            return
+        if self._questions:
+            self.add_question()
+        self.ask(question)
 
     def _rebuild_tabs(self) -> None:
         self._updating = True
@@ -254,4 +266,4 @@ class QuestionBar(QWidget):
 
     def sizeHint(self) -> QSize:
         hint = super().sizeHint()
-        return QSize(max(hint.width(), 480), hint.height())
+        return QSize(max(hint.width(), 360), hint.height())

@@ -9,10 +9,12 @@ announces (:attr:`message`, :attr:`detailChanged`, :attr:`rowsChanged`, :attr:`m
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Iterable, Optional, Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.types import Document, Verdict
 
@@ -37,6 +39,7 @@ class SessionController(QObject):
     message = Signal(str, int)  # status-bar text, timeout in ms (0: stays)
     detailChanged = Signal(object)  # what the detail pane shows may have changed: of this key (None: any)
     rowsChanged = Signal()  # documents were added or removed
+    questionsChanged = Signal(list, int)  # the questions and the active one, changed by Undo (for the question bar)
     modelFailed = Signal(str, str, str)  # path, reason, name of the model still in use ('' = none)
 
     def __init__(self, store: SessionStore, results: ResultsModel, scoring: ScoringController,
@@ -46,6 +49,8 @@ class SessionController(QObject):
         self.results = results
         self.scoring = scoring
         self._rescore_when_ready = False
+        self.undo_stack = QUndoStack(self)  # removing documents, closing questions, labels
+        self._moved: dict[int, int] = {}  # old key -> new key of documents brought back by Undo
         # (document key, question) -> hidden state at scoring.state_layer, (D,) float32. Memory
         # only (D floats per verdict): a probe fitted to new labels is re-applied to every verdict
         # at once instead of scoring everything again. Beyond MAX_STATE_BYTES, or after a relaunch,
@@ -115,35 +120,119 @@ class SessionController(QObject):
         self.message.emit(text + (f"; {failed} could not be read (red rows)" if failed else ""), 8000)
         return keys
 
+    def duplicates(self, items: Sequence[tuple[str, Document]]) -> list[int]:
+        """Positions in ``items`` of documents already in the session (or earlier in ``items``):
+        the same file, or the same pasted text."""
+        seen = {self._identity(r.document) for r in self.results.rows}
+        found = []
+        for n, (_, doc) in enumerate(items):
+            identity = self._identity(doc)
+            if identity in seen:
+                found.append(n)
+            seen.add(identity)
+        return found
+
+    @staticmethod
+    def _identity(doc: Document) -> tuple[str, str]:
+        return ("file", doc.source) if doc.source else ("text", doc.text)
+
+    def key(self, key: int) -> int:
+        """The key a document has now (documents brought back by Undo get new keys)."""
+        while key in self._moved:
+            key = self._moved[key]
+        return key
+
     def remove_documents(self, keys: Sequence[int]) -> None:
-        """Remove these documents from the session."""
-        if not keys:
-            return
-        self.scoring.forget_keys(set(keys))
-        self._forget_states(keys)
-        self.results.remove_keys(keys)
-        self.store.remove_documents(keys)
+        """Remove these documents from the session (Undo brings them back)."""
+        if keys:
+            self.undo_stack.push(_RemoveDocuments(self, list(keys)))
+
+    def _remove(self, keys: list[int]) -> list[tuple[int, DocumentRow]]:
+        """Remove rows; returns (position, row) pairs, first to last, for Undo."""
+        removed = sorted((self.results.row_number(k), self.results.row_for_key(k)) for k in keys
+                         if self.results.row_for_key(k) is not None)
+        self.scoring.forget_keys({row.key for _, row in removed})
+        self._forget_states([row.key for _, row in removed])
+        self.results.remove_keys([row.key for _, row in removed])
+        self.store.remove_documents([row.key for _, row in removed])
         self.rowsChanged.emit()
-        self.message.emit(f"Removed {plural(len(keys), 'document')}", 8000)
+        return removed
+
+    def _restore(self, removed: list[tuple[int, DocumentRow]]) -> None:
+        """Put removed rows back where they were, with their verdicts and labels (new keys)."""
+        keys = self.store.add_documents([(row.name, row.document) for _, row in removed])
+        for (n, row), key in zip(removed, keys):
+            self._moved[row.key] = key
+            row.key = key
+            row.stale.clear()
+            self.store.save_verdicts([(key, v) for v in row.verdicts.values()])
+            for question, label in row.labels.items():
+                self.store.set_label(key, question, label)
+            row.settle(self.results.questions)
+            self.results.insert_row(n, row)
+        self.rowsChanged.emit()
+        self.score_missing()
 
     # ---------------------------------------------------------------------------------------- questions
     def submit_questions(self, questions: list[str], active: int) -> None:
-        """The question bar committed ``questions``: score every document for each of them."""
+        """The question bar committed ``questions``. A new question is scored for itself only; an
+        edited one is a rename (its labels and calibrator stay) scored again for itself; the
+        same questions again score everything again. Old answers stay, dimmed, until replaced."""
+        old = self.results.questions
+        renamed = {}
+        if len(questions) == len(old):
+            renamed = {o: n for o, n in zip(old, questions) if o != n and n not in old}
+        added = [q for q in questions if q not in old and q not in renamed.values()]
+        for before, after in renamed.items():
+            self.store.rename_question(before, after)
+            self.results.rename_question(before, after)
+            self._forget_states(questions=set(questions) - {after})
         self.store.set_questions(questions, active)
         self.results.set_questions(questions, active)
-        self.rescore_all()
+        if renamed or added:
+            for question in renamed.values():
+                self._refit_now(question)  # the labels came along: the calibrator comes from them again
+            self.score_questions([*renamed.values(), *added])
+        elif questions == old:
+            self.rescore_all()
+        self.detailChanged.emit(None)
 
     def remove_question(self, questions: list[str], active: int) -> None:
-        """A question was closed: its column goes; nothing is scored."""
+        """A question was closed: its column goes; nothing is scored (Undo brings it back)."""
+        self.undo_stack.push(_SetQuestions(self, (self.results.questions, self.results.active_question),
+                                           (questions, active), "Close Question"))
+
+    def clear(self) -> None:
+        """A new session: no documents, no questions (one Undo brings both back)."""
+        self.scoring.cancel_all("new session")
+        self.undo_stack.beginMacro("New Session")
+        self.remove_documents([r.key for r in self.results.rows])
+        if self.results.questions:
+            self.undo_stack.push(_SetQuestions(self, (self.results.questions, self.results.active_question),
+                                               ([], 0), "Close Questions"))
+        self.undo_stack.endMacro()
+
+    def _set_questions(self, questions: list[str], active: int, verdicts: dict[str, dict[int, Verdict]]) -> None:
+        """Show exactly ``questions``, with ``verdicts`` (question -> key -> verdict) put back."""
         live = self.scoring.live_keys()
         self.store.set_questions(questions, active)
         self.results.set_questions(questions, active)
         self._forget_states(questions=set(questions))
+        back = []
+        for question, by_key in verdicts.items():
+            for key, verdict in by_key.items():
+                row = self.results.row_for_key(self.key(key))
+                if row is not None and question in questions:
+                    row.verdicts[question] = verdict
+                    back.append((row.key, verdict))
+        self.store.save_verdicts(back)
         for row in self.results.rows:
             if row.key not in live:
                 row.settle(questions)
+        self.results.replace_verdicts(back)  # repaints
         if not questions:
             self.scoring.cancel_all()
+        self.questionsChanged.emit(questions, active)
         self.detailChanged.emit(None)
 
     def set_active(self, active: int) -> None:
@@ -153,23 +242,32 @@ class SessionController(QObject):
 
     # ---------------------------------------------------------------------------------------- scoring
     def rescore_all(self) -> None:
-        """Score every readable document again, for every question."""
+        """Score every readable document again, for every question; the old answers stay (dimmed)
+        until the new ones replace them, and come back if scoring is cancelled."""
         self.scoring.cancel_all("replaced by a new request")
-        rows = [row for row in self.results.rows if not row.document.error]
-        keys = [row.key for row in rows]
-        self.store.clear_verdicts(keys)
-        self.results.clear_verdicts(keys)
-        self._forget_states(keys)
-        self._score(rows)
-        self.detailChanged.emit(None)
+        self.score_questions(self.results.questions)
+
+    def score_questions(self, questions: list[str]) -> None:
+        """Score every readable document for ``questions`` only (the other columns keep theirs)."""
+        rows = [r for r in self.results.rows if not r.document.error]
+        if not rows or not questions:
+            return
+        self.results.mark_stale([r.key for r in rows], questions)
+        self._score(rows, questions)
 
     def score_missing(self) -> None:
-        """Score the documents that have no verdict yet (and are not being scored)."""
+        """Score each document not being scored for the questions it has no answer to."""
         live = self.scoring.live_keys()
-        self._score([r for r in self.results.rows if r.status == IDLE and r.key not in live])
+        groups: dict[tuple[str, ...], list[DocumentRow]] = {}
+        for row in self.results.rows:
+            missing = tuple(q for q in self.results.questions if q not in row.verdicts)
+            if row.status != ERROR and row.key not in live and (missing or row.status == IDLE):
+                groups.setdefault(missing or tuple(self.results.questions), []).append(row)
+        for questions, rows in groups.items():
+            self._score(rows, list(questions))
 
-    def _score(self, rows: list[DocumentRow]) -> None:
-        questions = self.results.questions
+    def _score(self, rows: list[DocumentRow], questions: Optional[list[str]] = None) -> None:
+        questions = self.results.questions if questions is None else questions
         rows = [r for r in rows if not r.document.error]
         if not rows:
             return
@@ -216,7 +314,7 @@ class SessionController(QObject):
             return
         note = {CANCELLED: "Cancelled — press Return in the question to score again",
                 NO_MODEL: f"No model is loaded — choose one with {MODEL_MENU}"}.get(outcome, reason)
-        self.results.set_status(keys, IDLE, note)
+        self.results.stop(keys, note)
         self.detailChanged.emit(None)
 
     def summary(self, rate: float) -> str:
@@ -243,7 +341,7 @@ class SessionController(QObject):
         self.scoring.resolve_calibrators(self.results.questions)
         if self._rescore_when_ready and self.results.questions:
             self._rescore_when_ready = False
-            self.rescore_all()
+            self.score_questions(self.results.questions)
         else:
             self._rescore_when_ready = False
             self.score_missing()
@@ -257,7 +355,14 @@ class SessionController(QObject):
 
     # ---------------------------------------------------------------------------------------- labels
     def set_label(self, key: int, question: str, label: Optional[str]) -> None:
-        """Record the right answer to ``question`` for document ``key`` ('yes', 'no' or None)."""
+        """Record the right answer to ``question`` for document ``key`` ('yes', 'no' or None).
+        Nothing is scored: the question's calibrator is fitted again and re-applied (Undo-able)."""
+        row = self.results.row_for_key(key)
+        if row is not None and row.labels.get(question) != label:
+            self.undo_stack.push(_SetLabel(self, key, question, row.labels.get(question), label))
+
+    def _apply_label(self, key: int, question: str, label: Optional[str]) -> None:
+        key = self.key(key)
         self.results.set_label(key, question, label)
         self.store.set_label(key, question, label)
         self._refit_dirty.add(question)
@@ -272,6 +377,26 @@ class SessionController(QObject):
             return
         self.set_label(key, question, None if row.labels.get(question) == label else label)
 
+    def next_uncertain(self, keys: Sequence[int], current: Optional[int]) -> Optional[int]:
+        """Of ``keys`` (the rows shown), the unlabeled one whose answer to the active question is
+        closest to even odds (the most informative to label next), other than ``current``."""
+        question = self.active_question
+        best, best_distance = None, math.inf
+        for key in keys:
+            row = self.results.row_for_key(key)
+            verdict = row.verdicts.get(question) if row is not None and question else None
+            if key == current or verdict is None or not verdict.ok or question in row.labels:
+                continue
+            distance = abs(verdict.probability - 0.5)
+            if distance < best_distance:
+                best, best_distance = key, distance
+        return best
+
+    def _refit_now(self, question: str) -> None:
+        if calibration.enough_labels(self.label_counts(question)):
+            documents, labels = calibration.refit_request(self.results.rows, question)
+            self.scoring.refit(question, documents, labels)
+
     def label_counts(self, question: str) -> tuple[int, int]:
         return calibration.label_counts(self.results.rows, question)
 
@@ -284,14 +409,17 @@ class SessionController(QObject):
         return {q: calibration.describe(self.scoring.calibrators.get(q), self.label_counts(q), self.refit_pending(q))
                 for q in self.results.questions}
 
+    def basis(self) -> dict[str, str]:
+        """Per question, what its verdicts rest on, in plain words."""
+        return {q: calibration.basis(self.scoring.calibrators.get(q)) for q in self.results.questions}
+
     @Slot()
     def _refit_labeled(self) -> None:
         """Labels settled: fit each changed question with enough labels again (on the worker)."""
         dirty, self._refit_dirty = self._refit_dirty, set()
         for question in self.results.questions:
-            if question in dirty and calibration.enough_labels(self.label_counts(question)):
-                documents, labels = calibration.refit_request(self.results.rows, question)
-                self.scoring.refit(question, documents, labels)
+            if question in dirty:
+                self._refit_now(question)
         self.detailChanged.emit(None)
 
     @Slot(str, object)
@@ -313,10 +441,10 @@ class SessionController(QObject):
             return
         layer_ok = not cal.layers or cal.probe.layer == self.scoring.state_layer
         live = self.scoring.live_keys()
-        changed, again = [], []
+        changed, again, flipped = [], [], 0
         for row in self.results.rows:
             verdict = row.verdicts.get(question)
-            if verdict is None:
+            if verdict is None or question in row.stale:  # a stale one is being replaced anyway
                 continue
             state = self.states.get((row.key, question)) if layer_ok else None
             new = calibration.reapply(cal, verdict, state)
@@ -324,6 +452,7 @@ class SessionController(QObject):
                 continue
             if new is not None:
                 changed.append((row.key, new))
+                flipped += new.verdict != verdict.verdict and question not in row.labels
             elif row.key not in live:  # a live job brings a verdict from the new calibrator anyway
                 again.append(row)
         self.results.replace_verdicts(changed)
@@ -333,7 +462,8 @@ class SessionController(QObject):
             self.results.set_status(keys, QUEUED, "Scored again for the new probe")
             self.scoring.score(keys, [r.document for r in again], [question])
         short = question if len(question) <= 40 else question[:39].rstrip() + "…"
-        text = f"Recalibrated “{short}” with {calibration.summary(cal)}: {len(changed):,} verdicts updated"
+        text = (f"Recalibrated “{short}” with {calibration.summary(cal)}: "
+                f"{plural(flipped, 'unlabeled answer')} changed")
         if again:
             text += f", {plural(len(again), 'document')} being scored again for the probe"
         self.message.emit(text, 8000)
@@ -363,3 +493,47 @@ class SessionController(QObject):
         for k in list(self.states):
             if (keys is not None and k[0] in keys) or (questions is not None and k[1] not in questions):
                 self._state_bytes -= self.states.pop(k).nbytes
+
+
+class _RemoveDocuments(QUndoCommand):
+    def __init__(self, session: SessionController, keys: list[int]) -> None:
+        super().__init__(f"Remove {plural(len(keys), 'Document')}")
+        self.session, self.keys, self.removed = session, keys, []
+
+    def redo(self) -> None:
+        self.removed = self.session._remove([self.session.key(k) for k in self.keys])
+        self.keys = [row.key for _, row in self.removed]
+        self.session.message.emit(f"Removed {plural(len(self.removed), 'document')} (Undo brings them back)", 8000)
+
+    def undo(self) -> None:
+        self.session._restore(self.removed)
+        self.keys = [row.key for _, row in self.removed]
+
+
+class _SetQuestions(QUndoCommand):
+    def __init__(self, session: SessionController, before: tuple[list[str], int], after: tuple[list[str], int],
+                 text: str) -> None:
+        super().__init__(text)
+        self.session, self.before, self.after = session, before, after
+        gone = set(before[0]) - set(after[0])
+        self.verdicts = {q: {r.key: r.verdicts[q] for r in session.results.rows if q in r.verdicts and q not in r.stale}
+                         for q in gone}
+
+    def redo(self) -> None:
+        self.session._set_questions(*self.after, {})
+
+    def undo(self) -> None:
+        self.session._set_questions(*self.before, self.verdicts)
+
+
+class _SetLabel(QUndoCommand):
+    def __init__(self, session: SessionController, key: int, question: str, before: Optional[str],
+                 after: Optional[str]) -> None:
+        super().__init__(f"Label {after.capitalize()}" if after else "Remove Label")
+        self.session, self.key, self.question, self.before, self.after = session, key, question, before, after
+
+    def redo(self) -> None:
+        self.session._apply_label(self.key, self.question, self.after)
+
+    def undo(self) -> None:
+        self.session._apply_label(self.key, self.question, self.before)

@@ -280,6 +280,16 @@ class SessionStore:
         except sqlite3.Error as exc:
             self._failed(exc)
 
+    def rename_question(self, old: str, new: str) -> None:
+        """Move ``old``'s labels and verdicts to ``new`` (a question's text was edited)."""
+        try:
+            with self._transaction() as conn:
+                for table in ("labels", "verdicts"):
+                    conn.execute(f"DELETE FROM {table} WHERE question = ?", (new,))
+                    conn.execute(f"UPDATE {table} SET question = ? WHERE question = ?", (new, old))
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
     def set_label(self, key: int, question: str, label: Optional[str]) -> None:
         """Label a document's answer to a question 'yes' or 'no'; None removes the label."""
         try:

@@ -6,6 +6,7 @@ follow the *active* question (the one in the question editor).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ SortRole = Qt.ItemDataRole.UserRole + 3  # numbers sort as numbers
 KeyRole = Qt.ItemDataRole.UserRole + 4  # the row's document key
 StatusRole = Qt.ItemDataRole.UserRole + 5
 ColumnKindRole = Qt.ItemDataRole.UserRole + 6  # 'name', 'verdict', 'confidence', 'margin', ... (for painting)
+StaleRole = Qt.ItemDataRole.UserRole + 7  # True: an old answer shown (dimmed) until the new one arrives
+LabelRole = Qt.ItemDataRole.UserRole + 8  # the user's label for this column's question: 'yes', 'no' or ''
+
+LIKELY_BELOW = 0.8  # a yes or no less sure than this reads "Likely yes" / "Likely no"
 
 FIXED_AFTER = ("Confidence", "Margin", "Tokens", "Time", "Status")
 
@@ -45,6 +50,7 @@ class DocumentRow:
     note: str = ""  # why it is not scored, shown as a tooltip
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)  # questions whose verdict is being replaced (shown dimmed)
 
     @property
     def error(self) -> Optional[str]:
@@ -64,10 +70,29 @@ class DocumentRow:
 
 
 def confidence(verdict: Optional[Verdict]) -> float:
-    """How sure the verdict is, 0.5..1: the probability of the answer given. nan when none."""
-    if verdict is None or verdict.error or math.isnan(verdict.probability):
+    """The probability of the answer given (P(yes) for yes, P(no) for no). nan when the answer is
+    "uncertain", an error, or missing: then no percentage is shown anywhere."""
+    if verdict is None or verdict.error or verdict.verdict not in ("yes", "no") or math.isnan(verdict.probability):
         return float("nan")
-    return max(verdict.probability, 1.0 - verdict.probability)
+    return verdict.probability if verdict.verdict == "yes" else 1.0 - verdict.probability
+
+
+def plain_answer(verdict: Optional[Verdict]) -> str:
+    """The verdict in words, as the table, the detail pane and the clipboard all show it:
+    "Yes · 92%", "Likely no · 69%", "Uncertain", "Error" ('' when not scored yet)."""
+    if verdict is None:
+        return ""
+    if verdict.error or verdict.verdict == "error":
+        return "Error"
+    if verdict.verdict not in ("yes", "no"):
+        return "Uncertain"
+    word = verdict.verdict.capitalize()
+    sure = confidence(verdict)
+    if math.isnan(sure):
+        return word
+    if sure < 0.5:  # a recall threshold made it a yes below even odds: no percentage that reads as a "no"
+        return f"Likely {word.lower()}"
+    return f"{word} · {sure:.0%}" if sure >= LIKELY_BELOW else f"Likely {word.lower()} · {sure:.0%}"
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -180,8 +205,8 @@ class ResultsModel(QAbstractTableModel):
                 return _sortable(value)
             if role == Qt.ItemDataRole.DisplayRole:
                 return "" if math.isnan(value) else f"{value:.0%}"
-            if role == Qt.ItemDataRole.ToolTipRole and active and not math.isnan(active.probability):
-                return f"P(yes) = {active.probability:.3f}, label mass {active.label_mass:.2f}"
+            if role == Qt.ItemDataRole.ToolTipRole and active:
+                return plain_answer(active)
         elif name == "Margin":
             value = active.margin if active and not active.error else float("nan")
             if role == SortRole:
@@ -230,9 +255,13 @@ class ResultsModel(QAbstractTableModel):
         if role == VerdictRole:
             return kind
         if role == Qt.ItemDataRole.DisplayRole:
-            return theme.VERDICT_TEXT.get(kind, "")
+            return "Error" if kind == "error" else plain_answer(verdict)
+        if role == StaleRole:
+            return question in row.stale
+        if role == LabelRole:
+            return row.labels.get(question, "")
         if role == ProbabilityRole:
-            return verdict.probability if verdict else float("nan")
+            return confidence(verdict)
         if role == SortRole:
             # yes before no, each by margin; errors and unscored last
             if verdict is None or verdict.error:
@@ -243,12 +272,13 @@ class ResultsModel(QAbstractTableModel):
             if verdict is not None and verdict.error:
                 parts.append(f"Error: {verdict.error}")
             elif verdict is not None:
-                parts.append(f"{theme.VERDICT_TEXT.get(kind, kind)} · P(yes) {verdict.probability:.2f} · margin {verdict.margin:+.2f}")
+                parts.append(plain_answer(verdict) + (" (the earlier answer: a new one is on its way)"
+                                                      if question in row.stale else ""))
             elif row.document.error:
                 parts.append(f"Error: {row.document.error}")
             label = row.labels.get(question)
             if label:
-                parts.append(f"Your label: {label}")
+                parts.append(f"Your label: {label.capitalize()}")
             return "\n".join(parts)
         return None
 
@@ -265,6 +295,21 @@ class ResultsModel(QAbstractTableModel):
         self._active = min(max(active, 0), max(len(questions) - 1, 0))
         for row in self._rows:
             row.verdicts = {q: v for q, v in row.verdicts.items() if q in self._questions}
+            row.stale &= set(self._questions)
+        self.endResetModel()
+
+    def rename_question(self, old: str, new: str) -> None:
+        """``old`` is now called ``new``: its column, verdicts (kept as stale answers until the new
+        text is scored) and labels move over."""
+        self.beginResetModel()
+        self._questions = [new if q == old else q for q in self._questions]
+        for row in self._rows:
+            if old in row.verdicts:
+                row.verdicts[new] = dataclasses.replace(row.verdicts.pop(old), question=new)
+                row.stale.add(new)
+            row.stale.discard(old)
+            if old in row.labels:
+                row.labels[new] = row.labels.pop(old)
         self.endResetModel()
 
     def set_active_question(self, active: int) -> None:
@@ -286,6 +331,14 @@ class ResultsModel(QAbstractTableModel):
         for n, row in enumerate(rows, first):
             self._rows.append(row)
             self._row_of[row.key] = n
+        self.endInsertRows()
+
+    def insert_row(self, n: int, row: DocumentRow) -> None:
+        """Put ``row`` back at position ``n`` (undo of a removal)."""
+        n = min(max(n, 0), len(self._rows))
+        self.beginInsertRows(QModelIndex(), n, n)
+        self._rows.insert(n, row)
+        self._row_of = {r.key: i for i, r in enumerate(self._rows)}
         self.endInsertRows()
 
     def remove_keys(self, keys: Iterable[int]) -> list[DocumentRow]:
@@ -316,6 +369,7 @@ class ResultsModel(QAbstractTableModel):
         if row is None or verdict.question not in self._questions:
             return None
         row.verdicts[verdict.question] = verdict
+        row.stale.discard(verdict.question)
         if row.error:
             row.status = ERROR
         elif all(q in row.verdicts for q in self._questions):
@@ -341,6 +395,28 @@ class ResultsModel(QAbstractTableModel):
             if row is not None and row.status != ERROR:
                 row.status, row.note = status, note
                 self._row_changed(key)
+
+    def mark_stale(self, keys: Iterable[int], questions: Iterable[str]) -> None:
+        """These rows' answers to ``questions`` are being replaced: shown dimmed until they are."""
+        questions = set(questions)
+        for key in keys:
+            row = self.row_for_key(key)
+            if row is not None and row.status != ERROR:
+                row.stale |= questions & set(row.verdicts)
+                row.status = QUEUED
+                self._row_changed(key)
+
+    def stop(self, keys: Iterable[int], note: str) -> None:
+        """Scoring of these rows stopped: earlier answers come back (no longer dimmed); rows that
+        still miss an answer say why in ``note``."""
+        for key in keys:
+            row = self.row_for_key(key)
+            if row is None:
+                continue
+            row.stale.clear()
+            row.settle(self._questions)
+            row.note = "" if row.status == DONE else note
+            self._row_changed(key)
 
     def clear_verdicts(self, keys: Iterable[int]) -> None:
         for key in keys:
@@ -370,6 +446,7 @@ class ResultsModel(QAbstractTableModel):
 
 
 VERDICT_FILTERS = ("all", "yes", "no", "uncertain", "error")
+LABEL_FILTERS = ("any", "labeled", "unlabeled")
 
 
 def verdict_counts(rows: Iterable[DocumentRow], question: Optional[str]) -> dict[str, int]:
@@ -392,6 +469,7 @@ class ResultsFilter(QSortFilterProxyModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._verdict = "all"
+        self._labels = "any"
         self._search = ""
         self._pattern: Optional[re.Pattern] = None
         self.setSortRole(SortRole)
@@ -408,6 +486,18 @@ class ResultsFilter(QSortFilterProxyModel):
             raise ValueError(verdict)
         self.beginFilterChange()
         self._verdict = verdict
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    @property
+    def label_filter(self) -> str:
+        return self._labels
+
+    def set_label_filter(self, which: str) -> None:
+        """'any', 'labeled' or 'unlabeled' (for the active question)."""
+        if which not in LABEL_FILTERS:
+            raise ValueError(which)
+        self.beginFilterChange()
+        self._labels = which
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     @property
@@ -441,6 +531,11 @@ class ResultsFilter(QSortFilterProxyModel):
                 verdict = row.verdicts.get(questions[model.active_question]) if questions else None
                 if verdict is None or verdict.verdict != self._verdict:
                     return False
+        if self._labels != "any":
+            questions = model.questions
+            labeled = bool(questions) and questions[model.active_question] in row.labels
+            if labeled != (self._labels == "labeled"):
+                return False
         if self._pattern is not None:
             if not self._pattern.search(row.name) and not self._pattern.search(row.document.text):
                 return False

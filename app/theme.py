@@ -74,10 +74,10 @@ def palette_for(scheme: str) -> QPalette:
     """An explicit light or dark palette (for 'light'/'dark' in View ▸ Appearance, and tests)."""
     if scheme == "dark":
         window, base, alt, text, button, mid = "#232529", "#1b1d20", "#212327", "#e8e9eb", "#2d3035", "#3a3d43"
-        highlight, highlighted, link, placeholder = "#2f6fde", "#ffffff", "#7fb0ff", "#8b9098"
+        highlight, highlighted, link, placeholder = "#2f6fde", "#ffffff", "#7fb0ff", "#9aa0a8"
     else:
         window, base, alt, text, button, mid = "#f4f5f7", "#ffffff", "#f7f8fa", "#1d1f23", "#fbfbfc", "#d5d8dd"
-        highlight, highlighted, link, placeholder = "#2f6fde", "#ffffff", "#1f5fcc", "#7a808a"
+        highlight, highlighted, link, placeholder = "#2f6fde", "#ffffff", "#1f5fcc", "#646a74"
     p = QPalette()
     role = QPalette.ColorRole
     for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
@@ -151,7 +151,13 @@ def stylesheet(palette: QPalette | None = None) -> str:
 #QuestionResult {{ border: 1px solid {border}; border-radius: 8px; background: {c(role.Base)}; }}
 #QuestionResult[active="true"] {{ border: 1px solid {c(role.Highlight)}; }}
 #ResultNumbers {{ color: {muted}; }}
-#LabelYes, #LabelNo {{ padding: 2px 14px; }}
+#LabelYes, #LabelNo {{ padding: 3px 16px; border: 1px solid {border}; background: {c(role.Base)};
+    color: {c(role.Text)}; }}
+#LabelYes {{ border-top-left-radius: 6px; border-bottom-left-radius: 6px; border-right: none; }}
+#LabelNo {{ border-top-right-radius: 6px; border-bottom-right-radius: 6px; }}
+#LabelYes:checked, #LabelNo:checked {{ background: {c(role.Highlight)}; color: {c(role.HighlightedText)};
+    border-color: {c(role.Highlight)}; font-weight: 700; }}
+#DetailsToggle {{ color: {muted}; border: none; }}
 QTableView#Results {{ border: 1px solid {border}; border-radius: 8px; background: {c(role.Base)};
     alternate-background-color: {c(role.AlternateBase)}; gridline-color: transparent; }}
 QTableView#Results QHeaderView::section {{ background: {c(role.Window)}; border: none;

@@ -1,10 +1,10 @@
 """The main window: questions on top, documents and verdicts in a table, the selected
 document on the right, progress in the status bar.
 
-The window is a view over three things it owns: the :class:`ResultsModel` (what is shown),
-the :class:`SessionStore` (what survives a restart, written on every change) and the
-:class:`ScoringController` (the scoring thread). Document errors are red rows; the only
-dialog that can appear on its own is for a model that failed to load (:mod:`app.dialogs`).
+The window is layout and wiring. What it shows is the :class:`ResultsModel`; what to score,
+labels, refits, Undo and the saved session belong to the :class:`SessionController`, which
+talks to the scoring thread through the :class:`ScoringController`. Document errors are red
+rows; dialogs and hand-offs to the system are in :mod:`app.dialogs`, the menus in :mod:`app.menus`.
 """
 from __future__ import annotations
 
@@ -12,69 +12,46 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import (
-    QAction,
-    QActionGroup,
-    QCloseEvent,
-    QDragEnterEvent,
-    QDragMoveEvent,
-    QDropEvent,
-    QGuiApplication,
-    QKeySequence,
-)
-from PySide6.QtWidgets import (
-    QApplication,
-    QHBoxLayout,
-    QLabel,
-    QMainWindow,
-    QProgressBar,
-    QPushButton,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from engine.types import Document
 
-from app import dialogs, theme
+from app import dialogs, menus, theme
 from app.detail_pane import DetailPane
 from app.drop_zone import DropZone, accepts, dropped_content
-from app.export import export_rows, format_for_path, tab_separated
+from app.export import export_rows, format_for_path, tab_separated, with_extension
 from app.file_loader import FileLoader
 from app.filter_bar import FilterBar
 from app.model_box import ModelBox
 from app.question_bar import QuestionBar
 from app.results_table import ResultsTable
+from app.session import MODEL_MENU, SessionController, plural
 from app.session_store import SessionStore
 from app.settings import Settings
-from app.session import MODEL_MENU, SessionController
+from app.status_area import StatusArea
 from app.table_model import IDLE, QUEUED, SCORING, ResultsFilter, ResultsModel, verdict_counts
 from app.worker import ScoringController
 
 FROM_SETTINGS = object()  # MainWindow(model=...) default: the model named in the settings
+MINIMUM_SIZE = QSize(720, 480)
+HELP_URL = "https://github.com/verdict-app/verdict#the-desktop-app"  # when the README is not next to the app
 
 
 class MainWindow(QMainWindow):
     """Verdict's window. ``model``: a path, None for the embedded default, or (default) the
     model last used according to ``settings``. ``load`` replaces ``Classifier.load`` (tests)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: SessionStore,
-        *,
-        model: object = FROM_SETTINGS,
-        load: Optional[Callable] = None,
-        parent: Optional[QWidget] = None,
-    ) -> None:
+    def __init__(self, settings: Settings, store: SessionStore, *, model: object = FROM_SETTINGS,
+                 load: Optional[Callable] = None, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.store = store
         self.store.on_error = self._on_store_error
         self.setWindowTitle("Verdict")
         self.setAcceptDrops(True)
-        self._rate = 0.0
+        self.setMinimumSize(MINIMUM_SIZE)
 
         self.controller = ScoringController(self, load=load)
         self.loader = FileLoader(self)
@@ -83,48 +60,36 @@ class MainWindow(QMainWindow):
         self.proxy = ResultsFilter(self)
         self.proxy.setSourceModel(self.results)
 
-        self._build_header()
-        self._build_body()
-        self._build_status_bar()
-        self._build_actions()
+        self._build()
+        menus.build(self)
         self._connect()
-        self._restore_session()
+        self.question_bar.set_questions(*self.session.restore())
         self._restore_geometry()
         self._apply_style()
 
         path = settings.model_path if model is FROM_SETTINGS else model
         self.controller.load_model(str(path) if path else None)
-        self._notice = store.notice  # stays in the status bar, coming back after shorter messages
-        self.statusBar().messageChanged.connect(self._on_status_message_changed)
-        if self._notice:
-            self.show_message(self._notice, 0)
+        self.status.set_notice(store.notice)
 
     # ---------------------------------------------------------------------------------------- build
-    def _build_header(self) -> None:
+    def _build(self) -> None:
         self.question_bar = QuestionBar()
         self.question_bar.set_recent(self.settings.recent_questions)
-
         self.model_box = ModelBox(lambda: self.settings.last_directory)
         self.model_label = self.model_box.label
-
         header = QWidget()
         header.setObjectName("Header")
-        layout = QHBoxLayout(header)
-        layout.setContentsMargins(14, 10, 14, 6)
-        layout.setSpacing(18)
-        layout.addWidget(self.question_bar, 1)
-        layout.addWidget(self.model_box, 0)
-        self._header = header
+        top = QHBoxLayout(header)
+        top.setContentsMargins(14, 10, 14, 6)
+        top.setSpacing(18)
+        top.addWidget(self.question_bar, 1)
+        top.addWidget(self.model_box, 0)
 
-    def _build_body(self) -> None:
         self.drop_zone = DropZone()
-
         self.filter_bar = FilterBar()
         self.search = self.filter_bar.search
         self.filter_buttons = self.filter_bar.buttons
-
         self.table = ResultsTable(self.results, self.proxy)
-
         self.table_area = QWidget()
         left = QVBoxLayout(self.table_area)
         left.setContentsMargins(14, 6, 6, 8)
@@ -145,92 +110,12 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self._header)
+        layout.addWidget(header)
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
-
-    def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        status.setSizeGripEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setFixedWidth(180)
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(10)
-        self.progress_label = QLabel()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop scoring (Esc)")
-        status.addPermanentWidget(self.progress_label)
-        status.addPermanentWidget(self.progress)
-        status.addPermanentWidget(self.cancel_button)
-        self._show_busy(False)
-
-    def _action(self, text: str, slot: Callable, shortcuts: Iterable = (), tip: str = "",
-                context: Qt.ShortcutContext = Qt.ShortcutContext.WindowShortcut, widget: Optional[QWidget] = None) -> QAction:
-        action = QAction(text, widget or self)
-        keys: list[QKeySequence] = []
-        for s in shortcuts:
-            keys += QKeySequence.keyBindings(s) if isinstance(s, QKeySequence.StandardKey) else [QKeySequence(s)]
-        action.setShortcuts(keys)
-        action.setShortcutContext(context)
-        if tip:
-            action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        (widget or self).addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        std = QKeySequence.StandardKey
-        on_table = Qt.ShortcutContext.WidgetWithChildrenShortcut
-        self.add_files_action = self._action("Add Files…", self.choose_files, [std.Open])
-        self.add_folder_action = self._action("Add Folder…", self.choose_folder, ["Ctrl+Shift+O"])
-        self.export_action = self._action("Export Results…", self.choose_export, [std.Save, "Ctrl+E"])
-        self.close_action = self._action("Close Window", self.close, [std.Close])
-        self.quit_action = self._action("Quit Verdict", QApplication.quit, [std.Quit])
-        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-        self.copy_action = self._action("Copy Rows", self.copy_selected, [std.Copy], context=on_table, widget=self.table)
-        self.paste_action = self._action("Paste as Document", self.paste, [std.Paste])
-        self.select_all_action = self._action("Select All", self.table.selectAll, [std.SelectAll], context=on_table,
-                                              widget=self.table)
-        delete_keys = [std.Delete, "Backspace", "Ctrl+Backspace"]
-        self.remove_action = self._action("Remove Selected Documents", self.remove_selected, delete_keys,
-                                          context=on_table, widget=self.table)
-        self.find_action = self._action("Find", self._focus_search, [std.Find])
-        self.rescore_action = self._action("Ask Again", self.question_bar.submit, ["Ctrl+R"],
-                                           tip="Score every document for every question")
-        self.add_question_action = self._action("Add Question", self.question_bar.add_question, ["Ctrl+Shift+N"])
-        self.cancel_action = self._action("Cancel Scoring", self.cancel, [std.Cancel])
-        self.label_yes_action = self._action("Label Yes", lambda: self._label_current("yes"), ["Ctrl+Y"],
-                                             context=on_table, widget=self.table)
-        self.label_no_action = self._action("Label No", lambda: self._label_current("no"), ["Ctrl+Shift+Y"],
-                                            context=on_table, widget=self.table)
-
-        menus = self.menuBar()
-        file_menu = menus.addMenu("&File")
-        for a in (self.add_files_action, self.add_folder_action, None, self.export_action, None):
-            file_menu.addAction(a) if a else file_menu.addSeparator()
-        file_menu.addMenu(self.model_box.menu)
-        file_menu.addSeparator()
-        file_menu.addAction(self.close_action)
-        file_menu.addAction(self.quit_action)
-        edit_menu = menus.addMenu("&Edit")
-        for a in (self.copy_action, self.paste_action, self.select_all_action, None, self.remove_action, None,
-                  self.find_action):
-            edit_menu.addAction(a) if a else edit_menu.addSeparator()
-        score_menu = menus.addMenu("&Scoring")
-        for a in (self.rescore_action, self.add_question_action, self.cancel_action, None,
-                  self.label_yes_action, self.label_no_action):
-            score_menu.addAction(a) if a else score_menu.addSeparator()
-        view_menu = menus.addMenu("&View")
-        appearance = view_menu.addMenu("Appearance")
-        self.scheme_group = QActionGroup(self)
-        self.scheme_actions: dict[str, QAction] = {}
-        for scheme, label in (("system", "Follow System"), ("light", "Light"), ("dark", "Dark")):
-            action = QAction(label, self, checkable=True)
-            action.setChecked(self.settings.color_scheme == scheme)
-            action.triggered.connect(lambda checked, s=scheme: self.set_color_scheme(s))
-            self.scheme_group.addAction(action)
-            appearance.addAction(action)
-            self.scheme_actions[scheme] = action
+        self.status = StatusArea()
+        self.setStatusBar(self.status)
+        self.cancel_button = self.status.cancel_button
 
     def _connect(self) -> None:
         qb = self.question_bar
@@ -241,23 +126,25 @@ class MainWindow(QMainWindow):
         self.drop_zone.textDropped.connect(self.add_text)
         self.drop_zone.addFilesClicked.connect(self.choose_files)
         self.loader.loaded.connect(self._on_files_loaded)
-        self.loader.busyChanged.connect(self._on_loader_busy)
+        self.loader.busyChanged.connect(lambda busy: busy and self.show_message("Reading files…", 0))
         self.filter_bar.searchChanged.connect(self._on_search)
         self.filter_bar.verdictFilterChosen.connect(self.set_verdict_filter)
+        self.filter_bar.labelFilterChosen.connect(self.set_label_filter)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
         self.detail.labelChosen.connect(self.session.set_label)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.status.cancelClicked.connect(self.cancel)
         self.model_box.modelChosen.connect(self.session.open_model)
         c = self.controller
         c.modelLoading.connect(self.model_box.show_loading)
         c.modelReady.connect(self._on_model_ready)
-        c.progressChanged.connect(self._on_progress)
+        c.progressChanged.connect(self.status.show_progress)
         c.busyChanged.connect(self._on_busy)
         s = self.session
         s.message.connect(self.show_message)
         s.detailChanged.connect(self._on_detail_changed)
         s.rowsChanged.connect(self._after_rows_changed)
         s.modelFailed.connect(self._on_model_failed)
+        s.questionsChanged.connect(self._on_questions_changed)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
@@ -265,11 +152,7 @@ class MainWindow(QMainWindow):
         for signal in (self.results.rowsInserted, self.results.rowsRemoved, self.results.dataChanged,
                        self.results.modelReset, self.proxy.layoutChanged, self.proxy.rowsInserted,
                        self.proxy.rowsRemoved):
-            signal.connect(self._schedule_counts)
-
-    # ---------------------------------------------------------------------------------------- session
-    def _restore_session(self) -> None:
-        self.question_bar.set_questions(*self.session.restore())
+            signal.connect(self._counts_timer.start)
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.window_geometry
@@ -279,20 +162,14 @@ class MainWindow(QMainWindow):
         if state.isEmpty() or not self.splitter.restoreState(state):
             self.splitter.setSizes([900, 420])
 
-    def _save_geometry(self) -> None:
-        self.settings.window_geometry = self.saveGeometry()
-        self.settings.splitter_state = self.splitter.saveState()
-        self.settings.sync()
-
     # ---------------------------------------------------------------------------------------- documents
     @Slot(list)
     def add_paths(self, paths: Sequence[str | os.PathLike]) -> None:
         """Read files and folders (recursively) on the loader thread, then add and score them."""
         paths = [os.fspath(p) for p in paths if os.fspath(p)]
-        if not paths:
-            return
-        self.settings.last_directory = str(Path(paths[0]).parent)
-        self.loader.load(paths)
+        if paths:
+            self.settings.last_directory = str(Path(paths[0]).parent)
+            self.loader.load(paths)
 
     @Slot(str)
     def add_text(self, text: str) -> Optional[int]:
@@ -300,8 +177,13 @@ class MainWindow(QMainWindow):
         return self.session.add_text(text)
 
     def add_documents(self, items: Sequence[tuple[str, Document]]) -> list[int]:
-        """Add (display name, document) pairs as rows, save them, and score them."""
-        return self.session.add_documents(items)
+        """Add (display name, document) pairs as rows, save them, and score them. Documents
+        already in the session are skipped unless the user chooses to add them again."""
+        twice = self.session.duplicates(items)
+        if twice and not dialogs.keep_duplicates(self, [items[n][0] for n in twice]):
+            items = [item for n, item in enumerate(items) if n not in set(twice)]
+            self.show_message(f"Skipped {plural(len(twice), 'document')} already in this session")
+        return self.session.add_documents(items) if items else []
 
     @Slot(object)
     def _on_files_loaded(self, items: list) -> None:
@@ -310,24 +192,24 @@ class MainWindow(QMainWindow):
         else:
             self.show_message("No documents found there (hidden, unsupported and system files are skipped)")
 
-    @Slot(bool)
-    def _on_loader_busy(self, busy: bool) -> None:
-        if busy:
-            self.show_message("Reading files…", 0)
-
     def remove_selected(self) -> None:
-        """Remove the selected documents from the session."""
+        """Remove the selected documents from the session (Edit ▸ Undo brings them back)."""
         keys = self.selected_keys()
         if self.detail.key in keys:
             self.detail.show_row(None, [], 0)
         self.session.remove_documents(keys)
 
+    def new_session(self) -> None:
+        """File ▸ New Session: no documents, no questions; Edit ▸ Undo brings them back."""
+        self.detail.show_row(None, [], 0)
+        self.session.clear()
+        self.question_bar.set_questions([], 0)
+        self.question_bar.editor.setFocus()
+
     def paste(self) -> None:
         """The clipboard as a document (text), or the files it holds."""
         mime = QGuiApplication.clipboard().mimeData()
-        if mime is None:
-            return
-        paths, text = dropped_content(mime)
+        paths, text = dropped_content(mime) if mime is not None else ([], "")
         if paths:
             self.add_paths(paths)
         elif text.strip():
@@ -354,11 +236,28 @@ class MainWindow(QMainWindow):
         self.session.remove_question(questions, active)
         self.proxy.refresh()
 
+    @Slot(list, int)
+    def _on_questions_changed(self, questions: list[str], active: int) -> None:
+        if questions != self.question_bar.questions or active != self.question_bar.active:
+            self.question_bar.set_questions(questions, active)
+        self.proxy.refresh()
+
     @Slot(int)
     def _on_active_changed(self, active: int) -> None:
         self.session.set_active(active)
         self.proxy.refresh()
         self._counts_timer.start()
+
+    def select_question(self, index: int) -> None:
+        """Make question ``index`` (0-based) the active one (⌘1–9)."""
+        if 0 <= index < len(self.question_bar.questions):
+            self.question_bar.tabs.setCurrentIndex(index)
+
+    def step_question(self, step: int) -> None:
+        """The previous (-1) or next (+1) question, wrapping around (⇧⌘[ and ⇧⌘])."""
+        n = len(self.question_bar.questions)
+        if n:
+            self.select_question((min(self.question_bar.active, n - 1) + step) % n)
 
     # ---------------------------------------------------------------------------------------- scoring
     def rescore_all(self) -> None:
@@ -366,27 +265,14 @@ class MainWindow(QMainWindow):
         self.session.rescore_all()
 
     def cancel(self) -> None:
-        """Stop scoring; documents not scored yet say so."""
+        """Stop scoring; answers not replaced yet come back, documents not scored say so."""
         self.session.cancel()
-
-    @Slot(int, int, float)
-    def _on_progress(self, done: int, total: int, rate: float) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        speed = f" · {rate:.1f} documents/s" if rate > 0 else ""
-        self.progress_label.setText(f"{done:,} of {total:,} scored{speed}")
-        self._rate = rate
 
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:
-        self._show_busy(busy)
+        self.status.show_busy(busy)
         if not busy:
-            self.show_message(self.session.summary(self._rate))
-
-    def _show_busy(self, busy: bool) -> None:
-        self.progress.setVisible(busy)
-        self.progress_label.setVisible(busy)
-        self.cancel_button.setVisible(busy)
+            self.show_message(self.session.summary(self.status.rate))
 
     # ---------------------------------------------------------------------------------------- model
     def open_model(self, path: Optional[str]) -> None:
@@ -403,13 +289,9 @@ class MainWindow(QMainWindow):
         self.model_box.show_model(still_in_use, self.controller.model_path if still_in_use else "")
         what = Path(path).name if path else "the default model"
         keeps = f"Verdict keeps using {still_in_use}." if still_in_use else "No model is loaded."
-        dialogs.show_error(
-            self,
-            "Could not load the model",
-            f"Verdict could not load {what}.",
-            f"{reason}\n\nChoose an MLX model folder (with config.json and .safetensors files) or a .gguf "
-            f"file with {MODEL_MENU}. {keeps}",
-        )
+        dialogs.show_error(self, "Could not load the model", f"Verdict could not load {what}.",
+                           f"{reason}\n\nChoose an MLX model folder (with config.json and .safetensors files) or a "
+                           f".gguf file with {MODEL_MENU}. {keeps}")
 
     # ---------------------------------------------------------------------------------------- labels
     def set_label(self, key: int, question: str, label: Optional[str]) -> None:
@@ -420,9 +302,19 @@ class MainWindow(QMainWindow):
         """True while a refit of ``question``'s calibrator waits for labels to settle or runs."""
         return self.session.refit_pending(question)
 
-    def _label_current(self, label: str) -> None:
+    def label_current(self, label: str) -> None:
+        """Label the shown document's answer to the active question (again: clears the label)."""
         if self.detail.key is not None:
             self.session.toggle_label(self.detail.key, label)
+
+    def next_uncertain(self) -> None:
+        """Select the unlabeled document shown that the model is least sure about."""
+        key = self.session.next_uncertain(self.table.shown_keys(), self.detail.key)
+        if key is None:
+            self.show_message("No unlabeled answers left to look at here")
+        else:
+            self.select_keys([key])
+            self.table.setFocus()
 
     # ---------------------------------------------------------------------------------------- table
     def selected_keys(self) -> list[int]:
@@ -436,10 +328,23 @@ class MainWindow(QMainWindow):
     def copy_selected(self) -> None:
         """The selected rows, as shown, as tab-separated text (pastes into a spreadsheet)."""
         keys = self.selected_keys()
-        if not keys:
+        if keys:
+            QGuiApplication.clipboard().setText(tab_separated(self.table.rows_as_text(keys)))
+            self.show_message(f"Copied {plural(len(keys), 'row')}")
+
+    def quick_look(self) -> None:
+        """Preview the selected document (space)."""
+        row = self.results.row_for_key(self.detail.key) if self.detail.key is not None else None
+        if row is not None:
+            dialogs.quick_look(self, row.name, row.document.source, row.document.text)
+
+    def reveal(self) -> None:
+        """Show the selected document's file in Finder (or the platform's file manager)."""
+        row = self.results.row_for_key(self.detail.key) if self.detail.key is not None else None
+        if row is None or not row.document.source:
+            self.show_message("Select a document read from a file to show it in its folder")
             return
-        QGuiApplication.clipboard().setText(tab_separated(self.table.rows_as_text(keys)))
-        self.show_message(f"Copied {len(keys)} row{'s' if len(keys) != 1 else ''}")
+        dialogs.reveal(row.document.source)
 
     def set_verdict_filter(self, verdict: str) -> None:
         """Show only rows whose active-question verdict is ``verdict`` ('all' shows everything)."""
@@ -447,24 +352,24 @@ class MainWindow(QMainWindow):
         self.filter_bar.set_verdict_filter(verdict)
         self._counts_timer.start()
 
+    def set_label_filter(self, which: str) -> None:
+        """'any', 'labeled' or 'unlabeled' rows (labels for the active question)."""
+        self.proxy.set_label_filter(which)
+        self.filter_bar.set_label_filter(which)
+        self._counts_timer.start()
+
     @Slot(str)
     def _on_search(self, text: str) -> None:
         self.proxy.set_search_text(text)
         self._counts_timer.start()
 
-    def _focus_search(self) -> None:
+    def focus_search(self) -> None:
         self.search.setFocus()
         self.search.selectAll()
 
-    def _schedule_counts(self, *args) -> None:
-        """Recount the filter buttons soon (once for a burst of verdicts, not once per verdict)."""
-        self._counts_timer.start()
-
     @Slot()
     def _update_counts(self) -> None:
-        questions = self.results.questions
-        active = questions[self.results.active_question] if questions else None
-        counts = verdict_counts(self.results.rows, active)
+        counts = verdict_counts(self.results.rows, self.session.active_question)
         self.filter_bar.show_counts(counts, self.proxy.rowCount(), self.proxy.verdict_filter)
 
     @Slot(QModelIndex, QModelIndex)
@@ -479,7 +384,8 @@ class MainWindow(QMainWindow):
         else:
             row = None
         notes = self.session.calibration_notes() if row is not None else {}
-        self.detail.show_row(row, self.results.questions, self.results.active_question, notes)
+        self.detail.show_row(row, self.results.questions, self.results.active_question, notes,
+                             self.session.basis() if row is not None else {})
 
     @Slot(object)
     def _on_detail_changed(self, key: Optional[int]) -> None:
@@ -501,11 +407,12 @@ class MainWindow(QMainWindow):
         suggested = str(Path(self.settings.last_directory or Path.home()) / "verdicts.csv")
         path, fmt = dialogs.choose_export_path(self, suggested)
         if path:
-            self.export_results(path, fmt)
+            self.export_results(with_extension(path, fmt), fmt)
 
     def export_results(self, path: str | os.PathLike, fmt: Optional[str] = None) -> int:
-        """Write the results (CLI fields) to ``path`` as CSV or JSONL (from the suffix by default).
-        Returns the number of result rows written (0 on failure, with a status bar message)."""
+        """Write the results to ``path``: 'wide' CSV, or the CLI's long rows as 'csv' or 'jsonl'
+        (by default from the suffix). Returns the number of rows of results written (0 on failure,
+        with a status bar message)."""
         fmt = fmt or format_for_path(path)
         try:
             count = export_rows(path, self.results.rows, self.results.questions, fmt)
@@ -514,21 +421,25 @@ class MainWindow(QMainWindow):
             return 0
         self.settings.last_directory = str(Path(path).parent)
         unscored = sum(1 for r in self.results.rows if r.status in (IDLE, QUEUED, SCORING))
-        extra = f" ({unscored} documents not scored yet were left out)" if unscored else ""
-        self.show_message(f"Exported {count:,} results to {Path(path).name}{extra}")
+        extra = f" ({unscored} documents not scored yet were left out)" if unscored and fmt != "wide" else ""
+        self.show_message(f"Exported {count:,} {'documents' if fmt == 'wide' else 'results'} to "
+                          f"{Path(path).name}{extra}")
         return count
 
     # ---------------------------------------------------------------------------------------- misc
     def show_message(self, text: str, timeout_ms: int = 8000) -> None:
-        self.statusBar().showMessage(text, timeout_ms)
-
-    def _on_status_message_changed(self, text: str) -> None:
-        if not text and self._notice:
-            QTimer.singleShot(0, lambda: self.statusBar().currentMessage() or self.show_message(self._notice, 0))
+        self.status.show_message(text, timeout_ms)
 
     def _on_store_error(self, message: str) -> None:
-        self._notice = message
-        self.show_message(message, 0)
+        self.status.set_notice(message)
+
+    def open_help(self) -> None:
+        """Help ▸ Verdict Help: the README's section on the app."""
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        url = QUrl.fromLocalFile(str(readme)) if readme.exists() else QUrl(HELP_URL)
+        if readme.exists():
+            url.setFragment("the-desktop-app")
+        dialogs.open_url(url)
 
     def set_color_scheme(self, scheme: str) -> None:
         """'system', 'light' or 'dark'; remembered in the settings."""
@@ -565,7 +476,9 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self._save_geometry()
+        self.settings.window_geometry = self.saveGeometry()
+        self.settings.splitter_state = self.splitter.saveState()
+        self.settings.sync()
         self.controller.shutdown()
         self.loader.shutdown()
         self.store.close()

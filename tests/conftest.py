@@ -21,6 +21,15 @@ from tinymodels import write_gguf, write_mlx_folder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def qapp_cls():
+    """pytest-qt creates the app's own QApplication subclass for every test module, whichever runs
+    first, so QFileOpenEvent routing is tested for real and never skipped for test order."""
+    from app.application import VerdictApplication
+
+    return VerdictApplication
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random llama model as an MLX-format folder (4-bit quantized)."""
     return write_mlx_folder(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", quantize_bits=4)

@@ -59,7 +59,7 @@ def test_model_tester_and_columns(qtbot):
     assert model.set_verdict(1, v("gone", 1.0)) is None  # a stale question is ignored
     assert model.set_verdict(99, v("Q1", 1.0)) is None  # a removed row is ignored
     index = model.index(0, 1)
-    assert (index.data(), index.data(VerdictRole)) == ("Yes", "yes")
+    assert (index.data(), index.data(VerdictRole)) == ("Yes · 88%", "yes")  # the words the chip shows
     assert model.index(0, model.column_of("Margin")).data() == "+2.00"
     model.set_active_question(1)
     assert model.index(0, model.column_of("Margin")).data() == "-1.00"

@@ -1,0 +1,138 @@
+"""The window's actions, their shortcuts and the menu bar, in one place.
+
+Shortcuts follow the macOS conventions (Qt's "Ctrl" is ⌘ there) and avoid the combinations the
+system or its services take for themselves (:data:`RESERVED`, checked by the tests): Export is
+⇧⌘E, questions switch with ⌘1–9 and ⇧⌘[ / ⇧⌘], a question is a tab (⌘T).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QApplication, QMenu, QWidget
+
+from app.results_table import OPTIONAL_COLUMNS
+
+if TYPE_CHECKING:
+    from app.window import MainWindow
+
+# Taken system-wide on macOS (apps must not use them for something else), as Qt writes them:
+# "Ctrl" is ⌘ and "Meta" is ⌃ there. From Apple's "Mac keyboard shortcuts" (support.apple.com/HT201236).
+RESERVED = {
+    "Ctrl+Space", "Ctrl+Tab", "Ctrl+H", "Ctrl+Alt+H", "Ctrl+M", "Ctrl+Alt+M", "Ctrl+`", "Ctrl+,",
+    "Ctrl+Alt+D", "Ctrl+Meta+F", "Ctrl+Meta+Q", "Ctrl+Alt+Esc", "Ctrl+Shift+3", "Ctrl+Shift+4",
+    "Ctrl+Shift+5", "Ctrl+Shift+Y", "Ctrl+Shift+L", "Ctrl+Shift+A", "Ctrl+Shift+/", "Ctrl+Shift+Q",
+    "Ctrl+Meta+Space", "Meta+Space",
+}
+
+STD = QKeySequence.StandardKey
+ON_TABLE = Qt.ShortcutContext.WidgetWithChildrenShortcut
+
+
+def make_action(owner: QWidget, text: str, slot: Callable, shortcuts: Iterable = (), tip: str = "",
+                context: Qt.ShortcutContext = Qt.ShortcutContext.WindowShortcut) -> QAction:
+    """An action on ``owner`` with these shortcuts (strings or standard keys)."""
+    action = QAction(text, owner)
+    keys: list[QKeySequence] = []
+    for s in shortcuts:
+        keys += QKeySequence.keyBindings(s) if isinstance(s, QKeySequence.StandardKey) else [QKeySequence(s)]
+    action.setShortcuts(keys)
+    action.setShortcutContext(context)
+    if tip:
+        action.setStatusTip(tip)
+        action.setToolTip(tip)
+    action.triggered.connect(slot)
+    owner.addAction(action)
+    return action
+
+
+def _fill(menu: QMenu, items: Iterable[Optional[QAction]]) -> None:
+    for item in items:
+        menu.addAction(item) if item else menu.addSeparator()
+
+
+def build(w: "MainWindow") -> None:
+    """Create the window's actions (as ``w.<name>_action``) and its menu bar."""
+    t, qb = w.table, w.question_bar
+    w.new_session_action = make_action(w, "New Session", w.new_session, [STD.New],
+                                       tip="Start over: no documents, no questions (Undo brings them back)")
+    w.add_files_action = make_action(w, "Add Files…", w.choose_files, [STD.Open])
+    w.add_folder_action = make_action(w, "Add Folder…", w.choose_folder, ["Ctrl+Shift+O"])
+    w.export_action = make_action(w, "Export Results…", w.choose_export, ["Ctrl+Shift+E"])
+    w.close_action = make_action(w, "Close Window", w.close, [STD.Close])
+    w.quit_action = make_action(w, "Quit Verdict", QApplication.quit, [STD.Quit])
+    w.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+    stack = w.session.undo_stack
+    w.undo_action = stack.createUndoAction(w, "Undo")
+    w.undo_action.setShortcuts(QKeySequence.keyBindings(STD.Undo))
+    w.redo_action = stack.createRedoAction(w, "Redo")
+    w.redo_action.setShortcuts(QKeySequence.keyBindings(STD.Redo))
+    for action in (w.undo_action, w.redo_action):
+        w.addAction(action)
+    w.copy_action = make_action(t, "Copy Rows", w.copy_selected, [STD.Copy], context=ON_TABLE)
+    w.paste_action = make_action(w, "Paste as Document", w.paste, [STD.Paste, "Ctrl+Shift+V"],
+                                 tip="The clipboard's text (or files) as new documents")
+    w.select_all_action = make_action(t, "Select All", t.selectAll, [STD.SelectAll], context=ON_TABLE)
+    w.remove_action = make_action(t, "Remove Selected Documents", w.remove_selected,
+                                  [STD.Delete, "Backspace", "Ctrl+Backspace"], context=ON_TABLE)
+    w.find_action = make_action(w, "Find", w.focus_search, [STD.Find])
+
+    w.rescore_action = make_action(w, "Ask Again", qb.submit, ["Ctrl+R"],
+                                   tip="Score every document again for the questions (old answers stay until replaced)")
+    w.add_question_action = make_action(w, "New Question", qb.add_question, ["Ctrl+T"])
+    w.previous_question_action = make_action(w, "Previous Question", lambda: w.step_question(-1),
+                                             ["Ctrl+Shift+[", "Ctrl+{", STD.PreviousChild])
+    w.next_question_action = make_action(w, "Next Question", lambda: w.step_question(1),
+                                         ["Ctrl+Shift+]", "Ctrl+}", STD.NextChild])
+    w.question_actions = [make_action(w, f"Question {i}", lambda checked=False, i=i: w.select_question(i - 1),
+                                      [f"Ctrl+{i}"]) for i in range(1, 10)]
+    w.cancel_action = make_action(w, "Cancel Scoring", w.cancel, [STD.Cancel, "Ctrl+."])
+    w.label_yes_action = make_action(t, "Label Yes", lambda: w.label_current("yes"), ["Y", "Ctrl+Y"], context=ON_TABLE)
+    w.label_no_action = make_action(t, "Label No", lambda: w.label_current("no"), ["N", "Ctrl+Alt+N"], context=ON_TABLE)
+    w.next_uncertain_action = make_action(t, "Next Uncertain", w.next_uncertain, ["U", "Ctrl+J"], context=ON_TABLE,
+                                          tip="The unlabeled document the model is least sure about")
+    w.quick_look_action = make_action(t, "Quick Look", w.quick_look, ["Space"], context=ON_TABLE)
+    w.reveal_action = make_action(w, "Show in Finder" if _mac() else "Show in File Manager", w.reveal,
+                                  ["Ctrl+Shift+R"])
+    w.help_action = make_action(w, "Verdict Help", w.open_help, [STD.HelpContents])
+
+    menus = w.menuBar()
+    file_menu = menus.addMenu("&File")
+    _fill(file_menu, (w.new_session_action, None, w.add_files_action, w.add_folder_action, None, w.export_action, None))
+    file_menu.addMenu(w.model_box.menu)
+    _fill(file_menu, (None, w.reveal_action, None, w.close_action, w.quit_action))
+    _fill(menus.addMenu("&Edit"), (w.undo_action, w.redo_action, None, w.copy_action, w.paste_action,
+                                   w.select_all_action, None, w.remove_action, None, w.find_action))
+    questions = menus.addMenu("&Questions")
+    _fill(questions, (w.rescore_action, w.add_question_action, w.cancel_action, None, w.previous_question_action,
+                      w.next_question_action))
+    _fill(questions.addMenu("Go to Question"), w.question_actions)
+    _fill(questions, (None, w.label_yes_action, w.label_no_action, w.next_uncertain_action))
+    view_menu = menus.addMenu("&View")
+    _fill(view_menu, (w.quick_look_action, None))
+    columns = view_menu.addMenu("Columns")
+    w.column_actions = {}
+    for name in OPTIONAL_COLUMNS:
+        action = QAction(name, w, checkable=True)
+        action.toggled.connect(lambda shown, n=name: t.set_optional_column(n, shown))
+        columns.addAction(action)
+        w.column_actions[name] = action
+    appearance = view_menu.addMenu("Appearance")
+    w.scheme_group = QActionGroup(w)
+    w.scheme_actions = {}
+    for scheme, label in (("system", "Follow System"), ("light", "Light"), ("dark", "Dark")):
+        action = QAction(label, w, checkable=True)
+        action.setChecked(w.settings.color_scheme == scheme)
+        action.triggered.connect(lambda checked, s=scheme: w.set_color_scheme(s))
+        w.scheme_group.addAction(action)
+        appearance.addAction(action)
+        w.scheme_actions[scheme] = action
+    _fill(menus.addMenu("&Help"), (w.help_action,))
+
+
+def _mac() -> bool:
+    import sys
+
+    return sys.platform == "darwin"

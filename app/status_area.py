@@ -1,0 +1,62 @@
+"""The status bar: messages, a notice that stays (e.g. the session could not be saved), and while
+scoring runs the progress, an honest rate and time left, and Cancel."""
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
+
+
+class StatusArea(QStatusBar):
+    """A QStatusBar with the scoring progress as permanent widgets."""
+
+    cancelClicked = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setSizeGripEnabled(False)
+        self.notice = ""  # shown again whenever a shorter-lived message ends
+        self.rate = 0.0  # documents per second of the latest run
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(140)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(10)
+        self.progress_label = QLabel()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop scoring (Esc); answers not replaced yet come back")
+        self.cancel_button.clicked.connect(self.cancelClicked)
+        self.addPermanentWidget(self.progress_label)
+        self.addPermanentWidget(self.progress)
+        self.addPermanentWidget(self.cancel_button)
+        self.messageChanged.connect(self._on_message_changed)
+        self.show_busy(False)
+
+    def show_message(self, text: str, timeout_ms: int = 8000) -> None:
+        self.showMessage(text, timeout_ms)
+
+    def set_notice(self, text: str) -> None:
+        """A message that stays (until replaced by another notice)."""
+        self.notice = text
+        if text:
+            self.showMessage(text, 0)
+
+    def _on_message_changed(self, text: str) -> None:
+        if not text and self.notice:
+            QTimer.singleShot(0, lambda: self.currentMessage() or self.showMessage(self.notice, 0))
+
+    def show_progress(self, done: int, total: int, rate: float) -> None:
+        """``done`` of ``total`` documents, at ``rate`` documents/s (0: not known yet)."""
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        parts = [f"{done:,} of {total:,} scored"]
+        if rate > 0:
+            parts.append(f"{rate:.1f} documents/s" if rate >= 0.95 else f"{1 / rate:.0f} s per document")
+            left = (total - done) / rate
+            if done and left >= 1:
+                parts.append(f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left")
+        self.progress_label.setText(" · ".join(parts))
+        self.rate = rate
+
+    def show_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.progress_label.setVisible(busy)
+        self.cancel_button.setVisible(busy)
