@@ -83,9 +83,9 @@ def build(w: "MainWindow") -> None:
                                    tip="Score every document again for the questions (old answers stay until replaced)")
     w.add_question_action = make_action(w, "New Question", qb.add_question, ["Ctrl+T"])
     w.previous_question_action = make_action(w, "Previous Question", lambda: w.step_question(-1),
-                                             ["Ctrl+Shift+[", "Ctrl+{", STD.PreviousChild])
+                                             ["Ctrl+Shift+[", "Ctrl+{"])
     w.next_question_action = make_action(w, "Next Question", lambda: w.step_question(1),
-                                         ["Ctrl+Shift+]", "Ctrl+}", STD.NextChild])
+                                         ["Ctrl+Shift+]", "Ctrl+}"])
     w.question_actions = [make_action(w, f"Question {i}", lambda checked=False, i=i: w.select_question(i - 1),
                                       [f"Ctrl+{i}"]) for i in range(1, 10)]
     w.cancel_action = make_action(w, "Cancel Scoring", w.cancel, [STD.Cancel, "Ctrl+."])

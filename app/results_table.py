@@ -13,6 +13,7 @@ from app.table_model import ResultsFilter, ResultsModel
 
 OPTIONAL_COLUMNS = ("Confidence", "Margin", "Tokens", "Time")  # hidden until View ▸ Columns shows them
 MIN_NAME_WIDTH = 140
+MAX_NAME_WIDTH = 360
 MIN_QUESTION_WIDTH = 96  # the chip of "Uncertain" or "Yes · 92%"
 MAX_QUESTION_WIDTH = 240
 HEADER_PADDING = 12 + 18  # the section's padding (style sheet) and the sort arrow
@@ -109,8 +110,9 @@ class ResultsTable(QTableView):
         what is left after the Name column's minimum, and Name takes the rest."""
         header = self.horizontalHeader()
         nq = len(self.results.questions)
-        for name in OPTIONAL_COLUMNS:
-            self.setColumnHidden(self.results.column_of(name), name not in self.shown_optional)
+        hidden = {self.results.column_of(name) for name in OPTIONAL_COLUMNS if name not in self.shown_optional}
+        for c in range(self.results.columnCount()):  # columns move when questions come and go
+            self.setColumnHidden(c, c in hidden)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         available = max(self.viewport().width(), 1)
@@ -124,10 +126,16 @@ class ResultsTable(QTableView):
         if nq:
             wanted = [min(max(self.header_text_width(1 + i), MIN_QUESTION_WIDTH), MAX_QUESTION_WIDTH)
                       for i in range(nq)]
-            room = max(available - fixed - MIN_NAME_WIDTH, MIN_QUESTION_WIDTH * nq)
+            room = max(available - fixed - self.name_width_wanted(), MIN_QUESTION_WIDTH * nq)
             scale = min(1.0, room / sum(wanted))
             for i, width in enumerate(wanted):
                 self.setColumnWidth(1 + i, max(int(width * scale), MIN_QUESTION_WIDTH))
+
+    def name_width_wanted(self) -> int:
+        """Width for the longest name (of the first 500), within MIN_NAME_WIDTH..MAX_NAME_WIDTH."""
+        metrics = self.fontMetrics()
+        longest = max((metrics.horizontalAdvance(r.name) for r in self.results.rows[:500]), default=0)
+        return min(max(longest + 2 * 6 + 8, MIN_NAME_WIDTH), MAX_NAME_WIDTH)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)

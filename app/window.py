@@ -180,10 +180,12 @@ class MainWindow(QMainWindow):
         """Add (display name, document) pairs as rows, save them, and score them. Documents
         already in the session are skipped unless the user chooses to add them again."""
         twice = self.session.duplicates(items)
-        if twice and not dialogs.keep_duplicates(self, [items[n][0] for n in twice]):
-            items = [item for n, item in enumerate(items) if n not in set(twice)]
-            self.show_message(f"Skipped {plural(len(twice), 'document')} already in this session")
-        return self.session.add_documents(items) if items else []
+        if not twice or dialogs.keep_duplicates(self, [items[n][0] for n in twice]):
+            return self.session.add_documents(items)
+        keys = self.session.add_documents([item for n, item in enumerate(items) if n not in set(twice)])
+        self.show_message(f"Skipped {plural(len(twice), 'document')} already in this session"
+                          + (f"; added {plural(len(keys), 'document')}" if keys else ""))
+        return keys
 
     @Slot(object)
     def _on_files_loaded(self, items: list) -> None:

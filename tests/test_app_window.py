@@ -1,0 +1,364 @@
+"""The window a user expects (issue 12), driven through the real window with real key presses:
+answers are never wiped, confidence reads the same everywhere, labels are visible, Undo, the
+duplicate warning, a layout that holds at three sizes, the shortcuts, and the wide export.
+Headless (offscreen); the tiny random model; no clocks."""
+from __future__ import annotations
+
+import csv
+import sqlite3
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QPalette
+from PySide6.QtWidgets import QApplication
+
+from app import dialogs, menus, theme
+from app.results_table import MIN_NAME_WIDTH
+from app.table_model import DONE, LabelRole, StaleRole
+from engine.types import Document
+from test_app import dialog_calls, make_window, wait_scored  # noqa: F401  (fixtures)
+
+Q1 = "Does this document ask for a payment?"
+Q2 = "Is this about cooking?"
+CTRL = Qt.KeyboardModifier.ControlModifier
+SHIFT = Qt.KeyboardModifier.ShiftModifier
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "verdict-data"))
+
+
+def docs(n: int, start: int = 0) -> list[tuple[str, Document]]:
+    items = []
+    for i in range(start, start + n):
+        text = f"Invoice {i}: please pay ${100 + i} by Friday." if i % 2 else f"Recipe {i}: rub butter into flour."
+        items.append((f"doc-{i:02}.txt", Document(id=f"doc-{i}", text=text, source=f"/data/doc-{i:02}.txt")))
+    return items
+
+
+def scored(qtbot, make_window, n: int = 6, questions=(Q1,)):  # noqa: F811
+    window = make_window()
+    for q in questions:
+        window.question_bar.add_question()
+        window.question_bar.ask(q)
+    window.add_documents(docs(n))
+    wait_scored(qtbot, window, n)
+    return window
+
+
+def answers(window, question: str) -> dict[int, object]:
+    return {r.key: r.verdicts.get(question) for r in window.results.rows}
+
+
+def test_asking_again_keeps_answers_dimmed_and_cancel_brings_them_back(qtbot, make_window):  # noqa: F811
+    window = scored(qtbot, make_window)
+    before = answers(window, Q1)
+    window.table.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_R, CTRL)  # Ask Again
+    assert window.controller.busy
+    assert answers(window, Q1) == before  # nothing wiped
+    col = window.results.question_column(0)
+    assert all(window.results.index(n, col).data(StaleRole) for n in range(6))  # shown dimmed
+    qtbot.keyClick(window.table, Qt.Key.Key_Escape)  # Cancel
+    assert not window.controller.busy
+    assert answers(window, Q1) == before
+    assert all(r.status == DONE and not r.stale for r in window.results.rows)
+    assert not any(window.results.index(n, col).data(StaleRole) for n in range(6))
+    # asked again to the end: the new answers replace the old ones, never a blank in between
+    window.question_bar.submit()
+    wait_scored(qtbot, window, 6)
+    after = answers(window, Q1)
+    assert all(after[k] is not before[k] and after[k].raw_margin == pytest.approx(before[k].raw_margin, abs=1e-4)
+               for k in before)
+
+
+def test_cancel_midway_keeps_every_answer(qtbot, make_window, tmp_path):  # noqa: F811
+    window = make_window()
+    window.question_bar.ask(Q1)
+    long = [(f"r{i}", Document(id=f"r{i}", text=f"Report {i}. " + "The numbers look fine this quarter. " * 12))
+            for i in range(80)]
+    window.add_documents(long)
+    wait_scored(qtbot, window, 80)
+    before = answers(window, Q1)
+    window.rescore_all()
+    qtbot.waitUntil(lambda: any(r.verdicts[Q1] is not before[r.key] for r in window.results.rows), timeout=20_000)
+    window.cancel()
+    assert all(r.verdicts.get(Q1) is not None and r.status == DONE and not r.stale for r in window.results.rows)
+
+
+def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_labels(qtbot, make_window):  # noqa: F811
+    window = scored(qtbot, make_window)
+    q1 = answers(window, Q1)
+    sent = []
+    original = window.controller.score
+    window.controller.score = lambda keys, d, questions: sent.append(list(questions)) or original(keys, d, questions)
+    window.question_bar.add_question()
+    window.question_bar.ask(Q2)
+    wait_scored(qtbot, window, 6)
+    assert sent == [[Q2]] and answers(window, Q1) == q1  # the first column untouched
+
+    for row, label in zip(window.results.rows[:4], ("no", "yes", "no", "yes")):
+        window.set_label(row.key, Q1, label)
+    refits = []
+    original_refit = window.controller.refit
+    window.controller.refit = lambda q, d, labels: refits.append((q, dict(labels))) or original_refit(q, d, labels)
+    window.question_bar.tabs.setCurrentIndex(0)
+    editor = window.question_bar.editor
+    editor.selectAll()
+    qtbot.keyClicks(editor, "Does this document ask the reader to pay?")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    renamed = "Does this document ask the reader to pay?"
+    assert window.results.questions == [renamed, Q2]
+    labels = {r.key: r.labels.get(renamed) for r in window.results.rows[:4]}
+    assert list(labels.values()) == ["no", "yes", "no", "yes"]
+    assert all(Q1 not in r.labels for r in window.results.rows)
+    assert refits and refits[0][0] == renamed and sorted(refits[0][1].values()) == [False, False, True, True]
+    assert sent[-1] == [renamed]  # only the renamed column is asked again
+    assert all(r.verdicts.get(renamed) is not None for r in window.results.rows)  # old answers stay meanwhile
+    wait_scored(qtbot, window, 6)
+    qtbot.waitUntil(lambda: not window.refit_pending(renamed), timeout=20_000)
+    assert window.controller.calibrators[renamed].n_labels == (2, 2)  # the calibrator came from the kept labels
+    with sqlite3.connect(window.store.path) as db:
+        assert dict(db.execute("SELECT doc_key, label FROM labels WHERE question = ?", (renamed,))) == labels
+
+
+def test_undo_brings_back_documents_questions_and_labels(qtbot, make_window):  # noqa: F811
+    window = scored(qtbot, make_window, questions=(Q1, Q2))
+    names = [r.name for r in window.results.rows]
+    first = window.results.rows[0]
+    q2 = answers(window, Q2)
+    window.select_question(0)
+    window.select_keys([first.key])
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Y)  # Label Yes
+    assert first.labels == {Q1: "yes"}
+    qtbot.keyClick(window, Qt.Key.Key_Z, CTRL)
+    assert first.labels == {}
+
+    window.select_keys([r.key for r in window.results.rows[1:3]])
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Backspace)
+    assert [r.name for r in window.results.rows] == names[:1] + names[3:]
+    qtbot.keyClick(window, Qt.Key.Key_Z, CTRL)
+    assert [r.name for r in window.results.rows] == names  # back in place, with their answers
+    assert all(r.status == DONE and set(r.verdicts) == {Q1, Q2} for r in window.results.rows)
+    assert not window.controller.busy  # nothing to score again
+
+    window.question_bar.remove_question(1)  # the tab's close button
+    assert window.results.questions == [Q1]
+    qtbot.keyClick(window, Qt.Key.Key_Z, CTRL)
+    assert window.results.questions == [Q1, Q2] and window.question_bar.questions == [Q1, Q2]
+    restored = answers(window, Q2)
+    assert [v.margin for v in restored.values()] == [v.margin for v in q2.values()]
+    assert not window.controller.busy
+    with sqlite3.connect(window.store.path) as db:
+        assert db.execute("SELECT count(*) FROM verdicts WHERE question = ?", (Q2,)).fetchone()[0] == 6
+
+    window.new_session()
+    assert window.results.rows == [] and window.results.questions == []
+    qtbot.keyClick(window, Qt.Key.Key_Z, CTRL)
+    assert len(window.results.rows) == 6 and window.results.questions == [Q1, Q2]
+
+
+def test_duplicate_documents_are_reported(qtbot, make_window, monkeypatch):  # noqa: F811
+    window = scored(qtbot, make_window, n=3)
+    asked = []
+    choice = {"keep": False}
+    monkeypatch.setattr(dialogs, "keep_duplicates", lambda parent, names: asked.append(names) or choice["keep"])
+    window.add_documents(docs(4))  # three already here, one new
+    assert asked == [["doc-00.txt", "doc-01.txt", "doc-02.txt"]]
+    assert len(window.results.rows) == 4 and "Skipped 3 documents" in window.statusBar().currentMessage()
+    choice["keep"] = True
+    window.add_documents(docs(1))
+    assert len(window.results.rows) == 5
+    window.add_documents(docs(1, start=10))  # nothing twice: no question asked
+    assert len(asked) == 2
+
+
+@pytest.mark.parametrize("size", [(720, 480), (1024, 700), (1440, 900)])
+def test_layout_holds(qtbot, make_window, size):  # noqa: F811
+    window = make_window()
+    for q in (Q1 + " Answer for the whole document, not one page.", Q2):
+        window.question_bar.add_question()
+        window.question_bar.ask(q)
+    window.add_documents([(f"accounts-payable-reminder-{i}.txt", doc) for i, (_, doc) in enumerate(docs(4))])
+    wait_scored(qtbot, window, 4)
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    QApplication.processEvents()
+    table, header = window.table, window.table.horizontalHeader()
+    visible = [c for c in range(window.results.columnCount()) if not table.isColumnHidden(c)]
+    assert not table.horizontalScrollBar().isVisible()
+    assert sum(header.sectionSize(c) for c in visible) <= table.viewport().width()
+    assert header.sectionSize(0) >= MIN_NAME_WIDTH  # the name keeps room
+    metrics = header.fontMetrics()
+    for c in visible:
+        text = str(window.results.headerData(c, Qt.Orientation.Horizontal))
+        room = header.sectionSize(c) - 30  # padding and sort arrow
+        if c == 0 or c > len(window.results.questions):
+            assert metrics.horizontalAdvance(text) <= room, text  # fixed headers whole
+        else:  # a question's header is elided at a letter boundary, never cut mid-letter
+            assert metrics.horizontalAdvance(text[:4]) <= room, text
+    # every verdict chip fits its column
+    for c in range(1, 1 + len(window.results.questions)):
+        for n in range(4):
+            index = window.results.index(n, c)
+            need = metrics.horizontalAdvance(index.data()) + 18 + 12
+            assert need <= header.sectionSize(c), (index.data(), header.sectionSize(c))
+    assert window.minimumSizeHint().width() <= 720 and window.minimumSizeHint().height() <= 480
+    assert not window.grab().isNull()
+
+
+def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):  # noqa: F811
+    window = scored(qtbot, make_window, n=2, questions=(Q1, Q2))
+    window.table.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_1, CTRL)
+    assert window.question_bar.active == 0 and window.results.active_question == 0
+    qtbot.keyClick(window, Qt.Key.Key_2, CTRL)
+    assert window.results.active_question == 1
+    qtbot.keyClick(window, Qt.Key.Key_BracketLeft, CTRL | SHIFT)
+    assert window.results.active_question == 0
+    qtbot.keyClick(window, Qt.Key.Key_BracketLeft, CTRL | SHIFT)  # wraps around
+    assert window.results.active_question == 1
+    qtbot.keyClick(window, Qt.Key.Key_BracketRight, CTRL | SHIFT)
+    assert window.results.active_question == 0
+
+    chosen = []
+    target = tmp_path / "out.csv"
+    monkeypatch.setattr(dialogs, "choose_export_path", lambda parent, suggested: chosen.append(1) or (str(target), "jsonl"))
+    qtbot.keyClick(window, Qt.Key.Key_E, CTRL | SHIFT)  # Export
+    assert chosen and (tmp_path / "out.jsonl").exists() and not target.exists()  # the extension follows the format
+
+    window.select_keys([window.results.rows[0].key])
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Tab)
+    assert not window.table.hasFocus()  # Tab leaves the table
+    looked, shown, opened = [], [], []
+    monkeypatch.setattr(dialogs, "quick_look", lambda parent, name, path, text: looked.append((name, path)))
+    monkeypatch.setattr(dialogs, "reveal", lambda path: shown.append(path))
+    monkeypatch.setattr(dialogs, "open_url", lambda url: opened.append(url.toString()))
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Space)
+    assert looked == [("doc-00.txt", "/data/doc-00.txt")]
+    qtbot.keyClick(window, Qt.Key.Key_R, CTRL | SHIFT)
+    assert shown == ["/data/doc-00.txt"]
+    window.help_action.trigger()
+    assert opened and opened[0].endswith("README.md#the-desktop-app")
+
+    # no shortcut takes what macOS reserves; Label No is not Shift+Cmd+Y; Export is Shift+Cmd+E
+    keys = {a.text(): [k.toString() for k in a.shortcuts()] for a in window.findChildren(type(window.export_action))}
+    taken = {k for ks in keys.values() for k in ks}
+    assert not taken & menus.RESERVED, taken & menus.RESERVED
+    assert "Ctrl+Shift+E" in keys["Export Results…"] and "Ctrl+S" not in keys["Export Results…"]
+    assert QKeySequence(QKeySequence.StandardKey.Undo).toString() in keys["Undo"] or keys.get("&Undo")
+    # every message naming a menu names one that exists
+    from app.session import MODEL_MENU
+
+    menu_path = MODEL_MENU.split(" ▸ ")
+    top = next(a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == menu_path[0])
+    assert menu_path[1] in [a.text() for a in top.actions()]
+
+
+def test_wide_export_has_one_row_per_document_with_labels(qtbot, make_window, tmp_path):  # noqa: F811
+    window = scored(qtbot, make_window, n=3, questions=(Q1, Q2))
+    rows = window.results.rows
+    window.set_label(rows[0].key, Q1, "yes")
+    window.set_label(rows[2].key, Q2, "no")
+    window.add_documents([("=cmd|' /C calc'!A0.txt", Document(id="bad", text="", error="could not read"))])
+    path = tmp_path / "wide.csv"
+    assert window.export_results(path, "wide") == 4
+    with open(path, newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == ["name", "path", f"{Q1} — verdict", f"{Q1} — probability", f"{Q1} — label",
+                        f"{Q2} — verdict", f"{Q2} — probability", f"{Q2} — label"]
+    assert len(table) == 5
+    for line, row in zip(table[1:4], rows):
+        assert line[0] == row.name and line[1] == row.document.source
+        for i, q in enumerate((Q1, Q2)):
+            v = row.verdicts[q]
+            assert line[2 + 3 * i] == v.verdict and float(line[3 + 3 * i]) == pytest.approx(v.probability, abs=1e-4)
+            assert line[4 + 3 * i] == row.labels.get(q, "")
+    assert table[1][4] == "yes" and table[3][7] == "no"
+    assert table[4][0].startswith("'=") and table[4][2] == "error"  # no formula for a spreadsheet to run
+
+
+def test_chip_column_and_pane_say_the_same(qtbot, make_window):  # noqa: F811
+    window = scored(qtbot, make_window, n=6)
+    window.column_actions["Confidence"].setChecked(True)
+    col, conf = window.results.question_column(0), window.results.column_of("Confidence")
+    assert not window.table.isColumnHidden(conf)
+    for row in window.results.rows:
+        window.select_keys([row.key])
+        n = window.results.row_number(row.key)
+        chip = window.detail.results()[0].chip.text()
+        cell = window.results.index(n, col).data()
+        assert chip == cell
+        v = row.verdicts[Q1]
+        if v.verdict == "uncertain":
+            assert cell == "Uncertain" and window.results.index(n, conf).data() == ""
+        else:
+            percent = window.results.index(n, conf).data()
+            assert cell.endswith(percent) and cell.lower().startswith(("yes", "no", "likely"))
+        sentence = window.detail.results()[0].sentence.text()
+        assert sentence.startswith(cell) and "the model alone" in sentence
+        assert not window.detail.results()[0].numbers.isVisible()  # the numbers wait under Details
+    details = window.detail.results()[0].details_button
+    qtbot.mouseClick(details, Qt.MouseButton.LeftButton)
+    assert window.detail.results()[0].numbers.isVisible()
+
+
+def test_labels_show_in_the_table_filter_and_next_uncertain(qtbot, make_window):  # noqa: F811
+    window = scored(qtbot, make_window, n=6)
+    rows = window.results.rows
+    window.select_keys([rows[1].key])
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_N)  # Label No
+    col = window.results.question_column(0)
+    assert window.results.index(1, col).data(LabelRole) == "no"
+    assert "Your label: No" in window.results.index(1, col).data(Qt.ItemDataRole.ToolTipRole)
+    result = window.detail.results()[0]
+    assert result.no_button.isChecked() and result.no_button.text() == "✓ No" and result.yes_button.text() == "Yes"
+    window.set_label_filter("labeled")
+    assert window.proxy.rowCount() == 1
+    window.set_label_filter("unlabeled")
+    assert window.proxy.rowCount() == 5
+    window.set_label_filter("any")
+    # Next Uncertain: the unlabeled answer closest to even odds, then the next one
+    order = sorted((r for r in rows if not r.labels), key=lambda r: abs(r.verdicts[Q1].probability - 0.5))
+    qtbot.keyClick(window.table, Qt.Key.Key_U)
+    assert window.detail.key == order[0].key
+    qtbot.keyClick(window.table, Qt.Key.Key_Y)
+    qtbot.keyClick(window.table, Qt.Key.Key_U)
+    assert window.detail.key == order[1].key
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_role_is_readable(qtbot, make_window, scheme):  # noqa: F811
+    palette = theme.palette_for(scheme)
+    role = QPalette.ColorRole
+    pairs = {
+        "text on base": (role.Text, role.Base), "text on alternate rows": (role.Text, role.AlternateBase),
+        "window text": (role.WindowText, role.Window), "button text": (role.ButtonText, role.Button),
+        "selected text": (role.HighlightedText, role.Highlight), "links": (role.Link, role.Base),
+        "tooltips": (role.ToolTipText, role.ToolTipBase),
+        "muted on base": (role.PlaceholderText, role.Base), "muted on window": (role.PlaceholderText, role.Window),
+        "muted on alternate rows": (role.PlaceholderText, role.AlternateBase),
+        "muted on buttons": (role.PlaceholderText, role.Button),
+    }
+    for name, (fg, bg) in pairs.items():
+        ratio = theme.contrast_ratio(palette.color(fg), palette.color(bg))
+        assert ratio >= 4.5, (scheme, name, round(ratio, 2))
+    # the chosen half of the Yes/No control stands out from the other half (and is ticked)
+    window = scored(qtbot, make_window, n=2)
+    try:
+        window.set_color_scheme(scheme)
+        window.select_keys([window.results.rows[0].key])
+        result = window.detail.results()[0]
+        qtbot.mouseClick(result.yes_button, Qt.MouseButton.LeftButton)
+        yes, no = result.yes_button.grab().toImage(), result.no_button.grab().toImage()
+        chosen, other = yes.pixelColor(6, yes.height() // 2), no.pixelColor(no.width() - 6, no.height() // 2)
+        assert theme.contrast_ratio(chosen, other) >= 3, (chosen.name(), other.name())
+        assert result.yes_button.text().startswith("✓")
+    finally:
+        window.set_color_scheme("system")
