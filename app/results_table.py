@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
+from PySide6.QtGui import QFont, QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-from app.delegates import ResultsDelegate
-from app.table_model import ResultsFilter, ResultsModel
+from app.delegates import ResultsDelegate, VerdictChipDelegate
+from app.table_model import LabelRole, ResultsFilter, ResultsModel
 
 OPTIONAL_COLUMNS = ("Confidence", "Margin", "Tokens", "Time")  # hidden until View ▸ Columns shows them
 MIN_NAME_WIDTH = 140
@@ -48,8 +48,13 @@ class ResultsTable(QTableView):
         header.setTextElideMode(Qt.TextElideMode.ElideRight)
         header.setMinimumSectionSize(40)
         self.setAcceptDrops(False)  # drops fall through to the window
+        self._fit_timer = QTimer(self)  # one fit for a burst of changes
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self.fit_columns)
         results.modelReset.connect(self.fit_columns)
-        results.headerDataChanged.connect(lambda *a: self.fit_columns())
+        for signal in (results.headerDataChanged, results.dataChanged, results.rowsInserted):
+            signal.connect(self._fit_timer.start)
 
     # --- selection by key ---------------------------------------------------------------------------
     def key_at(self, proxy_row: int) -> int:
@@ -100,10 +105,16 @@ class ResultsTable(QTableView):
         (self.shown_optional.add if shown else self.shown_optional.discard)(name)
         self.fit_columns()
 
+    def header_metrics(self) -> QFontMetrics:
+        """Metrics of the header's text as drawn (the style sheet makes it semi-bold)."""
+        font = QFont(self.horizontalHeader().font())
+        font.setWeight(QFont.Weight.DemiBold)
+        return QFontMetrics(font)
+
     def header_text_width(self, section: int) -> int:
         """Pixels the header's full text needs, padding and sort arrow included."""
         text = str(self.results.headerData(section, Qt.Orientation.Horizontal) or "")
-        return self.horizontalHeader().fontMetrics().horizontalAdvance(text) + HEADER_PADDING
+        return self.header_metrics().horizontalAdvance(text) + HEADER_PADDING
 
     def fit_columns(self) -> None:
         """Widths that fit the viewport: fixed columns get their header's width, questions share
@@ -124,12 +135,19 @@ class ResultsTable(QTableView):
                 self.setColumnWidth(c, width)
                 fixed += width
         if nq:
-            wanted = [min(max(self.header_text_width(1 + i), MIN_QUESTION_WIDTH), MAX_QUESTION_WIDTH)
-                      for i in range(nq)]
-            room = max(available - fixed - self.name_width_wanted(), MIN_QUESTION_WIDTH * nq)
+            least = [max(MIN_QUESTION_WIDTH, self.chip_width_needed(1 + i)) for i in range(nq)]
+            wanted = [max(min(self.header_text_width(1 + i), MAX_QUESTION_WIDTH), least[i]) for i in range(nq)]
+            room = max(available - fixed - self.name_width_wanted(), sum(least))
             scale = min(1.0, room / sum(wanted))
             for i, width in enumerate(wanted):
-                self.setColumnWidth(1 + i, max(int(width * scale), MIN_QUESTION_WIDTH))
+                self.setColumnWidth(1 + i, max(int(width * scale), least[i]))
+
+    def chip_width_needed(self, column: int) -> int:
+        """Width for the widest chip and label badge in ``column`` (of the first 500 rows)."""
+        metrics = self.header_metrics()  # chips are semi-bold too
+        return max((VerdictChipDelegate.needed_width(metrics, str(self.results.index(n, column).data() or ""),
+                                                     self.results.index(n, column).data(LabelRole) or "")
+                    for n in range(min(len(self.results.rows), 500))), default=0)
 
     def name_width_wanted(self) -> int:
         """Width for the longest name (of the first 500), within MIN_NAME_WIDTH..MAX_NAME_WIDTH."""

@@ -184,6 +184,7 @@ def test_layout_holds(qtbot, make_window, size):  # noqa: F811
         window.question_bar.ask(q)
     window.add_documents([(f"accounts-payable-reminder-{i}.txt", doc) for i, (_, doc) in enumerate(docs(4))])
     wait_scored(qtbot, window, 4)
+    window.set_label(window.results.rows[0].key, window.results.questions[0], "yes")  # a "✓ Yes" badge too
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
     QApplication.processEvents()
@@ -192,7 +193,7 @@ def test_layout_holds(qtbot, make_window, size):  # noqa: F811
     assert not table.horizontalScrollBar().isVisible()
     assert sum(header.sectionSize(c) for c in visible) <= table.viewport().width()
     assert header.sectionSize(0) >= MIN_NAME_WIDTH  # the name keeps room
-    metrics = header.fontMetrics()
+    metrics = table.header_metrics()  # semi-bold, as the style sheet draws it
     for c in visible:
         text = str(window.results.headerData(c, Qt.Orientation.Horizontal))
         room = header.sectionSize(c) - 30  # padding and sort arrow
@@ -204,7 +205,8 @@ def test_layout_holds(qtbot, make_window, size):  # noqa: F811
     for c in range(1, 1 + len(window.results.questions)):
         for n in range(4):
             index = window.results.index(n, c)
-            need = metrics.horizontalAdvance(index.data()) + 18 + 12
+            badge = "✓ Yes" if index.data(LabelRole) else ""
+            need = metrics.horizontalAdvance(index.data()) + 18 + 12 + (metrics.horizontalAdvance(badge) + 12 if badge else 0)
             assert need <= header.sectionSize(c), (index.data(), header.sectionSize(c))
     assert window.minimumSizeHint().width() <= 720 and window.minimumSizeHint().height() <= 480
     assert not window.grab().isNull()
