@@ -47,6 +47,9 @@ class ResultsTable(QTableView):
         header.setStretchLastSection(False)
         header.setTextElideMode(Qt.TextElideMode.ElideRight)
         header.setMinimumSectionSize(40)
+        bold = QFont(header.font())
+        bold.setWeight(QFont.Weight.DemiBold)
+        header.setFont(bold)  # not in the style sheet: the header elides with its own font's metrics
         self.setAcceptDrops(False)  # drops fall through to the window
         self._fit_timer = QTimer(self)  # one fit for a burst of changes
         self._fit_timer.setSingleShot(True)
@@ -107,9 +110,7 @@ class ResultsTable(QTableView):
 
     def header_metrics(self) -> QFontMetrics:
         """Metrics of the header's text as drawn (the style sheet makes it semi-bold)."""
-        font = QFont(self.horizontalHeader().font())
-        font.setWeight(QFont.Weight.DemiBold)
-        return QFontMetrics(font)
+        return QFontMetrics(self.horizontalHeader().font())
 
     def header_text_width(self, section: int) -> int:
         """Pixels the header's full text needs, padding and sort arrow included."""

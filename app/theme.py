@@ -161,7 +161,7 @@ def stylesheet(palette: QPalette | None = None) -> str:
 QTableView#Results {{ border: 1px solid {border}; border-radius: 8px; background: {c(role.Base)};
     alternate-background-color: {c(role.AlternateBase)}; gridline-color: transparent; }}
 QTableView#Results QHeaderView::section {{ background: {c(role.Window)}; border: none;
-    border-bottom: 1px solid {border}; padding: 5px 6px; font-weight: 600; color: {muted}; }}
+    border-bottom: 1px solid {border}; padding: 5px 6px; color: {muted}; }}
 #FilterButton {{ border: 1px solid {border}; border-radius: 6px; padding: 3px 10px; background: {c(role.Base)}; }}
 #FilterButton:checked {{ background: {c(role.Highlight)}; color: {c(role.HighlightedText)}; border-color: {c(role.Highlight)}; }}
 QToolButton::menu-indicator {{ image: none; width: 0; }}
