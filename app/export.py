@@ -2,7 +2,7 @@
 
 Three formats: 'wide' (CSV, one row per document: name, path, then each question's verdict,
 probability and the user's label), and the CLI's long rows as 'csv' or 'jsonl' (one row per
-document and question, from ``engine.cli.verdict_row``, plus the user's ``label``), so a file
+document and question, from ``engine.cli.output.verdict_row``, plus the user's ``label``), so a file
 exported from the window and one written by ``verdict classify`` share fields and rounding.
 """
 from __future__ import annotations
