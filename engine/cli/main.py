@@ -2,7 +2,7 @@
 
     verdict classify --question TEXT [--question TEXT ...] [--model PATH] [--format jsonl|csv|table]
                      [--output FILE] [--jsonl-in FILE] [PATH ...]
-    verdict models fetch-default | where
+    verdict models list [--format table|json] | pull REF | fetch-default | where
 
 Exit status: 0 when every document was scored, 1 when any document failed, 2 on usage or model
 errors (one line on stderr, no traceback).
@@ -17,6 +17,10 @@ from typing import Any, Optional, TextIO
 
 from engine.cli.output import Progress, RowWriter, verdict_row
 from engine.types import Document
+
+
+MODEL_HELP = ("an MLX folder, a GGUF file, a name from `verdict models list`, or a Hugging Face repo: "
+              "org/repo (MLX) or org/repo:QUANT (GGUF) (default: embedded SmolLM2-135M)")
 
 
 class UsageError(Exception):
@@ -148,18 +152,6 @@ def _read_text_arg(value: str) -> str:
     return value
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from engine.runtime import sources as models
-
-    if args.action == "fetch-default":
-        path = models.fetch_default_model()
-        print(path)
-    else:
-        for candidate in models.default_model_candidates():
-            print(("found   " if candidate.is_file() else "missing ") + str(candidate))
-    return 0
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
     from engine.confidence.evaluate import evaluate, format_table, read_jsonl
@@ -208,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="answer yes/no questions about documents")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders (recursive), or - for stdin")
     p.add_argument("-q", "--question", action="append", required=True, help="the yes/no question (repeatable)")
-    p.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")
+    p.add_argument("-m", "--model", help=MODEL_HELP)
     p.add_argument("-f", "--format", choices=["jsonl", "csv", "table"], default="jsonl")
     p.add_argument("-o", "--output", help="write rows here instead of stdout")
     p.add_argument("--jsonl-in", metavar="FILE", help="documents as JSONL lines with 'id' and 'text'")
@@ -224,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="cross-validated AUC, accuracy, Brier and ECE on labeled documents")
     e.add_argument("-q", "--question", required=True)
     e.add_argument("--jsonl-in", metavar="FILE", required=True, help="lines with id, text and label (true/false)")
-    e.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")
+    e.add_argument("-m", "--model", help=MODEL_HELP)
     e.add_argument("-f", "--format", choices=["table", "json"], default="table")
     e.add_argument("--folds", type=int, default=5)
     e.add_argument("--layer", type=int, help="probe on the state after this layer (default: 60%% of depth)")
@@ -232,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="measure this engine against naive prefill and generate-then-parse")
-    b.add_argument("-m", "--model", help="an MLX model folder or a .gguf file (default: embedded SmolLM2-135M)")
+    b.add_argument("-m", "--model", help=MODEL_HELP)
     b.add_argument("--documents", type=int, default=200, help="documents for the engine (default 200)")
     b.add_argument("--baseline-docs", type=int, default=20, help="documents for the slow methods (default 20)")
     b.add_argument("--doc-tokens", type=int, default=150, help="tokens per document (default 150)")
@@ -242,21 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.set_defaults(func=cmd_bench)
 
-    m = sub.add_parser("models", help="the embedded default model")
-    m.add_argument("action", choices=["fetch-default", "where"])
-    m.set_defaults(func=cmd_models)
+    from engine.cli import models
+
+    models.add_parser(sub)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from engine.cli.models import resolve_with_progress
     from engine.runtime.sources import ModelError
     from engine.runtime.prompt import PromptError
+    from engine.sources import HubError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "model", None):  # a path, a listed name or a hub repo: download it here, with progress
+            args.model = resolve_with_progress(args.model)
         return args.func(args)
-    except (UsageError, ModelError, PromptError) as exc:
+    except (UsageError, ModelError, PromptError, HubError) as exc:
         print(f"verdict: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

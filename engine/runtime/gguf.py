@@ -70,7 +70,7 @@ def unsupported_tensor_types(path: Path) -> list[str]:
 def read_gguf(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
     """Tensors and metadata of a GGUF file, with unsupported tensor types named clearly."""
     try:
-        return mx.load(str(path), return_metadata=True)
+        return mx.load(str(path), format="gguf", return_metadata=True)  # Ollama blobs have no suffix
     except Exception as exc:  # MLX's message doesn't say which type it met
         try:
             found = unsupported_tensor_types(path)

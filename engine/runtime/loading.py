@@ -43,7 +43,10 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
         raise ModelError(f"{folder} is not an MLX model folder (no config.json)")
     model, config = mlx_lm_load_model(folder, lazy=False)
     tokenizer = Tokenizer.from_folder(folder)
-    config.setdefault("name", folder.name)
+    from engine.sources.hub import repo_of_snapshot
+
+    # A hub snapshot folder is named by its commit: name the model after its repo instead.
+    config.setdefault("name", (repo_of_snapshot(folder) or folder.name).split("/")[-1])
     return model, tokenizer, config
 
 
@@ -92,13 +95,17 @@ def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
     from engine.runtime.gguf import GGUFError, load_gguf
     from engine.runtime.tokenizer import TokenizerError
 
-    path = Path(spec).expanduser() if spec else find_default_model()
-    if not path.exists():
-        raise ModelError(f"model not found: {path}")
+    from engine.sources import HubError, resolve_model
+    from engine.sources.ggufinfo import is_gguf
+
+    try:  # a path, a name from `verdict models list`, or a Hugging Face repo
+        path = resolve_model(str(spec)) if spec else find_default_model()
+    except HubError as exc:
+        raise ModelError(str(exc)) from exc
     try:
         if path.is_dir():
             model, tokenizer, config = _load_folder(path)
-        elif path.suffix.lower() == ".gguf":
+        elif is_gguf(path):  # by its magic bytes: Ollama's blobs have no suffix
             model, tokenizer, config = load_gguf(path)
         else:
             raise ModelError(f"{path.name}: expected an MLX model folder or a .gguf file")

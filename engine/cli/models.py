@@ -1,0 +1,119 @@
+"""`verdict models …`: list the models on disk, pull one from the hub, fetch the default; and the
+download progress shown on stderr when `--model` names a hub repo.
+
+    verdict models list [--format table|json] [--source default|hf|lmstudio|ollama ...]
+    verdict models pull org/repo | org/repo:QUANT
+    verdict models fetch-default | where
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, TextIO
+
+from engine.sources import catalog
+
+
+def _mb(n: Optional[int]) -> str:
+    return "?" if n is None else f"{n / 1e6:.1f} MB"
+
+
+class DownloadProgress:
+    """Download progress on stderr: a bar when stderr is a terminal, else a start and an end line."""
+
+    def __init__(self, what: str, stream: TextIO = sys.stderr) -> None:
+        self.what, self.stream = what, stream
+        self.tty = stream.isatty()
+        self.started = False
+        self.last = 0.0
+        self.done, self.total = 0, None
+
+    def __call__(self, done: int, total: Optional[int]) -> None:
+        self.done, self.total = done, total
+        if not self.started:
+            self.started = True
+            if not self.tty:
+                print(f"verdict: downloading {self.what} ({_mb(total)})", file=self.stream, flush=True)
+        now = time.monotonic()
+        if self.tty and (now - self.last > 0.1 or (total and done >= total)):
+            self.last = now
+            filled = int(30 * done / total) if total else 0
+            self.stream.write(f"\r{self.what} [{'#' * filled}{'.' * (30 - filled)}] {_mb(done)} / {_mb(total)} ")
+            self.stream.flush()
+
+    def finish(self, path: Path) -> None:
+        if self.started:
+            if self.tty:
+                self.stream.write("\n")
+            print(f"verdict: downloaded {self.what} ({_mb(self.done)}) to {path}", file=self.stream, flush=True)
+
+
+def resolve_with_progress(spec: str) -> str:
+    """`--model SPEC` as a local path, downloading hub repos with progress on stderr."""
+    from engine.sources import resolve_model
+
+    progress = DownloadProgress(spec)
+    path = resolve_model(spec, progress=progress)
+    progress.finish(path)
+    return str(path)
+
+
+def format_table(entries: list[catalog.ModelEntry]) -> str:
+    """Models grouped by source; unsupported ones say why."""
+    lines: list[str] = []
+    for source in catalog.SOURCES:
+        group = [e for e in entries if e.source == source]
+        if not group:
+            continue
+        lines.append(f"{catalog.SOURCE_TITLES[source]}:")
+        width = max(len(e.name) for e in group)
+        for e in group:
+            facts = " ".join(x for x in (e.format, e.architecture or "", e.quant or "",
+                                          _mb(e.size_bytes) if e.size_bytes else "") if x)
+            status = "" if e.supported else f"  (unsupported: {e.reason})"
+            lines.append(f"  {e.name.ljust(width)}  {facts}{status}")
+            if e.path:
+                lines.append(f"  {'':{width}}  {e.path}")
+        lines.append("")
+    return "\n".join(lines) if lines else "no models found\n"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.runtime import sources
+
+    if args.action == "fetch-default":
+        print(sources.fetch_default_model())
+    elif args.action == "where":
+        for candidate in sources.default_model_candidates():
+            print(("found   " if candidate.is_file() else "missing ") + str(candidate))
+    elif args.action == "list":
+        entries = catalog.list_models(tuple(args.source) if args.source else catalog.SOURCES)
+        if args.format == "json":
+            print(json.dumps([e.row() for e in entries], indent=1))
+        else:
+            sys.stdout.write(format_table(entries))
+    elif args.action == "pull":
+        from engine.sources import hub
+
+        progress = DownloadProgress(args.ref)
+        path = hub.download(args.ref, progress=progress)
+        progress.finish(path)
+        print(path)
+    return 0
+
+
+def add_parser(sub) -> None:
+    """The `models` command and its actions."""
+    m = sub.add_parser("models", help="models on disk, from Hugging Face, and the embedded default")
+    actions = m.add_subparsers(dest="action", required=True)
+    actions.add_parser("fetch-default", help="download the embedded default model (SmolLM2-135M, Q4_1)")
+    actions.add_parser("where", help="where the default model is looked for")
+    lst = actions.add_parser("list", help="models already on disk: default, HF cache, LM Studio, Ollama (no network)")
+    lst.add_argument("-f", "--format", choices=["table", "json"], default="table")
+    lst.add_argument("--source", action="append", choices=list(catalog.SOURCES), help="(repeatable)")
+    pull = actions.add_parser("pull", help="download org/repo (MLX) or org/repo:QUANT (GGUF) into the HF cache")
+    pull.add_argument("ref", metavar="REF")
+    m.set_defaults(func=cmd_models)
