@@ -62,6 +62,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     window = MainWindow(settings, store, model=args.model if args.model else FROM_SETTINGS)
     window.show()
     app.set_window(window)
+    window.model_box.offer_recommended_once(settings)  # a Mac's first launch only
     if args.paths:
         window.add_paths([os.path.abspath(p) for p in args.paths])
     return app.exec()

@@ -77,6 +77,15 @@ class Settings:
     def model_path(self, value: Optional[str]) -> None:
         self._qs.setValue("model/path", value or "")
 
+    @property
+    def recommended_offered(self) -> bool:
+        """Whether the recommended model was offered (on a Mac's first launch, once)."""
+        return self._get_str("model/recommendedOffered") == "1"
+
+    @recommended_offered.setter
+    def recommended_offered(self, value: bool) -> None:
+        self._qs.setValue("model/recommendedOffered", "1" if value else "")
+
     # --- files --------------------------------------------------------------------------------
     @property
     def last_directory(self) -> str:

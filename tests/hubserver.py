@@ -12,7 +12,8 @@ It answers what huggingface_hub asks of huggingface.co when it downloads a model
 Unknown repos answer 404 with `X-Error-Code: RepoNotFound`, unknown files `EntryNotFound`.
 
 `faults[(repo, file)]` is a list of what to do to the next GETs of that file's bytes: "drop"
-(send the headers and half the body, then close the connection) or "error" (HTTP 500).
+(send the headers and half the body, then close the connection), "error" (HTTP 500) or "hold"
+(wait until the test sets `gate`, then answer normally).
 `requests` logs (method, path, Range header) for the assertions.
 """
 from __future__ import annotations
@@ -36,6 +37,8 @@ class FakeHub:
         self.commits: dict[str, str] = {}
         self.faults: dict[tuple[str, str], list[str]] = {}
         self.requests: list[tuple[str, str, Optional[str]]] = []
+        self.gate = threading.Event()
+        self.held = threading.Event()  # set when a "hold" fault is waiting on `gate`
         self._lock = threading.Lock()
         self._servers = [ThreadingHTTPServer(("127.0.0.1", 0), self._handler(cdn)) for cdn in (False, True)]
         for server in self._servers:
@@ -75,6 +78,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.gate.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -189,6 +193,9 @@ class FakeHub:
                         fault = queue.pop(0) if queue else None
                 if fault == "error":
                     return self._send(500, b"internal error")
+                if fault == "hold":
+                    hub.held.set()
+                    hub.gate.wait(timeout=120)
                 headers["Content-Length"] = len(body)
                 headers["Accept-Ranges"] = "bytes"
                 if fault == "drop":
