@@ -6,6 +6,7 @@ loading, GGUF reading and the tokenizer built
 from its metadata (`loading`, `gguf`, `tokenizer`), prompt layouts cut into cacheable segments
 (`prompt`), the segment KV cache (`kv`) and the local `ScoringBackend` (`local`).
 This is the only package that knows mlx-lm's internals; it holds the architecture allow-list.
-May import: MLX, mlx-lm, gguf-py, tokenizers, jinja2, numpy, `engine.types`, `engine.scoring`.
+May import: MLX, mlx-lm, gguf-py, tokenizers, jinja2, numpy, `engine.types`, `engine.scoring`,
+and the leaf modules `engine.sources.ggufinfo` and `engine.sources.hub` (magic bytes, hub snapshot names).
 Never Qt, never `engine.intake`, `engine.confidence` or the interfaces.
 """

@@ -95,13 +95,11 @@ def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
     from engine.runtime.gguf import GGUFError, load_gguf
     from engine.runtime.tokenizer import TokenizerError
 
-    from engine.sources import HubError, resolve_model
     from engine.sources.ggufinfo import is_gguf
 
-    try:  # a path, a name from `verdict models list`, or a Hugging Face repo
-        path = resolve_model(str(spec)) if spec else find_default_model()
-    except HubError as exc:
-        raise ModelError(str(exc)) from exc
+    path = Path(spec).expanduser() if spec else find_default_model()
+    if not path.exists():
+        raise ModelError(f"model not found: {path}")
     try:
         if path.is_dir():
             model, tokenizer, config = _load_folder(path)

@@ -5,7 +5,9 @@
 2. a name from `verdict models list` (the default, LM Studio, Ollama, the Hugging Face cache);
 3. a hub reference, `org/repo` (an MLX repo) or `org/repo:QUANT` (a GGUF file), downloaded
    into the Hugging Face cache, or taken from it offline.
-No MLX and no Qt here (MLX is imported only to read the architecture allow-list).
+No MLX and no Qt here. `ggufinfo` and `hub` import nothing of the engine, so the runtime may
+use them (magic bytes, hub snapshot names); `catalog` reads the runtime's architecture
+allow-list, which starts the local runtime (fast BLAS, then MLX).
 """
 from __future__ import annotations
 

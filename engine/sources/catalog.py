@@ -42,11 +42,9 @@ class ModelEntry:
 
 
 def supported_architectures() -> tuple[str, ...]:
-    """The architecture allow-list, from the runtime that enforces it at load time."""
-    from engine.runtime import device
-
-    device.start()  # engine.runtime.gguf imports MLX: the fast BLAS must come first
-    from engine.runtime.gguf import SUPPORTED_ARCHITECTURES
+    """The architecture allow-list, from the runtime that enforces it at load time (importing
+    it starts the local runtime: the fast BLAS, then MLX)."""
+    from engine.runtime.loading import SUPPORTED_ARCHITECTURES
 
     return tuple(SUPPORTED_ARCHITECTURES)
 
@@ -62,7 +60,7 @@ def is_mlx_folder(folder: Path) -> bool:
 
 
 def find_default() -> Iterator[ModelEntry]:
-    from engine.runtime.sources import DEFAULT_MODEL_FILE, default_model_candidates  # noqa: F401 (light)
+    from engine.runtime.sources import DEFAULT_MODEL_FILE, default_model_candidates
 
     name = DEFAULT_MODEL_FILE[: -len(".gguf")]
     for candidate in default_model_candidates():
