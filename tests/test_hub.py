@@ -136,6 +136,10 @@ def test_unknown_repo_and_tag_are_one_line_errors(hub, tmp_path):
     nope = run_cli(env, "models", "pull", "acme/nothing-here:Q4_0")
     assert nope.returncode == 2 and nope.stderr.count("\n") == 1
     assert "acme/nothing-here was not found" in nope.stderr
+    typo = run_cli(env, "classify", "-q", QUESTION, "--model", "modles/tiny.gguf", "-")
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1
+    assert ("model not found: modles/tiny.gguf is no local path or listed model, "
+            "and modles/tiny.gguf was not found") in typo.stderr
     tag = run_cli(env, "classify", "-q", QUESTION, "--model", f"{REPO}:Q5_K_M", "-")
     assert tag.returncode == 2 and tag.stderr.count("\n") == 1
     assert "no GGUF file for 'Q5_K_M'; available: Q4_1, Q8_0" in tag.stderr

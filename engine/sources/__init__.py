@@ -36,7 +36,10 @@ def resolve_model(spec: str, *, progress: Optional[Progress] = None,
     if local is not None:
         return Path(local.path)
     if ref is not None:
-        return hub.download(spec, progress=progress, cancel=cancel)
+        try:
+            return hub.download(spec, progress=progress, cancel=cancel)
+        except hub.RepoNotFound as exc:  # perhaps a mistyped relative path: say both
+            raise ModelSourceError(f"model not found: {spec} is no local path or listed model, and {exc}") from exc
     raise ModelSourceError(
         f"model not found: {spec} (give a path, a name from `verdict models list`, "
         "or a Hugging Face repo as org/repo or org/repo:QUANT)"

@@ -34,6 +34,10 @@ class HubError(RuntimeError):
     """A hub model can't be resolved or downloaded; the message is one line a user can act on."""
 
 
+class RepoNotFound(HubError):
+    """The hub has no such repo (or revision)."""
+
+
 class DownloadCancelled(HubError):
     """The user cancelled a download (a partial file is not kept)."""
 
@@ -249,7 +253,7 @@ def download(spec: str, *, progress: Optional[Progress] = None, cancel: Optional
         except Exception as exc:  # not found, no network, a proxy page: try the cache, else say why
             listing, reason = None, _explain(exc, ref)
             if _is_not_found(exc):
-                raise HubError(reason) from exc
+                raise RepoNotFound(reason) from exc
     cached = listing is None
     if cached:
         listing = _cached_listing(ref, revision)
