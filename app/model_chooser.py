@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.sources import catalog
-from engine.sources.recommended import RECOMMENDED, Recommended
+from engine.runtime import catalog
+from engine.runtime.recommended import RECOMMENDED, Recommended
 
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
 
@@ -49,7 +49,7 @@ class Task(QThread):
         self._cancel = True
 
     def run(self) -> None:
-        from engine.sources import DownloadCancelled
+        from engine.runtime.hub import DownloadCancelled
 
         try:
             result = self._fn(lambda done, total: self.progressed.emit(done, total), lambda: self._cancel)
@@ -175,7 +175,7 @@ class ModelChooser(QDialog):
 
     def download(self, rec: Recommended) -> None:
         """Download a recommended model with progress; Cancel stops it and keeps the dialog open."""
-        from engine.sources import hub
+        from engine.runtime import hub
 
         self.status.setText(f"Downloading {rec.title} from Hugging Face…")
         self.progress.setRange(0, 0)

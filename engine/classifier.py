@@ -94,15 +94,10 @@ class Classifier:
         """Load a model into this process: an MLX folder, a GGUF file, a name from `verdict models
         list`, a Hugging Face repo (`org/repo`, `org/repo:QUANT`; downloaded if need be), or None
         for the embedded default."""
-        from engine.runtime.loading import ModelError
         from engine.runtime.local import LocalBackend
-        from engine.sources import HubError, resolve_model
+        from engine.runtime.sources import resolve_model
 
-        try:
-            path = resolve_model(str(model)) if model else None
-        except HubError as exc:
-            raise ModelError(str(exc)) from exc
-        return cls(LocalBackend.load(path), **options)
+        return cls(LocalBackend.load(resolve_model(str(model)) if model else None), **options)
 
     @property
     def model_name(self) -> str:

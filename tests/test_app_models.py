@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.model_box import ModelBox
 from app.settings import Settings
-from engine.sources.recommended import RECOMMENDED
+from engine.runtime.recommended import RECOMMENDED
 from hubserver import FakeHub
 from test_models_list import HF_VARS, write_foreign_gguf
 from tinymodels import write_gguf, write_mlx_folder

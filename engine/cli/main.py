@@ -244,7 +244,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     from engine.cli.models import resolve_with_progress
     from engine.runtime.sources import ModelError
     from engine.runtime.prompt import PromptError
-    from engine.sources import HubError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -252,7 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if getattr(args, "model", None):  # a path, a listed name or a hub repo: download it here, with progress
             args.model = resolve_with_progress(args.model)
         return args.func(args)
-    except (UsageError, ModelError, PromptError, HubError) as exc:
+    except (UsageError, ModelError, PromptError) as exc:
         print(f"verdict: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

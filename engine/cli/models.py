@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
-from engine.sources import catalog
+from engine.runtime import catalog
 
 
 def _mb(n: Optional[int]) -> str:
@@ -53,7 +53,7 @@ class DownloadProgress:
 
 def resolve_with_progress(spec: str) -> str:
     """`--model SPEC` as a local path, downloading hub repos with progress on stderr."""
-    from engine.sources import resolve_model
+    from engine.runtime.sources import resolve_model
 
     progress = DownloadProgress(spec)
     path = resolve_model(spec, progress=progress)
@@ -96,7 +96,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(format_table(entries))
     elif args.action == "pull":
-        from engine.sources import hub
+        from engine.runtime import hub
 
         progress = DownloadProgress(args.ref)
         path = hub.download(args.ref, progress=progress)

@@ -6,7 +6,6 @@ loading, GGUF reading and the tokenizer built
 from its metadata (`loading`, `gguf`, `tokenizer`), prompt layouts cut into cacheable segments
 (`prompt`), the segment KV cache (`kv`) and the local `ScoringBackend` (`local`).
 This is the only package that knows mlx-lm's internals; it holds the architecture allow-list.
-May import: MLX, mlx-lm, gguf-py, tokenizers, jinja2, numpy, `engine.types`, `engine.scoring`,
-and the leaf modules `engine.sources.ggufinfo` and `engine.sources.hub` (magic bytes, hub snapshot names).
+May import: MLX, mlx-lm, gguf-py, huggingface_hub, tokenizers, jinja2, numpy, `engine.types`, `engine.scoring`.
 Never Qt, never `engine.intake`, `engine.confidence` or the interfaces.
 """

@@ -43,7 +43,7 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
         raise ModelError(f"{folder} is not an MLX model folder (no config.json)")
     model, config = mlx_lm_load_model(folder, lazy=False)
     tokenizer = Tokenizer.from_folder(folder)
-    from engine.sources.hub import repo_of_snapshot
+    from engine.runtime.hub import repo_of_snapshot
 
     # A hub snapshot folder is named by its commit: name the model after its repo instead.
     config.setdefault("name", (repo_of_snapshot(folder) or folder.name).split("/")[-1])
@@ -95,7 +95,7 @@ def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
     from engine.runtime.gguf import GGUFError, load_gguf
     from engine.runtime.tokenizer import TokenizerError
 
-    from engine.sources.ggufinfo import is_gguf
+    from engine.runtime.ggufinfo import is_gguf
 
     path = Path(spec).expanduser() if spec else find_default_model()
     if not path.exists():

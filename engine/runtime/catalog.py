@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
-from engine.sources import hub
-from engine.sources.ggufinfo import GGUFHeaderError, is_gguf, read_gguf_info
+from engine.runtime import hub
+from engine.runtime.ggufinfo import GGUFHeaderError, is_gguf, read_gguf_info
 
 SOURCES = ("default", "hf", "lmstudio", "ollama")
 SOURCE_TITLES = {"default": "Built in", "hf": "Hugging Face cache", "lmstudio": "LM Studio", "ollama": "Ollama"}

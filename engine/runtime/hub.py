@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from engine.runtime.sources import ModelError
+
 DEFAULT_REVISION = "main"
 DEFAULT_GGUF_TAG = "Q4_K_M"
 # What mlx-lm's own loader fetches from an MLX repo (mlx_lm.utils.DEFAULT_ALLOW_PATTERNS).
@@ -30,7 +32,7 @@ _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})$")
 Progress = Callable[[int, Optional[int]], None]  # (bytes done, bytes in all or None)
 
 
-class HubError(RuntimeError):
+class HubError(ModelError):
     """A hub model can't be resolved or downloaded; the message is one line a user can act on."""
 
 
