@@ -71,7 +71,7 @@ class FakeHub:
         return [rng for method, path, rng in self.requests if method == "GET" and path.endswith("/" + name)]
 
     # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]
         for thread in self._threads:
             thread.start()

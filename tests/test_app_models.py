@@ -7,15 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hubserver import FakeHub
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
+from test_models_list import HF_VARS, write_foreign_gguf
+from tinymodels import write_gguf, write_mlx_folder
 
 from app.model_box import ModelBox
 from app.settings import Settings
 from engine.runtime.recommended import RECOMMENDED
-from hubserver import FakeHub
-from test_models_list import HF_VARS, write_foreign_gguf
-from tinymodels import write_gguf, write_mlx_folder
 
 RERANKER = RECOMMENDED[0]
 

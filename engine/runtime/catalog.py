@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from engine.runtime import hub
 from engine.runtime.ggufinfo import GGUFHeaderError, is_gguf, read_gguf_info
