@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Optional
 
 from engine.cli.output import Progress, RowWriter, verdict_row
 from engine.types import Document
@@ -30,30 +30,31 @@ class UsageError(Exception):
 # --- input -------------------------------------------------------------------------------------
 def read_jsonl_documents(path: str) -> list[Document]:
     """Documents from a JSONL file (`id`, `text`; other keys pass through to the output)."""
-    source: TextIO
+    from engine.intake.jsonl import JsonlError, iter_jsonl_documents
+
     try:
-        source = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        source = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    docs: list[Document] = []
-    with source:
-        for number, line in enumerate(source, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                docs.append(Document(id=f"line {number}", text="", error=f"invalid JSON on line {number}: {exc}"))
-                continue
-            doc_id = str(obj.pop("id", f"line {number}"))
-            text = obj.pop("text", None)
-            if not isinstance(text, str):
-                docs.append(Document(id=doc_id, text="", error=f"line {number} has no 'text' string", meta=obj))
-                continue
-            docs.append(Document(id=doc_id, text=text, meta={"passthrough": obj}))
-    return docs
+    try:
+        with source:
+            return list(iter_jsonl_documents(source))
+    except JsonlError as exc:
+        raise UsageError(f"--jsonl-in {path}: {exc}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_stdin_document() -> Document:
+    """Standard input as one document, read like a file with no name (format and encoding
+    from its content); bytes past the intake limit are not read."""
+    from engine.intake import extract_bytes, limits
+    from engine.intake.normalize import normalize_document
+
+    result = extract_bytes(sys.stdin.buffer.read(limits.MAX_FILE_BYTES + 1))
+    doc = Document(id="-", text=result.text, source="-", error=result.error, warnings=list(result.warnings))
+    doc.meta = {"kind": result.kind, "truncated": result.truncated}
+    return normalize_document(doc)
 
 
 def read_path_documents(paths: list[str]) -> list[Document]:
@@ -67,7 +68,7 @@ def read_path_documents(paths: list[str]) -> list[Document]:
             if files:
                 docs += load_documents(files)
                 files = []
-            docs.append(Document(id="-", text=sys.stdin.read(), source="-"))
+            docs.append(read_stdin_document())
         else:
             files.append(p)
     if files:

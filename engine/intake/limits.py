@@ -3,8 +3,6 @@
 Other intake modules read these as `limits.NAME` at call time, so a test can lower one.
 """
 
-
-
 DEFAULT_MAX_CHARS = 2_000_000
 DEFAULT_TIMEOUT_S = 30.0
 MAX_FILE_BYTES = 256 * 1024 * 1024  # whole-file formats (pdf, docx, eml) above this are refused
@@ -21,3 +19,6 @@ DOCX_RATIO_MIN_BYTES = 10 * 1024 * 1024
 DOCX_MAX_PARTS = 10_000
 
 SNIFF_BYTES = 8192  # bytes read to choose a file's format
+# One --jsonl-in line (or standard input) larger than this is refused without being parsed:
+# a 64 MB line peaks at about 4x its size in Python objects while it is decoded and parsed.
+MAX_LINE_BYTES = 64 * 1024 * 1024

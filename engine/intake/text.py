@@ -46,11 +46,14 @@ def _guess_encoding(data: bytes) -> str:
         from_bytes = None
     if from_bytes is not None:
         try:
-            matches = from_bytes(data[: 256 * 1024])
+            sample = data[: 256 * 1024]
+            matches = from_bytes(sample)
             best = matches.best()
             if best is not None and best.encoding:
-                # Short Western text often ties between cp1250 and cp1252: take cp1252 then.
-                if any(m.encoding == "cp1252" and m.chaos <= best.chaos for m in matches):
+                # Short Western text often ties between code pages that decode it alike
+                # (b"Caf\xe9": cp1006, cp1250, ... all "Café"): take cp1252 then.
+                western = _decoded(sample, "cp1252")
+                if any(m.chaos <= best.chaos and (m.encoding == "cp1252" or str(m) == western) for m in matches):
                     return "cp1252"
                 return best.encoding
         except Exception:
@@ -61,6 +64,13 @@ def _guess_encoding(data: bytes) -> str:
     except UnicodeDecodeError:
         return "latin-1"
 
+
+
+def _decoded(data: bytes, encoding: str) -> Optional[str]:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
 
 
 def extract_text(data: bytes, *, max_chars: int, deadline: Deadline) -> Extraction:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
+from engine.intake import limits
 from engine.intake.extract import extract_file
 from engine.intake.limits import DEFAULT_MAX_CHARS, DEFAULT_TIMEOUT_S
+from engine.intake.normalize import normalize_document
 from engine.intake.result import describe_exception, describe_os_error
 from engine.intake.sniff import content_kind, file_suffix, kind_for_name
 from engine.types import Document
@@ -272,19 +274,27 @@ def _load_checked(entry: _Entry, max_chars: int, timeout_s: Optional[float]) -> 
     document.error = result.error
     document.warnings.extend(result.warnings)
     document.meta = {"kind": result.kind, "truncated": result.truncated, "sha256": digest, "bytes": size}
+    if digest is None:
+        del document.meta["sha256"]
     if result.pages is not None:
         document.meta["pages"] = result.pages
-    return document
+    return normalize_document(document, max_chars=max_chars)
 
 
-def _sha256(path: str) -> tuple[str, int]:
+def _sha256(path: str) -> tuple[Optional[str], int]:
+    """(content hash, size); no hash for files above ``limits.MAX_FILE_BYTES`` (read in part or
+    refused anyway; hashing a huge or sparse file would take minutes before its row)."""
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):  # reading a FIFO would block
         raise OSError(errno.EINVAL, "not a regular file (device, pipe or socket)")
+    if st.st_size > limits.MAX_FILE_BYTES:
+        return None, st.st_size
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
+            if size > limits.MAX_FILE_BYTES:  # it grew meanwhile
+                return None, size
     return digest.hexdigest(), size

@@ -1,0 +1,80 @@
+"""Issue 16 at intake: text normalised once, JSONL lines that cost one row, bounded sizes."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from engine.intake import limits
+from engine.intake.jsonl import JsonlError, iter_jsonl_documents
+from engine.intake.normalize import decode_utf8, normalize_document, normalize_text
+from engine.types import Document
+
+
+def _jsonl(lines: list[bytes]) -> io.BufferedReader:
+    return io.BufferedReader(io.BytesIO(b"".join(lines)))
+
+
+def test_lone_surrogates_become_replacement_characters_with_a_warning_once():
+    text, warnings = normalize_text("x \ud800 y \udcff z")
+    assert text == "x \ufffd y \ufffd z" and text.encode("utf-8")
+    assert warnings == ["2 invalid characters (lone surrogates) replaced with U+FFFD"]
+    doc = normalize_document(Document(id="a", text="x \ud800 y"))
+    normalize_document(doc)  # a second pass adds nothing
+    assert doc.text == "x \ufffd y" and len(doc.warnings) == 1
+    assert normalize_text("a valid pair \U0001F600")[1] == []
+
+
+def test_text_past_the_character_budget_is_cut_with_a_warning():
+    text, warnings = normalize_text("abcdef" * 10, max_chars=25)
+    assert text == ("abcdef" * 10)[:25] and warnings == ["text truncated (25 of 60 characters kept)"]
+
+
+def test_undecodable_bytes_are_replaced_and_counted():
+    assert decode_utf8("Café".encode()) == ("Café", None)
+    text, warning = decode_utf8(b"Caf\xe9 and \xff\xfe")
+    assert text.startswith("Caf\ufffd and") and warning == "3 invalid UTF-8 sequences replaced with U+FFFD"
+
+
+def test_fifty_good_lines_and_a_lone_surrogate_give_fifty_one_documents():
+    good = [json.dumps({"id": f"a{i}", "text": f"good {i}"}).encode() + b"\n" for i in range(50)]
+    bad = b'{"id": "b", "text": "x \\ud800 y", "note": "\\udc80"}\n'
+    docs = list(iter_jsonl_documents(_jsonl(good + [bad])))
+    assert len(docs) == 51 and all(d.error is None for d in docs)
+    assert docs[-1].text == "x \ufffd y" and "lone surrogates" in docs[-1].warnings[0]
+    assert docs[-1].meta["passthrough"] == {"note": "\ufffd"}  # written out later: must encode
+
+
+def test_a_byte_order_mark_keeps_line_one_and_bad_bytes_cost_a_warning_not_the_file():
+    docs = list(iter_jsonl_documents(_jsonl([
+        b'\xef\xbb\xbf{"id": "first", "text": "one"}\n',
+        b"\n",
+        b'{"id": "second", "text": "caf\xe9"}\n',
+        b"not json\n",
+    ])))
+    assert [d.id for d in docs] == ["first", "second", "line 4"]
+    assert docs[0].error is None and docs[1].text == "caf\ufffd"
+    assert docs[1].warnings == ["line 3: 1 invalid UTF-8 sequence replaced with U+FFFD"]
+    assert docs[2].error.startswith("invalid JSON on line 4")
+
+
+def test_a_line_over_the_limit_is_skipped_unparsed_and_the_next_line_is_read(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_LINE_BYTES", 1000)
+    huge = json.dumps({"id": "huge", "text": "x" * 5000}).encode() + b"\n"
+    docs = list(iter_jsonl_documents(_jsonl([huge, b'{"id": "after", "text": "fine"}\n'])))
+    assert [d.id for d in docs] == ["line 1", "after"]
+    assert "larger than the 0 MB limit" in docs[0].error and docs[1].text == "fine"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ('{"id": "a", "text": "b"}\n'.encode("utf-16"), "UTF-16"),
+        ('{"id": "a", "text": "b"}\n'.encode("utf-16-le"), "looks like UTF-16"),
+        (bytes(range(256)) * 4, "binary"),
+    ],
+)
+def test_a_file_that_is_not_utf8_jsonl_is_refused_as_a_whole(data, message):
+    with pytest.raises(JsonlError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        list(iter_jsonl_documents(_jsonl([data])))
