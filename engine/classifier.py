@@ -19,11 +19,19 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from engine.confidence.metrics import sigmoid
+from engine.intake.normalize import normalize_document
 from engine.runtime.prompt import Layout, PromptEncoder, build_template, char_span, default_layout
 from engine.scoring import PromptScore, ScoringBackend, Segment
 from engine.types import Document, Verdict
 
 DocumentLike = Union[str, Document]
+
+# The per-document budget: only the first DEFAULT_MAX_TOKENS tokens of a document are scored
+# (two windows of the default model's 8k context), so one long document costs bounded time and
+# memory; the rest is left out with a warning. Text is cut at MAX_CHARS_PER_TOKEN characters a
+# token before it is tokenized, so a huge document is never tokenized whole.
+DEFAULT_MAX_TOKENS = 16384
+MAX_CHARS_PER_TOKEN = 16
 
 
 @dataclass
@@ -76,8 +84,10 @@ class Classifier:
         chunk_documents: int = 64,
         window_overlap: int = 64,
         max_context: Optional[int] = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self.backend = backend
+        self.max_tokens = max_tokens
         self.tokenizer = backend.tokenizer
         self.layout = layout or default_layout(backend.name)
         self.instructions = instructions
@@ -180,6 +190,7 @@ class Classifier:
         position = 0
         for item in texts:
             doc = item if isinstance(item, Document) else Document(id=str(position), text=str(item))
+            normalize_document(doc)  # the one intake normalisation, also for text given directly
             chunk.append(doc)
             position += 1
             if len(chunk) >= self.chunk_documents:
@@ -195,10 +206,28 @@ class Classifier:
         fixed = max(len(self.encoder.head_ids(q)) + len(self.encoder.tail_ids(q)) for q in questions)
         return self.context - fixed
 
-    def _split(self, doc_index: int, text: str, budget: int) -> list[_Window]:
-        ids, spans = self.encoder.document_ids(text)
+    def _budgeted_ids(self, doc: Document) -> tuple[list[int], list[tuple[int, int]], bool]:
+        """The document's token ids and spans, at most `max_tokens` of them (with a warning),
+        and whether it was cut."""
+        text = doc.text
+        max_chars = self.max_tokens * MAX_CHARS_PER_TOKEN
+        ids, spans = self.encoder.document_ids(text[:max_chars])
+        if len(ids) <= self.max_tokens and len(text) <= max_chars:
+            return ids, spans, False
+        ids, spans = ids[: self.max_tokens], spans[: self.max_tokens]
+        kept = spans[-1][1] if spans else 0
+        note = (
+            f"document is longer than the budget of {self.max_tokens:,} tokens: only its first "
+            f"{kept:,} of {len(text):,} characters were read"
+        )
+        if note not in doc.warnings:
+            doc.warnings.append(note)
+        return ids, spans, True
+
+    def _split(self, doc_index: int, doc: Document, budget: int) -> list[_Window]:
+        ids, spans, cut = self._budgeted_ids(doc)
         if len(ids) <= budget:
-            return [_Window(doc_index, 0, ids, (0, len(text)))]
+            return [_Window(doc_index, 0, ids, char_span(spans, 0, len(ids)) if cut else (0, len(doc.text)))]
         overlap = min(self.window_overlap, budget // 4)
         step = budget - overlap
         windows = []
@@ -243,7 +272,7 @@ class Classifier:
                     questions, doc, position, "the question and instructions leave no room in the context"
                 )
                 continue
-            doc_windows = self._split(i, doc.text, budget)
+            doc_windows = self._split(i, doc, budget)
             pending[i] = _Pending(doc, position, len(doc_windows))
             windows += doc_windows
 

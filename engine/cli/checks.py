@@ -1,0 +1,142 @@
+"""Everything a command line can get wrong, checked before the model loads (a model takes
+seconds to load; a typo in `--output` must not cost them, nor fail after the scoring).
+
+Each problem is a :class:`UsageError`: one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+# A question is a sentence; a long rubric belongs in --instructions. 2,000 characters are about
+# 500 tokens, a quarter of the smallest context we support.
+MAX_QUESTION_CHARS = 2000
+MIN_MAX_TOKENS = 64
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class UsageError(Exception):
+    """Bad arguments or input the user must fix (exit status 2)."""
+
+
+def check_question(question: str) -> str:
+    """The question stripped, or a UsageError saying what is wrong with it."""
+    text = question.strip()
+    if not text:
+        raise UsageError("--question must not be empty")
+    if _SURROGATE.search(text):
+        raise UsageError("--question is not valid UTF-8 text (check the terminal's encoding)")
+    if _CONTROL.search(text):
+        raise UsageError("--question contains control characters")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UsageError(
+            f"--question is {len(text):,} characters; the limit is {MAX_QUESTION_CHARS:,} "
+            "(put long guidance in --instructions)"
+        )
+    return text
+
+
+def check_readable(path: str, what: str) -> None:
+    """A file we are going to read: present, a file, readable."""
+    if path == "-":
+        return
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_output(path: str) -> None:
+    """An output file we are going to write: not a folder, in a folder that exists, writable.
+
+    Checked by opening it for appending (so nothing is lost); a file created by the check alone
+    is removed again."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--output {path} is a folder; give a file name")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UsageError(f"--output {path}: the folder {parent} does not exist")
+    existed = target.exists()
+    try:
+        with open(target, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write --output {path}: {exc.strerror or exc}") from None
+    if not existed:
+        try:
+            target.unlink()
+        except OSError:
+            pass
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """A folder we are going to save into: creatable and writable (tried, not guessed)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot save {what} in {folder}: {exc.strerror or exc} (set VERDICT_DATA_DIR)") from None
+
+
+def check_number(value: Optional[float], name: str, low: float, high: float = math.inf) -> None:
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        bound = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise UsageError(f"{name} must be {bound}")
+
+
+def check_classify_args(args: argparse.Namespace) -> None:
+    """All of `verdict classify`'s arguments, files and folders, before any model is loaded;
+    replaces ``args.question`` with the stripped questions."""
+    if not args.paths and not args.jsonl_in:
+        raise UsageError("nothing to classify: give PATHs, '-' for stdin, or --jsonl-in FILE")
+    args.question = [check_question(q) for q in args.question]
+    if [args.jsonl_in, *args.paths].count("-") > 1:
+        raise UsageError("standard input ('-') can be read only once")
+    check_number(args.uncertain_band, "--uncertain-band", 0.0)
+    check_number(args.mass_floor, "--mass-floor", 0.0, 1.0)
+    if getattr(args, "max_tokens", None) is not None and args.max_tokens < MIN_MAX_TOKENS:
+        raise UsageError(f"--max-tokens must be at least {MIN_MAX_TOKENS}")
+    if args.jsonl_in:
+        check_readable(args.jsonl_in, "--jsonl-in")
+        if args.jsonl_in != "-":
+            _check_jsonl_head(args.jsonl_in)
+    if args.labels:
+        check_readable(args.labels, "--labels")
+        from engine.confidence.probe import data_dir
+
+        check_writable_folder(data_dir(), "calibrators")
+    if args.instructions and args.instructions.startswith("@"):
+        check_readable(args.instructions[1:], "--instructions")
+    if args.output:
+        check_output(args.output)
+    if args.model and not os.path.exists(args.model):
+        raise UsageError(f"model not found: {args.model}")
+
+
+def _check_jsonl_head(path: str) -> None:
+    from engine.intake.jsonl import JsonlError, check_jsonl_head
+
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    try:
+        check_jsonl_head(head)
+    except JsonlError as exc:
+        raise UsageError(f"--jsonl-in {path}: {exc}") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), as the contract says."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
