@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, Optional, TextIO
@@ -52,7 +53,7 @@ class RowWriter:
     def __init__(self, out: TextIO, fmt: str) -> None:
         self.out, self.fmt = out, fmt
         self._csv: Optional[csv.DictWriter] = None
-        self._table: list[dict[str, Any]] = []
+        self._table: Optional[list[dict[str, Any]]] = []
         if fmt == "csv":  # the header even when no row follows
             self._csv = csv.DictWriter(out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
             self._csv.writeheader()
@@ -68,8 +69,11 @@ class RowWriter:
             self._table.append(row)
 
     def close(self) -> None:
-        if self.fmt == "table":
-            self.out.write(format_table(self._table))
+        """Write what is held back (the table); a second call writes nothing."""
+        if self.fmt == "table" and self._table is not None:
+            rows, self._table = self._table, None
+            self.out.write(format_table(rows))
+            self.out.flush()
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -84,9 +88,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Control characters (an ESC starts a terminal escape sequence) and bidirectional overrides
+# in a file name or question must not reach the terminal: they are shown escaped.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and bidi overrides written as escapes (``\\x1b``)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _cell(value: Any, column: str) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        value = printable(value)
     if column in ("id", "question", "error"):
         text = str(value)
         if len(text) <= 60:
