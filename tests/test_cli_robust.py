@@ -11,7 +11,7 @@ import pytest
 
 def run_cli(*args, stdin: bytes = b"", env=None, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *map(str, args)], input=stdin, capture_output=True, timeout=300,
+        [sys.executable, "-m", "engine.cli", *(a if isinstance(a, bytes) else str(a) for a in args)], input=stdin, capture_output=True, timeout=300,
         env=env, **kwargs,
     )
 
@@ -45,3 +45,125 @@ def test_a_jsonl_byte_order_mark_keeps_line_one(tiny_model_dir, tmp_path):
     done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", path)
     assert done.returncode == 0, done.stderr
     assert [r["id"] for r in rows_of(done)] == ["first", "second"]
+
+
+@pytest.fixture
+def broken_model(tmp_path):
+    """A model file that fails to load: a check that ran after loading would report it instead."""
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 60)
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--output", "{tmp}/no/such/folder/out.jsonl", "-"], "does not exist"),
+        (["--output", "{tmp}", "-"], "is a folder; give a file name"),
+        (["--jsonl-in", "{utf16}"], "looks like UTF-16"),
+        (["-q", "x" * 100_000, "-"], "--question is 100,000 characters; the limit is 2,000"),
+        (["-q", b"\xff", "-"], "--question is not valid UTF-8"),
+        (["-q", "a\x1b[2Jb", "-"], "--question contains control characters"),
+        (["--max-tokens", "0", "-"], "--max-tokens must be at least 64"),
+        (["--uncertain-band", "nan", "-"], "--uncertain-band must be at least 0"),
+        (["--mass-floor", "2", "-"], "--mass-floor must be between 0 and 1"),
+        (["--labels", "{tmp}/missing.jsonl", "-"], "cannot read {tmp}/missing.jsonl"),
+        (["--instructions", "@{tmp}", "-"], "is a folder, not a file"),
+        (["--no-such-option", "-"], "unrecognized arguments: --no-such-option"),
+        (["-", "-"], "standard input ('-') can be read only once"),
+    ],
+)
+def test_each_bad_argument_is_one_line_and_exit_2_before_the_model_loads(extra, message, tmp_path, broken_model):
+    utf16 = tmp_path / "docs.jsonl"
+    utf16.write_bytes('{"id": "a", "text": "b"}\n'.encode("utf-16-le"))
+
+    def fill(arg):
+        return arg.format(tmp=tmp_path, utf16=utf16) if isinstance(arg, str) else arg
+
+    args = ["classify", "-q", "Is it fine?", "--model", broken_model, *map(fill, extra)]
+    done = run_cli(*args, stdin=b"some text")
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2, stderr
+    assert fill(message) in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert done.stdout == b""
+
+
+def test_an_output_in_a_read_only_folder_is_refused_before_the_model_loads(tmp_path, broken_model):
+    from readonly import read_only
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    with read_only(folder) as wrap:
+        argv = [sys.executable, "-m", "engine.cli", "classify", "-q", "Is it fine?", "--model", broken_model,
+                "--output", folder / "out.jsonl", "-"]
+        done = subprocess.run(wrap(argv), input=b"text", capture_output=True, timeout=300)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and "cannot write --output" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (folder / "out.jsonl").exists()
+
+
+def test_labels_with_a_data_folder_that_cannot_be_created_are_refused(tmp_path, broken_model):
+    import os
+
+    (tmp_path / "a-file").write_text("not a folder")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"id": "a", "label": "yes"}\n')
+    env = {**os.environ, "VERDICT_DATA_DIR": str(tmp_path / "a-file" / "data")}
+    done = run_cli("classify", "-q", "Is it fine?", "--model", broken_model, "--labels", labels, "-", stdin=b"x", env=env)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and "cannot save calibrators in" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_table_output_escapes_terminal_control_sequences_in_names(tiny_model_dir, tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "evil\x1b]0;owned\x07\x1b[2J.txt").write_text("A plain document.")
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--format", "table", folder)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J.txt" in out
+
+
+def test_ctrl_c_prints_the_table_rows_done_so_far(tiny_model_dir, tmp_path):
+    """The progress bar (on a terminal) says when rows exist; SIGINT then must not lose them."""
+    import os
+    import pty
+    import re
+    import signal
+
+    n = 3000
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Document {i}. " * 40}) + "\n" for i in range(n)))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "classify", "-q", "Is it fine?", "--model", str(tiny_model_dir),
+         "--format", "table", "--jsonl-in", str(path)],
+        stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        while not re.search(rb"\] [1-9]\d*/%d" % n, seen):  # the first row is out
+            chunk = os.read(master, 4096)
+            assert chunk, "the CLI ended before its first row"
+            seen += chunk
+        done_before = int(re.findall(rb"\] (\d+)/%d" % n, seen)[-1])
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=300)
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 130 and b"verdict: interrupted" in seen
+    header, *lines = out.decode().splitlines()
+    assert header.split()[:2] == ["id", "verdict"]
+    assert done_before <= len(lines) < n and lines[0].split()[0] == "d0"

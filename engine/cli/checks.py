@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -120,8 +119,6 @@ def check_classify_args(args: argparse.Namespace) -> None:
         check_readable(args.instructions[1:], "--instructions")
     if args.output:
         check_output(args.output)
-    if args.model and not os.path.exists(args.model):
-        raise UsageError(f"model not found: {args.model}")
 
 
 def _check_jsonl_head(path: str) -> None:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
 from engine.cli.output import Progress, RowWriter, verdict_row
 from engine.types import Document
 
@@ -22,9 +23,7 @@ from engine.types import Document
 MODEL_HELP = ("an MLX folder, a GGUF file, a name from `verdict models list`, or a Hugging Face repo: "
               "org/repo (MLX) or org/repo:QUANT (GGUF) (default: embedded SmolLM2-135M)")
 
-
-class UsageError(Exception):
-    """Bad arguments or input the user must fix (exit status 2)."""
+__all__ = ["UsageError", "build_parser", "main"]
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -82,11 +81,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from engine.pipeline import Labels, Pipeline
     from engine.runtime.prompt import LAYOUTS
 
-    if not args.paths and not args.jsonl_in:
-        raise UsageError("nothing to classify: give PATHs, '-' for stdin, or --jsonl-in FILE")
-    questions = [q.strip() for q in args.question]
-    if any(not q for q in questions):
-        raise UsageError("--question must not be empty")
+    check_classify_args(args)  # before the model loads: one line, exit 2
+    questions = args.question
     labels = None
     if args.labels:
         try:
@@ -105,6 +101,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         options["layout"] = LAYOUTS[args.layout]
     if args.instructions:
         options["instructions"] = _read_text_arg(args.instructions)
+    if args.max_tokens:
+        options["max_tokens"] = args.max_tokens
     pipeline = Pipeline(Classifier.load(args.model, **options), settings=calibration_settings(args))
     if labels is not None:
         try:
@@ -122,6 +120,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
             writer.write(verdict_row(docs[v.document_index], v))
             progress.step()
         writer.close()
+    except KeyboardInterrupt:
+        writer.close()  # a table holds its rows until the end: show the ones done so far
+        raise
     finally:
         progress.close()
         if out is not sys.stdout:
@@ -157,6 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
     from engine.confidence.evaluate import evaluate, format_table, read_jsonl
 
+    args.question = check_question(args.question)
     try:
         records = read_jsonl(args.jsonl_in)
     except OSError as exc:
@@ -195,7 +197,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from engine.runtime.prompt import LAYOUTS
 
-    parser = argparse.ArgumentParser(prog="verdict", description="Yes/no verdicts about many documents at once.")
+    parser = OneLineParser(prog="verdict", description="Yes/no verdicts about many documents at once.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("classify", help="answer yes/no questions about documents")
@@ -212,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncertain-band", type=float, help="|calibrated log-odds| below this is 'uncertain' (1.0)")
     p.add_argument("--mass-floor", type=float, help="label mass below this is 'uncertain' (0.1)")
     p.add_argument("--calibration", choices=["none", "contextual", "batch"], help="label-free shift (none)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="tokens read per document; the rest is left "
+                   "out with a warning (default 16384)")
     p.set_defaults(func=cmd_classify)
 
     e = sub.add_parser("evaluate", help="cross-validated AUC, accuracy, Brier and ECE on labeled documents")
