@@ -10,6 +10,7 @@ import io
 import os
 import struct
 import zipfile
+import zlib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -220,3 +221,43 @@ def write_files(folder: Path, files: dict[str, bytes]) -> list[Path]:
         path.write_bytes(data)
         paths.append(path)
     return paths
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+def zeros_deflate_stream(megabytes: int) -> bytes:
+    """A raw deflate stream that inflates to ``megabytes`` MB of zeros, built without
+    compressing them: one fully flushed 1 MB block (it needs no history) repeated."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = packer.compress(bytes(1 << 20)) + packer.flush(zlib.Z_FULL_FLUSH)
+    return block * megabytes + packer.flush()
+
+
+def zip_with_members(members: list[tuple[str, bytes, int, int]]) -> bytes:
+    """A zip written byte by byte (APPNOTE 4.3), so a member's declared size and CRC can lie:
+    ``(name, raw deflate data, declared uncompressed size, crc32)`` per member."""
+    out, central = bytearray(), bytearray()
+    for name, raw, size, crc in members:
+        encoded = name.encode()
+        offset = len(out)
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(raw), size, len(encoded), 0)
+        out += encoded + raw
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(raw), size,
+                               len(encoded), 0, 0, 0, 0, 0, offset) + encoded
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(out), 0)
+    return bytes(out + central + end)
+
+
+def make_lying_docx(megabytes: int = 2048, declared: int = 1000) -> bytes:
+    """A real docx plus a part that declares ``declared`` bytes but inflates to ``megabytes``
+    MB (the CRC matches the declared prefix, as a careful attacker would make it)."""
+    source = zipfile.ZipFile(io.BytesIO(make_docx()))
+    members = [
+        (info.filename, _raw_deflate(source.read(info.filename)), info.file_size, info.CRC)
+        for info in source.infolist()
+    ]
+    members.append(("word/media/image1.bin", zeros_deflate_stream(megabytes), declared, zlib.crc32(bytes(declared))))
+    return zip_with_members(members)

@@ -78,3 +78,65 @@ def test_a_line_over_the_limit_is_skipped_unparsed_and_the_next_line_is_read(mon
 def test_a_file_that_is_not_utf8_jsonl_is_refused_as_a_whole(data, message):
     with pytest.raises(JsonlError, match=message.replace("(", r"\(").replace(")", r"\)")):
         list(iter_jsonl_documents(_jsonl([data])))
+
+
+def test_binary_with_a_zero_in_every_other_byte_is_not_taken_for_utf16(tmp_path):
+    from engine.intake import extract_file
+    from engine.intake.sniff import utf16_without_bom
+
+    text = "A real UTF-16 note, written by Notepad.\r\n" * 50
+    assert utf16_without_bom(text.encode("utf-16-le")) == "utf-16-le"
+    assert utf16_without_bom(text.encode("utf-16-be")) == "utf-16-be"
+    samples = bytes(b for i in range(4096) for b in ((i * 37) % 256, 0))  # little-endian uint16 < 256
+    assert utf16_without_bom(samples) is None
+    (tmp_path / "samples.txt").write_bytes(samples)
+    (tmp_path / "note.txt").write_bytes(text.encode("utf-16-le"))
+    assert extract_file(tmp_path / "samples.txt").error == "not a text file: binary content in a .txt"
+    note = extract_file(tmp_path / "note.txt")
+    assert note.error is None and note.text.startswith("A real UTF-16 note")
+
+
+def test_a_docx_that_understates_a_2_gb_member_is_refused_without_inflating_it(tmp_path):
+    """Measured in a subprocess: reading the member the way zipfile does peaks at 2 GiB."""
+    import subprocess
+    import sys
+
+    import fixtures_docs as fx
+
+    path = tmp_path / "liar.docx"
+    path.write_bytes(fx.make_lying_docx(megabytes=2048, declared=1000))
+    assert path.stat().st_size < 3 * 2**20
+    script = (
+        "import json, resource, sys\n"
+        "from engine.intake import extract_file\n"
+        "r = extract_file(sys.argv[1])\n"
+        "print(json.dumps([r.error, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    error, peak_mib = json.loads(done.stdout)
+    assert "inflates past its declared 1,000 bytes" in error and "zip bomb" in error
+    assert peak_mib < 512
+
+
+def test_a_honest_docx_still_reads_and_a_lying_small_one_is_refused_in_process():
+    import fixtures_docs as fx
+
+    from engine.intake import extract_bytes
+
+    assert extract_bytes(fx.make_docx(), "a.docx").error is None
+    refused = extract_bytes(fx.make_lying_docx(megabytes=3, declared=10), "b.docx")
+    assert "zip bomb" in refused.error and refused.text == ""
+
+
+def test_a_16_gb_sparse_file_gets_its_row_without_being_hashed(tmp_path):
+    from engine.intake import load_documents
+
+    for name in ("huge.txt", "huge.pdf"):
+        with open(tmp_path / name, "wb") as fh:
+            fh.truncate(16 * 2**30)  # sparse: no disk used
+    text, pdf = load_documents([tmp_path / "huge.txt", tmp_path / "huge.pdf"])
+    assert text.error == "not a text file: binary content in a .txt"
+    assert pdf.error == "PDF is 16,384 MB, larger than the 256 MB limit; refusing"
+    for doc in (text, pdf):
+        assert "sha256" not in doc.meta and doc.meta["bytes"] == 16 * 2**30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -193,16 +194,32 @@ def bom_encoding(data: bytes) -> Optional[tuple[str, int]]:
 
 
 def utf16_without_bom(sample: bytes) -> Optional[str]:
-    """Guess UTF-16 from zero bytes in every other position (mostly-Latin text)."""
+    """Guess UTF-16 from zero bytes in every other position (mostly-Latin text), when the
+    sample decoded that way reads as text: binary data (arrays of small integers) has a zero
+    in every other byte too, but decodes to control characters."""
     if len(sample) < 8:
         return None
     even, odd = sample[0::2], sample[1::2]
     even_zero, odd_zero = even.count(0) / len(even), odd.count(0) / len(odd)
+    guess = None
     if odd_zero > 0.4 and even_zero < 0.05:
-        return "utf-16-le"
-    if even_zero > 0.4 and odd_zero < 0.05:
-        return "utf-16-be"
+        guess = "utf-16-le"
+    elif even_zero > 0.4 and odd_zero < 0.05:
+        guess = "utf-16-be"
+    if guess and _reads_as_text(sample[: len(sample) // 2 * 2].decode(guess, errors="replace")):
+        return guess
     return None
+
+
+_NOT_TEXT = frozenset(("Cc", "Cs", "Co", "Cn"))
+
+
+def _reads_as_text(text: str) -> bool:
+    """At most 2% control, unassigned, private-use or undecodable characters."""
+    odd = sum(
+        1 for ch in text if ch == "\ufffd" or (unicodedata.category(ch) in _NOT_TEXT and ch not in "\t\n\r\f")
+    )
+    return odd <= 0.02 * len(text)
 
 
 _BINARY_BYTES = bytes(range(0, 9)) + bytes(range(14, 27)) + bytes(range(28, 32)) + b"\x7f"
