@@ -167,3 +167,46 @@ def test_ctrl_c_prints_the_table_rows_done_so_far(tiny_model_dir, tmp_path):
     header, *lines = out.decode().splitlines()
     assert header.split()[:2] == ["id", "verdict"]
     assert done_before <= len(lines) < n and lines[0].split()[0] == "d0"
+
+
+PEAK_RSS = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+print(json.dumps({"rc": done.returncode, "stdout": done.stdout.decode(), "stderr": done.stderr.decode()[-2000:],
+                  "peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+"""
+
+
+def run_measured(*args) -> dict:
+    """Run the CLI as the only child of a fresh process, which reports the child's peak RSS."""
+    cmd = [sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "engine.cli", *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_50_mb_jsonl_line_stays_under_2_gib_and_gives_its_row(tiny_model_dir, tmp_path):
+    path = tmp_path / "huge.jsonl"
+    words = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * (50 * 2**20 // 57)
+    path.write_text(json.dumps({"id": "small", "text": "fine"}) + "\n"
+                    + json.dumps({"id": "huge", "text": words}) + "\n", encoding="utf-8")
+    assert path.stat().st_size > 50 * 2**20
+    del words
+    result = run_measured("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", path)
+    assert result["rc"] == 0, result["stderr"]
+    small, huge = map(json.loads, result["stdout"].splitlines())
+    assert huge["id"] == "huge" and huge["error"] is None and huge["verdict"] in ("yes", "no", "uncertain")
+    assert any("text truncated" in w for w in huge["warnings"])
+    assert any("budget of 16,384 tokens" in w for w in huge["warnings"])
+    assert result["peak_mib"] < 2048, result["peak_mib"]
+
+
+def test_max_tokens_reads_a_long_document_up_to_the_budget_with_a_warning(tiny_model_dir, tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("The quarterly report says revenue grew. " * 200)
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--max-tokens", "100", path)
+    assert done.returncode == 0, done.stderr
+    (row,) = rows_of(done)
+    assert row["error"] is None and row["window_end"] < 8000
+    assert row["warnings"] == [f"document is longer than the budget of 100 tokens: only its first "
+                               f"{row['window_end']:,} of 8,000 characters were read"]

@@ -140,3 +140,19 @@ def test_a_16_gb_sparse_file_gets_its_row_without_being_hashed(tmp_path):
     assert pdf.error == "PDF is 16,384 MB, larger than the 256 MB limit; refusing"
     for doc in (text, pdf):
         assert "sha256" not in doc.meta and doc.meta["bytes"] == 16 * 2**30
+
+
+def test_the_api_reads_only_the_budgeted_tokens_and_normalises_text_given_directly(tiny_model_dir):
+    from engine import Classifier
+
+    clf = Classifier.load(tiny_model_dir, max_tokens=64)
+    long = Document(id="long", text="Invoices are due in thirty days. " * 100)
+    (budgeted,) = clf.classify("Is it about money?", [long])
+    assert budgeted.error is None and budgeted.windows >= 1
+    kept = budgeted.window_span[1] if budgeted.windows == 1 else None
+    assert "budget of 64 tokens" in long.warnings[0]
+    if kept is not None:  # the same verdict as the text the budget kept, given whole
+        (prefix,) = Classifier.load(tiny_model_dir).classify("Is it about money?", [long.text[:kept]])
+        assert abs(prefix.raw_margin - budgeted.raw_margin) < 1e-4
+    (odd,) = clf.classify("Is it about money?", ["pay \ud800 now"])  # a lone surrogate, given directly
+    assert odd.error is None and odd.verdict != "error"
