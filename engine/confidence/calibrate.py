@@ -42,9 +42,8 @@ from engine.confidence.probe import (
     default_layer,
     extract_features,
     fit_probe,
-    load_probe_file,
-    save_probe_file,
 )
+from engine.confidence.store import load_probe_file, save_probe_file
 from engine.types import Document, Verdict
 
 # Content-free documents for contextual calibration ("" cannot be scored: an empty document is an error).
@@ -280,9 +279,12 @@ class Calibrator:
         return save_probe_file(self.model, self.question, self.probe, self.to_dict(), folder)
 
     @classmethod
-    def load(cls, model: str, question: str, folder: Optional[Path] = None) -> Optional["Calibrator"]:
-        """The saved calibrator for this model and question, or None."""
-        found = load_probe_file(model, question, folder)
+    def load(
+        cls, model: str, question: str, folder: Optional[Path] = None, *, on_damaged=None
+    ) -> Optional["Calibrator"]:
+        """The saved calibrator for this model key and question, or None (also when the saved
+        one is damaged: it is set aside and reported to `on_damaged`, see engine.confidence.store)."""
+        found = load_probe_file(model, question, folder, on_damaged=on_damaged)
         if found is None:
             return None
         probe, extra = found
@@ -364,11 +366,17 @@ def calibrator_for(
     if labels:
         cal = fit_calibrator(clf, question, documents or [], labels, **settings)
         if save:
-            cal.save(folder)
+            try:
+                cal.save(folder)
+            except OSError as exc:
+                cal.notes.append(f"the calibrator could not be saved ({exc.strerror or exc})")
         return cal
-    cal = Calibrator.load(clf.model_name, question, folder) if use_saved else None
+    problems: list[str] = []
+    cal = Calibrator.load(clf.model_name, question, folder, on_damaged=problems.append) if use_saved else None
     if cal is None:
-        return fit_calibrator(clf, question, [], None, **{k: v for k, v in settings.items() if k != "probe"})
+        cal = fit_calibrator(clf, question, [], None, **{k: v for k, v in settings.items() if k != "probe"})
+        cal.notes.extend(problems)
+        return cal
     for name in ("band", "mass_floor"):
         if name in settings:
             setattr(cal, name, settings[name])

@@ -8,11 +8,6 @@ stream after block k. The scoring backend captures them during its prefill
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +17,13 @@ import numpy as np
 
 from engine import scoring
 from engine.confidence import metrics
+from engine.confidence.store import (  # noqa: F401  (the store's functions stay importable from here)
+    data_dir,
+    load_probe_file,
+    probe_key,
+    probe_path,
+    save_probe_file,
+)
 
 L2_GRID = (1.0, 10.0, 100.0, 1000.0)
 # Measured on resources/labeled with the default model (SmolLM2-135M, 30 layers), 12 random draws
@@ -201,99 +203,7 @@ def fit_probe(
     )
 
 
-# --- storage --------------------------------------------------------------------------------------
-def data_dir() -> Path:
-    """The user's data folder for Verdict (probes live in `probes/` under it)."""
-    if os.environ.get("VERDICT_DATA_DIR"):
-        return Path(os.environ["VERDICT_DATA_DIR"])
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "Verdict"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "verdict"
-
-
-def probe_key(model: str, question: str) -> str:
-    """A file-name-safe key for one model and question."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", question.strip().lower()).strip("-")[:48] or "question"
-    digest = hashlib.sha256(f"{model}\n{question.strip()}".encode()).hexdigest()[:12]
-    return f"{slug}-{digest}"
-
-
-def probe_path(model: str, question: str, folder: Optional[Path] = None) -> Path:
-    model_slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model) or "model"
-    return Path(folder or data_dir() / "probes") / model_slug / probe_key(model, question)
-
-
-def _probe_meta(probe: Probe) -> dict:
-    finite = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
-    return {
-        "model": probe.model,
-        "question": probe.question,
-        "layer": probe.layer,
-        "b": probe.b,
-        "l2": probe.l2,
-        "n_positive": probe.n_positive,
-        "n_negative": probe.n_negative,
-        "cv_auc": finite(probe.cv_auc),
-        "cv_auc_margin": finite(probe.cv_auc_margin),
-        "created": probe.created,
-    }
-
-
-def save_probe_file(
-    model: str, question: str, probe: Optional[Probe], extra: Optional[dict] = None, folder: Optional[Path] = None
-) -> Path:
-    """Write `<key>.json` (settings, `extra` such as a calibrator's) and, with a probe,
-    `<key>.npz` (its arrays). Returns the .json path."""
-    base = probe_path(model, question, folder)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    npz = base.with_name(base.name + ".npz")
-    if probe is not None:
-        tmp = base.with_name(base.name + ".tmp.npz")
-        np.savez(tmp, mean=probe.mean, scale=probe.scale, w=probe.w)
-        os.replace(tmp, npz)
-    elif npz.exists():
-        npz.unlink()
-    meta = {"format": 1, "model": model, "question": question,
-            "probe": None if probe is None else _probe_meta(probe), "extra": extra}
-    path = base.with_name(base.name + ".json")
-    tmp = base.with_name(base.name + ".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def load_probe_file(model: str, question: str, folder: Optional[Path] = None) -> Optional[tuple[Optional[Probe], Optional[dict]]]:
-    """(probe or None, extra) saved for this model and question, or None if nothing is saved."""
-    base = probe_path(model, question, folder)
-    path = base.with_name(base.name + ".json")
-    if not path.is_file():
-        return None
-    meta = json.loads(path.read_text())
-    info = meta.get("probe")
-    npz = base.with_name(base.name + ".npz")
-    if info is None or not npz.is_file():
-        return None, meta.get("extra")
-    with np.load(npz) as arrays:
-        mean, scale, w = arrays["mean"], arrays["scale"], arrays["w"]
-    nan = float("nan")
-    probe = Probe(
-        model=info["model"],
-        question=info["question"],
-        layer=int(info["layer"]),
-        mean=mean,
-        scale=scale,
-        w=w,
-        b=float(info["b"]),
-        l2=float(info["l2"]),
-        n_positive=int(info.get("n_positive", 0)),
-        n_negative=int(info.get("n_negative", 0)),
-        cv_auc=nan if info.get("cv_auc") is None else float(info["cv_auc"]),
-        cv_auc_margin=nan if info.get("cv_auc_margin") is None else float(info["cv_auc_margin"]),
-        created=float(info.get("created", 0.0)),
-    )
-    return probe, meta.get("extra")
-
-
+# --- storage (engine.confidence.store) ---------------------------------------------------------
 def save_probe(probe: Probe, folder: Optional[Path] = None) -> Path:
     """Save a probe alone (a calibrator saves its probe with its own settings: Calibrator.save)."""
     return save_probe_file(probe.model, probe.question, probe, None, folder)
