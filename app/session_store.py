@@ -4,7 +4,9 @@ Every change is written as it happens, so quitting, a crash or a power cut loses
 that was on screen. WAL mode keeps each write cheap. ``PRAGMA user_version`` holds the
 schema version; a database that is damaged, or was written by a newer Verdict, is renamed
 aside (never overwritten) and a fresh session starts, with :attr:`SessionStore.notice`
-saying what happened.
+saying what happened. When the data folder can't be written, or another instance holds the
+session's lock file, the session is opened read-only: an in-memory copy the window uses as
+usual, nothing saved, and a notice that says so.
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import json
 import math
 import os
 import sqlite3
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import IO, Callable, Iterable, Iterator, Optional
 
 from engine.types import Document, Verdict
 
@@ -110,10 +113,28 @@ class SessionStore:
         self.set_aside_path: Optional[Path] = None
         self.write_error: Optional[str] = None
         self.on_error = on_error
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = False  # True: the session lives in memory and nothing is saved (see notice)
+        self._lock: Optional[IO] = None
+        unwritable = _unwritable_folder(self.path.parent)
+        if unwritable:
+            self._open_read_only(f"The data folder {self.path.parent} can't be written ({unwritable}): "
+                                 "this session is read-only and its changes are not saved.")
+            return
+        if not self._take_lock():
+            self._open_read_only("Another Verdict window has this session open: this window is read-only "
+                                 "and its changes are not saved.")
+            return
         problem = self._problem() if self.path.exists() else None
         if problem:
-            self._set_aside(problem)
+            try:
+                self._set_aside(problem)
+            except OSError as exc:
+                self._open_read_only(
+                    f"The saved session could not be restored: {problem}, and it could not be moved aside "
+                    f"({exc.strerror or exc}). This session is read-only and its changes are not saved.",
+                    copy=False,
+                )
+                return
         self._conn = self._connect()
 
     @classmethod
@@ -176,11 +197,58 @@ class SessionStore:
         self.set_aside_path = aside
         self.notice = f"The saved session could not be restored: {problem}. It was kept as {aside.name}; a new session started."
 
+    def _take_lock(self) -> bool:
+        """Hold ``.<session>.lock`` while open; False when another instance holds it. Where there
+        is no flock (Windows), or the lock file can't be made, nothing is locked."""
+        try:
+            import fcntl
+        except ImportError:
+            return True
+        try:
+            handle = open(self.path.with_name(f".{self.path.name}.lock"), "a+")
+        except OSError:
+            return True
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._lock = handle
+        return True
+
+    def _open_read_only(self, notice: str, copy: bool = True) -> None:
+        """Work on an in-memory copy of the saved session (or a new one): the window behaves as
+        usual and nothing is written."""
+        self.read_only, self.notice = True, notice
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        if copy and self.path.exists():
+            for uri in (f"file:{self.path}?mode=ro", f"file:{self.path}?immutable=1"):
+                try:
+                    source = sqlite3.connect(uri, uri=True, timeout=5.0)
+                    try:
+                        source.backup(conn)
+                        if source.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
+                            raise sqlite3.DatabaseError("saved by a newer version of Verdict")
+                    finally:
+                        source.close()
+                    break
+                except sqlite3.Error:
+                    conn.close()
+                    conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.execute("PRAGMA foreign_keys=ON")
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn = conn
+
     def close(self) -> None:
         try:
             self._conn.close()
         except sqlite3.Error:
             pass
+        if self._lock is not None:
+            self._lock.close()  # releases the lock; the file stays (removing it would race)
+            self._lock = None
 
     # --- writing --------------------------------------------------------------------------------
     @contextmanager
@@ -340,6 +408,18 @@ class SessionStore:
             if key in docs:
                 docs[key].labels[question] = label
         return Session(questions=questions, active_question=active, documents=list(docs.values()))
+
+
+def _unwritable_folder(folder: Path) -> Optional[str]:
+    """Why files can't be created in ``folder`` (created if missing), or None. Tried, not
+    guessed from permission bits."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _real(x: float) -> Optional[float]:
