@@ -50,11 +50,14 @@ MARKDOWN_DOC = "# Minutes\n\n- Budget approved\n- Next meeting Friday\n"
 
 
 def qt_app():
-    """A QApplication (not QGuiApplication, so pytest-qt widgets tests can share it)."""
+    """The app's own QApplication subclass, the same one pytest-qt creates (conftest's qapp_cls),
+    so whichever test makes it first, window tests find the application they expect."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
-    return QApplication.instance() or QApplication([])
+    from app.application import VerdictApplication
+
+    return QApplication.instance() or VerdictApplication([])
 
 
 def make_pdf(pages: list[str] | None = None, *, draw_text: bool = True) -> bytes:
