@@ -160,9 +160,10 @@ def _convert_all(header: GGUFHeader, keep_float: bool, float_dtype: Any, progres
         parts = convert(tensor_bytes(header, info), info.type_name, info.shape, keep_float=keep_float)
         stem = info.name[: -len(".weight")] if info.name.endswith(".weight") else info.name
         for suffix, value in parts.items():
+            array = mx.array(value)
             if suffix == "weight" and value.dtype == np.float32 and info.type_name in FLOAT_TYPES - {"F32"}:
-                value = value.astype(float_dtype)
-            out[info.name if suffix == "weight" else f"{stem}.{suffix}"] = mx.array(value)
+                array = array.astype(float_dtype)  # BF16/F64: float16 on a GPU
+            out[info.name if suffix == "weight" else f"{stem}.{suffix}"] = array
         mx.eval(list(out.values())[-len(parts):])
         done += info.nbytes
         if progress:
@@ -183,7 +184,7 @@ def read_weights(
             "(gguf-py has no decoder for them)"
         )
     if header.tensor_types() <= MLX_NATIVE_TYPES:
-        return mx.load(str(header.path))  # checked by read_header; MLX decodes these correctly
+        return mx.load(str(header.path), format="gguf")  # checked by read_header; MLX decodes these correctly
     slow = sum(t.nbytes for t in header.tensors if t.type_name not in REPACKED_TYPES | {"F32", "F16"})
     min_bytes = int(os.environ.get("VERDICT_GGUF_CACHE_MIN_BYTES", CACHE_MIN_BYTES))
     if slow < min_bytes:
