@@ -88,10 +88,9 @@ PROMPT = "<|im_start|>user\nIs the document yes or no? Answer.<|im_end|>\n<|im_s
 
 
 def _logits(lm, ids):
-    from engine.runtime.local import Scorer
-    from engine.runtime.prompt import label_forms
+    from engine.runtime.local import LocalBackend
 
-    return Scorer(lm, *label_forms(lm.tokenizer)).logits_for_ids(ids)
+    return LocalBackend(lm).logits_for_ids(ids)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
@@ -202,10 +201,9 @@ def test_types_without_a_decoder_are_named(tmp_path):
 # --- the default model as a Q4_K_M-style mix -------------------------------------------------
 
 def _margins(lm, prompts):
-    from engine.runtime.local import Scorer
-    from engine.runtime.prompt import label_forms
+    from engine.runtime.local import LocalBackend
 
-    scorer = Scorer(lm, *label_forms(lm.tokenizer))
+    scorer = LocalBackend(lm)
     yes, no = np.array(scorer.yes_ids), np.array(scorer.no_ids)
     out = []
     for ids in prompts:

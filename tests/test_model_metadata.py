@@ -130,8 +130,9 @@ def test_hub_snapshot_folder_is_named_and_fingerprinted_by_its_repo_and_commit(t
     assert lm.fingerprint == f"hf:Qwen/Qwen3-Reranker-0.6B@{commit}"
     assert lm.preset == "qwen3-reranker"
     from engine import Classifier
+    from engine.runtime.local import LocalBackend
 
-    assert Classifier(lm).layout.name == "qwen3-reranker"
+    assert Classifier(LocalBackend(lm)).layout.name == "qwen3-reranker"
 
 
 def test_reranker_preset_read_from_gguf_metadata(tmp_path):
