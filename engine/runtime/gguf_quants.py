@@ -45,12 +45,20 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     elif bits == 4:
         c = codes.astype(np.uint8).reshape(rows, n // 2, 2)
         packed = c[..., 0] | (c[..., 1] << 4)
-    else:  # 8 codes fill `bits` bytes exactly
-        c = codes.astype(np.uint64).reshape(rows, n // 8, 8)
-        word = np.zeros(c.shape[:-1], dtype=np.uint64)
-        for k in range(8):
-            word |= c[..., k] << np.uint64(bits * k)
-        packed = word[..., None].view(np.uint8).reshape(rows, n // 8, 8)[..., :bits]
+    elif bits == 5:  # 8 codes fill 5 bytes; uint8 shifts drop the bits that move out
+        c = [codes[:, k::8].astype(np.uint8) for k in range(8)]
+        packed = np.stack(
+            [
+                c[0] | (c[1] << 5),
+                (c[1] >> 3) | (c[2] << 2) | (c[3] << 7),
+                (c[3] >> 1) | (c[4] << 4),
+                (c[4] >> 4) | (c[5] << 1) | (c[6] << 6),
+                (c[6] >> 2) | (c[7] << 3),
+            ],
+            axis=-1,
+        )
+    else:
+        raise ValueError(f"no packing for {bits}-bit codes")
     return np.ascontiguousarray(packed).reshape(rows, -1).view(np.uint32)
 
 
@@ -76,8 +84,7 @@ def _q4_1(raw):
 
 
 def _q5_codes(b: np.ndarray, qh_at: int) -> np.ndarray:
-    qh = b[..., qh_at : qh_at + 4].copy().view(np.uint32)  # (rows, blocks, 1)
-    high = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8)
+    high = np.unpackbits(b[..., qh_at : qh_at + 4], axis=-1, bitorder="little")  # bit j: weight j
     return _nibbles_halves(b[..., qh_at + 4 :]) | (high << 4)
 
 
