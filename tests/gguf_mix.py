@@ -8,7 +8,7 @@ with gguf-py (Q5_0, Q8_0) and `ggml_blocks` (Q4_K, Q6_K).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -27,8 +27,10 @@ def q4_k_m_type(name: str, shape: tuple[int, ...]) -> str:
     return wanted
 
 
-def write_mix(source: Path, target: Path, pick: Callable[[str, tuple[int, ...]], str] = q4_k_m_type) -> dict[str, str]:
-    """Write `source`'s model to `target` with tensor types from `pick`; return name -> type."""
+def write_mix(source: Path, target: Path, pick: Callable[[str, tuple[int, ...]], str] = q4_k_m_type,
+              metadata: Optional[dict[str, Any]] = None) -> dict[str, str]:
+    """Write `source`'s model to `target` with tensor types from `pick` and some `metadata`
+    values replaced (same value types); return tensor name -> type."""
     import gguf
     from gguf.quants import dequantize, quantize
 
@@ -42,7 +44,8 @@ def write_mix(source: Path, target: Path, pick: Callable[[str, tuple[int, ...]],
             continue
         vtype = field.types[0]
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(name, field.contents(), vtype, sub_type=sub)
+        value = (metadata or {}).get(name, field.contents())
+        writer.add_key_value(name, value, vtype, sub_type=sub)
     chosen = {}
     for tensor in reader.tensors:
         shape = tuple(int(d) for d in reversed(tensor.shape))

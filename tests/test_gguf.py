@@ -246,3 +246,27 @@ def test_default_model_as_a_q4_k_m_mix_loads_exactly(default_model_path, tmp_pat
     decoded_margins, decoded_logits = _margins(reference, prompts)
     np.testing.assert_allclose(ours_margins, decoded_margins, atol=1e-3)
     np.testing.assert_allclose(ours_logits, decoded_logits, atol=2e-3)
+
+
+def _with_metadata(tmp_path, **changes):
+    """The tiny qwen2 model with some metadata values replaced (as gguf-py writes them)."""
+    reader_path, _ = write_gguf(tmp_path / "base.gguf", "qwen2", quant="F32")
+    from gguf_mix import write_mix
+
+    path = tmp_path / "changed.gguf"
+    write_mix(reader_path, path, pick=lambda name, shape: "F32", metadata=changes)
+    return path
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("qwen2.attention.head_count", 0, "head_count is 0"),
+    ("qwen2.context_length", 1 << 30, "context_length is 1073741824"),
+    ("qwen2.attention.head_count_kv", 3, "4 attention heads can't share 3 KV heads"),
+    ("tokenizer.ggml.bos_token_id", 10**6, "bos_token_id is 1000000, outside"),
+    ("tokenizer.ggml.merges", ["nospace"], "merges is not a list"),
+])
+def test_absurd_metadata_fails_with_one_line(tmp_path, key, value, message):
+    path = _with_metadata(tmp_path, **{key: value})
+    with pytest.raises(ModelError, match=message) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)

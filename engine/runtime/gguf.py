@@ -95,26 +95,37 @@ def model_args(meta: dict[str, Any], header: GGUFHeader) -> dict[str, Any]:
     def get(key: str, default: Any = None) -> Any:
         return _meta_value(meta, f"{arch}.{key}", default)
 
-    for key in ("attention.head_count", "embedding_length", "block_count", "feed_forward_length"):
-        value = get(key)
-        if not isinstance(value, (int, np.integer)) or not 0 < int(value) < 1 << 20:
-            raise GGUFError(f"{header.path.name}: metadata {arch}.{key} is {value!r}, not a positive count")
-    heads = int(get("attention.head_count"))
-    hidden = int(get("embedding_length"))
+    def count(key: str, default: Any = None, limit: int = 1 << 20) -> int:
+        value = get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < int(value) <= limit:
+            raise GGUFError(f"{header.path.name}: metadata {arch}.{key} is {value!r}, not a count up to {limit}")
+        return int(value)
+
+    heads = count("attention.head_count")
+    hidden = count("embedding_length")
+    layers, ffn = count("block_count"), count("feed_forward_length")
+    kv_heads = count("attention.head_count_kv", heads)
+    head_dim = count("attention.key_length", max(1, hidden // heads))
+    context = count("context_length", 4096, limit=1 << 24)
+    if heads % kv_heads:
+        raise GGUFError(f"{header.path.name}: {heads} attention heads can't share {kv_heads} KV heads")
+    rope_base = get("rope.freq_base", 10000.0 if arch == "llama" else 1000000.0)
+    if not isinstance(rope_base, (int, float, np.floating)) or not 0 < float(rope_base) < 1e12:
+        raise GGUFError(f"{header.path.name}: metadata {arch}.rope.freq_base is {rope_base!r}")
     vocab = shapes["token_embd.weight"][0]
     config: dict[str, Any] = {
         "model_type": arch,
         "hidden_size": hidden,
-        "num_hidden_layers": int(get("block_count")),
-        "intermediate_size": int(get("feed_forward_length")),
+        "num_hidden_layers": layers,
+        "intermediate_size": ffn,
         "num_attention_heads": heads,
-        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+        "num_key_value_heads": kv_heads,
         "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon", 1e-6)),
         "vocab_size": int(vocab),
-        "max_position_embeddings": int(get("context_length", 4096)),
-        "rope_theta": float(get("rope.freq_base", 10000.0 if arch == "llama" else 1000000.0)),
+        "max_position_embeddings": context,
+        "rope_theta": float(rope_base),
         "tie_word_embeddings": "output.weight" not in shapes,
-        "head_dim": int(get("attention.key_length", hidden // heads)),
+        "head_dim": head_dim,
     }
     if arch == "llama":
         config["rope_traditional"] = True  # the Q/K rows are permuted for interleaved RoPE
@@ -127,6 +138,23 @@ def model_args(meta: dict[str, Any], header: GGUFHeader) -> dict[str, Any]:
     elif scaling not in (None, "none"):
         raise GGUFError(f"RoPE scaling {scaling!r} is not supported; supported: linear")
     return config
+
+
+def check_tokenizer_metadata(meta: dict[str, Any], name: str) -> None:
+    """The shapes of the tokenizer metadata, before the tokenizer is built from them."""
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not isinstance(tokens, list) or not tokens:
+        raise GGUFError(f"{name}: tokenizer.ggml.tokens is missing or not a list of strings")
+    merges = meta.get("tokenizer.ggml.merges", [])
+    if not isinstance(merges, list) or any(" " not in m for m in merges):
+        raise GGUFError(f"{name}: tokenizer.ggml.merges is not a list of 'left right' pairs")
+    types = meta.get("tokenizer.ggml.token_type")
+    if types is not None and (not isinstance(types, np.ndarray) or len(types) != len(tokens)):
+        raise GGUFError(f"{name}: tokenizer.ggml.token_type doesn't give one type per token")
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, int) or not 0 <= value < len(tokens)):
+            raise GGUFError(f"{name}: {key} is {value!r}, outside the {len(tokens)} tokens")
 
 
 class _FrequencyFactorRoPE(nn.Module):
@@ -225,6 +253,7 @@ def load_gguf(
     header = read_header(path)
     meta = header.metadata
     config = model_args(meta, header)
+    check_tokenizer_metadata(meta, header.path.name)
     tokenizer = Tokenizer.from_gguf_metadata(meta)
     names = {t.name: mlx_name(t.name) for t in header.tensors if t.name != "rope_freqs.weight"}
     model_class, args_class = _get_classes(config)
