@@ -15,6 +15,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_map  # noqa: E402
 
+from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
 from engine.runtime.sources import ModelError, find_default_model  # noqa: E402,F401  (ModelError: re-exported)
 from engine.runtime.tokenizer import Tokenizer  # noqa: E402
 
