@@ -270,3 +270,23 @@ def test_absurd_metadata_fails_with_one_line(tmp_path, key, value, message):
     with pytest.raises(ModelError, match=message) as info:
         load_model(path)
     assert "\n" not in str(info.value)
+
+
+def test_gpu_choice_requantizes_decoded_types_to_8_bit(tmp_path):
+    """What a GPU (or a model too big for float32) gets: Q6_K decoded and requantized to MLX
+    8-bit, Q4_K kept as repacked 4-bit, BF16 as float16; the logits stay near the float model's."""
+    import mlx.nn as nn
+
+    from engine.runtime.gguf import load_gguf
+
+    kinds = {"blk.0.ffn_down.weight": "Q6_K", "blk.1.ffn_down.weight": "Q6_K", "token_embd.weight": "BF16"}
+    path, reference = write_gguf(tmp_path / "mix.gguf", "qwen3", hidden=256, tie=False,
+                                 quant=lambda name: kinds.get(name, "Q4_K"))
+    model, tokenizer, config = load_gguf(path, gpu=True)
+    layer = model.model.layers[0].mlp
+    assert isinstance(layer.down_proj, nn.QuantizedLinear) and layer.down_proj.bits == 8
+    assert layer.up_proj.bits == 4 and model.model.embed_tokens.weight.dtype == mx.float16
+    ids = tokenizer.encode(PROMPT)
+    ours = np.array(model(mx.array([ids]))[0, -1].astype(mx.float32))
+    expected = np.array(reference(mx.array([ids]))[0, -1].astype(mx.float32))
+    assert np.abs(ours - expected).max() < 0.05 * np.abs(expected).max()
