@@ -59,6 +59,8 @@ class GGUFHeader:
     tensors: list[TensorInfo]
     data_offset: int
     file_size: int
+    tensor_info_offset: int = 0  # where the metadata ends and the tensor table starts
+    alignment: int = DEFAULT_ALIGNMENT
 
     @property
     def architecture(self) -> str:
@@ -164,6 +166,7 @@ def read_header(path: Union[str, Path]) -> GGUFHeader:
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
             raise cur.fail(f"general.alignment {alignment!r} is not a power of two")
 
+        tensor_info_offset = cur.pos
         raw_tensors = []
         seen: set[str] = set()
         for _ in range(n_tensors):
@@ -204,7 +207,7 @@ def read_header(path: Union[str, Path]) -> GGUFHeader:
                 f"file ({size} bytes): truncated or corrupt"
             )
         tensors.append(TensorInfo(tname, tuple(reversed(dims)), type_id, qtype.name, start, nbytes))
-    return GGUFHeader(path, version, metadata, tensors, data_offset, size)
+    return GGUFHeader(path, version, metadata, tensors, data_offset, size, tensor_info_offset, alignment)
 
 
 def tensor_bytes(header: GGUFHeader, info: TensorInfo) -> np.ndarray:
