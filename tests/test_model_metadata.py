@@ -126,7 +126,7 @@ def test_hub_snapshot_folder_is_named_and_fingerprinted_by_its_repo_and_commit(t
     folder = tmp_path / "hub" / "models--Qwen--Qwen3-Reranker-0.6B" / "snapshots" / commit
     write_mlx_folder(folder, "qwen3")
     lm = load_model(folder)
-    assert lm.name == "Qwen/Qwen3-Reranker-0.6B"
+    assert lm.name == "Qwen3-Reranker-0.6B"
     assert lm.fingerprint == f"hf:Qwen/Qwen3-Reranker-0.6B@{commit}"
     assert lm.preset == "qwen3-reranker"
     from engine import Classifier

@@ -22,7 +22,6 @@ from typing import Any, Callable, Optional
 
 Progress = Callable[[str, int, int], None]
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_HUB_REPO = re.compile(r"models--(.+)")
 _MAX_ENTRIES = 512
 
 
@@ -77,14 +76,14 @@ def file_sha256(path: Path, progress: Optional[Progress] = None) -> str:
 
 
 def hub_snapshot(folder: Path) -> Optional[tuple[str, str]]:
-    """(repo id, commit) of a Hugging Face cache snapshot folder, else None."""
+    """(repo id, commit) of a Hugging Face cache snapshot folder (.../snapshots/<commit>/), else None."""
+    from engine.runtime.hub import repo_of_snapshot
+
     folder = Path(folder)
-    if folder.parent.name != "snapshots" or not _COMMIT.fullmatch(folder.name):
+    repo = repo_of_snapshot(folder)
+    if repo is None or folder.parent.name != "snapshots" or not _COMMIT.fullmatch(folder.name):
         return None
-    match = _HUB_REPO.fullmatch(folder.parent.parent.name)
-    if not match:
-        return None
-    return match.group(1).replace("--", "/", 1), folder.name
+    return repo, folder.name
 
 
 def model_fingerprint(path: Path, progress: Optional[Progress] = None) -> str:
@@ -99,14 +98,6 @@ def model_fingerprint(path: Path, progress: Optional[Progress] = None) -> str:
     for item in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
         digest.update(f"{item.relative_to(path).as_posix()}\0{file_sha256(item, progress)}\n".encode())
     return "dir-sha256:" + digest.hexdigest()
-
-
-def display_name(path: Path) -> str:
-    """A readable model name: a hub snapshot's repo id, else the file or folder name."""
-    snapshot = hub_snapshot(Path(path))
-    if snapshot:
-        return snapshot[0]
-    return Path(path).stem if Path(path).is_file() else Path(path).name
 
 
 RERANKER_PRESET = "qwen3-reranker"

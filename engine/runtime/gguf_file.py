@@ -70,15 +70,6 @@ class GGUFHeader:
         return {t.type_name for t in self.tensors}
 
 
-def is_gguf(path: Union[str, Path]) -> bool:
-    """True if the file starts with the GGUF magic bytes (whatever its name)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == GGUF_MAGIC
-    except OSError:
-        return False
-
-
 class _Cursor:
     """Bounds-checked little-endian reads from a buffer."""
 

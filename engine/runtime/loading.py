@@ -48,7 +48,7 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     from mlx_lm.utils import load_model as mlx_lm_load_model
 
     from engine.runtime.architectures import check_architecture
-    from engine.runtime.fingerprint import display_name
+    from engine.runtime.hub import repo_of_snapshot
 
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} is not an MLX model folder (no config.json)")
@@ -61,7 +61,8 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     check_architecture(str(raw_config.get("model_type", "")), raw_config)  # before any weight is read
     tokenizer = Tokenizer.from_folder(folder)
     model, config = mlx_lm_load_model(folder, lazy=False)
-    config.setdefault("name", display_name(folder))
+    # A hub snapshot folder is named by its commit: name the model after its repo instead.
+    config.setdefault("name", (repo_of_snapshot(folder) or folder.name).split("/")[-1])
     return model, tokenizer, config
 
 
@@ -100,7 +101,8 @@ def load_model(
     from engine.runtime.architectures import ArchitectureError, check_built_model
     from engine.runtime.fingerprint import detect_preset, model_fingerprint
     from engine.runtime.gguf import GGUFError, load_gguf
-    from engine.runtime.gguf_file import GGUFFormatError, is_gguf
+    from engine.runtime.gguf_file import GGUFFormatError
+    from engine.runtime.ggufinfo import is_gguf
     from engine.runtime.tokenizer import TokenizerError
 
     path = Path(spec).expanduser() if spec else find_default_model()
@@ -125,6 +127,10 @@ def load_model(
     context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)
     model_type = str(config.get("model_type"))
     names = [path.name, config.get("name"), config.get("_name_or_path"), *config.get("gguf_names", [])]
+    if path.is_dir():
+        from engine.runtime.hub import repo_of_snapshot
+
+        names.append(repo_of_snapshot(path))
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
