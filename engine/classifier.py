@@ -89,7 +89,7 @@ class Classifier:
         self.backend = backend
         self.max_tokens = max_tokens
         self.tokenizer = backend.tokenizer
-        self.layout = layout or default_layout(backend.name)
+        self.layout = layout or default_layout(backend.name, getattr(backend, "preset", None))
         self.instructions = instructions
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch

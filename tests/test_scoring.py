@@ -107,3 +107,16 @@ def test_chunked_prefill_equals_one_pass(tiny_model_dir):
     for x, y in zip(a, b):  # states are captured at each row's last token in whichever chunk it ends
         for layer in x.states:
             np.testing.assert_allclose(x.states[layer], y.states[layer], atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_batched_equals_each_prompt_alone_for_every_allowed_architecture(tmp_path, arch):
+    """The architecture allow-list's bar: cached + batched == each prompt alone (here from a
+    Q4_K GGUF; `tests/test_loading.py` checks the same models against stock mlx-lm)."""
+    from tinymodels import write_gguf
+
+    path, _ = write_gguf(tmp_path / f"{arch}.Q4_K.gguf", arch, quant="Q4_K", hidden=256, tie=arch != "qwen2")
+    clf = Classifier.load(path, batch_tokens=100_000)
+    texts = [SHORT, MEDIUM, "no"]
+    for v in clf.score(QUESTIONS, texts):
+        assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3

@@ -64,12 +64,13 @@ def vocab_size() -> int:
     return len(_byte_vocab()[0])
 
 
-def model_config(arch: str = "llama", tie: bool = True) -> dict:
+def model_config(arch: str = "llama", tie: bool = True, hidden: int = 64) -> dict:
+    """A tiny config; `hidden` 256 makes rows long enough for K-quant blocks (256 weights)."""
     config = {
         "model_type": arch,
-        "hidden_size": 64,
+        "hidden_size": hidden,
         "num_hidden_layers": 2,
-        "intermediate_size": 128,
+        "intermediate_size": 2 * hidden,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "rms_norm_eps": 1e-5,
@@ -77,15 +78,15 @@ def model_config(arch: str = "llama", tie: bool = True) -> dict:
         "max_position_embeddings": 2048,
         "rope_theta": 10000.0,
         "tie_word_embeddings": tie,
-        "head_dim": 16,
+        "head_dim": hidden // 4,
     }
     return config
 
 
-def build_model(arch: str = "llama", tie: bool = True, seed: int = 0):
+def build_model(arch: str = "llama", tie: bool = True, seed: int = 0, hidden: int = 64):
     from mlx_lm.utils import _get_classes
 
-    config = model_config(arch, tie)
+    config = model_config(arch, tie, hidden)
     model_class, args_class = _get_classes(config)
     mx.random.seed(seed)
     model = model_class(args_class.from_dict(config))
@@ -136,20 +137,37 @@ def _gguf_name(name: str) -> str:
     return f"{_GGUF_NAMES[stem]}.{kind}"
 
 
-def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str = "Q8_0", seed: int = 0,
-               extra_tensors: Optional[dict[str, np.ndarray]] = None):
+def _encode(w: np.ndarray, quant: str) -> np.ndarray:
+    """`w` (rows, cols) as ggml `quant` blocks: gguf-py's quantizers, or ours for K-quants."""
+    import gguf
+    from gguf.quants import quantize
+
+    from ggml_blocks import quantize_q4_k, quantize_q6_k
+
+    if quant == "Q4_K":
+        return quantize_q4_k(w)
+    if quant == "Q6_K":
+        return quantize_q6_k(w)
+    return quantize(w, getattr(gguf.GGMLQuantizationType, quant))
+
+
+def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant="Q8_0", seed: int = 0,
+               extra_tensors: Optional[dict[str, np.ndarray]] = None, hidden: int = 64,
+               pre: Optional[str] = None, tokenizer_model: str = "gpt2", name: Optional[str] = None):
     """Write a tiny random model as a GGUF file; return (path, the float model it encodes).
 
-    `quant` applies to 2-D weight matrices ("F32", "F16", "Q8_0", "Q4_0", "Q4_1"); norms and
-    biases stay F32. The returned model holds the dequantized weights, as a float reference.
+    `quant` applies to 2-D weight matrices ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0",
+    "Q5_1", and with `hidden=256` "Q4_K", "Q6_K"), or is a function (tensor name -> type);
+    norms and biases stay F32. The returned model holds the dequantized weights, as a float
+    reference.
     """
     import gguf
-    from gguf.quants import dequantize, quantize
+    from gguf.quants import dequantize
 
-    model, config = build_model(arch, tie, seed)
-    qtype = getattr(gguf.GGMLQuantizationType, quant)
+    model, config = build_model(arch, tie, seed, hidden)
+    pick = quant if callable(quant) else (lambda _name: quant)
     writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_name(f"tiny-{arch}")
+    writer.add_name(name or f"tiny-{arch}")
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(config["num_hidden_layers"])
@@ -161,8 +179,8 @@ def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str 
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_rope_freq_base(config["rope_theta"])
     tokens, merges = _byte_vocab()
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("qwen2" if arch.startswith("qwen") else "smollm")
+    writer.add_tokenizer_model(tokenizer_model)
+    writer.add_tokenizer_pre(pre or ("qwen2" if arch.startswith("qwen") else "smollm"))
     writer.add_token_list(tokens)
     writer.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
     writer.add_token_merges([f"{a} {b}" for a, b in merges])
@@ -178,14 +196,16 @@ def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant: str 
         if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config["num_attention_heads"] if "q_proj" in name else config["num_key_value_heads"]
             gguf_w = _permute_for_llamacpp(w, heads)
-        if w.ndim == 2 and quant != "F32":
-            if quant == "F16":
+        kind = pick(_gguf_name(name))
+        if w.ndim == 2 and kind != "F32":
+            qtype = getattr(gguf.GGMLQuantizationType, kind)
+            if kind == "F16":
                 data = gguf_w.astype(np.float16)
                 back = data.astype(np.float32)
             else:
-                data = quantize(gguf_w, qtype)
+                data = _encode(gguf_w, kind)
                 back = dequantize(data, qtype).reshape(gguf_w.shape)
-            writer.add_tensor(_gguf_name(name), data, raw_dtype=None if quant == "F16" else qtype)
+            writer.add_tensor(_gguf_name(name), data, raw_dtype=None if kind == "F16" else qtype)
             if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
                 back = _unpermute(back, heads)
             reference[name] = back

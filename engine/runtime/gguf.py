@@ -1,24 +1,43 @@
 """Load a GGUF file (llama, qwen2, qwen3 architectures) as an mlx-lm model plus its tokenizer.
 
-`mx.load` keeps Q4_0, Q4_1 and Q8_0 tensors quantized as MLX affine triples (group size 32); the
-bits are inferred per tensor from the shapes, since files mix them (SmolLM2's Q4_1 file stores
-`token_embd` as Q8_0). llama-architecture files have their Q and K rows permuted for llama.cpp's
-interleaved RoPE: we keep them and use the traditional (interleaved) RoPE, which is equivalent.
+Every file is checked in Python first (`engine.runtime.gguf_file`): header, metadata, tensor
+table and data ranges, so a hostile or truncated file fails with one line instead of reaching
+MLX's native parser. Then the architecture (`engine.runtime.architectures`) and the tokenizer
+are checked, before any weight is read.
+
+Tensors: a file of F32, F16, Q4_0, Q4_1 and Q8_0 tensors only goes through `mx.load`, which
+keeps the quantized ones as MLX affine triples (group size 32), correctly. Any other file is
+read with numpy and converted tensor by tensor (`engine.runtime.gguf_quants`): Q4_K, Q5_0,
+Q5_1 (and Q4_0/Q4_1/Q8_0) are repacked into MLX 4/5/8-bit exactly; every other type is
+dequantized by gguf-py and kept float32 (CPU, small models, which run dequantized anyway) or
+requantized to MLX 8-bit (GPU, or models too big to run as float32). MLX never sees Q4_K
+(`mx.load` decodes it wrongly, silently) nor the types it can't read. Slow conversions are
+cached, keyed by the file's sha256. Bits are inferred per tensor from the shapes, since files
+mix them. llama-architecture files have their Q and K rows permuted for llama.cpp's interleaved
+RoPE: we keep them and use the traditional (interleaved) RoPE, which is equivalent.
 """
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
+from engine.runtime.architectures import check_architecture
+from engine.runtime.gguf_file import GGUFHeader, read_header, tensor_bytes
+from engine.runtime.gguf_quants import FLOAT_TYPES, GROUP_SIZE, MLX_NATIVE_TYPES, REPACKED_TYPES, bits_of, convert
 from engine.runtime.tokenizer import Tokenizer
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
-SUPPORTED_TYPES = "F32, F16, Q4_0, Q4_1, Q8_0 (kept quantized); BF16, Q4_K, Q6_K, Q2_K (expanded to float16)"
-GGUF_GROUP_SIZE = 32
+Progress = Callable[[str, int, int], None]
+GGUF_GROUP_SIZE = GROUP_SIZE
+# Conversions slower than this many bytes of dequantized (not repacked) tensors are cached.
+CACHE_MIN_BYTES = 128 << 20
+
 
 _TENSOR_NAMES = [
     (r"^token_embd\.", "model.embed_tokens."),
@@ -56,66 +75,62 @@ def _meta_value(meta: dict[str, Any], key: str, default: Any = None) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-MLX_GGUF_TYPES = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "Q2_K"}
+def decodable_types() -> frozenset[str]:
+    """Every tensor type this loader reads: MLX's own, the repacked ones, gguf-py's decoders."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import _type_traits
+
+    decoded = {t.name for t in GGMLQuantizationType if t in _type_traits}
+    return frozenset(decoded | MLX_NATIVE_TYPES | REPACKED_TYPES | FLOAT_TYPES)
 
 
-def unsupported_tensor_types(path: Path) -> list[str]:
-    """Names of the tensor types in a GGUF file that MLX can't read (read with gguf-py)."""
-    from gguf import GGUFReader
-
-    types = {t.tensor_type.name for t in GGUFReader(str(path)).tensors}
-    return sorted(types - MLX_GGUF_TYPES)
-
-
-def read_gguf(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
-    """Tensors and metadata of a GGUF file, with unsupported tensor types named clearly."""
-    try:
-        return mx.load(str(path), format="gguf", return_metadata=True)  # Ollama blobs have no suffix
-    except Exception as exc:  # MLX's message doesn't say which type it met
-        try:
-            found = unsupported_tensor_types(path)
-        except Exception:  # not even gguf-py can read it
-            found = []
-        what = f"tensors of type {', '.join(found)}" if found else f"this file ({exc})"
-        raise GGUFError(
-            f"{Path(path).name}: MLX cannot read {what}. Supported tensor types: "
-            f"{SUPPORTED_TYPES}. Files quantized as Q4_K_M/Q5_* often mix in Q5_0 tensors; use a "
-            "Q4_0, Q4_1 or Q8_0 file, or an MLX-format folder."
-        ) from exc
-
-
-def model_args(meta: dict[str, Any], weights: dict[str, mx.array]) -> dict[str, Any]:
-    """An mlx-lm config dict for the GGUF file's architecture."""
-    arch = _meta_value(meta, "general.architecture")
-    if arch not in SUPPORTED_ARCHITECTURES:
-        raise GGUFError(
-            f"GGUF architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
-        )
+def model_args(meta: dict[str, Any], header: GGUFHeader) -> dict[str, Any]:
+    """An mlx-lm config dict for the GGUF file's architecture (refused unless allowed)."""
+    arch = str(_meta_value(meta, "general.architecture", ""))
+    check_architecture(arch)
+    shapes = {t.name: t.shape for t in header.tensors}
+    if "token_embd.weight" not in shapes:
+        raise GGUFError(f"{header.path.name}: no token_embd.weight tensor")
 
     def get(key: str, default: Any = None) -> Any:
         return _meta_value(meta, f"{arch}.{key}", default)
 
-    heads = int(get("attention.head_count"))
-    hidden = int(get("embedding_length"))
-    vocab = weights["token_embd.scales" if "token_embd.scales" in weights else "token_embd.weight"].shape[0]
+    def count(key: str, default: Any = None, limit: int = 1 << 20) -> int:
+        value = get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < int(value) <= limit:
+            raise GGUFError(f"{header.path.name}: metadata {arch}.{key} is {value!r}, not a count up to {limit}")
+        return int(value)
+
+    heads = count("attention.head_count")
+    hidden = count("embedding_length")
+    layers, ffn = count("block_count"), count("feed_forward_length")
+    kv_heads = count("attention.head_count_kv", heads)
+    head_dim = count("attention.key_length", max(1, hidden // heads))
+    context = count("context_length", 4096, limit=1 << 24)
+    if heads % kv_heads:
+        raise GGUFError(f"{header.path.name}: {heads} attention heads can't share {kv_heads} KV heads")
+    rope_base = get("rope.freq_base", 10000.0 if arch == "llama" else 1000000.0)
+    if not isinstance(rope_base, (int, float, np.floating)) or not 0 < float(rope_base) < 1e12:
+        raise GGUFError(f"{header.path.name}: metadata {arch}.rope.freq_base is {rope_base!r}")
+    vocab = shapes["token_embd.weight"][0]
     config: dict[str, Any] = {
         "model_type": arch,
         "hidden_size": hidden,
-        "num_hidden_layers": int(get("block_count")),
-        "intermediate_size": int(get("feed_forward_length")),
+        "num_hidden_layers": layers,
+        "intermediate_size": ffn,
         "num_attention_heads": heads,
-        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+        "num_key_value_heads": kv_heads,
         "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon", 1e-6)),
         "vocab_size": int(vocab),
-        "max_position_embeddings": int(get("context_length", 4096)),
-        "rope_theta": float(get("rope.freq_base", 10000.0 if arch == "llama" else 1000000.0)),
-        "tie_word_embeddings": "output.weight" not in weights,
-        "head_dim": int(get("attention.key_length", hidden // heads)),
+        "max_position_embeddings": context,
+        "rope_theta": float(rope_base),
+        "tie_word_embeddings": "output.weight" not in shapes,
+        "head_dim": head_dim,
     }
     if arch == "llama":
         config["rope_traditional"] = True  # the Q/K rows are permuted for interleaved RoPE
-        config["attention_bias"] = "blk.0.attn_q.bias" in weights
-    if arch == "qwen2" and "blk.0.attn_q.bias" not in weights:
+        config["attention_bias"] = "blk.0.attn_q.bias" in shapes
+    if arch == "qwen2" and "blk.0.attn_q.bias" not in shapes:
         raise GGUFError("qwen2 GGUF file without attention biases is not a qwen2 model")
     scaling = get("rope.scaling.type")
     if scaling == "linear":
@@ -123,6 +138,23 @@ def model_args(meta: dict[str, Any], weights: dict[str, mx.array]) -> dict[str, 
     elif scaling not in (None, "none"):
         raise GGUFError(f"RoPE scaling {scaling!r} is not supported; supported: linear")
     return config
+
+
+def check_tokenizer_metadata(meta: dict[str, Any], name: str) -> None:
+    """The shapes of the tokenizer metadata, before the tokenizer is built from them."""
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not isinstance(tokens, list) or not tokens:
+        raise GGUFError(f"{name}: tokenizer.ggml.tokens is missing or not a list of strings")
+    merges = meta.get("tokenizer.ggml.merges", [])
+    if not isinstance(merges, list) or any(" " not in m for m in merges):
+        raise GGUFError(f"{name}: tokenizer.ggml.merges is not a list of 'left right' pairs")
+    types = meta.get("tokenizer.ggml.token_type")
+    if types is not None and (not isinstance(types, np.ndarray) or len(types) != len(tokens)):
+        raise GGUFError(f"{name}: tokenizer.ggml.token_type doesn't give one type per token")
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, int) or not 0 <= value < len(tokens)):
+            raise GGUFError(f"{name}: {key} is {value!r}, outside the {len(tokens)} tokens")
 
 
 class _FrequencyFactorRoPE(nn.Module):
@@ -141,21 +173,105 @@ class _FrequencyFactorRoPE(nn.Module):
         )
 
 
-def load_gguf(path: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
+def _keep_float(header: GGUFHeader, gpu: bool, float_limit_bytes: int) -> bool:
+    """Dequantized types stay float32 on CPU when the whole model fits as float32 (it then runs
+    dequantized through BLAS anyway); otherwise they're requantized to MLX 8-bit."""
+    params = sum(int(np.prod(t.shape)) for t in header.tensors)
+    return not gpu and params * 4 <= float_limit_bytes
+
+
+def _convert_all(header: GGUFHeader, keep_float: bool, float_dtype: Any, progress: Optional[Progress]) -> dict[str, mx.array]:
+    total = sum(t.nbytes for t in header.tensors)
+    done = 0
+    out: dict[str, mx.array] = {}
+    for info in header.tensors:
+        parts = convert(tensor_bytes(header, info), info.type_name, info.shape, keep_float=keep_float)
+        stem = info.name[: -len(".weight")] if info.name.endswith(".weight") else info.name
+        for suffix, value in parts.items():
+            array = mx.array(value)
+            if suffix == "weight" and value.dtype == np.float32 and info.type_name in FLOAT_TYPES - {"F32"}:
+                array = array.astype(float_dtype)  # BF16/F64: float16 on a GPU
+            out[info.name if suffix == "weight" else f"{stem}.{suffix}"] = array
+        mx.eval(list(out.values())[-len(parts):])
+        done += info.nbytes
+        if progress:
+            progress(f"converting {header.path.name}", done, total)
+    return out
+
+
+def read_weights(
+    header: GGUFHeader, *, keep_float: bool, float_dtype: Any = mx.float32, progress: Optional[Progress] = None
+) -> dict[str, mx.array]:
+    """The file's tensors as MLX arrays, GGUF names kept (`<name>.scales`/`.biases` added for
+    quantized ones). Conversions of more than CACHE_MIN_BYTES of dequantized tensors are saved
+    once under the cache, keyed by the file's sha256 and the float/8-bit choice."""
+    unknown = header.tensor_types() - decodable_types()
+    if unknown:
+        raise GGUFError(
+            f"{header.path.name}: tensors of type {', '.join(sorted(unknown))} can't be decoded "
+            "(gguf-py has no decoder for them)"
+        )
+    if header.tensor_types() <= MLX_NATIVE_TYPES:
+        return mx.load(str(header.path), format="gguf")  # checked by read_header; MLX decodes these correctly
+    slow = sum(t.nbytes for t in header.tensors if t.type_name not in REPACKED_TYPES | {"F32", "F16"})
+    min_bytes = int(os.environ.get("VERDICT_GGUF_CACHE_MIN_BYTES", CACHE_MIN_BYTES))
+    if slow < min_bytes:
+        return _convert_all(header, keep_float, float_dtype, progress)
+
+    from engine.runtime.fingerprint import file_sha256
+    from engine.runtime.sources import cache_dir
+
+    mode = "f32" if keep_float else f"q8-{str(float_dtype).rsplit('.', 1)[-1]}"
+    target = cache_dir() / "gguf" / f"{file_sha256(header.path, progress)}.{mode}.safetensors"
+    if target.is_file():
+        try:
+            return mx.load(str(target))
+        except Exception:  # a damaged cache entry is rebuilt
+            target.unlink(missing_ok=True)
+    weights = _convert_all(header, keep_float, float_dtype, progress)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".safetensors")
+        os.close(fd)
+        mx.save_safetensors(tmp, weights)
+        os.replace(tmp, target)
+    except OSError:
+        pass  # no cache (read-only or full disk): the next load converts again
+    return weights
+
+
+def load_gguf(
+    path: Path,
+    *,
+    gpu: bool = False,
+    float_limit_bytes: int = 6 * 2**30,
+    progress: Optional[Progress] = None,
+) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     """Build the mlx-lm model, tokenizer and config a GGUF file describes."""
     from mlx_lm.utils import _get_classes
 
-    weights, meta = read_gguf(path)
-    config = model_args(meta, weights)
+    header = read_header(path)
+    meta = header.metadata
+    config = model_args(meta, header)
+    check_tokenizer_metadata(meta, header.path.name)
     tokenizer = Tokenizer.from_gguf_metadata(meta)
+    names = {t.name: mlx_name(t.name) for t in header.tensors if t.name != "rope_freqs.weight"}
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
 
+    keep_float = _keep_float(header, gpu, float_limit_bytes)
+    weights = read_weights(header, keep_float=keep_float, float_dtype=mx.float16 if gpu else mx.float32, progress=progress)
     rope_factors = weights.pop("rope_freqs.weight", None)
-    renamed = {mlx_name(name): value for name, value in weights.items()}
+    renamed: dict[str, mx.array] = {}
+    for name, value in weights.items():
+        for suffix in (".scales", ".biases"):
+            if name.endswith(suffix):
+                renamed[names[name[: -len(suffix)] + ".weight"][: -len(".weight")] + suffix] = value
+                break
+        else:
+            renamed[names[name]] = value
     quantized = {
-        name[: -len(".scales")]: renamed[name[: -len(".scales")] + ".weight"].shape[-1]
-        // renamed[name].shape[-1]
+        name[: -len(".scales")]: bits_of(renamed[name[: -len(".scales")] + ".weight"], renamed[name])
         for name in renamed
         if name.endswith(".scales")
     }
@@ -174,5 +290,7 @@ def load_gguf(path: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
                 attn.rope.dims, config["rope_theta"], config.get("rope_traditional", False), rope_factors
             )
     config["quantization"] = {"group_size": GGUF_GROUP_SIZE, "bits": sorted(set(quantized.values()))}
+    config["tensor_types"] = sorted(header.tensor_types())
     config["name"] = Path(path).stem  # general.name is often a training-run label
+    config["gguf_names"] = [meta.get(k) for k in ("general.name", "general.basename", "general.finetune")]
     return model, tokenizer, config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 from engine.runtime import device as backend
 
@@ -15,6 +15,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_map  # noqa: E402
 
+from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
 from engine.runtime.sources import ModelError, find_default_model  # noqa: E402,F401  (ModelError: re-exported)
 from engine.runtime.tokenizer import Tokenizer  # noqa: E402
 
@@ -34,17 +35,32 @@ class LoadedModel:
     context_length: int
     compute_dtype: Any
     config: dict[str, Any] = field(default_factory=dict)
+    # Content fingerprint (`engine.runtime.fingerprint`): "sha256:<hex>" for files,
+    # "hf:<repo>@<commit>" for hub snapshots. Key saved calibrators and probes by it, not by name.
+    fingerprint: str = ""
+    # A prompt preset the model was trained for (e.g. "qwen3-reranker"), read from its metadata.
+    preset: Optional[str] = None
 
 
 def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
+    import json
+
     from mlx_lm.utils import load_model as mlx_lm_load_model
+
+    from engine.runtime.architectures import check_architecture
+    from engine.runtime.hub import repo_of_snapshot
 
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} is not an MLX model folder (no config.json)")
-    model, config = mlx_lm_load_model(folder, lazy=False)
+    try:
+        raw_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder.name}: config.json can't be read ({exc})") from exc
+    if not isinstance(raw_config, dict):
+        raise ModelError(f"{folder.name}: config.json is not a JSON object")
+    check_architecture(str(raw_config.get("model_type", "")), raw_config)  # before any weight is read
     tokenizer = Tokenizer.from_folder(folder)
-    from engine.runtime.hub import repo_of_snapshot
-
+    model, config = mlx_lm_load_model(folder, lazy=False)
     # A hub snapshot folder is named by its commit: name the model after its repo instead.
     config.setdefault("name", (repo_of_snapshot(folder) or folder.name).split("/")[-1])
     return model, tokenizer, config
@@ -75,27 +91,19 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     return mx.float32
 
 
-# Architectures whose decoder is exactly embed -> blocks -> norm -> output projection, with no
-# logit softcap or scaling: what `engine.runtime.local` runs and captures states from.
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
-
-
-def check_architecture(model: nn.Module, config: dict[str, Any], name: str) -> None:
-    """Refuse a model the local runtime would score wrongly, naming it and what is supported."""
-    kind = str(config.get("model_type"))
-    if kind not in SUPPORTED_ARCHITECTURES:
-        raise ModelError(f"{name}: the {kind!r} architecture is not supported "
-                         f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
-    if any(getattr(block, "use_sliding", False) for block in model.model.layers):
-        raise ModelError(f"{name}: sliding-window attention layers are not supported")
-
-
-def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
-    """Load a model: an MLX folder, a .gguf file, or (None) the embedded default model."""
+def load_model(
+    spec: Union[str, Path, None] = None, progress: Optional[Callable[[str, int, int], None]] = None
+) -> LoadedModel:
+    """Load a model: an MLX folder, a GGUF file (by its magic bytes, whatever its name), or
+    (None) the embedded default model. Architectures outside the allow-list
+    (`engine.runtime.architectures`) are refused. `progress(stage, done, total)` hears about
+    slow steps (hashing and converting big GGUF files)."""
+    from engine.runtime.architectures import ArchitectureError, check_built_model
+    from engine.runtime.fingerprint import detect_preset, model_fingerprint
     from engine.runtime.gguf import GGUFError, load_gguf
-    from engine.runtime.tokenizer import TokenizerError
-
+    from engine.runtime.gguf_file import GGUFFormatError
     from engine.runtime.ggufinfo import is_gguf
+    from engine.runtime.tokenizer import TokenizerError
 
     path = Path(spec).expanduser() if spec else find_default_model()
     if not path.exists():
@@ -103,25 +111,35 @@ def load_model(spec: Union[str, Path, None] = None) -> LoadedModel:
     try:
         if path.is_dir():
             model, tokenizer, config = _load_folder(path)
-        elif is_gguf(path):  # by its magic bytes: Ollama's blobs have no suffix
-            model, tokenizer, config = load_gguf(path)
+        elif is_gguf(path):
+            model, tokenizer, config = load_gguf(
+                path, gpu=backend.is_gpu(), float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress
+            )
         else:
-            raise ModelError(f"{path.name}: expected an MLX model folder or a .gguf file")
-    except (GGUFError, TokenizerError) as exc:
+            raise ModelError(f"{path.name}: expected an MLX model folder or a GGUF file")
+        check_built_model(model, str(config.get("model_type")))
+    except (GGUFError, GGUFFormatError, TokenizerError, ArchitectureError) as exc:
         raise ModelError(str(exc)) from exc
     except (ValueError, KeyError, OSError) as exc:
         raise ModelError(f"{path.name}: could not load the model ({exc})") from exc
-    check_architecture(model, config, path.name)
     model.eval()
     dtype = _prepare_for_backend(model)
     context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)
+    model_type = str(config.get("model_type"))
+    names = [path.name, config.get("name"), config.get("_name_or_path"), *config.get("gguf_names", [])]
+    if path.is_dir():
+        from engine.runtime.hub import repo_of_snapshot
+
+        names.append(repo_of_snapshot(path))
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         name=str(config.get("name") or path.stem),
         path=path,
-        model_type=str(config.get("model_type")),
+        model_type=model_type,
         context_length=context,
         compute_dtype=dtype,
         config=config,
+        fingerprint=model_fingerprint(path, progress),
+        preset=detect_preset(model_type, names),
     )

@@ -48,6 +48,7 @@ class LocalBackend:
         self.tokenizer = lm.tokenizer
         self.name = lm.name
         self.fingerprint = str(getattr(lm, "fingerprint", "") or lm.name)
+        self.preset = lm.preset  # a prompt preset read from the model's metadata, if any
         self.context_length = lm.context_length
         self.yes_ids, self.no_ids = label_forms(lm.tokenizer)
         self._yes = mx.array(self.yes_ids)

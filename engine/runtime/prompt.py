@@ -15,7 +15,7 @@ and the ids concatenated, so a cached segment is exactly a prefix of every promp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from engine.runtime.tokenizer import Tokenizer
 
@@ -56,8 +56,11 @@ QWEN3_RERANKER = Layout(
 LAYOUTS = {layout.name: layout for layout in (DOCUMENT_FIRST, QUESTION_FIRST, QWEN3_RERANKER)}
 
 
-def default_layout(model_name: str) -> Layout:
-    """The measured default for a model family (rerankers keep the order they were trained on)."""
+def default_layout(model_name: str, preset: Optional[str] = None) -> Layout:
+    """The measured default for a model family (rerankers keep the order they were trained on):
+    the preset read from the model's metadata if it has one, else a guess from its name."""
+    if preset in LAYOUTS:
+        return LAYOUTS[preset]
     return QWEN3_RERANKER if "reranker" in model_name.lower() else DOCUMENT_FIRST
 
 

@@ -27,13 +27,43 @@ _LLAMA3_REGEX = (
     r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+_GPT2_WORDS = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
 PRE_TOKENIZER_REGEXES: dict[str, list[str]] = {
+    "default": [r"[\p{P}\$\+<=>\^~\|]+", _GPT2_WORDS, r"\p{N}+", r"[0-9][0-9][0-9]"],
+    "gpt-2": [_GPT2_REGEX],
     "smollm": [r"\p{N}", _GPT2_REGEX],
-    "gpt2": [_GPT2_REGEX],
     "qwen2": [_QWEN2_REGEX],
-    "llama-bpe": [_LLAMA3_REGEX],
+    "llama3": [_LLAMA3_REGEX],
+    "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", _GPT2_WORDS, r"[0-9][0-9][0-9]"],
+    "chatglm4": [_LLAMA3_REGEX],
+    "poro": [r" ?[^(\s|.,!?…。，、।۔،)]+"],
+    "viking": [r" ?[^(\s|.,!?…。，、।۔،)]+", r"\p{N}"],
 }
-_IGNORE_MERGES = {"llama-bpe"}
+# llama.cpp's spellings of `tokenizer.ggml.pre` -> the regex family above (llama-vocab.cpp).
+PRE_TOKENIZER_ALIASES: dict[str, str] = {
+    "default": "default",
+    **dict.fromkeys(
+        ["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "dbrx", "smaug-bpe"],
+        "llama3",
+    ),
+    **dict.fromkeys(
+        ["gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",
+         "exaone4", "mpt", "olmo", "jais", "trillion", "granite-docling"],
+        "gpt-2",
+    ),
+    **dict.fromkeys(
+        ["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"], "smollm"
+    ),
+    **dict.fromkeys(["qwen2", "deepseek-r1-qwen", "kormo", "megrez", "stablelm2", "hunyuan"], "qwen2"),
+    "falcon": "falcon",
+    **dict.fromkeys(["glm4", "chatglm-bpe"], "chatglm4"),
+    **dict.fromkeys(["poro-chat", "bloom", "gpt3-finnish"], "poro"),
+    "viking": "viking",
+}
+# Names whose whole pre-tokenized word is looked up before merging (llama.cpp's ignore_merges).
+_IGNORE_MERGES = {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"}
+# llama3-family names turn add_bos on unless the file says otherwise.
+_ADD_BOS_DEFAULT = _IGNORE_MERGES
 TOKEN_TYPE_CONTROL = 3
 TOKEN_TYPE_USER_DEFINED = 4
 
@@ -46,8 +76,14 @@ def _raise_exception(message: str) -> None:
     raise TemplateError(message)
 
 
+# Chat templates that print today's date (Llama 3's "Today Date: ...") get this one, so a prompt,
+# and with it every margin, is the same on every day. It is the date Llama 3.1's own template
+# falls back to when it can't ask for the time.
+FIXED_DATE = datetime(2024, 7, 26)
+
+
 def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
+    return FIXED_DATE.strftime(str(fmt))
 
 
 class Tokenizer:
@@ -77,15 +113,21 @@ class Tokenizer:
     def from_gguf_metadata(cls, meta: dict[str, Any]) -> "Tokenizer":
         """Build the byte-level BPE tokenizer a GGUF file describes."""
         kind = str(meta.get("tokenizer.ggml.model", ""))
+        if kind == "llama":
+            raise TokenizerError(
+                "GGUF tokenizer model 'llama' (SentencePiece, as in Llama 2, Mistral 7B and Gemma files) "
+                "is not supported; supported: 'gpt2' (byte-level BPE, as in Llama 3, Qwen and SmolLM files)"
+            )
         if kind != "gpt2":
             raise TokenizerError(
                 f"GGUF tokenizer model {kind!r} is not supported; supported: 'gpt2' (byte-level BPE)"
             )
-        pre = str(meta.get("tokenizer.ggml.pre", "gpt2"))
-        if pre not in PRE_TOKENIZER_REGEXES:
+        pre = str(meta.get("tokenizer.ggml.pre", "default"))  # llama.cpp's default when missing
+        family = PRE_TOKENIZER_ALIASES.get(pre)
+        if family is None:
             raise TokenizerError(
-                f"GGUF pre-tokenizer {pre!r} is not supported; supported: "
-                + ", ".join(sorted(PRE_TOKENIZER_REGEXES))
+                f"GGUF pre-tokenizer {pre!r} is not supported (llama.cpp's name for how text is split "
+                "before BPE); supported: " + ", ".join(sorted(PRE_TOKENIZER_ALIASES))
             )
         tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
         merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
@@ -94,7 +136,7 @@ class Tokenizer:
         backend = _HFTokenizer(bpe)
         splits = [
             pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False)
-            for rx in PRE_TOKENIZER_REGEXES[pre]
+            for rx in PRE_TOKENIZER_REGEXES[family]
         ]
         backend.pre_tokenizer = pre_tokenizers.Sequence(
             splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
@@ -117,7 +159,7 @@ class Tokenizer:
             chat_template=meta.get("tokenizer.chat_template"),
             bos_token=token_at("tokenizer.ggml.bos_token_id"),
             eos_token=token_at("tokenizer.ggml.eos_token_id"),
-            add_bos=bool(_scalar(meta.get("tokenizer.ggml.add_bos_token", False))),
+            add_bos=bool(_scalar(meta.get("tokenizer.ggml.add_bos_token", pre in _ADD_BOS_DEFAULT))),
         )
 
     @classmethod
