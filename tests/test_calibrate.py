@@ -166,12 +166,12 @@ def test_fit_calibrator_with_labels_on_the_tiny_model_and_round_trip(tiny_classi
     assert all(v.hidden is None for v in out)
     path = cal.save()
     assert path.is_file() and str(path).startswith(str(tmp_path))
-    again = Calibrator.load(tiny_classifier.model_name, "Is it even?")
+    again = Calibrator.load(tiny_classifier.fingerprint, "Is it even?")
     assert again is not None and again.to_dict() == cal.to_dict()
     assert (again.probe is None) == (cal.probe is None)
     out_again = _calibrated_run(tiny_classifier, again, docs)
     assert [v.margin for v in out_again] == pytest.approx([v.margin for v in out], abs=1e-5)
-    assert Calibrator.load(tiny_classifier.model_name, "Another question?") is None
+    assert Calibrator.load(tiny_classifier.fingerprint, "Another question?") is None
 
 
 def test_calibrator_for_fits_saves_and_reloads(tiny_classifier, tmp_path):

@@ -113,3 +113,21 @@ def test_fit_labels_refuses_labels_of_one_class(tiny_classifier):
     pipeline = Pipeline(tiny_classifier, save=False)
     with pytest.raises(ValueError, match="at least one yes and one no"):
         pipeline.fit_labels(["Q?"], DOCS, Labels({None: {"d0": True, "d3": True}}))
+
+
+def test_calibrators_belong_to_the_weights_not_the_file_name(tiny_gguf, tmp_path, monkeypatch):
+    """Two different files with the same name must not share a calibrator; the same weights
+    under another name do."""
+    import shutil
+
+    from tinymodels import write_gguf
+
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "other").mkdir()
+    other, _ = write_gguf(tmp_path / "other" / tiny_gguf.name, "qwen2", quant="Q8_0", seed=7)
+    renamed = tmp_path / "renamed.gguf"
+    shutil.copy(tiny_gguf, renamed)
+    first = Classifier.load(tiny_gguf)
+    first.pipeline.fit("Is it?", DOCS, LABELS)
+    assert Classifier.load(other).pipeline.calibrator("Is it?").method == "margin"  # same name, other weights
+    assert Classifier.load(renamed).pipeline.calibrator("Is it?").method != "margin"  # same weights

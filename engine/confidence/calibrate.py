@@ -322,7 +322,7 @@ def fit_calibrator(
     (only the labeled ones are scored here). Without labels: label-free settings only."""
     cal = Calibrator(
         question=question,
-        model=clf.model_name,
+        model=clf.fingerprint,  # saved calibrators belong to these weights, not to a file name
         shift_method=shift_method,
         band=band,
         mass_floor=mass_floor,
@@ -372,7 +372,7 @@ def calibrator_for(
                 cal.notes.append(f"the calibrator could not be saved ({exc.strerror or exc})")
         return cal
     problems: list[str] = []
-    cal = Calibrator.load(clf.model_name, question, folder, on_damaged=problems.append) if use_saved else None
+    cal = Calibrator.load(clf.fingerprint, question, folder, on_damaged=problems.append) if use_saved else None
     if cal is None:
         cal = fit_calibrator(clf, question, [], None, **{k: v for k, v in settings.items() if k != "probe"})
         cal.notes.extend(problems)

@@ -45,7 +45,7 @@ class ModelEntry:
 def supported_architectures() -> tuple[str, ...]:
     """The architecture allow-list, from the runtime that enforces it at load time (importing
     it starts the local runtime: the fast BLAS, then MLX)."""
-    from engine.runtime.loading import SUPPORTED_ARCHITECTURES
+    from engine.runtime.architectures import SUPPORTED_ARCHITECTURES
 
     return tuple(SUPPORTED_ARCHITECTURES)
 
