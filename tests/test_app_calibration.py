@@ -64,9 +64,10 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     controller.score = lambda *a: scores.append(a) or original_score(*a)
     finished, fitted_on = [], []
     controller.refitFinished.connect(lambda q, cal: finished.append((q, cal)))
-    # runs in the emitting thread: the one that fitted the calibrator
-    controller._worker.refitDone.connect(lambda *a: fitted_on.append(threading.get_ident()),
-                                         Qt.ConnectionType.DirectConnection)
+    # the worker's pipeline fits calibrators: record the thread each fit runs on
+    pipeline = controller._worker._pipeline
+    original_fit = pipeline.fit
+    pipeline.fit = lambda *a, **k: fitted_on.append(threading.get_ident()) or original_fit(*a, **k)
 
     result = window.detail.results()[0]
     qtbot.mouseClick(result.yes_button, Qt.MouseButton.LeftButton)  # the pane's button
