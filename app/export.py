@@ -12,7 +12,7 @@ import math
 import os
 from typing import Iterable, Iterator
 
-from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS, RowWriter, verdict_row
+from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row
 from engine.types import Verdict
 
 from app.table_model import DocumentRow
@@ -127,9 +127,9 @@ def export_rows(path: str | os.PathLike, rows: Iterable[DocumentRow], questions:
 
 
 def tab_separated(lines: Iterable[Iterable[str]]) -> str:
-    """Cells as tab-separated lines (what spreadsheets take from the clipboard)."""
+    """Cells as tab-separated lines (what spreadsheets take from the clipboard), formula-safe."""
 
     def clean(cell: str) -> str:
-        return " ".join(str(cell).split())  # tabs and newlines inside a cell would break the grid
+        return spreadsheet_safe(" ".join(str(cell).split()))  # tabs and newlines inside a cell would break the grid
 
     return "\n".join("\t".join(clean(c) for c in line) for line in lines) + "\n"

@@ -1,6 +1,7 @@
 """The table model, its proxy, colours and export, without threads; and the --self-test entry point."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -147,6 +148,12 @@ def test_export_formats_and_tsv(tmp_path):
     with pytest.raises(OSError):
         export_rows(tmp_path / "no" / "such" / "dir.csv", [row], ["Q"], "csv")
     assert tab_separated([["a\tb", "c\nd"], ["1", "2"]]) == "a b\tc d\n1\t2\n"
+    assert tab_separated([["=1+1", "-2", "@A1", "ok"]]) == "'=1+1\t'-2\t'@A1\tok\n"  # pasted, never run
+    csv_path = tmp_path / "formula.csv"
+    formula = DocumentRow(1, "=cmd", Document(id="=cmd|' /C calc'!A0", text="t"), verdicts={"Q": v("Q", -1.0, "=cmd|' /C calc'!A0")})
+    export_rows(csv_path, [formula], ["Q"], "csv")
+    (exported,) = csv.DictReader(csv_path.open(newline="", encoding="utf-8"))
+    assert exported["id"] == "'=cmd|' /C calc'!A0" and float(exported["margin"]) == -1.0
 
 
 def test_self_test_entry_point(default_model_path):

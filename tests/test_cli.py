@@ -70,6 +70,30 @@ def test_stdin_csv_and_output_file(tiny_model_dir, tmp_path):
     assert len(rows) == 1 and rows[0]["id"] == "-" and rows[0]["verdict"] in ("yes", "no", "uncertain")
 
 
+def test_csv_cells_that_start_like_formulas_stay_text(tiny_model_dir, tmp_path):
+    """OWASP CSV injection: = + - @ tab CR at a text cell's start get an apostrophe; numbers don't."""
+    path = tmp_path / "hostile.jsonl"
+    ids = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd", "plain"]
+    path.write_text("".join(json.dumps({"id": i, "text": "Pay 5 EUR."}) + "\n" for i in ids), encoding="utf-8")
+    out = tmp_path / "out.csv"
+    done = run_cli("classify", "-q", "=1+1", "--model", tiny_model_dir, "--format", "csv", "--jsonl-in", path,
+                   "--output", out)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert [r["id"] for r in rows] == ["'" + i for i in ids[:-1]] + ["plain"]
+    assert {r["question"] for r in rows} == {"'=1+1"}
+
+
+def test_csv_writer_keeps_negative_numbers_numeric():
+    from engine.cli.output import RowWriter
+
+    out = io.StringIO()
+    writer = RowWriter(out, "csv")
+    writer.write({"id": "-a", "margin": -0.25, "tokens": -1, "error": "@x"})
+    (row,) = csv.DictReader(io.StringIO(out.getvalue()))
+    assert (row["id"], row["margin"], row["tokens"], row["error"]) == ("'-a", "-0.25", "-1", "'@x")
+
+
 def test_table_for_people(tiny_model_dir, docs_jsonl):
     done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--format", "table", "--jsonl-in", docs_jsonl)
     assert done.returncode == 0

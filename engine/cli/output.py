@@ -47,8 +47,21 @@ def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
     return row
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """`value` as a spreadsheet shows it, never runs it: a text cell that starts like a formula
+    gets a leading apostrophe (OWASP's CSV-injection advice). Numbers stay numbers, and so does
+    a lone "-" (standard input's id): one character is no formula."""
+    if isinstance(value, str) and len(value) > 1 and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
 class RowWriter:
-    """Writes rows as JSONL, CSV or an aligned table."""
+    """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`."""
 
     def __init__(self, out: TextIO, fmt: str) -> None:
         self.out, self.fmt = out, fmt
@@ -63,7 +76,7 @@ class RowWriter:
             self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
             self.out.flush()
         elif self._csv is not None:
-            self._csv.writerow(row)
+            self._csv.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
             self.out.flush()
         else:
             self._table.append(row)
