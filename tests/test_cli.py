@@ -218,3 +218,16 @@ def test_a_folder_of_every_format_and_bad_files_through_the_cli(tiny_model_dir, 
     assert rows["corrupt.pdf"]["error"].startswith("corrupt PDF")
     assert rows["program.txt"]["error"] == "not a text file: binary content in a .txt"
     assert all(rows[name]["verdict"] == "error" for name in bad)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_a_folder_gets_an_error_row_and_exit_status_1(tiny_model_dir, tmp_path):
+    import os
+
+    (tmp_path / "a.txt").write_text("A short note about lunch.")
+    os.mkfifo(tmp_path / "pipe.txt")
+    done = run_cli("classify", "-q", "Is it food?", "--model", tiny_model_dir, tmp_path)
+    assert done.returncode == 1, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(os.path.basename(r["id"]), r["verdict"]) for r in rows] == [("a.txt", rows[0]["verdict"]), ("pipe.txt", "error")]
+    assert rows[0]["error"] is None and rows[1]["error"].startswith("skipped: not a regular file")

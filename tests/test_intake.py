@@ -214,11 +214,28 @@ def test_non_utf8_file_names(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_fifos_never_block(tmp_path):
-    fx.write_files(tmp_path / "f", {"a.txt": b"a"})
-    os.mkfifo(tmp_path / "f" / "pipe.txt")
-    assert [os.path.basename(d.id) for d in load_documents([tmp_path / "f"])] == ["a.txt"]
-    (explicit,) = load_documents([tmp_path / "f" / "pipe.txt"])
+def test_fifos_sockets_and_devices_get_rows_and_never_block(tmp_path):
+    import socket
+
+    folder = tmp_path / "f"
+    fx.write_files(folder, {"a.txt": b"a"})
+    os.mkfifo(folder / "pipe.txt")
+    os.mkfifo(folder / "pipe-no-suffix")
+    os.symlink("/dev/zero", folder / "zero.txt")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(folder / "sock"))
+        docs = load_documents([folder])
+    finally:
+        server.close()
+    assert [(os.path.basename(d.id), d.error) for d in docs] == [
+        ("a.txt", None),
+        ("pipe-no-suffix", "skipped: not a regular file (device, pipe or socket)"),
+        ("pipe.txt", "skipped: not a regular file (device, pipe or socket)"),
+        ("sock", "skipped: not a regular file (device, pipe or socket)"),
+        ("zero.txt", "skipped: not a regular file (device, pipe or socket)"),
+    ]
+    (explicit,) = load_documents([folder / "pipe.txt"])
     assert explicit.error.endswith("not a regular file (device, pipe or socket)")
 
 

@@ -3,7 +3,8 @@
 Every file that should be read gets exactly one row, in a stable order; a file that cannot
 be read gets a row with ``error`` (never an exception, never a silently missing row).
 Folders are walked recursively (symlinked folders followed, loops reported); hidden
-entries, OS clutter and unsupported file types inside folders are skipped quietly.
+entries, OS clutter and unsupported file types inside folders are skipped quietly; a FIFO,
+socket or device found in one gets an error row (it is never opened, so reading never blocks).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ CLUTTER_NAMES = frozenset(
         "system volume information",
     }
 )
+
+
+NOT_REGULAR_IN_FOLDER = "skipped: not a regular file (device, pipe or socket)"
 
 
 def is_clutter(name: str) -> bool:
@@ -174,7 +178,10 @@ def _walk(root: str) -> Iterator[_Entry]:
                 yield children
                 continue
             stack.append((path, ancestors | {key}, children))
-        elif stat.S_ISREG(st.st_mode) and _wanted(name, path):
+        elif not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device: never opened, never silent
+            entry.error = NOT_REGULAR_IN_FOLDER
+            yield entry
+        elif _wanted(name, path):
             yield entry
 
 
