@@ -153,7 +153,8 @@ def _encode(w: np.ndarray, quant: str) -> np.ndarray:
 
 def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant="Q8_0", seed: int = 0,
                extra_tensors: Optional[dict[str, np.ndarray]] = None, hidden: int = 64,
-               pre: Optional[str] = None, tokenizer_model: str = "gpt2", name: Optional[str] = None):
+               pre: Optional[str] = None, tokenizer_model: str = "gpt2", name: Optional[str] = None,
+               chat_template: str = CHATML_TEMPLATE, bos_token_id: int = 1):
     """Write a tiny random model as a GGUF file; return (path, the float model it encodes).
 
     `quant` applies to 2-D weight matrices ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0",
@@ -185,9 +186,9 @@ def write_gguf(path: Path, arch: str = "llama", *, tie: bool = True, quant="Q8_0
     writer.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
     writer.add_token_merges([f"{a} {b}" for a, b in merges])
     writer.add_eos_token_id(2)
-    writer.add_bos_token_id(1)
+    writer.add_bos_token_id(bos_token_id)
     writer.add_add_bos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    writer.add_chat_template(chat_template)
 
     reference = {}
     for name, value in tree_flatten(model.parameters()):

@@ -118,10 +118,13 @@ def load_model(
         else:
             raise ModelError(f"{path.name}: expected an MLX model folder or a GGUF file")
         check_built_model(model, str(config.get("model_type")))
-    except (GGUFError, GGUFFormatError, TokenizerError, ArchitectureError) as exc:
+    except TokenizerError as exc:  # a bad BOS id, say: the file is named, the message says what
+        raise ModelError(f"{path.name}: {exc}") from exc
+    except (GGUFError, GGUFFormatError, ArchitectureError) as exc:
         raise ModelError(str(exc)) from exc
     except (ValueError, KeyError, OSError) as exc:
         raise ModelError(f"{path.name}: could not load the model ({exc})") from exc
+    tokenizer.name = path.name
     model.eval()
     dtype = _prepare_for_backend(model)
     context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)

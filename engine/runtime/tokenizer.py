@@ -3,19 +3,19 @@
 GGUF files carry their vocabulary, merges and chat template as metadata; MLX folders carry a
 `tokenizer.json` (or something transformers can turn into one). Both end up here, so prompt
 rendering and verbalizer lookup have a single path. A model file is untrusted input: its chat
-template is rendered in Jinja's immutable sandbox.
+template is rendered in a sandbox with resource limits (`engine.runtime.chat_template`).
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from jinja2.exceptions import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as _HFTokenizer
+
+from engine.runtime.chat_template import ChatTemplate
 
 # Pre-tokenizer regexes, as llama.cpp applies them for each `tokenizer.ggml.pre` (llama-vocab.cpp).
 _GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -72,20 +72,6 @@ class TokenizerError(ValueError):
     """The model's tokenizer can't be built or used."""
 
 
-def _raise_exception(message: str) -> None:
-    raise TemplateError(message)
-
-
-# Chat templates that print today's date (Llama 3's "Today Date: ...") get this one, so a prompt,
-# and with it every margin, is the same on every day. It is the date Llama 3.1's own template
-# falls back to when it can't ask for the time.
-FIXED_DATE = datetime(2024, 7, 26)
-
-
-def _strftime_now(fmt: str) -> str:
-    return FIXED_DATE.strftime(str(fmt))
-
-
 class Tokenizer:
     """Text <-> ids and chat-template rendering for one model."""
 
@@ -104,9 +90,8 @@ class Tokenizer:
         self.eos_token = eos_token
         self.add_bos = add_bos
         self.bos_id = backend.token_to_id(bos_token) if bos_token else None
-        self._env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        self._env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
-        self._template = self._env.from_string(chat_template) if chat_template else None
+        self.name = "the model"  # the loader names the file, for error messages
+        self._template: Optional[ChatTemplate] = None
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -152,7 +137,15 @@ class Tokenizer:
 
         def token_at(key: str) -> Optional[str]:
             idx = meta.get(key)
-            return tokens[int(_scalar(idx))] if idx is not None else None
+            if idx is None:
+                return None
+            try:
+                i = int(_scalar(idx))
+            except (TypeError, ValueError):
+                raise TokenizerError(f"GGUF {key} is {idx!r}, not a token id") from None
+            if not 0 <= i < len(tokens):
+                raise TokenizerError(f"GGUF {key} is {i}, outside the vocabulary of {len(tokens)} tokens")
+            return tokens[i]
 
         return cls(
             backend,
@@ -220,18 +213,21 @@ class Tokenizer:
 
     def render_chat(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
         """Render `messages` with the model's own chat template, opening the assistant turn."""
-        if self._template is None:
-            raise TokenizerError("this model has no chat template")
+        if not self.chat_template:
+            raise TokenizerError(f"{self.name}: this model has no chat template")
         try:
+            if self._template is None:
+                self._template = ChatTemplate(self.chat_template)
             return self._template.render(
-                messages=messages,
+                messages,
                 add_generation_prompt=True,
                 bos_token=self.bos_token or "",
                 eos_token=self.eos_token or "",
                 **kwargs,
             )
         except TemplateError as exc:
-            raise TokenizerError(f"the model's chat template failed: {exc}") from exc
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            raise TokenizerError(f"{self.name}: the chat template failed: {problem}") from exc
 
 
 def _scalar(value: Any) -> Any:
