@@ -12,9 +12,18 @@ LONG = ("The committee met on Tuesday to review the budget. " * 25).strip()
 QUESTIONS = ["Is this document about cooking?", "Does this ask the reader to pay money?"]
 
 
+def whole_prompt_ids(clf: Classifier, question: str, text: str) -> list[int]:
+    """The whole prompt rendered with the real texts in the messages and tokenized in one call."""
+    layout, tok = clf.layout, clf.tokenizer
+    user = layout.user.replace("{document}", text).replace("{question}", question)
+    rendered = tok.render_chat([{"role": "system", "content": layout.system}, {"role": "user", "content": user}])
+    ids = tok.backend.encode(rendered, add_special_tokens=False).ids
+    return [tok.bos_id] + ids if tok.add_bos else ids
+
+
 def reference_margin(clf: Classifier, question: str, text: str) -> float:
     """The margin of one full prompt scored alone, with no cache and no batch."""
-    logits = clf.backend.logits_for_ids(clf.encoder.encode(question, text).all)
+    logits = clf.backend.logits_for_ids(whole_prompt_ids(clf, question, text))
     logp = logits - np.logaddexp.reduce(logits)
     return float(np.logaddexp.reduce(logp[clf.backend.yes_ids]) - np.logaddexp.reduce(logp[clf.backend.no_ids]))
 
@@ -27,7 +36,7 @@ def test_batched_multi_question_equals_each_prompt_alone_tiny(tiny_model_dir, la
     assert [(v.document_index, v.question) for v in verdicts] == [(d, q) for d in range(5) for q in QUESTIONS]
     for v in verdicts:
         assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
-        assert v.tokens == len(clf.encoder.encode(v.question, texts[v.document_index]).all)
+        assert v.tokens == len(whole_prompt_ids(clf, v.question, texts[v.document_index]))
         assert v.verdict == ("yes" if v.margin > 0 else "no")
         assert 0 < v.label_mass <= 1
 
@@ -56,8 +65,20 @@ def test_long_document_is_split_into_windows_and_the_deciding_one_is_named(tiny_
     # The deciding window, scored alone as a document, gives the aggregated margin.
     alone = Classifier(clf.backend).score(QUESTIONS[0], [Document("w", text[start:end])])[0]
     assert abs(alone.margin - v.margin) < 0.05
+    # Each window scored alone from its ids (head + window + tail, no cache): max and mean of those.
+    windows = clf._split(0, text, clf._window_budget([QUESTIONS[0]]))
+    assert len(windows) == v.windows
+    head, tail = clf.encoder.head_ids(QUESTIONS[0]), clf.encoder.tail_ids(QUESTIONS[0])
+    alone_margins = []
+    for w in windows:
+        logits = clf.backend.logits_for_ids(head + w.ids + tail)
+        logp = logits - np.logaddexp.reduce(logits)
+        alone_margins.append(float(np.logaddexp.reduce(logp[clf.backend.yes_ids]) - np.logaddexp.reduce(logp[clf.backend.no_ids])))
+    assert v.margin == pytest.approx(max(alone_margins), abs=1e-3)
+    assert v.window_index == int(np.argmax(alone_margins))
     mean = clf.score(QUESTIONS[0], [text], aggregate="mean")[0]
-    assert mean.margin <= v.margin + 1e-6
+    assert mean.margin == pytest.approx(float(np.mean(alone_margins)), abs=1e-3)
+    assert max(alone_margins) - min(alone_margins) > 1e-3  # so mean and max are told apart
 
 
 def test_control_tokens_in_a_document_stay_text(tiny_classifier):

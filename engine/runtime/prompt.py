@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from engine.runtime.tokenizer import Tokenizer
+from engine.runtime.tokenizer import Tokenizer, TokenizerError
 
 _DOC = "\x00VERDICT_DOCUMENT\x00"
 _QUESTION = "\x00VERDICT_QUESTION\x00"
+_INSTRUCTIONS = "\x00VERDICT_INSTRUCTIONS\x00"
 
 
 @dataclass(frozen=True)
@@ -76,23 +77,32 @@ class PromptTemplate:
     before: str  # text before the first slot
     between: str  # text between the two slots
     after: str  # text after the second slot
+    literal: tuple[tuple[int, int], ...] = ()  # user text inside `before` (the instructions)
 
-    def head(self, question: str) -> str:
-        """The segment before the document (independent of the question when document-first)."""
-        return self.before if self.document_first else self.before + question + self.between
+    def render(self, question: str, document: str) -> tuple[str, list[tuple[int, int]]]:
+        """The whole prompt text and the character ranges of user text in it (never control tokens)."""
+        first, second = (document, question) if self.document_first else (question, document)
+        a = len(self.before)
+        b = a + len(first)
+        c = b + len(self.between)
+        return self.before + first + self.between + second + self.after, [*self.literal, (a, b), (c, c + len(second))]
 
-    def tail(self, question: str) -> str:
-        """The segment after the document, ending with the answer cue."""
-        return self.between + question + self.after if self.document_first else self.after
+    def document_start(self, question: str) -> int:
+        """Where the document begins in `render(question, ...)`'s text."""
+        return len(self.before) + (0 if self.document_first else len(question) + len(self.between))
 
 
 def build_template(layout: Layout, tokenizer: Tokenizer, instructions: str = "") -> PromptTemplate:
     """Render `layout` with the model's chat template (or the plain one) and split it."""
-    system = layout.system + ("\n\n" + instructions.strip() if instructions.strip() else "")
+    instructions = instructions.strip()
+    system = layout.system + ("\n\n" + _INSTRUCTIONS if instructions else "")
     user = layout.user.replace("{document}", _DOC).replace("{question}", _QUESTION)
     if tokenizer.chat_template:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        text = tokenizer.render_chat(messages, **layout.template_kwargs)
+        try:
+            text = tokenizer.render_chat(messages, **layout.template_kwargs)
+        except TokenizerError as exc:  # a broken or hostile template: one clear line, exit 2 in the CLI
+            raise PromptError(str(exc)) from exc
     else:
         text = layout.plain.replace("{system}", system).replace("{user}", user)
     if text.count(_DOC) != 1 or text.count(_QUESTION) != 1:
@@ -100,11 +110,17 @@ def build_template(layout: Layout, tokenizer: Tokenizer, instructions: str = "")
     d, q = text.index(_DOC), text.index(_QUESTION)
     first, second = (_DOC, _QUESTION) if d < q else (_QUESTION, _DOC)
     i, j = text.index(first), text.index(second)
+    before = text[:i]
+    literal: tuple[tuple[int, int], ...] = ()
+    if before.count(_INSTRUCTIONS) == 1:
+        k = before.index(_INSTRUCTIONS)
+        literal = ((k, k + len(instructions)),)
     return PromptTemplate(
         document_first=d < q,
-        before=text[:i],
-        between=text[i + len(first) : j],
-        after=text[j + len(second) :],
+        before=before.replace(_INSTRUCTIONS, instructions),
+        between=text[i + len(first) : j].replace(_INSTRUCTIONS, instructions),
+        after=text[j + len(second) :].replace(_INSTRUCTIONS, instructions),
+        literal=literal,
     )
 
 
@@ -121,37 +137,143 @@ class SegmentIds:
         return self.head + self.document + self.tail
 
 
+# Documents and questions the segment cuts are tried on: every edge where a tokenizer's
+# pre-tokenizer or merges may join text across a seam (spaces, newlines, digits, emoji, CJK,
+# punctuation, control-token look-alikes).
+_PROBE_DOCUMENTS = (
+    "x", "Word.", " x", "  x", "\nx", "\n\nx", "\tx", "x ", "x   ", "x\n", "x\n\n", "x\n\n\n", "x \n",
+    "x\r\n", "1", "x 12", "2024", "🍕", "x 🍕", "今日は", "x。", "x:", "x?", "x'", "'s x", "x\"", "-x-",
+    "<|im_end|>", "x <|im_end|>", "<|im_start|>x", "</s>", "Question", "x Question:",
+)
+_PROBE_QUESTIONS = ("Is it about x?", "is x", " x?", "1 x", "?", "\nx", "'s x", "今日", "🍕", "<|im_end|>")
+
+
 class PromptEncoder:
-    """Tokenizes segments, memoising the head and tail of each question."""
+    """Token ids of prompts, cut into head / document / tail on token boundaries of the whole prompt.
+
+    The ids scored are always those of tokenizing the whole rendered prompt
+    (`Tokenizer.encode_prompt`); the segments are slices of it. A tokenizer may join text across
+    a seam (a document's trailing newline with the template's `\n\n`, say), so the cuts sit
+    inside the template's own text, where no document or question moves a token boundary: the
+    positions are found once by tokenizing probe prompts. Each document's slice is checked
+    against the cached head and tail when it is made.
+    """
 
     def __init__(self, template: PromptTemplate, tokenizer: Tokenizer) -> None:
         self.template = template
         self.tokenizer = tokenizer
         self._heads: dict[str, list[int]] = {}
         self._tails: dict[str, list[int]] = {}
+        self._question = _PROBE_QUESTIONS[0]
+        self._head_cut, self._tail_cut = self._find_cuts()
 
+    # --- the whole prompt -----------------------------------------------------------------
+    def whole(self, question: str, document: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids and character spans of the whole rendered prompt: what is scored."""
+        text, literal = self.template.render(question, document)
+        return self.tokenizer.encode_prompt(text, literal)
+
+    def whole_ids(self, question: str, document: str) -> list[int]:
+        return self.whole(question, document)[0]
+
+    # --- segments -------------------------------------------------------------------------
     def head_ids(self, question: str) -> list[int]:
-        key = question if not self.template.document_first else ""
+        """The ids before the document (shared by every document when document-first)."""
+        key = "" if self.template.document_first else question
         if key not in self._heads:
-            ids = self.tokenizer.encode(self.template.head(question))
-            bos = self.tokenizer.bos_id
-            if self.tokenizer.add_bos and bos is not None and ids[:1] != [bos]:
-                ids = [bos] + ids
-            self._heads[key] = ids
+            ids, offsets = self.whole(question, _PROBE_DOCUMENTS[0])
+            self._heads[key] = ids[: _boundary(offsets, self._head_position(question))]
         return self._heads[key]
 
     def tail_ids(self, question: str) -> list[int]:
+        """The ids after the document, ending with the answer cue."""
         key = question if self.template.document_first else ""
         if key not in self._tails:
-            self._tails[key] = self.tokenizer.encode(self.template.tail(question))
+            document = _PROBE_DOCUMENTS[0]
+            ids, offsets = self.whole(question, document)
+            self._tails[key] = ids[_boundary(offsets, self._tail_position(question, document)) :]
         return self._tails[key]
 
     def document_ids(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Ids of a document (control-token text stays text) and each token's character span."""
-        return self.tokenizer.encode_with_offsets(text, special=False)
+        """Ids between the head and the tail for `text` and each token's character span in `text`.
+
+        The slice may start or end with a token of the template's own text that a tokenizer
+        joined to the document's first or last characters.
+        """
+        question = self._question
+        ids, offsets = self.whole(question, text)
+        head, tail = self.head_ids(question), self.tail_ids(question)
+        end = _boundary(offsets, self._tail_position(question, text))
+        if ids[: len(head)] != head or ids[end:] != tail:
+            raise PromptError("the document moves a token boundary of the template's text")  # probes missed a case
+        start = self.template.document_start(question)
+        spans = [(min(max(a - start, 0), len(text)), min(max(b - start, 0), len(text))) for a, b in offsets]
+        return ids[len(head) : end], spans[len(head) : end]
 
     def encode(self, question: str, document: str) -> SegmentIds:
         return SegmentIds(self.head_ids(question), self.document_ids(document)[0], self.tail_ids(question))
+
+    # --- where the cuts go ----------------------------------------------------------------
+    def _head_position(self, question: str, cut: Optional[int] = None) -> int:
+        t = self.template
+        return (0 if t.document_first else len(t.before) + len(question)) + (self._head_cut if cut is None else cut)
+
+    def _tail_position(self, question: str, document: str) -> int:
+        return self.template.document_start(question) + len(document) + self._tail_cut
+
+    def _find_cuts(self) -> tuple[int, int]:
+        """Character positions in the text left and right of the document where every probe
+        prompt has a token boundary and the same ids on the template's side of it.
+
+        The head cut is the one nearest the document; the tail cut the one nearest the
+        question (document-first: that text is then prefilled once per document, not once
+        per question) or the end, leaving the tail at least one token.
+        """
+        t = self.template
+        right = t.between if t.document_first else t.after
+        grid = [(q, d, *self.whole(q, d)) for q in _PROBE_QUESTIONS for d in _PROBE_DOCUMENTS]
+        fixed_left = len(t.before) if t.document_first else len(t.between)
+
+        def head_ok(cut: int) -> bool:
+            seen: dict[str, list[int]] = {}
+            for q, d, ids, offsets in grid:
+                k = _boundary(offsets, self._head_position(q, cut), strict=True)
+                if k is None or seen.setdefault(q if not t.document_first else "", ids[:k]) != ids[:k]:
+                    return False
+            return True
+
+        def tail_ok(cut: int) -> bool:
+            tails: dict[str, list[int]] = {}
+            heads: dict[str, list[int]] = {}
+            for q, d, ids, offsets in grid:
+                k = _boundary(offsets, t.document_start(q) + len(d) + cut, strict=True)
+                if k is None or k == len(ids):
+                    return False
+                if tails.setdefault(q if t.document_first else "", ids[k:]) != ids[k:]:
+                    return False
+                if t.document_first and heads.setdefault(d, ids[:k]) != ids[:k]:
+                    return False  # the document's slice would depend on the question
+            return True
+
+        head = next((c for c in range(fixed_left, -1, -1) if head_ok(c)), None)
+        tail = next((c for c in range(len(right), -1, -1) if tail_ok(c)), None)
+        if head is None or tail is None:
+            raise PromptError("no token boundary in the template's text is stable around the document")
+        return head, tail
+
+
+def _boundary(offsets: list[tuple[int, int]], position: int, strict: bool = False) -> Optional[int]:
+    """Count of the tokens that end at or before character `position` (a leading BOS counts).
+
+    With `strict`, None unless every later token starts at or after `position`: a token
+    straddles it, so no token boundary lies there.
+    """
+    k = 0
+    while k < len(offsets) and offsets[k][1] <= position:
+        k += 1
+    if strict and any(a < position for a, _ in offsets[k:]):
+        return None
+    return k
 
 
 def label_forms(tokenizer: Tokenizer, words: tuple[str, str] = ("Yes", "No")) -> tuple[list[int], list[int]]:

@@ -64,6 +64,7 @@ PRE_TOKENIZER_ALIASES: dict[str, str] = {
 _IGNORE_MERGES = {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"}
 # llama3-family names turn add_bos on unless the file says otherwise.
 _ADD_BOS_DEFAULT = _IGNORE_MERGES
+_SENTINEL = "\ue000\ue001verdict\ue001\ue000"  # a control token of our own (private-use characters)
 TOKEN_TYPE_CONTROL = 3
 TOKEN_TYPE_USER_DEFINED = 4
 
@@ -90,6 +91,8 @@ class Tokenizer:
         self.eos_token = eos_token
         self.add_bos = add_bos
         self.bos_id = backend.token_to_id(bos_token) if bos_token else None
+        self._special: Optional[frozenset[int]] = None
+        self._plain: Optional[_HFTokenizer] = None
         self.name = "the model"  # the loader names the file, for error messages
         self._template: Optional[ChatTemplate] = None
 
@@ -207,6 +210,71 @@ class Tokenizer:
             finally:
                 self.backend.encode_special_tokens = False
         return encoding.ids, encoding.offsets
+
+    def encode_prompt(
+        self, text: str, literal: Sequence[tuple[int, int]] = ()
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of a whole rendered prompt, as one string, and each token's character span.
+
+        Control tokens count only outside the `literal` character ranges (the document, the
+        question: user text), so a document can't end its turn with a `<|im_end|>` of its own.
+        The BOS id leads when the model asks for it. Without such look-alikes this is exactly one
+        tokenization of the whole text. With them, the text is cut at the template's own control
+        tokens and each piece tokenized as it would be inside the whole string (tokenizers split
+        at control tokens first), by a copy of the tokenizer that knows no control tokens.
+        """
+        encoding = self.backend.encode(text, add_special_tokens=False)
+        ids, offsets = list(encoding.ids), list(encoding.offsets)
+        special = self._special_ids()
+
+        def look_alike(token: int, span: tuple[int, int]) -> bool:
+            if token not in special or text[span[0] : span[1]] != self.backend.id_to_token(token):
+                return False  # e.g. <unk> for a character the vocabulary lacks
+            return any(a < span[1] and span[0] < b for a, b in literal)
+
+        if any(look_alike(i, o) for i, o in zip(ids, offsets)):
+            cuts = [(i, o) for i, o in zip(ids, offsets) if i in special and not look_alike(i, o)]
+            ids, offsets = [], []
+            start = 0
+            for token, (token_start, token_end) in cuts + [(None, (len(text), len(text)))]:
+                piece_ids, piece_offsets = self._encode_piece(text[start:token_start], start)
+                ids += piece_ids
+                offsets += piece_offsets
+                if token is not None:
+                    ids.append(token)
+                    offsets.append((token_start, token_end))
+                start = token_end
+        if self.add_bos and self.bos_id is not None and ids[:1] != [self.bos_id]:
+            ids, offsets = [self.bos_id] + ids, [(0, 0)] + offsets
+        return ids, offsets
+
+    def _encode_piece(self, piece: str, start: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """`piece` as it tokenizes at `start` of a longer text, control-token text as plain text."""
+        if not piece:
+            return [], []
+        lead = _SENTINEL if start else ""  # a piece after a control token is not the text's first
+        encoding = self._plain_backend().encode(lead + piece, add_special_tokens=False)
+        shift = start - len(lead)
+        pairs = [(i, (a + shift, b + shift)) for i, (a, b) in zip(encoding.ids, encoding.offsets) if a >= len(lead)]
+        return [i for i, _ in pairs], [o for _, o in pairs]
+
+    def _plain_backend(self) -> _HFTokenizer:
+        if self._plain is None:
+            data = json.loads(self.backend.to_str())
+            taken = [*self.backend.get_vocab(with_added_tokens=True).values(), *self.backend.get_added_tokens_decoder()]
+            sentinel_id = max(max(taken), self.backend.get_vocab_size(with_added_tokens=True)) + 1
+            kept = [t for t in data.get("added_tokens", []) if not t.get("special")]
+            kept.append({"id": sentinel_id, "content": _SENTINEL, "single_word": False, "lstrip": False,
+                         "rstrip": False, "normalized": False, "special": True})
+            data["added_tokens"] = kept
+            self._plain = _HFTokenizer.from_str(json.dumps(data))
+        return self._plain
+
+    def _special_ids(self) -> frozenset[int]:
+        if self._special is None:
+            decoder = self.backend.get_added_tokens_decoder()
+            self._special = frozenset(i for i, token in decoder.items() if token.special)
+        return self._special
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)
