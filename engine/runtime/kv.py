@@ -4,15 +4,30 @@ mlx-lm models call `cache.make_mask(N)`, read `cache.offset` for RoPE and call
 `cache.update_and_fetch(k, v)`; this class answers all three for a batch whose rows have
 different real lengths. Each row keeps its own position counter, so a row's next segment starts
 right after its last real token, and padded slots are masked out for every later query: the
-result is the same as prefilling each prompt alone. Arrays are never modified in place, so a
-cache can be forked (`fork`) and extended along different paths (one path per question) while
-the shared part stays intact: copy-on-write for free.
+result is the same as prefilling each prompt alone.
+
+Keys, values and the validity mask live in buffers with spare room that grow geometrically, so
+appending a 512-token chunk writes only that chunk (concatenating copied the whole cache each
+time: quadratic in the document's length). A cache can be forked (`fork`) and extended along
+different paths (one path per question): a fork shares its parent's buffers, and whichever of
+them writes first after the fork copies its own (copy-on-write), so no fork ever sees a later
+writer's data.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import mlx.core as mx
+
+
+_MIN_ROOM = 256  # slots a new buffer holds at least
+
+
+class _Shared:
+    """A flag every cache holding the same buffers can see: set once a fork shares them."""
+
+    def __init__(self) -> None:
+        self.shared = False
 
 
 class SegmentCache:
@@ -24,10 +39,14 @@ class SegmentCache:
         values: Optional[mx.array] = None,
         valid: Optional[mx.array] = None,
         offset: Optional[mx.array] = None,
+        *,
+        length: Optional[int] = None,
+        owner: Optional[_Shared] = None,
     ) -> None:
-        self.keys = keys  # (B, kv_heads, T, head_dim)
-        self.values = values
-        self.valid = valid  # (B, T) bool: which cached slots hold real tokens
+        # Buffers (B, kv_heads, capacity, head_dim) and (B, capacity); slots [0, length) are in use.
+        self._k, self._v, self._valid = keys, values, valid
+        self._length = length if length is not None else (0 if keys is None else keys.shape[2])
+        self._owner = owner or _Shared()
         self.offset = offset if offset is not None else mx.array([0], dtype=mx.int32)
         self._lengths: Optional[mx.array] = None  # real lengths of the segment being added
 
@@ -37,17 +56,22 @@ class SegmentCache:
         self._lengths = lengths
 
     def fork(self, batch: Optional[int] = None) -> "SegmentCache":
-        """A new cache sharing this one's arrays; with `batch`, a one-row cache broadcast to it."""
-        if batch is None or self.keys is None or self.keys.shape[0] == batch:
-            return SegmentCache(self.keys, self.values, self.valid, self.offset)
-        if self.keys.shape[0] != 1:
+        """A new cache sharing this one's buffers; with `batch`, a one-row cache broadcast to it."""
+        if self._k is None:
+            return SegmentCache(offset=self.offset if batch is None else mx.broadcast_to(self.offset, (batch,)))
+        if batch is None or self._k.shape[0] == batch:
+            self._owner.shared = True
+            return SegmentCache(self._k, self._v, self._valid, self.offset, length=self._length, owner=self._owner)
+        if self._k.shape[0] != 1:
             raise ValueError("only a one-row cache can be broadcast to a batch")
-        k_shape = (batch,) + tuple(self.keys.shape[1:])
+        t = self._length  # broadcast only the used slots: the first write copies them anyway
         return SegmentCache(
-            mx.broadcast_to(self.keys, k_shape),
-            mx.broadcast_to(self.values, (batch,) + tuple(self.values.shape[1:])),
-            mx.broadcast_to(self.valid, (batch, self.valid.shape[1])),
+            mx.broadcast_to(self.keys, (batch,) + tuple(self._k.shape[1:2]) + (t,) + tuple(self._k.shape[3:])),
+            mx.broadcast_to(self.values, (batch,) + tuple(self._v.shape[1:2]) + (t,) + tuple(self._v.shape[3:])),
+            mx.broadcast_to(self.valid, (batch, t)),
             mx.broadcast_to(self.offset, (batch,)),
+            length=t,
+            owner=_shared_flag(),
         )
 
     def select(self, rows: list[int]) -> "SegmentCache":
@@ -63,7 +87,19 @@ class SegmentCache:
 
     @property
     def length(self) -> int:
-        return 0 if self.keys is None else self.keys.shape[2]
+        return self._length
+
+    @property
+    def keys(self) -> Optional[mx.array]:
+        return None if self._k is None else self._k[:, :, : self._length]
+
+    @property
+    def values(self) -> Optional[mx.array]:
+        return None if self._v is None else self._v[:, :, : self._length]
+
+    @property
+    def valid(self) -> Optional[mx.array]:
+        return None if self._valid is None else self._valid[:, : self._length]
 
     # --- called by mlx-lm's attention -------------------------------------------------------
     def make_mask(self, n: int, return_array: bool = False, window_size: Optional[int] = None) -> mx.array:
@@ -74,7 +110,7 @@ class SegmentCache:
         lengths = self._require_lengths()
         t = self.length
         new_valid = mx.arange(n)[None, :] < lengths[:, None]  # (B, n)
-        key_valid = new_valid if self.valid is None else mx.concatenate([self.valid, new_valid], axis=1)
+        key_valid = new_valid if self._valid is None else mx.concatenate([self.valid, new_valid], axis=1)
         keys = mx.arange(t + n)[None, :]
         queries = (t + mx.arange(n))[:, None]
         causal, itself = keys <= queries, keys == queries  # (n, t+n)
@@ -82,14 +118,23 @@ class SegmentCache:
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         lengths = self._require_lengths()
-        n = keys.shape[2]
+        b, n, t = keys.shape[0], keys.shape[2], self._length
         new_valid = mx.arange(n)[None, :] < lengths[:, None]
-        if self.keys is None:
-            self.keys, self.values, self.valid = keys, values, new_valid
-        else:
-            self.keys = mx.concatenate([self.keys, keys], axis=2)
-            self.values = mx.concatenate([self.values, values], axis=2)
-            self.valid = mx.concatenate([self.valid, new_valid], axis=1)
+        capacity = 0 if self._k is None else self._k.shape[2]
+        if self._k is None or self._owner.shared or t + n > capacity or self._k.shape[0] != b:
+            room = max(t + n, 2 * capacity, _MIN_ROOM)
+            k = mx.zeros((b, keys.shape[1], room, keys.shape[3]), dtype=keys.dtype)
+            v = mx.zeros((b, values.shape[1], room, values.shape[3]), dtype=values.dtype)
+            valid = mx.zeros((b, room), dtype=mx.bool_)
+            if t:
+                k[:, :, :t] = self.keys
+                v[:, :, :t] = self.values
+                valid[:, :t] = self.valid
+            self._k, self._v, self._valid, self._owner = k, v, valid, _Shared()
+        self._k[:, :, t : t + n] = keys
+        self._v[:, :, t : t + n] = values
+        self._valid[:, t : t + n] = new_valid
+        self._length = t + n
         self.offset = self.offset + lengths
         self._lengths = None
         return self.keys, self.values
@@ -101,4 +146,10 @@ class SegmentCache:
 
     @property
     def state(self) -> list[Optional[mx.array]]:
-        return [self.keys, self.values, self.valid, self.offset]
+        return [self._k, self._v, self._valid, self.offset]
+
+
+def _shared_flag() -> _Shared:
+    flag = _Shared()
+    flag.shared = True  # broadcast views can't be written in place
+    return flag
