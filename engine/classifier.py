@@ -6,8 +6,9 @@ pipeline calibrates. Work per call, for a document-first layout:
   head (system + instructions)  -> prefilled once, KV cache reused by every document
   documents, batched by length  -> prefilled once per batch on top of the head
   each question + answer cue    -> prefilled on top of each batch's document cache
-A document longer than the context is cut into overlapping windows; its verdict is the
-aggregate of theirs (max: "does any part say yes", or mean), naming the deciding window.
+A document longer than a window (DEFAULT_WINDOW_TOKENS, at most the context) is cut into
+overlapping windows; its verdict is the aggregate of theirs (max: "does any part say yes", or
+mean), naming the deciding window.
 """
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ from engine.scoring import PromptScore, ScoringBackend, Segment
 from engine.types import Document, Verdict
 
 DocumentLike = Union[str, Document]
+# Document tokens per window. Attention and the KV cache grow with a window's length, so past
+# this a long document runs faster as several windows; measured with `verdict bench` (README,
+# Performance). The context length (131k for Llama 3.2 GGUFs) is only the upper bound.
+DEFAULT_WINDOW_TOKENS = 1024
 
 # The per-document budget: only the first DEFAULT_MAX_TOKENS tokens of a document are scored
-# (two windows of the default model's 8k context), so one long document costs bounded time and
+# (16 windows of DEFAULT_WINDOW_TOKENS), so one long document costs bounded time and
 # memory; the rest is left out with a warning. Text is cut at MAX_CHARS_PER_TOKEN characters a
 # token before it is tokenized, so a huge document is never tokenized whole.
 DEFAULT_MAX_TOKENS = 16384
@@ -85,6 +90,7 @@ class Classifier:
         window_overlap: int = 64,
         max_context: Optional[int] = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        window_tokens: int = DEFAULT_WINDOW_TOKENS,
     ) -> None:
         self.backend = backend
         self.max_tokens = max_tokens
@@ -97,6 +103,7 @@ class Classifier:
         self.window_overlap = window_overlap
         self.context = min(backend.context_length, max_context or backend.context_length)
         self._pipeline = None
+        self.window_tokens = window_tokens
         self._set_template()
 
     @classmethod
@@ -204,7 +211,7 @@ class Classifier:
     # --- internals ----------------------------------------------------------------------------
     def _window_budget(self, questions: Sequence[str]) -> int:
         fixed = max(len(self.encoder.head_ids(q)) + len(self.encoder.tail_ids(q)) for q in questions)
-        return self.context - fixed
+        return min(self.context - fixed, self.window_tokens)
 
     def _budgeted_ids(self, doc: Document) -> tuple[list[int], list[tuple[int, int]], bool]:
         """The document's token ids and spans, at most `max_tokens` of them (with a warning),

@@ -30,7 +30,7 @@ def reference_margin(clf: Classifier, question: str, text: str) -> float:
 
 @pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda l: l.name)
 def test_batched_multi_question_equals_each_prompt_alone_tiny(tiny_model_dir, layout):
-    clf = Classifier.load(tiny_model_dir, layout=layout, batch_tokens=100_000)
+    clf = Classifier.load(tiny_model_dir, layout=layout, batch_tokens=100_000, window_tokens=100_000)  # one window each
     texts = [SHORT, LONG, MEDIUM, "no", SHORT + " " + MEDIUM]
     verdicts = clf.score(QUESTIONS, texts)
     assert [(v.document_index, v.question) for v in verdicts] == [(d, q) for d in range(5) for q in QUESTIONS]
@@ -141,3 +141,15 @@ def test_batched_equals_each_prompt_alone_for_every_allowed_architecture(tmp_pat
     texts = [SHORT, MEDIUM, "no"]
     for v in clf.score(QUESTIONS, texts):
         assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
+
+
+def test_windows_are_capped_apart_from_the_context(tiny_classifier):
+    from engine.classifier import DEFAULT_WINDOW_TOKENS
+
+    assert tiny_classifier.window_tokens == DEFAULT_WINDOW_TOKENS
+    clf = Classifier(tiny_classifier.backend, window_tokens=64)
+    assert clf.context == tiny_classifier.context  # the context is only the upper bound
+    windows = clf._split(0, LONG, clf._window_budget([QUESTIONS[0]]))
+    assert len(windows) > 2 and max(len(w.ids) for w in windows) == 64
+    (v,) = clf.score(QUESTIONS[0], [LONG])
+    assert v.windows == len(windows)
