@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from engine.cli.bench import bench
+    from engine.cli.bench import CURVE_LENGTHS, bench
 
     figures = bench(
         model=args.model,
@@ -187,11 +187,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         doc_tokens=args.doc_tokens,
         folder=Path(args.docs) if args.docs else None,
         curve_tokens=args.curve_tokens,
-        scenarios=args.scenario or ("short", "rubric", "five"),
+        scenarios=[s for s in args.scenario or ("short", "rubric", "five") if s != "none"],
+        curve_lengths=args.curve_lengths or CURVE_LENGTHS,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
     return 0
+
+
+def _lengths(value: str) -> tuple[int, ...]:
+    try:
+        lengths = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give token counts separated by commas, e.g. 512,4096") from None
+    if not lengths or min(lengths) < 1:
+        raise argparse.ArgumentTypeError("token counts must be positive")
+    return lengths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--doc-tokens", type=int, default=150, help="tokens per document (default 150)")
     b.add_argument("--docs", metavar="FOLDER", help="real text to cut documents from (default: resources/labeled)")
     b.add_argument("--curve-tokens", type=int, default=8192, help="tokens per point of the length curve")
-    b.add_argument("--scenario", action="append", choices=["short", "rubric", "five"], help="(repeatable)")
+    b.add_argument("--scenario", action="append", choices=["short", "rubric", "five", "none"],
+                   help="(repeatable; 'none': only the length curve)")
+    b.add_argument("--curve-lengths", type=_lengths, metavar="N,N,...",
+                   help="document lengths of the curve (default 128,256,512,1024,2048,4096,16384)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.set_defaults(func=cmd_bench)
 
