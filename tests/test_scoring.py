@@ -66,7 +66,7 @@ def test_long_document_is_split_into_windows_and_the_deciding_one_is_named(tiny_
     alone = Classifier(clf.backend).score(QUESTIONS[0], [Document("w", text[start:end])])[0]
     assert abs(alone.margin - v.margin) < 0.05
     # Each window scored alone from its ids (head + window + tail, no cache): max and mean of those.
-    windows = clf._split(0, text, clf._window_budget([QUESTIONS[0]]))
+    windows = clf._split(0, Document("w", text), clf._window_budget([QUESTIONS[0]]))
     assert len(windows) == v.windows
     head, tail = clf.encoder.head_ids(QUESTIONS[0]), clf.encoder.tail_ids(QUESTIONS[0])
     alone_margins = []
@@ -149,7 +149,7 @@ def test_windows_are_capped_apart_from_the_context(tiny_classifier):
     assert tiny_classifier.window_tokens == DEFAULT_WINDOW_TOKENS
     clf = Classifier(tiny_classifier.backend, window_tokens=64)
     assert clf.context == tiny_classifier.context  # the context is only the upper bound
-    windows = clf._split(0, LONG, clf._window_budget([QUESTIONS[0]]))
+    windows = clf._split(0, Document("long", LONG), clf._window_budget([QUESTIONS[0]]))
     assert len(windows) > 2 and max(len(w.ids) for w in windows) == 64
     (v,) = clf.score(QUESTIONS[0], [LONG])
     assert v.windows == len(windows)
