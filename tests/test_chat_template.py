@@ -88,4 +88,4 @@ def test_a_bos_id_outside_the_vocabulary_exits_2_with_one_line(tmp_path):
     done = _classify(path, tmp_path)
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
-    assert "badbos.gguf" in line and "tokenizer.ggml.bos_token_id is 1000000, outside the vocabulary" in line
+    assert "badbos.gguf" in line and "tokenizer.ggml.bos_token_id is 1000000, outside the" in line
