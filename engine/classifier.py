@@ -30,6 +30,7 @@ DocumentLike = Union[str, Document]
 # this a long document runs faster as several windows; measured with `verdict bench` (README,
 # Performance). The context length (131k for Llama 3.2 GGUFs) is only the upper bound.
 DEFAULT_WINDOW_TOKENS = 1024
+_SEAM_ROOM = 8  # tokens a window's own tokenization may take beyond its slice of the whole
 
 # The per-document budget: only the first DEFAULT_MAX_TOKENS tokens of a document are scored
 # (16 windows of DEFAULT_WINDOW_TOKENS), so one long document costs bounded time and
@@ -233,14 +234,18 @@ class Classifier:
 
     def _split(self, doc_index: int, doc: Document, budget: int) -> list[_Window]:
         ids, spans, cut = self._budgeted_ids(doc)
-        if len(ids) <= budget:
-            return [_Window(doc_index, 0, ids, char_span(spans, 0, len(ids)) if cut else (0, len(doc.text)))]
+        if len(ids) <= budget and not cut:
+            return [_Window(doc_index, 0, ids, (0, len(doc.text)))]
+        # A part of a document is scored as its own text in the prompt, tokenized whole (the
+        # template's text after it may tokenize differently after a cut): a few tokens of room.
+        budget = max(budget - _SEAM_ROOM, 1)
         overlap = min(self.window_overlap, budget // 4)
         step = budget - overlap
         windows = []
         for n, start in enumerate(range(0, max(len(ids) - overlap, 1), step)):
             end = min(start + budget, len(ids))
-            windows.append(_Window(doc_index, n, ids[start:end], char_span(spans, start, end)))
+            a, b = char_span(spans, start, end)
+            windows.append(_Window(doc_index, n, self.encoder.document_ids(doc.text[a:b])[0], (a, b)))
             if end == len(ids):
                 break
         return windows
