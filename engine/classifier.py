@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.confidence.metrics import sigmoid
 from engine.intake.normalize import normalize_document
-from engine.runtime.prompt import Layout, PromptEncoder, build_template, char_span, default_layout
+from engine.runtime.prompt import Layout, PromptEncoder, PromptError, build_template, char_span, default_layout
 from engine.scoring import PromptScore, ScoringBackend, Segment
 from engine.types import Document, Verdict
 
@@ -284,7 +284,11 @@ class Classifier:
                     questions, doc, position, "the question and instructions leave no room in the context"
                 )
                 continue
-            doc_windows = self._split(i, doc, budget)
+            try:
+                doc_windows = self._split(i, doc, budget)
+            except PromptError as exc:  # this document can't be cut token-exactly: its row says so
+                yield from self._error_verdicts(questions, doc, position, f"cannot build the prompt: {exc}")
+                continue
             pending[i] = _Pending(doc, position, len(doc_windows))
             windows += doc_windows
 
