@@ -117,3 +117,24 @@ def test_every_allowed_architecture_gets_the_fast_kernels(tmp_path, arch):
         call = type(module).__call__
         used = [n for n in KERNELS if n in call.__code__.co_names]
         assert used and all(call.__globals__[n] is KERNELS[n] for n in used), type(module)
+
+
+def test_loading_a_model_preloads_the_fast_blas_before_mlx(tiny_model_dir):
+    """The public entry point (Classifier.load -> runtime.local) must load OpenBLAS before
+    mlx.core: imported the other way round, MLX keeps its reference BLAS (~100x slower on CPU)."""
+    from engine.runtime import device
+
+    if sys.platform != "linux" or not any(Path(c.format(arch=__import__("platform").machine())).exists()
+                                          for c in device._BLAS_CANDIDATES):
+        pytest.skip("no OpenBLAS installed here")
+    code = (
+        "from engine import Classifier\n"
+        "from engine.runtime import device\n"
+        f"Classifier.load({str(tiny_model_dir)!r})\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "assert device.blas_in_use(), 'no fast BLAS'\n"
+        "assert 'openblas' in maps, 'OpenBLAS is not mapped'\n"
+        "print('fast')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and "fast" in done.stdout, done.stderr

@@ -20,13 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import mlx.core as mx
-import numpy as np
+from engine.runtime import device
 
-from engine.runtime.kv import SegmentCache
-from engine.runtime.loading import LoadedModel, load_model
-from engine.runtime.prompt import label_forms
-from engine.scoring import Prompt, PromptScore, Segment, resolve_layer
+device.start()  # the fast BLAS before MLX: importing mlx.core first would lock in the ~100x slower reference BLAS
+
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from engine.runtime.kv import SegmentCache  # noqa: E402
+from engine.runtime.loading import LoadedModel, load_model  # noqa: E402
+from engine.runtime.prompt import label_forms  # noqa: E402
+from engine.scoring import Prompt, PromptScore, Segment, resolve_layer  # noqa: E402
 
 
 @dataclass
