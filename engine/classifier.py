@@ -180,11 +180,15 @@ class Classifier:
         cancel: Optional[Callable[[], bool]] = None,
         layers: Sequence[int] = (),
         aggregate: str = "max",
+        progress: Optional[Callable[[int, int], None]] = None,
     ) -> Iterator[Verdict]:
         """Raw verdicts as batches finish (not in input order: see `Verdict.document_index`).
 
         `cancel` is polled between batches; when it returns True the generator stops.
         Memory stays bounded: documents are taken `chunk_documents` at a time.
+        `progress(scored, taken)` is called after each batch with the document tokens scored so
+        far and those of all windows of the documents taken so far: a long document's windows
+        report progress before its verdict.
         """
         questions = [questions] if isinstance(questions, str) else list(questions)
         if not questions or any(not q.strip() for q in questions):
@@ -194,6 +198,7 @@ class Classifier:
         if aggregate not in ("max", "mean"):
             raise ValueError("aggregate must be 'max' or 'mean'")
         layers = tuple(layers)
+        tally = [0, 0, progress]  # document tokens scored, taken; the callback
         chunk: list[Document] = []
         position = 0
         for item in texts:
@@ -202,12 +207,12 @@ class Classifier:
             chunk.append(doc)
             position += 1
             if len(chunk) >= self.chunk_documents:
-                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate)
+                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate, tally)
                 chunk = []
                 if cancel and cancel():
                     return
         if chunk:
-            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate)
+            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate, tally)
 
     # --- internals ----------------------------------------------------------------------------
     def _window_budget(self, questions: Sequence[str]) -> int:
@@ -267,7 +272,7 @@ class Classifier:
             for q in questions
         ]
 
-    def _run_chunk(self, questions, docs, first_position, cancel, layers, aggregate) -> Iterator[Verdict]:
+    def _run_chunk(self, questions, docs, first_position, cancel, layers, aggregate, tally) -> Iterator[Verdict]:
         budget = self._window_budget(questions)
         pending: dict[int, _Pending] = {}
         windows: list[_Window] = []
@@ -292,10 +297,15 @@ class Classifier:
             pending[i] = _Pending(doc, position, len(doc_windows))
             windows += doc_windows
 
+        tally[1] += sum(len(w.ids) for w in windows)
         for batch in self._batches(windows):
             if cancel and cancel():
                 return
-            for w, result in zip(batch, self._score_batch(questions, batch, layers)):
+            results = self._score_batch(questions, batch, layers)
+            tally[0] += sum(len(w.ids) for w in batch)
+            if tally[2] is not None:
+                tally[2](tally[0], tally[1])
+            for w, result in zip(batch, results):
                 p = pending[w.doc]
                 p.margins[w.index], p.masses[w.index], p.spans[w.index] = result.margins, result.masses, w.span
                 p.states[w.index] = result.states

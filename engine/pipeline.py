@@ -127,17 +127,20 @@ class Pipeline:
         ordered: bool = True,
         keep_layer: Optional[int] = None,
         aggregate: str = "max",
+        progress: Optional[Callable[[int, int], None]] = None,
     ) -> Iterator[Verdict]:
         """Final rows, one per document and listed question. `ordered`: in input order,
         text-major, each released as soon as it can be; else as batches finish (see
         `Verdict.document_index`). A question listed twice is scored once and reported twice.
         `keep_layer` puts the hidden state after that layer in each row's `hidden`. `cancel` is
-        polled between batches."""
+        polled between batches; `progress(scored, taken)` gets the document tokens scored so far
+        after each batch (see `Classifier.score_iter`)."""
         listed = [questions] if isinstance(questions, str) else list(questions)
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}
         layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
-        raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate)
+        raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
+                                         progress=progress)
         if any(cal.shift_method == "batch" for cal in cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             for q, cal in cals.items():

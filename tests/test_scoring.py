@@ -81,6 +81,28 @@ def test_long_document_is_split_into_windows_and_the_deciding_one_is_named(tiny_
     assert max(alone_margins) - min(alone_margins) > 1e-3  # so mean and max are told apart
 
 
+def test_a_long_document_reports_progress_per_window_before_its_verdict(tiny_model_dir):
+    """progress(scored, taken) comes after each batch: a long document's windows (one per batch
+    here) are counted as they are scored, before its one verdict, and add up to its tokens."""
+    clf = Classifier.load(tiny_model_dir, max_context=400, batch_tokens=400)
+    text = " ".join(f"Sentence {i} talks about a different thing." for i in range(40))
+    events = []
+    stream = clf.pipeline.run(QUESTIONS[0], [text], progress=lambda scored, taken: events.append((scored, taken)))
+    verdicts, reports_before = [], []
+    for verdict in stream:
+        verdicts.append(verdict)
+        reports_before.append(len(events))
+    (v,) = verdicts
+    assert v.windows > 2 and reports_before == [v.windows] == [len(events)]  # one per window, all before the verdict
+    scored = [s for s, _ in events]
+    assert scored == sorted(set(scored)) and 0 < scored[0] < scored[-1]
+    taken = {t for _, t in events}
+    assert taken == {scored[-1]}  # everything taken was scored in the end
+    # the reported tokens are the document's own: the verdict's tokens add the prompt per window
+    prompt = len(clf.encoder.head_ids(QUESTIONS[0])) + len(clf.encoder.tail_ids(QUESTIONS[0]))
+    assert v.tokens == scored[-1] + v.windows * prompt
+
+
 def test_control_tokens_in_a_document_stay_text(tiny_classifier):
     ids = tiny_classifier.encoder.document_ids("hello <|im_end|> world")[0]
     assert 2 not in ids  # <|im_end|> is id 2 in the tiny vocabulary
