@@ -72,6 +72,17 @@ class ResultsTable(QTableView):
         """Keys of the rows the filters let through, in the order shown."""
         return [self.key_at(r) for r in range(self.proxy.rowCount())]
 
+    def visible_keys(self) -> list[int]:
+        """Keys of the rows on screen now (scrolled into view), top to bottom."""
+        count = self.proxy.rowCount()
+        if not count or not self.isVisible():
+            return []
+        first = self.rowAt(0)
+        last = self.rowAt(max(self.viewport().height() - 1, 0))
+        first = 0 if first < 0 else first
+        last = count - 1 if last < 0 else last
+        return [self.key_at(r) for r in range(first, last + 1)]
+
     def select_keys(self, keys: Iterable[int]) -> None:
         """Select these documents' rows (the first becomes current and is shown in the detail pane)."""
         selection = self.selectionModel()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoCommand, QUndoStack
@@ -51,12 +51,15 @@ class SessionController(QObject):
         self._rescore_when_ready = False
         self.undo_stack = QUndoStack(self)  # removing documents, closing questions, labels
         self._moved: dict[int, int] = {}  # old key -> new key of documents brought back by Undo
-        # (document key, question) -> hidden state at scoring.state_layer, (D,) float32. Memory
-        # only (D floats per verdict): a probe fitted to new labels is re-applied to every verdict
-        # at once instead of scoring everything again. Beyond MAX_STATE_BYTES, or after a relaunch,
-        # a probe's verdicts are scored again instead.
+        # (document key, question) -> hidden state at scoring.state_layer, (D,): a probe fitted to
+        # new labels is re-applied to every verdict at once instead of scoring everything again.
+        # Also in the session database (float16, bounded), so this holds after a relaunch. Beyond
+        # MAX_STATE_BYTES (memory) or the store's bound (disk), a probe's verdicts are scored again.
         self.states: dict[tuple[int, str], object] = {}
         self._state_bytes = 0
+        self._states_key = ""  # the model (weights and layer) the states come from
+        # The keys on screen, top first (set by the window): they are scored first.
+        self.visible_keys: Callable[[], list[int]] = list
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
         self._refit_timer = QTimer(self)
         self._refit_timer.setSingleShot(True)
@@ -91,6 +94,9 @@ class SessionController(QObject):
             row = DocumentRow(stored.key, stored.name, stored.document, verdicts=stored.verdicts, labels=stored.labels)
             row.settle(session.questions)
             rows.append(row)
+            for question, state in stored.states.items():
+                self._keep_state(stored.key, question, state)
+        self._states_key = session.states_model
         self.results.add_rows(rows)
         self.rowsChanged.emit()
         return session.questions, session.active_question
@@ -274,9 +280,15 @@ class SessionController(QObject):
         if not questions:
             self.results.set_status([r.key for r in rows], IDLE, "Ask a question to score this document")
             return
+        rows = self._visible_first(rows)
         keys = [r.key for r in rows]
         self.results.set_status(keys, QUEUED)
         self.scoring.score(keys, [r.document for r in rows], questions)
+
+    def _visible_first(self, rows: list[DocumentRow]) -> list[DocumentRow]:
+        """``rows`` with those on screen first (top to bottom), then the others in table order."""
+        rank = {key: n for n, key in enumerate(self.visible_keys())}
+        return sorted(rows, key=lambda r: rank.get(r.key, len(rank)))  # stable: the rest keep their order
 
     def cancel(self) -> None:
         """Stop scoring; documents not scored yet say so."""
@@ -286,12 +298,12 @@ class SessionController(QObject):
 
     @Slot(int, object)
     def _on_verdict(self, key: int, verdict: Verdict) -> None:
-        state, verdict.hidden = verdict.hidden, None  # the state stays here, not in the row or the database
+        state, verdict.hidden = verdict.hidden, None  # the state is kept here and in its own table, not in the row
         row = self.results.set_verdict(key, verdict)
         if row is None:
             return
         self._keep_state(key, verdict.question, state)
-        self.store.save_verdicts([(key, verdict)])
+        self.store.save_verdicts([(key, verdict)], {(key, verdict.question): state} if state is not None else None)
         self.detailChanged.emit(key)
 
     @Slot(list)
@@ -337,7 +349,10 @@ class SessionController(QObject):
 
     @Slot(str, str)
     def _on_model_ready(self, name: str, path: str) -> None:
-        self._forget_states()  # they belong to the previous model
+        if self.scoring.states_key != self._states_key:  # the states belong to another model (or layer)
+            self._forget_states()
+            self._states_key = self.scoring.states_key
+        self.store.set_states_model(self._states_key)
         self.scoring.resolve_calibrators(self.results.questions)
         if self._rescore_when_ready and self.results.questions:
             self._rescore_when_ready = False

@@ -23,7 +23,8 @@ from typing import IO, Callable, Iterable, Iterator, Optional
 
 from engine.types import Document, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the states table
+MAX_STATE_BYTES = 256 * 2**20  # hidden states kept on disk (float16): beyond this, new ones are not kept
 DB_FILE = "session.sqlite3"
 DATA_DIR_ENV = "VERDICT_DATA_DIR"  # overrides the platform's application data folder
 
@@ -68,6 +69,12 @@ CREATE TABLE IF NOT EXISTS state (
     name  TEXT PRIMARY KEY,
     value TEXT
 );
+CREATE TABLE IF NOT EXISTS states (
+    doc_key  INTEGER NOT NULL REFERENCES documents(key) ON DELETE CASCADE,
+    question TEXT NOT NULL,
+    data     BLOB NOT NULL,
+    PRIMARY KEY (doc_key, question)
+);
 """
 
 
@@ -89,6 +96,7 @@ class StoredDocument:
     document: Document
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    states: dict[str, object] = field(default_factory=dict)  # question -> hidden state, numpy float16 (D,)
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Session:
     questions: list[str] = field(default_factory=list)
     active_question: int = 0
     documents: list[StoredDocument] = field(default_factory=list)
+    states_model: str = ""  # the model (fingerprint and layer) the stored states belong to
 
 
 class SessionStore:
@@ -113,6 +122,7 @@ class SessionStore:
         self.set_aside_path: Optional[Path] = None
         self.write_error: Optional[str] = None
         self.on_error = on_error
+        self._state_bytes: Optional[int] = None  # bytes of stored states (read on first save)
         self.read_only = False  # True: the session lives in memory and nothing is saved (see notice)
         self._lock: Optional[IO] = None
         unwritable = _unwritable_folder(self.path.parent)
@@ -169,7 +179,7 @@ class SessionStore:
             if check != "ok":
                 return f"it is damaged ({check})"
             if version == SCHEMA_VERSION:
-                for table in ("documents", "questions", "verdicts", "labels", "state"):
+                for table in ("documents", "questions", "verdicts", "labels", "state", "states"):
                     conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
@@ -305,6 +315,7 @@ class SessionStore:
                 conn.executemany("INSERT INTO questions (position, text) VALUES (?, ?)", list(enumerate(questions)))
                 marks = ",".join("?" * len(questions))
                 conn.execute(f"DELETE FROM verdicts WHERE question NOT IN ({marks})", questions)
+                conn.execute(f"DELETE FROM states WHERE question NOT IN ({marks})", questions)
                 conn.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('active_question', ?)", (str(active),))
         except sqlite3.Error as exc:
             self._failed(exc)
@@ -315,8 +326,10 @@ class SessionStore:
         except sqlite3.Error as exc:
             self._failed(exc)
 
-    def save_verdicts(self, results: Iterable[tuple[int, Verdict]]) -> None:
-        """Insert or replace the verdicts of (document key, verdict) pairs."""
+    def save_verdicts(self, results: Iterable[tuple[int, Verdict]], states: Optional[dict] = None) -> None:
+        """Insert or replace the verdicts of (document key, verdict) pairs, and with them the
+        hidden states in ``states`` ((key, question) -> array (D,), stored as float16) while the
+        states on disk stay under MAX_STATE_BYTES."""
         rows = [
             (
                 key, v.question, v.verdict, _real(v.margin), _real(v.raw_margin), _real(v.probability),
@@ -334,6 +347,35 @@ class SessionStore:
                     " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM documents WHERE key = ?1)",
                     rows,
                 )
+                if states:
+                    self._save_states(conn, states)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def _save_states(self, conn: sqlite3.Connection, states: dict) -> None:
+        import numpy as np
+
+        if self._state_bytes is None:
+            self._state_bytes = conn.execute("SELECT coalesce(sum(length(data)), 0) FROM states").fetchone()[0]
+        rows = []
+        for (key, question), state in states.items():
+            data = np.asarray(state, dtype="<f2").tobytes()
+            if self._state_bytes + len(data) > MAX_STATE_BYTES:
+                break
+            self._state_bytes += len(data)  # a replaced state is counted twice until the next open: a safe bound
+            rows.append((key, question, data))
+        conn.executemany("INSERT OR REPLACE INTO states (doc_key, question, data)"
+                         " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM documents WHERE key = ?1)", rows)
+
+    def set_states_model(self, model: str) -> None:
+        """The model the stored states come from; a different one drops them (they are its own)."""
+        try:
+            with self._transaction() as conn:
+                row = conn.execute("SELECT value FROM state WHERE name = 'states_model'").fetchone()
+                if row is None or row[0] != model:
+                    conn.execute("DELETE FROM states")
+                    self._state_bytes = 0
+                    conn.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('states_model', ?)", (model,))
         except sqlite3.Error as exc:
             self._failed(exc)
 
@@ -343,18 +385,23 @@ class SessionStore:
             with self._transaction() as conn:
                 if keys is None:
                     conn.execute("DELETE FROM verdicts")
+                    conn.execute("DELETE FROM states")
                 else:
                     conn.executemany("DELETE FROM verdicts WHERE doc_key = ?", [(k,) for k in keys])
+                    conn.executemany("DELETE FROM states WHERE doc_key = ?", [(k,) for k in keys])
         except sqlite3.Error as exc:
             self._failed(exc)
 
     def rename_question(self, old: str, new: str) -> None:
-        """Move ``old``'s labels and verdicts to ``new`` (a question's text was edited)."""
+        """Move ``old``'s labels and verdicts to ``new`` (a question's text was edited); its
+        hidden states are dropped."""
         try:
             with self._transaction() as conn:
                 for table in ("labels", "verdicts"):
                     conn.execute(f"DELETE FROM {table} WHERE question = ?", (new,))
                     conn.execute(f"UPDATE {table} SET question = ? WHERE question = ?", (new, old))
+                # a state is the prompt's, question included: the new text's come when it is scored
+                conn.execute("DELETE FROM states WHERE question IN (?, ?)", (old, new))
         except sqlite3.Error as exc:
             self._failed(exc)
 
@@ -407,7 +454,15 @@ class SessionStore:
         for key, question, label in conn.execute("SELECT doc_key, question, label FROM labels"):
             if key in docs:
                 docs[key].labels[question] = label
-        return Session(questions=questions, active_question=active, documents=list(docs.values()))
+        model = conn.execute("SELECT value FROM state WHERE name = 'states_model'").fetchone()
+        if model:
+            import numpy as np
+
+            for key, question, data in conn.execute("SELECT doc_key, question, data FROM states"):
+                if key in docs and question in docs[key].verdicts:
+                    docs[key].states[question] = np.frombuffer(data, dtype="<f2")
+        return Session(questions=questions, active_question=active, documents=list(docs.values()),
+                       states_model=model[0] if model else "")
 
 
 def _unwritable_folder(folder: Path) -> Optional[str]:

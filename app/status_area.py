@@ -43,16 +43,16 @@ class StatusArea(QStatusBar):
         if not text and self.notice:
             QTimer.singleShot(0, lambda: self.currentMessage() or self.showMessage(self.notice, 0))
 
-    def show_progress(self, done: int, total: int, rate: float) -> None:
-        """``done`` of ``total`` documents, at ``rate`` documents/s (0: not known yet)."""
+    def show_progress(self, done: int, total: int, rate: float, left: float = -1.0) -> None:
+        """``done`` of ``total`` documents, at ``rate`` documents/s (0: not known yet), about
+        ``left`` seconds to go (-1: not known yet)."""
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         parts = [f"{done:,} of {total:,} scored"]
         if rate > 0:
             parts.append(f"{rate:.1f} documents/s" if rate >= 0.95 else f"{1 / rate:.0f} s per document")
-            left = (total - done) / rate
-            if done and left >= 1:
-                parts.append(f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left")
+        if left >= 1:
+            parts.append(f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left")
         self.progress_label.setText(" · ".join(parts))
         self.rate = rate
 

@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.proxy.setSourceModel(self.results)
 
         self._build()
+        self.session.visible_keys = self.table.visible_keys
         menus.build(self)
         self._connect()
         self.question_bar.set_questions(*self.session.restore())

@@ -27,15 +27,31 @@ from engine.types import Document, Verdict
 # Job outcomes (ScoringWorker.jobFinished)
 DONE, CANCELLED, NO_MODEL, FAILED = "done", "cancelled", "no-model", "failed"
 
-CHUNK_DOCUMENTS = 32  # documents handed to the engine at a time: "Scoring…" marks exactly these
+# Documents handed to the engine at a time ("Scoring…" marks exactly these): one first, so the
+# first verdict comes after one document's prefill instead of a whole batch's, then growing chunks
+# (verdicts stream as each of the engine's batches ends) up to CHUNK_DOCUMENTS.
+CHUNK_DOCUMENTS = 32
+FIRST_CHUNKS = (1, 4, 12)
+
+
+def chunk_bounds(n: int) -> list[tuple[int, int]]:
+    """(start, end) of each chunk of ``n`` documents: FIRST_CHUNKS, then CHUNK_DOCUMENTS each."""
+    bounds, start = [], 0
+    sizes = iter(FIRST_CHUNKS)
+    while start < n:
+        end = min(n, start + next(sizes, CHUNK_DOCUMENTS))
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 class ScoringWorker(QObject):
     """Owns the Classifier. Its slots run on the scoring thread, one request at a time."""
 
-    modelLoaded = Signal(int, str, str, int)  # request, model name, path ('' = default model), state layer
+    modelLoaded = Signal(int, str, str, int, str)  # request, model name, path ('' = default), state layer, fingerprint
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
+    chunkProgress = Signal(int, int, int)  # job, document tokens scored, taken (the engine's batches, this chunk)
     verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
     jobFinished = Signal(int, str, str)  # job, outcome, reason
     calibratorReady = Signal(str, object)  # question, Calibrator (resolved for the current model)
@@ -85,7 +101,7 @@ class ScoringWorker(QObject):
         self._classifier = classifier
         self._pipeline = Pipeline(classifier)
         self._state_layer = default_layer(classifier)
-        self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer)
+        self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer, classifier.fingerprint)
 
     def _name(self) -> str:
         return self._classifier.model_name if self._classifier is not None else ""
@@ -111,12 +127,13 @@ class ScoringWorker(QObject):
             return NO_MODEL, "no model is loaded"
         for question in questions:
             self._calibrator(question)  # announces each calibrator before its verdicts
-        for start in range(0, len(documents), CHUNK_DOCUMENTS):
+        for start, end in chunk_bounds(len(documents)):
             if cancel():
                 return CANCELLED, ""
-            chunk = documents[start : start + CHUNK_DOCUMENTS]
-            self.chunkStarted.emit(job, start, start + len(chunk))
-            rows = self._pipeline.run(questions, chunk, cancel=cancel, ordered=False, keep_layer=self._state_layer)
+            chunk = documents[start:end]
+            self.chunkStarted.emit(job, start, end)
+            rows = self._pipeline.run(questions, chunk, cancel=cancel, ordered=False, keep_layer=self._state_layer,
+                                      progress=lambda scored, taken: self.chunkProgress.emit(job, scored, taken))
             for verdict in rows:
                 verdict.document_index += start
                 self.verdictReady.emit(job, verdict)
@@ -169,7 +186,17 @@ class _Job:
     keys: list[int]  # document keys, in the order sent
     questions: list[str]
     expected: list[int] = field(default_factory=list)  # verdicts still to come, per document
+    sizes: list[int] = field(default_factory=list)  # characters per document: the unit of work for time left
     done: int = 0  # documents with every verdict in
+    chunk: tuple[int, int] = (0, 0)  # the documents being scored now
+    chunk_fraction: float = 0.0  # of the chunk's document tokens, the share scored so far
+
+    def in_flight(self) -> float:
+        """Characters of the running chunk's unfinished documents, estimated done by its tokens."""
+        start, end = self.chunk
+        unfinished = sum(self.sizes[n] for n in range(start, end) if self.expected[n] > 0)
+        finished = sum(self.sizes[n] for n in range(start, end) if self.expected[n] <= 0)
+        return max(0.0, self.chunk_fraction * (unfinished + finished) - finished)
 
 
 class ScoringController(QObject):
@@ -184,7 +211,7 @@ class ScoringController(QObject):
     verdictArrived = Signal(int, object)  # document key, Verdict
     rowsScoring = Signal(list)  # keys now being scored
     rowsStopped = Signal(list, str, str)  # keys left unscored, outcome, reason
-    progressChanged = Signal(int, int, float)  # documents done, total, documents per second
+    progressChanged = Signal(int, int, float, float)  # documents done, total, documents/s, seconds left (-1: unknown)
     busyChanged = Signal(bool)
     calibratorChanged = Signal(str, object)  # question, the Calibrator scoring now uses for it
     refitFinished = Signal(str, object)  # question, Calibrator newly fitted to the labels
@@ -214,6 +241,7 @@ class ScoringController(QObject):
         self._worker.modelLoaded.connect(self._on_model_loaded, queued)
         self._worker.modelFailed.connect(self._on_model_failed, queued)
         self._worker.chunkStarted.connect(self._on_chunk_started, queued)
+        self._worker.chunkProgress.connect(self._on_chunk_progress, queued)
         self._worker.verdictReady.connect(self._on_verdict, queued)
         self._worker.jobFinished.connect(self._on_job_finished, queued)
         self._thread.start()
@@ -224,10 +252,13 @@ class ScoringController(QObject):
         self._busy_reported = False
         self._run_total = 0
         self._run_done = 0
+        self._run_work = 0  # characters of the run's documents (what time left is estimated from)
+        self._run_work_done = 0  # of those, in documents finished
         self._run_clock: Optional[float] = None
         self._model_name = ""
         self._model_path = ""
         self._state_layer = 0
+        self._states_key = ""
         self.calibrators: dict[str, Any] = {}  # question -> Calibrator in use (read-only copies' owner: the worker)
         self._refit_latest: dict[str, int] = {}  # question -> newest refit job not answered yet
         self._refit_pending: dict[str, tuple[int, list[Document], dict[str, bool]]] = {}
@@ -260,6 +291,11 @@ class ScoringController(QObject):
         """The layer whose hidden state each verdict carries (`Verdict.hidden`, shape (D,))."""
         return self._state_layer
 
+    @property
+    def states_key(self) -> str:
+        """What the verdicts' hidden states belong to: the loaded weights and the state layer."""
+        return self._states_key
+
     def refitting(self, question: str) -> bool:
         """True while a refit of ``question``'s calibrator is queued or running."""
         return question in self._refit_latest
@@ -287,11 +323,14 @@ class ScoringController(QObject):
         if not keys or not questions:
             return None
         was_busy = self.busy
-        job = _Job(self._new_id(), list(keys), list(questions), [len(questions)] * len(keys))
+        sizes = [max(len(d.text), 1) for d in documents]
+        job = _Job(self._new_id(), list(keys), list(questions), [len(questions)] * len(keys), sizes)
         self._jobs[job.id] = job
         if not was_busy:
             self._run_total, self._run_done, self._run_clock = 0, 0, None
+            self._run_work, self._run_work_done = 0, 0
         self._run_total += len(keys)
+        self._run_work += sum(sizes)
         self._scoreRequested.emit(job.id, list(questions), list(documents))
         self._emit_progress()
         self._report_busy()
@@ -340,6 +379,7 @@ class ScoringController(QObject):
                 if key in keys and job.expected[n] > 0:
                     job.expected[n] = 0
                     self._run_total -= 1
+                    self._run_work -= job.sizes[n]
         self._emit_progress()
 
     def shutdown(self) -> None:
@@ -353,9 +393,10 @@ class ScoringController(QObject):
             self._thread.wait()
 
     # --- worker answers (GUI thread) ------------------------------------------------------------------
-    @Slot(int, str, str, int)
-    def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int) -> None:
+    @Slot(int, str, str, int, str)
+    def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int, fingerprint: str) -> None:
         self._model_name, self._model_path, self._state_layer = name, path, state_layer
+        self._states_key = f"{fingerprint} layer {state_layer}"
         self.calibrators.clear()
         if request == self._load_request:
             self._loading = False
@@ -399,7 +440,15 @@ class ScoringController(QObject):
             return
         if self._run_clock is None:
             self._run_clock = time.perf_counter()
+        job.chunk, job.chunk_fraction = (start, end), 0.0
         self.rowsScoring.emit([k for n, k in enumerate(job.keys[start:end], start) if job.expected[n] > 0])
+
+    @Slot(int, int, int)
+    def _on_chunk_progress(self, job_id: int, scored: int, taken: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None and taken > 0:
+            job.chunk_fraction = min(scored / taken, 1.0)
+            self._emit_progress()
 
     @Slot(int, object)
     def _on_verdict(self, job_id: int, verdict: Verdict) -> None:
@@ -413,6 +462,7 @@ class ScoringController(QObject):
         if job.expected[n] == 0:
             job.done += 1
             self._run_done += 1
+            self._run_work_done += job.sizes[n]
         self.verdictArrived.emit(job.keys[n], verdict)
         self._emit_progress()
 
@@ -431,6 +481,7 @@ class ScoringController(QObject):
         del self._jobs[job.id]
         unscored = [k for n, k in enumerate(job.keys) if job.expected[n] > 0]
         self._run_total -= len(unscored)
+        self._run_work -= sum(job.sizes[n] for n in range(len(job.keys)) if job.expected[n] > 0)
         return unscored
 
     def _after_change(self) -> None:
@@ -443,6 +494,10 @@ class ScoringController(QObject):
             self.busyChanged.emit(self.busy)
 
     def _emit_progress(self) -> None:
+        """Documents done and per second since scoring began; time left from the characters still
+        to score at the rate characters were scored (a long document counts by its windows)."""
         elapsed = time.perf_counter() - self._run_clock if self._run_clock else 0.0
         rate = self._run_done / elapsed if elapsed > 0 else 0.0
-        self.progressChanged.emit(self._run_done, max(self._run_total, self._run_done), rate)
+        work_done = self._run_work_done + sum(job.in_flight() for job in self._jobs.values())
+        left = (self._run_work - work_done) * elapsed / work_done if work_done > 0 and elapsed > 0 else -1.0
+        self.progressChanged.emit(self._run_done, max(self._run_total, self._run_done), rate, max(left, -1.0))

@@ -8,6 +8,7 @@ import math
 import sqlite3
 import threading
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
@@ -151,12 +152,33 @@ def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_windo
     again.select_keys([key_of(again, "recipe-3")])
     assert "Calibrated by a probe on 4 labels" in pane_text(again)
 
-    # a fifth label after the relaunch: the states are gone, so the probe's verdicts are scored again
-    again.set_label(key_of(again, "recipe-2"), Q, "no")
+    # the hidden states came back from the session database (float16), for the same model
+    assert len(again.session.states) == 8
+    assert all(again.session.states[(r.key, Q)].dtype == np.float16 for r in again.results.rows)
+    # a fifth label after the relaunch recalibrates in place: no scoring job is sent
+    jobs = []
+    again.controller._worker.chunkStarted.connect(lambda *a: jobs.append(a), Qt.ConnectionType.DirectConnection)
+    original_score = again.controller.score
+    again.controller.score = lambda *a: jobs.append(a) or original_score(*a)
+    again.table.setFocus()
+    qtbot.keyClick(again.table, Qt.Key.Key_N)  # Label No, on the selected recipe-3
+    assert next(r for r in again.results.rows if r.name == "recipe-3").labels == {Q: "no"}
     with qtbot.waitSignal(again.controller.refitFinished, timeout=10_000):
         pass
-    wait_scored(qtbot, again, 8)
+    assert not jobs and not again.controller.busy
     assert again.controller.calibrators[Q].n_labels == (2, 3)
     assert "Calibrated by a probe on 5 labels (2 yes, 3 no)" in pane_text(again)
-    assert all(r.verdicts[Q].margin != r.verdicts[Q].raw_margin for r in again.results.rows)
-    assert len(again.session.states) == 8  # kept again for the next refit
+    relabeled = {r.name: r.verdicts[Q].margin for r in again.results.rows}
+    assert all(relabeled[n] != raw for n, (_, _, raw) in after.items())
+    assert relabeled != {n: m for n, (_, m, _) in after.items()}  # the new calibrator was applied
+
+    # with a different model the stored states are not used: they are the other model's
+    again.close()
+    with sqlite3.connect(again.store.path) as db:
+        assert db.execute("SELECT count(*) FROM states").fetchone()[0] == 8
+        db.execute("UPDATE state SET value = 'another model' WHERE name = 'states_model'")
+    third = make_window()
+    qtbot.waitUntil(lambda: third.session._states_key != "another model", timeout=10_000)
+    assert not third.session.states
+    with sqlite3.connect(third.store.path) as db:
+        assert db.execute("SELECT count(*) FROM states").fetchone()[0] == 0
