@@ -12,8 +12,6 @@ import dataclasses
 import math
 from typing import Any, Iterable, Optional
 
-import numpy as np
-
 from engine.types import Document, Verdict
 
 MIN_LABELS = 2  # per class, before a question's calibrator is fitted to its labels
@@ -46,7 +44,7 @@ def refit_request(rows: Iterable, question: str) -> tuple[list[Document], dict[s
     return documents, labels
 
 
-def reapply(cal: Any, verdict: Verdict, state: Optional[np.ndarray]) -> Optional[Verdict]:
+def reapply(cal: Any, verdict: Verdict, state: Optional[Any]) -> Optional[Verdict]:
     """``verdict`` calibrated again by ``cal`` from its raw margin and label mass (and ``state``,
     the hidden state at the probe's layer, when ``cal`` uses a probe). None when the probe needs
     a state that is not at hand (the document has to be scored again)."""
@@ -60,7 +58,7 @@ def reapply(cal: Any, verdict: Verdict, state: Optional[np.ndarray]) -> Optional
 
 
 def _auc(x: float) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:.2f}"
+    return "–" if x is None or not math.isfinite(x) else f"{x:.2f}"
 
 
 def _labels_phrase(n_yes: int, n_no: int) -> str:
@@ -89,7 +87,7 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
                 line += (f": its AUC on them {_auc(probe.cv_auc_margin)}, a probe's cross-validated "
                          f"{_auc(probe.cv_auc)}")
             lines.append(line)
-        if cal.threshold is not None and np.isfinite(cal.threshold):
+        if cal.threshold is not None and math.isfinite(cal.threshold):
             lines.append(f"For {cal.recall_target:.0%} recall, count P(yes) ≥ {cal.threshold:.2f} as yes")
     else:
         if counts == (0, 0):

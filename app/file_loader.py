@@ -10,7 +10,12 @@ from typing import Sequence
 
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
+import engine.intake  # noqa: F401  (here, on the GUI thread: see below)
 from app.documents import load_paths
+
+# engine.intake is imported above, before the reader and scoring threads start, because both need
+# it (the reader to read, the classifier to normalise text) and two threads importing a package
+# at once can see it half-initialised: the model failed to load with "KeyError: 'engine.intake'".
 
 
 class _Reader(QObject):

@@ -178,6 +178,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.app:
+        return bench_app(args)
     from engine.cli.bench import CURVE_LENGTHS, bench
 
     figures = bench(
@@ -203,6 +205,27 @@ def _lengths(value: str) -> tuple[int, ...]:
     if not lengths or min(lengths) < 1:
         raise argparse.ArgumentTypeError("token counts must be positive")
     return lengths
+
+
+def bench_app(args: argparse.Namespace) -> int:
+    """`verdict bench --app`: the desktop app's waits (launch to first row, Ask to first verdict),
+    measured by `python -m app.bench` in its own process (the engine never imports Qt)."""
+    import os
+    import subprocess
+    import time
+
+    command = [sys.executable, "-m", "app.bench"]
+    if args.model:
+        command += ["--model", args.model]
+    if args.docs:
+        command += ["--docs", args.docs]
+    if args.json:
+        command += ["--json", args.json]
+    env = dict(os.environ, VERDICT_BENCH_T0=repr(time.time()))  # launch = now, interpreter start included
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except OSError as exc:
+        raise UsageError(f"cannot start the app's benchmark: {exc.strerror}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--curve-lengths", type=_lengths, metavar="N,N,...",
                    help="document lengths of the curve (default 128,256,512,1024,2048,4096,16384)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row, Ask to "
+                   "first verdict (the real window, offscreen; --docs: the files it opens)")
     b.set_defaults(func=cmd_bench)
 
     from engine.cli import models
