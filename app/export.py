@@ -1,18 +1,19 @@
 """Export results, and rows as tab-separated text.
 
 Three formats: 'wide' (CSV, one row per document: name, path, then each question's verdict,
-probability and the user's label), and the CLI's long rows as 'csv' or 'jsonl' (one row per
-document and question, from ``engine.cli.output.verdict_row``, plus the user's ``label``), so a file
-exported from the window and one written by ``verdict classify`` share fields and rounding.
+probability and the user's label: ``engine.cli.output``'s layout, which ``verdict classify --wide``
+writes too), and the CLI's long rows as 'csv' or 'jsonl' (one row per document and question, from
+``engine.cli.output.verdict_row``, plus the user's ``label``), so a file exported from the window
+and one written by ``verdict classify`` share fields and rounding.
 """
 from __future__ import annotations
 
 import csv
-import math
 import os
 from typing import Iterable, Iterator
 
-from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row
+from engine.cli.output import (EXTRA_FIELDS, ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row, wide_header,
+                               wide_row)
 from engine.types import Verdict
 
 from app.table_model import DocumentRow
@@ -40,37 +41,12 @@ def result_rows(rows: Iterable[DocumentRow], questions: list[str]) -> Iterator[d
                 yield {**verdict_row(row.document, verdict), LABEL_FIELD: row.labels.get(question, "")}
 
 
-def safe_cell(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a
-    leading apostrophe (OWASP's advice on CSV injection); numbers are left alone."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(value):
-        return "'" + value
-    return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def wide_rows(rows: Iterable[DocumentRow], questions: list[str]) -> Iterator[list]:
     """A header, then one row per document: name, path, and per question its verdict, P(yes)
-    and the user's label ('' when none; an unreadable document's verdict is 'error')."""
-    header = ["name", "path"]
-    for question in questions:
-        header += [f"{question} — verdict", f"{question} — probability", f"{question} — label"]
-    yield [safe_cell(h) for h in header]
+    and the user's label (the layout of ``verdict classify --wide``)."""
+    yield wide_header(questions)
     for row in rows:
-        line: list = [safe_cell(row.name), safe_cell(row.document.source or "")]
-        for question in questions:
-            verdict = row.verdicts.get(question)
-            kind = "error" if row.document.error or (verdict and verdict.error) else verdict.verdict if verdict else ""
-            p = verdict.probability if verdict and not verdict.error else math.nan
-            line += [kind, "" if math.isnan(p) else round(p, 4), row.labels.get(question, "")]
-        yield line
+        yield wide_row(row.name, row.document.source, questions, row.verdicts, row.labels, row.document.error)
 
 
 def format_for_path(path: str | os.PathLike, fallback: str = "csv") -> str:
@@ -111,7 +87,7 @@ def export_rows(path: str | os.PathLike, rows: Iterable[DocumentRow], questions:
                 writer = csv.DictWriter(out, fieldnames=[*ROW_FIELDS, *EXTRA_FIELDS, LABEL_FIELD], extrasaction="ignore")
                 writer.writeheader()
                 for record in result_rows(rows, questions):
-                    writer.writerow({k: safe_cell(v) for k, v in record.items()})
+                    writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
                     count += 1
             else:
                 writer = RowWriter(out, fmt)

@@ -231,3 +231,48 @@ def test_a_fifo_in_a_folder_gets_an_error_row_and_exit_status_1(tiny_model_dir, 
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(os.path.basename(r["id"]), r["verdict"]) for r in rows] == [("a.txt", rows[0]["verdict"]), ("pipe.txt", "error")]
     assert rows[0]["error"] is None and rows[1]["error"].startswith("skipped: not a regular file")
+
+
+def test_wide_csv_has_one_row_per_document_with_each_questions_verdict_probability_and_label(
+        tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    docs, labels = _labeled(tmp_path, n_per_class=2)
+    with open(docs, "a") as fh:
+        fh.write(json.dumps({"id": "broken"}) + "\n")  # no text: an error row
+    q1, q2 = "Is this software a game?", "=Is it for science?"  # q2 would run as a formula in a spreadsheet
+    given = {json.loads(line)["id"]: json.loads(line)["label"] for line in labels.read_text().splitlines()}
+    labels.write_text("".join(json.dumps({"id": i, "label": y, "question": q1}) + "\n" for i, y in given.items()))
+    common = ["classify", "-q", q1, "-q", q2, "--model", tiny_model_dir, "--jsonl-in", docs, "--labels", labels]
+    refused = run_cli(*common, "--wide")  # labels for q1 only: every question asked needs its own
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    labels.write_text(labels.read_text() + "".join(
+        json.dumps({"id": i, "label": y, "question": q2}) + "\n" for i, y in list(given.items())[:1] + list(given.items())[-1:]))
+    wide = run_cli(*common, "--wide")
+    long = run_cli(*common)
+    assert wide.returncode == long.returncode == 1, wide.stderr
+    rows = list(csv.reader(io.StringIO(wide.stdout)))
+    header, body = rows[0], rows[1:]
+    assert header == ["name", "path", f"{q1} — verdict", f"{q1} — probability", f"{q1} — label",
+                      f"'{q2} — verdict", f"'{q2} — probability", f"'{q2} — label"]
+    ids = [json.loads(line).get("id") for line in docs.read_text().splitlines()]
+    assert [r[0] for r in body] == ids  # one row per document, input order
+    by_id = {(r["id"], r["question"]): r for r in map(json.loads, long.stdout.splitlines())}
+    q2_labeled = {json.loads(line)["id"]: json.loads(line)["label"] for line in labels.read_text().splitlines()
+                  if json.loads(line)["question"] == q2}
+    for row in body:
+        for n, (q, labeled) in enumerate(((q1, given), (q2, q2_labeled))):
+            verdict, probability, label = row[2 + 3 * n: 5 + 3 * n]
+            expected = by_id[(row[0], q)]
+            assert verdict == expected["verdict"]
+            if expected["error"]:
+                assert verdict == "error" and probability == ""
+            else:
+                assert float(probability) == pytest.approx(expected["probability"], abs=5e-5)
+            assert label == ({True: "yes", False: "no", "yes": "yes", "no": "no"}[labeled[row[0]]]
+                             if row[0] in labeled else "")
+    assert sum(r[4] != "" for r in body) == 4 and sum(r[7] != "" for r in body) == 2
+
+
+def test_wide_refuses_another_format():
+    done = run_cli("classify", "-q", "x", "--wide", "--format", "table", "-", stdin="text")
+    assert done.returncode == 2 and "--wide writes CSV" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -100,6 +100,8 @@ def check_classify_args(args: argparse.Namespace) -> None:
     if not args.paths and not args.jsonl_in:
         raise UsageError("nothing to classify: give PATHs, '-' for stdin, or --jsonl-in FILE")
     args.question = [check_question(q) for q in args.question]
+    if getattr(args, "wide", False) and args.format not in (None, "csv"):
+        raise UsageError(f"--wide writes CSV; it can't be combined with --format {args.format}")
     if [args.jsonl_in, *args.paths].count("-") > 1:
         raise UsageError("standard input ('-') can be read only once")
     check_number(args.uncertain_band, "--uncertain-band", 0.0)

@@ -1,6 +1,6 @@
 """The `verdict` command line.
 
-    verdict classify --question TEXT [--question TEXT ...] [--model PATH] [--format jsonl|csv|table]
+    verdict classify --question TEXT [--question TEXT ...] [--model PATH] [--format jsonl|csv|table | --wide]
                      [--output FILE] [--jsonl-in FILE] [PATH ...]
     verdict models list [--format table|json] | pull REF | fetch-default | where
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import Progress, RowWriter, verdict_row
+from engine.cli.output import Progress, RowWriter, verdict_row, wide_header, wide_row
 from engine.types import Document
 
 
@@ -111,15 +111,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
 
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-    writer = RowWriter(out, args.format)
     progress = Progress(len(docs) * len(questions))
     failed = False
     try:
-        for v in pipeline.run(questions, docs):
-            failed |= v.error is not None
-            writer.write(verdict_row(docs[v.document_index], v))
-            progress.step()
-        writer.close()
+        if args.wide:
+            failed = write_wide(out, pipeline.run(questions, docs), docs, questions, labels, progress)
+        else:
+            writer = RowWriter(out, args.format or "jsonl")
+            for v in pipeline.run(questions, docs):
+                failed |= v.error is not None
+                writer.write(verdict_row(docs[v.document_index], v))
+                progress.step()
+            writer.close()
     except KeyboardInterrupt:
         writer.close()  # a table holds its rows until the end: show the ones done so far
         raise
@@ -131,6 +134,35 @@ def cmd_classify(args: argparse.Namespace) -> int:
     for note in pipeline.notes():
         print(f"verdict: {note}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def write_wide(out: TextIO, rows, docs: list[Document], questions: list[str], labels, progress: Progress) -> bool:
+    """Write the wide CSV (one line per document: its verdict, probability and label per
+    question) from rows in input order; returns whether any row failed."""
+    import csv
+
+    writer = csv.writer(out)
+    writer.writerow(wide_header(questions))
+    known = {q: labels.for_question(q) for q in questions} if labels is not None else {}
+    failed = False
+    current: list = []
+
+    def flush() -> None:
+        doc = docs[current[0].document_index]
+        given = {q: "yes" if known[q][doc.id] else "no" for q in questions if doc.id in known.get(q, {})}
+        writer.writerow(wide_row(doc.id, doc.source, questions, {v.question: v for v in current}, given, doc.error))
+        out.flush()
+
+    for v in rows:
+        failed |= v.error is not None
+        if current and v.document_index != current[0].document_index:
+            flush()
+            current = []
+        current.append(v)
+        progress.step()
+    if current:
+        flush()
+    return failed
 
 
 def calibration_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -238,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files, folders (recursive), or - for stdin")
     p.add_argument("-q", "--question", action="append", required=True, help="the yes/no question (repeatable)")
     p.add_argument("-m", "--model", help=MODEL_HELP)
-    p.add_argument("-f", "--format", choices=["jsonl", "csv", "table"], default="jsonl")
+    p.add_argument("-f", "--format", choices=["jsonl", "csv", "table"], help="row format (default jsonl)")
+    p.add_argument("--wide", action="store_true", help="CSV with one row per document: per question its verdict, "
+                   "probability and (from --labels) label, as the app exports")
     p.add_argument("-o", "--output", help="write rows here instead of stdout")
     p.add_argument("--jsonl-in", metavar="FILE", help="documents as JSONL lines with 'id' and 'text'")
     p.add_argument("--instructions", help="extra instructions or a rubric (text, or @FILE)")

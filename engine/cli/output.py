@@ -60,6 +60,29 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
+# --- the wide layout: one row per document --------------------------------------------------
+def wide_header(questions: list[str]) -> list[str]:
+    """The wide layout's header: name, path, then per question its verdict, probability and label."""
+    header = ["name", "path"]
+    for question in questions:
+        header += [f"{question} — verdict", f"{question} — probability", f"{question} — label"]
+    return [spreadsheet_safe(h) for h in header]
+
+
+def wide_row(name: str, path: Optional[str], questions: list[str], verdicts: dict[str, Verdict],
+             labels: dict[str, str], error: Optional[str] = None) -> list[Any]:
+    """One document in the wide layout: per question the verdict ('error' when the document or
+    the verdict failed, '' when there is none yet), P(yes) rounded to 4 places, and the user's
+    label ('yes', 'no' or '')."""
+    line: list[Any] = [spreadsheet_safe(name), spreadsheet_safe(path or "")]
+    for question in questions:
+        v = verdicts.get(question)
+        kind = "error" if error or (v and v.error) else v.verdict if v else ""
+        p = v.probability if v and not v.error else math.nan
+        line += [kind, "" if math.isnan(p) else round(p, 4), labels.get(question, "")]
+    return line
+
+
 class RowWriter:
     """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`."""
 
