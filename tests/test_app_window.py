@@ -364,3 +364,22 @@ def test_every_text_role_is_readable(qtbot, make_window, scheme):  # noqa: F811
         assert result.yes_button.text().startswith("✓")
     finally:
         window.set_color_scheme("system")
+
+
+def test_rows_on_screen_are_scored_first_and_the_first_verdict_comes_after_one_document(qtbot, make_window):  # noqa: F811
+    window = scored(qtbot, make_window, n=40)
+    window.resize(900, 600)
+    window.table.scrollToBottom()
+    qtbot.waitUntil(lambda: window.table.rowAt(0) > 0)
+    visible = window.table.visible_keys()
+    assert visible and len(visible) < 40 and visible[-1] == window.results.rows[-1].key
+    started, arrived = [], []
+    window.controller.rowsScoring.connect(lambda keys: started.append(list(keys)))
+    window.controller.verdictArrived.connect(lambda key, v: arrived.append(key))
+    window.table.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_R, CTRL)  # Ask Again
+    wait_scored(qtbot, window, 40)
+    assert [len(keys) for keys in started] == [1, 4, 12, 23]  # one document first, then growing chunks
+    sent = [k for keys in started for k in keys]
+    assert sent[:len(visible)] == visible  # on screen first, top to bottom
+    assert arrived[0] == visible[0] and sorted(sent) == sorted(r.key for r in window.results.rows)
