@@ -251,10 +251,12 @@ class DetailPane(QWidget):
 
     def show_row(self, row: Optional[DocumentRow], questions: list[str], active: int,
                  calibration: Optional[Mapping[str, Sequence[str]]] = None,
-                 basis: Optional[Mapping[str, str]] = None) -> None:
+                 basis: Optional[Mapping[str, str]] = None, passage: Optional[tuple] = None) -> None:
         """Show ``row`` (None: nothing selected). Cheap to call again for the same row.
         ``calibration``: per question, sentences on the calibrator in use (see app.calibration);
-        ``basis``: per question, what its verdicts rest on in plain words."""
+        ``basis``: per question, what its verdicts rest on in plain words; ``passage``: for a
+        one-window answer to the active question, (number, passages, span, margin) of the
+        paragraph that read alone points most to the answer (see app.passages)."""
         if row is None:
             self._key = None
             self.empty.show()
@@ -279,7 +281,7 @@ class DetailPane(QWidget):
             notes.append(f"{text_length:,} characters")
         self.status.setText(" · ".join(html.escape(n) for n in notes))
         self._show_results(row, questions, active, calibration or {}, basis or {})
-        self._highlight(row, questions[active] if questions else None)
+        self._highlight(row, questions[active] if questions else None, passage)
 
     def _show_results(self, row: DocumentRow, questions: list[str], active: int,
                       calibration: Mapping[str, Sequence[str]], basis: Mapping[str, str]) -> None:
@@ -298,13 +300,21 @@ class DetailPane(QWidget):
                 result.hide()
         self._shown = len(questions)
 
-    def _highlight(self, row: DocumentRow, question: Optional[str]) -> None:
+    def _highlight(self, row: DocumentRow, question: Optional[str], passage: Optional[tuple] = None) -> None:
         verdict = row.verdicts.get(question) if question else None
-        if verdict is None or verdict.windows <= 1 or not verdict.window_span:
+        if verdict is not None and verdict.windows <= 1 and passage is not None:
+            number, count, (start, end), margin = passage
+            side = "yes" if margin > 0 else "no"
+            note = (f"Highlighted: read on its own, paragraph {number + 1} of {count} points most to “{side}” "
+                    f"({1 / (1 + math.exp(-margin)):.0%} chance of yes by itself); the answer is the whole text's")
+        elif verdict is None or verdict.windows <= 1 or not verdict.window_span:
             self.text.setExtraSelections([])
             self.window_note.hide()
             return
-        start, end = verdict.window_span
+        else:
+            start, end = verdict.window_span
+            note = (f"Highlighted: the part that decided the verdict — window {verdict.window_index + 1} of "
+                    f"{verdict.windows}, characters {max(start, 0):,}–{min(end, len(row.document.text)):,}")
         length = len(row.document.text)
         start, end = max(0, min(start, length)), max(0, min(end, length))
         selection = QTextEdit.ExtraSelection()
@@ -316,10 +326,7 @@ class DetailPane(QWidget):
         cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
         selection.cursor = cursor
         self.text.setExtraSelections([selection])
-        self.window_note.setText(
-            f"Highlighted: the part that decided the verdict — window {verdict.window_index + 1} of "
-            f"{verdict.windows}, characters {start:,}–{end:,}"
-        )
+        self.window_note.setText(note)
         self.window_note.show()
         view_cursor = QTextCursor(self.text.document())
         view_cursor.setPosition(start)

@@ -18,7 +18,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.types import Document, Verdict
 
-from app import calibration
+from app import calibration, passages
 from app.documents import text_document
 from app.session_store import SessionStore
 from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, ResultsModel
@@ -60,6 +60,11 @@ class SessionController(QObject):
         self._states_key = ""  # the model (weights and layer) the states come from
         # The keys on screen, top first (set by the window): they are scored first.
         self.visible_keys: Callable[[], list[int]] = list
+        # (key, question) -> (the verdict margin it explains, (index, span, margin) or None, number
+        # of passages); the
+        # deciding passage of a one-window document (app.passages), computed when it is shown.
+        self.passages: dict[tuple[int, str], tuple[float, Optional[tuple], int]] = {}
+        self._passage_jobs: dict[int, tuple[int, str, float, list[tuple[int, int]]]] = {}
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
         self._refit_timer = QTimer(self)
         self._refit_timer.setSingleShot(True)
@@ -74,6 +79,7 @@ class SessionController(QObject):
         s.calibratorChanged.connect(self._on_calibrator_changed)
         s.refitFinished.connect(self._on_refit_finished)
         s.refitFailed.connect(self._on_refit_failed)
+        s.passagesReady.connect(self._on_passages_ready)
 
     # ---------------------------------------------------------------------------------------- state
     @property
@@ -488,6 +494,37 @@ class SessionController(QObject):
     def _on_refit_failed(self, question: str, reason: str) -> None:
         self.message.emit(f"Could not calibrate from the labels: {reason}", 8000)
         self.detailChanged.emit(None)
+
+    # ---------------------------------------------------------------------------------------- passages
+    def passage(self, key: int, question: Optional[str]) -> Optional[tuple[int, int, tuple[int, int], float]]:
+        """(passage number, passages, span, calibrated margin) of the deciding passage of
+        document ``key``'s one-window answer to ``question``, once known; else None. Asks for it
+        (scored in the background) the first time, and again when the answer changed."""
+        row = self.results.row_for_key(key)
+        verdict = row.verdicts.get(question) if row is not None and question else None
+        if verdict is None or not verdict.ok or verdict.windows > 1 or question in row.stale:
+            return None
+        known = self.passages.get((key, question))
+        if known is not None and known[0] == verdict.margin:
+            _, found, count = known
+            return (found[0], count, found[1], found[2]) if found else None
+        spans = passages.split_passages(row.document.text)
+        self.passages[(key, question)] = (verdict.margin, None, len(spans))
+        if spans:
+            parts = [Document(id=f"{row.document.id}#{n + 1}", text=row.document.text[a:b]) for n, (a, b) in enumerate(spans)]
+            job = self.scoring.score_passages(question, parts)
+            self._passage_jobs[job] = (key, question, verdict.margin, spans)
+        return None
+
+    @Slot(int, str, object)
+    def _on_passages_ready(self, job: int, question: str, margins: list) -> None:
+        request = self._passage_jobs.pop(job, None)
+        if request is None:
+            return
+        key, question, explained, spans = request
+        if len(margins) == len(spans):
+            self.passages[(key, question)] = (explained, passages.deciding_passage(explained, spans, margins), len(spans))
+            self.detailChanged.emit(key)
 
     # ---------------------------------------------------------------------------------------- states
     def _keep_state(self, key: int, question: str, state: object) -> None:

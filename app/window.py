@@ -387,8 +387,9 @@ class MainWindow(QMainWindow):
         else:
             row = None
         notes = self.session.calibration_notes() if row is not None else {}
+        passage = self.session.passage(row.key, self.session.active_question) if row is not None else None
         self.detail.show_row(row, self.results.questions, self.results.active_question, notes,
-                             self.session.basis() if row is not None else {})
+                             self.session.basis() if row is not None else {}, passage)
 
     @Slot(object)
     def _on_detail_changed(self, key: Optional[int]) -> None:

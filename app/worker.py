@@ -57,6 +57,7 @@ class ScoringWorker(QObject):
     calibratorReady = Signal(str, object)  # question, Calibrator (resolved for the current model)
     refitDone = Signal(int, str, object)  # refit job, question, Calibrator fitted to the labels
     refitFailed = Signal(int, str, str)  # refit job, question, reason
+    passagesScored = Signal(int, str, object)  # passages job, question, final margins (list; NaN: failed)
 
     def __init__(self, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
         super().__init__()
@@ -173,6 +174,21 @@ class ScoringWorker(QObject):
             return
         self.refitDone.emit(job, question, cal)
 
+    @Slot(int, str, object)
+    def scorePassages(self, job: int, question: str, passages: Sequence[Document]) -> None:
+        """Score each passage of a document as a document of its own, through the question's
+        calibrator: which part, read alone, points most to the answer."""
+        margins: list[float] = []
+        # a batch-shifted calibrator would take its shift from these passages: no explanation then
+        if (self._classifier is not None and not self._is_cancelled(job)
+                and self._pipeline.calibrator(question).shift_method != "batch"):
+            try:
+                rows = self._pipeline.run([question], list(passages), cancel=lambda: self._is_cancelled(job))
+                margins = [v.margin if v.ok else float("nan") for v in rows]
+            except Exception:  # a failed explanation only means no passage is highlighted
+                margins = []
+        self.passagesScored.emit(job, question, margins)
+
     @Slot()
     def release(self) -> None:
         """Drop the model (on this thread, where its arrays were made)."""
@@ -216,12 +232,14 @@ class ScoringController(QObject):
     calibratorChanged = Signal(str, object)  # question, the Calibrator scoring now uses for it
     refitFinished = Signal(str, object)  # question, Calibrator newly fitted to the labels
     refitFailed = Signal(str, str)  # question, reason
+    passagesReady = Signal(int, str, object)  # passages job, question, final margins per passage
 
     _loadRequested = Signal(int, object)
     _scoreRequested = Signal(int, object, object)
     _releaseRequested = Signal()
     _resolveRequested = Signal(object)
     _refitRequested = Signal(int, str, object, object)
+    _passagesRequested = Signal(int, str, object)
 
     def __init__(self, parent: Optional[QObject] = None, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
         super().__init__(parent)
@@ -235,6 +253,8 @@ class ScoringController(QObject):
         self._releaseRequested.connect(self._worker.release, queued)
         self._resolveRequested.connect(self._worker.resolveCalibrators, queued)
         self._refitRequested.connect(self._worker.refit, queued)
+        self._passagesRequested.connect(self._worker.scorePassages, queued)
+        self._worker.passagesScored.connect(self.passagesReady, queued)
         self._worker.calibratorReady.connect(self._on_calibrator_ready, queued)
         self._worker.refitDone.connect(self._on_refit_done, queued)
         self._worker.refitFailed.connect(self._on_refit_failed, queued)
@@ -335,6 +355,13 @@ class ScoringController(QObject):
         self._emit_progress()
         self._report_busy()
         return job.id
+
+    def score_passages(self, question: str, passages: list[Document]) -> int:
+        """Score ``passages`` (parts of one document) for ``question`` on the worker, after the
+        jobs already sent; the margins come back in passagesReady with the returned job id."""
+        job = self._new_id()
+        self._passagesRequested.emit(job, question, list(passages))
+        return job
 
     def resolve_calibrators(self, questions: list[str]) -> None:
         """Have the worker announce each question's calibrator (calibratorChanged), loading the

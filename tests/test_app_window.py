@@ -383,3 +383,46 @@ def test_rows_on_screen_are_scored_first_and_the_first_verdict_comes_after_one_d
     sent = [k for keys in started for k in keys]
     assert sent[:len(visible)] == visible  # on screen first, top to bottom
     assert arrived[0] == visible[0] and sorted(sent) == sorted(r.key for r in window.results.rows)
+
+
+def test_an_ordinary_document_highlights_the_paragraph_that_points_most_to_its_answer(qtbot, make_window, tiny_model_dir):  # noqa: F811
+    from engine import Classifier
+    from app.passages import split_passages
+
+    paragraphs = ["Dear customer, your invoice 4411 of $120 is now overdue.",
+                  "Please pay the full amount by bank transfer within seven days.",
+                  "Our office is closed on Sunday; the weather was lovely this week.",
+                  "Rub the butter into the flour and bake the tart for twenty minutes."]
+    text = "\n\n".join(paragraphs)
+    window = make_window()
+    window.question_bar.ask(Q1)
+    (key,) = window.add_documents([("letter.txt", Document(id="letter", text=text))])
+    wait_scored(qtbot, window, 1)
+    verdict = window.results.rows[0].verdicts[Q1]
+    assert verdict.windows == 1 and window.detail.highlighted_span() is None
+    window.select_keys([key])  # shown: its paragraphs are scored in the background
+    qtbot.waitUntil(lambda: window.detail.highlighted_span() is not None, timeout=20_000)
+    # the paragraphs scored independently, each as a document of its own, with the same model
+    alone = [v.margin for v in Classifier.load(tiny_model_dir).classify(Q1, paragraphs)]
+    side = 1 if verdict.margin > 0 else -1
+    expected = max(range(4), key=lambda n: alone[n] * side)
+    assert alone[expected] * side > 0  # (the tiny model's answer has paragraphs on its side here)
+    start, end = window.detail.highlighted_span()
+    assert text[start:end] == paragraphs[expected]
+    assert split_passages(text)[expected] == (start, end)
+    note = window.detail.window_note.text()
+    assert f"paragraph {expected + 1} of 4" in note and "read on its own" in note
+    assert not window.controller.busy and window.results.rows[0].verdicts[Q1] is verdict  # the answer untouched
+
+
+def test_passages_are_paragraphs_and_none_is_chosen_against_the_answer():
+    from app.passages import deciding_passage, split_passages
+
+    text = "Short.\n\nA paragraph that is long enough.\n  \nAnother paragraph, also long enough.\n"
+    spans = split_passages(text)
+    assert [text[a:b] for a, b in spans] == ["A paragraph that is long enough.", "Another paragraph, also long enough."]
+    assert split_passages("One paragraph only, with no break at all.") == []
+    assert split_passages("First line is long enough here.\nSecond line is long enough too.") != []  # lines
+    assert deciding_passage(1.5, spans, [0.2, 0.9])[0] == 1
+    assert deciding_passage(-1.5, spans, [0.2, 0.9]) is None  # nothing points to "no"
+    assert deciding_passage(-1.5, spans, [-0.2, float("nan")])[0] == 0
