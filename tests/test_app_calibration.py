@@ -89,8 +89,10 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     question, cal = finished[0]
     assert question == Q and cal.n_labels == (2, 2) and cal.method == "probe"
     assert not scores  # re-applied from the kept states: nothing scored again
-    # fitted on the scoring thread, never on the GUI's
-    assert fitted_on and threading.get_ident() not in fitted_on
+    # fitted on the scoring thread, never on the GUI's (the direct slot runs there just after the
+    # queued one is posted, so the GUI thread can get here first: wait for it)
+    qtbot.waitUntil(lambda: bool(fitted_on))
+    assert threading.get_ident() not in fitted_on
 
     for row in window.results.rows:
         v = row.verdicts[Q]
