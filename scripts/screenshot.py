@@ -93,8 +93,12 @@ def main() -> int:
         wait_until(lambda: refits and scored())
         names = [r.name for r in window.results.rows]
         pick = next((r.key for r in window.results.rows if "invoice" in r.name), window.results.rows[0].key)
-        window.select_keys([pick])
         window.question_bar.tabs.setCurrentIndex(0)
+        window.select_keys([pick])
+        # its paragraphs are scored in the background: the one that points most to the answer is highlighted
+        wait_until(lambda: window.detail.highlighted_span() is not None
+                   or window.session.passages.get((pick, QUESTIONS[0]), (0, None, 1))[2] == 0)
+        window._refresh_detail()
         settle = QEventLoop()
         QTimer.singleShot(400, settle.quit)  # let the filter counts and repaints catch up
         settle.exec()
