@@ -113,6 +113,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     progress = Progress(len(docs) * len(questions))
     failed = False
+    writer: Optional[RowWriter] = None  # --wide streams its rows itself
     try:
         if args.wide:
             failed = write_wide(out, pipeline.run(questions, docs), docs, questions, labels, progress)
@@ -124,7 +125,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 progress.step()
             writer.close()
     except KeyboardInterrupt:
-        writer.close()  # a table holds its rows until the end: show the ones done so far
+        if writer is not None:
+            writer.close()  # a table holds its rows until the end: show the ones done so far
         raise
     finally:
         progress.close()
