@@ -168,7 +168,7 @@ def remote_backend(args: argparse.Namespace):
     try:
         backend = RemoteBackend.from_options(
             args.backend, model, model=args.backend_model, api_key_env=args.api_key_env,
-            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries)
+            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries, backoff=args.backoff)
     except RemoteError as exc:
         raise UsageError(f"--backend {args.backend}: {exc}") from exc
     except ValueError as exc:
@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600: a busy "
                    "server queues requests, and a timed-out request is sent again)")
     r.add_argument("--retries", type=int, default=6, help="retries per request on 429/5xx/connection errors")
+    r.add_argument("--backoff", type=float, default=0.5, help="first retry's mean wait in seconds, doubling "
+                   "each time, with jitter (a Retry-After from the server takes precedence)")
     p.set_defaults(func=cmd_classify)
 
     e = sub.add_parser("evaluate", help="cross-validated AUC, accuracy, Brier and ECE on labeled documents")

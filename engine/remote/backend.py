@@ -121,11 +121,10 @@ class RemoteBackend:
                 members = pending.pop(future)
                 for i, result in zip(members, future.result()):
                     results[i] = result
-                for i in members:
-                    rest = followers.pop(i, [])
-                    for k in range(0, len(rest), batch):
-                        chunk = rest[k : k + batch]
-                        pending[self._pool.submit(self._ask, [ids[j] for j in chunk])] = chunk
+                rest = [j for i in members for j in followers.pop(i, [])]
+                for k in range(0, len(rest), batch):
+                    chunk = rest[k : k + batch]
+                    pending[self._pool.submit(self._ask, [ids[j] for j in chunk])] = chunk
         return results  # type: ignore[return-value]
 
     def _ask(self, prompts: list[list[int]]) -> list[PromptScore]:
