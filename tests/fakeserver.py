@@ -47,8 +47,9 @@ class Faults:
 
 @dataclass
 class FakeServer:
-    kind: str  # "vllm" or "llama.cpp"
+    kind: str  # "vllm", "llama.cpp" or "ollama"
     vocab: int
+    tokenizer: object = None  # text -> ids for the kinds that take text (ollama)
     faults: Faults = field(default_factory=Faults)
     hold_after: Optional[int] = None
     requests: int = 0
@@ -110,6 +111,8 @@ class FakeServer:
         if self.kind == "vllm" and h.path == "/v1/models":
             return h._send(200, {"object": "list", "data": [{"id": "fake-model", "owned_by": "vllm",
                                                              "max_model_len": 4096}]})
+        if self.kind == "ollama" and h.path == "/api/version":
+            return h._send(200, {"version": "0.13.0"})
         if self.kind == "llama.cpp" and h.path == "/props":
             return h._send(200, {"default_generation_settings": {"n_ctx": 4096}, "build_info": "fake"})
         if self.kind == "llama.cpp" and h.path == "/v1/models":
@@ -150,6 +153,8 @@ class FakeServer:
             answer = self._vllm(body)
         elif self.kind == "llama.cpp" and h.path == "/completion":
             answer = self._llamacpp(body)
+        elif self.kind == "ollama" and h.path == "/api/generate":
+            answer = self._ollama(body)
         else:
             return h._send(404, {"error": f"no {h.path}"})
         with self._lock:
@@ -180,3 +185,11 @@ class FakeServer:
         top = [{"id": int(t), "token": f"t{t}", "logprob": float(lp[t]), "bytes": []} for t in order]
         return {"content": "x", "completion_probabilities": [
             {"id": int(order[0]), "token": "x", "logprob": float(lp[order[0]]), "bytes": [], "top_logprobs": top}]}
+
+    def _ollama(self, body) -> dict:
+        assert body["raw"] is True and body["options"]["num_predict"] == 1 and body["top_logprobs"] <= 20
+        lp = logprobs_for(self.tokenizer.encode(body["prompt"]), self.vocab)
+        order = np.argsort(-lp)[: body["top_logprobs"]]
+        top = [{"token": self.tokenizer.decode([int(t)]), "logprob": float(lp[t])} for t in order]
+        return {"model": body["model"], "response": top[0]["token"], "done": True,
+                "logprobs": [{"token": top[0]["token"], "logprob": top[0]["logprob"], "top_logprobs": top}]}

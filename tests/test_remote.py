@@ -107,6 +107,30 @@ def test_margins_and_masses_are_the_servers_model_exactly(kind, tiny_model_dir):
         assert first < second
 
 
+def test_ollama_top_logprobs_give_the_margin_of_the_forms_listed(tiny_model_dir):
+    """Ollama has no logit_bias: a form outside its top 20 counts at the smallest logprob listed."""
+    from engine.classifier import Classifier
+    from engine.remote import RemoteBackend
+    from engine.runtime.facts import read_model_facts
+    from fakeserver import logprobs_for
+
+    tokenizer = read_model_facts(tiny_model_dir).tokenizer
+    yes, no = forms(tiny_model_dir)
+    texts = ["the document says Yes", "No the river is blue", "the cat"]
+    with FakeServer("ollama", vocab_size(), tokenizer=tokenizer) as server:
+        backend = RemoteBackend(server.url, tiny_model_dir, model="tiny:latest")
+        assert backend.info.kind == "ollama" and not backend.exact and backend.notes()
+        verdicts = Classifier(backend).score(QUESTIONS[0], texts)
+        backend.close()
+    for v in verdicts:
+        ids = tokenizer.encode(tokenizer.decode(prompt_ids(tiny_model_dir, v.question, texts[v.document_index])))
+        lp = logprobs_for(ids, vocab_size())
+        top = set(np.argsort(-lp)[:20].tolist())
+        floor = lp[sorted(top, key=lambda t: lp[t])[0]]
+        side = [np.log(sum(np.exp(lp[t] if t in top else floor) for t in ids_)) for ids_ in (yes, no)]
+        assert v.ok and v.raw_margin == pytest.approx(side[0] - side[1], abs=1e-5)
+
+
 def test_retry_after_is_honoured_and_a_request_fails_for_good_after_the_retries(tiny_model_dir):
     from engine.remote.http import HttpClient, RemoteError, RetryPolicy, parse_retry_after
 

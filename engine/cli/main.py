@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600: a busy "
                    "server queues requests, and a timed-out request is sent again)")
     r.add_argument("--retries", type=int, default=6, help="retries per request on 429/5xx/connection errors")
-    r.add_argument("--backoff", type=float, default=0.5, help="first retry's mean wait in seconds, doubling "
+    r.add_argument("--backoff", type=float, default=0.5, help="the first retry waits up to this many seconds, doubling "
                    "each time, with jitter (a Retry-After from the server takes precedence)")
     p.set_defaults(func=cmd_classify)
 

@@ -39,13 +39,14 @@ class FormLogprobs:
     logprobs: dict[int, float]
     normalized: bool = True
     complete: bool = True
+    floor: Optional[float] = None  # the smallest logprob of the list the forms were looked up in
 
 
 def answer(yes_ids: Sequence[int], no_ids: Sequence[int], got: FormLogprobs) -> tuple[float, float]:
     """(margin, label mass) from form logprobs, as the local engine computes them. A form that is
     missing counts at the smallest logprob received (an upper bound); the mass is NaN unless
     every form came back normalized."""
-    floor = min(got.logprobs.values()) if got.logprobs else -math.inf
+    floor = got.floor if got.floor is not None else min(got.logprobs.values(), default=-math.inf)
 
     def side(ids: Sequence[int]) -> float:
         values = [got.logprobs.get(i, floor) for i in ids]
@@ -115,7 +116,8 @@ class VLLM(Method):
             tops = (choice.get("logprobs") or {}).get("top_logprobs") or [None]
             got = _by_token_id(tops[0] or {}, self.tokenizer)
             found = {i: got[i] for i in self.forms if i in got}
-            out.append(FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms)))
+            out.append(FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
+                                    floor=min(got.values(), default=None)))
         return out
 
 
@@ -145,7 +147,8 @@ class LlamaCpp(Method):
             got = {int(e["id"]): float(e["logprob"]) for e in probs[0]["top_logprobs"]}
             found = {i: got[i] for i in self.forms if i in got}
             if len(found) == len(self.forms) or n_probs >= self.n_vocab or len(got) < n_probs:
-                return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms))
+                return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
+                                    floor=min(got.values(), default=None))
             n_probs = min(self.n_vocab, n_probs * 8)
 
 
@@ -209,12 +212,14 @@ class Ollama(Method):
         if not entries:
             raise RemoteError("Ollama answered without logprobs (Ollama 0.12.11 or later is needed)")
         by_text = {self.tokenizer.decode([i]): i for i in self.forms}
-        found = {}
-        for e in entries[0].get("top_logprobs") or []:
+        found: dict[int, float] = {}
+        listed = entries[0].get("top_logprobs") or []
+        for e in listed:
             i = by_text.get(e.get("token"))
             if i is not None and i not in found:
                 found[i] = float(e["logprob"])
-        return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms))
+        return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
+                            floor=min((float(e["logprob"]) for e in listed), default=None))
 
 
 # --- reading answers ------------------------------------------------------------------------------
