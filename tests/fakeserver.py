@@ -49,9 +49,9 @@ class Faults:
 class FakeServer:
     kind: str  # "vllm", "llama.cpp" or "ollama"
     vocab: int
-    tokenizer: object = None  # text -> ids for the kinds that take text (ollama)
     faults: Faults = field(default_factory=Faults)
     hold_after: Optional[int] = None
+    tokenizer: object = None  # text -> ids for the kinds that take text (ollama)
     requests: int = 0
     answered: int = 0  # completions answered with a 200 and valid JSON
     bodies: list = field(default_factory=list)
