@@ -55,7 +55,8 @@ class RemoteBackend:
         self.name = facts.name
         self.url = url
         self.root, self.api = split_url(url)
-        self.fingerprint = facts.name
+        self.fingerprint = facts.fingerprint  # the weights' file: saved calibrators carry over
+        self.preset = facts.preset
         self.n_layers = max(facts.n_layers, 1)
         self.yes_ids, self.no_ids = label_forms(facts.tokenizer)
         self.concurrency = max(1, int(concurrency))

@@ -70,8 +70,11 @@ def export_mlx(model: Union[str, Path, None], out_dir: Union[str, Path], dtype: 
     Raises ModelError."""
     from mlx_lm.utils import dequantize_model, save_config, save_model
 
+    from engine.runtime.architectures import ArchitectureError, check_built_model
     from engine.runtime.gguf import GGUFError, load_gguf
-    from engine.runtime.loading import _load_folder, check_architecture
+    from engine.runtime.gguf_file import GGUFFormatError
+    from engine.runtime.ggufinfo import is_gguf
+    from engine.runtime.loading import _load_folder
 
     if dtype not in DTYPES:
         raise ModelError(f"--dtype must be one of {', '.join(DTYPES)}")
@@ -84,15 +87,15 @@ def export_mlx(model: Union[str, Path, None], out_dir: Union[str, Path], dtype: 
     try:
         if path.is_dir():
             net, tokenizer, config = _load_folder(path)
-        elif path.suffix.lower() == ".gguf":
-            net, tokenizer, config = load_gguf(path)
+        elif is_gguf(path):
+            net, tokenizer, config = load_gguf(path)  # MLX-native quantizations stay quantized
         else:
-            raise ModelError(f"{path.name}: expected an MLX model folder or a .gguf file")
-    except GGUFError as exc:
+            raise ModelError(f"{path.name}: expected an MLX model folder or a GGUF file")
+        check_built_model(net, str(config.get("model_type")))
+    except (GGUFError, GGUFFormatError, ArchitectureError) as exc:
         raise ModelError(str(exc)) from exc
     except (ValueError, KeyError, OSError) as exc:
         raise ModelError(f"{path.name}: could not load the model ({exc})") from exc
-    check_architecture(net, config, path.name)
     if any(type(layer.self_attn.rope).__name__ == "_FrequencyFactorRoPE" for layer in net.model.layers):
         raise ModelError(f"{path.name}: RoPE frequency factors (rope_freqs) can't be written as an MLX config yet")
     config = dict(config)
