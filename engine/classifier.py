@@ -57,6 +57,7 @@ class _RowResult:
     margins: np.ndarray
     masses: np.ndarray
     states: list  # per question: {layer: state} or None
+    errors: list  # per question: why the backend could not score it, or None
     tokens: int
     seconds: float
 
@@ -72,6 +73,7 @@ class _Pending:
     masses: dict[int, np.ndarray] = field(default_factory=dict)
     states: dict[int, list] = field(default_factory=dict)  # window -> per-question {layer: state}
     spans: dict[int, tuple[int, int]] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)  # question -> the first backend error
     tokens: int = 0  # document tokens over all windows
     seconds: float = 0.0
 
@@ -309,6 +311,9 @@ class Classifier:
                 p = pending[w.doc]
                 p.margins[w.index], p.masses[w.index], p.spans[w.index] = result.margins, result.masses, w.span
                 p.states[w.index] = result.states
+                for qi, error in enumerate(result.errors):
+                    if error:
+                        p.errors.setdefault(qi, error)
                 p.tokens += result.tokens
                 p.seconds += result.seconds
                 if len(p.margins) == p.windows:
@@ -335,6 +340,7 @@ class Classifier:
                 margins=np.array([s.margin for s in scores[r * q : (r + 1) * q]], dtype=np.float32),
                 masses=np.array([s.label_mass for s in scores[r * q : (r + 1) * q]], dtype=np.float32),
                 states=[s.states for s in scores[r * q : (r + 1) * q]],
+                errors=[s.error for s in scores[r * q : (r + 1) * q]],
                 tokens=int(tokens[r]),
                 seconds=float(seconds * share[r]),
             )
@@ -346,6 +352,9 @@ class Classifier:
         margins = np.stack([p.margins[w] for w in order])  # (windows, questions)
         masses = np.stack([p.masses[w] for w in order])
         for qi, question in enumerate(questions):
+            if qi in p.errors:
+                yield from self._error_verdicts([question], p.document, p.position, p.errors[qi])
+                continue
             best = int(np.argmax(margins[:, qi]))
             margin = float(margins[best, qi] if aggregate == "max" else margins[:, qi].mean())
             mass = float(masses[best, qi])

@@ -73,6 +73,12 @@ class Pipeline:
         self.save = save
         self.folder = folder
         self.calibrators: dict[str, Calibrator] = {}
+        self._general_notes: list[str] = []
+        self.has_states = bool(getattr(getattr(classifier, "backend", None), "supports_states", True))
+        if not self.has_states:
+            # A probe reads hidden states; a backend without them (an inference server) gets the
+            # best label-based method that needs none: Platt scaling on the margin.
+            self.settings["probe"] = False
 
     # --- calibrators -----------------------------------------------------------------------------
     def calibrator(self, question: str) -> Calibrator:
@@ -86,7 +92,15 @@ class Pipeline:
                 cal = calibrator_for(self.classifier, question, use_saved=False, folder=self.folder, **self.settings)
                 cal.notes.append(f"the saved calibrator could not be read ({type(exc).__name__}: {exc})")
             self.calibrators[question] = cal
+            if cal.probe is not None and not self.has_states:
+                self._no_probe_note()
         return cal
+
+    def _no_probe_note(self) -> None:
+        if not self._general_notes:
+            self._general_notes.append(
+                "this backend returns no hidden states, so no probe can be used: calibrating with "
+                "Platt scaling on the margin from the labels instead")
 
     def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool]) -> Calibrator:
         """Fit the question's calibrator to `labels` (document id -> yes) of `documents` (only the
@@ -94,6 +108,8 @@ class Pipeline:
         cal = calibrator_for(self.classifier, question, list(documents), dict(labels), save=self.save,
                              folder=self.folder, **self.settings)
         self.calibrators[question] = cal
+        if not self.has_states:
+            self._no_probe_note()
         return cal
 
     def fit_labels(self, questions: Sequence[str], documents: Sequence[Document], labels: Labels) -> None:
@@ -115,7 +131,8 @@ class Pipeline:
 
     def notes(self) -> list[str]:
         """What the calibrators want the user to know (one line each, naming the question)."""
-        return [f"{q!r}: {note}" for q, cal in self.calibrators.items() for note in cal.notes]
+        return list(self._general_notes) + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
+                                            for note in cal.notes]
 
     # --- the flow --------------------------------------------------------------------------------
     def run(

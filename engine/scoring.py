@@ -40,6 +40,7 @@ class PromptScore:
     margin: float  # log P(yes forms) - log P(no forms) at the last position
     label_mass: float  # P(yes forms) + P(no forms); NaN when the backend can't tell
     states: Optional[dict[int, np.ndarray]] = None  # layer -> hidden state (D,), when asked and available
+    error: Optional[str] = None  # this prompt could not be scored (e.g. a server failed): one error row
 
 
 @runtime_checkable

@@ -46,6 +46,12 @@ def test_confidence_never_imports_mlx_or_the_runtime():
     assert _offences("engine/confidence", MLX + ("engine.runtime",)) == []
 
 
+def test_remote_never_imports_mlx_nor_the_runtime_that_does():
+    """A client of an inference server needs the tokenizer, never the weights nor MLX."""
+    mlx_runtime = tuple(f"engine.runtime.{m}" for m in ("loading", "local", "gguf", "device", "kernels", "kv", "export"))
+    assert _offences("engine/remote", MLX + mlx_runtime) == []
+
+
 def test_only_the_runtime_knows_mlx():
     # bench runs stock mlx-lm on purpose: its baselines are what the engine is measured against
     outside = [o for o in _offences("engine", MLX, allowed_files=("engine/cli/bench.py",))

@@ -121,6 +121,13 @@ def check_classify_args(args: argparse.Namespace) -> None:
         check_readable(args.instructions[1:], "--instructions")
     if args.output:
         check_output(args.output)
+    if getattr(args, "resume", None):
+        check_output(args.resume)
+    if getattr(args, "backend", None):
+        check_number(args.concurrency, "--concurrency", 1)
+        check_number(args.timeout, "--timeout", 0.001)
+        check_number(args.retries, "--retries", 0)
+        check_number(args.backoff, "--backoff", 0.0)
 
 
 def _check_jsonl_head(path: str) -> None:

@@ -1,8 +1,8 @@
 """The `verdict` command line.
 
     verdict classify --question TEXT [--question TEXT ...] [--model PATH] [--format jsonl|csv|table | --wide]
-                     [--output FILE] [--jsonl-in FILE] [PATH ...]
-    verdict models list [--format table|json] | pull REF | fetch-default | where
+                     [--output FILE | --resume FILE] [--jsonl-in FILE] [--backend URL ...] [PATH ...]
+    verdict models list [--format table|json] | pull REF | fetch-default | where | export-mlx MODEL OUT_DIR
 
 Exit status: 0 when every document was scored, 1 when any document failed, 2 on usage or model
 errors (one line on stderr, no traceback).
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
 from engine.cli.output import Progress, RowWriter, verdict_row, wide_header, wide_row
@@ -103,15 +105,36 @@ def cmd_classify(args: argparse.Namespace) -> int:
         options["instructions"] = _read_text_arg(args.instructions)
     if args.max_tokens:
         options["max_tokens"] = args.max_tokens
-    pipeline = Pipeline(Classifier.load(args.model, **options), settings=calibration_settings(args))
-    if labels is not None:
-        try:
-            pipeline.fit_labels(questions, docs, labels)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+    failed = False
+    todo = docs
+    if args.resume:
+        done, failed = resume_rows(args, questions)
+        todo = [d for d in docs if d.id not in done]
+    backend = remote_backend(args) if args.backend else None
+    try:
+        clf = Classifier.load(args.model, **options) if backend is None else Classifier(
+            backend, batch_tokens=1 << 40, max_batch=1 << 20, chunk_documents=max(64, 16 * backend.concurrency),
+            **options)
+        pipeline = Pipeline(clf, settings=calibration_settings(args))
+        if labels is not None:
+            try:
+                pipeline.fit_labels(questions, docs, labels)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+        failed |= write_rows(args, pipeline, questions, todo, labels)
+    finally:
+        if backend is not None:
+            backend.close()
+    for note in pipeline.notes() + (backend.notes() if backend is not None else []):
+        print(f"verdict: {note}", file=sys.stderr)
+    return 1 if failed else 0
 
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-    progress = Progress(len(docs) * len(questions))
+
+def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: list[Document], labels=None) -> bool:
+    """Run the pipeline and write its rows (appending with --resume); True when a row is an error."""
+    path = args.resume or args.output
+    out = open(path, "a" if args.resume else "w", encoding="utf-8", newline="") if path else sys.stdout
+    progress = Progress(len(docs) * len(questions), per_document=len(questions))
     failed = False
     writer: Optional[RowWriter] = None  # --wide streams its rows itself
     try:
@@ -133,9 +156,65 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     sys.stdout.flush()
-    for note in pipeline.notes():
-        print(f"verdict: {note}", file=sys.stderr)
-    return 1 if failed else 0
+    return failed
+
+
+def remote_backend(args: argparse.Namespace):
+    """The inference server --backend names, with the tokenizer of --model (default: the
+    embedded default model). Unreachable or unusable servers are a usage error."""
+    from engine.remote import RemoteBackend, RemoteError
+
+    if args.model:
+        model = args.model
+    else:
+        from engine.runtime.sources import find_default_model
+
+        model = find_default_model()
+    try:
+        backend = RemoteBackend.from_options(
+            args.backend, model, model=args.backend_model, api_key_env=args.api_key_env,
+            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries, backoff=args.backoff)
+    except RemoteError as exc:
+        raise UsageError(f"--backend {args.backend}: {exc}") from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return backend
+
+
+def resume_rows(args: argparse.Namespace, questions: list[str]) -> tuple[set[str], bool]:
+    """Prepare --resume FILE: keep the rows of documents that have every question's row (a run
+    killed mid-document or mid-line leaves a tail that is dropped here, so it is not duplicated),
+    and return their ids and whether any kept row is an error."""
+    if (args.format or "jsonl") != "jsonl" or args.wide:
+        raise UsageError("--resume needs --format jsonl")
+    if args.output and Path(args.output).resolve() != Path(args.resume).resolve():
+        raise UsageError("--resume FILE writes to FILE: drop --output or give the same file")
+    path = Path(args.resume)
+    if not path.exists():
+        return set(), False
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    rows: list[tuple[str, dict]] = []
+    for line in lines:
+        try:
+            row = json.loads(line) if line.endswith("\n") else None
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("id"), str):
+            rows.append((line, row))
+    wanted = Counter(questions)
+    asked: dict[str, Counter] = {}
+    for _, row in rows:
+        asked.setdefault(row["id"], Counter())[row.get("question")] += 1
+    done = {i for i, got in asked.items() if all(got[q] >= n for q, n in wanted.items())}
+    kept = [(line, row) for line, row in rows if row["id"] in done]
+    if len(kept) != len(lines):
+        partial = path.with_name(path.name + ".resume-tmp")
+        partial.write_text("".join(line for line, _ in kept), encoding="utf-8")
+        os.replace(partial, path)
+    return done, any(row.get("error") for _, row in kept)
 
 
 def write_wide(out: TextIO, rows, docs: list[Document], questions: list[str], labels, progress: Progress) -> bool:
@@ -286,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", choices=["none", "contextual", "batch"], help="label-free shift (none)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="tokens read per document; the rest is left "
                    "out with a warning (default 16384)")
+    p.add_argument("--resume", metavar="FILE", help="continue an interrupted run: rows go to FILE (JSONL), "
+                   "documents whose rows are already there are skipped")
+    r = p.add_argument_group("scoring on an inference server (vLLM, llama.cpp server, mlx_lm.server, Ollama)")
+    r.add_argument("--backend", metavar="URL", help="the server's OpenAI-style URL, e.g. http://host:8000/v1; "
+                   "--model then names the served model's GGUF file or MLX folder (for its tokenizer)")
+    r.add_argument("--backend-model", metavar="NAME", help="the model name to ask the server for")
+    r.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
+    r.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    r.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600: a busy "
+                   "server queues requests, and a timed-out request is sent again)")
+    r.add_argument("--retries", type=int, default=6, help="retries per request on 429/5xx/connection errors")
+    r.add_argument("--backoff", type=float, default=0.5, help="the first retry waits up to this many seconds, doubling "
+                   "each time, with jitter (a Retry-After from the server takes precedence)")
     p.set_defaults(func=cmd_classify)
 
     e = sub.add_parser("evaluate", help="cross-validated AUC, accuracy, Brier and ECE on labeled documents")

@@ -4,6 +4,7 @@ download progress shown on stderr when `--model` names a hub repo.
     verdict models list [--format table|json] [--source default|hf|lmstudio|ollama ...]
     verdict models pull org/repo | org/repo:QUANT
     verdict models fetch-default | where
+    verdict models export-mlx MODEL OUT_DIR [--dtype float32|float16|bfloat16] [--dequantize]
 """
 from __future__ import annotations
 
@@ -102,6 +103,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         path = hub.download(args.ref, progress=progress)
         progress.finish(path)
         print(path)
+    elif args.action == "export-mlx":
+        from engine.runtime.export import export_mlx
+
+        source = None if args.source_model == "default" else resolve_with_progress(args.source_model)
+        print(export_mlx(source, args.out_dir, dtype=args.dtype, dequantize=args.dequantize))
     return 0
 
 
@@ -116,4 +122,13 @@ def add_parser(sub) -> None:
     lst.add_argument("--source", action="append", choices=list(catalog.SOURCES), help="(repeatable)")
     pull = actions.add_parser("pull", help="download org/repo (MLX) or org/repo:QUANT (GGUF) into the HF cache")
     pull.add_argument("ref", metavar="REF")
+    export = actions.add_parser("export-mlx", help="write a model Verdict loads (.gguf, MLX folder, hub repo, "
+                                "'default') as an MLX folder that mlx-lm and mlx_lm.server load")
+    export.add_argument("source_model", metavar="MODEL")
+    export.add_argument("out_dir", metavar="OUT_DIR")
+    export.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                        help="floating-point tensors and quantization scales (float32, the default: the same "
+                        "arithmetic as the CPU engine, so a server's margins match the local ones)")
+    export.add_argument("--dequantize", action="store_true", help="dense weights: what a CPU-only server runs "
+                        "fastest (quantized matmuls there don't use BLAS)")
     m.set_defaults(func=cmd_models)

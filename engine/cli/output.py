@@ -152,17 +152,18 @@ def _cell(value: Any, column: str) -> str:
 class Progress:
     """A one-line progress bar on stderr, shown only when stderr is a terminal."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, stream: TextIO = sys.stderr, per_document: int = 1) -> None:
         self.total, self.stream, self.done = total, stream, 0
+        self.per_document = max(1, per_document)  # rows per document: the rate is in documents/s
         self.enabled = total > 0 and stream.isatty()
         self.start = time.perf_counter()
 
     def step(self) -> None:
         self.done += 1
         if self.enabled:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            rate = self.done / self.per_document / max(time.perf_counter() - self.start, 1e-9)
             filled = int(30 * self.done / self.total)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {rate:.1f}/s ")
+            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {rate:.1f} docs/s ")
             self.stream.flush()
 
     def close(self) -> None:

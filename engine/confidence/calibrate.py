@@ -338,7 +338,7 @@ def fit_calibrator(
     if missing:
         cal.notes.append(f"{len(missing)} labeled ids are not among the documents")
     layer = probe_layer if probe_layer is not None else default_layer(clf)
-    features = extract_features(clf, question, labeled, layers=[layer] if probe else [-1])
+    features = extract_features(clf, question, labeled, layers=[layer] if probe else [])
     if shift_method == "batch":
         cal.shift = batch_shift(features.margin)
     y = [labels[i] for i in features.ids]

@@ -74,7 +74,7 @@ def extract_features(clf, question: str, documents: Iterable, layers: Sequence[i
         margin=np.array([v.raw_margin for v in ok], dtype=np.float64),
         label_mass=np.array([v.label_mass for v in ok], dtype=np.float64),
         hidden=np.stack([np.stack([v.states[n] for n in wanted]).astype(np.float32) for v in ok])
-        if ok else np.zeros((0, len(wanted), 0)),
+        if ok and wanted else np.zeros((len(ok), len(wanted), 0)),
         layers=wanted,
     )
 

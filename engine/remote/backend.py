@@ -1,0 +1,154 @@
+"""`RemoteBackend`: the `ScoringBackend` seam over an OpenAI-compatible inference server.
+
+The prompt is rendered here, with the model's own tokenizer and chat template (read from a local
+GGUF file or MLX folder, weights untouched), so the server sees exactly what the local engine
+would; the server only returns next-token logprobs of the Yes/No forms (`engine.remote.servers`).
+
+Throughput: up to `concurrency` requests in flight from a pool of threads; the prompts of one
+`score` call are the backlog, so the caller's next batch waits (back-pressure). Prompts that share
+a document (several questions about it) are sent after the first of them has come back, so the
+server's prefix cache holds the document when they arrive. A prompt whose request still fails
+after the retries gets a `PromptScore` with `error` set: one error row, never a lost one.
+No MLX here: the server does the model's work.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Optional, Sequence, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from engine.remote.http import BadAnswer, HttpClient, RemoteError, RetryPolicy
+from engine.remote.servers import Method, ServerInfo, answer, detect, make_method
+from engine.runtime.facts import read_model_facts
+from engine.runtime.prompt import label_forms
+from engine.scoring import Prompt, PromptScore
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(server root, OpenAI prefix) of what the user gave: `http://h:p/v1` -> (`http://h:p`, `/v1`);
+    a URL without `/v1` gets it added."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--backend {url!r} is not an http(s) URL")
+    path = parts.path
+    root_path, api = (path[: -len("/v1")], "/v1") if path.endswith("/v1") else (path, "/v1")
+    return urlunsplit((parts.scheme, parts.netloc, root_path, "", "")), api
+
+
+class RemoteBackend:
+    """Scores prompts on an inference server (vLLM, llama.cpp server, mlx_lm.server, Ollama)."""
+
+    supports_states = False
+
+    def __init__(self, url: str, tokenizer_model: Union[str, Path], *, model: Optional[str] = None,
+                 api_key: Optional[str] = None, concurrency: int = 8, timeout: float = 600.0,
+                 retries: int = 6, backoff: float = 0.5, kind: Optional[str] = None) -> None:
+        """`tokenizer_model`: the served model's GGUF file or MLX folder (only its tokenizer and
+        metadata are read). `model`: the name to ask the server for (default: what it serves).
+        `kind`: skip detection (vllm, llama.cpp, mlx_lm, ollama)."""
+        facts = read_model_facts(tokenizer_model)
+        self.tokenizer = facts.tokenizer
+        self.name = facts.name
+        self.url = url
+        self.root, self.api = split_url(url)
+        self.fingerprint = facts.fingerprint  # the weights' file: saved calibrators carry over
+        self.preset = facts.preset
+        self.n_layers = max(facts.n_layers, 1)
+        self.yes_ids, self.no_ids = label_forms(facts.tokenizer)
+        self.concurrency = max(1, int(concurrency))
+        self.client = HttpClient(self.root, api_key=api_key, timeout=timeout,
+                                 policy=RetryPolicy(retries=retries, base=backoff))
+        self.info = ServerInfo(kind) if kind else detect(self.client, self.api)
+        self.method: Method = make_method(self.info.kind, self.client, self.api, model,
+                                          self.yes_ids + self.no_ids, self.tokenizer, self.info)
+        self.context_length = min(facts.context_length, self.info.context_length or facts.context_length)
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="verdict-remote")
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_options(cls, url: str, tokenizer_model: Union[str, Path], *, api_key_env: Optional[str] = None,
+                     **options) -> "RemoteBackend":
+        """As the command line builds it: the API key comes from an environment variable."""
+        api_key = None
+        if api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise ValueError(f"--api-key-env {api_key_env}: that environment variable is not set")
+        return cls(url, tokenizer_model, api_key=api_key, **options)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the server's method gives the margin exactly (up to the server's arithmetic)."""
+        return self.method.exact
+
+    def describe(self) -> str:
+        exactness = "exact" if self.method.exact else "approximate"
+        return f"{self.info.kind} at {self.url} ({exactness} margins, {self.concurrency} requests in flight)"
+
+    def notes(self) -> list[str]:
+        return list(self.method.notes)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- the ScoringBackend interface ----------------------------------------------------------
+    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = ()) -> list[PromptScore]:
+        if layers:
+            raise ValueError("an inference server returns no hidden states (supports_states is False)")
+        ids = [[t for segment in prompt for t in segment.ids] for prompt in prompts]
+        if any(not p for p in ids):
+            raise ValueError("every prompt needs at least one token")
+        results: list[Optional[PromptScore]] = [None] * len(prompts)
+        first_of: dict[tuple, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            first_of.setdefault(tuple(prompt[:2]), []).append(i)
+        # Wave 1: the first prompt of each document, packed into requests of `batch` prompts.
+        # Wave 2: a document's other prompts, once its first is back (its prefix is then cached).
+        groups = list(first_of.values())
+        batch = max(1, self.method.batch)
+        leaders = [g[0] for g in groups]
+        pending: dict[Future, list[int]] = {}
+        followers = {g[0]: g[1:] for g in groups if len(g) > 1}
+        for k in range(0, len(leaders), batch):
+            chunk = leaders[k : k + batch]
+            pending[self._pool.submit(self._ask, [ids[i] for i in chunk])] = chunk
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                members = pending.pop(future)
+                for i, result in zip(members, future.result()):
+                    results[i] = result
+                rest = [j for i in members for j in followers.pop(i, [])]
+                for k in range(0, len(rest), batch):
+                    chunk = rest[k : k + batch]
+                    pending[self._pool.submit(self._ask, [ids[j] for j in chunk])] = chunk
+        return results  # type: ignore[return-value]
+
+    def _ask(self, prompts: list[list[int]]) -> list[PromptScore]:
+        """One request's prompts as scores; a failure after the retries is each prompt's error.
+        The HTTP client retries what fails on the wire; an answer of the wrong shape (a 200 from
+        a confused proxy, say) is asked again here, as often."""
+        policy = self.client.policy
+        for attempt in range(policy.retries + 1):
+            try:
+                got = self.method.ask(prompts)
+                return [self._score(g) for g in got]
+            except (RemoteError, KeyError, IndexError, TypeError, ValueError) as exc:
+                odd_answer = isinstance(exc, BadAnswer) or not isinstance(exc, RemoteError)
+                if odd_answer and attempt < policy.retries and not self._closed.is_set():
+                    self.client.sleep(policy.delay(attempt))
+                    continue
+                reason = str(exc) if isinstance(exc, RemoteError) else f"unexpected answer ({type(exc).__name__}: {exc})"
+                return [PromptScore(math.nan, math.nan, error=f"server: {reason}") for _ in prompts]
+        raise AssertionError("unreachable")
+
+    def _score(self, got) -> PromptScore:
+        try:
+            margin, mass = answer(self.yes_ids, self.no_ids, got)
+        except RemoteError as exc:
+            return PromptScore(math.nan, math.nan, error=f"server: {exc}")
+        return PromptScore(margin, mass)

@@ -1,0 +1,321 @@
+"""How to get the next-token log-probabilities of the Yes/No forms out of each kind of server,
+with the exactest method it offers, detected once per server.
+
+  vllm       `/v1/completions` with the prompt's token ids and `logprob_token_ids` (the forms'
+             logprobs, whatever their rank; raw, before any processing). Exact, label mass too.
+             Lists of prompts per request. An older vLLM without `logprob_token_ids`: its top 20.
+  llama.cpp  `/completion` with the token ids, `n_probs` and `cache_prompt` (probabilities of the
+             raw distribution). `n_probs` grows until every form is in the list: exact.
+  mlx_lm     `/v1/completions` with the prompt's text, `top_logprobs` and a +100 `logit_bias` on
+             every form. mlx_lm.server computes logprobs after the bias, so the forms top the
+             list and differences between them stay exact (the margin is exact; the label mass
+             is not computable). More forms than the list holds: several requests sharing one
+             reference form.
+  ollama     `/api/generate` (raw prompt) with `top_logprobs` 20 and no logit bias: approximate;
+             a form outside the top 20 is taken at the smallest logprob listed.
+
+Every method returns, per prompt, the logprobs it got for each form (`FormLogprobs`); the margin
+is computed from them exactly as the local engine does (logsumexp over forms).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from engine.remote.http import BadAnswer, HttpClient, RemoteError
+
+BIAS = 100.0  # the largest logit bias OpenAI-compatible servers accept
+
+
+@dataclass
+class FormLogprobs:
+    """Logprobs of the Yes/No forms at one prompt's last position.
+
+    `logprobs` maps a form's id to its logprob, or to its log-probability up to a constant shared
+    by all forms (`normalized` False: a logit bias was used). `complete`: every form is in it.
+    """
+
+    logprobs: dict[int, float]
+    normalized: bool = True
+    complete: bool = True
+    floor: Optional[float] = None  # the smallest logprob of the list the forms were looked up in
+
+
+def answer(yes_ids: Sequence[int], no_ids: Sequence[int], got: FormLogprobs) -> tuple[float, float]:
+    """(margin, label mass) from form logprobs, as the local engine computes them. A form that is
+    missing counts at the smallest logprob received (an upper bound); the mass is NaN unless
+    every form came back normalized."""
+    floor = got.floor if got.floor is not None else min(got.logprobs.values(), default=-math.inf)
+
+    def side(ids: Sequence[int]) -> float:
+        values = [got.logprobs.get(i, floor) for i in ids]
+        top = max(values)
+        if top == -math.inf:
+            return -math.inf
+        return top + math.log(sum(math.exp(v - top) for v in values))
+
+    yes, no = side(yes_ids), side(no_ids)
+    if yes == -math.inf and no == -math.inf:
+        raise RemoteError("the server returned no logprob for any Yes/No form")
+    margin = yes - no
+    mass = math.exp(yes) + math.exp(no) if got.normalized and got.complete else math.nan
+    return margin, mass
+
+
+@dataclass
+class Method:
+    """One server's way of answering; `ask` scores a list of prompts (token ids) in one go."""
+
+    client: HttpClient
+    api: str  # the OpenAI-style prefix, e.g. "/v1"
+    model: str
+    forms: list[int]  # every Yes and No form
+    tokenizer: Any
+    name: str = "openai"
+    exact: bool = True
+    batch: int = 1  # prompts per request
+    notes: list[str] = field(default_factory=list)
+
+    def ask(self, prompts: Sequence[Sequence[int]]) -> list[FormLogprobs]:
+        raise NotImplementedError
+
+
+class VLLM(Method):
+    """vLLM: token ids in, `logprob_token_ids` out (fallback: the top 20)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name, self.batch = "vllm", 16
+        self.by_ids = True
+
+    def ask(self, prompts):
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": [list(p) for p in prompts],
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "return_tokens_as_token_ids": True,
+        }
+        if self.by_ids:
+            body.update(logprobs=1, logprob_token_ids=list(self.forms))
+        else:
+            body.update(logprobs=20)
+        try:
+            reply = self.client.post(f"{self.api}/completions", body)
+        except RemoteError as exc:
+            if self.by_ids and exc.status == 400 and "logprob_token_ids" in str(exc):
+                self.by_ids, self.exact = False, False
+                self.notes.append("this vLLM has no logprob_token_ids: margins from its top 20 logprobs "
+                                  "(approximate when a Yes/No form is not among them)")
+                return self.ask(prompts)
+            raise
+        choices = sorted(_choices(reply, len(prompts)), key=lambda c: c.get("index", 0))
+        out = []
+        for choice in choices:
+            tops = (choice.get("logprobs") or {}).get("top_logprobs") or [None]
+            got = _by_token_id(tops[0] or {}, self.tokenizer)
+            found = {i: got[i] for i in self.forms if i in got}
+            out.append(FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
+                                    floor=min(got.values(), default=None)))
+        return out
+
+
+class LlamaCpp(Method):
+    """llama.cpp server: token ids in, the top `n_probs` of the raw distribution out; `n_probs`
+    grows (x8, up to the vocabulary) until every form is among them."""
+
+    def __init__(self, *args, n_vocab: Optional[int] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = "llama.cpp"
+        self.n_vocab = n_vocab or 1 << 20
+        self.n_probs = max(64, 4 * len(self.forms))
+
+    def ask(self, prompts):
+        return [self._one(list(p)) for p in prompts]
+
+    def _one(self, ids: list[int]) -> FormLogprobs:
+        n_probs = self.n_probs
+        while True:
+            body = {"prompt": ids, "n_predict": 1, "n_probs": n_probs, "cache_prompt": True,
+                    "temperature": 0.0, "post_sampling_probs": False}
+            reply = self.client.post("/completion", body)
+            probs = (reply or {}).get("completion_probabilities") if isinstance(reply, dict) else None
+            if not probs or not isinstance(probs[0], dict) or "top_logprobs" not in probs[0]:
+                raise RemoteError("llama.cpp answered without completion_probabilities[].top_logprobs "
+                                  "(a llama.cpp server from 2025 or later is needed)")
+            got = {int(e["id"]): float(e["logprob"]) for e in probs[0]["top_logprobs"]}
+            found = {i: got[i] for i in self.forms if i in got}
+            if len(found) == len(self.forms) or n_probs >= self.n_vocab or len(got) < n_probs:
+                return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
+                                    floor=min(got.values(), default=None))
+            n_probs = min(self.n_vocab, n_probs * 8)
+
+
+class BiasedTopLogprobs(Method):
+    """mlx_lm.server (and OpenAI-style servers that apply logit_bias before their logprobs):
+    the prompt's text, +100 on every form, their top logprobs."""
+
+    def __init__(self, *args, top: int = 11, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = "mlx_lm"
+        self.top = top
+
+    def groups(self) -> list[list[int]]:
+        """Forms per request: all at once when they fit, else chunks that each include the first
+        form, so that every request's logprobs can be put on one scale."""
+        if len(self.forms) <= self.top:
+            return [list(self.forms)]
+        ref, rest = self.forms[0], self.forms[1:]
+        size = self.top - 1
+        return [[ref] + rest[k : k + size] for k in range(0, len(rest), size)]
+
+    def ask(self, prompts):
+        return [self._one(list(p)) for p in prompts]
+
+    def _one(self, ids: list[int]) -> FormLogprobs:
+        text = self.tokenizer.decode(ids)
+        merged: dict[int, float] = {}
+        for group in self.groups():
+            body = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0.0,
+                    "logprobs": True, "top_logprobs": self.top,
+                    "logit_bias": {str(i): BIAS for i in group}}
+            reply = self.client.post(f"{self.api}/completions", body)
+            choice = _choices(reply, 1)[0]
+            got = _top_entries(choice, self.tokenizer)
+            missing = [i for i in group if i not in got]
+            if missing:
+                raise RemoteError(f"the server ignored logit_bias: forms {missing} are not in its top "
+                                  f"{self.top} logprobs")
+            shift = got[group[0]] - merged[group[0]] if merged else 0.0
+            merged.update({i: got[i] - shift for i in group})
+        return FormLogprobs(merged, normalized=False, complete=True)
+
+
+class Ollama(Method):
+    """Ollama: a raw prompt, its top 20 logprobs, no logit bias (approximate)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name, self.exact = "ollama", False
+        self.notes.append("Ollama has no logit_bias and returns its top 20 logprobs: a Yes/No form outside "
+                          "them counts at the smallest logprob listed (approximate margins)")
+
+    def ask(self, prompts):
+        return [self._one(list(p)) for p in prompts]
+
+    def _one(self, ids: list[int]) -> FormLogprobs:
+        body = {"model": self.model, "prompt": self.tokenizer.decode(ids), "raw": True, "stream": False,
+                "logprobs": True, "top_logprobs": 20, "options": {"num_predict": 1, "temperature": 0}}
+        reply = self.client.post("/api/generate", body)
+        entries = (reply or {}).get("logprobs") if isinstance(reply, dict) else None
+        if not entries:
+            raise RemoteError("Ollama answered without logprobs (Ollama 0.12.11 or later is needed)")
+        by_text = {self.tokenizer.decode([i]): i for i in self.forms}
+        found: dict[int, float] = {}
+        listed = entries[0].get("top_logprobs") or []
+        for e in listed:
+            i = by_text.get(e.get("token"))
+            if i is not None and i not in found:
+                found[i] = float(e["logprob"])
+        return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
+                            floor=min((float(e["logprob"]) for e in listed), default=None))
+
+
+# --- reading answers ------------------------------------------------------------------------------
+def _choices(reply: Any, n: int) -> list[dict]:
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list) or len(choices) != n or not all(isinstance(c, dict) for c in choices):
+        raise BadAnswer(f"expected {n} choice(s) in the answer, got {_shape(reply)}")
+    return choices
+
+
+def _shape(reply: Any) -> str:
+    if isinstance(reply, dict) and isinstance(reply.get("choices"), list):
+        return f"{len(reply['choices'])}"
+    return type(reply).__name__
+
+
+def _by_token_id(top: dict, tokenizer) -> dict[int, float]:
+    """A {"token_id:N": logprob} (or {token text: logprob}) map as {N: logprob}."""
+    out = {}
+    for key, value in top.items():
+        lp = value.get("logprob") if isinstance(value, dict) else value
+        if isinstance(key, str) and key.startswith("token_id:"):
+            out[int(key[len("token_id:"):])] = float(lp)
+        elif isinstance(key, str) and key.isdigit():
+            out[int(key)] = float(lp)
+    return out
+
+
+def _top_entries(choice: dict, tokenizer) -> dict[int, float]:
+    """The first position's top logprobs by token id, from the chat-style shape mlx_lm.server
+    returns (`logprobs.content[0].top_logprobs[]` with `id`) or the legacy one (a dict)."""
+    logprobs = choice.get("logprobs") or {}
+    content = logprobs.get("content")
+    if isinstance(content, list) and content:
+        return {int(e["id"]): float(e["logprob"]) for e in content[0].get("top_logprobs") or [] if "id" in e}
+    tops = logprobs.get("top_logprobs")
+    if isinstance(tops, list) and tops and isinstance(tops[0], dict):
+        return _by_token_id(tops[0], tokenizer)
+    raise BadAnswer("the answer has no top logprobs")
+
+
+# --- detection ------------------------------------------------------------------------------------
+@dataclass
+class ServerInfo:
+    kind: str  # vllm, llama.cpp, mlx_lm, ollama
+    model: Optional[str] = None  # the served model's id, when the server lists one
+    context_length: Optional[int] = None
+    n_vocab: Optional[int] = None
+
+
+def detect(client: HttpClient, api: str) -> ServerInfo:
+    """Which kind of server this is, from what it answers on its own endpoints (one look each)."""
+    version = _try_get(client, "/api/version")
+    if isinstance(version, dict) and "version" in version:
+        return ServerInfo("ollama")
+    props = _try_get(client, "/props")
+    if isinstance(props, dict) and ("default_generation_settings" in props or "build_info" in props):
+        settings = props.get("default_generation_settings") or {}
+        models = _try_get(client, f"{api}/models")
+        n_vocab = None
+        if isinstance(models, dict) and models.get("data"):
+            n_vocab = (models["data"][0].get("meta") or {}).get("n_vocab")
+        return ServerInfo("llama.cpp", context_length=settings.get("n_ctx"), n_vocab=n_vocab)
+    try:  # mlx_lm.server's /v1/models fails when the Hugging Face cache folder is missing
+        models = client.get(f"{api}/models", retries=1)
+    except RemoteError:
+        models = None
+    data = models.get("data") if isinstance(models, dict) else None
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    if first.get("owned_by") == "vllm":
+        return ServerInfo("vllm", model=first.get("id"), context_length=first.get("max_model_len"))
+    return ServerInfo("mlx_lm", model=None)
+
+
+def _try_get(client: HttpClient, path: str) -> Any:
+    """GET that answers None for "not here" (4xx) instead of raising."""
+    try:
+        return client.get(path)
+    except RemoteError as exc:
+        if exc.status is not None and 400 <= exc.status < 500:
+            return None
+        raise
+
+
+def make_method(kind: str, client: HttpClient, api: str, model: Optional[str], forms: list[int], tokenizer,
+                info: Optional[ServerInfo] = None) -> Method:
+    """The method for a server kind (see the module docstring)."""
+    common = dict(client=client, api=api, forms=forms, tokenizer=tokenizer)
+    if kind == "vllm":
+        return VLLM(model=model or (info.model if info else None) or "", **common)
+    if kind == "llama.cpp":
+        return LlamaCpp(model=model or "", n_vocab=info.n_vocab if info else None, **common)
+    if kind == "ollama":
+        if not model:
+            raise RemoteError("Ollama needs the model's name: --backend-model NAME")
+        return Ollama(model=model, **common)
+    if kind == "mlx_lm":
+        return BiasedTopLogprobs(model=model or "default_model", **common)
+    raise ValueError(f"unknown server kind {kind!r}")

@@ -1,0 +1,195 @@
+"""A small real HTTP server (stdlib, loopback, a thread) that answers like vLLM or llama.cpp's
+server, from a made-up but fixed language model, and misbehaves on request.
+
+The "model": the next-token logits after a prompt are a pseudo-random vector seeded by the
+prompt's token ids (`logprobs_for`), so a test can compute every answer independently of the
+client. Faults, drawn per request from a seeded generator: a dropped connection (no answer), 429
+with Retry-After, 503, a slow answer, and a 200 whose body is not JSON. `gate` (a threading.Event)
+can hold every request after the first `hold_after` until it is set.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+import numpy as np
+
+
+def logprobs_for(ids, vocab: int) -> np.ndarray:
+    """The made-up model's next-token log-probabilities after `ids` (float64, (vocab,))."""
+    seed = int.from_bytes(hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).digest()[:8], "little")
+    logits = np.random.default_rng(seed).normal(0.0, 3.0, vocab)
+    return logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+
+
+def expected_margin(ids, yes, no, vocab: int) -> tuple[float, float]:
+    lp = logprobs_for(ids, vocab)
+    y = np.log(np.exp(lp[yes]).sum())
+    n = np.log(np.exp(lp[no]).sum())
+    return float(y - n), float(np.exp(y) + np.exp(n))
+
+
+@dataclass
+class Faults:
+    drop: float = 0.0  # close the connection without answering
+    too_many: float = 0.0  # 429 with Retry-After
+    unavailable: float = 0.0  # 503
+    malformed: float = 0.0  # 200 with a body that is not JSON
+    slow: float = 0.0  # answer after a short wait
+    retry_after: str = "0"
+    seed: int = 0
+
+
+@dataclass
+class FakeServer:
+    kind: str  # "vllm", "llama.cpp" or "ollama"
+    vocab: int
+    faults: Faults = field(default_factory=Faults)
+    hold_after: Optional[int] = None
+    tokenizer: object = None  # text -> ids for the kinds that take text (ollama)
+    requests: int = 0
+    answered: int = 0  # completions answered with a 200 and valid JSON
+    bodies: list = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+    held: threading.Event = field(default_factory=threading.Event)  # set once a request waits at the gate
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.faults.seed)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, payload, headers: Optional[dict] = None, raw: Optional[bytes] = None):
+                body = raw if raw is not None else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                server._get(self)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                server._post(self, body)
+
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:  # a client that went away
+                pass
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.gate.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- endpoints --------------------------------------------------------------------------------
+    def _get(self, h) -> None:
+        if self.kind == "vllm" and h.path == "/v1/models":
+            return h._send(200, {"object": "list", "data": [{"id": "fake-model", "owned_by": "vllm",
+                                                             "max_model_len": 4096}]})
+        if self.kind == "ollama" and h.path == "/api/version":
+            return h._send(200, {"version": "0.13.0"})
+        if self.kind == "llama.cpp" and h.path == "/props":
+            return h._send(200, {"default_generation_settings": {"n_ctx": 4096}, "build_info": "fake"})
+        if self.kind == "llama.cpp" and h.path == "/v1/models":
+            return h._send(200, {"object": "list", "data": [{"id": "fake", "meta": {"n_vocab": self.vocab}}]})
+        h._send(404, {"error": "not found"})
+
+    def _fault(self) -> Optional[str]:
+        f = self.faults
+        with self._lock:
+            self.requests += 1
+            n = self.requests
+            x = self._rng.random()
+        if self.hold_after is not None and n > self.hold_after and not self.gate.is_set():
+            self.held.set()
+            self.gate.wait(60)
+        for name, p in (("drop", f.drop), ("429", f.too_many), ("503", f.unavailable),
+                        ("malformed", f.malformed), ("slow", f.slow)):
+            if x < p:
+                return name
+            x -= p
+        return None
+
+    def _post(self, h, body) -> None:
+        fault = self._fault()
+        if fault == "drop":
+            h.close_connection = True
+            h.connection.shutdown(2)
+            return
+        if fault == "429":
+            return h._send(429, {"error": "slow down"}, {"Retry-After": self.faults.retry_after})
+        if fault == "503":
+            return h._send(503, {"error": "overloaded"})
+        if fault == "malformed":
+            return h._send(200, None, raw=b'{"choices": [{"index": 0, "logprobs": ')
+        if fault == "slow":
+            threading.Event().wait(0.05)  # the server is slow; the client just waits for it
+        if self.kind == "vllm" and h.path == "/v1/completions":
+            answer = self._vllm(body)
+        elif self.kind == "llama.cpp" and h.path == "/completion":
+            answer = self._llamacpp(body)
+        elif self.kind == "ollama" and h.path == "/api/generate":
+            answer = self._ollama(body)
+        else:
+            return h._send(404, {"error": f"no {h.path}"})
+        with self._lock:
+            self.answered += 1
+            self.bodies.append(body)
+        h._send(200, answer)
+
+    def _vllm(self, body) -> dict:
+        prompts = body["prompt"]
+        assert body["max_tokens"] == 1 and body.get("return_tokens_as_token_ids") is True
+        choices = []
+        for index, ids in enumerate(prompts):
+            lp = logprobs_for(ids, self.vocab)
+            wanted = body.get("logprob_token_ids") or []
+            top = {f"token_id:{t}": float(lp[t]) for t in wanted}
+            best = int(np.argmax(lp))
+            choices.append({"index": index, "text": "x", "finish_reason": "length",
+                            "logprobs": {"tokens": [f"token_id:{best}"], "token_logprobs": [float(lp[best])],
+                                         "top_logprobs": [top], "text_offset": [0]}})
+        choices.reverse()  # vLLM may list choices in any order; `index` says which prompt
+        return {"id": "cmpl-fake", "object": "text_completion", "model": body.get("model"), "choices": choices}
+
+    def _llamacpp(self, body) -> dict:
+        ids = body["prompt"]
+        assert body["n_predict"] == 1 and body["cache_prompt"] is True
+        lp = logprobs_for(ids, self.vocab)
+        order = np.argsort(-lp)[: body["n_probs"]]
+        top = [{"id": int(t), "token": f"t{t}", "logprob": float(lp[t]), "bytes": []} for t in order]
+        return {"content": "x", "completion_probabilities": [
+            {"id": int(order[0]), "token": "x", "logprob": float(lp[order[0]]), "bytes": [], "top_logprobs": top}]}
+
+    def _ollama(self, body) -> dict:
+        assert body["raw"] is True and body["options"]["num_predict"] == 1 and body["top_logprobs"] <= 20
+        lp = logprobs_for(self.tokenizer.encode(body["prompt"]), self.vocab)
+        order = np.argsort(-lp)[: body["top_logprobs"]]
+        top = [{"token": self.tokenizer.decode([int(t)]), "logprob": float(lp[t])} for t in order]
+        return {"model": body["model"], "response": top[0]["token"], "done": True,
+                "logprobs": [{"token": top[0]["token"], "logprob": top[0]["logprob"], "top_logprobs": top}]}
