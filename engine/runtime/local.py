@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 
+from engine.runtime import numpy_blas
 from engine.runtime.kv import SegmentCache
 from engine.runtime.loading import LoadedModel, load_model
 from engine.runtime.prompt import label_forms
@@ -147,7 +149,10 @@ class LocalBackend:
         model = self.lm.model
         if hasattr(model, "lm_head"):
             return model.lm_head(hidden)
-        return model.model.embed_tokens.as_linear(hidden)
+        embed = model.model.embed_tokens
+        if numpy_blas.active() and type(embed) is nn.Embedding and embed.weight.dtype == hidden.dtype == mx.float32:
+            return numpy_blas.linear(hidden, embed.weight)
+        return embed.as_linear(hidden)
 
     def answer(self, final: mx.array) -> tuple[np.ndarray, np.ndarray]:
         """Margins and label masses (float32, per row) from final states (B, D)."""
