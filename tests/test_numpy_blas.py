@@ -55,3 +55,10 @@ def test_numpy_reports_its_bundled_openblas():
     if not bundled:
         pytest.skip("this numpy is not a PyPI wheel with its own OpenBLAS")
     assert "openblas" in numpy_blas.numpy_blas_name().lower()
+
+
+def test_blas_threads_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VERDICT_BLAS_THREADS", "3")
+    assert numpy_blas.blas_threads() == 3
+    monkeypatch.setenv("VERDICT_BLAS_THREADS", "many")
+    assert numpy_blas.blas_threads() in (None, 1)

@@ -8,6 +8,13 @@ arrays convert to numpy without a copy, and back with one copy of the (small) re
 on the 2-core machines: a 2048x576 @ 576x1536 matmul runs at 2.7 GFLOP/s in MLX's reference BLAS,
 ~70 GFLOP/s in numpy, ~65 GFLOP/s with the conversions.
 
+Threads: numpy's OpenBLAS starts one thread per core, and a thread that waits for a core stalls
+every GEMM it shares. On the shared 2-core machines (load average ~13) `make demo` took 474 s
+with 2 threads and 93 s with 1 (the system OpenBLAS: 150 s with 2, 98 s with 1). So when the
+machine is already busier than its cores at load time, numpy's BLAS gets one thread;
+``VERDICT_BLAS_THREADS=N`` chooses. threadpoolctl sets it (numpy reads OPENBLAS_NUM_THREADS only
+at import).
+
 `install(model)` swaps the model's `nn.Linear` layers (our loaded model object, not mlx-lm's
 classes) for `NumpyLinear`, and `active()` tells the attention kernel and the output head to
 use `matmul`. Used only on the CPU, on Linux, when `device` loaded no system BLAS and numpy has
@@ -84,9 +91,24 @@ class NumpyLinear(nn.Module):
         return linear(x, self.weight, self.get("bias"))
 
 
+def blas_threads() -> Optional[int]:
+    """Threads for numpy's BLAS: ``VERDICT_BLAS_THREADS``, else 1 on an oversubscribed machine,
+    else None (OpenBLAS's own choice, one per core)."""
+    chosen = os.environ.get("VERDICT_BLAS_THREADS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if os.getloadavg()[0] > cores else None
+
+
 def install(model: nn.Module) -> int:
     """Swap the model's float32 `nn.Linear` layers for `NumpyLinear`; return how many."""
     global _active
+    threads = blas_threads()
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
     swaps = [
         (path, NumpyLinear(module))
         for path, module in model.named_modules()
