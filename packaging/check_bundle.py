@@ -266,6 +266,10 @@ def check_mac(app: Path, report: Report, version: str) -> None:
             report.fail(f"Info.plist has no {key}")
     if plist.get("CFBundleShortVersionString") not in (None, version):
         report.fail(f"Info.plist version {plist['CFBundleShortVersionString']} != pyproject.toml's {version}")
+    if plist.get("CFBundleExecutable") not in (None, "Verdict"):
+        report.fail(f"Info.plist starts {plist['CFBundleExecutable']}, not the window app Verdict")
+    if plist.get("LSBackgroundOnly"):
+        report.fail("Info.plist: LSBackgroundOnly is set (no Dock icon, no menu bar, no dropped files)")
     if "NSHighResolutionCapable" in plist and plist["NSHighResolutionCapable"] is not True:
         report.fail("Info.plist: NSHighResolutionCapable is not true")
     declared = {t for entry in plist.get("CFBundleDocumentTypes", []) for t in entry.get("LSItemContentTypes", [])}

@@ -84,3 +84,40 @@ def test_icon_is_an_icns_file_and_the_spec_uses_it():
     out = subprocess.run(["file", "-b", str(icns)], capture_output=True, text=True, check=True).stdout
     assert "Mac OS X icon" in out, out
     assert "Verdict.icns" in (ROOT / "packaging" / "verdict.spec").read_text(encoding="utf-8")
+
+
+def _fake_app(tmp_path, plist: dict) -> Path:
+    import plistlib
+
+    app = tmp_path / "Verdict.app"
+    (app / "Contents" / "MacOS").mkdir(parents=True)
+    (app / "Contents" / "Resources").mkdir()
+    shutil.copy(ROOT / "resources" / "icons" / "Verdict.icns", app / "Contents" / "Resources")
+    (app / "Contents" / "Info.plist").write_bytes(plistlib.dumps({**plist, "CFBundleIconFile": "Verdict.icns"}))
+    for exe in ("Verdict", "verdict-cli"):
+        (app / "Contents" / "MacOS" / exe).write_text("#!/bin/sh\n")
+        (app / "Contents" / "MacOS" / exe).chmod(0o755)
+    return app
+
+
+def _plist_failures(app: Path) -> list[str]:
+    report = check_bundle.Report()
+    check_bundle.check_mac(app, report, check_bundle.project_version())
+    return [f for f in report.failures if "libmlx" not in f]  # a fake app has no MLX
+
+
+def test_the_specs_info_plist_passes_the_mac_check_and_each_gap_fails_it(tmp_path):
+    import info_plist
+
+    good = info_plist.info_plist(check_bundle.project_version())
+    assert _plist_failures(_fake_app(tmp_path / "good", good)) == []
+
+    no_markdown = {**good, "CFBundleDocumentTypes": [t for t in good["CFBundleDocumentTypes"]
+                                                      if "net.daringfireball.markdown" not in t["LSItemContentTypes"]]}
+    assert any("Markdown" in f for f in _plist_failures(_fake_app(tmp_path / "md", no_markdown)))
+    background = {**good, "LSBackgroundOnly": True}
+    assert any("LSBackgroundOnly" in f for f in _plist_failures(_fake_app(tmp_path / "bg", background)))
+    old = {**good, "CFBundleShortVersionString": "0.0.0"}
+    assert any("version" in f for f in _plist_failures(_fake_app(tmp_path / "old", old)))
+    missing = {k: v for k, v in good.items() if k != "NSHighResolutionCapable"}
+    assert any("NSHighResolutionCapable" in f for f in _plist_failures(_fake_app(tmp_path / "hi", missing)))
