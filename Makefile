@@ -9,7 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGE_STAMP := $(VENV)/.installed-package
-PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# -qq: errors only (pip -q still prints warnings, e.g. about its own configuration, and the build backend's).
+PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 ifeq ($(shell uname -s),Darwin)
 BUNDLE := dist/Verdict.app
 else
