@@ -41,9 +41,9 @@ def test_a_model_on_numpy_blas_scores_like_mlx(tiny_model_dir, monkeypatch):
 
     monkeypatch.setattr(numpy_blas, "_active", False)
     classifier = Classifier.load(tiny_model_dir)
-    swapped = numpy_blas.install(classifier.lm.model)
+    swapped = numpy_blas.install(classifier.backend.lm.model)
     assert swapped > 0 and numpy_blas.active()
-    assert not any(type(m) is nn.Linear for m in classifier.lm.model.modules())
+    assert not any(type(m) is nn.Linear for m in classifier.backend.lm.model.modules())
     got = [v.raw_margin for v in classifier.classify("Is this about money?", docs)]
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
