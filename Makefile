@@ -70,17 +70,19 @@ package: $(PACKAGE_STAMP) model
 	$(BIN)/python -m PyInstaller --noconfirm --clean --log-level WARN packaging/verdict.spec
 	@echo "built $(BUNDLE)"
 
-# The bundle alone: an empty HOME, a bare PATH and no venv, as on a machine that never had Python.
+# The bundle alone: an empty HOME, a bare PATH and no venv, as on a machine that never had Python;
+# and no network where a network namespace can be made (unshare -n: root, as in CI).
 check-package: setup
 	$(BIN)/python packaging/check_bundle.py $(BUNDLE)
 	@set -e; home=$$(mktemp -d); out=$$(mktemp -d); trap 'rm -rf "$$home" "$$out"' EXIT; \
-	exe=$(BUNDLE)/Verdict; cli=$(BUNDLE)/verdict; \
+	exe=$(BUNDLE)/Verdict; cli=$(BUNDLE)/verdict; offline=""; \
+	if unshare -n true 2>/dev/null; then offline="unshare -n"; echo "(no network: unshare -n)"; fi; \
 	if [ -d $(BUNDLE)/Contents ]; then exe=$(BUNDLE)/Contents/MacOS/Verdict; cli=$(BUNDLE)/Contents/MacOS/verdict-cli; fi; \
 	printf 'Invoice 4471: EUR 312.50 is due by Friday. Please pay by bank transfer.\n' > "$$out/doc.txt"; \
 	echo "== $$exe --self-test"; \
-	env -i HOME="$$home" PATH=/usr/bin:/bin QT_QPA_PLATFORM=offscreen "$$exe" --self-test; \
+	$$offline env -i HOME="$$home" PATH=/usr/bin:/bin QT_QPA_PLATFORM=offscreen "$$exe" --self-test; \
 	echo "== $$cli classify"; \
-	env -i HOME="$$home" PATH=/usr/bin:/bin "$$cli" classify -q "Does this ask the reader to pay money?" \
+	$$offline env -i HOME="$$home" PATH=/usr/bin:/bin "$$cli" classify -q "Does this ask the reader to pay money?" \
 		--output "$$out/rows.jsonl" "$$out/doc.txt"; \
 	$(BIN)/python -c 'import json, sys; rows = [json.loads(l) for l in open(sys.argv[1])]; \
 		assert len(rows) == 1 and rows[0]["error"] is None and rows[0]["verdict"] in ("yes", "no", "uncertain"), rows; \
