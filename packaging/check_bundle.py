@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+from info_plist import project_version
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # PEP 599/600 manylinux base libraries: every Linux a wheel may run on has them.
@@ -340,12 +342,6 @@ def sizes(bundle: Path, top: int = 8) -> list[str]:
     lines.append("largest files:   " + ", ".join(
         f"{p.name} {s / 2**20:.0f} MiB" for s, p in sorted(all_files, key=lambda sp: -sp[0])[:top]))
     return lines
-
-
-def project_version() -> str:
-    match = re.search(r'(?m)^\[project\][^\[]*?^version\s*=\s*"([^"]+)"',
-                      (ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    return match.group(1) if match else "?"
 
 
 def check(bundle: Path) -> Report:

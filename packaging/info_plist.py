@@ -4,8 +4,11 @@ A module of its own so that tests can check it on any platform (tests/test_packa
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
 BUNDLE_ID = "app.verdict.Verdict"
 MINIMUM_MACOS = "14.0"
 
@@ -20,6 +23,15 @@ DOCUMENT_TYPES = [
     ("Markdown document", ["net.daringfireball.markdown"]),
     ("Plain text", ["public.plain-text", "public.text"]),
 ]
+
+
+def project_version() -> str:
+    """`version` of [project] in pyproject.toml (tomllib is 3.11+, so a regex keeps 3.10 working)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(r'(?m)^\[project\][^\[]*?^version\s*=\s*"([^"]+)"', text)
+    if not match:
+        raise SystemExit("packaging: no version in [project] of pyproject.toml")
+    return match.group(1)
 
 
 def info_plist(version: str) -> dict[str, Any]:
