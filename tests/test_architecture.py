@@ -144,3 +144,18 @@ def test_loading_a_model_preloads_the_fast_blas_before_mlx(tiny_model_dir):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0 and "fast" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("entry", ["engine.cli.bench", "engine.classifier", "engine.runtime.local", "engine.cli.main"])
+def test_every_entry_point_loads_the_fast_blas_before_mlx(entry):
+    """Whichever module a process imports first, MLX must not start on its reference BLAS where
+    an optimized one is installed (a stray `import mlx.core` locks the slow one in)."""
+    from engine.runtime import device
+
+    if device.blas_in_use() is None:
+        pytest.skip("no optimized BLAS installed on this machine")
+    code = (f"import {entry}\nfrom engine.runtime import device\nfrom engine.classifier import Classifier\n"
+            "import engine.runtime.local\nprint(device.blas_in_use())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == device.blas_in_use()

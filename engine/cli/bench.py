@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import mlx.core as mx
+from engine.runtime import device
 
-from engine.classifier import Classifier
-from engine.runtime.sources import resources_dir
-from engine.runtime.prompt import Layout, PromptEncoder, build_template
-from engine.types import Document
+device.start()  # the fast BLAS before MLX, as loading a model does: the baselines get it too
+
+import mlx.core as mx  # noqa: E402
+
+from engine.classifier import Classifier  # noqa: E402
+from engine.runtime.sources import resources_dir  # noqa: E402
+from engine.runtime.prompt import Layout, PromptEncoder, build_template  # noqa: E402
+from engine.types import Document  # noqa: E402
 
 QUESTIONS = [
     "Is this software a game?",
