@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import metrics  # noqa: E402
+from engine.confidence import metrics  # noqa: E402
 
 TRAIN = ("manpages", "changelogs", "licences", "pypi", "npm")
 HELD_OUT = ("debian", "pydocs")
@@ -157,7 +157,7 @@ def mean_of(table: dict, key: str) -> float:
 
 def methods_on(test: Pairs, train: Pairs, probes: dict[str, GeneralProbe]) -> dict[str, dict]:
     """Per-question tables of every method on `test`, probes already fit on `train`."""
-    from engine.calibrate import fit_platt
+    from engine.confidence.calibrate import fit_platt
 
     out = {}
     out["raw"] = per_question(test, test.margin, metrics.sigmoid(test.margin))
@@ -190,12 +190,15 @@ def main() -> int:
     parser.add_argument("--cache", default="/work/cache_probe")
     parser.add_argument("--json", default=None)
     parser.add_argument("--l2", type=float, default=None, help="skip choosing L2 by leave-one-genre-out")
+    parser.add_argument("--train", default=",".join(TRAIN))
+    parser.add_argument("--held", default=",".join(HELD_OUT))
+    parser.add_argument("--probe-from", default=None, help="apply this tag's held-out probes instead of fitting (another model variant)")
     parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,curves")
     args = parser.parse_args()
     folder = Path(args.cache) / args.tag
-    train_genres = [g for g in TRAIN if (folder / f"{g}.npz").exists()]
+    train_genres = [g for g in args.train.split(",") if (folder / f"{g}.npz").exists()]
     train = load_pairs(folder, train_genres)
-    held = load_pairs(folder, [g for g in HELD_OUT if (folder / f"{g}.npz").exists()])
+    held = load_pairs(folder, [g for g in args.held.split(",") if (folder / f"{g}.npz").exists()])
     steps = args.steps.split(",")
     report: dict = {"tag": args.tag, "train_genres": train_genres, "train_pairs": int(len(train.y)),
                     "train_questions": int(len(np.unique(train.question))), "held_pairs": int(len(held.y))}

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.calibrate import NULL_TEXTS  # noqa: E402
+from engine.confidence.calibrate import NULL_TEXTS  # noqa: E402
 from engine.classifier import Classifier  # noqa: E402
-from engine.probe import capture_layers  # noqa: E402
+from engine.confidence.probe import capture_layers  # noqa: E402
 from engine.types import Document  # noqa: E402
 
 GENRES = ("debian", "pydocs", "manpages", "changelogs", "licences", "pypi", "npm")
