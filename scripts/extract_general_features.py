@@ -10,7 +10,7 @@ CACHE/<model tag>/<genre>.npz (float16 states), so analysis never re-runs the mo
 
 Usage:
   PYTHONPATH=. python scripts/extract_general_features.py [--model PATH] [--tag NAME]
-      [--cache /work/cache_probe] [--genres debian,pydocs,...] [--layers 4,8,...] [--max-docs N]
+      [--cache /work/cache_probe] [--genres debian,pydocs,...] [--layers 4,8,...] [--max-docs N] [--max-chars N]
 """
 from __future__ import annotations
 
@@ -38,6 +38,32 @@ def load_genre(genre: str) -> tuple[list[dict], list[str]]:
     rows = [json.loads(line) for line in open(ROOT / "resources" / "general" / f"{genre}.jsonl")]
     questions = sorted({q for r in rows for q in r["labels"]})
     return rows, questions
+
+
+def select(rows: list[dict], questions: list[str], count: int, seed: int = 0) -> list[dict]:
+    """At most `count` documents, chosen so every question keeps as many of its rarer class as
+    possible (round-robin over questions, rarer class first), the rest at random."""
+    if len(rows) <= count:
+        return rows
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(len(rows)))
+    chosen: list[int] = []
+    taken = set()
+    pools = []
+    for q in questions:
+        yes = [i for i in order if rows[i]["labels"].get(q) is True]
+        no = [i for i in order if rows[i]["labels"].get(q) is False]
+        pools.append(yes if len(yes) <= len(no) else no)
+    quota = count // 2  # half the documents go to the rarer classes
+    while len(chosen) < quota and any(pools):
+        for pool in pools:
+            while pool and pool[0] in taken:
+                pool.pop(0)
+            if pool and len(chosen) < quota:
+                taken.add(pool[0])
+                chosen.append(pool.pop(0))
+    chosen += [i for i in order if i not in taken][: count - len(chosen)]
+    return [rows[i] for i in sorted(chosen)]
 
 
 def run(clf, questions, documents, layers):
@@ -75,7 +101,7 @@ def main() -> int:
             continue
         rows, questions = load_genre(genre)
         if args.max_docs:
-            rows = rows[: args.max_docs]
+            rows = select(rows, questions, args.max_docs)
         start = time.perf_counter()
         docs = [Document(id=r["id"], text=r["text"][: args.max_chars]) for r in rows]
         margins, masses, hidden, wanted = run(clf, questions, docs, layers)
