@@ -81,6 +81,11 @@ def features(p: Pairs, spec: dict) -> np.ndarray:
     h = p.hidden[:, idx]
     if spec.get("diff"):
         h = h - p.null_hidden[:, idx]
+    if spec.get("center"):  # label-free: subtract each question's mean state over the batch
+        h = h.copy()
+        for q in np.unique(p.question):
+            m = p.question == q
+            h[m] -= h[m].mean(axis=0)
     x = h.mean(axis=1) if spec.get("average", True) else h.reshape(len(h), -1)
     if spec.get("margin"):
         x = np.concatenate([x, p.margin[:, None] * spec.get("margin_scale", 1.0)], axis=1)
@@ -107,9 +112,18 @@ class GeneralProbe:
         self.mean = x[rows].mean(axis=0)
         self.scale = x[rows].std(axis=0)
         self.scale[self.scale < 1e-6] = 1.0
+        z = (x[rows] - self.mean) / self.scale
         with metrics.numpy_blas_threads(1):
-            fit = metrics.logistic_regression((x[rows] - self.mean) / self.scale, y[rows], self.l2)
-        self.w, self.b = fit.w, fit.b
+            if self.spec.get("kind") == "massmean":  # Marks & Tegmark: per-question class-mean differences, averaged
+                qs, ys = p.question[rows], y[rows]
+                direction = np.mean([z[(qs == q) & ys].mean(axis=0) - z[(qs == q) & ~ys].mean(axis=0)
+                                     for q in np.unique(qs) if ys[qs == q].any() and (~ys[qs == q]).any()], axis=0)
+                direction /= np.linalg.norm(direction)
+                scale = metrics.logistic_regression((z @ direction)[:, None], ys, 1e-3)  # Platt on the 1-d score
+                self.w, self.b = direction * scale.w[0], scale.b
+            else:
+                fit = metrics.logistic_regression(z, y[rows], self.l2)
+                self.w, self.b = fit.w, fit.b
         return self
 
     def decision(self, p: Pairs) -> np.ndarray:
@@ -135,6 +149,20 @@ def gmm_posterior(s: np.ndarray, iters: int = 200) -> np.ndarray:
     if mu[1] < mu[0]:
         r = 1 - r
     return r
+
+
+def prior_shift(p: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Saerens et al. (2002): re-weight probabilities made under a 50% prior to the batch's own
+    prevalence, estimated by EM from the batch alone (no labels)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    pi = 0.5
+    for _ in range(iters):
+        q = pi * p / (pi * p + (1 - pi) * (1 - p))
+        pi_new = float(np.clip(q.mean(), 0.01, 0.99))
+        if abs(pi_new - pi) < 1e-6:
+            break
+        pi = pi_new
+    return pi * p / (pi * p + (1 - pi) * (1 - p))
 
 
 def scores_table(y, s, p) -> dict:
@@ -170,11 +198,14 @@ def methods_on(test: Pairs, train: Pairs, probes: dict[str, GeneralProbe]) -> di
         out[name] = per_question(test, d, metrics.sigmoid(d))
         post = np.zeros(len(d))
         med = np.zeros(len(d))
+        em = np.zeros(len(d))
         for q in np.unique(test.question):
             m = test.question == q
             post[m] = gmm_posterior(d[m])
             med[m] = metrics.sigmoid(d[m] - np.median(d[m]))
+            em[m] = prior_shift(metrics.sigmoid(d[m]))
         out[name + "+gmm"] = per_question(test, d, post)
+        out[name + "+em"] = per_question(test, d, em)
         out[name + "+median"] = per_question(test, d, med)
     return out
 
@@ -245,6 +276,10 @@ def main() -> int:
         "probe_avg": {"layers": neighbours},
         "probe_margin": {"layers": [best_layer], "margin": True},
         "probe_avg_diff": {"layers": neighbours, "diff": True},
+        "probe_center": {"layers": [best_layer], "center": True},
+        "massmean": {"layers": [best_layer], "kind": "massmean"},
+        "massmean_center": {"layers": [best_layer], "kind": "massmean", "center": True},
+        "probe_center_margin": {"layers": [best_layer], "center": True, "margin": True},
     }
     report["specs"] = specs
     if "variants" in steps:
