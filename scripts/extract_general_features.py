@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.confidence.calibrate import NULL_TEXTS  # noqa: E402
 from engine.classifier import Classifier  # noqa: E402
-from engine.confidence.probe import capture_layers  # noqa: E402
+from engine.confidence.probe import resolve_layer  # noqa: E402
 from engine.types import Document  # noqa: E402
 
 GENRES = ("debian", "pydocs", "manpages", "changelogs", "licences", "pypi", "npm")
@@ -68,15 +68,16 @@ def select(rows: list[dict], questions: list[str], count: int, seed: int = 0) ->
 
 def run(clf, questions, documents, layers):
     """margins (n, q), masses (n, q), hidden (n, q, L, D) float16 for documents in input order."""
-    with capture_layers(clf, layers) as wanted:
-        verdicts = clf.classify(questions, documents, keep_hidden=True)
+    wanted = [resolve_layer(clf, layer) for layer in layers]
+    verdicts = clf.score(questions, documents, layers=wanted)
     n, q = len(documents), len(questions)
     bad = [v for v in verdicts if not v.ok]
     if bad:
         raise RuntimeError(f"{len(bad)} verdicts failed, e.g. {bad[0].document_id}: {bad[0].error}")
     margins = np.array([v.raw_margin for v in verdicts], dtype=np.float32).reshape(n, q)
     masses = np.array([v.label_mass for v in verdicts], dtype=np.float32).reshape(n, q)
-    hidden = np.stack([np.asarray(v.hidden, dtype=np.float16) for v in verdicts]).reshape(n, q, len(wanted), -1)
+    hidden = np.stack([np.stack([v.states[k] for k in wanted]).astype(np.float16) for v in verdicts])
+    hidden = hidden.reshape(n, q, len(wanted), -1)
     return margins, masses, hidden, wanted
 
 

@@ -103,14 +103,18 @@ def load_general_probe(fingerprint: str, folder: Optional[Path] = None) -> Optio
 
 
 def general_probe_for(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
-    """The general probe for a classifier's model, found by the content of its file, or None."""
-    path = getattr(getattr(clf, "lm", None), "path", None)
-    if path is None or not Path(path).exists():
-        return None
-    probe = load_general_probe(model_fingerprint(path), folder)
-    if probe is None:
-        return None
-    hidden_size = getattr(clf.lm, "config", {}).get("hidden_size")
-    if hidden_size and probe.w.shape[0] != hidden_size:
+    """The general probe for a classifier's model, or None. A model loaded here is known by the
+    sha256 of its file's content; another backend by its fingerprint when that is a sha256."""
+    backend = getattr(clf, "backend", clf)
+    path = getattr(getattr(backend, "lm", None), "path", None)
+    if path is not None and Path(path).exists():
+        fingerprint = model_fingerprint(path)
+    else:
+        fingerprint = str(getattr(backend, "fingerprint", "") or "")
+        if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+            return None
+    probe = load_general_probe(fingerprint, folder)
+    n_layers = getattr(clf, "n_layers", None)
+    if probe is None or (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
         return None
     return probe
