@@ -9,6 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from engine.types import Document
+
 from engine.confidence.general import (
     GeneralProbe,
     general_probe_for,
@@ -68,3 +70,63 @@ def test_no_general_probe_for_a_model_without_one(tiny_gguf):
     from engine.classifier import Classifier
 
     assert general_probe_for(Classifier.load(tiny_gguf)) is None
+
+
+# --- the calibrator with a general probe (tiny model, probe files written here) ---------------
+def _ship(clf, folder, monkeypatch, *, layer=2, heldout=(0.8, 0.4), seed=0) -> GeneralProbe:
+    state = clf.score("Is it a test?", ["some text"], layers=[layer])[0].states[layer]
+    rng = np.random.default_rng(seed)
+    d = len(state)
+    probe = GeneralProbe(model_fingerprint(clf.backend.lm.path), layer, rng.normal(size=d) * 0.1,
+                         rng.uniform(0.5, 2.0, size=d), rng.normal(size=d), 0.3, *heldout)
+    save_general_probe(probe, folder)
+    monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(folder))
+    return probe
+
+
+def test_label_free_verdicts_come_from_the_general_probe_when_it_beat_the_margin(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence.calibrate import calibrator_for
+    from engine.pipeline import Pipeline
+
+    probe = _ship(tiny_classifier, tmp_path, monkeypatch)
+    assert general_probe_for(tiny_classifier) is not None
+    cal = calibrator_for(tiny_classifier, "Is it a test?", use_saved=False)
+    assert cal.method == "general" and cal.layers == [probe.layer]
+    texts = ["first document", "a second, longer document about tests", "yes no yes"]
+    raw = tiny_classifier.score("Is it a test?", texts, layers=[probe.layer])
+    expected = [float(((v.states[probe.layer] - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
+    rows = list(Pipeline(tiny_classifier, save=False, folder=tmp_path).run("Is it a test?", texts))
+    assert [v.margin for v in rows] == pytest.approx(expected, abs=1e-3)
+    assert [v.raw_margin for v in rows] == pytest.approx([v.raw_margin for v in raw], abs=1e-5)
+    for v in rows:
+        unsure = abs(v.margin) < cal.band or v.label_mass < cal.mass_floor
+        assert v.verdict == ("uncertain" if unsure else "yes" if v.margin > 0 else "no")
+
+
+def test_a_general_probe_that_lost_to_the_margin_is_not_used(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence.calibrate import calibrator_for
+
+    _ship(tiny_classifier, tmp_path, monkeypatch, heldout=(0.55, 0.6))
+    assert calibrator_for(tiny_classifier, "Is it a test?", use_saved=False).method == "margin"
+    _ship(tiny_classifier, tmp_path, monkeypatch)
+    assert calibrator_for(tiny_classifier, "Is it a test?", use_saved=False, general=False).method == "margin"
+
+
+def test_labels_choose_between_margin_general_probe_and_question_probe_by_auc(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence import metrics
+    from engine.confidence.calibrate import fit_calibrator
+
+    docs = [Document(id=f"d{i}", text=f"document {i} " + "word " * (i % 5)) for i in range(12)]
+    labels = {d.id: i % 3 == 0 for i, d in enumerate(docs)}
+    for seed in range(3):
+        probe = _ship(tiny_classifier, tmp_path, monkeypatch, seed=seed)
+        cal = fit_calibrator(tiny_classifier, "Is it a test?", docs, labels)
+        raw = tiny_classifier.score("Is it a test?", docs, layers=[probe.layer])
+        y = np.array([labels[v.document_id] for v in raw])
+        auc_margin = metrics.auc(y, [v.raw_margin for v in raw])
+        auc_general = metrics.auc(y, probe.decision(np.stack([v.states[probe.layer] for v in raw])))
+        assert cal.use_general == (auc_general > auc_margin)
+        best = max(auc_margin, auc_general)
+        assert cal.use_probe == (cal.probe.cv_auc > best)
+        if cal.use_general:
+            assert cal.general_platt is not None and cal.to_dict()["use_general"]
