@@ -215,6 +215,26 @@ def summary(tables: dict[str, dict]) -> dict[str, dict]:
         "min_auc": float(np.nanmin([v["auc"] for v in t.values()]))} for name, t in tables.items()}
 
 
+def apply_elsewhere(folder: Path, source: Path, args) -> int:
+    """Judge this model's held-out pairs with the probes fit on another model's training pairs
+    (same architecture): does the label-free threshold hold on different weights?"""
+    held = load_pairs(folder, [g for g in args.held.split(",") if (folder / f"{g}.npz").exists()])
+    train = load_pairs(source, [g for g in args.train.split(",") if (source / f"{g}.npz").exists()])
+    probes = {}
+    for path in sorted(source.glob("general_*.npz")):
+        d = np.load(path)
+        probe = GeneralProbe(json.loads(str(d["spec"])))
+        probe.mean, probe.scale, probe.w, probe.b = d["mean"], d["scale"], d["w"], float(d["b"])
+        probes[path.stem[len("general_"):]] = probe
+    tables = methods_on(held, train, probes)  # Platt on the margin: fit on the *other* model's training margins
+    report = {"tag": args.tag, "probes_from": source.name, "train_questions": int(len(np.unique(train.question))),
+              "train_pairs": int(len(train.y)), "heldout": {"summary": summary(tables), "per_question": tables}}
+    print(json.dumps(report["heldout"]["summary"], indent=0), file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tag", default="smollm2-135m-q4_1")
@@ -227,6 +247,8 @@ def main() -> int:
     parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,curves")
     args = parser.parse_args()
     folder = Path(args.cache) / args.tag
+    if args.probe_from:
+        return apply_elsewhere(folder, Path(args.cache) / args.probe_from, args)
     train_genres = [g for g in args.train.split(",") if (folder / f"{g}.npz").exists()]
     train = load_pairs(folder, train_genres)
     held = load_pairs(folder, [g for g in args.held.split(",") if (folder / f"{g}.npz").exists()])
@@ -313,7 +335,7 @@ def main() -> int:
         log("heldout", json.dumps(report["heldout"]["summary"], indent=0))
         for name, probe in probes.items():
             np.savez(folder / f"general_{name}.npz", mean=probe.mean, scale=probe.scale, w=probe.w, b=probe.b,
-                     layers=np.array(probe.spec["layers"]), l2=l2)
+                     layers=np.array(probe.spec["layers"]), l2=l2, spec=json.dumps(probe.spec))
     if "curves" in steps:
         rng = np.random.default_rng(0)
         questions = np.unique(train.question)
