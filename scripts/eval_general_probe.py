@@ -215,6 +215,25 @@ def summary(tables: dict[str, dict]) -> dict[str, dict]:
         "min_auc": float(np.nanmin([v["auc"] for v in t.values()]))} for name, t in tables.items()}
 
 
+def ship(probe: GeneralProbe, platt: list, tables: dict, model_file: str, report: dict) -> None:
+    """Save the plain single-layer probe as the model's general probe, with the leave-one-genre-out
+    Platt folded into its weights (log-odds a*(x.w + b) + c), and its held-out numbers."""
+    from engine.confidence.general import GeneralProbe as Shipped, model_fingerprint, save_general_probe
+
+    a, c = platt
+    shipped = Shipped(
+        model_fingerprint(model_file), int(probe.spec["layers"][0]), probe.mean, probe.scale, probe.w * a,
+        float(probe.b * a + c),
+        heldout_auc=mean_of(tables["probe"], "auc"), heldout_auc_margin=mean_of(tables["raw"], "auc"),
+        info={"model_file": Path(model_file).name, "l2": probe.l2, "train_genres": report["train_genres"],
+              "train_questions": report["train_questions"], "train_pairs": report["train_pairs"],
+              "heldout_genres": list(HELD_OUT), "heldout_questions": len(tables["probe"]),
+              "heldout_accuracy": mean_of(tables["probe+oofplatt"], "accuracy"),
+              "heldout_ece": mean_of(tables["probe+oofplatt"], "ece"), "platt_from_logo": [a, c],
+              "built_by": "scripts/eval_general_probe.py --ship"})
+    print("shipped", save_general_probe(shipped), file=sys.stderr)
+
+
 def apply_elsewhere(folder: Path, source: Path, args) -> int:
     """Judge this model's held-out pairs with the probes fit on another model's training pairs
     (same architecture): does the label-free threshold hold on different weights?"""
@@ -244,6 +263,8 @@ def main() -> int:
     parser.add_argument("--train", default=",".join(TRAIN))
     parser.add_argument("--held", default=",".join(HELD_OUT))
     parser.add_argument("--probe-from", default=None, help="apply this tag's held-out probes instead of fitting (another model variant)")
+    parser.add_argument("--ship", default=None, metavar="MODEL_FILE",
+                        help="write the plain probe (chosen layer) for this model file to resources/general_probes")
     parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,curves")
     args = parser.parse_args()
     folder = Path(args.cache) / args.tag
@@ -329,8 +350,32 @@ def main() -> int:
         report["logo"] = {"summary": summary(tables), "per_question": tables}
         log("logo", json.dumps(report["logo"]["summary"], indent=0))
     if "heldout" in steps:
+        from engine.confidence.calibrate import fit_platt
+
         probes = {name: GeneralProbe(spec, l2).fit(train) for name, spec in specs.items()}
         tables = methods_on(held, train, probes)
+        # Temperature from the training genres alone: Platt on the pooled leave-one-genre-out
+        # decisions says how far a probe's log-odds can be trusted on a genre it never saw.
+        report["oof_platt"] = {}
+        for name in ("probe", "probe_diff", "probe_avg_diff"):
+            pooled = np.zeros(len(train.y))
+            for g in train_genres:
+                m = train.genre == g
+                pooled[m] = GeneralProbe(specs[name], l2).fit(train.take(~m)).decision(train.take(m))
+            platt = fit_platt(pooled, train.y, l2=1e-3)
+            report["oof_platt"][name] = [platt.a, platt.b]
+            d = probes[name].decision(held)
+            p = platt(d)
+            prior = train.y.mean()
+            p50 = metrics.sigmoid(platt.logit(d) - np.log(prior / (1 - prior)))  # as if trained at 50% yes
+            em = np.zeros(len(d))
+            for q in np.unique(held.question):
+                m = held.question == q
+                em[m] = prior_shift(p50[m])
+            tables[name + "+oofplatt"] = per_question(held, d, p)
+            tables[name + "+oofplatt+em"] = per_question(held, d, em)
+        if args.ship:
+            ship(probes["probe"], report["oof_platt"]["probe"], tables, args.ship, report)
         report["heldout"] = {"summary": summary(tables), "per_question": tables}
         log("heldout", json.dumps(report["heldout"]["summary"], indent=0))
         for name, probe in probes.items():

@@ -8,7 +8,7 @@ def f(x):
     return "-" if x is None or x != x else f"{x:.3f}"
 
 
-def main(path: str, methods: str = "raw,platt,contextual,probe,probe+em,probe+gmm") -> None:
+def main(path: str, methods: str = "raw,platt,contextual,probe,probe+oofplatt,probe+oofplatt+em,probe_diff+oofplatt") -> None:
     r = json.load(open(path))
     chosen = methods.split(",")
     print(f"model tag {r['tag']}; {r['train_questions']} training questions, {r['train_pairs']} pairs; "
