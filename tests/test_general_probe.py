@@ -130,3 +130,23 @@ def test_labels_choose_between_margin_general_probe_and_question_probe_by_auc(ti
         assert cal.use_probe == (cal.probe.cv_auc > best)
         if cal.use_general:
             assert cal.general_platt is not None and cal.to_dict()["use_general"]
+
+
+def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(default_model_path):
+    """The shipped probe never saw Debian descriptions; on 20 + 20 of them (labeled by archive
+    section) it must rank better than the model's own answer, and `evaluate` reports it."""
+    import json as _json
+    from pathlib import Path
+
+    from engine.classifier import Classifier
+    from engine.confidence.evaluate import evaluate
+
+    clf = Classifier.load(default_model_path)
+    probe = general_probe_for(clf)
+    assert probe is not None and probe.beats_margin and probe.layer == 15
+    rows = [_json.loads(line) for line in open(Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl")]
+    sample = [r for r in rows if r["label"]][:20] + [r for r in rows if not r["label"]][:20]
+    result = evaluate(clf, "Is this software for scientific research?", sample, k=3, curve_sizes=(), repeats=1)
+    general, raw = result["methods"]["general"], result["methods"]["raw"]
+    assert set(general) >= {"auc", "accuracy", "brier", "ece"}
+    assert general["auc"] > raw["auc"] + 0.1
