@@ -23,6 +23,9 @@ Genres and where they come from (on a Debian 12 machine; the script says what is
     pydocs       Python's library reference (Debian package python3.11-doc, `apt-get download` +
                  `dpkg -x` into --pydoc-root): descriptions of functions/classes, labeled by chapter
 
+The pypi, npm, man page, changelog and licence genres depend on what is installed on the machine
+that runs this; the committed files are the ones the shipped probe was trained and judged on.
+
 Output: resources/general/<genre>.jsonl with one document a line
   {"id", "genre", "text" (<= 1500 chars), "labels": {question: true|false}}
 and resources/general/manifest.json (sources, licences, counts per question and class).
@@ -111,7 +114,7 @@ MAN_QUESTIONS = {
 def render_man(path: str) -> str:
     try:
         out = subprocess.run(
-            ["man", "-l", "-P", "cat", path], capture_output=True, text=True, timeout=20,
+            ["man", "-l", "-P", "cat", path], capture_output=True, text=True, timeout=20, check=False,
             env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8", "MAN_KEEP_FORMATTING": ""},
         ).stdout
     except subprocess.TimeoutExpired:
@@ -152,8 +155,8 @@ def build_manpages(rng: random.Random, per_section: int, status: dict, owners: d
 
 
 # --- train: Debian changelog entries --------------------------------------------------------------
-CHANGELOG_HEADER = re.compile(r"^(\S+) \(([^)]+)\) ([^;]+); urgency=(\w+)", re.M)
-TRAILER = re.compile(r"^ -- (.+?) <[^>]*>\s+\w{3}, \d+ \w{3} (\d{4})", re.M)
+CHANGELOG_HEADER = re.compile(r"^(\S+) \(([^)]+)\) ([^;]+); urgency=(\w+)", re.MULTILINE)
+TRAILER = re.compile(r"^ -- (.+?) <[^>]*>\s+\w{3}, \d+ \w{3} (\d{4})", re.MULTILINE)
 
 
 def build_changelogs(rng: random.Random, limit: int, status: dict) -> list[dict]:
@@ -161,7 +164,8 @@ def build_changelogs(rng: random.Random, limit: int, status: dict) -> list[dict]
     for path in sorted(glob.glob("/usr/share/doc/*/changelog.Debian.gz")):
         package = path.split("/")[4]
         try:
-            text = gzip.open(path, "rt", errors="replace").read()
+            with gzip.open(path, "rt", errors="replace") as fh:
+                text = fh.read()
         except OSError:
             continue
         heads = list(CHANGELOG_HEADER.finditer(text))
@@ -172,7 +176,7 @@ def build_changelogs(rng: random.Random, limit: int, status: dict) -> list[dict]
             if not trailer:
                 continue
             body = chunk[: trailer.start()].strip("\n")
-            body = re.sub(r"^\s*\[ [^\]]+ \]\s*$", "", body, flags=re.M)  # "[ Name ]" co-author lines
+            body = re.sub(r"^\s*\[ [^\]]+ \]\s*$", "", body, flags=re.MULTILINE)  # "[ Name ]" co-author lines
             if not 15 <= len(body.split()) <= 400:
                 continue
             entries.append((package, head, trailer, body))
@@ -183,7 +187,7 @@ def build_changelogs(rng: random.Random, limit: int, status: dict) -> list[dict]
         if per_package[package] >= 2 or len(rows) >= limit:
             continue
         per_package[package] += 1
-        version, dist, urgency = head.group(2), head.group(3), head.group(4).lower()
+        version, dist = head.group(2), head.group(3)
         revision = version.rsplit("-", 1)[1] if "-" in version else ""
         section = status.get(package, {}).get("Section", "")
         year = int(trailer.group(2))
@@ -202,8 +206,8 @@ def build_changelogs(rng: random.Random, limit: int, status: dict) -> list[dict]
 
 
 # --- train: licence texts ------------------------------------------------------------------------
-COPYLEFT = re.compile(r"^(A?GPL|LGPL|MPL|EPL|CDDL|CC-BY-SA|OFL|GFDL|Artistic-2|CECILL)", re.I)
-PERMISSIVE = re.compile(r"^(MIT|Expat|BSD|ISC|Apache|Zlib|X11|Boost|BSL|PSF|Python|curl|Unicode|W3C|OpenSSL|SSLeay|libpng|FTL|Unlicense|0BSD|NTP|HPND)", re.I)
+COPYLEFT = re.compile(r"^(A?GPL|LGPL|MPL|EPL|CDDL|CC-BY-SA|OFL|GFDL|Artistic-2|CECILL)", re.IGNORECASE)
+PERMISSIVE = re.compile(r"^(MIT|Expat|BSD|ISC|Apache|Zlib|X11|Boost|BSL|PSF|Python|curl|Unicode|W3C|OpenSSL|SSLeay|libpng|FTL|Unlicense|0BSD|NTP|HPND)", re.IGNORECASE)
 
 
 def licence_paragraphs() -> list[tuple[str, str, str]]:
@@ -222,7 +226,7 @@ def licence_paragraphs() -> list[tuple[str, str, str]]:
                 continue
             first, _, rest = para.partition("\n")
             name = first[len("License:"):].strip()
-            body = "\n".join(line[1:] if line.startswith(" ") else line for line in rest.splitlines())
+            body = "\n".join(line.removeprefix(" ") for line in rest.splitlines())
             body = body.replace("\n.\n", "\n\n").replace("\n.", "\n")
             if name and len(body.split()) >= 40 and not re.search(r"\b(or|and|with)\b", name):
                 found.append((package, name, body))
@@ -276,8 +280,8 @@ def readme_text(text: str) -> str:
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)  # images, badges
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"^\.\. (image|figure|\|).*(\n {3}.*)*", "", text, flags=re.M)
-    text = re.sub(r"^\s*[=\-~^`#*]{3,}\s*$", "", text, flags=re.M)
+    text = re.sub(r"^\.\. (image|figure|\|).*(\n {3}.*)*", "", text, flags=re.MULTILINE)
+    text = re.sub(r"^\s*[=\-~^`#*]{3,}\s*$", "", text, flags=re.MULTILINE)
     return text
 
 
@@ -375,7 +379,7 @@ DEBIAN_QUESTIONS = {
 def build_debian(status: dict) -> list[dict]:
     rows, seen = [], set()
     for path in sorted(glob.glob(str(ROOT / "resources" / "labeled" / "debian_*.jsonl"))):
-        for line in open(path):
+        for line in Path(path).read_text().splitlines():
             item = json.loads(line)
             if item["id"] in seen:
                 continue
@@ -392,7 +396,7 @@ def build_debian(status: dict) -> list[dict]:
         description = fields.get("Description", "")
         short, _, long = description.partition("\n")
         long = "\n".join("" if line.strip() == "." else line for line in long.splitlines())
-        if package in seen or len(long.split()) < 20 or re.search(r"transitional|dummy|metapackage", description, re.I):
+        if package in seen or len(long.split()) < 20 or re.search(r"transitional|dummy|metapackage", description, re.IGNORECASE):
             continue
         seen.add(package)
         section = fields.get("Section", "misc").split("/")[-1]
@@ -418,7 +422,7 @@ PYDOC_QUESTIONS = {
 
 
 def strip_html(fragment: str) -> str:
-    fragment = re.sub(r"<(script|style)\b.*?</\1>", "", fragment, flags=re.S)
+    fragment = re.sub(r"<(script|style)\b.*?</\1>", "", fragment, flags=re.DOTALL)
     fragment = re.sub(r"</(p|li|dt|pre|div)>", "\n", fragment)
     return html.unescape(re.sub(r"<[^>]+>", "", fragment))
 
@@ -437,7 +441,7 @@ def build_pydocs(rng: random.Random, pydoc_root: str, per_module: int) -> list[d
             if not path.is_file():
                 continue
             body = path.read_text(errors="replace")
-            entries = re.findall(r'<dl class="py (?:function|class|method)">\s*<dt[^>]*>.*?</dt>\s*<dd>(.*?)</dd>', body, flags=re.S)
+            entries = re.findall(r'<dl class="py (?:function|class|method)">\s*<dt[^>]*>.*?</dt>\s*<dd>(.*?)</dd>', body, flags=re.DOTALL)
             entries = [strip_html(e) for e in entries]
             entries = [e for e in entries if 40 <= len(e.split())]
             rng.shuffle(entries)
@@ -449,8 +453,7 @@ def build_pydocs(rng: random.Random, pydoc_root: str, per_module: int) -> list[d
 
 def write(rows: list[dict], genre: str) -> None:
     with open(OUT / f"{genre}.jsonl", "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def main() -> int:

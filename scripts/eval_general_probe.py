@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.confidence import metrics  # noqa: E402
+from engine.confidence import metrics
 
 TRAIN = ("manpages", "changelogs", "licences", "pypi", "npm")
 HELD_OUT = ("debian", "pydocs")
@@ -51,7 +51,7 @@ class Pairs:
     null_hidden: np.ndarray  # (n, L, D) mean content-free state of the pair's question
     layers: list
 
-    def take(self, mask) -> "Pairs":
+    def take(self, mask) -> Pairs:
         return Pairs(self.genre[mask], self.question[mask], self.y[mask], self.margin[mask],
                      self.null_margin[mask], self.hidden[mask], self.null_hidden[mask], self.layers)
 
@@ -63,13 +63,13 @@ def load_pairs(folder: Path, genres) -> Pairs:
         labels = d["labels"]
         doc, q = np.nonzero(labels >= 0)
         null_h = d["null_hidden"].astype(np.float32).mean(axis=0)  # (q, L, D)
-        parts.append(dict(
-            genre=np.full(len(doc), genre), question=d["questions"][q], y=labels[doc, q] == 1,
-            margin=d["margin"][doc, q].astype(np.float64),
-            null_margin=d["null_margin"].mean(axis=0)[q].astype(np.float64),
-            hidden=d["hidden"][doc, q].astype(np.float32), null_hidden=null_h[q],
-            layers=[int(x) for x in d["layers"]],
-        ))
+        parts.append({
+            "genre": np.full(len(doc), genre), "question": d["questions"][q], "y": labels[doc, q] == 1,
+            "margin": d["margin"][doc, q].astype(np.float64),
+            "null_margin": d["null_margin"].mean(axis=0)[q].astype(np.float64),
+            "hidden": d["hidden"][doc, q].astype(np.float32), "null_hidden": null_h[q],
+            "layers": [int(x) for x in d["layers"]],
+        })
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "layers"}
     return Pairs(layers=parts[0]["layers"], **cat)
 
@@ -96,7 +96,7 @@ class GeneralProbe:
     def __init__(self, spec: dict, l2: float = 100.0, balance: bool = True):
         self.spec, self.l2, self.balance = spec, l2, balance
 
-    def fit(self, p: Pairs) -> "GeneralProbe":
+    def fit(self, p: Pairs) -> GeneralProbe:
         x, y = features(p, self.spec), p.y
         rows = np.arange(len(y))
         if self.balance:  # each question's two classes weigh the same: replicate the rarer one
@@ -167,7 +167,7 @@ def prior_shift(p: np.ndarray, iters: int = 100) -> np.ndarray:
 
 def scores_table(y, s, p) -> dict:
     return {"auc": metrics.auc(y, s), "accuracy": metrics.accuracy(y, p), "ece": metrics.ece(y, p),
-            "brier": metrics.brier(y, p), "n": int(len(y)), "yes": int(np.sum(y))}
+            "brier": metrics.brier(y, p), "n": len(y), "yes": int(np.sum(y))}
 
 
 def per_question(p: Pairs, s: np.ndarray, prob: np.ndarray) -> dict:
@@ -218,7 +218,8 @@ def summary(tables: dict[str, dict]) -> dict[str, dict]:
 def ship(probe: GeneralProbe, platt: list, tables: dict, model_file: str, report: dict) -> None:
     """Save the plain single-layer probe as the model's general probe, with the leave-one-genre-out
     Platt folded into its weights (log-odds a*(x.w + b) + c), and its held-out numbers."""
-    from engine.confidence.general import GeneralProbe as Shipped, model_fingerprint, save_general_probe
+    from engine.confidence.general import GeneralProbe as Shipped
+    from engine.confidence.general import model_fingerprint, save_general_probe
 
     a, c = platt
     shipped = Shipped(
@@ -246,8 +247,8 @@ def apply_elsewhere(folder: Path, source: Path, args) -> int:
         probe.mean, probe.scale, probe.w, probe.b = d["mean"], d["scale"], d["w"], float(d["b"])
         probes[path.stem[len("general_"):]] = probe
     tables = methods_on(held, train, probes)  # Platt on the margin: fit on the *other* model's training margins
-    report = {"tag": args.tag, "probes_from": source.name, "train_questions": int(len(np.unique(train.question))),
-              "train_pairs": int(len(train.y)), "heldout": {"summary": summary(tables), "per_question": tables}}
+    report = {"tag": args.tag, "probes_from": source.name, "train_questions": len(np.unique(train.question)),
+              "train_pairs": len(train.y), "heldout": {"summary": summary(tables), "per_question": tables}}
     print(json.dumps(report["heldout"]["summary"], indent=0), file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float) + "\n")
@@ -274,9 +275,9 @@ def main() -> int:
     train = load_pairs(folder, train_genres)
     held = load_pairs(folder, [g for g in args.held.split(",") if (folder / f"{g}.npz").exists()])
     steps = args.steps.split(",")
-    report: dict = {"tag": args.tag, "train_genres": train_genres, "train_pairs": int(len(train.y)),
-                    "train_questions": int(len(np.unique(train.question))), "held_pairs": int(len(held.y))}
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    report: dict = {"tag": args.tag, "train_genres": train_genres, "train_pairs": len(train.y),
+                    "train_questions": len(np.unique(train.question)), "held_pairs": len(held.y)}
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)
 
     def logo(spec, l2):
         """Leave-one-genre-out per-question tables for one probe spec."""

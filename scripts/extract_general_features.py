@@ -25,17 +25,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.confidence.calibrate import NULL_TEXTS  # noqa: E402
-from engine.classifier import Classifier  # noqa: E402
-from engine.confidence.probe import resolve_layer  # noqa: E402
-from engine.types import Document  # noqa: E402
+from engine.classifier import Classifier
+from engine.confidence.calibrate import NULL_TEXTS
+from engine.confidence.probe import resolve_layer
+from engine.types import Document
 
 GENRES = ("debian", "pydocs", "manpages", "changelogs", "licences", "pypi", "npm")
 DEFAULT_LAYERS = (3, 6, 9, 12, 15, 18, 21, 24, 27, 30)
 
 
 def load_genre(genre: str) -> tuple[list[dict], list[str]]:
-    rows = [json.loads(line) for line in open(ROOT / "resources" / "general" / f"{genre}.jsonl")]
+    text = (ROOT / "resources" / "general" / f"{genre}.jsonl").read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
     questions = sorted({q for r in rows for q in r["labels"]})
     return rows, questions
 
@@ -113,7 +114,7 @@ def main() -> int:
             path,
             ids=np.array([r["id"] for r in rows]),
             questions=np.array(questions),
-            labels=np.where(labels == None, -1, labels.astype(bool)).astype(np.int8),  # noqa: E711
+            labels=np.where(labels == None, -1, labels.astype(bool)).astype(np.int8),
             margin=margins, mass=masses, hidden=hidden,
             null_margin=null_m, null_mass=null_mass, null_hidden=null_h,
             layers=np.array(wanted), seconds=seconds,

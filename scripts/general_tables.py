@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Print the markdown tables of a report written by eval_general_probe.py --json."""
 import json
+import math
 import sys
 
 
 def f(x):
-    return "-" if x is None or x != x else f"{x:.3f}"
+    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
 def main(path: str, methods: str = "raw,platt,contextual,probe,probe+oofplatt,probe+oofplatt+em,probe_diff+oofplatt") -> None:
-    r = json.load(open(path))
+    with open(path) as fh:
+        r = json.load(fh)
     chosen = methods.split(",")
     print(f"model tag {r['tag']}; {r['train_questions']} training questions, {r['train_pairs']} pairs; "
           f"layer {r.get('best_layer_by_logo')}, L2 {r.get('l2_by_logo')}\n")

@@ -9,8 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from engine.types import Document
-
 from engine.confidence.general import (
     GeneralProbe,
     general_probe_for,
@@ -18,6 +16,7 @@ from engine.confidence.general import (
     model_fingerprint,
     save_general_probe,
 )
+from engine.types import Document
 
 # The default model's GGUF, as published (shared/MODELS.md): the shipped probe is tied to it.
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -144,7 +143,8 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
     clf = Classifier.load(default_model_path)
     probe = general_probe_for(clf)
     assert probe is not None and probe.beats_margin and probe.layer == 15
-    rows = [_json.loads(line) for line in open(Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl")]
+    text = (Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl").read_text()
+    rows = [_json.loads(line) for line in text.splitlines()]
     sample = [r for r in rows if r["label"]][:20] + [r for r in rows if not r["label"]][:20]
     result = evaluate(clf, "Is this software for scientific research?", sample, k=3, curve_sizes=(), repeats=1)
     general, raw = result["methods"]["general"], result["methods"]["raw"]

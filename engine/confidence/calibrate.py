@@ -133,8 +133,8 @@ class Calibrator:
     threshold: Optional[float] = None  # probability to cut at for `recall_target` (from labels)
     n_labels: tuple[int, int] = (0, 0)  # (yes, no)
     notes: list[str] = field(default_factory=list)
-    general: Optional[GeneralProbe] = None  # the model's shipped general probe (not saved: found by model)
-    general_platt: Optional[Platt] = None  # on the general probe's log-odds, from labels
+    general: GeneralProbe | None = None  # the model's shipped general probe (not saved: found by model)
+    general_platt: Platt | None = None  # on the general probe's log-odds, from labels
     use_general: bool = False
 
     def __post_init__(self) -> None:

@@ -51,8 +51,8 @@ from engine.confidence.calibrate import (
     DEFAULT_SHIFT,
     Calibrator,
     batch_shift,
-    fit_platt,
     contextual_shift,
+    fit_platt,
     read_labels,
 )
 from engine.confidence.general import GeneralProbe, general_probe_for
@@ -123,7 +123,7 @@ def evaluate_features(
     repeats: int = 3,
     band: float = DEFAULT_BAND,
     mass_floor: float = DEFAULT_MASS_FLOOR,
-    general: Optional[GeneralProbe] = None,
+    general: GeneralProbe | None = None,
 ) -> dict:
     """The cross-validated comparison on already extracted features (see `evaluate`). With a
     `general` probe whose layer was extracted, its label-free log-odds are a method too."""

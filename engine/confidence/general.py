@@ -12,7 +12,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 
@@ -44,7 +43,7 @@ class GeneralProbe:
         return bool(np.isfinite(self.heldout_auc) and self.heldout_auc > np.nan_to_num(self.heldout_auc_margin, nan=0.5))
 
 
-def model_fingerprint(path: Union[str, Path]) -> str:
+def model_fingerprint(path: str | Path) -> str:
     """sha256 of a model's content: of the file (GGUF), or of a folder's weight files in name
     order (MLX). Remembered per path, size and modification time, so it is read once."""
     path = Path(path)
@@ -72,7 +71,7 @@ def probes_dir() -> Path:
     return root / "resources" / "general_probes"
 
 
-def save_general_probe(probe: GeneralProbe, folder: Optional[Path] = None) -> Path:
+def save_general_probe(probe: GeneralProbe, folder: Path | None = None) -> Path:
     """Write `<fingerprint>.npz` (arrays, float32) and `<fingerprint>.json`; returns the .json path."""
     folder = Path(folder or probes_dir())
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,7 +85,7 @@ def save_general_probe(probe: GeneralProbe, folder: Optional[Path] = None) -> Pa
     return path
 
 
-def load_general_probe(fingerprint: str, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
+def load_general_probe(fingerprint: str, folder: Path | None = None) -> GeneralProbe | None:
     """The general probe shipped for this model content, or None (none for it, or unreadable)."""
     base = Path(folder or probes_dir()) / fingerprint
     try:
@@ -102,7 +101,7 @@ def load_general_probe(fingerprint: str, folder: Optional[Path] = None) -> Optio
         return None
 
 
-def general_probe_for(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
+def general_probe_for(clf, folder: Path | None = None) -> GeneralProbe | None:
     """The general probe for a classifier's model, or None. A model loaded here is known by the
     sha256 of its file's content; another backend by its fingerprint when that is a sha256."""
     backend = getattr(clf, "backend", clf)
