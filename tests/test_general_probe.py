@@ -150,3 +150,6 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
     general, raw = result["methods"]["general"], result["methods"]["raw"]
     assert set(general) >= {"auc", "accuracy", "brier", "ece"}
     assert general["auc"] > raw["auc"] + 0.1
+    calibrated = result["methods"]["calibrated"]  # the label-free default is the general probe
+    assert result["calibrated_is"] == "general"
+    assert [calibrated[k] for k in ("auc", "brier", "ece")] == [general[k] for k in ("auc", "brier", "ece")]

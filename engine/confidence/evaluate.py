@@ -7,7 +7,8 @@ on documents whose labels the fitted parts never saw.
   raw         sigmoid(raw margin)                       no labels
   contextual  sigmoid(margin - mean null margin)        no labels (Zhao et al. 2021)
   batch       sigmoid(margin - median margin)           no labels (Zhou et al. 2023)
-  calibrated  the label-free default (calibrate.DEFAULT_SHIFT: none, see below)
+  calibrated  the label-free default: the general probe where one ships for the model and beat
+              the margin on held-out genres, else calibrate.DEFAULT_SHIFT (none, see below)
   platt       Platt scaling of the margin, fitted on the training folds
   probe       linear probe on the hidden state + Platt on its out-of-fold log-odds
   general     the model's shipped general probe (engine.confidence.general)    no labels
@@ -150,6 +151,8 @@ def evaluate_features(
             log_odds["general"], log_odds["general_platt"] = z, np.zeros(len(y))
             for train, test in metrics.stratified_folds(y, k, seed):
                 log_odds["general_platt"][test] = fit_platt(z[train], y[train], prior=(1.0, 0.0)).logit(z[test])
+            if general.beats_margin:  # then it is the label-free default a run uses
+                log_odds["calibrated"] = z
 
         curve = {}
         rng = np.random.default_rng(seed)
@@ -182,7 +185,8 @@ def evaluate_features(
         "median_margin": float(np.median(margin)),
         "band": band,
         "mass_floor": mass_floor,
-        "calibrated_is": DEFAULT_SHIFT,
+        "calibrated_is": "general" if general is not None and "general" in log_odds and general.beats_margin
+        else DEFAULT_SHIFT,
     }
 
 
