@@ -53,7 +53,7 @@ def reapply(cal: Any, verdict: Verdict, state: Optional[Any]) -> Optional[Verdic
     if cal.layers:
         if state is None:
             return None
-        verdict = dataclasses.replace(verdict, states={cal.probe.layer: state})
+        verdict = dataclasses.replace(verdict, states={cal.layers[0]: state})
     return cal.apply(verdict)
 
 
@@ -70,7 +70,14 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
     """Short sentences on the calibrator behind a question's verdicts (None: not known yet),
     given this session's label ``counts`` (yes, no) and whether a refit is on its way."""
     lines: list[str] = []
-    fitted = cal is not None and cal.method != "margin" and sum(cal.n_labels) > 0
+    fitted = cal is not None and cal.method not in ("margin", "general") and sum(cal.n_labels) > 0
+    if cal is not None and cal.method == "general":
+        general = cal.general
+        if sum(cal.n_labels):
+            lines.append(f"Calibrated from the general probe on {_labels_phrase(*cal.n_labels)}")
+        else:
+            lines.append(f"Zero-shot through the general probe: AUC {_auc(general.heldout_auc)} on questions it never "
+                         f"saw, vs {_auc(general.heldout_auc_margin)} for the model's own answer")
     if cal is None:
         lines.append("Calibration: loading…")
     elif fitted:
@@ -113,6 +120,8 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
 
 def basis(cal: Any) -> str:
     """What a question's verdicts rest on, in plain words (for the detail pane's first sentence)."""
+    if cal is not None and cal.method == "general" and not sum(cal.n_labels):
+        return "the model's reading of the text through a general probe (no labels used yet)"
     if cal is None or cal.method == "margin" or not sum(cal.n_labels):
         return "the model alone (no labels used yet)"
     n = sum(cal.n_labels)
@@ -123,5 +132,5 @@ def basis(cal: Any) -> str:
 
 def summary(cal: Any) -> str:
     """One status-bar phrase for a calibrator just fitted."""
-    how = {"probe": "a probe", "platt": "Platt scaling of the model's margin", "margin": "the model's margin"}[cal.method]
+    how = {"probe": "a probe", "general": "the general probe", "platt": "Platt scaling of the model's margin", "margin": "the model's margin"}[cal.method]
     return f"{how} on {_labels_phrase(*cal.n_labels)}"

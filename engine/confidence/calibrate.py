@@ -36,6 +36,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from engine.confidence import metrics
+from engine.confidence.general import GeneralProbe, general_probe_for
 from engine.confidence.probe import (
     Features,
     Probe,
@@ -132,6 +133,9 @@ class Calibrator:
     threshold: Optional[float] = None  # probability to cut at for `recall_target` (from labels)
     n_labels: tuple[int, int] = (0, 0)  # (yes, no)
     notes: list[str] = field(default_factory=list)
+    general: GeneralProbe | None = None  # the model's shipped general probe (not saved: found by model)
+    general_platt: Platt | None = None  # on the general probe's log-odds, from labels
+    use_general: bool = False
 
     def __post_init__(self) -> None:
         if self.shift_method not in SHIFT_METHODS:
@@ -140,14 +144,23 @@ class Calibrator:
     # -- what it needs from the classifier --
     @property
     def layers(self) -> list[int]:
-        """Layers whose states `apply` needs in `Verdict.hidden` (empty: none)."""
-        return [self.probe.layer] if self.use_probe and self.probe is not None else []
+        """Layers whose states `apply` needs in `Verdict.states` (empty: none)."""
+        if self.use_probe and self.probe is not None:
+            return [self.probe.layer]
+        return [self.general.layer] if self.general_active else []
+
+    @property
+    def general_active(self) -> bool:
+        """Whether the probability comes from the general probe (no question probe in use)."""
+        return self.use_general and self.general is not None and not (self.use_probe and self.probe is not None)
 
     @property
     def method(self) -> str:
-        """Which score the probability comes from: probe, platt, or margin (zero-shot)."""
+        """Which score the probability comes from: probe, general, platt, or margin (zero-shot)."""
         if self.use_probe and self.probe is not None:
             return "probe"
+        if self.general_active:
+            return "general"
         return "platt" if self.platt is not None else "margin"
 
     # -- label-free --
@@ -162,6 +175,9 @@ class Calibrator:
         if self.use_probe and self.probe is not None and state is not None:
             z = float(self.probe.decision(np.asarray(state, dtype=np.float64)))
             return float(self.probe_platt.logit(z)) if self.probe_platt else z
+        if self.general_active and state is not None:
+            z = float(self.general.decision(np.asarray(state, dtype=np.float64)))
+            return float(self.general_platt.logit(z)) if self.general_platt else z
         shifted = raw_margin - self.shift
         return float(self.platt.logit(shifted)) if self.platt else shifted
 
@@ -180,7 +196,7 @@ class Calibrator:
             return verdict if verdict.states is None else dataclasses.replace(verdict, states=None)
         state = None
         if self.layers:
-            state = (verdict.states or {}).get(self.probe.layer)
+            state = (verdict.states or {}).get(self.layers[0])
             if state is None:
                 raise ValueError(f"this calibrator uses a probe: score with layers={self.layers}")
         z = self.log_odds(verdict.raw_margin, state)
@@ -224,16 +240,26 @@ class Calibrator:
                 "its zero-shot answer to this question is not to be trusted"
             )
         scores = self.platt.logit(margins)  # in-sample, but Platt has two parameters
+        best_auc = metrics.auc(y, margins)
+        self.general_platt, self.use_general = None, False
+        if self.general is not None and self.general.layer in features.layers:
+            # Not fitted to these labels, so its AUC on them is an honest measurement.
+            z = self.general.decision(features.hidden[:, features.layers.index(self.general.layer)])
+            general_auc = metrics.auc(y, z)
+            if np.isfinite(general_auc) and general_auc > np.nan_to_num(best_auc, nan=0.5):
+                self.general_platt, self.use_general, best_auc = fit_platt(z, y, prior=(1.0, 0.0)), True, general_auc
+                scores = self.general_platt.logit(z)
         self.probe, self.probe_platt, self.use_probe = None, None, False
         if probe and n1 >= 2 and n0 >= 2 and features.hidden is not None and features.hidden.size:
             self.probe = fit_probe(features, y, model=self.model, question=self.question, layer=probe_layer, k=k)
             oof = self.probe.oof
             self.probe_platt = fit_platt(oof, y, prior=(1.0, 0.0))
-            self.use_probe = self.probe.beats_margin
+            self.use_probe = bool(np.isfinite(self.probe.cv_auc) and self.probe.cv_auc > np.nan_to_num(best_auc, nan=0.5))
             if self.use_probe:
                 scores = self.probe_platt.logit(oof)
             else:
-                self.notes.append("the probe did not beat the margin in cross-validation: using the margin")
+                beaten = "the general probe" if self.use_general else "the margin"
+                self.notes.append(f"the probe did not beat {beaten} in cross-validation: using {beaten}")
         self.threshold = _sigmoid(metrics.recall_threshold(y, scores, self.recall_target))
         return self
 
@@ -249,6 +275,8 @@ class Calibrator:
             "platt": None if self.platt is None else [self.platt.a, self.platt.b],
             "probe_platt": None if self.probe_platt is None else [self.probe_platt.a, self.probe_platt.b],
             "use_probe": self.use_probe,
+            "general_platt": None if self.general_platt is None else [self.general_platt.a, self.general_platt.b],
+            "use_general": self.use_general,
             "recall_target": self.recall_target,
             "threshold": self.threshold,
             "n_labels": list(self.n_labels),
@@ -268,6 +296,8 @@ class Calibrator:
             probe=probe,
             probe_platt=Platt(*data["probe_platt"]) if data.get("probe_platt") else None,
             use_probe=bool(data.get("use_probe", False)) and probe is not None,
+            general_platt=Platt(*data["general_platt"]) if data.get("general_platt") else None,
+            use_general=bool(data.get("use_general", False)),
             recall_target=float(data.get("recall_target", DEFAULT_RECALL)),
             threshold=data.get("threshold"),
             n_labels=tuple(data.get("n_labels", (0, 0))),
@@ -317,9 +347,12 @@ def fit_calibrator(
     probe: bool = True,
     probe_layer: Optional[int] = None,
     recall_target: float = DEFAULT_RECALL,
+    general: bool = True,
 ) -> Calibrator:
     """A calibrator for `question`, fitted to `labels` (document id -> yes/no) of `documents`
-    (only the labeled ones are scored here). Without labels: label-free settings only."""
+    (only the labeled ones are scored here). Without labels: label-free settings, with the
+    model's general probe when one ships for it and it beat the raw margin on held-out genres
+    (`general=False`: never)."""
     cal = Calibrator(
         question=question,
         model=clf.fingerprint,  # saved calibrators belong to these weights, not to a file name
@@ -330,7 +363,9 @@ def fit_calibrator(
     )
     if shift_method == "contextual":
         cal.set_contextual(clf)
+    cal.general = general_probe_for(clf) if general else None
     if not labels:
+        cal.use_general = cal.general is not None and cal.general.beats_margin
         return cal
     docs = [d if isinstance(d, Document) else Document(id=str(i), text=str(d)) for i, d in enumerate(documents)]
     labeled = [d for d in docs if d.id in labels]
@@ -338,7 +373,10 @@ def fit_calibrator(
     if missing:
         cal.notes.append(f"{len(missing)} labeled ids are not among the documents")
     layer = probe_layer if probe_layer is not None else default_layer(clf)
-    features = extract_features(clf, question, labeled, layers=[layer] if probe else [])
+    wanted = [layer] if probe else []
+    if cal.general is not None:
+        wanted.append(cal.general.layer)
+    features = extract_features(clf, question, labeled, layers=list(dict.fromkeys(wanted)))
     if shift_method == "batch":
         cal.shift = batch_shift(features.margin)
     y = [labels[i] for i in features.ids]
@@ -386,4 +424,7 @@ def calibrator_for(
             cal.set_contextual(clf)
     if settings.get("probe") is False:
         cal.use_probe = False
+    cal.general = general_probe_for(clf) if settings.get("general", True) else None
+    if cal.general is None:
+        cal.use_general = False
     return cal

@@ -7,9 +7,12 @@ on documents whose labels the fitted parts never saw.
   raw         sigmoid(raw margin)                       no labels
   contextual  sigmoid(margin - mean null margin)        no labels (Zhao et al. 2021)
   batch       sigmoid(margin - median margin)           no labels (Zhou et al. 2023)
-  calibrated  the label-free default (calibrate.DEFAULT_SHIFT: none, see below)
+  calibrated  the label-free default: the general probe where one ships for the model and beat
+              the margin on held-out genres, else calibrate.DEFAULT_SHIFT (none, see below)
   platt       Platt scaling of the margin, fitted on the training folds
   probe       linear probe on the hidden state + Platt on its out-of-fold log-odds
+  general     the model's shipped general probe (engine.confidence.general)    no labels
+  general_platt  Platt on the general probe's log-odds, fitted on the training folds
 
 plus the probe's learning curve (pooled out-of-fold AUC when each fold trains on only 4, 8, 16, 32
 labels per class, averaged over `repeats` draws) and, per method, the coverage and accuracy of the
@@ -50,12 +53,14 @@ from engine.confidence.calibrate import (
     Calibrator,
     batch_shift,
     contextual_shift,
+    fit_platt,
     read_labels,
 )
+from engine.confidence.general import GeneralProbe, general_probe_for
 from engine.confidence.probe import Features, default_layer, extract_features, n_layers
 from engine.types import Document
 
-METHODS = ("raw", "contextual", "batch", "calibrated", "platt", "probe")
+METHODS = ("raw", "contextual", "batch", "calibrated", "platt", "probe", "general", "general_platt")
 CURVE_SIZES = (4, 8, 16, 32)
 
 
@@ -119,8 +124,10 @@ def evaluate_features(
     repeats: int = 3,
     band: float = DEFAULT_BAND,
     mass_floor: float = DEFAULT_MASS_FLOOR,
+    general: GeneralProbe | None = None,
 ) -> dict:
-    """The cross-validated comparison on already extracted features (see `evaluate`)."""
+    """The cross-validated comparison on already extracted features (see `evaluate`). With a
+    `general` probe whose layer was extracted, its label-free log-odds are a method too."""
     y = np.asarray(labels, dtype=bool)
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 < 2 or n0 < 2:
@@ -139,6 +146,13 @@ def evaluate_features(
         for train, test in metrics.stratified_folds(y, k, seed):
             log_odds["platt"][test] = _fold_log_odds(features, y, train, test, layer, False, k)
             log_odds["probe"][test] = _fold_log_odds(features, y, train, test, layer, True, k)
+        if general is not None and general.layer in features.layers:
+            z = general.decision(features.hidden[:, features.layers.index(general.layer)])
+            log_odds["general"], log_odds["general_platt"] = z, np.zeros(len(y))
+            for train, test in metrics.stratified_folds(y, k, seed):
+                log_odds["general_platt"][test] = fit_platt(z[train], y[train], prior=(1.0, 0.0)).logit(z[test])
+            if general.beats_margin:  # then it is the label-free default a run uses
+                log_odds["calibrated"] = z
 
         curve = {}
         rng = np.random.default_rng(seed)
@@ -171,7 +185,8 @@ def evaluate_features(
         "median_margin": float(np.median(margin)),
         "band": band,
         "mass_floor": mass_floor,
-        "calibrated_is": DEFAULT_SHIFT,
+        "calibrated_is": "general" if general is not None and "general" in log_odds and general.beats_margin
+        else DEFAULT_SHIFT,
     }
 
 
@@ -200,7 +215,10 @@ def evaluate(
     """
     docs, labels = _records_to_documents(records)
     layer = probe_layer if probe_layer is not None else default_layer(clf)
-    wanted = range(1, n_layers(clf) + 1) if scan_layers else {layer, n_layers(clf)}
+    general = general_probe_for(clf)
+    wanted = set(range(1, n_layers(clf) + 1)) if scan_layers else {layer, n_layers(clf)}
+    if general is not None:
+        wanted.add(general.layer)
     features = extract_features(clf, question, docs, layers=sorted(wanted))
     y = [labels[i] for i in features.ids]
     result = evaluate_features(
@@ -214,6 +232,7 @@ def evaluate(
         repeats=repeats,
         band=band,
         mass_floor=mass_floor,
+        general=general,
     )
     result["question"] = question
     result["model"] = clf.model_name

@@ -1,0 +1,119 @@
+"""The general answer probe: one linear read-out of the hidden state at the answer position, fit
+offline on many yes/no questions over many genres of real text, so it can judge questions it
+never saw (issue 11). It ships per model, tied to the model file's content (sha256), in
+`resources/general_probes/<sha256>.npz` + `.json`; `scripts/eval_general_probe.py` measures and
+writes it. A calibrator uses it before the user has labeled anything, when its AUC on held-out
+genres beat the raw margin's (`beats_margin`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+@dataclass
+class GeneralProbe:
+    """log-odds = ((h - mean) / scale) @ w + b on the state after `layer` (1..n_layers)."""
+
+    fingerprint: str  # sha256 of the model file's content
+    layer: int
+    mean: np.ndarray
+    scale: np.ndarray
+    w: np.ndarray
+    b: float
+    heldout_auc: float = float("nan")  # mean AUC over the held-out genres' questions
+    heldout_auc_margin: float = float("nan")  # the raw margin's, on the same questions
+    info: dict = field(default_factory=dict)  # how it was trained and measured
+
+    def decision(self, hidden) -> np.ndarray:
+        """Log-odds of "yes" for one state (D,) or a batch (n, D)."""
+        h = np.asarray(hidden, dtype=np.float64)
+        return ((h - self.mean) / self.scale) @ self.w + self.b
+
+    @property
+    def beats_margin(self) -> bool:
+        """Whether it ranked held-out questions better than the raw margin did."""
+        return bool(np.isfinite(self.heldout_auc) and self.heldout_auc > np.nan_to_num(self.heldout_auc_margin, nan=0.5))
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """sha256 of a model's content: of the file (GGUF), or of a folder's weight files in name
+    order (MLX). Remembered per path, size and modification time, so it is read once."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.glob("*.safetensors") if p.is_file())
+    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        _FINGERPRINTS[key] = digest.hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def probes_dir() -> Path:
+    """Where general probes ship: resources/general_probes of the source tree or packaged app."""
+    base = os.environ.get("VERDICT_GENERAL_PROBES")
+    if base:
+        return Path(base)
+    import sys
+
+    frozen = getattr(sys, "_MEIPASS", None)
+    root = Path(frozen) if frozen else Path(__file__).resolve().parents[2]
+    return root / "resources" / "general_probes"
+
+
+def save_general_probe(probe: GeneralProbe, folder: Path | None = None) -> Path:
+    """Write `<fingerprint>.npz` (arrays, float32) and `<fingerprint>.json`; returns the .json path."""
+    folder = Path(folder or probes_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    base = folder / probe.fingerprint
+    np.savez(base.with_suffix(".npz"), mean=probe.mean.astype(np.float32), scale=probe.scale.astype(np.float32),
+             w=probe.w.astype(np.float32))
+    meta = {"format": 1, "fingerprint": probe.fingerprint, "layer": probe.layer, "b": probe.b,
+            "heldout_auc": probe.heldout_auc, "heldout_auc_margin": probe.heldout_auc_margin, "info": probe.info}
+    path = base.with_suffix(".json")
+    path.write_text(json.dumps(meta, indent=1) + "\n")
+    return path
+
+
+def load_general_probe(fingerprint: str, folder: Path | None = None) -> GeneralProbe | None:
+    """The general probe shipped for this model content, or None (none for it, or unreadable)."""
+    base = Path(folder or probes_dir()) / fingerprint
+    try:
+        meta = json.loads(base.with_suffix(".json").read_text())
+        with np.load(base.with_suffix(".npz")) as arrays:
+            mean, scale, w = (arrays[k].astype(np.float64) for k in ("mean", "scale", "w"))
+        if meta.get("fingerprint") != fingerprint or not (mean.shape == scale.shape == w.shape):
+            return None
+        return GeneralProbe(fingerprint, int(meta["layer"]), mean, scale, w, float(meta["b"]),
+                            float(meta.get("heldout_auc", "nan")), float(meta.get("heldout_auc_margin", "nan")),
+                            dict(meta.get("info", {})))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def general_probe_for(clf, folder: Path | None = None) -> GeneralProbe | None:
+    """The general probe for a classifier's model, or None. A model loaded here is known by the
+    sha256 of its file's content; another backend by its fingerprint when that is a sha256."""
+    backend = getattr(clf, "backend", clf)
+    path = getattr(getattr(backend, "lm", None), "path", None)
+    if path is not None and Path(path).exists():
+        fingerprint = model_fingerprint(path)
+    else:
+        fingerprint = str(getattr(backend, "fingerprint", "") or "")
+        if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+            return None
+    probe = load_general_probe(fingerprint, folder)
+    n_layers = getattr(clf, "n_layers", None)
+    if probe is None or (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
+        return None
+    return probe

@@ -1,0 +1,155 @@
+"""The general answer probe: its file format, the model fingerprint it is tied to, and what it
+does on real held-out text with the default model."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from engine.confidence.general import (
+    GeneralProbe,
+    general_probe_for,
+    load_general_probe,
+    model_fingerprint,
+    save_general_probe,
+)
+from engine.types import Document
+
+# The default model's GGUF, as published (shared/MODELS.md): the shipped probe is tied to it.
+DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def test_fingerprint_is_the_files_sha256_as_coreutils_computes_it(tmp_path):
+    path = tmp_path / "weights.gguf"
+    path.write_bytes(bytes(range(256)) * 5000 + b"tail")
+    expected = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+    assert model_fingerprint(path) == expected
+    path.write_bytes(b"other content")  # a changed file is hashed again, not remembered by name
+    assert model_fingerprint(path) == hashlib.sha256(b"other content").hexdigest()
+
+
+def test_fingerprint_of_a_folder_covers_its_weight_files(tmp_path):
+    (tmp_path / "a.safetensors").write_bytes(b"first")
+    (tmp_path / "b.safetensors").write_bytes(b"second")
+    (tmp_path / "config.json").write_text("{}")
+    assert model_fingerprint(tmp_path) == hashlib.sha256(b"firstsecond").hexdigest()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    probe = GeneralProbe("ab" * 32, 18, rng.normal(size=8), rng.uniform(0.5, 2, size=8), rng.normal(size=8), -0.25,
+                         0.71, 0.43, {"questions": 3})
+    save_general_probe(probe, tmp_path)
+    back = load_general_probe("ab" * 32, tmp_path)
+    h = rng.normal(size=(5, 8))
+    np.testing.assert_allclose(back.decision(h), probe.decision(h), rtol=1e-5)
+    assert back.layer == 18 and back.beats_margin and back.info == {"questions": 3}
+    assert load_general_probe("cd" * 32, tmp_path) is None
+
+
+def test_damaged_or_mismatched_files_are_ignored(tmp_path):
+    probe = GeneralProbe("ef" * 32, 3, np.zeros(4), np.ones(4), np.ones(4), 0.0, 0.5, 0.6)
+    assert not probe.beats_margin
+    path = save_general_probe(probe, tmp_path)
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "fingerprint": "00" * 32}))
+    assert load_general_probe("ef" * 32, tmp_path) is None
+    path.write_text("{not json")
+    assert load_general_probe("ef" * 32, tmp_path) is None
+
+
+def test_default_model_fingerprint_matches_the_published_hash(default_model_path):
+    assert model_fingerprint(default_model_path) == DEFAULT_GGUF_SHA256
+
+
+def test_no_general_probe_for_a_model_without_one(tiny_gguf):
+    from engine.classifier import Classifier
+
+    assert general_probe_for(Classifier.load(tiny_gguf)) is None
+
+
+# --- the calibrator with a general probe (tiny model, probe files written here) ---------------
+def _ship(clf, folder, monkeypatch, *, layer=2, heldout=(0.8, 0.4), seed=0) -> GeneralProbe:
+    state = clf.score("Is it a test?", ["some text"], layers=[layer])[0].states[layer]
+    rng = np.random.default_rng(seed)
+    d = len(state)
+    probe = GeneralProbe(model_fingerprint(clf.backend.lm.path), layer, rng.normal(size=d) * 0.1,
+                         rng.uniform(0.5, 2.0, size=d), rng.normal(size=d), 0.3, *heldout)
+    save_general_probe(probe, folder)
+    monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(folder))
+    return probe
+
+
+def test_label_free_verdicts_come_from_the_general_probe_when_it_beat_the_margin(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence.calibrate import calibrator_for
+    from engine.pipeline import Pipeline
+
+    probe = _ship(tiny_classifier, tmp_path, monkeypatch)
+    assert general_probe_for(tiny_classifier) is not None
+    cal = calibrator_for(tiny_classifier, "Is it a test?", use_saved=False)
+    assert cal.method == "general" and cal.layers == [probe.layer]
+    texts = ["first document", "a second, longer document about tests", "yes no yes"]
+    raw = tiny_classifier.score("Is it a test?", texts, layers=[probe.layer])
+    expected = [float(((v.states[probe.layer] - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
+    rows = list(Pipeline(tiny_classifier, save=False, folder=tmp_path).run("Is it a test?", texts))
+    assert [v.margin for v in rows] == pytest.approx(expected, abs=1e-3)
+    assert [v.raw_margin for v in rows] == pytest.approx([v.raw_margin for v in raw], abs=1e-5)
+    for v in rows:
+        unsure = abs(v.margin) < cal.band or v.label_mass < cal.mass_floor
+        assert v.verdict == ("uncertain" if unsure else "yes" if v.margin > 0 else "no")
+
+
+def test_a_general_probe_that_lost_to_the_margin_is_not_used(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence.calibrate import calibrator_for
+
+    _ship(tiny_classifier, tmp_path, monkeypatch, heldout=(0.55, 0.6))
+    assert calibrator_for(tiny_classifier, "Is it a test?", use_saved=False).method == "margin"
+    _ship(tiny_classifier, tmp_path, monkeypatch)
+    assert calibrator_for(tiny_classifier, "Is it a test?", use_saved=False, general=False).method == "margin"
+
+
+def test_labels_choose_between_margin_general_probe_and_question_probe_by_auc(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence import metrics
+    from engine.confidence.calibrate import fit_calibrator
+
+    docs = [Document(id=f"d{i}", text=f"document {i} " + "word " * (i % 5)) for i in range(12)]
+    labels = {d.id: i % 3 == 0 for i, d in enumerate(docs)}
+    for seed in range(3):
+        probe = _ship(tiny_classifier, tmp_path, monkeypatch, seed=seed)
+        cal = fit_calibrator(tiny_classifier, "Is it a test?", docs, labels)
+        raw = tiny_classifier.score("Is it a test?", docs, layers=[probe.layer])
+        y = np.array([labels[v.document_id] for v in raw])
+        auc_margin = metrics.auc(y, [v.raw_margin for v in raw])
+        auc_general = metrics.auc(y, probe.decision(np.stack([v.states[probe.layer] for v in raw])))
+        assert cal.use_general == (auc_general > auc_margin)
+        best = max(auc_margin, auc_general)
+        assert cal.use_probe == (cal.probe.cv_auc > best)
+        if cal.use_general:
+            assert cal.general_platt is not None and cal.to_dict()["use_general"]
+
+
+def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(default_model_path):
+    """The shipped probe never saw Debian descriptions; on 20 + 20 of them (labeled by archive
+    section) it must rank better than the model's own answer, and `evaluate` reports it."""
+    import json as _json
+    from pathlib import Path
+
+    from engine.classifier import Classifier
+    from engine.confidence.evaluate import evaluate
+
+    clf = Classifier.load(default_model_path)
+    probe = general_probe_for(clf)
+    assert probe is not None and probe.beats_margin and probe.layer == 15
+    text = (Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl").read_text()
+    rows = [_json.loads(line) for line in text.splitlines()]
+    sample = [r for r in rows if r["label"]][:20] + [r for r in rows if not r["label"]][:20]
+    result = evaluate(clf, "Is this software for scientific research?", sample, k=3, curve_sizes=(), repeats=1)
+    general, raw = result["methods"]["general"], result["methods"]["raw"]
+    assert set(general) >= {"auc", "accuracy", "brier", "ece"}
+    assert general["auc"] > raw["auc"] + 0.1
+    calibrated = result["methods"]["calibrated"]  # the label-free default is the general probe
+    assert result["calibrated_is"] == "general"
+    assert [calibrated[k] for k in ("auc", "brier", "ece")] == [general[k] for k in ("auc", "brier", "ece")]
