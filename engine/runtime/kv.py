@@ -121,8 +121,12 @@ class SegmentCache:
         b, n, t = keys.shape[0], keys.shape[2], self._length
         new_valid = mx.arange(n)[None, :] < lengths[:, None]
         capacity = 0 if self._k is None else self._k.shape[2]
-        if self._k is None or self._owner.shared or t + n > capacity or self._k.shape[0] != b:
-            room = max(t + n, 2 * capacity, _MIN_ROOM)
+        full = self._k is None or t + n > capacity or self._k.shape[0] != b
+        if full or self._owner.shared:
+            # Grow geometrically when full; a copy made only because a fork shares the buffer gets
+            # just the room it needs (rounded, to keep few distinct shapes): a question's tail on a
+            # forked document cache must not allocate and zero twice the document's buffer.
+            room = max(t + n, 2 * capacity, _MIN_ROOM) if full else -(-(t + n) // _MIN_ROOM) * _MIN_ROOM
             k = mx.zeros((b, keys.shape[1], room, keys.shape[3]), dtype=keys.dtype)
             v = mx.zeros((b, values.shape[1], room, values.shape[3]), dtype=values.dtype)
             valid = mx.zeros((b, room), dtype=mx.bool_)
