@@ -32,7 +32,7 @@ model: setup
 	$(BIN)/verdict models fetch-default
 
 demo: model
-	@echo "== Zero-shot, two questions over resources/samples (the 135M model is unsure of most):"
+	@echo "== No labels yet: two questions over resources/samples, calibrated by the general answer probe (the 135M model is honestly unsure of most):"
 	$(BIN)/verdict classify --format table \
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \
