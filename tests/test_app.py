@@ -53,7 +53,7 @@ def make_window(qtbot, tmp_path, tiny_model_dir, dialog_calls):
         qtbot.addWidget(window)
         window.show()
         qtbot.waitExposed(window)
-        qtbot.waitUntil(lambda: not window.controller.loading, timeout=30_000)
+        qtbot.waitUntil(lambda: not window.controller.loading, timeout=180_000)
         return window
 
     return make
@@ -69,7 +69,7 @@ def write_docs(folder: Path, count: int, text=lambda i: f"Document {i}: please p
     return paths
 
 
-def wait_scored(qtbot, window: MainWindow, count: int, timeout: int = 20_000) -> None:
+def wait_scored(qtbot, window: MainWindow, count: int, timeout: int = 180_000) -> None:
     def scored() -> bool:
         rows = window.results.rows
         return len(rows) == count and all(r.status in (DONE, ERROR) for r in rows) and not window.controller.busy
@@ -174,7 +174,7 @@ def test_default_model_scores_the_samples(qtbot, make_window, default_model_path
     window = make_window(model=default_model_path)
     window.question_bar.ask("Does this ask the reader to pay money?")
     window.add_paths([samples / "overdue-invoice.txt", samples / "lemon-tart-recipe.md"])
-    wait_scored(qtbot, window, 2, timeout=60_000)
+    wait_scored(qtbot, window, 2, timeout=180_000)
     for row in window.results.rows:
         v = row.verdicts["Does this ask the reader to pay money?"]
         assert v.verdict in ("yes", "no", "uncertain") and math.isfinite(v.margin) and v.tokens > 50
@@ -187,7 +187,7 @@ def test_cancel_midway_keeps_what_is_done_and_drops_late_results(qtbot, tmp_path
     window.question_bar.ask(Q1)
     long_text = lambda i: f"Report {i}. " + "The quarterly numbers are in and they look fine. " * 8  # noqa: E731
     window.add_paths(write_docs(tmp_path / "many", 240, text=long_text))
-    qtbot.waitUntil(lambda: any(r.status == DONE for r in window.results.rows), timeout=20_000)
+    qtbot.waitUntil(lambda: any(r.status == DONE for r in window.results.rows), timeout=180_000)
     assert window.cancel_button.isVisible()
     qtbot.keyClick(window.table, Qt.Key.Key_Escape)  # QKeySequence.Cancel
     assert not window.controller.busy
@@ -198,7 +198,7 @@ def test_cancel_midway_keeps_what_is_done_and_drops_late_results(qtbot, tmp_path
     assert all("Cancelled" in r.note for r in stopped)
     # the worker finishes its batch after the cancel; a later job proves it has moved on
     window.add_text("One more document about payments.")
-    qtbot.waitUntil(lambda: window.results.rows[-1].status == DONE and not window.controller.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: window.results.rows[-1].status == DONE and not window.controller.busy, timeout=180_000)
     assert {r.key for r in window.results.rows[:-1] if r.status == DONE} == done  # late results dropped
     assert all(not r.verdicts for r in stopped)
 

@@ -56,7 +56,7 @@ def test_models_are_grouped_by_source_and_refused_ones_are_greyed(qtbot, home):
 
     chooser = ModelChooser()
     qtbot.addWidget(chooser)
-    with qtbot.waitSignal(chooser.listed, timeout=60000):
+    with qtbot.waitSignal(chooser.listed, timeout=180_000):
         chooser.open()
     groups = [chooser.tree.topLevelItem(i).text(0) for i in range(chooser.tree.topLevelItemCount())]
     assert groups == ["Recommended", "Built in", "LM Studio"]
@@ -75,7 +75,7 @@ def test_models_are_grouped_by_source_and_refused_ones_are_greyed(qtbot, home):
     assert tiny.text(1).startswith("GGUF · qwen2 · Q8_0")
     chooser.tree.setCurrentItem(tiny)
     assert chooser.use_button.isEnabled()
-    with qtbot.waitSignal(chooser.modelChosen, timeout=10000) as chosen:
+    with qtbot.waitSignal(chooser.modelChosen, timeout=180_000) as chosen:
         qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
     assert chosen.args == [str(home / ".lmstudio" / "models" / "acme" / "Tiny-GGUF" / "Tiny-Q8_0.gguf")]
 
@@ -85,17 +85,17 @@ def test_recommended_download_with_progress_cancel_and_the_reranker_preset(qtbot
 
     chooser = ModelChooser()
     qtbot.addWidget(chooser)
-    with qtbot.waitSignal(chooser.listed, timeout=60000):
+    with qtbot.waitSignal(chooser.listed, timeout=180_000):
         chooser.open()
     chooser.tree.setCurrentItem(chooser.item_named(RERANKER.title))
 
     hub.faults[(RERANKER.repo, "config.json")] = ["hold"]  # the first file waits until we have cancelled
     qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
     assert chooser.progress.isVisible() and not chooser.use_button.isEnabled()
-    qtbot.waitUntil(hub.held.is_set, timeout=60000)
+    qtbot.waitUntil(hub.held.is_set, timeout=180_000)
     qtbot.mouseClick(chooser.cancel_button, Qt.MouseButton.LeftButton)
     hub.gate.set()
-    qtbot.waitUntil(lambda: chooser.download_task is None, timeout=60000)
+    qtbot.waitUntil(lambda: chooser.download_task is None, timeout=180_000)
     assert chooser.status.text() == "Download cancelled." and chooser.isVisible()
     assert not chooser.progress.isVisible() and chooser.use_button.isEnabled()
     blobs = home / ".cache" / "huggingface" / "hub" / ("models--" + RERANKER.repo.replace("/", "--")) / "blobs"
@@ -103,7 +103,7 @@ def test_recommended_download_with_progress_cancel_and_the_reranker_preset(qtbot
 
     seen = []
     chooser.progress.valueChanged.connect(seen.append)
-    with qtbot.waitSignal(chooser.modelChosen, timeout=60000) as chosen:
+    with qtbot.waitSignal(chooser.modelChosen, timeout=180_000) as chosen:
         qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
     folder = Path(chosen.args[0])
     assert folder.parent == blobs.parent / "snapshots" and folder.name == hub.commits[RERANKER.repo]
@@ -127,7 +127,7 @@ def test_the_recommended_model_is_offered_once_on_a_mac(qtbot, home, hub, tmp_pa
     assert box.offer_recommended_once(settings, platform="darwin") is None  # once
     assert Settings(tmp_path / "settings.ini").recommended_offered  # also after a relaunch
 
-    with qtbot.waitSignal(box.modelChosen, timeout=60000) as chosen:
+    with qtbot.waitSignal(box.modelChosen, timeout=180_000) as chosen:
         qtbot.mouseClick(offer.button(QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
     assert Path(chosen.args[0], "config.json").is_file()
     assert "/models--mlx-community--Qwen3-Reranker-0.6B-4bit/snapshots/" in chosen.args[0]

@@ -92,6 +92,6 @@ def test_the_window_starts_read_only_with_the_notice_shown(qtbot, tmp_path, tiny
     window = MainWindow(Settings(tmp_path / "settings.ini"), store, model=str(tiny_model_dir))
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: not window.controller.loading, timeout=30_000)
-    qtbot.waitUntil(lambda: "read-only" in window.statusBar().currentMessage(), timeout=10_000)
+    qtbot.waitUntil(lambda: not window.controller.loading, timeout=180_000)
+    qtbot.waitUntil(lambda: "read-only" in window.statusBar().currentMessage(), timeout=180_000)
     window.close()

@@ -72,9 +72,9 @@ def test_cli_api_and_app_worker_give_the_same_rows(labeled_run, tiny_model_dir, 
     controller = ScoringController(load=Classifier.load)
     arrived = []
     controller.verdictArrived.connect(lambda key, verdict: arrived.append((key, verdict)))
-    with qtbot.waitSignal(controller.modelReady, timeout=60_000):
+    with qtbot.waitSignal(controller.modelReady, timeout=180_000):
         controller.load_model(str(tiny_model_dir))
-    with qtbot.waitSignal(controller.busyChanged, timeout=60_000, check_params_cb=lambda busy: not busy):
+    with qtbot.waitSignal(controller.busyChanged, timeout=180_000, check_params_cb=lambda busy: not busy):
         controller.score(list(range(len(DOCS))), DOCS, QUESTIONS)
     controller.shutdown()
     order = {q: i for i, q in enumerate(QUESTIONS)}
