@@ -106,14 +106,17 @@ def general_probe_for(clf, folder: Path | None = None) -> GeneralProbe | None:
     sha256 of its file's content; another backend by its fingerprint when that is a sha256."""
     backend = getattr(clf, "backend", clf)
     path = getattr(getattr(backend, "lm", None), "path", None)
-    if path is not None and Path(path).exists():
-        fingerprint = model_fingerprint(path)
-    else:
-        fingerprint = str(getattr(backend, "fingerprint", "") or "")
-        if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+    fingerprint = str(getattr(backend, "fingerprint", "") or "").removeprefix("sha256:")
+    if not _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
+        if path is None or not Path(path).exists():
             return None
+        fingerprint = model_fingerprint(path)
     probe = load_general_probe(fingerprint, folder)
     n_layers = getattr(clf, "n_layers", None)
     if probe is None or (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
         return None
     return probe
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
