@@ -70,11 +70,7 @@ def export_mlx(model: Union[str, Path, None], out_dir: Union[str, Path], dtype: 
     Raises ModelError."""
     from mlx_lm.utils import dequantize_model, save_config, save_model
 
-    from engine.runtime.architectures import ArchitectureError, check_built_model
-    from engine.runtime.gguf import GGUFError, load_gguf
-    from engine.runtime.gguf_file import GGUFFormatError
-    from engine.runtime.ggufinfo import is_gguf
-    from engine.runtime.loading import _load_folder
+    from engine.runtime.loading import read_model
 
     if dtype not in DTYPES:
         raise ModelError(f"--dtype must be one of {', '.join(DTYPES)}")
@@ -84,18 +80,7 @@ def export_mlx(model: Union[str, Path, None], out_dir: Union[str, Path], dtype: 
         raise ModelError(f"{out} exists and is not empty")
     if not path.exists():
         raise ModelError(f"model not found: {path}")
-    try:
-        if path.is_dir():
-            net, tokenizer, config = _load_folder(path)
-        elif is_gguf(path):
-            net, tokenizer, config = load_gguf(path)  # MLX-native quantizations stay quantized
-        else:
-            raise ModelError(f"{path.name}: expected an MLX model folder or a GGUF file")
-        check_built_model(net, str(config.get("model_type")))
-    except (GGUFError, GGUFFormatError, ArchitectureError) as exc:
-        raise ModelError(str(exc)) from exc
-    except (ValueError, KeyError, OSError) as exc:
-        raise ModelError(f"{path.name}: could not load the model ({exc})") from exc
+    net, tokenizer, config = read_model(path)  # MLX-native quantizations stay quantized
     if any(type(layer.self_attn.rope).__name__ == "_FrequencyFactorRoPE" for layer in net.model.layers):
         raise ModelError(f"{path.name}: RoPE frequency factors (rope_freqs) can't be written as an MLX config yet")
     config = dict(config)

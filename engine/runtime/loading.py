@@ -95,30 +95,21 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     return mx.float32
 
 
-def load_model(
-    spec: Union[str, Path, None] = None, progress: Optional[Callable[[str, int, int], None]] = None
-) -> LoadedModel:
-    """Load a model: an MLX folder, a GGUF file (by its magic bytes, whatever its name), or
-    (None) the embedded default model. Architectures outside the allow-list
-    (`engine.runtime.architectures`) are refused. `progress(stage, done, total)` hears about
-    slow steps (hashing and converting big GGUF files)."""
+def read_model(path: Path, **gguf_options: Any) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
+    """The module, tokenizer and config of an MLX folder or a GGUF file (by its magic bytes),
+    its architecture checked against the allow-list. Every failure is a `ModelError` naming the
+    file. `gguf_options` go to `load_gguf`."""
     from engine.runtime.architectures import ArchitectureError, check_built_model
-    from engine.runtime.fingerprint import detect_preset, model_fingerprint
     from engine.runtime.gguf import GGUFError, load_gguf
     from engine.runtime.gguf_file import GGUFFormatError
     from engine.runtime.ggufinfo import is_gguf
     from engine.runtime.tokenizer import TokenizerError
 
-    path = Path(spec).expanduser() if spec else find_default_model()
-    if not path.exists():
-        raise ModelError(f"model not found: {path}")
     try:
         if path.is_dir():
             model, tokenizer, config = _load_folder(path)
         elif is_gguf(path):
-            model, tokenizer, config = load_gguf(
-                path, gpu=backend.is_gpu(), float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress
-            )
+            model, tokenizer, config = load_gguf(path, **gguf_options)
         else:
             raise ModelError(f"{path.name}: expected an MLX model folder or a GGUF file")
         check_built_model(model, str(config.get("model_type")))
@@ -128,6 +119,24 @@ def load_model(
         raise ModelError(str(exc)) from exc
     except (ValueError, KeyError, OSError) as exc:
         raise ModelError(f"{path.name}: could not load the model ({exc})") from exc
+    return model, tokenizer, config
+
+
+def load_model(
+    spec: Union[str, Path, None] = None, progress: Optional[Callable[[str, int, int], None]] = None
+) -> LoadedModel:
+    """Load a model: an MLX folder, a GGUF file (by its magic bytes, whatever its name), or
+    (None) the embedded default model. Architectures outside the allow-list
+    (`engine.runtime.architectures`) are refused. `progress(stage, done, total)` hears about
+    slow steps (hashing and converting big GGUF files)."""
+    from engine.runtime.fingerprint import detect_preset, model_fingerprint
+
+    path = Path(spec).expanduser() if spec else find_default_model()
+    if not path.exists():
+        raise ModelError(f"model not found: {path}")
+    model, tokenizer, config = read_model(
+        path, gpu=backend.is_gpu(), float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress
+    )
     tokenizer.name = path.name
     model.eval()
     dtype = _prepare_for_backend(model)
