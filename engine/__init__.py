@@ -6,9 +6,9 @@ batches over a backend), `engine.confidence` (calibration and probes), `engine.p
 classify -> calibrate flow every front end uses) and `engine.cli` (interfaces).
 Importing `engine` loads no MLX and no BLAS: that happens when a local model is loaded.
 """
-from engine.types import Document, Verdict
+from engine.types import Document, Example, Verdict
 
-__all__ = ["Document", "Verdict", "Classifier", "Pipeline"]
+__all__ = ["Document", "Example", "Verdict", "Classifier", "Pipeline"]
 
 
 def __getattr__(name):  # lazy: importing engine.types must not import MLX

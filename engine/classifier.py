@@ -12,6 +12,7 @@ mean), naming the deciding window.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,18 @@ import numpy as np
 
 from engine.confidence.metrics import sigmoid
 from engine.intake.normalize import normalize_document
-from engine.runtime.prompt import Layout, PromptEncoder, PromptError, build_template, char_span, default_layout
+from engine.runtime.prompt import (
+    Layout,
+    PromptEncoder,
+    PromptError,
+    build_template,
+    THINK_LEAD,
+    build_thinking_template,
+    char_span,
+    default_layout,
+)
 from engine.scoring import PromptScore, ScoringBackend, Segment
-from engine.types import Document, Verdict
+from engine.types import Document, Example, Verdict
 
 DocumentLike = Union[str, Document]
 # Document tokens per window. Attention and the KV cache grow with a window's length, so past
@@ -38,6 +48,11 @@ _SEAM_ROOM = 8  # tokens a window's own tokenization may take beyond its slice o
 # token before it is tokenized, so a huge document is never tokenized whole.
 DEFAULT_MAX_TOKENS = 16384
 MAX_CHARS_PER_TOKEN = 16
+
+# Worked examples go into the cached head, but every document's attention reads them: at most
+# MAX_EXAMPLES per question (balanced yes/no), each cut to EXAMPLE_TOKENS tokens.
+MAX_EXAMPLES = 8
+EXAMPLE_TOKENS = 256
 
 
 @dataclass
@@ -94,6 +109,7 @@ class Classifier:
         max_context: Optional[int] = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         window_tokens: int = DEFAULT_WINDOW_TOKENS,
+        examples: Sequence[Example] = (),
     ) -> None:
         self.backend = backend
         self.max_tokens = max_tokens
@@ -107,7 +123,10 @@ class Classifier:
         self.context = min(backend.context_length, max_context or backend.context_length)
         self._pipeline = None
         self.window_tokens = window_tokens
+        self.examples: list[Example] = []
         self._set_template()
+        if examples:
+            self.set_examples(examples)
 
     @classmethod
     def load(cls, model: Union[str, Path, None] = None, **options) -> "Classifier":
@@ -136,11 +155,62 @@ class Classifier:
     def _set_template(self) -> None:
         self.template = build_template(self.layout, self.tokenizer, self.instructions)
         self.encoder = PromptEncoder(self.template, self.tokenizer)
+        self._encoders: dict[str, PromptEncoder] = {}  # per question with worked examples
+        self._thinking: Optional[tuple[PromptEncoder, list[int]]] = None  # built on first `deliberate`
 
     def set_instructions(self, instructions: str) -> None:
         """Change the instructions part (its cache is rebuilt on next use)."""
         self.instructions = instructions
         self._set_template()
+
+    def set_examples(self, examples: Sequence[Example]) -> None:
+        """Worked examples shown before every document (`Example.question` None: for every
+        question). Per question at most MAX_EXAMPLES are used, as many yes as no, alternating;
+        each is cut to EXAMPLE_TOKENS tokens. Raises ValueError on an empty example text."""
+        if any(not e.text.strip() for e in examples):
+            raise ValueError("a worked example needs a text")
+        self.examples = list(examples)
+        self._encoders = {}
+
+    def examples_for(self, question: str) -> list[Example]:
+        """The worked examples the prompt shows for `question`, in the order shown."""
+        given = [e for e in self.examples if e.question in (None, question)]
+        yes = [e for e in given if e.answer]
+        no = [e for e in given if not e.answer]
+        per_side = MAX_EXAMPLES // 2
+        if len(yes) < per_side or len(no) < per_side:  # one side short: the other fills the rest
+            n_yes = min(len(yes), MAX_EXAMPLES - min(len(no), per_side))
+            yes, no = yes[:n_yes], no[: MAX_EXAMPLES - n_yes]
+        else:
+            yes, no = yes[:per_side], no[:per_side]
+        shown: list[Example] = []
+        for k in range(max(len(yes), len(no))):
+            shown += [side[k] for side in (no, yes) if k < len(side)]  # the last one shown is a yes
+        return shown
+
+    def encoder_for(self, question: str) -> PromptEncoder:
+        """The prompt encoder for `question`: the shared one, or one whose head holds the
+        question's worked examples. Raises PromptError if that head would cut documents
+        differently (documents are tokenized once, with the shared encoder)."""
+        shown = self.examples_for(question)
+        if not shown:
+            return self.encoder
+        if question not in self._encoders:
+            worked = [(self._cut_example(e.text), question, e.answer) for e in shown]
+            template = build_template(self.layout, self.tokenizer, self.instructions, worked)
+            encoder = PromptEncoder(template, self.tokenizer)
+            for probe in ("x", "Word.", "x\n\n", " 12"):
+                if encoder.document_ids(probe) != self.encoder.document_ids(probe):
+                    raise PromptError("the worked examples change how documents are tokenized")
+            self._encoders[question] = encoder
+        return self._encoders[question]
+
+    def _cut_example(self, text: str) -> str:
+        text = text.strip()
+        ids, spans = self.encoder.document_ids(text[: EXAMPLE_TOKENS * MAX_CHARS_PER_TOKEN])
+        if len(ids) <= EXAMPLE_TOKENS and len(text) <= EXAMPLE_TOKENS * MAX_CHARS_PER_TOKEN:
+            return text
+        return text[: spans[EXAMPLE_TOKENS - 1][1]].rstrip() + " …"
 
     # --- public API ---------------------------------------------------------------------------
     @property
@@ -216,9 +286,40 @@ class Classifier:
         if chunk:
             yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate, tally)
 
+    @property
+    def can_deliberate(self) -> bool:
+        """Whether the backend can let the model write before it answers (a local model can)."""
+        return bool(getattr(self.backend, "supports_thinking", False))
+
+    def deliberate(self, verdict: Verdict, text: str, max_new_tokens: int, layers: Sequence[int] = ()) -> Verdict:
+        """Think, then answer: the raw verdict for `verdict`'s question and deciding window of
+        `text` (the document's text) after the model wrote up to `max_new_tokens` tokens of
+        reasoning, read at an answer cue that follows its turn. `states` holds the hidden states
+        after `layers` at that answer; `reasoning` what it wrote. Worked examples are not shown
+        (they answer in one word). Raises PromptError when the prompt can't be built."""
+        if not self.can_deliberate:
+            raise ValueError(f"{self.model_name}: this backend can't let the model write before answering")
+        if self._thinking is None:
+            template, cue = build_thinking_template(self.layout, self.tokenizer, self.instructions)
+            self._thinking = (PromptEncoder(template, self.tokenizer), self.tokenizer.encode(cue))
+        encoder, cue_ids = self._thinking
+        start = time.perf_counter()
+        a, b = verdict.window_span or (0, len(text))
+        ids = self.encoder.document_ids(text[a:b])[0][: self._window_budget([verdict.question])]
+        question = verdict.question
+        prompt = [Segment(tuple(encoder.head_ids(question)), "thinking"), Segment(tuple(ids)),
+                  Segment(tuple(encoder.tail_ids(question)))]
+        score, written = self.backend.think_then_score(prompt, cue_ids, max_new_tokens, layers)
+        return dataclasses.replace(
+            verdict, verdict="yes" if score.margin > 0 else "no", margin=score.margin, raw_margin=score.margin,
+            probability=float(sigmoid(score.margin)), label_mass=score.label_mass, states=score.states,
+            reasoning=(THINK_LEAD + self.tokenizer.decode(written)).strip(),
+            tokens=verdict.tokens + sum(map(len, prompt)) + len(written) + len(cue_ids),
+            seconds=verdict.seconds + time.perf_counter() - start)
+
     # --- internals ----------------------------------------------------------------------------
     def _window_budget(self, questions: Sequence[str]) -> int:
-        fixed = max(len(self.encoder.head_ids(q)) + len(self.encoder.tail_ids(q)) for q in questions)
+        fixed = max(len(self.encoder_for(q).head_ids(q)) + len(self.encoder_for(q).tail_ids(q)) for q in questions)
         return min(self.context - fixed, self.window_tokens)
 
     def _budgeted_ids(self, doc: Document) -> tuple[list[int], list[tuple[int, int]], bool]:
@@ -327,9 +428,10 @@ class Classifier:
         for w in batch:
             document = Segment(tuple(w.ids))
             for question in questions:
-                head = tuple(self.encoder.head_ids(question))
-                key = "instructions" if self.template.document_first else f"instructions+{question}"
-                prompts.append([Segment(head, key), document, Segment(tuple(self.encoder.tail_ids(question)))])
+                encoder = self.encoder_for(question)
+                head = tuple(encoder.head_ids(question))
+                key = "instructions" if self.template.document_first and encoder is self.encoder else f"instructions+{question}"
+                prompts.append([Segment(head, key), document, Segment(tuple(encoder.tail_ids(question)))])
         scores: list[PromptScore] = self.backend.score(prompts, layers)
         seconds = time.perf_counter() - start
         tokens = np.array([len(w.ids) for w in batch])
@@ -366,7 +468,8 @@ class Classifier:
                 raw_margin=margin,
                 probability=float(sigmoid(margin)),
                 label_mass=mass,
-                tokens=p.tokens + p.windows * (len(self.encoder.head_ids(question)) + len(self.encoder.tail_ids(question))),
+                tokens=p.tokens + p.windows * (len(self.encoder_for(question).head_ids(question))
+                                               + len(self.encoder_for(question).tail_ids(question))),
                 seconds=p.seconds / len(questions),
                 windows=p.windows,
                 window_index=order[best],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from engine.confidence.calibrate import Calibrator, batch_shift, calibrator_for, read_labels
-from engine.types import Document, Verdict
+from engine.types import Document, Example, Verdict
 
 DocumentLike = Union[str, Document]
 
@@ -40,23 +40,50 @@ class Labels:
         `text`. Raises OSError, or ValueError naming the line."""
         records: dict[Optional[str], list[dict]] = {}
         texts: dict[str, str] = {}
-        number = 0
-        try:
-            with open(path, encoding="utf-8") as fh:
-                for number, line in enumerate(fh, 1):
-                    if line.strip():
-                        record = json.loads(line)
-                        if not isinstance(record, dict) or "id" not in record:
-                            raise ValueError("not an object with an 'id'")
-                        records.setdefault(record.get("question"), []).append(record)
-                        if isinstance(record.get("text"), str):
-                            texts[str(record["id"])] = record["text"]
-        except ValueError as exc:  # JSON and UTF-8 errors too
-            raise ValueError(f"{path}: line {number} is not a valid label ({exc})") from exc
+        for record in _label_records(path):
+            records.setdefault(record.get("question"), []).append(record)
+            if isinstance(record.get("text"), str):
+                texts[str(record["id"])] = record["text"]
         try:
             return cls({q: read_labels(rs) for q, rs in records.items()}, texts)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
+
+
+def read_examples(path: Union[str, Path]) -> list[Example]:
+    """Worked examples from JSONL lines in the labels format with the document's `text`: `id`,
+    `text`, `label` (yes/no, true/false), optional `question` (else: for every question).
+    Raises OSError, or ValueError naming the line."""
+    examples = []
+    for number, record in enumerate(_label_records(path), 1):
+        text = record.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{path}: example {number} ({record['id']!r}) has no 'text'")
+        try:
+            answer = read_labels([record])[str(record["id"])]
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        question = record.get("question")
+        examples.append(Example(text=text, answer=answer, question=question if isinstance(question, str) else None,
+                                id=str(record["id"])))
+    if not examples:
+        raise ValueError(f"{path}: no examples in it")
+    return examples
+
+
+def _label_records(path: Union[str, Path]) -> Iterator[dict]:
+    """The JSON objects of a labels file, each with an `id`. Raises OSError, or ValueError naming the line."""
+    number = 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    if not isinstance(record, dict) or "id" not in record:
+                        raise ValueError("not an object with an 'id'")
+                    yield record
+    except ValueError as exc:  # JSON and UTF-8 errors too
+        raise ValueError(f"{path}: line {number} is not a valid label ({exc})") from exc
 
 
 class Pipeline:
@@ -145,17 +172,28 @@ class Pipeline:
         keep_layer: Optional[int] = None,
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
+        deliberate: int = 0,
     ) -> Iterator[Verdict]:
         """Final rows, one per document and listed question. `ordered`: in input order,
         text-major, each released as soon as it can be; else as batches finish (see
         `Verdict.document_index`). A question listed twice is scored once and reported twice.
         `keep_layer` puts the hidden state after that layer in each row's `hidden`. `cancel` is
         polled between batches; `progress(scored, taken)` gets the document tokens scored so far
-        after each batch (see `Classifier.score_iter`)."""
+        after each batch (see `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
+        is scored again after the model wrote up to N tokens of reasoning (`Classifier.deliberate`),
+        calibrated by the same calibrator; its `reasoning` says what the model wrote."""
         listed = [questions] if isinstance(questions, str) else list(questions)
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}
         layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
+        think = None
+        if deliberate > 0:
+            if getattr(self.classifier, "can_deliberate", False):
+                texts: dict[int, list] = {}  # position -> [document, rows still to come]
+                documents = _remembered(documents, texts, len(unique))
+                think = _Thinker(self.classifier, texts, deliberate, layers)
+            elif self._no_thinking_note not in self._general_notes:
+                self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
                                          progress=progress)
         if any(cal.shift_method == "batch" for cal in cals.values()):
@@ -164,18 +202,53 @@ class Pipeline:
                 if cal.shift_method == "batch":
                     cal.shift = batch_shift(v.raw_margin for v in raw if v.question == q and v.ok)
         positions = {q: [i for i, listed_q in enumerate(listed) if listed_q == q] for q in unique}
-        rows = self._final(raw, cals, keep_layer, positions)
+        rows = self._final(raw, cals, keep_layer, positions, think)
         yield from (v for _, v in (in_input_order(rows, len(listed)) if ordered else rows))
+
+    _no_thinking_note = "this backend can't let the model write before answering: --deliberate was not used"
 
     @staticmethod
     def _final(raw: Iterable[Verdict], cals: Mapping[str, Calibrator], keep_layer: Optional[int],
-               positions: Mapping[str, list[int]]) -> Iterator[tuple[int, Verdict]]:
+               positions: Mapping[str, list[int]], think: Optional["_Thinker"] = None) -> Iterator[tuple[int, Verdict]]:
         for v in raw:
             kept = v.states.get(keep_layer) if keep_layer and v.states else None
             final = cals[v.question].apply(v)
+            if think is not None:
+                final = think(v, final, cals[v.question])
             final.hidden = kept
             for n, position in enumerate(positions[v.question]):
                 yield position, final if n == 0 else dataclasses.replace(final)
+
+
+class _Thinker:
+    """Think-then-answer for the rows one pass left uncertain (`Pipeline.run(deliberate=N)`)."""
+
+    def __init__(self, classifier, texts: dict[int, list], tokens: int, layers: Sequence[int]) -> None:
+        self.classifier, self.texts, self.tokens, self.layers = classifier, texts, tokens, layers
+
+    def __call__(self, raw: Verdict, final: Verdict, cal: Calibrator) -> Verdict:
+        entry = self.texts.get(raw.document_index)
+        if entry is None:
+            return final
+        document, _ = entry
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self.texts[raw.document_index]
+        if final.verdict != "uncertain":
+            return final
+        try:
+            thought = self.classifier.deliberate(raw, document.text, self.tokens, self.layers)
+        except ValueError:  # the thinking prompt can't be built for this document: keep one pass
+            return final
+        return cal.apply(thought)
+
+
+def _remembered(documents: Iterable[DocumentLike], texts: dict[int, list], rows: int) -> Iterator[Document]:
+    """`documents` as Documents, each kept in `texts` by position until its `rows` rows are final."""
+    for position, item in enumerate(documents):
+        doc = item if isinstance(item, Document) else Document(id=str(position), text=str(item))
+        texts[position] = [doc, rows]
+        yield doc
 
 
 def in_input_order(rows: Iterable[tuple[int, Verdict]], n_questions: int) -> Iterator[tuple[int, Verdict]]:

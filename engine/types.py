@@ -23,6 +23,17 @@ class Document:
 
 
 @dataclass
+class Example:
+    """A worked example the prompt shows the model before each document: a document and its
+    answer, for one question (``question``) or for every question asked (None)."""
+
+    text: str
+    answer: bool
+    question: Optional[str] = None
+    id: str = ""
+
+
+@dataclass
 class Verdict:
     """The answer to one question about one document.
 
@@ -46,6 +57,7 @@ class Verdict:
     hidden: Any = None  # numpy array (D,): the hidden state at the answer position after the layer asked for
     states: Any = None  # raw verdicts only: {layer: array (D,)} captured for calibration, on request
     document_index: int = -1  # position of the document in the input, for re-ordering streams
+    reasoning: Optional[str] = None  # what the model wrote before answering (`--deliberate`), if it did
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Optional
 # 500 tokens, a quarter of the smallest context we support.
 MAX_QUESTION_CHARS = 2000
 MIN_MAX_TOKENS = 64
+MAX_DELIBERATE_TOKENS = 512  # reasoning a small model writes past this is rambling, and costs seconds a document
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -117,6 +118,12 @@ def check_classify_args(args: argparse.Namespace) -> None:
         from engine.confidence.probe import data_dir
 
         check_writable_folder(data_dir(), "calibrators")
+    if getattr(args, "deliberate", 0):
+        check_number(args.deliberate, "--deliberate", 0, MAX_DELIBERATE_TOKENS)
+        if getattr(args, "backend", None):
+            raise UsageError("--deliberate needs a model loaded here: an inference server (--backend) only scores")
+    if getattr(args, "examples", None):
+        check_readable(args.examples, "--examples")
     if args.instructions and args.instructions.startswith("@"):
         check_readable(args.instructions[1:], "--instructions")
     if args.output:

@@ -80,8 +80,8 @@ def read_path_documents(paths: list[str]) -> list[Document]:
 # --- commands ----------------------------------------------------------------------------------
 def cmd_classify(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
-    from engine.pipeline import Labels, Pipeline
-    from engine.runtime.prompt import LAYOUTS
+    from engine.pipeline import Labels, Pipeline, read_examples
+    from engine.runtime.prompt import LAYOUTS, PromptError
 
     check_classify_args(args)  # before the model loads: one line, exit 2
     questions = args.question
@@ -105,6 +105,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
         options["instructions"] = _read_text_arg(args.instructions)
     if args.max_tokens:
         options["max_tokens"] = args.max_tokens
+    if args.examples:
+        try:
+            options["examples"] = read_examples(args.examples)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.examples}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise UsageError(f"--examples {exc}") from exc
     failed = False
     todo = docs
     if args.resume:
@@ -116,6 +123,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
             backend, batch_tokens=1 << 40, max_batch=1 << 20, chunk_documents=max(64, 16 * backend.concurrency),
             **options)
         pipeline = Pipeline(clf, settings=calibration_settings(args))
+        try:
+            for question in questions:
+                clf.encoder_for(question)  # worked examples that can't be placed: one line, before any row
+        except PromptError as exc:
+            raise UsageError(f"--examples: {exc}") from exc
         if backend is None:
             _say_if_slow()
         if labels is not None:
@@ -141,10 +153,11 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     writer: Optional[RowWriter] = None  # --wide streams its rows itself
     try:
         if args.wide:
-            failed = write_wide(out, pipeline.run(questions, docs), docs, questions, labels, progress)
+            failed = write_wide(out, pipeline.run(questions, docs, deliberate=args.deliberate), docs, questions, labels,
+                                progress)
         else:
             writer = RowWriter(out, args.format or "jsonl")
-            for v in pipeline.run(questions, docs):
+            for v in pipeline.run(questions, docs, deliberate=args.deliberate):
                 failed |= v.error is not None
                 writer.write(verdict_row(docs[v.document_index], v))
                 progress.step()
@@ -369,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write rows here instead of stdout")
     p.add_argument("--jsonl-in", metavar="FILE", help="documents as JSONL lines with 'id' and 'text'")
     p.add_argument("--instructions", help="extra instructions or a rubric (text, or @FILE)")
+    p.add_argument("--examples", metavar="FILE", help="worked examples shown to the model before each document "
+                   "(JSONL: id, text, label yes/no, optional question; at most 8 per question, as many yes as "
+                   "no): prefilled once, free per document")
+    p.add_argument("--deliberate", type=int, default=0, metavar="N", help="think about the uncertain ones: "
+                   "where one pass leaves a verdict uncertain, let the model write up to N tokens of reasoning, "
+                   "then answer (local models only; slower; see README for what it measures)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
     p.add_argument("--labels", metavar="FILE", help="JSONL of id, label (yes/no) and optional question: "
                    "fits Platt scaling and a probe, saved for later runs")

@@ -40,6 +40,8 @@ def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
         "window_start": v.window_span[0] if v.window_span else None,
         "window_end": v.window_span[1] if v.window_span else None,
     }
+    if v.reasoning is not None:
+        row["reasoning"] = v.reasoning
     if doc.warnings:
         row["warnings"] = list(doc.warnings)
     for key, value in doc.meta.get("passthrough", {}).items():

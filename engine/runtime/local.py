@@ -173,6 +173,43 @@ class LocalBackend:
         final = self.prefill([list(ids)], self.new_cache()).final
         return np.array(self.project_to_vocab(final).astype(mx.float32))[0]
 
+    # --- thinking before answering (`--deliberate`) --------------------------------------------
+    supports_thinking = True
+
+    def think_then_score(self, prompt: Prompt, cue: Sequence[int], max_new_tokens: int,
+                         layers: Sequence[int] = ()) -> tuple[PromptScore, list[int]]:
+        """Let the model write up to `max_new_tokens` tokens after `prompt` (greedy; a control
+        token such as its end of turn stops it, and is not kept), then append `cue` and score the
+        Yes/No answer there. Returns the score (states after `layers` at the answer position) and
+        the ids the model wrote. The prompt's first segment is shared with `score`'s cache."""
+        wanted = sorted({resolve_layer(self.n_layers, layer) for layer in layers})
+        if not prompt or any(len(segment) == 0 for segment in prompt) or not cue:
+            raise ValueError("every segment of a prompt and the cue need at least one token")
+        if len(prompt) == 1:
+            cache = self.new_cache()
+            final = self.prefill([prompt[0].ids], cache).final
+        else:
+            cache = self.fork(self._first_cache(prompt[0]), 1)
+            for segment in prompt[1:]:
+                final = self.prefill([segment.ids], cache).final
+        stop = self._stop_ids()
+        written: list[int] = []
+        while len(written) < max_new_tokens:
+            token = int(mx.argmax(self.project_to_vocab(final)[0]).item())
+            if token in stop:
+                break
+            written.append(token)
+            final = self.prefill([[token]], cache).final
+        done = self.prefill([list(cue)], cache, wanted)
+        margins, masses = self.answer(done.final)
+        states = {n: np.array(done.layers[n].astype(mx.float32))[0] for n in wanted}
+        return PromptScore(float(margins[0]), float(masses[0]), states if wanted else None), written
+
+    def _stop_ids(self) -> frozenset[int]:
+        """Ids that end the model's turn: every control token (end of turn, end of text, EOS)."""
+        eos = self.tokenizer.encode(self.tokenizer.eos_token) if self.tokenizer.eos_token else []
+        return self.tokenizer.special_ids() | frozenset(eos if len(eos) == 1 else [])
+
     # --- sharing prefixes -----------------------------------------------------------------------
     def _first_cache(self, first: Segment) -> list[SegmentCache]:
         """A one-row cache holding the first segment; kept across calls when it has a key."""

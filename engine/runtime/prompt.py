@@ -14,14 +14,19 @@ and the ids concatenated, so a cached segment is exactly a prefix of every promp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Sequence
 
 from engine.runtime.tokenizer import Tokenizer, TokenizerError
 
 _DOC = "\x00VERDICT_DOCUMENT\x00"
 _QUESTION = "\x00VERDICT_QUESTION\x00"
 _INSTRUCTIONS = "\x00VERDICT_INSTRUCTIONS\x00"
+ANSWER_WORDS = ("Yes", "No")  # what the prompt asks for; `label_forms` reads every casing of them
+
+# A worked example as the prompt shows it: (document, question, whether the answer is yes).
+WorkedExample = tuple[str, str, bool]
 
 
 @dataclass(frozen=True)
@@ -92,36 +97,107 @@ class PromptTemplate:
         return len(self.before) + (0 if self.document_first else len(question) + len(self.between))
 
 
-def build_template(layout: Layout, tokenizer: Tokenizer, instructions: str = "") -> PromptTemplate:
-    """Render `layout` with the model's chat template (or the plain one) and split it."""
+def build_template(
+    layout: Layout, tokenizer: Tokenizer, instructions: str = "", examples: Sequence[WorkedExample] = ()
+) -> PromptTemplate:
+    """Render `layout` with the model's chat template (or the plain one) and split it.
+
+    `examples` are worked examples (document, question, answer) placed before the document as
+    earlier turns of the conversation: a user turn in the layout's own words and the assistant's
+    one-word answer. They sit in the text before the first slot, so they are part of the cached
+    head and cost nothing per document.
+    """
     instructions = instructions.strip()
     system = layout.system + ("\n\n" + _INSTRUCTIONS if instructions else "")
     user = layout.user.replace("{document}", _DOC).replace("{question}", _QUESTION)
+    fills: dict[str, str] = {_INSTRUCTIONS: instructions}
+    turns: list[tuple[str, str]] = []
+    for n, (document, question, answer) in enumerate(examples):
+        doc_slot, question_slot = f"\x00VERDICT_EXAMPLE_DOCUMENT_{n}\x00", f"\x00VERDICT_EXAMPLE_QUESTION_{n}\x00"
+        fills[doc_slot], fills[question_slot] = document, question
+        turns.append((layout.user.replace("{document}", doc_slot).replace("{question}", question_slot),
+                      ANSWER_WORDS[0] if answer else ANSWER_WORDS[1]))
     if tokenizer.chat_template:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        messages = [{"role": "system", "content": system}]
+        for asked, answered in turns:
+            messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+        messages.append({"role": "user", "content": user})
         try:
             text = tokenizer.render_chat(messages, **layout.template_kwargs)
         except TokenizerError as exc:  # a broken or hostile template: one clear line, exit 2 in the CLI
             raise PromptError(str(exc)) from exc
     else:
-        text = layout.plain.replace("{system}", system).replace("{user}", user)
+        worked = "".join(f"{asked}\nAnswer: {answered}\n\n" for asked, answered in turns)
+        text = layout.plain.replace("{system}", system).replace("{user}", worked + user)
     if text.count(_DOC) != 1 or text.count(_QUESTION) != 1:
         raise PromptError(f"layout {layout.name!r}: the chat template must keep each slot exactly once")
+    if any(text.count(slot) != 1 for slot in list(fills)[1:]):
+        raise PromptError(f"layout {layout.name!r}: the chat template must keep each worked example exactly once")
+    text, spans = _fill(text, fills)
     d, q = text.index(_DOC), text.index(_QUESTION)
     first, second = (_DOC, _QUESTION) if d < q else (_QUESTION, _DOC)
     i, j = text.index(first), text.index(second)
-    before = text[:i]
-    literal: tuple[tuple[int, int], ...] = ()
-    if before.count(_INSTRUCTIONS) == 1:
-        k = before.index(_INSTRUCTIONS)
-        literal = ((k, k + len(instructions)),)
     return PromptTemplate(
         document_first=d < q,
-        before=before.replace(_INSTRUCTIONS, instructions),
-        between=text[i + len(first) : j].replace(_INSTRUCTIONS, instructions),
-        after=text[j + len(second) :].replace(_INSTRUCTIONS, instructions),
-        literal=literal,
+        before=text[:i],
+        between=text[i + len(first) : j],
+        after=text[j + len(second) :],
+        literal=tuple(span for span in spans if span[1] <= i),
     )
+
+
+THINK_REQUEST = "Think it through briefly first, then answer Yes or No."
+# The start of the model's reasoning, written for it: asked to think, small models answer at once
+# ("No.") unless their turn already begins with a sentence to finish.
+THINK_LEAD = "The document describes"
+ANSWER_REQUEST = "So: Yes or No? Answer with only Yes or No."
+_REASONING = "\x00VERDICT_REASONING\x00"
+
+
+def build_thinking_template(layout: Layout, tokenizer: Tokenizer, instructions: str = "") -> tuple[PromptTemplate, str]:
+    """The think-then-answer prompt (`--deliberate`): the layout with the question asking for a
+    short reasoning first, and the cue that follows the model's reasoning: its turn closed and a
+    user turn asking for the one-word answer, ending where the answer is read. Returns the template
+    (split like `build_template`'s) and the cue text (control tokens in it are real ones)."""
+    kept, _, last = layout.user.rpartition("\n")
+    asking = replace(layout, user=(kept if kept and "{" not in last else layout.user) + "\n" + THINK_REQUEST)
+    template = build_template(asking, tokenizer, instructions)
+    template = replace(template, after=template.after + THINK_LEAD)
+    if tokenizer.chat_template:
+        user = asking.user.replace("{document}", _DOC).replace("{question}", _QUESTION)
+        system = layout.system + ("\n\n" + instructions.strip() if instructions.strip() else "")
+        try:
+            text = tokenizer.render_chat([{"role": "system", "content": system}, {"role": "user", "content": user},
+                                          {"role": "assistant", "content": THINK_LEAD + _REASONING},
+                                          {"role": "user", "content": ANSWER_REQUEST}], **layout.template_kwargs)
+        except TokenizerError as exc:
+            raise PromptError(str(exc)) from exc
+        if text.count(_REASONING) != 1:
+            raise PromptError(f"layout {layout.name!r}: the chat template dropped the assistant's turn")
+        cue = text[text.index(_REASONING) + len(_REASONING) :]
+    else:
+        cue = "\n" + ANSWER_REQUEST + "\nAnswer:"
+    return template, cue
+
+
+def _fill(text: str, fills: dict[str, str]) -> tuple[str, list[tuple[int, int]]]:
+    """`text` with each placeholder replaced by its value, and the character span of every
+    value put in (user text, which must never count as control tokens)."""
+    pattern = "|".join(re.escape(slot) for slot in fills)
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    size = last = 0
+    for match in re.finditer(pattern, text):
+        out.append(text[last : match.start()])
+        size += match.start() - last
+        value = fills[match.group(0)]
+        if value:
+            spans.append((size, size + len(value)))
+        out.append(value)
+        size += len(value)
+        last = match.end()
+    out.append(text[last:])
+    return "".join(out), spans
 
 
 @dataclass
@@ -276,7 +352,7 @@ def _boundary(offsets: list[tuple[int, int]], position: int, strict: bool = Fals
     return k
 
 
-def label_forms(tokenizer: Tokenizer, words: tuple[str, str] = ("Yes", "No")) -> tuple[list[int], list[int]]:
+def label_forms(tokenizer: Tokenizer, words: tuple[str, str] = ANSWER_WORDS) -> tuple[list[int], list[int]]:
     """Single-token ids of the positive and negative answer in every casing and spacing.
 
     A casing variant is used only when both its yes and its no form are single tokens, so neither

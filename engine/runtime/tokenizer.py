@@ -225,7 +225,7 @@ class Tokenizer:
         """
         encoding = self.backend.encode(text, add_special_tokens=False)
         ids, offsets = list(encoding.ids), list(encoding.offsets)
-        special = self._special_ids()
+        special = self.special_ids()
 
         def look_alike(token: int, span: tuple[int, int]) -> bool:
             if token not in special or text[span[0] : span[1]] != self.backend.id_to_token(token):
@@ -270,7 +270,8 @@ class Tokenizer:
             self._plain = _HFTokenizer.from_str(json.dumps(data))
         return self._plain
 
-    def _special_ids(self) -> frozenset[int]:
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the control tokens (end of turn, BOS, EOS, ...)."""
         if self._special is None:
             decoder = self.backend.get_added_tokens_decoder()
             self._special = frozenset(i for i, token in decoder.items() if token.special)
