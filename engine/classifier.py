@@ -36,6 +36,8 @@ from engine.scoring import PromptScore, ScoringBackend, Segment
 from engine.types import Document, Example, Verdict
 
 DocumentLike = Union[str, Document]
+# (question, margins of a document's windows (W,), their captured states) -> a score per window
+WindowScore = Callable[[str, np.ndarray, list], np.ndarray]
 # Document tokens per window. Attention and the KV cache grow with a window's length, so past
 # this a long document runs faster as several windows; measured with `verdict bench` (README,
 # Performance). The context length (131k for Llama 3.2 GGUFs) is only the upper bound.
@@ -253,8 +255,14 @@ class Classifier:
         layers: Sequence[int] = (),
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
+        window_score: Optional[WindowScore] = None,
     ) -> Iterator[Verdict]:
         """Raw verdicts as batches finish (not in input order: see `Verdict.document_index`).
+
+        A document of several windows is decided by the window with the highest margin, or with
+        `window_score(question, margins, states)` by the one it scores highest (the pipeline
+        passes the question's calibrated log-odds, so a probe picks the window it believes);
+        `aggregate="mean"` averages the margins instead.
 
         `cancel` is polled between batches; when it returns True the generator stops.
         Memory stays bounded: documents are taken `chunk_documents` at a time.
@@ -279,12 +287,14 @@ class Classifier:
             chunk.append(doc)
             position += 1
             if len(chunk) >= self.chunk_documents:
-                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate, tally)
+                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers,
+                                           (aggregate, window_score), tally)
                 chunk = []
                 if cancel and cancel():
                     return
         if chunk:
-            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate, tally)
+            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers,
+                                           (aggregate, window_score), tally)
 
     @property
     def can_deliberate(self) -> bool:
@@ -449,7 +459,8 @@ class Classifier:
             for r in range(len(batch))
         ]
 
-    def _finish(self, questions, p: _Pending, aggregate: str) -> Iterator[Verdict]:
+    def _finish(self, questions, p: _Pending, aggregate: tuple) -> Iterator[Verdict]:
+        aggregate, window_score = aggregate
         order = sorted(p.margins)
         margins = np.stack([p.margins[w] for w in order])  # (windows, questions)
         masses = np.stack([p.masses[w] for w in order])
@@ -457,7 +468,10 @@ class Classifier:
             if qi in p.errors:
                 yield from self._error_verdicts([question], p.document, p.position, p.errors[qi])
                 continue
-            best = int(np.argmax(margins[:, qi]))
+            if window_score is not None and len(order) > 1:
+                best = int(np.argmax(window_score(question, margins[:, qi], [p.states[w][qi] for w in order])))
+            else:
+                best = int(np.argmax(margins[:, qi]))
             margin = float(margins[best, qi] if aggregate == "max" else margins[:, qi].mean())
             mass = float(masses[best, qi])
             yield Verdict(

@@ -195,7 +195,7 @@ class Pipeline:
             elif self._no_thinking_note not in self._general_notes:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
-                                         progress=progress)
+                                         progress=progress, window_score=_calibrated_windows(cals))
         if any(cal.shift_method == "batch" for cal in cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             for q, cal in cals.items():
@@ -218,6 +218,22 @@ class Pipeline:
             final.hidden = kept
             for n, position in enumerate(positions[v.question]):
                 yield position, final if n == 0 else dataclasses.replace(final)
+
+
+def _calibrated_windows(cals: Mapping[str, Calibrator]):
+    """The window scorer for `Classifier.score_iter`: a long document is decided by the window
+    its question's calibrator believes most (a probe reads each window's state), not the one with
+    the highest raw margin. None when no calibrator reads states (its order is the margin's)."""
+    if not any(cal.layers for cal in cals.values()):
+        return None
+
+    def score(question: str, margins, states) -> list[float]:
+        cal = cals[question]
+        if not cal.layers:
+            return list(margins)
+        return [cal.log_odds(float(m), (s or {}).get(cal.layers[0])) for m, s in zip(margins, states)]
+
+    return score
 
 
 class _Thinker:

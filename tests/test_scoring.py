@@ -5,6 +5,7 @@ import pytest
 from engine import Classifier, Document
 from engine.runtime.local import LocalBackend
 from engine.runtime.prompt import DOCUMENT_FIRST, QUESTION_FIRST
+from engine.scoring import Segment
 
 SHORT = "Paris is the capital and largest city of France."
 MEDIUM = "Dear customer, your invoice #4411 of $120 is overdue. Please pay within 7 days to avoid a late fee. " * 3
@@ -179,3 +180,41 @@ def test_windows_are_capped_apart_from_the_context(tiny_classifier):
         a, b = w.span
         head, tail = clf.encoder.head_ids(QUESTIONS[0]), clf.encoder.tail_ids(QUESTIONS[0])
         assert head + w.ids + tail == clf.encoder.whole_ids(QUESTIONS[0], LONG[a:b])
+
+
+def test_a_calibrator_that_reads_states_picks_the_window_it_believes(tiny_model_dir):
+    """With a probe calibrator, a long document is decided by the window whose state the probe
+    scores highest (each window's state taken from the window scored alone, from its ids), not
+    by the highest raw margin; the row's probability is that window's."""
+    from engine.confidence.calibrate import Calibrator
+    from engine.confidence.general import GeneralProbe
+    from engine.pipeline import Pipeline
+
+    clf = Classifier.load(tiny_model_dir, max_context=400)
+    text = " ".join(f"Sentence {i} talks about a different thing." for i in range(40))
+    question = QUESTIONS[0]
+    windows = clf._split(0, Document("w", text), clf._window_budget([question]))
+    head, tail = clf.encoder.head_ids(question), clf.encoder.tail_ids(question)
+    layer = 1
+    dim = clf.backend.score([[Segment(tuple(head)), Segment(tuple(windows[0].ids + tail))]], [layer])[0].states[layer].size
+    states, margins = [], []
+    for w in windows:
+        s = clf.backend.score([[Segment(tuple(head + w.ids + tail))]], [layer])[0]
+        states.append(s.states[layer])
+        margins.append(s.margin)
+    rng = np.random.default_rng(0)
+    for seed in range(20):  # a probe direction that disagrees with the raw margin on the best window
+        w = rng.normal(size=dim)
+        probe = GeneralProbe("tiny", layer, np.zeros(dim), np.ones(dim), w, 0.0)
+        z = [float(probe.decision(s)) for s in states]
+        if int(np.argmax(z)) != int(np.argmax(margins)):
+            break
+    else:
+        pytest.skip("no disagreeing direction found")
+    pipeline = Pipeline(clf, save=False)
+    pipeline.calibrators[question] = Calibrator(question, general=probe, use_general=True)
+    (row,) = list(pipeline.run(question, [text]))
+    assert row.window_index == int(np.argmax(z))
+    assert row.probability == pytest.approx(1 / (1 + np.exp(-max(z))), abs=2e-3)
+    (raw,) = clf.score(question, [text])
+    assert raw.window_index == int(np.argmax(margins))
