@@ -107,6 +107,7 @@ class Session:
     active_question: int = 0
     documents: list[StoredDocument] = field(default_factory=list)
     states_model: str = ""  # the model (fingerprint and layer) the stored states belong to
+    options: dict[str, dict] = field(default_factory=dict)  # question -> its options (app.options), as saved
 
 
 class SessionStore:
@@ -405,6 +406,14 @@ class SessionStore:
         except sqlite3.Error as exc:
             self._failed(exc)
 
+    def set_question_options(self, options: dict[str, dict]) -> None:
+        """Replace the per-question options (question -> JSON-able dict)."""
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('question_options', ?)",
+                               (json.dumps(options),))
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
     def set_label(self, key: int, question: str, label: Optional[str]) -> None:
         """Label a document's answer to a question 'yes' or 'no'; None removes the label."""
         try:
@@ -454,6 +463,7 @@ class SessionStore:
         for key, question, label in conn.execute("SELECT doc_key, question, label FROM labels"):
             if key in docs:
                 docs[key].labels[question] = label
+        options = _json_dict(conn.execute("SELECT value FROM state WHERE name = 'question_options'").fetchone())
         model = conn.execute("SELECT value FROM state WHERE name = 'states_model'").fetchone()
         if model:
             import numpy as np
@@ -462,7 +472,7 @@ class SessionStore:
                 if key in docs and question in docs[key].verdicts:
                     docs[key].states[question] = np.frombuffer(data, dtype="<f2")
         return Session(questions=questions, active_question=active, documents=list(docs.values()),
-                       states_model=model[0] if model else "")
+                       states_model=model[0] if model else "", options=options)
 
 
 def _unwritable_folder(folder: Path) -> Optional[str]:
@@ -475,6 +485,15 @@ def _unwritable_folder(folder: Path) -> Optional[str]:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+def _json_dict(row: Optional[tuple]) -> dict:
+    """The JSON object saved in a `state` row; {} when missing or not an object."""
+    try:
+        value = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _real(x: float) -> Optional[float]:
