@@ -151,6 +151,15 @@ def test_thinking_about_the_uncertain_ones_shows_what_the_model_wrote(qtbot, mak
     assert thought[:20] in result.reasoning.text()
     assert f"up to {THINK_TOKENS} tokens" in result.calibration.text()
 
+    # a relaunch shows the same answers, with what the model wrote, and the option on
+    thoughts = {r.name: r.verdicts[Q1].reasoning for r in window.results.rows}
+    window.close()
+    window = make_window()
+    assert window.think_action.isChecked()
+    assert {r.name: r.verdicts[Q1].reasoning for r in window.results.rows} == thoughts
+    window.select_keys([key_of(window, "invoice-0")])
+    assert thought[:20] in window.detail.results()[0].reasoning.text()
+
     before = {r.key: r.verdicts[Q1] for r in window.results.rows}
     window.think_action.trigger()  # off: one pass again, no reasoning
     wait_rescored(qtbot, window, Q1, before)
