@@ -520,10 +520,13 @@ class SessionController(QObject):
     @Slot(str, object)
     def _on_refit_finished(self, question: str, cal: object) -> None:
         """Re-apply the new calibrator to the question's verdicts from their raw margins (and kept
-        states); documents whose state is not at hand are scored again for this question."""
+        states); documents whose state is not at hand are scored again for this question. When
+        the question thinks about its uncertain ones, those (now uncertain, or thought about
+        before) are scored again too: whether the model thinks depends on the calibrator."""
         if question not in self.results.questions:
             return
         layer_ok = not cal.layers or cal.probe.layer == self.scoring.state_layer
+        thinks = self.options_for(question).think and self.scoring.can_think
         live = self.scoring.live_keys()
         changed, again, flipped = [], [], 0
         for row in self.results.rows:
@@ -534,6 +537,8 @@ class SessionController(QObject):
             new = calibration.reapply(cal, verdict, state)
             if new is verdict:  # an error: nothing to calibrate
                 continue
+            if thinks and new is not None and (verdict.reasoning or new.verdict == "uncertain"):
+                new = None
             if new is not None:
                 changed.append((row.key, new))
                 flipped += new.verdict != verdict.verdict and question not in row.labels
@@ -543,13 +548,13 @@ class SessionController(QObject):
         self.store.save_verdicts(changed)
         if again:
             keys = [r.key for r in again]
-            self.results.set_status(keys, QUEUED, "Scored again for the new probe")
+            self.results.set_status(keys, QUEUED, "Scored again for the new calibrator")
             self.scoring.score(keys, [r.document for r in again], [question])
         short = question if len(question) <= 40 else question[:39].rstrip() + "…"
         text = (f"Recalibrated “{short}” with {calibration.summary(cal)}: "
                 f"{plural(flipped, 'unlabeled answer')} changed")
         if again:
-            text += f", {plural(len(again), 'document')} being scored again for the probe"
+            text += f", {plural(len(again), 'document')} being scored again"
         self.message.emit(text, 8000)
         self.detailChanged.emit(None)
 

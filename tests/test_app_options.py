@@ -37,14 +37,16 @@ def engine_clf(tiny_model_dir):
     return Classifier.load(tiny_model_dir)
 
 
-def scored_window(qtbot, make_window, questions=(Q1, Q2)):  # noqa: F811
+def scored_window(qtbot, make_window, questions=(Q1, Q2), texts=TEXTS, settings=None):  # noqa: F811
     window = make_window()
+    if settings:  # calibration settings of the window's pipeline, before any calibrator is made
+        window.controller._worker._pipeline.settings.update(settings)
     for n, question in enumerate(questions):
         if n:
             window.question_bar.add_question()
         window.question_bar.ask(question)
-    window.add_documents([(name, Document(id=name, text=text)) for name, text in TEXTS.items()])
-    wait_scored(qtbot, window, len(TEXTS))
+    window.add_documents([(name, Document(id=name, text=text)) for name, text in texts.items()])
+    wait_scored(qtbot, window, len(texts))
     return window
 
 
@@ -201,3 +203,38 @@ def test_thinking_is_disabled_saying_why_for_a_model_on_a_server(qtbot, tmp_path
             window.close()
             for backend in backends:
                 backend.close()
+
+
+def test_a_refit_while_thinking_gives_what_the_engine_gives(qtbot, make_window, engine_clf):  # noqa: F811
+    """Which rows the model thinks about depends on the calibrator: after labels refit it, the
+    rows that think are scored again, and every answer is the engine's for the same labels.
+    (The tiny model's label mass is far below the floor, so the floor is off here: its answers
+    can then be sure.)"""
+    texts = {**{f"invoice-{i}": f"Invoice {i}: please pay ${100 + i} by Friday." for i in range(4)},
+             **{f"recipe-{i}": f"Recipe {i}: rub butter into flour and bake." for i in range(4)}}
+    settings = {"band": 2.0, "mass_floor": 0.0}
+    window = scored_window(qtbot, make_window, questions=(Q1,), texts=texts, settings=settings)
+    assert all(r.verdicts[Q1].verdict == "uncertain" for r in window.results.rows)
+    window.think_action.trigger()
+    before = {r.key: r.verdicts[Q1] for r in window.results.rows}
+    wait_rescored(qtbot, window, Q1, before)
+    labels = {"invoice-0": True, "invoice-1": True, "recipe-0": False, "recipe-1": False}
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=180_000):
+        for name, yes in labels.items():
+            window.set_label(key_of(window, name), Q1, "yes" if yes else "no")
+    qtbot.waitUntil(lambda: not window.controller.busy and not any(Q1 in r.stale for r in window.results.rows),
+                    timeout=180_000)
+    cal = window.controller.calibrators[Q1]
+    assert cal.n_labels == (2, 2)
+
+    reference = Pipeline(engine_clf, settings=settings, save=False)
+    reference.fit(Q1, [Document(id=n, text=texts[n]) for n in labels], labels)
+    assert reference.calibrators[Q1].method == cal.method
+    expected = dict(zip(texts, reference.run(Q1, list(texts.values()), deliberate=THINK_TOKENS)))
+    # the calibrator decides: some rows are sure now (no thinking), some are still thought about
+    # one pass through the new probe leaves them uncertain: thought about, they come out sure
+    assert all(e.reasoning and e.verdict != "uncertain" for e in expected.values())
+    for row in window.results.rows:
+        v, e = row.verdicts[Q1], expected[row.name]
+        assert (v.verdict, v.reasoning) == (e.verdict, e.reasoning), row.name
+        assert v.margin == pytest.approx(e.margin, abs=2e-2, rel=2e-2), row.name
