@@ -75,7 +75,14 @@ def engine_margins(clf, question: str, examples: list[Example]) -> dict[str, flo
 
 def test_labeled_documents_as_examples_rescore_only_that_question(qtbot, make_window, engine_clf):  # noqa: F811
     window = scored_window(qtbot, make_window)
-    window.select_question(0)
+    tabs = window.question_bar.tabs
+    assert window.session.active_question == Q2
+    tabs.customContextMenuRequested.emit(tabs.tabRect(0).center())  # right-click on Q1's tab
+    menu = window.question_bar.tab_menu
+    qtbot.waitUntil(menu.isVisible)
+    assert window.session.active_question == Q1  # the menu's options are Q1's
+    assert menu.actions() == [window.examples_action, window.think_action]
+    menu.hide()
     plain1, plain2 = raw(window, Q1), raw(window, Q2)
     assert plain1 == pytest.approx(engine_margins(engine_clf, Q1, []), abs=2e-3)
     window.set_label(key_of(window, "invoice-0"), Q1, "yes")
