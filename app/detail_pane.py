@@ -1,5 +1,5 @@
 """The selected document: per question a sentence saying the answer, how sure it is and what it
-rests on, a Yes/No control to label the right answer (kept for calibration), the numbers under a
+rests on (and, when the model thought before answering, what it wrote), a Yes/No control to label the right answer (kept for calibration), the numbers under a
 collapsed Details; then the text with the deciding passage highlighted. The pane scrolls."""
 from __future__ import annotations
 
@@ -65,6 +65,10 @@ class QuestionResult(QFrame):
         self.sentence = QLabel()
         self.sentence.setWordWrap(True)
         self.sentence.setObjectName("ResultSentence")
+        self.reasoning = QLabel()  # what the model wrote before answering (Verdict.reasoning)
+        self.reasoning.setObjectName("Muted")
+        self.reasoning.setWordWrap(True)
+        self.reasoning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.details_button = QToolButton()
         self.details_button.setObjectName("DetailsToggle")
         self.details_button.setText("Details")
@@ -110,6 +114,7 @@ class QuestionResult(QFrame):
         layout.setSpacing(4)
         layout.addLayout(head)
         layout.addWidget(self.sentence)
+        layout.addWidget(self.reasoning)
         layout.addLayout(label_row)
         layout.addWidget(self.numbers)
         layout.addWidget(self.calibration)
@@ -155,6 +160,9 @@ class QuestionResult(QFrame):
                 + (f" · {verdict.windows} windows" if verdict.windows > 1 else "")
             )
         self.sentence.setText(sentence)
+        thought = verdict.reasoning if verdict is not None and verdict.ok and not failed else None
+        self.reasoning.setText(f"The model thought it over first: <i>“{html.escape(thought)}”</i>" if thought else "")
+        self.reasoning.setVisible(bool(thought))
         self.calibration.setText("<br>".join(html.escape(line) for line in calibration))
         self._show_details(self.details_button.isChecked())
         self._show_label(label)

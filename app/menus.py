@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication, QMenu, QWidget
 
+from app.options import EXAMPLES, THINK, THINK_TOKENS, THINK_UNAVAILABLE
 from app.results_table import OPTIONAL_COLUMNS
 
 if TYPE_CHECKING:
@@ -97,6 +98,13 @@ def build(w: "MainWindow") -> None:
     w.reveal_action = make_action(w, "Show in Finder" if _mac() else "Show in File Manager", w.reveal,
                                   ["Ctrl+Shift+R"])
     w.help_action = make_action(w, "Verdict Help", w.open_help, [STD.HelpContents])
+    w.examples_action = _option_action(w, "Use Labeled Documents as Examples", EXAMPLES,
+                                       "Show the model the documents you labeled for this question, with your "
+                                       "answers, before each document (this question is scored again)")
+    w.think_action = _option_action(w, "Think About the Uncertain Ones", THINK, _THINK_TIP)
+    qb.set_question_actions([w.examples_action, w.think_action])
+    w.session.optionsChanged.connect(lambda: sync_question_options(w))
+    sync_question_options(w)
 
     menus = w.menuBar()
     file_menu = menus.addMenu("&File")
@@ -109,7 +117,9 @@ def build(w: "MainWindow") -> None:
     _fill(questions, (w.rescore_action, w.add_question_action, w.cancel_action, None, w.previous_question_action,
                       w.next_question_action))
     _fill(questions.addMenu("Go to Question"), w.question_actions)
-    _fill(questions, (None, w.label_yes_action, w.label_no_action, w.next_uncertain_action))
+    _fill(questions, (None, w.label_yes_action, w.label_no_action, w.next_uncertain_action, None,
+                      w.examples_action, w.think_action))
+    questions.setToolTipsVisible(True)
     view_menu = menus.addMenu("&View")
     _fill(view_menu, (w.quick_look_action, None))
     columns = view_menu.addMenu("Columns")
@@ -130,6 +140,32 @@ def build(w: "MainWindow") -> None:
         appearance.addAction(action)
         w.scheme_actions[scheme] = action
     _fill(menus.addMenu("&Help"), (w.help_action,))
+
+
+_THINK_TIP = (f"For the documents it is uncertain about, let the model write up to {THINK_TOKENS} tokens of "
+              "reasoning before it answers (slower; this question is scored again)")
+
+
+def _option_action(w: "MainWindow", text: str, name: str, tip: str) -> QAction:
+    """A checkable action that sets option ``name`` of the active question."""
+    action = make_action(w, text, lambda on: w.session.set_option(w.session.active_question, name, on), tip=tip)
+    action.setCheckable(True)
+    return action
+
+
+def sync_question_options(w: "MainWindow") -> None:
+    """Show the active question's options in their actions; thinking is disabled, saying why,
+    when the model in use can't write before it answers."""
+    question = w.session.active_question
+    options = w.session.options_for(question)
+    can_think = w.controller.can_think
+    w.examples_action.setEnabled(question is not None)
+    w.examples_action.setChecked(options.examples)
+    w.think_action.setEnabled(question is not None and can_think)
+    w.think_action.setChecked(options.think and can_think)
+    tip = _THINK_TIP if can_think else THINK_UNAVAILABLE
+    w.think_action.setToolTip(tip)
+    w.think_action.setStatusTip(tip)
 
 
 def _mac() -> bool:

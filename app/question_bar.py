@@ -3,6 +3,7 @@
 Editing the active question and pressing Return (without Shift) renames it and asks it again
 (its labels stay); Return on an unchanged question asks every question again. "+" opens a new
 question; a question from the Recent menu is added as a new one (or shown, if already asked).
+A tab's context menu holds the question's options (the actions given to `set_question_actions`).
 """
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ class QuestionBar(QWidget):
         self.tabs.setUsesScrollButtons(True)
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.tabs.tabCloseRequested.connect(self._on_tab_close)
+        self.tabs.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tabs.customContextMenuRequested.connect(self._on_tab_menu)
+        self.tab_menu = QMenu(self)
+        self.tab_menu.setToolTipsVisible(True)
 
         self.add_button = QToolButton()
         self.add_button.setText("+ Question")
@@ -149,6 +154,11 @@ class QuestionBar(QWidget):
             action.triggered.connect(self._on_recent)
             self.recent_menu.addAction(action)
         self.recent_button.setEnabled(bool(recent))
+
+    def set_question_actions(self, actions: list[QAction]) -> None:
+        """The actions a question tab's context menu offers (they act on the active question)."""
+        self.tab_menu.clear()
+        self.tab_menu.addActions(actions)
 
     # --- actions ------------------------------------------------------------------------------------
     def submit(self) -> None:
@@ -260,6 +270,12 @@ class QuestionBar(QWidget):
             self._show_active()
         if index < len(self._questions):
             self.activeChanged.emit(index)
+
+    def _on_tab_menu(self, pos) -> None:
+        index = self.tabs.tabAt(pos)
+        if 0 <= index < len(self._questions) and self.tab_menu.actions():
+            self.tabs.setCurrentIndex(index)  # the menu's actions act on the active question
+            self.tab_menu.popup(self.tabs.mapToGlobal(pos))
 
     def _on_tab_close(self, index: int) -> None:
         self.remove_question(index)

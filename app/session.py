@@ -1,7 +1,7 @@
 """The session controller: what the window shows and keeps, between the window and the worker.
 
-:class:`SessionController` owns the question set, the documents' rows (through the
-:class:`ResultsModel`), the user's labels, the refits they trigger, the hidden states kept for
+:class:`SessionController` owns the question set and each question's options (app.options), the
+documents' rows (through the :class:`ResultsModel`), the user's labels, the refits they trigger, the hidden states kept for
 re-calibration, and the :class:`SessionStore` that writes all of it to disk as it changes. It
 decides what to score (and what not to) and talks to the scoring thread only through the
 :class:`ScoringController`. It opens no dialogs and knows no widgets: the window shows what it
@@ -18,8 +18,9 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.types import Document, Verdict
 
-from app import calibration, passages
+from app import calibration, options as question_options, passages
 from app.documents import text_document
+from app.options import EXAMPLES, THINK, QuestionOptions
 from app.session_store import SessionStore
 from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, ResultsModel
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
@@ -41,6 +42,7 @@ class SessionController(QObject):
     rowsChanged = Signal()  # documents were added or removed
     questionsChanged = Signal(list, int)  # the questions and the active one, changed by Undo (for the question bar)
     modelFailed = Signal(str, str, str)  # path, reason, name of the model still in use ('' = none)
+    optionsChanged = Signal()  # the active question's options, or whether they can be used, may have changed
 
     def __init__(self, store: SessionStore, results: ResultsModel, scoring: ScoringController,
                  parent: Optional[QObject] = None) -> None:
@@ -65,6 +67,8 @@ class SessionController(QObject):
         # deciding passage of a one-window document (app.passages), computed when it is shown.
         self.passages: dict[tuple[int, str], tuple[float, Optional[tuple], int]] = {}
         self._passage_jobs: dict[int, tuple[int, str, float, list[tuple[int, int]]]] = {}
+        self.options: dict[str, QuestionOptions] = {}  # per question (kept for questions closed, like labels)
+        self._examples_sent: list = []  # the worked examples the worker has (engine.types.Example)
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
         self._refit_timer = QTimer(self)
         self._refit_timer.setSingleShot(True)
@@ -104,7 +108,11 @@ class SessionController(QObject):
                 self._keep_state(stored.key, question, state)
         self._states_key = session.states_model
         self.results.add_rows(rows)
+        self.options = {q: QuestionOptions.from_dict(saved) for q, saved in session.options.items()}
+        self._send_examples()
+        self.scoring.set_thinking(question_options.thinking(self.options))
         self.rowsChanged.emit()
+        self.optionsChanged.emit()
         return session.questions, session.active_question
 
     # ---------------------------------------------------------------------------------------- documents
@@ -168,6 +176,8 @@ class SessionController(QObject):
         self.results.remove_keys([row.key for _, row in removed])
         self.store.remove_documents([row.key for _, row in removed])
         self.rowsChanged.emit()
+        if any(row.labels for _, row in removed):
+            self._refit_timer.start()  # labeled documents shown as examples may have gone
         return removed
 
     def _restore(self, removed: list[tuple[int, DocumentRow]]) -> None:
@@ -183,6 +193,8 @@ class SessionController(QObject):
             row.settle(self.results.questions)
             self.results.insert_row(n, row)
         self.rowsChanged.emit()
+        if any(row.labels for _, row in removed):
+            self._refit_timer.start()
         self.score_missing()
 
     # ---------------------------------------------------------------------------------------- questions
@@ -199,8 +211,14 @@ class SessionController(QObject):
             self.store.rename_question(before, after)
             self.results.rename_question(before, after)
             self._forget_states(questions=set(questions) - {after})
+            if before in self.options:
+                self.options[after] = self.options.pop(before)
         self.store.set_questions(questions, active)
         self.results.set_questions(questions, active)
+        if renamed:
+            self.store.set_question_options(self._saved_options())
+            self._send_examples()  # the examples answer the question in its new words
+            self.scoring.set_thinking(question_options.thinking(self.options))
         if renamed or added:
             for question in renamed.values():
                 self._refit_now(question)  # the labels came along: the calibrator comes from them again
@@ -208,6 +226,7 @@ class SessionController(QObject):
         elif questions == old:
             self.rescore_all()
         self.detailChanged.emit(None)
+        self.optionsChanged.emit()
 
     def remove_question(self, questions: list[str], active: int) -> None:
         """A question was closed: its column goes; nothing is scored (Undo brings it back)."""
@@ -246,11 +265,51 @@ class SessionController(QObject):
             self.scoring.cancel_all()
         self.questionsChanged.emit(questions, active)
         self.detailChanged.emit(None)
+        self.optionsChanged.emit()
 
     def set_active(self, active: int) -> None:
         self.results.set_active_question(active)
         self.store.set_active_question(active)
         self.detailChanged.emit(None)
+        self.optionsChanged.emit()
+
+    # ---------------------------------------------------------------------------------------- options
+    def options_for(self, question: Optional[str]) -> QuestionOptions:
+        """The options of ``question`` (all off for one never set, or None)."""
+        return self.options.get(question, QuestionOptions()) if question else QuestionOptions()
+
+    def set_option(self, question: Optional[str], name: str, on: bool) -> None:
+        """Turn option ``name`` (app.options.EXAMPLES or THINK) of ``question`` on or off; saved
+        with the session. Its column is scored again when that changes what the model is asked
+        (with examples, after its calibrator is fitted again to read margins of the same prompt)."""
+        if question not in self.results.questions or getattr(self.options_for(question), name) == on:
+            return
+        setattr(self.options.setdefault(question, QuestionOptions()), name, on)
+        self.store.set_question_options(self._saved_options())
+        self.optionsChanged.emit()
+        self.scoring.set_thinking(question_options.thinking(self.options))
+        if name == EXAMPLES and question in self._send_examples():
+            self._refit_now(question)
+            self.score_questions([question])
+        elif name == THINK and self.scoring.can_think:
+            self.score_questions([question])
+        self.detailChanged.emit(None)
+
+    def _saved_options(self) -> dict[str, dict]:
+        return {q: saved for q, o in self.options.items() if (saved := o.to_dict())}
+
+    def _send_examples(self) -> set[str]:
+        """Give the worker the worked examples the options and labels call for now; returns the
+        questions whose examples changed."""
+        examples = question_options.worked_examples(self.results.rows, self.options)
+        if examples == self._examples_sent:
+            return set()
+        old = self._examples_sent
+        changed = {q for q in {e.question for e in examples + old}
+                   if [e for e in examples if e.question == q] != [e for e in old if e.question == q]}
+        self._examples_sent = examples
+        self.scoring.set_examples(examples)
+        return changed
 
     # ---------------------------------------------------------------------------------------- scoring
     def rescore_all(self) -> None:
@@ -359,6 +418,7 @@ class SessionController(QObject):
             self._forget_states()
             self._states_key = self.scoring.states_key
         self.store.set_states_model(self._states_key)
+        self.optionsChanged.emit()  # whether this model can think
         self.scoring.resolve_calibrators(self.results.questions)
         if self._rescore_when_ready and self.results.questions:
             self._rescore_when_ready = False
@@ -426,8 +486,9 @@ class SessionController(QObject):
         return self.scoring.refitting(question) or (question in self._refit_dirty and self._refit_timer.isActive())
 
     def calibration_notes(self) -> dict[str, list[str]]:
-        """Per question, the sentences on its calibrator that the detail pane shows."""
+        """Per question, the sentences on its calibrator and options that the detail pane shows."""
         return {q: calibration.describe(self.scoring.calibrators.get(q), self.label_counts(q), self.refit_pending(q))
+                + question_options.describe(self.options_for(q), self.label_counts(q), self.scoring.can_think)
                 for q in self.results.questions}
 
     def basis(self) -> dict[str, str]:
@@ -438,9 +499,11 @@ class SessionController(QObject):
     def _refit_labeled(self) -> None:
         """Labels settled: fit each changed question with enough labels again (on the worker)."""
         dirty, self._refit_dirty = self._refit_dirty, set()
+        shown = self._send_examples()  # before the refits: they score the labeled documents with them
         for question in self.results.questions:
-            if question in dirty:
+            if question in dirty or question in shown:
                 self._refit_now(question)
+        self.score_questions([q for q in self.results.questions if q in shown])  # the prompt changed
         self.detailChanged.emit(None)
 
     @Slot(str, object)
@@ -457,10 +520,13 @@ class SessionController(QObject):
     @Slot(str, object)
     def _on_refit_finished(self, question: str, cal: object) -> None:
         """Re-apply the new calibrator to the question's verdicts from their raw margins (and kept
-        states); documents whose state is not at hand are scored again for this question."""
+        states); documents whose state is not at hand are scored again for this question. When
+        the question thinks about its uncertain ones, those (now uncertain, or thought about
+        before) are scored again too: whether the model thinks depends on the calibrator."""
         if question not in self.results.questions:
             return
         layer_ok = not cal.layers or cal.probe.layer == self.scoring.state_layer
+        thinks = self.options_for(question).think and self.scoring.can_think
         live = self.scoring.live_keys()
         changed, again, flipped = [], [], 0
         for row in self.results.rows:
@@ -471,6 +537,8 @@ class SessionController(QObject):
             new = calibration.reapply(cal, verdict, state)
             if new is verdict:  # an error: nothing to calibrate
                 continue
+            if thinks and new is not None and (verdict.reasoning or new.verdict == "uncertain"):
+                new = None
             if new is not None:
                 changed.append((row.key, new))
                 flipped += new.verdict != verdict.verdict and question not in row.labels
@@ -480,13 +548,13 @@ class SessionController(QObject):
         self.store.save_verdicts(changed)
         if again:
             keys = [r.key for r in again]
-            self.results.set_status(keys, QUEUED, "Scored again for the new probe")
+            self.results.set_status(keys, QUEUED, "Scored again for the new calibrator")
             self.scoring.score(keys, [r.document for r in again], [question])
         short = question if len(question) <= 40 else question[:39].rstrip() + "…"
         text = (f"Recalibrated “{short}” with {calibration.summary(cal)}: "
                 f"{plural(flipped, 'unlabeled answer')} changed")
         if again:
-            text += f", {plural(len(again), 'document')} being scored again for the probe"
+            text += f", {plural(len(again), 'document')} being scored again"
         self.message.emit(text, 8000)
         self.detailChanged.emit(None)
 

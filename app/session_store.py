@@ -23,7 +23,7 @@ from typing import IO, Callable, Iterable, Iterator, Optional
 
 from engine.types import Document, Verdict
 
-SCHEMA_VERSION = 2  # 2: the states table
+SCHEMA_VERSION = 3  # 2: the states table; 3: verdicts.reasoning
 MAX_STATE_BYTES = 256 * 2**20  # hidden states kept on disk (float16): beyond this, new ones are not kept
 DB_FILE = "session.sqlite3"
 DATA_DIR_ENV = "VERDICT_DATA_DIR"  # overrides the platform's application data folder
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     window_index INTEGER NOT NULL DEFAULT 0,
     window_start INTEGER,
     window_end   INTEGER,
+    reasoning    TEXT,
     PRIMARY KEY (doc_key, question)
 );
 CREATE TABLE IF NOT EXISTS labels (
@@ -107,6 +108,7 @@ class Session:
     active_question: int = 0
     documents: list[StoredDocument] = field(default_factory=list)
     states_model: str = ""  # the model (fingerprint and layer) the stored states belong to
+    options: dict[str, dict] = field(default_factory=dict)  # question -> its options (app.options), as saved
 
 
 class SessionStore:
@@ -159,10 +161,7 @@ class SessionStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL keeps it consistent
         conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        _upgrade(conn)
         return conn
 
     def _problem(self) -> Optional[str]:
@@ -246,9 +245,7 @@ class SessionStore:
                     conn.close()
                     conn = sqlite3.connect(":memory:", isolation_level=None)
         conn.execute("PRAGMA foreign_keys=ON")
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        _upgrade(conn)
         self._conn = conn
 
     def close(self) -> None:
@@ -335,6 +332,7 @@ class SessionStore:
                 key, v.question, v.verdict, _real(v.margin), _real(v.raw_margin), _real(v.probability),
                 _real(v.label_mass), v.tokens, v.seconds, v.error, v.windows, v.window_index,
                 v.window_span[0] if v.window_span else None, v.window_span[1] if v.window_span else None,
+                v.reasoning,
             )
             for key, v in results
         ]
@@ -343,8 +341,9 @@ class SessionStore:
                 # ?1 is the document key again: a verdict for a document removed meanwhile is skipped.
                 conn.executemany(
                     "INSERT OR REPLACE INTO verdicts (doc_key, question, verdict, margin, raw_margin, probability,"
-                    " label_mass, tokens, seconds, error, windows, window_index, window_start, window_end)"
-                    " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM documents WHERE key = ?1)",
+                    " label_mass, tokens, seconds, error, windows, window_index, window_start, window_end, reasoning)"
+                    " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+                    " WHERE EXISTS (SELECT 1 FROM documents WHERE key = ?1)",
                     rows,
                 )
                 if states:
@@ -405,6 +404,14 @@ class SessionStore:
         except sqlite3.Error as exc:
             self._failed(exc)
 
+    def set_question_options(self, options: dict[str, dict]) -> None:
+        """Replace the per-question options (question -> JSON-able dict)."""
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('question_options', ?)",
+                               (json.dumps(options),))
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
     def set_label(self, key: int, question: str, label: Optional[str]) -> None:
         """Label a document's answer to a question 'yes' or 'no'; None removes the label."""
         try:
@@ -439,9 +446,9 @@ class SessionStore:
             )
             docs[key] = StoredDocument(key=key, name=name, document=doc)
         for (key, question, verdict, margin, raw_margin, probability, label_mass, tokens, seconds, error,
-             windows, window_index, start, end) in conn.execute(
+             windows, window_index, start, end, reasoning) in conn.execute(
             "SELECT doc_key, question, verdict, margin, raw_margin, probability, label_mass, tokens, seconds,"
-            " error, windows, window_index, window_start, window_end FROM verdicts"
+            " error, windows, window_index, window_start, window_end, reasoning FROM verdicts"
         ):
             if key in docs:
                 docs[key].verdicts[question] = Verdict(
@@ -450,10 +457,12 @@ class SessionStore:
                     label_mass=_float(label_mass), tokens=tokens, seconds=seconds, error=error,
                     windows=windows, window_index=window_index,
                     window_span=(start, end) if start is not None and end is not None else None,
+                    reasoning=reasoning,
                 )
         for key, question, label in conn.execute("SELECT doc_key, question, label FROM labels"):
             if key in docs:
                 docs[key].labels[question] = label
+        options = _json_dict(conn.execute("SELECT value FROM state WHERE name = 'question_options'").fetchone())
         model = conn.execute("SELECT value FROM state WHERE name = 'states_model'").fetchone()
         if model:
             import numpy as np
@@ -462,7 +471,17 @@ class SessionStore:
                 if key in docs and question in docs[key].verdicts:
                     docs[key].states[question] = np.frombuffer(data, dtype="<f2")
         return Session(questions=questions, active_question=active, documents=list(docs.values()),
-                       states_model=model[0] if model else "")
+                       states_model=model[0] if model else "", options=options)
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a session written by an older Verdict (or a new one) to SCHEMA_VERSION."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    conn.executescript(_SCHEMA)
+    if "reasoning" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
+        conn.execute("ALTER TABLE verdicts ADD COLUMN reasoning TEXT")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def _unwritable_folder(folder: Path) -> Optional[str]:
@@ -475,6 +494,15 @@ def _unwritable_folder(folder: Path) -> Optional[str]:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+def _json_dict(row: Optional[tuple]) -> dict:
+    """The JSON object saved in a `state` row; {} when missing or not an object."""
+    try:
+        value = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _real(x: float) -> Optional[float]:

@@ -12,6 +12,10 @@ final (calibrated per question, "uncertain" included), `raw_margin` stays the mo
 pipeline also keeps each verdict's hidden state at the default probe layer (`keep_layer`), so
 that when labels refit a question's calibrator (also here, on this thread) the GUI can re-apply
 it to every verdict at once with numpy, without scoring anything again.
+
+Per-question options (app.options) reach the engine here too: the worked examples are the
+classifier's (`setExamples`, kept for the next model as well), and a job names the questions
+whose uncertain rows the model thinks about (`deliberate`).
 """
 from __future__ import annotations
 
@@ -48,7 +52,8 @@ def chunk_bounds(n: int) -> list[tuple[int, int]]:
 class ScoringWorker(QObject):
     """Owns the Classifier. Its slots run on the scoring thread, one request at a time."""
 
-    modelLoaded = Signal(int, str, str, int, str)  # request, model name, path ('' = default), state layer, fingerprint
+    # request, model name, path ('' = default), state layer, fingerprint, whether it can think first
+    modelLoaded = Signal(int, str, str, int, str, bool)
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
     chunkProgress = Signal(int, int, int)  # job, document tokens scored, taken (the engine's batches, this chunk)
@@ -65,6 +70,7 @@ class ScoringWorker(QObject):
         self._classifier: Any = None  # created and used on the scoring thread only
         self._pipeline: Any = None  # engine.pipeline.Pipeline over it: one calibrator per question
         self._state_layer = 0  # the layer whose state each verdict carries (the probes' default)
+        self._examples: list = []  # worked examples (engine.types.Example), for this model and the next
         self._lock = threading.Lock()
         self._cancelled: set[int] = set()
 
@@ -102,23 +108,41 @@ class ScoringWorker(QObject):
         self._classifier = classifier
         self._pipeline = Pipeline(classifier)
         self._state_layer = default_layer(classifier)
-        self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer, classifier.fingerprint)
+        self._show_examples()
+        self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer, classifier.fingerprint,
+                              bool(getattr(classifier, "can_deliberate", False)))
+
+    @Slot(object)
+    def setExamples(self, examples: Sequence[Any]) -> None:
+        """The worked examples every later job, refit and explanation shows (`Example`s)."""
+        self._examples = list(examples)
+        self._show_examples()
+
+    def _show_examples(self) -> None:
+        if self._classifier is not None:
+            try:
+                self._classifier.set_examples(self._examples)
+            except ValueError:  # an example without text: show the others
+                self._classifier.set_examples([e for e in self._examples if e.text.strip()])
 
     def _name(self) -> str:
         return self._classifier.model_name if self._classifier is not None else ""
 
-    @Slot(int, object, object)
-    def score(self, job: int, questions: Sequence[str], documents: Sequence[Document]) -> None:
-        """Score ``documents`` for all ``questions`` in one pass, emitting verdicts as batches end."""
+    @Slot(int, object, object, object)
+    def score(self, job: int, questions: Sequence[str], documents: Sequence[Document],
+              deliberate: Optional[dict] = None) -> None:
+        """Score ``documents`` for all ``questions`` in one pass, emitting verdicts as batches end.
+        ``deliberate``: question -> tokens the model may write before answering an uncertain row."""
         try:
-            outcome, reason = self._score(job, list(questions), list(documents))
+            outcome, reason = self._score(job, list(questions), list(documents), dict(deliberate or {}))
         except Exception as exc:  # MLX or engine failure: the job's unfinished documents show why
             outcome, reason = FAILED, f"{type(exc).__name__}: {exc}"
         with self._lock:
             self._cancelled.discard(job)
         self.jobFinished.emit(job, outcome, reason)
 
-    def _score(self, job: int, questions: list[str], documents: list[Document]) -> tuple[str, str]:
+    def _score(self, job: int, questions: list[str], documents: list[Document],
+               deliberate: dict[str, int]) -> tuple[str, str]:
         def cancel() -> bool:
             return self._is_cancelled(job)
 
@@ -134,7 +158,8 @@ class ScoringWorker(QObject):
             chunk = documents[start:end]
             self.chunkStarted.emit(job, start, end)
             rows = self._pipeline.run(questions, chunk, cancel=cancel, ordered=False, keep_layer=self._state_layer,
-                                      progress=lambda scored, taken: self.chunkProgress.emit(job, scored, taken))
+                                      progress=lambda scored, taken: self.chunkProgress.emit(job, scored, taken),
+                                      deliberate=deliberate)
             for verdict in rows:
                 verdict.document_index += start
                 self.verdictReady.emit(job, verdict)
@@ -235,7 +260,8 @@ class ScoringController(QObject):
     passagesReady = Signal(int, str, object)  # passages job, question, final margins per passage
 
     _loadRequested = Signal(int, object)
-    _scoreRequested = Signal(int, object, object)
+    _scoreRequested = Signal(int, object, object, object)
+    _examplesRequested = Signal(object)
     _releaseRequested = Signal()
     _resolveRequested = Signal(object)
     _refitRequested = Signal(int, str, object, object)
@@ -250,6 +276,7 @@ class ScoringController(QObject):
         queued = Qt.ConnectionType.QueuedConnection
         self._loadRequested.connect(self._worker.loadModel, queued)
         self._scoreRequested.connect(self._worker.score, queued)
+        self._examplesRequested.connect(self._worker.setExamples, queued)
         self._releaseRequested.connect(self._worker.release, queued)
         self._resolveRequested.connect(self._worker.resolveCalibrators, queued)
         self._refitRequested.connect(self._worker.refit, queued)
@@ -278,6 +305,8 @@ class ScoringController(QObject):
         self._model_name = ""
         self._model_path = ""
         self._state_layer = 0
+        self._can_think = False
+        self._thinking: dict[str, int] = {}  # question -> tokens to think first (set_thinking)
         self._states_key = ""
         self.calibrators: dict[str, Any] = {}  # question -> Calibrator in use (read-only copies' owner: the worker)
         self._refit_latest: dict[str, int] = {}  # question -> newest refit job not answered yet
@@ -312,6 +341,11 @@ class ScoringController(QObject):
         return self._state_layer
 
     @property
+    def can_think(self) -> bool:
+        """Whether the model in use can write before it answers (`Classifier.can_deliberate`)."""
+        return self._can_think
+
+    @property
     def states_key(self) -> str:
         """What the verdicts' hidden states belong to: the loaded weights and the state layer."""
         return self._states_key
@@ -339,7 +373,8 @@ class ScoringController(QObject):
         self._loadRequested.emit(self._load_request, path or None)
 
     def score(self, keys: list[int], documents: list[Document], questions: list[str]) -> Optional[int]:
-        """Start a job; returns its id (None when there is nothing to do)."""
+        """Start a job; returns its id (None when there is nothing to do). Its questions think
+        about their uncertain rows as `set_thinking` said when it was sent."""
         if not keys or not questions:
             return None
         was_busy = self.busy
@@ -351,10 +386,20 @@ class ScoringController(QObject):
             self._run_work, self._run_work_done = 0, 0
         self._run_total += len(keys)
         self._run_work += sum(sizes)
-        self._scoreRequested.emit(job.id, list(questions), list(documents))
+        deliberate = {q: n for q, n in self._thinking.items() if q in job.questions}
+        self._scoreRequested.emit(job.id, list(questions), list(documents), deliberate)
         self._emit_progress()
         self._report_busy()
         return job.id
+
+    def set_thinking(self, tokens: dict[str, int]) -> None:
+        """Question -> tokens the model may write before answering a row one pass leaves
+        uncertain, for the jobs sent after this (questions not named answer in one pass)."""
+        self._thinking = {q: n for q, n in tokens.items() if n > 0}
+
+    def set_examples(self, examples: list) -> None:
+        """Worked examples (`Example`s) for the jobs, refits and explanations sent after this."""
+        self._examplesRequested.emit(list(examples))
 
     def score_passages(self, question: str, passages: list[Document]) -> int:
         """Score ``passages`` (parts of one document) for ``question`` on the worker, after the
@@ -420,9 +465,11 @@ class ScoringController(QObject):
             self._thread.wait()
 
     # --- worker answers (GUI thread) ------------------------------------------------------------------
-    @Slot(int, str, str, int, str)
-    def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int, fingerprint: str) -> None:
+    @Slot(int, str, str, int, str, bool)
+    def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int, fingerprint: str,
+                         can_think: bool) -> None:
         self._model_name, self._model_path, self._state_layer = name, path, state_layer
+        self._can_think = can_think
         self._states_key = f"{fingerprint} layer {state_layer}"
         self.calibrators.clear()
         if request == self._load_request:

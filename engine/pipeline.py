@@ -172,7 +172,7 @@ class Pipeline:
         keep_layer: Optional[int] = None,
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
-        deliberate: int = 0,
+        deliberate: Union[int, Mapping[str, int]] = 0,
     ) -> Iterator[Verdict]:
         """Final rows, one per document and listed question. `ordered`: in input order,
         text-major, each released as soon as it can be; else as batches finish (see
@@ -181,17 +181,19 @@ class Pipeline:
         polled between batches; `progress(scored, taken)` gets the document tokens scored so far
         after each batch (see `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
         is scored again after the model wrote up to N tokens of reasoning (`Classifier.deliberate`),
-        calibrated by the same calibrator; its `reasoning` says what the model wrote."""
+        calibrated by the same calibrator; its `reasoning` says what the model wrote. A mapping
+        question -> N thinks only about those questions' rows (N each)."""
         listed = [questions] if isinstance(questions, str) else list(questions)
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}
         layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
         think = None
-        if deliberate > 0:
+        tokens = {q: deliberate if isinstance(deliberate, int) else int(deliberate.get(q, 0)) for q in unique}
+        if any(n > 0 for n in tokens.values()):
             if getattr(self.classifier, "can_deliberate", False):
                 texts: dict[int, list] = {}  # position -> [document, rows still to come]
                 documents = _remembered(documents, texts, len(unique))
-                think = _Thinker(self.classifier, texts, deliberate, layers)
+                think = _Thinker(self.classifier, texts, tokens, layers)
             elif self._no_thinking_note not in self._general_notes:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
@@ -239,7 +241,7 @@ def _calibrated_windows(cals: Mapping[str, Calibrator]):
 class _Thinker:
     """Think-then-answer for the rows one pass left uncertain (`Pipeline.run(deliberate=N)`)."""
 
-    def __init__(self, classifier, texts: dict[int, list], tokens: int, layers: Sequence[int]) -> None:
+    def __init__(self, classifier, texts: dict[int, list], tokens: Mapping[str, int], layers: Sequence[int]) -> None:
         self.classifier, self.texts, self.tokens, self.layers = classifier, texts, tokens, layers
 
     def __call__(self, raw: Verdict, final: Verdict, cal: Calibrator) -> Verdict:
@@ -250,10 +252,11 @@ class _Thinker:
         entry[1] -= 1
         if entry[1] <= 0:
             del self.texts[raw.document_index]
-        if final.verdict != "uncertain":
+        tokens = self.tokens.get(raw.question, 0)
+        if final.verdict != "uncertain" or tokens <= 0:
             return final
         try:
-            thought = self.classifier.deliberate(raw, document.text, self.tokens, self.layers)
+            thought = self.classifier.deliberate(raw, document.text, tokens, self.layers)
         except ValueError:  # the thinking prompt can't be built for this document: keep one pass
             return final
         return cal.apply(thought)

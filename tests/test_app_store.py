@@ -46,6 +46,44 @@ def test_round_trip_of_a_whole_session(tmp_path):
     assert bad.document.error == "file is damaged" and bad.verdicts == {}
 
 
+def test_reasoning_and_question_options_are_kept_and_a_version_2_session_is_upgraded(tmp_path):
+    path = tmp_path / DB_FILE
+    with sqlite3.connect(path) as db:  # a session as Verdict wrote it before verdicts had reasoning
+        db.executescript("""
+            CREATE TABLE documents (key INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, doc_id TEXT NOT NULL,
+                source TEXT, text TEXT NOT NULL, error TEXT, extra TEXT NOT NULL DEFAULT '{}');
+            CREATE TABLE questions (position INTEGER PRIMARY KEY, text TEXT NOT NULL);
+            CREATE TABLE verdicts (doc_key INTEGER NOT NULL REFERENCES documents(key) ON DELETE CASCADE,
+                question TEXT NOT NULL, verdict TEXT NOT NULL, margin REAL, raw_margin REAL, probability REAL,
+                label_mass REAL, tokens INTEGER NOT NULL DEFAULT 0, seconds REAL NOT NULL DEFAULT 0, error TEXT,
+                windows INTEGER NOT NULL DEFAULT 1, window_index INTEGER NOT NULL DEFAULT 0, window_start INTEGER,
+                window_end INTEGER, PRIMARY KEY (doc_key, question));
+            CREATE TABLE labels (doc_key INTEGER NOT NULL, question TEXT NOT NULL, label TEXT NOT NULL,
+                PRIMARY KEY (doc_key, question));
+            CREATE TABLE state (name TEXT PRIMARY KEY, value TEXT);
+            CREATE TABLE states (doc_key INTEGER NOT NULL, question TEXT NOT NULL, data BLOB NOT NULL,
+                PRIMARY KEY (doc_key, question));
+            INSERT INTO documents (name, doc_id, text) VALUES ('a', 'a', 'Pay now');
+            INSERT INTO questions VALUES (0, 'Q1');
+            INSERT INTO verdicts (doc_key, question, verdict, margin) VALUES (1, 'Q1', 'yes', 1.5);
+            PRAGMA user_version = 2;
+        """)
+    store = SessionStore(path)
+    assert store.notice is None  # upgraded in place, not set aside
+    old = store.load().documents[0].verdicts["Q1"]
+    assert (old.verdict, old.margin, old.reasoning) == ("yes", 1.5, None)
+    key = store.add_documents([("b", Document(id="b", text="Soup"))])[0]
+    store.save_verdicts([(key, verdict("b", "Q1", -0.2, reasoning="The document describes soup."))])
+    store.set_question_options({"Q1": {"examples": True}})
+    store.close()
+    session = SessionStore(path).load()
+    assert session.documents[1].verdicts["Q1"].reasoning == "The document describes soup."
+    assert session.documents[0].verdicts["Q1"].margin == 1.5
+    assert session.options == {"Q1": {"examples": True}}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
 def test_wal_mode_and_schema_version(tmp_path):
     store = SessionStore(tmp_path / DB_FILE)
     store.add_documents([("a", Document(id="a", text="x"))])

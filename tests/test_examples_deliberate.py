@@ -147,6 +147,23 @@ def test_pipeline_thinks_only_about_the_uncertain_rows(clf):
     assert all(r.reasoning is None and r.verdict in ("yes", "no") for r in narrow)
 
 
+def test_pipeline_thinks_only_about_the_questions_a_mapping_names(clf):
+    other = "Is it late?"
+    settings = {"band": 1000.0}
+    rows = list(Pipeline(clf, settings=settings, save=False).run([QUESTION, other], DOCS[:2],
+                                                                   deliberate={QUESTION: 4, other: 0}))
+    whole = list(Pipeline(clf, settings=settings, save=False).run([QUESTION, other], DOCS[:2], deliberate=4))
+    plain = list(Pipeline(clf, settings=settings, save=False).run([QUESTION, other], DOCS[:2]))
+    assert [r.question for r in rows] == [QUESTION, other] * 2
+    for r, w, p in zip(rows, whole, plain):
+        if r.question == QUESTION:  # thought about, as the int form does it
+            assert r.reasoning == w.reasoning and r.reasoning.startswith(THINK_LEAD)
+            assert r.raw_margin == pytest.approx(w.raw_margin, abs=1e-5)
+        else:  # left as one pass
+            assert r.reasoning is None and w.reasoning is not None
+            assert r.raw_margin == pytest.approx(p.raw_margin, abs=1e-5)
+
+
 # --- the CLI -----------------------------------------------------------------------------------
 def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, capture_output=True, text=True,
