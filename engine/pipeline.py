@@ -131,7 +131,24 @@ class Pipeline:
 
     def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool]) -> Calibrator:
         """Fit the question's calibrator to `labels` (document id -> yes) of `documents` (only the
-        labeled ones are scored), save it when `save`, and use it from now on."""
+        labeled ones are scored), save it when `save`, and use it from now on.
+
+        A document the prompt shows as a worked example of this question is left out: scored with
+        its own answer in front of it, it would make the calibrator overconfident. When that leaves
+        no yes or no label, the calibrator stays label-free, with a note."""
+        documents = [d if isinstance(d, Document) else Document(id=str(i), text=str(d)) for i, d in enumerate(documents)]
+        examples_for = getattr(self.classifier, "examples_for", None)
+        shown = {e.text.strip() for e in examples_for(question)} if examples_for else set()
+        if shown:
+            kept = [d for d in documents if d.text.strip() not in shown]
+            labels = {i: y for i, y in labels.items() if i in {d.id for d in kept}}
+            if len(set(labels.values())) < 2:
+                cal = calibrator_for(self.classifier, question, use_saved=False, folder=self.folder, **self.settings)
+                cal.notes.append("its labeled documents are all shown as worked examples: the calibrator stays "
+                                 "label-free")
+                self.calibrators[question] = cal
+                return cal
+            documents = kept
         cal = calibrator_for(self.classifier, question, list(documents), dict(labels), save=self.save,
                              folder=self.folder, **self.settings)
         self.calibrators[question] = cal

@@ -203,3 +203,23 @@ def test_cli_refuses_bad_examples_and_deliberate_in_one_line(tmp_path, content, 
     result = _cli("classify", "-q", "Is it?", "--examples", str(examples), *extra, str(tmp_path / "d.txt"), cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_a_calibrator_is_not_fitted_on_documents_shown_as_examples(clf):
+    """Scored with its own answer in the prompt, a labeled document would flatter the calibrator:
+    the fit leaves the shown examples out, and with nothing else left it stays label-free."""
+    labeled = [("a", "Soup and bread for lunch, then cake.", True), ("b", "Invoice 2231: pay 45 EUR.", False),
+               ("c", "Pasta with tomato sauce.", True), ("d", "The train leaves at 9.", False)]
+    docs = [__import__("engine").Document(id=i, text=t) for i, t, _ in labeled]
+    labels = {i: y for i, _, y in labeled}
+    pipeline = Pipeline(clf, settings={"probe": False}, save=False)
+    clf.set_examples([Example(t, y) for _, t, y in labeled])
+    try:
+        cal = pipeline.fit(QUESTION, docs, labels)
+        assert cal.n_labels == (0, 0) and any("worked examples" in n for n in cal.notes)
+        clf.set_examples([Example(t, y) for _, t, y in labeled[:2]])
+        cal = pipeline.fit(QUESTION, docs, labels)
+        assert cal.n_labels == (1, 1)  # only c and d: a and b are in the prompt
+    finally:
+        clf.set_examples([])
+    assert pipeline.fit(QUESTION, docs, labels).n_labels == (2, 2)
