@@ -47,9 +47,14 @@ def long_documents(genre: str, count: int, parts: int, seed: int = 0):
     return questions, docs, {q: np.array(v) for q, v in labels.items()}, singles
 
 
-def summarize(y, score) -> dict:
+def summarize(y, score, platt=None) -> dict:
+    """AUC; accuracy and ECE of sigmoid(score), and of the shipped probability (Platt `platt` on it)."""
     p = metrics.sigmoid(score)
-    return {"auc": metrics.auc(y, score), "accuracy": metrics.accuracy(y, p), "ece": metrics.ece(y, p)}
+    out = {"auc": metrics.auc(y, score), "accuracy": metrics.accuracy(y, p), "ece": metrics.ece(y, p)}
+    if platt is not None:
+        shipped = metrics.sigmoid(platt[0] * np.asarray(score) + platt[1])
+        out.update(shipped_accuracy=metrics.accuracy(y, shipped), shipped_ece=metrics.ece(y, shipped))
+    return out
 
 
 def run(args) -> dict:
@@ -59,6 +64,7 @@ def run(args) -> dict:
     clf = Classifier.load(args.model, window_tokens=args.window_tokens)
     general = general_probe_for(clf)
     layer = general.layer
+    platt = general.info.get("platt_from_logo")  # what the label-free calibrator applies to the log-odds
     recorded: list = []
 
     def record(question, margins, states):
@@ -91,13 +97,14 @@ def run(args) -> dict:
             ys = np.array([bool(r["labels"][q]) for r in singles])
             zs = np.array([general.decision(v.states[layer]) for v in alone if v.question == q])
             row = {"genre": genre, "question": q, "documents": len(y), "positives": int(y.sum()),
-                   "mean_windows": float(k.mean()), "single_window": summarize(ys, zs),
-                   **{name: summarize(y, score) for name, score in rules.items()}}
+                   "mean_windows": float(k.mean()), "single_window": summarize(ys, zs, platt),
+                   **{name: summarize(y, score, None if name == "raw-max-margin" else platt)
+                      for name, score in rules.items()}}
             per_question.append(row)
             print(json.dumps(row), flush=True)
     names = ["single_window", "margin-window", "calibrated-max", "max-minus-log-k", "calibrated-mean", "raw-max-margin"]
-    summary = {n: {m: float(np.nanmean([r[n][m] for r in per_question])) for m in ("auc", "accuracy", "ece")}
-               for n in names}
+    summary = {n: {m: float(np.nanmean([r[n][m] for r in per_question])) for m in r0 if m in per_question[0][n]}
+               for n in names for r0 in [("auc", "accuracy", "ece", "shipped_accuracy", "shipped_ece")]}
     summary["mean_windows"] = float(np.mean([r["mean_windows"] for r in per_question]))
     return {"model": clf.model_name, "window_tokens": args.window_tokens, "parts": args.parts,
             "summary": summary, "per_question": per_question}
@@ -113,11 +120,12 @@ def main() -> int:
     args = parser.parse_args()
     report = run(args)
     print(f"mean windows per long document: {report['summary']['mean_windows']:.1f}")
-    print("| rule | mean AUC | accuracy | ECE |")
-    print("|---|---|---|---|")
+    print("| rule | mean AUC | accuracy | ECE | shipped accuracy | shipped ECE |")
+    print("|---|---|---|---|---|---|")
     for name, s in report["summary"].items():
         if isinstance(s, dict):
-            print(f"| {name} | {s['auc']:.3f} | {s['accuracy']:.3f} | {s['ece']:.3f} |")
+            print(f"| {name} | {s['auc']:.3f} | {s['accuracy']:.3f} | {s['ece']:.3f} | "
+                  f"{s.get('shipped_accuracy', float('nan')):.3f} | {s.get('shipped_ece', float('nan')):.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

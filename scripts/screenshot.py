@@ -10,6 +10,9 @@ samples for the first question as a user would (overdue-invoice and gym-membersh
 lemon-tart-recipe and team-offsite no), waits for the refit to be applied, then selects a
 document and saves resources/screenshots/main-window.png (main-window-dark.png with --dark).
 The second question stays label-free.
+
+With --think, the second question's "Think About the Uncertain Ones" is on and the shot shows a
+label-free verdict with what the model wrote before answering (resources/screenshots/thinking.png).
 """
 from __future__ import annotations
 
@@ -36,9 +39,10 @@ def main() -> int:
     parser.add_argument("--dark", action="store_true", help="dark appearance")
     parser.add_argument("--out", help="PNG to write")
     parser.add_argument("--model", help="model path (default: the embedded default model)")
+    parser.add_argument("--think", action="store_true", help="the second question thinks about its uncertain ones")
     args = parser.parse_args()
     out = Path(args.out) if args.out else ROOT / "resources" / "screenshots" / (
-        "main-window-dark.png" if args.dark else "main-window.png")
+        "thinking.png" if args.think else "main-window-dark.png" if args.dark else "main-window.png")
 
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtGui import QFont
@@ -63,6 +67,10 @@ def main() -> int:
         for question in QUESTIONS:
             window.question_bar.add_question()
             window.question_bar.ask(question)
+        if args.think:
+            from app.options import THINK
+
+            window.session.set_option(QUESTIONS[1], THINK, True)
         window.add_paths([ROOT / "resources" / "samples"])
 
         start = time.perf_counter()
@@ -93,11 +101,15 @@ def main() -> int:
         wait_until(lambda: refits and scored())
         names = [r.name for r in window.results.rows]
         pick = next((r.key for r in window.results.rows if "invoice" in r.name), window.results.rows[0].key)
-        window.question_bar.tabs.setCurrentIndex(0)
+        shown = 0
+        if args.think:
+            pick = next((r.key for r in window.results.rows if "lemon" in r.name), pick)
+            shown = 1
+        window.question_bar.tabs.setCurrentIndex(shown)
         window.select_keys([pick])
         # its paragraphs are scored in the background: the one that points most to the answer is highlighted
         wait_until(lambda: window.detail.highlighted_span() is not None
-                   or window.session.passages.get((pick, QUESTIONS[0]), (0, None, 1))[2] == 0)
+                   or window.session.passages.get((pick, QUESTIONS[shown]), (0, None, 1))[2] == 0)
         window._refresh_detail()
         settle = QEventLoop()
         QTimer.singleShot(400, settle.quit)  # let the filter counts and repaints catch up
