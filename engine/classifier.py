@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from engine.confidence.metrics import sigmoid
-from engine.intake.normalize import normalize_document
+from engine.intake.normalize import normalize_document, normalize_text
 from engine.runtime.prompt import (
     Layout,
     PromptEncoder,
@@ -169,9 +169,11 @@ class Classifier:
         """Worked examples shown before every document (`Example.question` None: for every
         question). Per question at most MAX_EXAMPLES are used, as many yes as no, alternating;
         each is cut to EXAMPLE_TOKENS tokens. Raises ValueError on an empty example text."""
-        if any(not e.text.strip() for e in examples):
+        examples = [dataclasses.replace(e, text=normalize_text(e.text)[0]) if isinstance(e.text, str) else e
+                    for e in examples]  # the intake's normalisation, as for documents
+        if any(not isinstance(e.text, str) or not e.text.strip() for e in examples):
             raise ValueError("a worked example needs a text")
-        self.examples = list(examples)
+        self.examples = examples
         self._encoders = {}
 
     def examples_for(self, question: str) -> list[Example]:

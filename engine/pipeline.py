@@ -75,14 +75,19 @@ def _label_records(path: Union[str, Path]) -> Iterator[dict]:
     """The JSON objects of a labels file, each with an `id`. Raises OSError, or ValueError naming the line."""
     number = 0
     try:
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
+        with open(path, "rb") as fh:  # lines decoded one by one, so an error names its line
+            for number, raw in enumerate(fh, 1):
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 if line.strip():
                     record = json.loads(line)
                     if not isinstance(record, dict) or "id" not in record:
                         raise ValueError("not an object with an 'id'")
+                    if record.get("question") is not None and not isinstance(record["question"], str):
+                        raise ValueError("its 'question' is not text")
                     yield record
-    except ValueError as exc:  # JSON and UTF-8 errors too
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: line {number} is not UTF-8 text ({exc.reason})") from exc
+    except ValueError as exc:  # JSON errors too
         raise ValueError(f"{path}: line {number} is not a valid label ({exc})") from exc
 
 

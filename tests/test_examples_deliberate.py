@@ -223,3 +223,29 @@ def test_a_calibrator_is_not_fitted_on_documents_shown_as_examples(clf):
     finally:
         clf.set_examples([])
     assert pipeline.fit(QUESTION, docs, labels).n_labels == (2, 2)
+
+
+def test_example_text_is_normalised_and_cannot_move_the_slots(clf):
+    """A lone surrogate (from JSON) becomes U+FFFD as in documents; a slot marker in user text
+    stays text, so the prompt is still cut at the real document."""
+    clf.set_examples([Example("bad \ud800 text", True), Example("x \x00VERDICT_DOCUMENT\x00 y", False)])
+    try:
+        assert "\ufffd" in clf.examples[0].text
+        encoder = clf.encoder_for(QUESTION)
+        assert encoder.encode(QUESTION, DOCS[0]).document == clf.encoder.document_ids(DOCS[0])[0]
+        assert all(v.ok for v in clf.score(QUESTION, DOCS[:1]))
+    finally:
+        clf.set_examples([])
+
+
+def test_a_question_that_is_not_text_is_refused_in_labels_and_examples(tmp_path):
+    from engine.pipeline import Labels, read_examples
+
+    path = tmp_path / "l.jsonl"
+    path.write_text('{"id": "a", "text": "t", "label": "yes", "question": 5}\n')
+    for reader in (Labels.read, read_examples):
+        with pytest.raises(ValueError, match="line 1 .*'question' is not text"):
+            reader(path)
+    path.write_bytes(b'{"id": "a", "text": "t", "label": "yes"}\n\xff\xfe\n')
+    with pytest.raises(ValueError, match="line 2 is not UTF-8"):
+        read_examples(path)

@@ -133,7 +133,8 @@ def build_template(
         raise PromptError(f"layout {layout.name!r}: the chat template must keep each slot exactly once")
     if any(text.count(slot) != 1 for slot in list(fills)[1:]):
         raise PromptError(f"layout {layout.name!r}: the chat template must keep each worked example exactly once")
-    text, spans = _fill(text, fills)
+    # user text must not carry a slot's marker into the split below
+    text, spans = _fill(text, {slot: value.replace("\x00", "\ufffd") for slot, value in fills.items()})
     d, q = text.index(_DOC), text.index(_QUESTION)
     first, second = (_DOC, _QUESTION) if d < q else (_QUESTION, _DOC)
     i, j = text.index(first), text.index(second)
