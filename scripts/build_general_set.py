@@ -17,6 +17,8 @@ Genres and where they come from (on a Debian 12 machine; the script says what is
                  site-packages folders (Trove classifiers, Requires-Dist, entry points, WHEEL)
     npm          README.md + package.json of npm packages: npm's own bundled dependencies and those
                  of `npm install --ignore-scripts eslint webpack` in --npm-root
+    toolpages    man pages of downloaded Debian programs labeled by debtags: built afterwards by
+                 scripts/build_toolpages.py (which adds itself to the manifest)
   held out (never trained or tuned on: only for judging)
     debian       package descriptions: resources/labeled/*.jsonl plus the installed packages'
                  descriptions in /var/lib/dpkg/status, labeled by Debian Section

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.confidence import metrics
 
-TRAIN = ("manpages", "changelogs", "licences", "pypi", "npm")
+TRAIN = ("manpages", "changelogs", "licences", "pypi", "npm", "toolpages")
 HELD_OUT = ("debian", "pydocs")
 
 

@@ -30,7 +30,7 @@ from engine.confidence.calibrate import NULL_TEXTS
 from engine.confidence.probe import resolve_layer
 from engine.types import Document
 
-GENRES = ("debian", "pydocs", "manpages", "changelogs", "licences", "pypi", "npm")
+GENRES = ("debian", "pydocs", "manpages", "changelogs", "licences", "pypi", "npm", "toolpages")
 DEFAULT_LAYERS = (3, 6, 9, 12, 15, 18, 21, 24, 27, 30)
 
 

@@ -142,7 +142,7 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
 
     clf = Classifier.load(default_model_path)
     probe = general_probe_for(clf)
-    assert probe is not None and probe.beats_margin and probe.layer == 15
+    assert probe is not None and probe.beats_margin and probe.layer == 21
     text = (Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl").read_text()
     rows = [_json.loads(line) for line in text.splitlines()]
     sample = [r for r in rows if r["label"]][:20] + [r for r in rows if not r["label"]][:20]
