@@ -32,7 +32,7 @@ model: setup
 	$(BIN)/verdict models fetch-default
 
 demo: model
-	@echo "== No labels yet: two questions over resources/samples, calibrated by the general answer probe (the 135M model is honestly unsure of most):"
+	@echo "== No labels yet: two questions over resources/samples, calibrated by the general answer probe (label-free: about half confident, one of them wrong, see README):"
 	$(BIN)/verdict classify --format table \
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \
