@@ -33,7 +33,7 @@ from engine.runtime.prompt import (
     default_layout,
 )
 from engine.scoring import PromptScore, ScoringBackend, Segment
-from engine.types import Document, Example, Verdict
+from engine.types import Document, Example, Verdict, as_document
 
 DocumentLike = Union[str, Document]
 # (question, margins of a document's windows (W,), their captured states) -> a score per window
@@ -157,7 +157,7 @@ class Classifier:
     def _set_template(self) -> None:
         self.template = build_template(self.layout, self.tokenizer, self.instructions)
         self.encoder = PromptEncoder(self.template, self.tokenizer)
-        self._encoders: dict[str, PromptEncoder] = {}  # per question with worked examples
+        self._encoders: dict[str, PromptEncoder] = {}  # per question (its own when it has worked examples)
         self._thinking: Optional[tuple[PromptEncoder, list[int]]] = None  # built on first `deliberate`
 
     def set_instructions(self, instructions: str) -> None:
@@ -196,18 +196,19 @@ class Classifier:
         """The prompt encoder for `question`: the shared one, or one whose head holds the
         question's worked examples. Raises PromptError if that head would cut documents
         differently (documents are tokenized once, with the shared encoder)."""
-        shown = self.examples_for(question)
-        if not shown:
-            return self.encoder
-        if question not in self._encoders:
-            worked = [(self._cut_example(e.text), question, e.answer) for e in shown]
-            template = build_template(self.layout, self.tokenizer, self.instructions, worked)
-            encoder = PromptEncoder(template, self.tokenizer)
-            for probe in ("x", "Word.", "x\n\n", " 12"):
-                if encoder.document_ids(probe) != self.encoder.document_ids(probe):
-                    raise PromptError("the worked examples change how documents are tokenized")
+        encoder = self._encoders.get(question)
+        if encoder is None:
+            shown = self.examples_for(question)
+            encoder = self.encoder
+            if shown:
+                worked = [(self._cut_example(e.text), question, e.answer) for e in shown]
+                encoder = PromptEncoder(build_template(self.layout, self.tokenizer, self.instructions, worked),
+                                        self.tokenizer)
+                for probe in ("x", "Word.", "x\n\n", " 12"):
+                    if encoder.document_ids(probe) != self.encoder.document_ids(probe):
+                        raise PromptError("the worked examples change how documents are tokenized")
             self._encoders[question] = encoder
-        return self._encoders[question]
+        return encoder
 
     def _cut_example(self, text: str) -> str:
         text = text.strip()
@@ -284,19 +285,19 @@ class Classifier:
         chunk: list[Document] = []
         position = 0
         for item in texts:
-            doc = item if isinstance(item, Document) else Document(id=str(position), text=str(item))
+            doc = as_document(item, position)
             normalize_document(doc)  # the one intake normalisation, also for text given directly
             chunk.append(doc)
             position += 1
             if len(chunk) >= self.chunk_documents:
-                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers,
-                                           (aggregate, window_score), tally)
+                yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate,
+                                           window_score, tally)
                 chunk = []
                 if cancel and cancel():
                     return
         if chunk:
-            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers,
-                                           (aggregate, window_score), tally)
+            yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate,
+                                           window_score, tally)
 
     @property
     def can_deliberate(self) -> bool:
@@ -387,7 +388,8 @@ class Classifier:
             for q in questions
         ]
 
-    def _run_chunk(self, questions, docs, first_position, cancel, layers, aggregate, tally) -> Iterator[Verdict]:
+    def _run_chunk(self, questions, docs, first_position, cancel, layers, aggregate, window_score,
+                   tally) -> Iterator[Verdict]:
         budget = self._window_budget(questions)
         pending: dict[int, _Pending] = {}
         windows: list[_Window] = []
@@ -430,20 +432,22 @@ class Classifier:
                 p.tokens += result.tokens
                 p.seconds += result.seconds
                 if len(p.margins) == p.windows:
-                    yield from self._finish(questions, p, aggregate)
+                    yield from self._finish(questions, p, aggregate, window_score)
                     del pending[w.doc]
 
     def _score_batch(self, questions, batch: list[_Window], layers: Sequence[int]) -> list[_RowResult]:
         """Every window of the batch with every question, in one call to the backend."""
         start = time.perf_counter()
+        around = []  # per question: its (head, tail) segments, the same for every window
+        for question in questions:
+            encoder = self.encoder_for(question)
+            shared = self.template.document_first and encoder is self.encoder
+            key = "instructions" if shared else f"instructions+{question}"
+            around.append((Segment(tuple(encoder.head_ids(question)), key), Segment(tuple(encoder.tail_ids(question)))))
         prompts = []
         for w in batch:
             document = Segment(tuple(w.ids))
-            for question in questions:
-                encoder = self.encoder_for(question)
-                head = tuple(encoder.head_ids(question))
-                key = "instructions" if self.template.document_first and encoder is self.encoder else f"instructions+{question}"
-                prompts.append([Segment(head, key), document, Segment(tuple(encoder.tail_ids(question)))])
+            prompts += [[head, document, tail] for head, tail in around]
         scores: list[PromptScore] = self.backend.score(prompts, layers)
         seconds = time.perf_counter() - start
         tokens = np.array([len(w.ids) for w in batch])
@@ -461,8 +465,7 @@ class Classifier:
             for r in range(len(batch))
         ]
 
-    def _finish(self, questions, p: _Pending, aggregate: tuple) -> Iterator[Verdict]:
-        aggregate, window_score = aggregate
+    def _finish(self, questions, p: _Pending, aggregate: str, window_score: Optional[WindowScore]) -> Iterator[Verdict]:
         order = sorted(p.margins)
         margins = np.stack([p.margins[w] for w in order])  # (windows, questions)
         masses = np.stack([p.masses[w] for w in order])

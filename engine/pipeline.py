@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from engine.confidence.calibrate import Calibrator, batch_shift, calibrator_for, read_labels
-from engine.types import Document, Example, Verdict
+from engine.types import Document, Example, Verdict, as_document
 
 DocumentLike = Union[str, Document]
 
@@ -141,12 +141,13 @@ class Pipeline:
         A document the prompt shows as a worked example of this question is left out: scored with
         its own answer in front of it, it would make the calibrator overconfident. When that leaves
         no yes or no label, the calibrator stays label-free, with a note."""
-        documents = [d if isinstance(d, Document) else Document(id=str(i), text=str(d)) for i, d in enumerate(documents)]
+        documents = [as_document(d, i) for i, d in enumerate(documents)]
         examples_for = getattr(self.classifier, "examples_for", None)
         shown = {e.text.strip() for e in examples_for(question)} if examples_for else set()
         if shown:
             kept = [d for d in documents if d.text.strip() not in shown]
-            labels = {i: y for i, y in labels.items() if i in {d.id for d in kept}}
+            kept_ids = {d.id for d in kept}
+            labels = {i: y for i, y in labels.items() if i in kept_ids}
             if len(set(labels.values())) < 2:
                 cal = calibrator_for(self.classifier, question, use_saved=False, folder=self.folder, **self.settings)
                 cal.notes.append("its labeled documents are all shown as worked examples: the calibrator stays "
@@ -287,7 +288,7 @@ class _Thinker:
 def _remembered(documents: Iterable[DocumentLike], texts: dict[int, list], rows: int) -> Iterator[Document]:
     """`documents` as Documents, each kept in `texts` by position until its `rows` rows are final."""
     for position, item in enumerate(documents):
-        doc = item if isinstance(item, Document) else Document(id=str(position), text=str(item))
+        doc = as_document(item, position)
         texts[position] = [doc, rows]
         yield doc
 

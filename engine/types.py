@@ -22,6 +22,11 @@ class Document:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def as_document(item: "Document | str", position: int) -> "Document":
+    """`item` itself, or a text given directly as a Document whose id is its position."""
+    return item if isinstance(item, Document) else Document(id=str(position), text=str(item))
+
+
 @dataclass
 class Example:
     """A worked example the prompt shows the model before each document: a document and its

@@ -45,7 +45,7 @@ from engine.confidence.probe import (
     fit_probe,
 )
 from engine.confidence.store import load_probe_file, save_probe_file
-from engine.types import Document, Verdict
+from engine.types import Verdict, as_document
 
 # Content-free documents for contextual calibration ("" cannot be scored: an empty document is an error).
 NULL_TEXTS = ("N/A", "[MASK]", "None")
@@ -367,7 +367,7 @@ def fit_calibrator(
     if not labels:
         cal.use_general = cal.general is not None and cal.general.beats_margin
         return cal
-    docs = [d if isinstance(d, Document) else Document(id=str(i), text=str(d)) for i, d in enumerate(documents)]
+    docs = [as_document(d, i) for i, d in enumerate(documents)]
     labeled = [d for d in docs if d.id in labels]
     missing = set(labels) - {d.id for d in labeled}
     if missing:

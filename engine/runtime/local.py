@@ -15,6 +15,7 @@ final normed state (the one the output projection reads).
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,7 @@ class LocalBackend:
             cache = self.fork(self._first_cache(prompt[0]), 1)
             for segment in prompt[1:]:
                 final = self.prefill([segment.ids], cache).final
-        stop = self._stop_ids()
+        stop = self._stop_ids
         written: list[int] = []
         while len(written) < max_new_tokens:
             token = int(mx.argmax(self.project_to_vocab(final)[0]).item())
@@ -205,6 +206,7 @@ class LocalBackend:
         states = {n: np.array(done.layers[n].astype(mx.float32))[0] for n in wanted}
         return PromptScore(float(margins[0]), float(masses[0]), states if wanted else None), written
 
+    @functools.cached_property
     def _stop_ids(self) -> frozenset[int]:
         """Ids that end the model's turn: every control token (end of turn, end of text, EOS)."""
         eos = self.tokenizer.encode(self.tokenizer.eos_token) if self.tokenizer.eos_token else []
