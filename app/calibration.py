@@ -102,9 +102,14 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
         elif not enough_labels(counts):
             lines.append(f"{counts[0]} yes and {counts[1]} no labels so far: label at least {MIN_LABELS} "
                          "of each to calibrate")
-        band = cal.band
-        lines.append(f"Zero-shot: “Uncertain” when P(yes) is between {1 / (1 + math.exp(band)):.2f} and "
-                     f"{1 / (1 + math.exp(-band)):.2f}")
+        band = cal.effective_band
+        if math.isinf(band):
+            lines.append("Zero-shot: every verdict stays “Uncertain” until you label some (without labels, "
+                         "confident verdicts were not right often enough on unseen kinds of text); "
+                         "P(yes) still ranks them")
+        else:
+            lines.append(f"Zero-shot: “Uncertain” when P(yes) is between {1 / (1 + math.exp(band)):.2f} and "
+                         f"{1 / (1 + math.exp(-band)):.2f}")
     if pending and enough_labels(counts):
         lines.append(f"Recalibrating on {_labels_phrase(*counts)}…")
     elif fitted and counts != tuple(cal.n_labels):

@@ -15,6 +15,10 @@ use engine.metrics.logistic_regression on standardised features. What is measure
   curves    held-out AUC against the number of training questions / genres
   threshold label-free decision rules: the probe's own bias (p > 0.5), the batch median, and a
             two-component Gaussian mixture fit on the batch's scores (prevalence estimated)
+  band      the label-free "uncertain" band: per variant, the pooled leave-one-genre-out
+            decisions with their Platt, with and without the batch prior shift, and for each band
+            how many verdicts are confident and how many of those are right (training genres
+            choose; the held-out genres are reported beside them)
 
 Usage: python scripts/eval_general_probe.py [--tag smollm2-135m-q4_1] [--cache /work/cache_probe]
           [--json OUT.json] [--quick]
@@ -210,28 +214,92 @@ def methods_on(test: Pairs, train: Pairs, probes: dict[str, GeneralProbe]) -> di
     return out
 
 
+BANDS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+
+
+def confident_table(p: Pairs, logit: np.ndarray) -> dict:
+    """Per band: the share of verdicts outside it, and how many of those are right."""
+    out = {}
+    for band in BANDS:
+        sure = np.abs(logit) >= band
+        right = (logit[sure] > 0) == p.y[sure]
+        out[band] = {"coverage": float(sure.mean()), "precision": float(right.mean()) if sure.any() else float("nan"),
+                     "confident": int(sure.sum()), "wrong": int((~right).sum())}
+    return out
+
+
+def batch_prior_shift(p: Pairs, logit: np.ndarray, train_prior: float) -> np.ndarray:
+    """The log-odds after Saerens' EM prior shift, per question, from a probe fit at `train_prior`."""
+    p50 = metrics.sigmoid(logit - np.log(train_prior / (1 - train_prior)))
+    out = np.zeros(len(logit))
+    for q in np.unique(p.question):
+        m = p.question == q
+        out[m] = prior_shift(p50[m])
+    return np.log(np.clip(out, 1e-9, 1 - 1e-9) / np.clip(1 - out, 1e-9, 1))
+
+
+def band_table(train: Pairs, held: Pairs, spec: dict, l2: float, genres, precision: float) -> dict:
+    """Choose the label-free band on the training genres: the pooled leave-one-genre-out decisions
+    are Platt-scaled (the shipped temperature), then per band the confident share and its precision;
+    the smallest band whose precision reaches `precision` is chosen. Whether the batch prior shift
+    helps is judged by the same pooled ECE. Held-out genres: reported only."""
+    from engine.confidence.calibrate import fit_platt
+
+    pooled = np.zeros(len(train.y))
+    for g in genres:
+        m = train.genre == g
+        pooled[m] = GeneralProbe(spec, l2).fit(train.take(~m)).decision(train.take(m))
+    platt = fit_platt(pooled, train.y, l2=1e-3)
+    logo_logit = platt.logit(pooled)
+    logo_em = batch_prior_shift(train, logo_logit, train.y.mean())
+    held_logit = platt.logit(GeneralProbe(spec, l2).fit(train).decision(held))
+    held_em = batch_prior_shift(held, held_logit, train.y.mean())
+    ece = lambda p, z: mean_of(per_question(p, z, metrics.sigmoid(z)), "ece")
+    out = {"platt": [platt.a, platt.b],
+           "logo_ece": ece(train, logo_logit), "logo_ece_em": ece(train, logo_em),
+           "heldout_ece": ece(held, held_logit), "heldout_ece_em": ece(held, held_em)}
+    use_em = out["logo_ece_em"] < out["logo_ece"]
+    out["use_em"] = bool(use_em)
+    logo_final, held_final = (logo_em, held_em) if use_em else (logo_logit, held_logit)
+    out["logo"] = confident_table(train, logo_final)
+    out["heldout"] = confident_table(held, held_final)
+    reached = [b for b in BANDS if out["logo"][b]["precision"] >= precision]
+    out["band"] = min(reached) if reached else None
+    out["precision_target"] = precision
+    return out
+
+
 def summary(tables: dict[str, dict]) -> dict[str, dict]:
     return {name: {k: mean_of(t, k) for k in ("auc", "accuracy", "ece", "brier")} | {
         "min_auc": float(np.nanmin([v["auc"] for v in t.values()]))} for name, t in tables.items()}
 
 
-def ship(probe: GeneralProbe, platt: list, tables: dict, model_file: str, report: dict) -> None:
-    """Save the plain single-layer probe as the model's general probe, with the leave-one-genre-out
-    Platt folded into its weights (log-odds a*(x.w + b) + c), and its held-out numbers."""
+def ship(name: str, probe: GeneralProbe, band: dict, tables: dict, model_file: str, report: dict) -> None:
+    """Save one single-layer variant as the model's general probe, with the leave-one-genre-out
+    Platt folded into its weights (log-odds a*(x.w + b) + c), its label-free band from the band
+    step (None: no band reached the precision target, so nothing is confident before labels), and
+    its held-out numbers."""
+    from engine.confidence.calibrate import NULL_TEXTS
     from engine.confidence.general import GeneralProbe as Shipped
     from engine.confidence.general import model_fingerprint, save_general_probe
 
-    a, c = platt
+    a, c = band["platt"]
+    diff = bool(probe.spec.get("diff"))
     shipped = Shipped(
         model_fingerprint(model_file), int(probe.spec["layers"][0]), probe.mean, probe.scale, probe.w * a,
         float(probe.b * a + c),
-        heldout_auc=mean_of(tables["probe"], "auc"), heldout_auc_margin=mean_of(tables["raw"], "auc"),
-        info={"model_file": Path(model_file).name, "l2": probe.l2, "train_genres": report["train_genres"],
+        heldout_auc=mean_of(tables[name], "auc"), heldout_auc_margin=mean_of(tables["raw"], "auc"),
+        info={"model_file": Path(model_file).name, "variant": name, "l2": probe.l2,
+              "train_genres": report["train_genres"],
               "train_questions": report["train_questions"], "train_pairs": report["train_pairs"],
-              "heldout_genres": list(HELD_OUT), "heldout_questions": len(tables["probe"]),
-              "heldout_accuracy": mean_of(tables["probe+oofplatt"], "accuracy"),
-              "heldout_ece": mean_of(tables["probe+oofplatt"], "ece"), "platt_from_logo": [a, c],
-              "built_by": "scripts/eval_general_probe.py --ship"})
+              "heldout_genres": list(HELD_OUT), "heldout_questions": len(tables[name]),
+              "heldout_accuracy": mean_of(tables[name + "+oofplatt"], "accuracy"),
+              "heldout_ece": mean_of(tables[name + "+oofplatt"], "ece"), "platt_from_logo": [a, c],
+              "band_precision_target": band["precision_target"],
+              "band_logo": band["logo"].get(band["band"]) if band["band"] is not None else None,
+              "built_by": "scripts/eval_general_probe.py --ship"},
+        subtract_null=diff, null_texts=tuple(NULL_TEXTS) if diff else (),
+        label_free_band=float("inf") if band["band"] is None else float(band["band"]))
     print("shipped", save_general_probe(shipped), file=sys.stderr)
 
 
@@ -261,12 +329,15 @@ def main() -> int:
     parser.add_argument("--cache", default="/work/cache_probe")
     parser.add_argument("--json", default=None)
     parser.add_argument("--l2", type=float, default=None, help="skip choosing L2 by leave-one-genre-out")
+    parser.add_argument("--layer", type=int, default=21, help="the layer when the layers step is skipped")
     parser.add_argument("--train", default=",".join(TRAIN))
     parser.add_argument("--held", default=",".join(HELD_OUT))
     parser.add_argument("--probe-from", default=None, help="apply this tag's held-out probes instead of fitting (another model variant)")
     parser.add_argument("--ship", default=None, metavar="MODEL_FILE",
                         help="write the plain probe (chosen layer) for this model file to resources/general_probes")
-    parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,curves")
+    parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,band,curves")
+    parser.add_argument("--precision", type=float, default=0.90,
+                        help="how often a confident label-free verdict must be right (band step)")
     args = parser.parse_args()
     folder = Path(args.cache) / args.tag
     if args.probe_from:
@@ -294,7 +365,7 @@ def main() -> int:
         d = probe.decision(held)
         return per_question(held, d, metrics.sigmoid(d))
 
-    best_layer = 18
+    best_layer = args.layer
     if "layers" in steps:
         report["layers"] = {}
         for layer in train.layers:
@@ -375,13 +446,21 @@ def main() -> int:
                 em[m] = prior_shift(p50[m])
             tables[name + "+oofplatt"] = per_question(held, d, p)
             tables[name + "+oofplatt+em"] = per_question(held, d, em)
-        if args.ship:
-            ship(probes["probe"], report["oof_platt"]["probe"], tables, args.ship, report)
         report["heldout"] = {"summary": summary(tables), "per_question": tables}
         log("heldout", json.dumps(report["heldout"]["summary"], indent=0))
         for name, probe in probes.items():
             np.savez(folder / f"general_{name}.npz", mean=probe.mean, scale=probe.scale, w=probe.w, b=probe.b,
                      layers=np.array(probe.spec["layers"]), l2=l2, spec=json.dumps(probe.spec))
+    if "band" in steps:
+        report["band"] = {name: band_table(train, held, specs[name], l2, train_genres, args.precision)
+                          for name in ("probe", "probe_diff")}
+        log("band", json.dumps(report["band"], indent=0, default=float))
+        if args.ship:  # the variant leave-one-genre-out ranks best, as the layer and L2 were chosen
+            logo_auc = {name: (report.get("variants_logo", {}).get(name) or {"auc": mean_of(logo(specs[name], l2), "auc")})["auc"]
+                        for name in report["band"]}
+            chosen = max(logo_auc, key=logo_auc.get)
+            report["shipped"] = {"variant": chosen, "logo_auc": logo_auc, "band": report["band"][chosen]["band"]}
+            ship(chosen, probes[chosen], report["band"][chosen], tables, args.ship, report)
     if "curves" in steps:
         rng = np.random.default_rng(0)
         questions = np.unique(train.question)

@@ -50,6 +50,23 @@ def test_save_and_load_round_trip(tmp_path):
     assert load_general_probe("cd" * 32, tmp_path) is None
 
 
+def test_a_difference_probe_and_its_label_free_band_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    probe = GeneralProbe("ab" * 32, 4, np.zeros(6), np.ones(6), rng.normal(size=6), 0.1, 0.8, 0.5,
+                         subtract_null=True, null_texts=("N/A", "None"), label_free_band=float("inf"))
+    path = save_general_probe(probe, tmp_path)
+    meta = json.loads(path.read_text())
+    assert meta["input"] == "state minus content-free state" and meta["label_free_band"] is None  # JSON has no inf
+    back = load_general_probe("ab" * 32, tmp_path)
+    assert back.subtract_null and back.null_texts == ("N/A", "None") and back.label_free_band == float("inf")
+    h, null = rng.normal(size=(3, 6)), rng.normal(size=6)
+    np.testing.assert_allclose(back.decision(h, null), (h - null) @ probe.w + 0.1, rtol=1e-5)
+    with pytest.raises(ValueError, match="content-free"):
+        back.decision(h)
+    path.write_text(json.dumps({**meta, "null_texts": []}))  # a difference with nothing to subtract
+    assert load_general_probe("ab" * 32, tmp_path) is None
+
+
 def test_damaged_or_mismatched_files_are_ignored(tmp_path):
     probe = GeneralProbe("ef" * 32, 3, np.zeros(4), np.ones(4), np.ones(4), 0.0, 0.5, 0.6)
     assert not probe.beats_margin
@@ -72,12 +89,12 @@ def test_no_general_probe_for_a_model_without_one(tiny_gguf):
 
 
 # --- the calibrator with a general probe (tiny model, probe files written here) ---------------
-def _ship(clf, folder, monkeypatch, *, layer=2, heldout=(0.8, 0.4), seed=0) -> GeneralProbe:
+def _ship(clf, folder, monkeypatch, *, layer=2, heldout=(0.8, 0.4), seed=0, **options) -> GeneralProbe:
     state = clf.score("Is it a test?", ["some text"], layers=[layer])[0].states[layer]
     rng = np.random.default_rng(seed)
     d = len(state)
     probe = GeneralProbe(model_fingerprint(clf.backend.lm.path), layer, rng.normal(size=d) * 0.1,
-                         rng.uniform(0.5, 2.0, size=d), rng.normal(size=d), 0.3, *heldout)
+                         rng.uniform(0.5, 2.0, size=d), rng.normal(size=d), 0.3, *heldout, **options)
     save_general_probe(probe, folder)
     monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(folder))
     return probe
@@ -100,6 +117,46 @@ def test_label_free_verdicts_come_from_the_general_probe_when_it_beat_the_margin
     for v in rows:
         unsure = abs(v.margin) < cal.band or v.label_mass < cal.mass_floor
         assert v.verdict == ("uncertain" if unsure else "yes" if v.margin > 0 else "no")
+
+
+def test_a_difference_probe_subtracts_the_questions_content_free_state(tiny_classifier, tmp_path, monkeypatch):
+    """The state it reads is the document's minus the mean of the content-free documents' states
+    for the same question, each content-free document scored as a document of its own."""
+    from engine.confidence.calibrate import calibrator_for
+    from engine.pipeline import Pipeline
+
+    nulls = ("N/A", "None")
+    probe = _ship(tiny_classifier, tmp_path, monkeypatch, subtract_null=True, null_texts=nulls)
+    question, texts = "Is it a test?", ["first document", "yes no yes", "a third one"]
+    null_states = [tiny_classifier.score(question, [t], layers=[2])[0].states[2] for t in nulls]
+    null = np.mean(null_states, axis=0)
+    assert not np.allclose(null_states[0], null_states[1])  # the mean is over two different states
+    raw = tiny_classifier.score(question, texts, layers=[2])
+    expected = [float(((v.states[2] - null - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
+    plain = [float(((v.states[2] - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
+    assert not np.allclose(expected, plain, atol=1e-2)  # subtracting makes a difference
+    rows = list(Pipeline(tiny_classifier, save=False, folder=tmp_path).run(question, texts))
+    assert [v.margin for v in rows] == pytest.approx(expected, abs=1e-3)
+    assert calibrator_for(tiny_classifier, question, use_saved=False).general_null == pytest.approx(null, abs=1e-5)
+
+
+def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels(tiny_classifier, tmp_path, monkeypatch):
+    from engine.confidence.calibrate import fit_calibrator
+
+    _ship(tiny_classifier, tmp_path, monkeypatch, label_free_band=float("inf"))
+    question = "Is it a test?"
+    docs = [Document(id=f"d{i}", text=f"document {i} " + "word " * (i % 5)) for i in range(12)]
+    cal = fit_calibrator(tiny_classifier, question, docs, None)
+    assert cal.method == "general" and cal.effective_band == float("inf")
+    rows = [cal.apply(v) for v in tiny_classifier.score(question, docs, layers=cal.layers)]
+    assert {v.verdict for v in rows} == {"uncertain"} and len({round(v.probability, 6) for v in rows}) > 1
+    methods = set()
+    for seed in range(6):  # labels bring Platt (on the general probe or the margin), and the usual band
+        labels = {d.id: (i + seed) % 3 == 0 for i, d in enumerate(docs)}
+        labeled = fit_calibrator(tiny_classifier, question, docs, labels, probe=False)
+        methods.add(labeled.method)
+        assert labeled.effective_band == labeled.band == 1.0
+    assert "general" in methods
 
 
 def test_a_general_probe_that_lost_to_the_margin_is_not_used(tiny_classifier, tmp_path, monkeypatch):
@@ -142,7 +199,7 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
 
     clf = Classifier.load(default_model_path)
     probe = general_probe_for(clf)
-    assert probe is not None and probe.beats_margin and probe.layer == 21
+    assert probe is not None and probe.beats_margin and probe.layer == 21 and probe.subtract_null
     text = (Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl").read_text()
     rows = [_json.loads(line) for line in text.splitlines()]
     sample = [r for r in rows if r["label"]][:20] + [r for r in rows if not r["label"]][:20]
@@ -153,3 +210,33 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
     calibrated = result["methods"]["calibrated"]  # the label-free default is the general probe
     assert result["calibrated_is"] == "general"
     assert [calibrated[k] for k in ("auc", "brier", "ece")] == [general[k] for k in ("auc", "brier", "ece")]
+
+
+# What the samples in resources/samples ask for, where the answer is plain (a phishing mail asking
+# for card details and an auto-renewal notice are left out: either answer can be argued).
+SAMPLE_ANSWERS = {
+    "Does this ask the reader to pay money?": {
+        "overdue-invoice.txt": True, "bug-report.md": False, "job-offer.txt": False,
+        "lemon-tart-recipe.md": False, "quarterly-rates.txt": False, "team-offsite.txt": False},
+    "Is this about food or cooking?": {
+        "lemon-tart-recipe.md": True, "overdue-invoice.txt": False, "bug-report.md": False,
+        "job-offer.txt": False, "quarterly-rates.txt": False, "account-suspended.eml.txt": False,
+        "gym-membership-renewal.txt": False, "team-offsite.txt": False},
+}
+
+
+def test_make_demo_shows_no_confident_wrong_verdict_on_the_samples(default_classifier, tmp_path):
+    """Issue 11's bar for the label-free path: what `make demo` prints for the samples may be
+    uncertain, but never confidently wrong."""
+    from pathlib import Path
+
+    from engine.intake import load_documents
+    from engine.pipeline import Pipeline
+
+    samples = load_documents([Path(__file__).parent.parent / "resources/samples"])
+    pipeline = Pipeline(default_classifier, save=False, folder=tmp_path)
+    for question, answers in SAMPLE_ANSWERS.items():
+        rows = {Path(v.document_id).name: v for v in pipeline.run(question, samples)}
+        assert set(answers) <= set(rows)
+        wrong = [name for name, yes in answers.items() if rows[name].verdict == ("no" if yes else "yes")]
+        assert not wrong, (question, wrong)

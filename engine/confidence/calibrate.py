@@ -14,7 +14,8 @@ A `Calibrator` turns the engine's raw verdicts into calibrated ones for one ques
      0/1; and, where the hidden states are available, a linear probe (`engine.confidence.probe`) whose own
      log-odds are Platt-scaled on out-of-fold predictions. The probe is used when its
      cross-validated AUC on the labels beats the margin's.
-  3. the verdict: "uncertain" when |calibrated log-odds| < band or label mass < mass_floor,
+  3. the verdict: "uncertain" when |calibrated log-odds| < band or label mass < mass_floor (before
+     labels, the general probe's own label-free band when wider: `effective_band`),
      otherwise "yes"/"no" by sign. Band 1.0 (probability between 0.27 and 0.73): with the probe,
      coverage 100% -> 94% and accuracy 0.960 -> 0.986 on games, 100% -> 84% and 0.903 -> 0.960
      on science (band 0.5: 97%/0.973 and 91%/0.934; band 2: 85%/0.988 and 71%/0.986). The mass
@@ -68,13 +69,29 @@ def _logit(p: float, eps: float = 1e-9) -> float:
 
 
 # --- building blocks ------------------------------------------------------------------------------
+def content_free(clf, question: str, layers: Sequence[int] = (), nulls: Sequence[str] = NULL_TEXTS
+                 ) -> tuple[float, dict[int, np.ndarray]]:
+    """The mean raw margin of content-free documents for this question, and their mean hidden
+    state after each of `layers` (one small batch)."""
+    verdicts = [v for v in clf.score(question, list(nulls), layers=list(layers)) if v.ok]
+    if not verdicts:
+        raise ValueError("no content-free document could be scored")
+    states = {layer: np.mean([np.asarray(v.states[layer], dtype=np.float64) for v in verdicts], axis=0)
+              for layer in layers}
+    return float(np.mean([v.raw_margin for v in verdicts])), states
+
+
 def contextual_shift(clf, question: str, nulls: Sequence[str] = NULL_TEXTS) -> float:
     """Mean raw margin of content-free documents for this question (one small batch)."""
-    verdicts = clf.score(question, list(nulls))
-    margins = [v.raw_margin for v in verdicts if v.ok]
-    if not margins:
-        raise ValueError("no content-free document could be scored")
-    return float(np.mean(margins))
+    return content_free(clf, question, (), nulls)[0]
+
+
+def general_null_state(clf, question: str, general: GeneralProbe | None) -> np.ndarray | None:
+    """The question's content-free state that a difference-reading general probe subtracts
+    (None when the probe reads the plain state)."""
+    if general is None or not general.subtract_null:
+        return None
+    return content_free(clf, question, [general.layer], general.null_texts)[1][general.layer]
 
 
 def batch_shift(margins: Iterable[float]) -> float:
@@ -134,6 +151,7 @@ class Calibrator:
     n_labels: tuple[int, int] = (0, 0)  # (yes, no)
     notes: list[str] = field(default_factory=list)
     general: GeneralProbe | None = None  # the model's shipped general probe (not saved: found by model)
+    general_null: np.ndarray | None = None  # the question's content-free state, when the probe reads the difference
     general_platt: Platt | None = None  # on the general probe's log-odds, from labels
     use_general: bool = False
 
@@ -163,7 +181,25 @@ class Calibrator:
             return "general"
         return "platt" if self.platt is not None else "margin"
 
+    @property
+    def effective_band(self) -> float:
+        """The band `decide` uses: without labels, the general probe's own label-free band when
+        that is wider (infinite: no confident verdict before labels)."""
+        if self.general_active and self.general_platt is None:
+            return max(self.band, self.general.label_free_band)
+        return self.band
+
+    def general_decision(self, hidden) -> np.ndarray:
+        """The general probe's log-odds for one state (D,) or a batch (n, D) of this question."""
+        return self.general.decision(hidden, self.general_null)
+
     # -- label-free --
+    def set_general(self, clf, general: GeneralProbe | None) -> "Calibrator":
+        """Use this general probe (None: none), with this question's content-free state when it
+        reads the difference."""
+        self.general, self.general_null = general, general_null_state(clf, self.question, general)
+        return self
+
     def set_contextual(self, clf, nulls: Sequence[str] = NULL_TEXTS) -> "Calibrator":
         self.shift_method, self.shift = "contextual", contextual_shift(clf, self.question, nulls)
         return self
@@ -176,7 +212,7 @@ class Calibrator:
             z = float(self.probe.decision(np.asarray(state, dtype=np.float64)))
             return float(self.probe_platt.logit(z)) if self.probe_platt else z
         if self.general_active and state is not None:
-            z = float(self.general.decision(np.asarray(state, dtype=np.float64)))
+            z = float(self.general_decision(np.asarray(state, dtype=np.float64)))
             return float(self.general_platt.logit(z)) if self.general_platt else z
         shifted = raw_margin - self.shift
         return float(self.platt.logit(shifted)) if self.platt else shifted
@@ -184,7 +220,7 @@ class Calibrator:
     def decide(self, log_odds: float, label_mass: float) -> str:
         if not np.isfinite(log_odds):
             return "uncertain"
-        if abs(log_odds) < self.band or (np.isfinite(label_mass) and label_mass < self.mass_floor):
+        if abs(log_odds) < self.effective_band or (np.isfinite(label_mass) and label_mass < self.mass_floor):
             return "uncertain"
         return "yes" if log_odds > 0 else "no"
 
@@ -244,7 +280,7 @@ class Calibrator:
         self.general_platt, self.use_general = None, False
         if self.general is not None and self.general.layer in features.layers:
             # Not fitted to these labels, so its AUC on them is an honest measurement.
-            z = self.general.decision(features.hidden[:, features.layers.index(self.general.layer)])
+            z = self.general_decision(features.hidden[:, features.layers.index(self.general.layer)])
             general_auc = metrics.auc(y, z)
             if np.isfinite(general_auc) and general_auc > np.nan_to_num(best_auc, nan=0.5):
                 self.general_platt, self.use_general, best_auc = fit_platt(z, y, prior=(1.0, 0.0)), True, general_auc
@@ -363,7 +399,7 @@ def fit_calibrator(
     )
     if shift_method == "contextual":
         cal.set_contextual(clf)
-    cal.general = general_probe_for(clf) if general else None
+    cal.set_general(clf, general_probe_for(clf) if general else None)
     if not labels:
         cal.use_general = cal.general is not None and cal.general.beats_margin
         return cal
@@ -424,7 +460,7 @@ def calibrator_for(
             cal.set_contextual(clf)
     if settings.get("probe") is False:
         cal.use_probe = False
-    cal.general = general_probe_for(clf) if settings.get("general", True) else None
+    cal.set_general(clf, general_probe_for(clf) if settings.get("general", True) else None)
     if cal.general is None:
         cal.use_general = False
     return cal

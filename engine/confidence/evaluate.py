@@ -54,6 +54,7 @@ from engine.confidence.calibrate import (
     batch_shift,
     contextual_shift,
     fit_platt,
+    general_null_state,
     read_labels,
 )
 from engine.confidence.general import GeneralProbe, general_probe_for
@@ -125,9 +126,11 @@ def evaluate_features(
     band: float = DEFAULT_BAND,
     mass_floor: float = DEFAULT_MASS_FLOOR,
     general: GeneralProbe | None = None,
+    general_null=None,
 ) -> dict:
     """The cross-validated comparison on already extracted features (see `evaluate`). With a
-    `general` probe whose layer was extracted, its label-free log-odds are a method too."""
+    `general` probe whose layer was extracted, its label-free log-odds are a method too
+    (`general_null`: the question's content-free state, when the probe reads the difference)."""
     y = np.asarray(labels, dtype=bool)
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 < 2 or n0 < 2:
@@ -147,7 +150,7 @@ def evaluate_features(
             log_odds["platt"][test] = _fold_log_odds(features, y, train, test, layer, False, k)
             log_odds["probe"][test] = _fold_log_odds(features, y, train, test, layer, True, k)
         if general is not None and general.layer in features.layers:
-            z = general.decision(features.hidden[:, features.layers.index(general.layer)])
+            z = general.decision(features.hidden[:, features.layers.index(general.layer)], general_null)
             log_odds["general"], log_odds["general_platt"] = z, np.zeros(len(y))
             for train, test in metrics.stratified_folds(y, k, seed):
                 log_odds["general_platt"][test] = fit_platt(z[train], y[train], prior=(1.0, 0.0)).logit(z[test])
@@ -171,7 +174,10 @@ def evaluate_features(
             if aucs:
                 curve[str(size)] = float(np.mean(aucs))
 
-    methods = {name: _scores(y, metrics.sigmoid(z), mass, band, mass_floor) for name, z in log_odds.items()}
+    general_is_default = general is not None and "general" in log_odds and general.beats_margin
+    label_free_general = ("general", "calibrated") if general_is_default else ("general",)
+    bands = {name: max(band, general.label_free_band) if name in label_free_general else band for name in log_odds}
+    methods = {name: _scores(y, metrics.sigmoid(z), mass, bands[name], mass_floor) for name, z in log_odds.items()}
     return {
         "methods": methods,
         "learning_curve": curve,
@@ -185,8 +191,7 @@ def evaluate_features(
         "median_margin": float(np.median(margin)),
         "band": band,
         "mass_floor": mass_floor,
-        "calibrated_is": "general" if general is not None and "general" in log_odds and general.beats_margin
-        else DEFAULT_SHIFT,
+        "calibrated_is": "general" if general_is_default else DEFAULT_SHIFT,
     }
 
 
@@ -233,6 +238,7 @@ def evaluate(
         band=band,
         mass_floor=mass_floor,
         general=general,
+        general_null=general_null_state(clf, question, general),
     )
     result["question"] = question
     result["model"] = clf.model_name

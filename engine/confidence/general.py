@@ -4,6 +4,13 @@ never saw (issue 11). It ships per model, tied to the model file's content (sha2
 `resources/general_probes/<sha256>.npz` + `.json`; `scripts/eval_general_probe.py` measures and
 writes it. A calibrator uses it before the user has labeled anything, when its AUC on held-out
 genres beat the raw margin's (`beats_margin`).
+
+A probe may read the state *minus the question's content-free state* (`subtract_null`): the mean
+state of the same prompt around content-free documents (`null_texts`), so what the question alone
+puts in the state cancels. Its `label_free_band` says how far from 0 its log-odds must be for a
+verdict without labels to count as confident: chosen on the training genres for a stated precision
+(`info["band_precision_target"]`); infinite when no band reached it, so no verdict without labels
+is called confident.
 """
 from __future__ import annotations
 
@@ -31,10 +38,18 @@ class GeneralProbe:
     heldout_auc: float = float("nan")  # mean AUC over the held-out genres' questions
     heldout_auc_margin: float = float("nan")  # the raw margin's, on the same questions
     info: dict = field(default_factory=dict)  # how it was trained and measured
+    subtract_null: bool = False  # reads state - content-free state of the same question
+    null_texts: tuple[str, ...] = ()  # the content-free documents that state is the mean over
+    label_free_band: float = 1.0  # |log-odds| a verdict needs without labels to be confident
 
-    def decision(self, hidden) -> np.ndarray:
-        """Log-odds of "yes" for one state (D,) or a batch (n, D)."""
+    def decision(self, hidden, null_state=None) -> np.ndarray:
+        """Log-odds of "yes" for one state (D,) or a batch (n, D); `null_state` (D,) is the
+        question's content-free state, needed when the probe reads the difference."""
         h = np.asarray(hidden, dtype=np.float64)
+        if self.subtract_null:
+            if null_state is None:
+                raise ValueError("this general probe reads the state minus the question's content-free state")
+            h = h - np.asarray(null_state, dtype=np.float64)
         return ((h - self.mean) / self.scale) @ self.w + self.b
 
     @property
@@ -78,7 +93,10 @@ def save_general_probe(probe: GeneralProbe, folder: Path | None = None) -> Path:
     base = folder / probe.fingerprint
     np.savez(base.with_suffix(".npz"), mean=probe.mean.astype(np.float32), scale=probe.scale.astype(np.float32),
              w=probe.w.astype(np.float32))
-    meta = {"format": 1, "fingerprint": probe.fingerprint, "layer": probe.layer, "b": probe.b,
+    meta = {"format": 2, "fingerprint": probe.fingerprint, "layer": probe.layer, "b": probe.b,
+            "input": "state minus content-free state" if probe.subtract_null else "state",
+            "null_texts": list(probe.null_texts),
+            "label_free_band": probe.label_free_band if np.isfinite(probe.label_free_band) else None,
             "heldout_auc": probe.heldout_auc, "heldout_auc_margin": probe.heldout_auc_margin, "info": probe.info}
     path = base.with_suffix(".json")
     path.write_text(json.dumps(meta, indent=1) + "\n")
@@ -94,9 +112,15 @@ def load_general_probe(fingerprint: str, folder: Path | None = None) -> GeneralP
             mean, scale, w = (arrays[k].astype(np.float64) for k in ("mean", "scale", "w"))
         if meta.get("fingerprint") != fingerprint or not (mean.shape == scale.shape == w.shape):
             return None
+        subtract_null = meta.get("input", "state") == "state minus content-free state"
+        null_texts = tuple(str(t) for t in meta.get("null_texts", ()))
+        if subtract_null and not null_texts:
+            return None
+        band = meta.get("label_free_band", 1.0)
         return GeneralProbe(fingerprint, int(meta["layer"]), mean, scale, w, float(meta["b"]),
                             float(meta.get("heldout_auc", "nan")), float(meta.get("heldout_auc_margin", "nan")),
-                            dict(meta.get("info", {})))
+                            dict(meta.get("info", {})), subtract_null, null_texts,
+                            float("inf") if band is None else float(band))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
