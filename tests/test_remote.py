@@ -257,6 +257,33 @@ def test_labels_through_a_server_use_platt_and_say_why_once(tiny_model_dir, tmp_
     assert done.stderr.count("no hidden states") == 1
 
 
+def test_a_general_probe_shipped_for_the_weights_is_not_used_through_a_server(tmp_path):
+    """A server returns no hidden states, so the general probe of the same weights cannot be read:
+    the label-free rows come from the margin, not an error per row."""
+    from engine.confidence.general import GeneralProbe, model_fingerprint, save_general_probe
+
+    gguf, _ = write_gguf(tmp_path / "tiny.Q8_0.gguf", "llama", quant="Q8_0", seed=2)
+    probes = tmp_path / "probes"
+    save_general_probe(GeneralProbe(model_fingerprint(gguf), 1, np.zeros(64), np.ones(64), np.ones(64), 0.0, 0.9, 0.5,
+                                    subtract_null=True, null_texts=("N/A",)), probes)
+    docs = tmp_path / "docs.jsonl"
+    write_docs(docs, 4)
+    env = dict(os.environ, VERDICT_GENERAL_PROBES=str(probes))
+    local = subprocess.run([sys.executable, "-m", "engine.cli", "classify", "-q", QUESTIONS[0], "--jsonl-in",
+                            str(docs), "--model", str(gguf)], capture_output=True, text=True, env=env, timeout=600)
+    assert local.returncode == 0, local.stderr[-2000:]
+    ours = [json.loads(line) for line in local.stdout.splitlines()]
+    assert all(abs(r["margin"] - r["raw_margin"]) > 1e-3 for r in ours)  # read here, the probe decides
+    with FakeServer("llama.cpp", vocab_size()) as server:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "classify", "-q", QUESTIONS[0], "--jsonl-in",
+                               str(docs), "--model", str(gguf), "--backend", server.url],
+                              capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 4 and not any(r.get("error") for r in rows)
+    assert [r["margin"] for r in rows] == pytest.approx([r["raw_margin"] for r in rows])
+
+
 # --- mlx_lm.server on exported models -----------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

@@ -127,8 +127,11 @@ def load_general_probe(fingerprint: str, folder: Path | None = None) -> GeneralP
 
 def general_probe_for(clf, folder: Path | None = None) -> GeneralProbe | None:
     """The general probe for a classifier's model, or None. A model loaded here is known by the
-    sha256 of its file's content; another backend by its fingerprint when that is a sha256."""
+    sha256 of its file's content; another backend by its fingerprint when that is a sha256. None
+    for a backend that returns no hidden states (an inference server): there is nothing to read."""
     backend = getattr(clf, "backend", clf)
+    if not getattr(backend, "supports_states", True):
+        return None
     path = getattr(getattr(backend, "lm", None), "path", None)
     fingerprint = str(getattr(backend, "fingerprint", "") or "").removeprefix("sha256:")
     if not _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
