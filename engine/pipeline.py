@@ -126,7 +126,7 @@ class Pipeline:
             self.calibrators[question] = cal
             if cal.probe is not None and not self.has_states:
                 self._no_probe_note()
-        return cal
+        return cal.refresh_general(self.classifier)
 
     def _no_probe_note(self) -> None:
         if not self._general_notes:

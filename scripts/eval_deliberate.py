@@ -33,6 +33,7 @@ BAND = 1.0  # the default uncertain band on calibrated log-odds
 
 def run(args) -> dict:
     from engine.classifier import Classifier
+    from engine.confidence.calibrate import general_null_state
     from engine.confidence.general import general_probe_for
 
     clf = Classifier.load(args.model)
@@ -54,8 +55,9 @@ def run(args) -> dict:
             thought.append(t)
         m1 = np.array([v.raw_margin for v in once])
         m2 = np.array([v.raw_margin for v in thought])
-        z1 = general.decision(np.stack([v.states[layer] for v in once]))
-        z2 = general.decision(np.stack([v.states[layer] for v in thought]))
+        null = general_null_state(clf, question, general)  # as the calibrator subtracts it, thinking or not
+        z1 = general.decision(np.stack([v.states[layer] for v in once]), null)
+        z2 = general.decision(np.stack([v.states[layer] for v in thought]), null)
         uncertain = np.abs(z1) < BAND
         hybrid = np.where(uncertain, z2, z1)  # think about the uncertain ones, read by the general probe
         row = {"genre": genre, "question": question, "n": len(y), "positives": int(y.sum()),

@@ -50,6 +50,7 @@ def question_sets(per_class: int, seeds: int):
 
 def run(args) -> dict:
     from engine.classifier import Classifier
+    from engine.confidence.calibrate import general_null_state
     from engine.confidence.general import general_probe_for
 
     clf = Classifier.load(args.model)
@@ -76,7 +77,8 @@ def run(args) -> dict:
                    "ece": metrics.ece(y, metrics.sigmoid(margin)), "seconds": seconds,
                    "head_tokens": len(clf.encoder_for(question).head_ids(question))}
             if general:
-                z = general.decision(np.stack([v.states[general.layer] for v in verdicts]))
+                null = general_null_state(clf, question, general)  # with the same examples in the prompt
+                z = general.decision(np.stack([v.states[general.layer] for v in verdicts]), null)
                 row.update(general_auc=metrics.auc(y, z), general_ece=metrics.ece(y, metrics.sigmoid(z)),
                            general_accuracy=metrics.accuracy(y, metrics.sigmoid(z)))
             per_question.append(row)

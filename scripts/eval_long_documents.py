@@ -47,28 +47,31 @@ def long_documents(genre: str, count: int, parts: int, seed: int = 0):
     return questions, docs, {q: np.array(v) for q, v in labels.items()}, singles
 
 
-def summarize(y, score, platt=None) -> dict:
-    """AUC; accuracy and ECE of sigmoid(score), and of the shipped probability (Platt `platt` on it)."""
+def summarize(y, score) -> dict:
+    """AUC; accuracy and ECE of sigmoid(score). The shipped probe's log-odds already carry its
+    Platt scaling (folded into its weights), so for the general probe this is what a user sees."""
     p = metrics.sigmoid(score)
-    out = {"auc": metrics.auc(y, score), "accuracy": metrics.accuracy(y, p), "ece": metrics.ece(y, p)}
-    if platt is not None:
-        shipped = metrics.sigmoid(platt[0] * np.asarray(score) + platt[1])
-        out.update(shipped_accuracy=metrics.accuracy(y, shipped), shipped_ece=metrics.ece(y, shipped))
-    return out
+    return {"auc": metrics.auc(y, score), "accuracy": metrics.accuracy(y, p), "ece": metrics.ece(y, p)}
 
 
 def run(args) -> dict:
     from engine.classifier import Classifier
+    from engine.confidence.calibrate import general_null_state
     from engine.confidence.general import general_probe_for
 
     clf = Classifier.load(args.model, window_tokens=args.window_tokens)
     general = general_probe_for(clf)
     layer = general.layer
-    platt = general.info.get("platt_from_logo")  # what the label-free calibrator applies to the log-odds
     recorded: list = []
+    nulls: dict[str, np.ndarray] = {}  # each question's content-free state, as the calibrator subtracts it
+
+    def decision(question, states):
+        if question not in nulls:
+            nulls[question] = general_null_state(clf, question, general)
+        return general.decision(states, nulls[question])
 
     def record(question, margins, states):
-        z = general.decision(np.stack([s[layer] for s in states]))
+        z = decision(question, np.stack([s[layer] for s in states]))
         recorded.append((np.asarray(margins, dtype=np.float64), z))
         return z
 
@@ -81,7 +84,7 @@ def run(args) -> dict:
                 windows[(v.document_index, v.question)] = recorded[-1]
             else:  # one window only: its own margin and log-odds
                 windows[(v.document_index, v.question)] = (np.array([v.raw_margin]),
-                                                          general.decision(v.states[layer][None, :]))
+                                                          decision(v.question, v.states[layer][None, :]))
         alone = clf.score(questions, [r["text"] for r in singles], layers=[layer])
         for q in questions:
             y = labels[q]
@@ -95,16 +98,15 @@ def run(args) -> dict:
                 "raw-max-margin": np.array([m.max() for m, _ in per]),
             }
             ys = np.array([bool(r["labels"][q]) for r in singles])
-            zs = np.array([general.decision(v.states[layer]) for v in alone if v.question == q])
+            zs = np.array([decision(q, v.states[layer]) for v in alone if v.question == q])
             row = {"genre": genre, "question": q, "documents": len(y), "positives": int(y.sum()),
-                   "mean_windows": float(k.mean()), "single_window": summarize(ys, zs, platt),
-                   **{name: summarize(y, score, None if name == "raw-max-margin" else platt)
-                      for name, score in rules.items()}}
+                   "mean_windows": float(k.mean()), "single_window": summarize(ys, zs),
+                   **{name: summarize(y, score) for name, score in rules.items()}}
             per_question.append(row)
             print(json.dumps(row), flush=True)
     names = ["single_window", "margin-window", "calibrated-max", "max-minus-log-k", "calibrated-mean", "raw-max-margin"]
     summary = {n: {m: float(np.nanmean([r[n][m] for r in per_question])) for m in r0 if m in per_question[0][n]}
-               for n in names for r0 in [("auc", "accuracy", "ece", "shipped_accuracy", "shipped_ece")]}
+               for n in names for r0 in [("auc", "accuracy", "ece")]}
     summary["mean_windows"] = float(np.mean([r["mean_windows"] for r in per_question]))
     return {"model": clf.model_name, "window_tokens": args.window_tokens, "parts": args.parts,
             "summary": summary, "per_question": per_question}
@@ -120,12 +122,11 @@ def main() -> int:
     args = parser.parse_args()
     report = run(args)
     print(f"mean windows per long document: {report['summary']['mean_windows']:.1f}")
-    print("| rule | mean AUC | accuracy | ECE | shipped accuracy | shipped ECE |")
-    print("|---|---|---|---|---|---|")
+    print("| rule | mean AUC | accuracy | ECE |")
+    print("|---|---|---|---|")
     for name, s in report["summary"].items():
         if isinstance(s, dict):
-            print(f"| {name} | {s['auc']:.3f} | {s['accuracy']:.3f} | {s['ece']:.3f} | "
-                  f"{s.get('shipped_accuracy', float('nan')):.3f} | {s.get('shipped_ece', float('nan')):.3f} |")
+            print(f"| {name} | {s['auc']:.3f} | {s['accuracy']:.3f} | {s['ece']:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

@@ -140,6 +140,27 @@ def test_a_difference_probe_subtracts_the_questions_content_free_state(tiny_clas
     assert calibrator_for(tiny_classifier, question, use_saved=False).general_null == pytest.approx(null, abs=1e-5)
 
 
+def test_a_difference_probe_follows_the_prompt_when_worked_examples_change(tiny_classifier, tmp_path, monkeypatch):
+    """The content-free state is the same prompt around a content-free document: new worked
+    examples in the prompt give a new one, also for a pipeline that already scored."""
+    from engine.pipeline import Pipeline
+    from engine.types import Example
+
+    probe = _ship(tiny_classifier, tmp_path, monkeypatch, subtract_null=True, null_texts=("N/A", "None"))
+    question, texts = "Is it a test?", ["first document", "yes no yes"]
+    pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path)
+    try:
+        before = [v.margin for v in pipeline.run(question, texts)]
+        tiny_classifier.set_examples([Example("a test of things", True), Example("a poem", False)])
+        null = np.mean([tiny_classifier.score(question, [t], layers=[2])[0].states[2] for t in ("N/A", "None")], axis=0)
+        raw = tiny_classifier.score(question, texts, layers=[2])
+        expected = [float(((v.states[2] - null - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
+        after = [v.margin for v in pipeline.run(question, texts)]
+    finally:
+        tiny_classifier.set_examples([])
+    assert after == pytest.approx(expected, abs=1e-3) and after != pytest.approx(before, abs=1e-3)
+
+
 def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels(tiny_classifier, tmp_path, monkeypatch):
     from engine.confidence.calibrate import fit_calibrator
 

@@ -94,6 +94,13 @@ def general_null_state(clf, question: str, general: GeneralProbe | None) -> np.n
     return content_free(clf, question, [general.layer], general.null_texts)[1][general.layer]
 
 
+def prompt_key(clf, question: str) -> tuple | None:
+    """What a question's prompt around the document depends on beyond the question itself: the
+    ids before the document (instructions, worked examples). None for a classifier without them."""
+    encoder_for = getattr(clf, "encoder_for", None)
+    return None if encoder_for is None else tuple(encoder_for(question).head_ids(question))
+
+
 def batch_shift(margins: Iterable[float]) -> float:
     """A robust centre of the margins of the documents being triaged: their median."""
     values = np.array([m for m in margins if np.isfinite(m)], dtype=np.float64)
@@ -152,6 +159,7 @@ class Calibrator:
     notes: list[str] = field(default_factory=list)
     general: GeneralProbe | None = None  # the model's shipped general probe (not saved: found by model)
     general_null: np.ndarray | None = None  # the question's content-free state, when the probe reads the difference
+    general_prompt: tuple | None = None  # prompt_key when general_null was computed
     general_platt: Platt | None = None  # on the general probe's log-odds, from labels
     use_general: bool = False
 
@@ -198,6 +206,14 @@ class Calibrator:
         """Use this general probe (None: none), with this question's content-free state when it
         reads the difference."""
         self.general, self.general_null = general, general_null_state(clf, self.question, general)
+        self.general_prompt = prompt_key(clf, self.question) if self.general_null is not None else None
+        return self
+
+    def refresh_general(self, clf) -> "Calibrator":
+        """Compute the content-free state again when the question's prompt changed since (new
+        worked examples): it is the same prompt around a content-free document."""
+        if self.general_null is not None and prompt_key(clf, self.question) != self.general_prompt:
+            self.set_general(clf, self.general)
         return self
 
     def set_contextual(self, clf, nulls: Sequence[str] = NULL_TEXTS) -> "Calibrator":
