@@ -21,7 +21,7 @@ use engine.metrics.logistic_regression on standardised features. What is measure
             choose; the held-out genres are reported beside them)
 
 Usage: python scripts/eval_general_probe.py [--tag smollm2-135m-q4_1] [--cache /work/cache_probe]
-          [--json OUT.json] [--quick]
+          [--json OUT.json] [--steps ...] [--ship MODEL.gguf] [--judge-shipped SHA256]
 """
 from __future__ import annotations
 
@@ -323,6 +323,27 @@ def apply_elsewhere(folder: Path, source: Path, args) -> int:
     return 0
 
 
+def judge_shipped(folder: Path, fingerprint: str, args) -> int:
+    """The probe shipped in resources/general_probes for `fingerprint`, exactly as the runtime
+    reads it (content-free state subtracted where it says so), on this tag's held-out pairs: its
+    AUC, accuracy, ECE and, per band, how many verdicts are confident and how many of those right."""
+    from engine.confidence.general import load_general_probe
+
+    probe = load_general_probe(fingerprint)
+    held = load_pairs(folder, [g for g in args.held.split(",") if (folder / f"{g}.npz").exists()])
+    i = held.layers.index(probe.layer)
+    z = np.array([probe.decision(h[i], n[i]) for h, n in zip(held.hidden, held.null_hidden)])
+    tables = per_question(held, z, metrics.sigmoid(z))
+    report = {"tag": args.tag, "probe": fingerprint, "label_free_band": probe.label_free_band,
+              "summary": {k: mean_of(tables, k) for k in ("auc", "accuracy", "ece", "brier")}
+              | {"min_auc": float(min(v["auc"] for v in tables.values()))},
+              "bands": confident_table(held, z), "per_question": tables}
+    print(json.dumps({k: report[k] for k in ("summary", "bands")}, indent=0, default=float), file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tag", default="smollm2-135m-q4_1")
@@ -338,8 +359,12 @@ def main() -> int:
     parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,band,curves")
     parser.add_argument("--precision", type=float, default=0.90,
                         help="how often a confident label-free verdict must be right (band step)")
+    parser.add_argument("--judge-shipped", default=None, metavar="SHA256",
+                        help="judge the shipped probe of this model content on this tag's held-out pairs")
     args = parser.parse_args()
     folder = Path(args.cache) / args.tag
+    if args.judge_shipped:
+        return judge_shipped(folder, args.judge_shipped, args)
     if args.probe_from:
         return apply_elsewhere(folder, Path(args.cache) / args.probe_from, args)
     train_genres = [g for g in args.train.split(",") if (folder / f"{g}.npz").exists()]

@@ -131,6 +131,7 @@ def test_ctrl_c_prints_the_table_rows_done_so_far(tiny_model_dir, tmp_path):
     import pty
     import re
     import signal
+    import threading
 
     n = 3000
     path = tmp_path / "many.jsonl"
@@ -149,16 +150,26 @@ def test_ctrl_c_prints_the_table_rows_done_so_far(tiny_model_dir, tmp_path):
             assert chunk, "the CLI ended before its first row"
             seen += chunk
         done_before = int(re.findall(rb"\] (\d+)/%d" % n, seen)[-1])
+        # Keep reading the terminal while the CLI winds down: a full terminal buffer would block
+        # its last progress line and message, and with them the exit communicate() waits for.
+        rest: list[bytes] = []
+
+        def drain() -> None:
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the CLI closed its end
+                    return
+                if not chunk:
+                    return
+                rest.append(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=300)
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
+        reader.join(timeout=60)
+        seen += b"".join(rest)
     finally:
         if proc.poll() is None:
             proc.kill()
