@@ -174,6 +174,37 @@ def test_evaluate_prints_the_json_contract(tiny_model_dir, tmp_path, monkeypatch
     assert "4" in result["learning_curve"]
 
 
+def test_evaluate_json_is_strict_and_reports_the_general_probes_band(tiny_model_dir, tmp_path, monkeypatch):
+    """No NaN or Infinity in the JSON (jq refuses them); a general probe whose label-free band is
+    infinite decides nothing: coverage 0, its accuracy on decided rows null, its band null."""
+    import numpy as np
+
+    from engine.classifier import Classifier
+    from engine.confidence.general import GeneralProbe, model_fingerprint, save_general_probe
+
+    d = len(Classifier.load(tiny_model_dir).score("Is it?", ["a text"], layers=[2])[0].states[2])
+    save_general_probe(GeneralProbe(model_fingerprint(tiny_model_dir), 2, np.zeros(d), np.ones(d),
+                                    np.linspace(-1, 1, d), 0.2, 0.9, 0.5, label_free_band=float("inf")),
+                       tmp_path / "probes")
+    monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(tmp_path / "probes"))
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    docs, _ = _labeled(tmp_path)
+    done = run_cli("evaluate", "-q", "Is this software a game?", "--jsonl-in", docs, "--model", tiny_model_dir,
+                   "--format", "json", "--folds", "4")
+    assert done.returncode == 0, done.stderr
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    result = json.loads(done.stdout, parse_constant=refuse)
+    assert result["calibrated_is"] == "general" and "general_band" in result and result["general_band"] is None
+    for method in ("general", "calibrated"):
+        assert result["methods"][method]["coverage"] == 0 and result["methods"][method]["accuracy_decided"] is None
+    table = run_cli("evaluate", "-q", "Is this software a game?", "--jsonl-in", docs, "--model", tiny_model_dir,
+                    "--folds", "4")
+    assert "none is confident before labels" in table.stdout
+
+
 def test_labels_with_their_own_text_train_on_documents_not_being_classified(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
     training, _ = _labeled(tmp_path, n_per_class=4)  # id, text, label

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import Progress, RowWriter, verdict_row, wide_header, wide_row
+from engine.cli.output import Progress, RowWriter, strict_json, verdict_row, wide_header, wide_row
 from engine.types import Document
 
 
@@ -311,7 +311,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           scan_layers=args.scan_layers)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    print(json.dumps(result, indent=1) if args.format == "json" else format_table(result))
+    print(strict_json(result, indent=1) if args.format == "json" else format_table(result))
     return 0
 
 
@@ -331,7 +331,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         curve_lengths=args.curve_lengths or CURVE_LENGTHS,
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
+        Path(args.json).write_text(strict_json(figures, indent=1), encoding="utf-8")
     return 0
 
 

@@ -85,6 +85,20 @@ def wide_row(name: str, path: Optional[str], questions: list[str], verdicts: dic
     return line
 
 
+def strict_json(value: Any, indent: Optional[int] = None) -> str:
+    """JSON that strict parsers (jq, browsers) read: NaN and infinities become null."""
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(value), indent=indent, allow_nan=False)
+
+
 class RowWriter:
     """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`."""
 

@@ -192,7 +192,9 @@ def evaluate_features(
         "band": band,
         "mass_floor": mass_floor,
         "calibrated_is": "general" if general_is_default else DEFAULT_SHIFT,
-    }
+    } | ({} if "general" not in bands else {
+        # the band of the label-free general rows; null: infinite (none is confident before labels)
+        "general_band": bands["general"] if math.isfinite(bands["general"]) else None})
 
 
 def evaluate(
@@ -296,6 +298,11 @@ def format_table(result: Mapping) -> str:
         )
     lines.append(f"(coverage: share not 'uncertain' at band {band:g} and label mass >= {result.get('mass_floor', DEFAULT_MASS_FLOOR):g};"
                  " acc@cov: accuracy on those)")
+    if "general_band" in result:
+        rows = "general and calibrated" if result.get("calibrated_is") == "general" else "general"
+        lines.append(f"({rows}: label-free, so the general probe's own band: "
+                     + ("none is confident before labels)" if result["general_band"] is None
+                        else f"{result['general_band']:g})"))
     if result.get("learning_curve"):
         lines.append("")
         lines.append("probe AUC with N labels per class: " + ", ".join(
