@@ -32,7 +32,7 @@ model: setup
 	$(BIN)/verdict models fetch-default
 
 demo: model
-	@echo "== No labels yet: two questions over resources/samples, calibrated by the general answer probe (label-free: about half confident, one of them wrong, see README):"
+	@echo "== No labels yet: two questions over resources/samples, read by the general answer probe. Its probability ranks; every verdict stays 'uncertain' until labels (see README):"
 	$(BIN)/verdict classify --format table \
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.confidence.calibrate import DEFAULT_BAND
 from engine.types import Verdict
 
 from app import theme
@@ -37,7 +38,11 @@ def lead_sentence(verdict: Optional[Verdict], basis: str) -> str:
     sure = confidence(verdict)
     where = " The highlighted passage decided it." if verdict.windows > 1 and verdict.window_span else ""
     if math.isnan(sure):
-        return (f"Uncertain: this could go either way (a {verdict.probability:.0%} chance of yes), going by {basis}. "
+        p = verdict.probability
+        # Outside the usual band only when a wider one applies: the general probe before labels.
+        lean = ("could go either way" if not math.isfinite(verdict.margin) or abs(verdict.margin) < DEFAULT_BAND
+                else f"leans {'yes' if p > 0.5 else 'no'}, but not reliably enough to call without labels")
+        return (f"Uncertain: this {lean} (a {p:.0%} chance of yes), going by {basis}. "
                 f"Your label here teaches it the most.{where}")
     how = "Sure" if sure >= 0.9 else "Fairly sure" if sure >= 0.8 else "Leaning that way" if sure >= 0.5 else "Unsure"
     return f"{plain_answer(verdict)}. {how}, going by {basis}.{where}"

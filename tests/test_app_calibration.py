@@ -184,3 +184,19 @@ def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_windo
     assert not third.session.states
     with sqlite3.connect(third.store.path) as db:
         assert db.execute("SELECT count(*) FROM states").fetchone()[0] == 0
+
+
+def test_an_uncertain_verdict_says_which_way_it_leans_when_only_the_label_free_band_held_it_back():
+    """Inside the usual band a verdict could go either way; outside it (the general probe's wider
+    label-free band), the sentence says where it leans and why it is not called."""
+    from app.detail_pane import lead_sentence
+    from engine.types import Verdict
+
+    def sentence(margin: float) -> str:
+        v = Verdict(document_id="d", question=Q, verdict="uncertain", margin=margin,
+                    probability=1 / (1 + math.exp(-margin)), raw_margin=0.3)
+        return lead_sentence(v, "a general probe")
+
+    assert "could go either way (a 38% chance of yes)" in sentence(-0.5)
+    assert "leans no, but not reliably enough to call without labels (a 9% chance of yes)" in sentence(-2.3)
+    assert "leans yes" in sentence(1.7)
