@@ -209,6 +209,28 @@ def test_labels_choose_between_margin_general_probe_and_question_probe_by_auc(ti
             assert cal.general_platt is not None and cal.to_dict()["use_general"]
 
 
+def test_a_saved_platt_on_the_general_probe_is_dropped_when_another_probe_ships(tiny_classifier, tmp_path, monkeypatch):
+    """Labels fitted a Platt on one general probe's log-odds; after an update ships another probe
+    for the same weights, the saved calibrator must not apply that Platt to the new log-odds."""
+    from engine.confidence.calibrate import calibrator_for
+
+    question = "Is it a test?"
+    docs = [Document(id=f"d{i}", text=f"document {i} " + "word " * (i % 5)) for i in range(12)]
+    data = tmp_path / "data"
+    first = _ship(tiny_classifier, tmp_path / "probes", monkeypatch, seed=0)
+    z = first.decision(np.stack([v.states[2] for v in tiny_classifier.score(question, docs, layers=[2])]))
+    labels = {d.id: bool(score > np.median(z)) for d, score in zip(docs, z)}  # labels the probe ranks perfectly
+    fitted = calibrator_for(tiny_classifier, question, docs, labels, folder=data, probe=False)
+    assert fitted.use_general and fitted.general_platt_for == first.identity
+    again = calibrator_for(tiny_classifier, question, folder=data)
+    assert again.method == "general" and again.general_platt is not None  # same probe: kept
+    second = _ship(tiny_classifier, tmp_path / "probes", monkeypatch, seed=1)
+    assert second.identity != first.identity
+    updated = calibrator_for(tiny_classifier, question, folder=data)
+    assert updated.general_platt is None and updated.method == "platt"
+    assert any("general probe changed" in note for note in updated.notes)
+
+
 def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(default_model_path):
     """The shipped probe never saw Debian descriptions; on 20 + 20 of them (labeled by archive
     section) it must rank better than the model's own answer, and `evaluate` reports it."""

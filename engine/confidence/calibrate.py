@@ -161,6 +161,7 @@ class Calibrator:
     general_null: np.ndarray | None = None  # the question's content-free state, when the probe reads the difference
     general_prompt: tuple | None = None  # prompt_key when general_null was computed
     general_platt: Platt | None = None  # on the general probe's log-odds, from labels
+    general_platt_for: str | None = None  # the identity of the general probe it was fitted on
     use_general: bool = False
 
     def __post_init__(self) -> None:
@@ -205,6 +206,12 @@ class Calibrator:
     def set_general(self, clf, general: GeneralProbe | None) -> "Calibrator":
         """Use this general probe (None: none), with this question's content-free state when it
         reads the difference."""
+        if self.general_platt is not None and (general is None or general.identity != self.general_platt_for):
+            # A Platt fitted on another probe's log-odds says nothing about this one's.
+            self.general_platt, self.use_general = None, False
+            if general is not None:
+                self.notes.append("the model's general probe changed since these labels were fitted: "
+                                  "it is not used until they are fitted again")
         self.general, self.general_null = general, general_null_state(clf, self.question, general)
         self.general_prompt = prompt_key(clf, self.question) if self.general_null is not None else None
         return self
@@ -300,6 +307,7 @@ class Calibrator:
             general_auc = metrics.auc(y, z)
             if np.isfinite(general_auc) and general_auc > np.nan_to_num(best_auc, nan=0.5):
                 self.general_platt, self.use_general, best_auc = fit_platt(z, y, prior=(1.0, 0.0)), True, general_auc
+                self.general_platt_for = self.general.identity
                 scores = self.general_platt.logit(z)
         self.probe, self.probe_platt, self.use_probe = None, None, False
         if probe and n1 >= 2 and n0 >= 2 and features.hidden is not None and features.hidden.size:
@@ -329,6 +337,7 @@ class Calibrator:
             "use_probe": self.use_probe,
             "general_platt": None if self.general_platt is None else [self.general_platt.a, self.general_platt.b],
             "use_general": self.use_general,
+            "general_platt_for": self.general_platt_for,
             "recall_target": self.recall_target,
             "threshold": self.threshold,
             "n_labels": list(self.n_labels),
@@ -350,6 +359,7 @@ class Calibrator:
             use_probe=bool(data.get("use_probe", False)) and probe is not None,
             general_platt=Platt(*data["general_platt"]) if data.get("general_platt") else None,
             use_general=bool(data.get("use_general", False)),
+            general_platt_for=data.get("general_platt_for"),
             recall_target=float(data.get("recall_target", DEFAULT_RECALL)),
             threshold=data.get("threshold"),
             n_labels=tuple(data.get("n_labels", (0, 0))),

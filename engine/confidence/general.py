@@ -53,6 +53,15 @@ class GeneralProbe:
         return ((h - self.mean) / self.scale) @ self.w + self.b
 
     @property
+    def identity(self) -> str:
+        """A short hash of what the probe computes: a Platt fitted on its log-odds belongs to it."""
+        digest = hashlib.sha256(json.dumps([self.fingerprint, self.layer, round(self.b, 9), self.subtract_null,
+                                            list(self.null_texts)]).encode())
+        for array in (self.mean, self.scale, self.w):
+            digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        return digest.hexdigest()[:16]
+
+    @property
     def beats_margin(self) -> bool:
         """Whether it ranked held-out questions better than the raw margin did."""
         return bool(np.isfinite(self.heldout_auc) and self.heldout_auc > np.nan_to_num(self.heldout_auc_margin, nan=0.5))
