@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -181,8 +182,14 @@ class Pipeline:
 
     def notes(self) -> list[str]:
         """What the calibrators want the user to know (one line each, naming the question)."""
-        return list(self._general_notes) + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
-                                            for note in cal.notes]
+        unlabeled = [q for q, cal in self.calibrators.items()
+                     if cal.general_active and not math.isfinite(cal.effective_band)]
+        waiting = [] if not unlabeled else [
+            f"{', '.join(map(repr, unlabeled))}: no labels yet, so every verdict is 'uncertain'; the probability "
+            "still ranks the documents (without labels the general probe was not right often enough to call "
+            "yes or no; label 2+ yes and 2+ no documents to get verdicts)"]
+        return list(self._general_notes) + waiting + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
+                                                      for note in cal.notes]
 
     # --- the flow --------------------------------------------------------------------------------
     def run(

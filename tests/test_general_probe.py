@@ -163,6 +163,7 @@ def test_a_difference_probe_follows_the_prompt_when_worked_examples_change(tiny_
 
 def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels(tiny_classifier, tmp_path, monkeypatch):
     from engine.confidence.calibrate import fit_calibrator
+    from engine.pipeline import Pipeline
 
     _ship(tiny_classifier, tmp_path, monkeypatch, label_free_band=float("inf"))
     question = "Is it a test?"
@@ -171,6 +172,10 @@ def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels
     assert cal.method == "general" and cal.effective_band == float("inf")
     rows = [cal.apply(v) for v in tiny_classifier.score(question, docs, layers=cal.layers)]
     assert {v.verdict for v in rows} == {"uncertain"} and len({round(v.probability, 6) for v in rows}) > 1
+    pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path)
+    assert {v.verdict for v in pipeline.run([question, "Is it long?"], docs[:3])} == {"uncertain"}
+    said = [note for note in pipeline.notes() if "no labels yet" in note]
+    assert len(said) == 1 and repr(question) in said[0] and "'Is it long?'" in said[0]  # one line for both
     methods = set()
     for seed in range(6):  # labels bring Platt (on the general probe or the margin), and the usual band
         labels = {d.id: (i + seed) % 3 == 0 for i, d in enumerate(docs)}
