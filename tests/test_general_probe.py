@@ -140,6 +140,18 @@ def test_a_difference_probe_subtracts_the_questions_content_free_state(tiny_clas
     assert calibrator_for(tiny_classifier, question, use_saved=False).general_null == pytest.approx(null, abs=1e-5)
 
 
+def test_a_difference_probe_whose_content_free_documents_cannot_be_scored_is_not_used(tiny_classifier, tmp_path,
+                                                                                        monkeypatch):
+    from engine.pipeline import Pipeline
+
+    _ship(tiny_classifier, tmp_path, monkeypatch, subtract_null=True, null_texts=("", " "))  # empty: error rows
+    pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path)
+    rows = list(pipeline.run("Is it a test?", ["first document", "yes no yes"]))
+    assert all(v.ok for v in rows) and pipeline.calibrators["Is it a test?"].method == "margin"
+    assert [v.margin for v in rows] == pytest.approx([v.raw_margin for v in rows])
+    assert any("general probe is not used" in note for note in pipeline.notes())
+
+
 def test_a_difference_probe_follows_the_prompt_when_worked_examples_change(tiny_classifier, tmp_path, monkeypatch):
     """The content-free state is the same prompt around a content-free document: new worked
     examples in the prompt give a new one, also for a pipeline that already scored."""

@@ -212,7 +212,13 @@ class Calibrator:
             if general is not None:
                 self.notes.append("the model's general probe changed since these labels were fitted: "
                                   "it is not used until they are fitted again")
-        self.general, self.general_null = general, general_null_state(clf, self.question, general)
+        try:
+            null = general_null_state(clf, self.question, general)
+        except ValueError as exc:  # the content-free documents could not be scored: nothing to subtract
+            self.notes.append(f"the general probe is not used: {exc}")
+            general, null = None, None
+            self.use_general = False
+        self.general, self.general_null = general, null
         self.general_prompt = prompt_key(clf, self.question) if self.general_null is not None else None
         return self
 
