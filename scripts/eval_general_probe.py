@@ -296,7 +296,9 @@ def ship(name: str, probe: GeneralProbe, band: dict, tables: dict, model_file: s
               "heldout_accuracy": mean_of(tables[name + "+oofplatt"], "accuracy"),
               "heldout_ece": mean_of(tables[name + "+oofplatt"], "ece"), "platt_from_logo": [a, c],
               "band_precision_target": band["precision_target"],
-              "band_logo": band["logo"].get(band["band"]) if band["band"] is not None else None,
+              "band_logo": {str(b): {k: (round(v, 4) if np.isfinite(v) else None) if isinstance(v, float) else v
+                                     for k, v in row.items()}
+                            for b, row in band["logo"].items()},  # per band: confident share, precision
               "built_by": "scripts/eval_general_probe.py --ship"},
         subtract_null=diff, null_texts=tuple(NULL_TEXTS) if diff else (),
         label_free_band=float("inf") if band["band"] is None else float(band["band"]))

@@ -260,6 +260,13 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
     clf = Classifier.load(default_model_path)
     probe = general_probe_for(clf)
     assert probe is not None and probe.beats_margin and probe.layer == 21 and probe.subtract_null
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    from engine.confidence.general import probes_dir
+
+    _json.loads((probes_dir() / f"{probe.fingerprint}.json").read_text(), parse_constant=refuse)  # strict JSON
     text = (Path(__file__).parent.parent / "resources/labeled/debian_science.jsonl").read_text()
     rows = [_json.loads(line) for line in text.splitlines()]
     sample = [r for r in rows if r["label"]][:20] + [r for r in rows if not r["label"]][:20]
