@@ -238,18 +238,26 @@ def batch_prior_shift(p: Pairs, logit: np.ndarray, train_prior: float) -> np.nda
     return np.log(np.clip(out, 1e-9, 1 - 1e-9) / np.clip(1 - out, 1e-9, 1))
 
 
-def band_table(train: Pairs, held: Pairs, spec: dict, l2: float, genres, precision: float) -> dict:
-    """Choose the label-free band on the training genres: the pooled leave-one-genre-out decisions
-    are Platt-scaled (the shipped temperature), then per band the confident share and its precision;
-    the smallest band whose precision reaches `precision` is chosen. Whether the batch prior shift
-    helps is judged by the same pooled ECE. Held-out genres: reported only."""
+def logo_platt(train: Pairs, spec: dict, l2: float, genres):
+    """The pooled leave-one-genre-out decisions (each genre scored by a probe fit on the others)
+    and the Platt fit on them: how far a probe's log-odds can be trusted on a genre it never saw,
+    the temperature that ships."""
     from engine.confidence.calibrate import fit_platt
 
     pooled = np.zeros(len(train.y))
     for g in genres:
         m = train.genre == g
         pooled[m] = GeneralProbe(spec, l2).fit(train.take(~m)).decision(train.take(m))
-    platt = fit_platt(pooled, train.y, l2=1e-3)
+    return pooled, fit_platt(pooled, train.y, l2=1e-3)
+
+
+def band_table(train: Pairs, held: Pairs, spec: dict, l2: float, oof, precision: float) -> dict:
+    """Choose the label-free band on the training genres: the pooled leave-one-genre-out decisions
+    `oof` (from `logo_platt`) are Platt-scaled (the shipped temperature), then per band the
+    confident share and its precision; the smallest band whose precision reaches `precision` is
+    chosen. Whether the batch prior shift helps is judged by the same pooled ECE. Held-out genres:
+    reported only."""
+    pooled, platt = oof
     logo_logit = platt.logit(pooled)
     logo_em = batch_prior_shift(train, logo_logit, train.y.mean())
     held_logit = platt.logit(GeneralProbe(spec, l2).fit(train).decision(held))
@@ -357,7 +365,8 @@ def main() -> int:
     parser.add_argument("--held", default=",".join(HELD_OUT))
     parser.add_argument("--probe-from", default=None, help="apply this tag's held-out probes instead of fitting (another model variant)")
     parser.add_argument("--ship", default=None, metavar="MODEL_FILE",
-                        help="write the plain probe (chosen layer) for this model file to resources/general_probes")
+                        help="write the variant leave-one-genre-out prefers (chosen layer, its band) for this "
+                             "model file to resources/general_probes (needs the heldout and band steps)")
     parser.add_argument("--steps", default="layers,l2,variants,loqo,logo,heldout,band,curves")
     parser.add_argument("--precision", type=float, default=0.90,
                         help="how often a confident label-free verdict must be right (band step)")
@@ -448,30 +457,23 @@ def main() -> int:
                 tables.setdefault(name, {}).update(t)
         report["logo"] = {"summary": summary(tables), "per_question": tables}
         log("logo", json.dumps(report["logo"]["summary"], indent=0))
-    if "heldout" in steps:
-        from engine.confidence.calibrate import fit_platt
+    oof: dict[str, tuple] = {}  # variant -> logo_platt(...), shared by the heldout and band steps
 
+    def oof_of(name: str):
+        if name not in oof:
+            oof[name] = logo_platt(train, specs[name], l2, train_genres)
+        return oof[name]
+
+    if "heldout" in steps:
         probes = {name: GeneralProbe(spec, l2).fit(train) for name, spec in specs.items()}
         tables = methods_on(held, train, probes)
-        # Temperature from the training genres alone: Platt on the pooled leave-one-genre-out
-        # decisions says how far a probe's log-odds can be trusted on a genre it never saw.
         report["oof_platt"] = {}
         for name in ("probe", "probe_diff", "probe_avg_diff"):
-            pooled = np.zeros(len(train.y))
-            for g in train_genres:
-                m = train.genre == g
-                pooled[m] = GeneralProbe(specs[name], l2).fit(train.take(~m)).decision(train.take(m))
-            platt = fit_platt(pooled, train.y, l2=1e-3)
+            _, platt = oof_of(name)
             report["oof_platt"][name] = [platt.a, platt.b]
             d = probes[name].decision(held)
-            p = platt(d)
-            prior = train.y.mean()
-            p50 = metrics.sigmoid(platt.logit(d) - np.log(prior / (1 - prior)))  # as if trained at 50% yes
-            em = np.zeros(len(d))
-            for q in np.unique(held.question):
-                m = held.question == q
-                em[m] = prior_shift(p50[m])
-            tables[name + "+oofplatt"] = per_question(held, d, p)
+            em = metrics.sigmoid(batch_prior_shift(held, platt.logit(d), train.y.mean()))
+            tables[name + "+oofplatt"] = per_question(held, d, platt(d))
             tables[name + "+oofplatt+em"] = per_question(held, d, em)
         report["heldout"] = {"summary": summary(tables), "per_question": tables}
         log("heldout", json.dumps(report["heldout"]["summary"], indent=0))
@@ -479,7 +481,7 @@ def main() -> int:
             np.savez(folder / f"general_{name}.npz", mean=probe.mean, scale=probe.scale, w=probe.w, b=probe.b,
                      layers=np.array(probe.spec["layers"]), l2=l2, spec=json.dumps(probe.spec))
     if "band" in steps:
-        report["band"] = {name: band_table(train, held, specs[name], l2, train_genres, args.precision)
+        report["band"] = {name: band_table(train, held, specs[name], l2, oof_of(name), args.precision)
                           for name in ("probe", "probe_diff")}
         log("band", json.dumps(report["band"], indent=0, default=float))
         if args.ship:  # the variant leave-one-genre-out ranks best, as the layer and L2 were chosen
