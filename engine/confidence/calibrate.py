@@ -195,7 +195,7 @@ class Calibrator:
         """The band `decide` uses: without labels, the general probe's own label-free band when
         that is wider (infinite: no confident verdict before labels)."""
         if self.general_active and self.general_platt is None:
-            return max(self.band, self.general.label_free_band)
+            return self.general.band_before_labels(self.band)
         return self.band
 
     def general_decision(self, hidden) -> np.ndarray:
@@ -217,8 +217,9 @@ class Calibrator:
         except ValueError as exc:  # the content-free documents could not be scored: nothing to subtract
             self.notes.append(f"the general probe is not used: {exc}")
             general, null = None, None
-            self.use_general = False
         self.general, self.general_null = general, null
+        if general is None:
+            self.use_general = False
         self.general_prompt = prompt_key(clf, self.question) if self.general_null is not None else None
         return self
 
@@ -493,6 +494,4 @@ def calibrator_for(
     if settings.get("probe") is False:
         cal.use_probe = False
     cal.set_general(clf, general_probe_for(clf) if settings.get("general", True) else None)
-    if cal.general is None:
-        cal.use_general = False
     return cal

@@ -176,7 +176,7 @@ def evaluate_features(
 
     general_is_default = general is not None and "general" in log_odds and general.beats_margin
     label_free_general = ("general", "calibrated") if general_is_default else ("general",)
-    bands = {name: max(band, general.label_free_band) if name in label_free_general else band for name in log_odds}
+    bands = {name: general.band_before_labels(band) if name in label_free_general else band for name in log_odds}
     methods = {name: _scores(y, metrics.sigmoid(z), mass, bands[name], mass_floor) for name, z in log_odds.items()}
     return {
         "methods": methods,

@@ -52,6 +52,10 @@ class GeneralProbe:
             h = h - np.asarray(null_state, dtype=np.float64)
         return ((h - self.mean) / self.scale) @ self.w + self.b
 
+    def band_before_labels(self, band: float) -> float:
+        """The uncertain band for its verdicts before labels: `band`, or its own when wider."""
+        return max(band, self.label_free_band)
+
     @property
     def identity(self) -> str:
         """A short hash of what the probe computes: a Platt fitted on its log-odds belongs to it."""
