@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from engine.confidence.calibrate import Calibrator, batch_shift, calibrator_for, read_labels
+from engine.confidence.calibrate import Calibrator, batch_shift, read_labels
+from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
 
 DocumentLike = Union[str, Document]
@@ -127,7 +128,7 @@ class Pipeline:
             self.calibrators[question] = cal
             if cal.probe is not None and not self.has_states:
                 self._no_probe_note()
-        return cal.refresh_general(self.classifier)
+        return refreshed(cal, self.classifier)
 
     def _no_probe_note(self) -> None:
         if not self._general_notes:

@@ -33,8 +33,8 @@ BAND = 1.0  # the default uncertain band on calibrated log-odds
 
 def run(args) -> dict:
     from engine.classifier import Classifier
-    from engine.confidence.calibrate import general_null_state
-    from engine.confidence.general import general_probe_for
+    from engine.gather import null_state as general_null_state
+    from engine.gather import general_probe as general_probe_for
 
     clf = Classifier.load(args.model)
     general = general_probe_for(clf)

@@ -50,8 +50,8 @@ def question_sets(per_class: int, seeds: int):
 
 def run(args) -> dict:
     from engine.classifier import Classifier
-    from engine.confidence.calibrate import general_null_state
-    from engine.confidence.general import general_probe_for
+    from engine.gather import null_state as general_null_state
+    from engine.gather import general_probe as general_probe_for
 
     clf = Classifier.load(args.model)
     general = general_probe_for(clf)

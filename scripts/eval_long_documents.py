@@ -56,8 +56,8 @@ def summarize(y, score) -> dict:
 
 def run(args) -> dict:
     from engine.classifier import Classifier
-    from engine.confidence.calibrate import general_null_state
-    from engine.confidence.general import general_probe_for
+    from engine.gather import null_state as general_null_state
+    from engine.gather import general_probe as general_probe_for
 
     clf = Classifier.load(args.model, window_tokens=args.window_tokens)
     general = general_probe_for(clf)

@@ -5,15 +5,9 @@ import numpy as np
 import pytest
 
 from engine.confidence import metrics
-from engine.confidence.calibrate import (
-    Calibrator,
-    batch_shift,
-    contextual_shift,
-    fit_calibrator,
-    fit_platt,
-    read_labels,
-)
+from engine.confidence.calibrate import Calibrator, batch_shift, fit_platt, read_labels
 from engine.confidence.probe import Features
+from engine.gather import content_free, fit_calibrator
 from engine.types import Document, Verdict
 
 
@@ -146,7 +140,7 @@ def _calibrated_run(clf, cal, documents):
 
 def test_contextual_calibration_on_the_tiny_model(tiny_classifier):
     nulls = [v.raw_margin for v in tiny_classifier.score("Is it a test?", ["N/A", "[MASK]", "None"])]
-    shift = contextual_shift(tiny_classifier, "Is it a test?")
+    shift = content_free(tiny_classifier, "Is it a test?")[0]
     assert shift == pytest.approx(float(np.mean(nulls)), abs=1e-5)
     cal = fit_calibrator(tiny_classifier, "Is it a test?", [], shift_method="contextual", band=0.0, mass_floor=0.0)
     verdicts = _calibrated_run(tiny_classifier, cal, ["the document", "Yes no yes"])
@@ -175,7 +169,7 @@ def test_fit_calibrator_with_labels_on_the_tiny_model_and_round_trip(tiny_classi
 
 
 def test_calibrator_for_fits_saves_and_reloads(tiny_classifier, tmp_path):
-    from engine.confidence.calibrate import calibrator_for
+    from engine.gather import calibrator_for
 
     docs = [Document(id=f"d{i}", text=f"text {i} " + "no " * i) for i in range(8)]
     labels = {d.id: i < 4 for i, d in enumerate(docs)}

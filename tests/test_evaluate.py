@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from engine.confidence import metrics
-from engine.confidence.evaluate import evaluate, evaluate_features, format_table
+from engine.confidence.evaluate import evaluate_features, format_table
+from engine.gather import evaluate
 from engine.confidence.probe import Features
 
 LABELED = Path(__file__).resolve().parent.parent / "resources" / "labeled"

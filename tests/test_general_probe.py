@@ -11,11 +11,11 @@ import pytest
 
 from engine.confidence.general import (
     GeneralProbe,
-    general_probe_for,
     load_general_probe,
     model_fingerprint,
     save_general_probe,
 )
+from engine.gather import general_probe as general_probe_for
 from engine.types import Document
 
 # The default model's GGUF, as published (shared/MODELS.md): the shipped probe is tied to it.
@@ -101,7 +101,7 @@ def _ship(clf, folder, monkeypatch, *, layer=2, heldout=(0.8, 0.4), seed=0, **op
 
 
 def test_label_free_verdicts_come_from_the_general_probe_when_it_beat_the_margin(tiny_classifier, tmp_path, monkeypatch):
-    from engine.confidence.calibrate import calibrator_for
+    from engine.gather import calibrator_for
     from engine.pipeline import Pipeline
 
     probe = _ship(tiny_classifier, tmp_path, monkeypatch)
@@ -122,7 +122,7 @@ def test_label_free_verdicts_come_from_the_general_probe_when_it_beat_the_margin
 def test_a_difference_probe_subtracts_the_questions_content_free_state(tiny_classifier, tmp_path, monkeypatch):
     """The state it reads is the document's minus the mean of the content-free documents' states
     for the same question, each content-free document scored as a document of its own."""
-    from engine.confidence.calibrate import calibrator_for
+    from engine.gather import calibrator_for
     from engine.pipeline import Pipeline
 
     nulls = ("N/A", "None")
@@ -174,7 +174,7 @@ def test_a_difference_probe_follows_the_prompt_when_worked_examples_change(tiny_
 
 
 def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels(tiny_classifier, tmp_path, monkeypatch):
-    from engine.confidence.calibrate import fit_calibrator
+    from engine.gather import fit_calibrator
     from engine.pipeline import Pipeline
 
     _ship(tiny_classifier, tmp_path, monkeypatch, label_free_band=float("inf"))
@@ -198,7 +198,7 @@ def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels
 
 
 def test_a_general_probe_that_lost_to_the_margin_is_not_used(tiny_classifier, tmp_path, monkeypatch):
-    from engine.confidence.calibrate import calibrator_for
+    from engine.gather import calibrator_for
 
     _ship(tiny_classifier, tmp_path, monkeypatch, heldout=(0.55, 0.6))
     assert calibrator_for(tiny_classifier, "Is it a test?", use_saved=False).method == "margin"
@@ -208,7 +208,7 @@ def test_a_general_probe_that_lost_to_the_margin_is_not_used(tiny_classifier, tm
 
 def test_labels_choose_between_margin_general_probe_and_question_probe_by_auc(tiny_classifier, tmp_path, monkeypatch):
     from engine.confidence import metrics
-    from engine.confidence.calibrate import fit_calibrator
+    from engine.gather import fit_calibrator
 
     docs = [Document(id=f"d{i}", text=f"document {i} " + "word " * (i % 5)) for i in range(12)]
     labels = {d.id: i % 3 == 0 for i, d in enumerate(docs)}
@@ -229,7 +229,7 @@ def test_labels_choose_between_margin_general_probe_and_question_probe_by_auc(ti
 def test_a_saved_platt_on_the_general_probe_is_dropped_when_another_probe_ships(tiny_classifier, tmp_path, monkeypatch):
     """Labels fitted a Platt on one general probe's log-odds; after an update ships another probe
     for the same weights, the saved calibrator must not apply that Platt to the new log-odds."""
-    from engine.confidence.calibrate import calibrator_for
+    from engine.gather import calibrator_for
 
     question = "Is it a test?"
     docs = [Document(id=f"d{i}", text=f"document {i} " + "word " * (i % 5)) for i in range(12)]
@@ -255,7 +255,7 @@ def test_shipped_probe_beats_the_raw_margin_on_held_out_debian_descriptions(defa
     from pathlib import Path
 
     from engine.classifier import Classifier
-    from engine.confidence.evaluate import evaluate
+    from engine.gather import evaluate
 
     clf = Classifier.load(default_model_path)
     probe = general_probe_for(clf)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from engine.confidence import metrics
+from engine.gather import labeled_features as extract_features
 from engine.confidence.probe import (
     Features,
     data_dir,
     default_layer,
-    extract_features,
     fit_probe,
     load_probe,
     n_layers,

@@ -74,7 +74,7 @@ def test_a_damaged_calibrator_is_set_aside_with_a_warning_and_later_runs_work(tm
 
 
 def test_a_damaged_calibrator_becomes_a_note_of_the_run(tmp_path, tiny_classifier):
-    from engine.confidence.calibrate import calibrator_for
+    from engine.gather import calibrator_for
 
     base = probe_path(tiny_classifier.fingerprint, "Is it?", tmp_path)
     base.parent.mkdir(parents=True)

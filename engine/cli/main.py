@@ -293,7 +293,8 @@ def _read_text_arg(value: str) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
-    from engine.confidence.evaluate import evaluate, format_table, read_jsonl
+    from engine.confidence.evaluate import format_table, read_jsonl
+    from engine.gather import evaluate
 
     args.question = check_question(args.question)
     try:

@@ -37,16 +37,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from engine.confidence import metrics
-from engine.confidence.general import GeneralProbe, general_probe_for
-from engine.confidence.probe import (
-    Features,
-    Probe,
-    default_layer,
-    extract_features,
-    fit_probe,
-)
+from engine.confidence.general import GeneralProbe
+from engine.confidence.probe import Features, Probe, fit_probe
 from engine.confidence.store import load_probe_file, save_probe_file
-from engine.types import Verdict, as_document
+from engine.types import Verdict
 
 # Content-free documents for contextual calibration ("" cannot be scored: an empty document is an error).
 NULL_TEXTS = ("N/A", "[MASK]", "None")
@@ -69,38 +63,6 @@ def _logit(p: float, eps: float = 1e-9) -> float:
 
 
 # --- building blocks ------------------------------------------------------------------------------
-def content_free(clf, question: str, layers: Sequence[int] = (), nulls: Sequence[str] = NULL_TEXTS
-                 ) -> tuple[float, dict[int, np.ndarray]]:
-    """The mean raw margin of content-free documents for this question, and their mean hidden
-    state after each of `layers` (one small batch)."""
-    verdicts = [v for v in clf.score(question, list(nulls), layers=list(layers)) if v.ok]
-    if not verdicts:
-        raise ValueError("no content-free document could be scored")
-    states = {layer: np.mean([np.asarray(v.states[layer], dtype=np.float64) for v in verdicts], axis=0)
-              for layer in layers}
-    return float(np.mean([v.raw_margin for v in verdicts])), states
-
-
-def contextual_shift(clf, question: str, nulls: Sequence[str] = NULL_TEXTS) -> float:
-    """Mean raw margin of content-free documents for this question (one small batch)."""
-    return content_free(clf, question, (), nulls)[0]
-
-
-def general_null_state(clf, question: str, general: GeneralProbe | None) -> np.ndarray | None:
-    """The question's content-free state that a difference-reading general probe subtracts
-    (None when the probe reads the plain state)."""
-    if general is None or not general.subtract_null:
-        return None
-    return content_free(clf, question, [general.layer], general.null_texts)[1][general.layer]
-
-
-def prompt_key(clf, question: str) -> tuple | None:
-    """What a question's prompt around the document depends on beyond the question itself: the
-    ids before the document (instructions, worked examples). None for a classifier without them."""
-    encoder_for = getattr(clf, "encoder_for", None)
-    return None if encoder_for is None else tuple(encoder_for(question).head_ids(question))
-
-
 def batch_shift(margins: Iterable[float]) -> float:
     """A robust centre of the margins of the documents being triaged: their median."""
     values = np.array([m for m in margins if np.isfinite(m)], dtype=np.float64)
@@ -203,35 +165,35 @@ class Calibrator:
         return self.general.decision(hidden, self.general_null)
 
     # -- label-free --
-    def set_general(self, clf, general: GeneralProbe | None) -> "Calibrator":
-        """Use this general probe (None: none), with this question's content-free state when it
-        reads the difference."""
+    def set_general(self, general: GeneralProbe | None, null_state: np.ndarray | None = None,
+                    prompt: tuple | None = None, problem: str | None = None) -> "Calibrator":
+        """Use this general probe (None: none) with this question's content-free state when it
+        reads the difference (`null_state`, computed for the prompt `prompt`). `problem`: why that
+        state could not be computed, so the probe is not used."""
         if self.general_platt is not None and (general is None or general.identity != self.general_platt_for):
             # A Platt fitted on another probe's log-odds says nothing about this one's.
             self.general_platt, self.use_general = None, False
             if general is not None:
                 self.notes.append("the model's general probe changed since these labels were fitted: "
                                   "it is not used until they are fitted again")
-        try:
-            null = general_null_state(clf, self.question, general)
-        except ValueError as exc:  # the content-free documents could not be scored: nothing to subtract
-            self.notes.append(f"the general probe is not used: {exc}")
-            general, null = None, None
-        self.general, self.general_null = general, null
+        if problem is not None or (general is not None and general.subtract_null and null_state is None):
+            self.notes.append(f"the general probe is not used: {problem or 'no content-free state'}")
+            general, null_state = None, None
+        self.general = general
+        self.general_null = None if null_state is None else np.asarray(null_state, dtype=np.float64)
         if general is None:
             self.use_general = False
-        self.general_prompt = prompt_key(clf, self.question) if self.general_null is not None else None
+        self.general_prompt = prompt if self.general_null is not None else None
         return self
 
-    def refresh_general(self, clf) -> "Calibrator":
-        """Compute the content-free state again when the question's prompt changed since (new
-        worked examples): it is the same prompt around a content-free document."""
-        if self.general_null is not None and prompt_key(clf, self.question) != self.general_prompt:
-            self.set_general(clf, self.general)
-        return self
+    def needs_null_state(self, prompt: tuple | None) -> bool:
+        """Whether the content-free state must be computed again: the question's prompt around the
+        document changed since (new worked examples)."""
+        return self.general_null is not None and prompt != self.general_prompt
 
-    def set_contextual(self, clf, nulls: Sequence[str] = NULL_TEXTS) -> "Calibrator":
-        self.shift_method, self.shift = "contextual", contextual_shift(clf, self.question, nulls)
+    def set_contextual(self, shift: float) -> "Calibrator":
+        """Subtract the mean margin of content-free documents (`shift`) from every margin."""
+        self.shift_method, self.shift = "contextual", float(shift)
         return self
 
     # -- scoring one verdict --
@@ -402,96 +364,3 @@ def read_labels(records: Iterable[Mapping]) -> dict[str, bool]:
             value = text in ("yes", "true", "1", "y")
         labels[str(record["id"])] = bool(value)
     return labels
-
-
-def fit_calibrator(
-    clf,
-    question: str,
-    documents: Iterable,
-    labels: Optional[Mapping[str, bool]] = None,
-    *,
-    shift_method: str = DEFAULT_SHIFT,
-    band: float = DEFAULT_BAND,
-    mass_floor: float = DEFAULT_MASS_FLOOR,
-    probe: bool = True,
-    probe_layer: Optional[int] = None,
-    recall_target: float = DEFAULT_RECALL,
-    general: bool = True,
-) -> Calibrator:
-    """A calibrator for `question`, fitted to `labels` (document id -> yes/no) of `documents`
-    (only the labeled ones are scored here). Without labels: label-free settings, with the
-    model's general probe when one ships for it and it beat the raw margin on held-out genres
-    (`general=False`: never)."""
-    cal = Calibrator(
-        question=question,
-        model=clf.fingerprint,  # saved calibrators belong to these weights, not to a file name
-        shift_method=shift_method,
-        band=band,
-        mass_floor=mass_floor,
-        recall_target=recall_target,
-    )
-    if shift_method == "contextual":
-        cal.set_contextual(clf)
-    cal.set_general(clf, general_probe_for(clf) if general else None)
-    if not labels:
-        cal.use_general = cal.general is not None and cal.general.beats_margin
-        return cal
-    docs = [as_document(d, i) for i, d in enumerate(documents)]
-    labeled = [d for d in docs if d.id in labels]
-    missing = set(labels) - {d.id for d in labeled}
-    if missing:
-        cal.notes.append(f"{len(missing)} labeled ids are not among the documents")
-    layer = probe_layer if probe_layer is not None else default_layer(clf)
-    wanted = [layer] if probe else []
-    if cal.general is not None:
-        wanted.append(cal.general.layer)
-    features = extract_features(clf, question, labeled, layers=list(dict.fromkeys(wanted)))
-    if shift_method == "batch":
-        cal.shift = batch_shift(features.margin)
-    y = [labels[i] for i in features.ids]
-    notes = cal.notes
-    cal.fit_labels(features, y, probe=probe, probe_layer=layer if probe else None)
-    cal.notes = notes + cal.notes
-    return cal
-
-
-def calibrator_for(
-    clf,
-    question: str,
-    documents: Optional[Sequence] = None,
-    labels: Optional[Mapping[str, bool]] = None,
-    *,
-    use_saved: bool = True,
-    save: bool = True,
-    folder: Optional[Path] = None,
-    **settings,
-) -> Calibrator:
-    """The calibrator a run should use for `question`: fitted to `labels` of `documents` (and
-    saved, so later runs without labels use it), else the one saved for this model and question,
-    else the label-free defaults. `settings` (band, mass_floor, shift_method, probe, ...) override
-    what is saved."""
-    if labels:
-        cal = fit_calibrator(clf, question, documents or [], labels, **settings)
-        if save:
-            try:
-                cal.save(folder)
-            except OSError as exc:
-                cal.notes.append(f"the calibrator could not be saved ({exc.strerror or exc})")
-        return cal
-    problems: list[str] = []
-    cal = Calibrator.load(clf.fingerprint, question, folder, on_damaged=problems.append) if use_saved else None
-    if cal is None:
-        cal = fit_calibrator(clf, question, [], None, **{k: v for k, v in settings.items() if k != "probe"})
-        cal.notes.extend(problems)
-        return cal
-    for name in ("band", "mass_floor"):
-        if name in settings:
-            setattr(cal, name, settings[name])
-    if settings.get("shift_method") and settings["shift_method"] != cal.shift_method:
-        cal.shift_method, cal.shift = settings["shift_method"], 0.0
-        if cal.shift_method == "contextual":
-            cal.set_contextual(clf)
-    if settings.get("probe") is False:
-        cal.use_probe = False
-    cal.set_general(clf, general_probe_for(clf) if settings.get("general", True) else None)
-    return cal

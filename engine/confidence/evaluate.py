@@ -19,7 +19,7 @@ labels per class, averaged over `repeats` draws) and, per method, the coverage a
 decided (not "uncertain") verdicts at the band.
 
 Measured with the default model (SmolLM2-135M-Instruct Q4_1, CPU) on resources/labeled, 5 folds
-(`python -m engine.confidence.evaluate resources/labeled/debian_games.jsonl --scan-layers`, same for science):
+(`verdict evaluate -q "Is this software a game?" --jsonl-in resources/labeled/debian_games.jsonl --scan-layers`, same for science):
 
                  AUC            accuracy       Brier          ECE            coverage/acc at band 1
                  games science  games science  games science  games science  games       science
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -52,20 +51,19 @@ from engine.confidence.calibrate import (
     DEFAULT_SHIFT,
     Calibrator,
     batch_shift,
-    contextual_shift,
     fit_platt,
-    general_null_state,
     read_labels,
 )
-from engine.confidence.general import GeneralProbe, general_probe_for
-from engine.confidence.probe import Features, default_layer, extract_features, n_layers
+from engine.confidence.general import GeneralProbe
+from engine.confidence.probe import Features, default_layer
 from engine.types import Document
 
 METHODS = ("raw", "contextual", "batch", "calibrated", "platt", "probe", "general", "general_platt")
 CURVE_SIZES = (4, 8, 16, 32)
 
 
-def _records_to_documents(records: Iterable[Mapping]) -> tuple[list[Document], dict[str, bool]]:
+def records_to_documents(records: Iterable[Mapping]) -> tuple[list[Document], dict[str, bool]]:
+    """Documents and their labels from labeled records (`id`, `text`, `label`)."""
     records = list(records)
     labels = read_labels(records)
     docs, seen = [], set()
@@ -197,58 +195,6 @@ def evaluate_features(
         "general_band": bands["general"] if math.isfinite(bands["general"]) else None})
 
 
-def evaluate(
-    clf,
-    question: str,
-    records: Iterable[Mapping],
-    *,
-    k: int = 5,
-    seed: int = 0,
-    probe_layer: Optional[int] = None,
-    curve_sizes: Sequence[int] = CURVE_SIZES,
-    repeats: int = 3,
-    band: float = DEFAULT_BAND,
-    mass_floor: float = DEFAULT_MASS_FLOOR,
-    scan_layers: bool = False,
-) -> dict:
-    """Evaluate raw, label-free calibrated, Platt-scaled and probe verdicts for `question` by
-    k-fold cross-validation over labeled `records` (mappings with `id`, `text`, `label`).
-
-    Returns {"methods": {name: {"auc", "accuracy", "brier", "ece", "coverage",
-    "accuracy_decided"}}, "learning_curve": {"4": auc, ...}, "n": count, ...}; see the module
-    docstring for the methods. Documents that cannot be scored (empty text) are left out of `n`.
-    With `scan_layers`, every layer's probe is measured too (`"layer_auc"`: the AUC with all
-    training folds, and with 16 labels per class): how the default layer was chosen.
-    """
-    docs, labels = _records_to_documents(records)
-    layer = probe_layer if probe_layer is not None else default_layer(clf)
-    general = general_probe_for(clf)
-    wanted = set(range(1, n_layers(clf) + 1)) if scan_layers else {layer, n_layers(clf)}
-    if general is not None:
-        wanted.add(general.layer)
-    features = extract_features(clf, question, docs, layers=sorted(wanted))
-    y = [labels[i] for i in features.ids]
-    result = evaluate_features(
-        features,
-        y,
-        null_margin=contextual_shift(clf, question),
-        probe_layer=layer,
-        k=k,
-        seed=seed,
-        curve_sizes=curve_sizes,
-        repeats=repeats,
-        band=band,
-        mass_floor=mass_floor,
-        general=general,
-        general_null=general_null_state(clf, question, general),
-    )
-    result["question"] = question
-    result["model"] = clf.model_name
-    if scan_layers:
-        result["layer_auc"] = layer_scan(features, y, k=k, seed=seed, repeats=repeats)
-    return result
-
-
 def layer_scan(features: Features, labels: Sequence[bool], *, k: int = 5, seed: int = 0, repeats: int = 3,
                size: int = 16) -> dict:
     """Per extracted layer: the probe's pooled out-of-fold AUC with all training labels ("all")
@@ -321,38 +267,3 @@ def format_table(result: Mapping) -> str:
 def read_jsonl(path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m engine.confidence.evaluate labeled.jsonl [--question Q] [--format table|json]`
-    (the question defaults to the one in resources/labeled/index.json for that file)."""
-    import argparse
-    from pathlib import Path
-
-    from engine import Classifier
-
-    parser = argparse.ArgumentParser(description="cross-validated quality of verdicts on labeled documents")
-    parser.add_argument("jsonl")
-    parser.add_argument("--question")
-    parser.add_argument("--model")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--layer", type=int)
-    parser.add_argument("--scan-layers", action="store_true", help="measure a probe on every layer")
-    args = parser.parse_args(argv)
-    question = args.question
-    if not question:
-        index = Path(args.jsonl).parent / "index.json"
-        entries = json.loads(index.read_text()).values() if index.exists() else []
-        question = next((e["question"] for e in entries if e["file"] == Path(args.jsonl).name), None)
-        if not question:
-            parser.error("--question is required for this file")
-    clf = Classifier.load(args.model)
-    result = evaluate(clf, question, read_jsonl(args.jsonl), k=args.folds, probe_layer=args.layer,
-                      scan_layers=args.scan_layers)
-    print(json.dumps(result, indent=2) if args.format == "json" else format_table(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

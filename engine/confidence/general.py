@@ -136,27 +136,3 @@ def load_general_probe(fingerprint: str, folder: Path | None = None) -> GeneralP
                             float("inf") if band is None else float(band))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def general_probe_for(clf, folder: Path | None = None) -> GeneralProbe | None:
-    """The general probe for a classifier's model, or None. A model loaded here is known by the
-    sha256 of its file's content; another backend by its fingerprint when that is a sha256. None
-    for a backend that returns no hidden states (an inference server): there is nothing to read."""
-    backend = getattr(clf, "backend", clf)
-    if not getattr(backend, "supports_states", True):
-        return None
-    path = getattr(getattr(backend, "lm", None), "path", None)
-    fingerprint = str(getattr(backend, "fingerprint", "") or "").removeprefix("sha256:")
-    if not _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
-        if path is None or not Path(path).exists():
-            return None
-        fingerprint = model_fingerprint(path)
-    probe = load_general_probe(fingerprint, folder)
-    n_layers = getattr(clf, "n_layers", None)
-    if probe is None or (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
-        return None
-    return probe
-
-
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -61,22 +61,6 @@ class Features:
     label_mass: np.ndarray  # (n,)
     hidden: np.ndarray  # (n, len(layers), D)
     layers: list[int]
-
-
-def extract_features(clf, question: str, documents: Iterable, layers: Sequence[int] = (-1,)) -> Features:
-    """Score `documents` once and keep the hidden states after `layers`.
-    Documents that fail (empty, unreadable) are left out."""
-    wanted = [resolve_layer(clf, layer) for layer in layers]
-    verdicts = clf.score(question, documents, layers=wanted)
-    ok = [v for v in verdicts if v.ok]
-    return Features(
-        ids=[v.document_id for v in ok],
-        margin=np.array([v.raw_margin for v in ok], dtype=np.float64),
-        label_mass=np.array([v.label_mass for v in ok], dtype=np.float64),
-        hidden=np.stack([np.stack([v.states[n] for n in wanted]).astype(np.float32) for v in ok])
-        if ok and wanted else np.zeros((len(ok), len(wanted), 0)),
-        layers=wanted,
-    )
 
 
 # --- the probe ------------------------------------------------------------------------------------

@@ -1,0 +1,255 @@
+"""What calibration needs from a classifier, gathered as arrays.
+
+`engine.confidence` works on numbers only and never calls a classifier: the pipeline (and `verdict
+evaluate`) score what a calibrator needs here and hand it over as arrays — the margins, masses
+and hidden states of labeled documents, the content-free margin and state of a question, the ids
+a question's prompt puts before the document, and the model's general probe.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from engine.confidence.calibrate import (
+    DEFAULT_BAND,
+    DEFAULT_MASS_FLOOR,
+    DEFAULT_RECALL,
+    DEFAULT_SHIFT,
+    NULL_TEXTS,
+    Calibrator,
+    batch_shift,
+)
+from engine.confidence.evaluate import CURVE_SIZES, evaluate_features, layer_scan, records_to_documents
+from engine.confidence.general import GeneralProbe, load_general_probe, model_fingerprint
+from engine.confidence.probe import Features, default_layer, resolve_layer
+from engine.types import as_document
+
+
+def labeled_features(clf, question: str, documents: Iterable, layers: Sequence[int] = (-1,)) -> Features:
+    """Score `documents` once and keep their margins, masses and the hidden states after `layers`.
+    Documents that fail (empty, unreadable) are left out."""
+    wanted = [resolve_layer(clf.n_layers, layer) for layer in layers]
+    verdicts = clf.score(question, documents, layers=wanted)
+    ok = [v for v in verdicts if v.ok]
+    return Features(
+        ids=[v.document_id for v in ok],
+        margin=np.array([v.raw_margin for v in ok], dtype=np.float64),
+        label_mass=np.array([v.label_mass for v in ok], dtype=np.float64),
+        hidden=np.stack([np.stack([v.states[n] for n in wanted]).astype(np.float32) for v in ok])
+        if ok and wanted else np.zeros((len(ok), len(wanted), 0)),
+        layers=wanted,
+    )
+
+
+def content_free(clf, question: str, layers: Sequence[int] = (), nulls: Sequence[str] = NULL_TEXTS
+                 ) -> tuple[float, dict[int, np.ndarray]]:
+    """The mean raw margin of content-free documents for this question, and their mean hidden
+    state after each of `layers` (one small batch). Raises ValueError when none can be scored."""
+    verdicts = [v for v in clf.score(question, list(nulls), layers=list(layers)) if v.ok]
+    if not verdicts:
+        raise ValueError("no content-free document could be scored")
+    states = {layer: np.mean([np.asarray(v.states[layer], dtype=np.float64) for v in verdicts], axis=0)
+              for layer in layers}
+    return float(np.mean([v.raw_margin for v in verdicts])), states
+
+
+def null_state(clf, question: str, general: Optional[GeneralProbe]) -> Optional[np.ndarray]:
+    """The question's content-free state that a difference-reading general probe subtracts
+    (None when the probe reads the plain state, or there is no probe)."""
+    if general is None or not general.subtract_null:
+        return None
+    return content_free(clf, question, [general.layer], general.null_texts)[1][general.layer]
+
+
+def prompt_key(clf, question: str) -> Optional[tuple]:
+    """What a question's prompt around the document depends on beyond the question itself: the
+    ids before the document (instructions, worked examples). None for a classifier without them."""
+    encoder_for = getattr(clf, "encoder_for", None)
+    return None if encoder_for is None else tuple(encoder_for(question).head_ids(question))
+
+
+def general_probe(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
+    """The general probe for a classifier's model, or None. A model loaded here is known by the
+    sha256 of its file's content; another backend by its fingerprint when that is a sha256. None
+    for a backend that returns no hidden states (an inference server): there is nothing to read."""
+    backend = getattr(clf, "backend", clf)
+    if not getattr(backend, "supports_states", True):
+        return None
+    path = getattr(getattr(backend, "lm", None), "path", None)
+    fingerprint = str(getattr(backend, "fingerprint", "") or "").removeprefix("sha256:")
+    if not _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
+        if path is None or not Path(path).exists():
+            return None
+        fingerprint = model_fingerprint(path)
+    probe = load_general_probe(fingerprint, folder)
+    n_layers = getattr(clf, "n_layers", None)
+    if probe is None or (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
+        return None
+    return probe
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def with_general(cal: Calibrator, clf, general: Optional[GeneralProbe]) -> Calibrator:
+    """`cal` set to use `general` for `clf`'s prompts of its question (the content-free state
+    scored here when the probe reads the difference)."""
+    try:
+        null = null_state(clf, cal.question, general)
+    except ValueError as exc:  # the content-free documents could not be scored: nothing to subtract
+        return cal.set_general(general, None, None, problem=str(exc))
+    return cal.set_general(general, null, prompt_key(clf, cal.question) if null is not None else None)
+
+
+def refreshed(cal: Calibrator, clf) -> Calibrator:
+    """`cal`, its content-free state computed again when the question's prompt changed since."""
+    if cal.needs_null_state(prompt_key(clf, cal.question)):
+        with_general(cal, clf, cal.general)
+    return cal
+
+
+def fit_calibrator(
+    clf,
+    question: str,
+    documents: Iterable,
+    labels: Optional[Mapping[str, bool]] = None,
+    *,
+    shift_method: str = DEFAULT_SHIFT,
+    band: float = DEFAULT_BAND,
+    mass_floor: float = DEFAULT_MASS_FLOOR,
+    probe: bool = True,
+    probe_layer: Optional[int] = None,
+    recall_target: float = DEFAULT_RECALL,
+    general: bool = True,
+) -> Calibrator:
+    """A calibrator for `question`, fitted to `labels` (document id -> yes/no) of `documents`
+    (only the labeled ones are scored here). Without labels: label-free settings, with the
+    model's general probe when one ships for it and it beat the raw margin on held-out genres
+    (`general=False`: never)."""
+    cal = Calibrator(
+        question=question,
+        model=clf.fingerprint,  # saved calibrators belong to these weights, not to a file name
+        shift_method=shift_method,
+        band=band,
+        mass_floor=mass_floor,
+        recall_target=recall_target,
+    )
+    if shift_method == "contextual":
+        cal.set_contextual(content_free(clf, question)[0])
+    with_general(cal, clf, general_probe(clf) if general else None)
+    if not labels:
+        cal.use_general = cal.general is not None and cal.general.beats_margin
+        return cal
+    docs = [as_document(d, i) for i, d in enumerate(documents)]
+    labeled = [d for d in docs if d.id in labels]
+    missing = set(labels) - {d.id for d in labeled}
+    if missing:
+        cal.notes.append(f"{len(missing)} labeled ids are not among the documents")
+    layer = probe_layer if probe_layer is not None else default_layer(clf.n_layers)
+    wanted = [layer] if probe else []
+    if cal.general is not None:
+        wanted.append(cal.general.layer)
+    features = labeled_features(clf, question, labeled, layers=list(dict.fromkeys(wanted)))
+    if shift_method == "batch":
+        cal.shift = batch_shift(features.margin)
+    y = [labels[i] for i in features.ids]
+    notes = cal.notes
+    cal.fit_labels(features, y, probe=probe, probe_layer=layer if probe else None)
+    cal.notes = notes + cal.notes
+    return cal
+
+
+def calibrator_for(
+    clf,
+    question: str,
+    documents: Optional[Sequence] = None,
+    labels: Optional[Mapping[str, bool]] = None,
+    *,
+    use_saved: bool = True,
+    save: bool = True,
+    folder: Optional[Path] = None,
+    **settings,
+) -> Calibrator:
+    """The calibrator a run should use for `question`: fitted to `labels` of `documents` (and
+    saved, so later runs without labels use it), else the one saved for this model and question,
+    else the label-free defaults. `settings` (band, mass_floor, shift_method, probe, ...) override
+    what is saved."""
+    if labels:
+        cal = fit_calibrator(clf, question, documents or [], labels, **settings)
+        if save:
+            try:
+                cal.save(folder)
+            except OSError as exc:
+                cal.notes.append(f"the calibrator could not be saved ({exc.strerror or exc})")
+        return cal
+    problems: list[str] = []
+    cal = Calibrator.load(clf.fingerprint, question, folder, on_damaged=problems.append) if use_saved else None
+    if cal is None:
+        cal = fit_calibrator(clf, question, [], None, **{k: v for k, v in settings.items() if k != "probe"})
+        cal.notes.extend(problems)
+        return cal
+    for name in ("band", "mass_floor"):
+        if name in settings:
+            setattr(cal, name, settings[name])
+    if settings.get("shift_method") and settings["shift_method"] != cal.shift_method:
+        cal.shift_method, cal.shift = settings["shift_method"], 0.0
+        if cal.shift_method == "contextual":
+            cal.set_contextual(content_free(clf, question)[0])
+    if settings.get("probe") is False:
+        cal.use_probe = False
+    return with_general(cal, clf, general_probe(clf) if settings.get("general", True) else None)
+
+
+def evaluate(
+    clf,
+    question: str,
+    records: Iterable[Mapping],
+    *,
+    k: int = 5,
+    seed: int = 0,
+    probe_layer: Optional[int] = None,
+    curve_sizes: Sequence[int] = CURVE_SIZES,
+    repeats: int = 3,
+    band: float = DEFAULT_BAND,
+    mass_floor: float = DEFAULT_MASS_FLOOR,
+    scan_layers: bool = False,
+) -> dict:
+    """Evaluate raw, label-free calibrated, Platt-scaled and probe verdicts for `question` by
+    k-fold cross-validation over labeled `records` (mappings with `id`, `text`, `label`).
+
+    Returns {"methods": {name: {"auc", "accuracy", "brier", "ece", "coverage",
+    "accuracy_decided"}}, "learning_curve": {"4": auc, ...}, "n": count, ...}; see the module
+    docstring for the methods. Documents that cannot be scored (empty text) are left out of `n`.
+    With `scan_layers`, every layer's probe is measured too (`"layer_auc"`: the AUC with all
+    training folds, and with 16 labels per class): how the default layer was chosen.
+    """
+    docs, labels = records_to_documents(records)
+    layer = probe_layer if probe_layer is not None else default_layer(clf.n_layers)
+    general = general_probe(clf)
+    wanted = set(range(1, clf.n_layers + 1)) if scan_layers else {layer, clf.n_layers}
+    if general is not None:
+        wanted.add(general.layer)
+    features = labeled_features(clf, question, docs, layers=sorted(wanted))
+    y = [labels[i] for i in features.ids]
+    result = evaluate_features(
+        features,
+        y,
+        null_margin=content_free(clf, question)[0],
+        probe_layer=layer,
+        k=k,
+        seed=seed,
+        curve_sizes=curve_sizes,
+        repeats=repeats,
+        band=band,
+        mass_floor=mass_floor,
+        general=general,
+        general_null=null_state(clf, question, general),
+    )
+    result["question"] = question
+    result["model"] = clf.model_name
+    if scan_layers:
+        result["layer_auc"] = layer_scan(features, y, k=k, seed=seed, repeats=repeats)
+    return result
