@@ -9,6 +9,7 @@ announces (:attr:`message`, :attr:`detailChanged`, :attr:`rowsChanged`, :attr:`m
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Callable, Iterable, Optional, Sequence
@@ -16,6 +17,8 @@ from typing import Callable, Iterable, Optional, Sequence
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
+from engine.confidence.calibrate import text_key
+from engine.confidence.decide import DecisionRule, decide_verdicts
 from engine.types import Document, Verdict
 
 from app import calibration, options as question_options, passages
@@ -25,6 +28,7 @@ from app.session_store import SessionStore
 from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, ResultsModel
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
+DECIDE_DELAY_MS = 150  # verdicts streaming in are decided over the batch at most this often
 REFIT_DELAY_MS = 1000  # labels settle this long before a question's calibrator is fitted again
 MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
 MODEL_MENU = "File ▸ Model"  # where the user picks another model (named in messages)
@@ -74,6 +78,13 @@ class SessionController(QObject):
         self._refit_timer.setSingleShot(True)
         self._refit_timer.setInterval(REFIT_DELAY_MS)
         self._refit_timer.timeout.connect(self._refit_labeled)
+        self.rule = DecisionRule()  # the target precision of every call (Settings.target_precision)
+        self._decide_dirty: set[str] = set()  # questions with verdicts not yet decided over the batch
+        self._fitted_here: set[str] = set()  # questions whose calibrator was fitted to this table's labels
+        self._decide_timer = QTimer(self)
+        self._decide_timer.setSingleShot(True)
+        self._decide_timer.setInterval(DECIDE_DELAY_MS)
+        self._decide_timer.timeout.connect(self._redecide_dirty)
         s = scoring
         s.modelReady.connect(self._on_model_ready)
         s.modelFailed.connect(self._on_model_failed)
@@ -109,6 +120,7 @@ class SessionController(QObject):
         self._states_key = session.states_model
         self.results.add_rows(rows)
         self.options = {q: QuestionOptions.from_dict(saved) for q, saved in session.options.items()}
+        self.redecide()
         self._send_examples()
         self.scoring.set_thinking(question_options.thinking(self.options))
         self.rowsChanged.emit()
@@ -369,7 +381,52 @@ class SessionController(QObject):
             return
         self._keep_state(key, verdict.question, state)
         self.store.save_verdicts([(key, verdict)], {(key, verdict.question): state} if state is not None else None)
+        self._decide_dirty.add(verdict.question)
+        if not self._decide_timer.isActive():  # not restarted: calls follow a stream of verdicts
+            self._decide_timer.start()
         self.detailChanged.emit(key)
+
+    # ---------------------------------------------------------------------------------------- decisions
+    def set_target(self, target: float) -> None:
+        """Call a verdict only where it is right with at least this probability; decide again."""
+        self.rule = DecisionRule(target=target)
+        self.redecide()
+
+    def redecide(self, questions: Optional[Sequence[str]] = None) -> None:
+        """Decide each question's verdicts again over every document of the session (the same
+        `decide_verdicts` as the CLI's and the API's batch decisions), with the labels given here
+        held at their answers. Numpy only: nothing is scored."""
+        wanted = [q for q in (questions if questions is not None else self.results.questions)
+                  if q in self.results.questions]
+        for question in wanted:
+            self._decide_dirty.discard(question)
+            rows = [r for r in self.results.rows if question in r.verdicts and question not in r.stale]
+            batch = [dataclasses.replace(r.verdicts[question], document_index=r.key) for r in rows]
+            pinned = {r.key: r.labels[question] == "yes" for r in rows if r.labels.get(question) in ("yes", "no")}
+            cal = self.scoring.calibrators.get(question)
+            # A calibrator fitted elsewhere (a CLI run's labels) brings its labeled documents along,
+            # as the CLI's later runs use them; one fitted here has them in the table already.
+            extra = []
+            if cal is not None and question not in self._fitted_here:
+                here = {text_key(r.document.text) for r in rows}
+                extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
+            decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
+                                      mass_floor=cal.mass_floor if cal is not None else 0.0)
+            changed = []
+            for row, new in zip(rows, decided):
+                old = row.verdicts[question]
+                if (new.verdict, new.probability) != (old.verdict, old.probability) and not (
+                        new.verdict == old.verdict and math.isnan(new.probability) and math.isnan(old.probability)):
+                    changed.append((row.key, dataclasses.replace(new, document_index=old.document_index)))
+            if changed:
+                self.results.replace_verdicts(changed)
+                self.store.save_verdicts(changed)
+        if wanted:
+            self.detailChanged.emit(None)
+
+    @Slot()
+    def _redecide_dirty(self) -> None:
+        self.redecide(sorted(self._decide_dirty))
 
     @Slot(list)
     def _on_rows_scoring(self, keys: list[int]) -> None:
@@ -446,6 +503,7 @@ class SessionController(QObject):
         key = self.key(key)
         self.results.set_label(key, question, label)
         self.store.set_label(key, question, label)
+        self.redecide([question])  # the label anchors the batch's decision now; a refit follows
         self._refit_dirty.add(question)
         self._refit_timer.start()  # restarts: one refit after the last of a burst of labels
         self.detailChanged.emit(None)  # the pane counts this question's labels, whichever document is shown
@@ -525,7 +583,9 @@ class SessionController(QObject):
         before) are scored again too: whether the model thinks depends on the calibrator."""
         if question not in self.results.questions:
             return
-        layer_ok = not cal.layers or cal.probe.layer == self.scoring.state_layer
+        self._fitted_here.add(question)
+        # the kept state is after one layer: it serves only a calibrator that reads that layer
+        layer_ok = not cal.layers or cal.layers[0] == self.scoring.state_layer
         thinks = self.options_for(question).think and self.scoring.can_think
         live = self.scoring.live_keys()
         changed, again, flipped = [], [], 0
@@ -546,6 +606,7 @@ class SessionController(QObject):
                 again.append(row)
         self.results.replace_verdicts(changed)
         self.store.save_verdicts(changed)
+        self.redecide([question])
         if again:
             keys = [r.key for r in again]
             self.results.set_status(keys, QUEUED, "Scored again for the new calibrator")

@@ -23,7 +23,7 @@ from typing import IO, Callable, Iterable, Iterator, Optional
 
 from engine.types import Document, Verdict
 
-SCHEMA_VERSION = 3  # 2: the states table; 3: verdicts.reasoning
+SCHEMA_VERSION = 4  # 2: the states table; 3: verdicts.reasoning; 4: verdicts.score
 MAX_STATE_BYTES = 256 * 2**20  # hidden states kept on disk (float16): beyond this, new ones are not kept
 DB_FILE = "session.sqlite3"
 DATA_DIR_ENV = "VERDICT_DATA_DIR"  # overrides the platform's application data folder
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     window_start INTEGER,
     window_end   INTEGER,
     reasoning    TEXT,
+    score        REAL,
     PRIMARY KEY (doc_key, question)
 );
 CREATE TABLE IF NOT EXISTS labels (
@@ -332,7 +333,7 @@ class SessionStore:
                 key, v.question, v.verdict, _real(v.margin), _real(v.raw_margin), _real(v.probability),
                 _real(v.label_mass), v.tokens, v.seconds, v.error, v.windows, v.window_index,
                 v.window_span[0] if v.window_span else None, v.window_span[1] if v.window_span else None,
-                v.reasoning,
+                v.reasoning, _real(v.score),
             )
             for key, v in results
         ]
@@ -341,8 +342,8 @@ class SessionStore:
                 # ?1 is the document key again: a verdict for a document removed meanwhile is skipped.
                 conn.executemany(
                     "INSERT OR REPLACE INTO verdicts (doc_key, question, verdict, margin, raw_margin, probability,"
-                    " label_mass, tokens, seconds, error, windows, window_index, window_start, window_end, reasoning)"
-                    " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+                    " label_mass, tokens, seconds, error, windows, window_index, window_start, window_end, reasoning, score)"
+                    " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
                     " WHERE EXISTS (SELECT 1 FROM documents WHERE key = ?1)",
                     rows,
                 )
@@ -446,9 +447,9 @@ class SessionStore:
             )
             docs[key] = StoredDocument(key=key, name=name, document=doc)
         for (key, question, verdict, margin, raw_margin, probability, label_mass, tokens, seconds, error,
-             windows, window_index, start, end, reasoning) in conn.execute(
+             windows, window_index, start, end, reasoning, score) in conn.execute(
             "SELECT doc_key, question, verdict, margin, raw_margin, probability, label_mass, tokens, seconds,"
-            " error, windows, window_index, window_start, window_end, reasoning FROM verdicts"
+            " error, windows, window_index, window_start, window_end, reasoning, score FROM verdicts"
         ):
             if key in docs:
                 docs[key].verdicts[question] = Verdict(
@@ -457,7 +458,7 @@ class SessionStore:
                     label_mass=_float(label_mass), tokens=tokens, seconds=seconds, error=error,
                     windows=windows, window_index=window_index,
                     window_span=(start, end) if start is not None and end is not None else None,
-                    reasoning=reasoning,
+                    reasoning=reasoning, score=_float(score),
                 )
         for key, question, label in conn.execute("SELECT doc_key, question, label FROM labels"):
             if key in docs:
@@ -481,6 +482,8 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
     if "reasoning" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
         conn.execute("ALTER TABLE verdicts ADD COLUMN reasoning TEXT")
+    if "score" not in {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}:
+        conn.execute("ALTER TABLE verdicts ADD COLUMN score REAL")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -102,12 +102,15 @@ class ScoringWorker(QObject):
             self.modelFailed.emit(request, path or "", f"{type(exc).__name__}: {exc}", self._name())
             return
         from engine.confidence.probe import default_layer
-
+        from engine.gather import general_probe
         from engine.pipeline import Pipeline
 
+        general = general_probe(classifier)
+        # One state per verdict is kept: the layer the general probe reads when there is one, and
+        # a question's own probe is fitted on that layer too, so every refit can be re-applied.
+        self._state_layer = general.layer if general is not None else default_layer(classifier)
         self._classifier = classifier
-        self._pipeline = Pipeline(classifier)
-        self._state_layer = default_layer(classifier)
+        self._pipeline = Pipeline(classifier, settings={"probe_layer": self._state_layer})
         self._show_examples()
         self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer, classifier.fingerprint,
                               bool(getattr(classifier, "can_deliberate", False)))
@@ -157,9 +160,10 @@ class ScoringWorker(QObject):
                 return CANCELLED, ""
             chunk = documents[start:end]
             self.chunkStarted.emit(job, start, end)
+            # Each row decided alone here: the window decides over all its rows (SessionController.redecide).
             rows = self._pipeline.run(questions, chunk, cancel=cancel, ordered=False, keep_layer=self._state_layer,
                                       progress=lambda scored, taken: self.chunkProgress.emit(job, scored, taken),
-                                      deliberate=deliberate)
+                                      deliberate=deliberate, decisions="row")
             for verdict in rows:
                 verdict.document_index += start
                 self.verdictReady.emit(job, verdict)
@@ -208,8 +212,9 @@ class ScoringWorker(QObject):
         if (self._classifier is not None and not self._is_cancelled(job)
                 and self._pipeline.calibrator(question).shift_method != "batch"):
             try:
-                rows = self._pipeline.run([question], list(passages), cancel=lambda: self._is_cancelled(job))
-                margins = [v.margin if v.ok else float("nan") for v in rows]
+                rows = self._pipeline.run([question], list(passages), cancel=lambda: self._is_cancelled(job),
+                                          decisions="row")
+                margins = [v.score if v.ok else float("nan") for v in rows]
             except Exception:  # a failed explanation only means no passage is highlighted
                 margins = []
         self.passagesScored.emit(job, question, margins)

@@ -20,6 +20,7 @@ from engine.confidence.calibrate import (
     NULL_TEXTS,
     Calibrator,
     batch_shift,
+    text_key,
 )
 from engine.confidence.evaluate import CURVE_SIZES, evaluate_features, layer_scan, records_to_documents
 from engine.confidence.general import GeneralProbe, load_general_probe, model_fingerprint
@@ -156,8 +157,10 @@ def fit_calibrator(
     if shift_method == "batch":
         cal.shift = batch_shift(features.margin)
     y = [labels[i] for i in features.ids]
+    texts = {d.id: d.text for d in labeled}
     notes = cal.notes
-    cal.fit_labels(features, y, probe=probe, probe_layer=layer if probe else None)
+    cal.fit_labels(features, y, probe=probe, probe_layer=layer if probe else None,
+                   keys=[text_key(texts[i]) for i in features.ids])
     cal.notes = notes + cal.notes
     return cal
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from engine.confidence.calibrate import Calibrator, batch_shift, read_labels
+from engine.confidence.calibrate import Calibrator, batch_shift, read_labels, text_key
+from engine.confidence.decide import DEFAULT_TARGET, DecisionRule, decide_verdicts
 from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
 
@@ -107,6 +108,7 @@ class Pipeline:
         self.save = save
         self.folder = folder
         self.calibrators: dict[str, Calibrator] = {}
+        self.rule = DecisionRule(target=float(self.settings.pop("target", DEFAULT_TARGET)))
         self._general_notes: list[str] = []
         self.has_states = bool(getattr(getattr(classifier, "backend", None), "supports_states", True))
         if not self.has_states:
@@ -204,6 +206,7 @@ class Pipeline:
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
         deliberate: Union[int, Mapping[str, int]] = 0,
+        decisions: str = "batch",
     ) -> Iterator[Verdict]:
         """Final rows, one per document and listed question. `ordered`: in input order,
         text-major, each released as soon as it can be; else as batches finish (see
@@ -213,12 +216,22 @@ class Pipeline:
         after each batch (see `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
         is scored again after the model wrote up to N tokens of reasoning (`Classifier.deliberate`),
         calibrated by the same calibrator; its `reasoning` says what the model wrote. A mapping
-        question -> N thinks only about those questions' rows (N each)."""
+        question -> N thinks only about those questions' rows (N each).
+
+        `decisions`: "batch" (the default) decides every row from the whole run's scores of its
+        question (`engine.confidence.decide`: P(yes) and a call where the call reaches the target
+        precision), so rows come out once every document is scored; "row" decides each row alone
+        (the calibrator's band) as soon as it is scored."""
+        if decisions not in ("batch", "row"):
+            raise ValueError("decisions must be 'batch' or 'row'")
         listed = [questions] if isinstance(questions, str) else list(questions)
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}
         layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
         think = None
+        keys: dict[int, str] = {}
+        if decisions == "batch":
+            documents = _keyed(documents, keys)
         tokens = {q: deliberate if isinstance(deliberate, int) else int(deliberate.get(q, 0)) for q in unique}
         if any(n > 0 for n in tokens.values()):
             if getattr(self.classifier, "can_deliberate", False):
@@ -236,6 +249,8 @@ class Pipeline:
                     cal.shift = batch_shift(v.raw_margin for v in raw if v.question == q and v.ok)
         positions = {q: [i for i, listed_q in enumerate(listed) if listed_q == q] for q in unique}
         rows = self._final(raw, cals, keep_layer, positions, think)
+        if decisions == "batch":
+            rows = decided(list(rows), cals, self.rule, keys)
         yield from (v for _, v in (in_input_order(rows, len(listed)) if ordered else rows))
 
     _no_thinking_note = "this backend can't let the model write before answering: --deliberate was not used"
@@ -251,6 +266,43 @@ class Pipeline:
             final.hidden = kept
             for n, position in enumerate(positions[v.question]):
                 yield position, final if n == 0 else dataclasses.replace(final)
+
+
+def decided(rows: Sequence[tuple[int, Verdict]], cals: Mapping[str, Calibrator], rule: DecisionRule,
+            keys: Mapping[int, str]) -> list[tuple[int, Verdict]]:
+    """(position, verdict) rows with each question's rows decided over the batch
+    (`engine.confidence.decide.decide_verdicts`). The calibrator's labeled documents (`anchors`)
+    join the batch: a row whose document is one of them (`keys`: document index -> `text_key`) is
+    held at its label, with the anchor's score; the others come in as extra points."""
+    out = list(rows)
+    by_question: dict[str, list[int]] = {}
+    for n, (_, v) in enumerate(out):
+        by_question.setdefault(v.question, []).append(n)
+    for question, members in by_question.items():
+        cal = cals[question]
+        batch, pinned, found = [], {}, set()
+        for n in members:
+            v = out[n][1]
+            key = keys.get(v.document_index)
+            if key in cal.anchors:
+                score, label = cal.anchors[key]
+                pinned[v.document_index] = label
+                found.add(key)
+                v = dataclasses.replace(v, score=score)
+            batch.append(v)
+        extra = [anchor for key, anchor in cal.anchors.items() if key not in found]
+        verdicts = decide_verdicts(batch, rule, pinned=pinned, extra=extra, mass_floor=cal.mass_floor)
+        for n, v in zip(members, verdicts):
+            out[n] = (out[n][0], dataclasses.replace(v, score=out[n][1].score))
+    return out
+
+
+def _keyed(documents: Iterable[DocumentLike], keys: dict[int, str]) -> Iterator[Document]:
+    """`documents` as Documents, each one's `text_key` kept in `keys` by position."""
+    for position, item in enumerate(documents):
+        doc = as_document(item, position)
+        keys[position] = text_key(doc.text)
+        yield doc
 
 
 def _calibrated_windows(cals: Mapping[str, Calibrator]):

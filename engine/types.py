@@ -56,6 +56,7 @@ class Verdict:
     seconds: float = 0.0
     error: Optional[str] = None
     raw_margin: float = float("nan")
+    score: float = float("nan")  # what ranks the documents for the question: the calibrator's log-odds before the batch decision
     windows: int = 1
     window_index: int = 0
     window_span: Optional[tuple[int, int]] = None

@@ -29,6 +29,7 @@ A `Calibrator` turns the engine's raw verdicts into calibrated ones for one ques
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,8 @@ class Calibrator:
     general_platt: Platt | None = None  # on the general probe's log-odds, from labels
     general_platt_for: str | None = None  # the identity of the general probe it was fitted on
     use_general: bool = False
+    # the labeled documents as the batch decision sees them: text digest (`text_key`) -> (score, label)
+    anchors: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.shift_method not in SHIFT_METHODS:
@@ -230,6 +233,7 @@ class Calibrator:
         z = self.log_odds(verdict.raw_margin, state)
         return dataclasses.replace(
             verdict,
+            score=z,
             margin=z,
             probability=_sigmoid(z),
             verdict=self.decide(z, verdict.label_mass),
@@ -251,9 +255,11 @@ class Calibrator:
         probe: bool = True,
         probe_layer: Optional[int] = None,
         k: int = 5,
+        keys: Optional[Sequence[str]] = None,
     ) -> "Calibrator":
         """Fit Platt scaling (and a probe, from `features.hidden`) to labels aligned with
-        `features.ids`, and the probability threshold for `recall_target`."""
+        `features.ids`, and the probability threshold for `recall_target`. The labeled documents
+        are kept as `anchors` under `keys` (their `text_key`s; default: their ids)."""
         y = np.asarray(labels, dtype=bool)
         n1, n0 = int(y.sum()), int((~y).sum())
         if n1 < 1 or n0 < 1:
@@ -290,6 +296,8 @@ class Calibrator:
                 beaten = "the general probe" if self.use_general else "the margin"
                 self.notes.append(f"the probe did not beat {beaten} in cross-validation: using {beaten}")
         self.threshold = _sigmoid(metrics.recall_threshold(y, scores, self.recall_target))
+        self.anchors = {key: (float(score), bool(label))
+                        for key, score, label in zip(keys if keys is not None else features.ids, scores, y)}
         return self
 
     # -- storage (next to the probe, per model and question) --
@@ -311,6 +319,7 @@ class Calibrator:
             "threshold": self.threshold,
             "n_labels": list(self.n_labels),
             "notes": list(self.notes),
+            "anchors": [[doc_id, score, label] for doc_id, (score, label) in self.anchors.items()],
         }
 
     @classmethod
@@ -333,6 +342,7 @@ class Calibrator:
             threshold=data.get("threshold"),
             n_labels=tuple(data.get("n_labels", (0, 0))),
             notes=list(data.get("notes", [])),
+            anchors={str(a[0]): (float(a[1]), bool(a[2])) for a in data.get("anchors", [])},
         )
 
     def save(self, folder: Optional[Path] = None) -> Path:
@@ -350,6 +360,11 @@ class Calibrator:
             return None
         probe, extra = found
         return cls.from_dict(extra or {"question": question, "model": model}, probe)
+
+
+def text_key(text: str) -> str:
+    """What a labeled document is known by among a batch's documents: a digest of its text."""
+    return hashlib.sha256(text.strip().encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 def read_labels(records: Iterable[Mapping]) -> dict[str, bool]:

@@ -1,0 +1,309 @@
+"""Decisions over a batch: from one score per document and a few labels (or none) to P(yes) and
+calls a user can trust at a target precision, and which documents to label next.
+
+The score is whatever ranks the documents for a question (the general probe's log-odds, a probe
+anchored on it, or the model's raw margin). Where the unlabeled documents of a batch fall into
+two groups along it, the boundary lies between the groups before any label; the labels anchor the
+groups. The model is a two-component Gaussian mixture on the score with one shared variance, so
+P(yes | score) is logistic in the score, fitted by EM with each labeled document held at its class.
+How sure the fit itself is comes from refitting it on bootstrap re-weightings of the batch: a
+document is called only where the probability of the call being right reaches the target in
+nearly every refit, and only when the two groups are separated by at least a gate (in standard
+deviations) chosen on the training genres. A batch without two separated groups (a weak ranking)
+stays uncertain; a separated one is called.
+
+Everything here is numpy on arrays: no model, no classifier, no state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from engine.confidence import metrics
+from engine.types import Verdict
+
+DEFAULT_TARGET = 0.90
+YES, NO, UNCERTAIN = "yes", "no", "uncertain"
+_INIT_QUANTILES = (0.2, 0.5, 0.8)
+_VAR_FLOOR = 1e-4  # of the batch's variance: keeps EM away from a collapsed component
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How calls are made from a batch's mixture: the target precision, the separation gate (in
+    pooled standard deviations; calls only above it), the bootstrap refits and the quantile of
+    their probabilities a call must clear."""
+
+    target: float = DEFAULT_TARGET
+    gate: float = 2.0
+    refits: int = 30
+    quantile: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.target < 1.0:
+            raise ValueError("the target precision must be above 0.5 and below 1")
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """P(yes) and the call for every document of a batch, with what the calls rest on."""
+
+    probability: np.ndarray  # (n,) P(yes), the mean over the refits
+    calls: tuple[str, ...]  # yes / no / uncertain per document (labeled ones: their label)
+    separation: float  # of the two groups, in pooled standard deviations (median over refits)
+    prevalence: float  # the estimated share of "yes"
+    n_labels: tuple[int, int]  # (yes, no) labels used
+
+    @property
+    def called(self) -> int:
+        return sum(c != UNCERTAIN for c in self.calls)
+
+
+# --- the mixture -----------------------------------------------------------------------------------
+def _em(s: np.ndarray, weight: np.ndarray, fixed: np.ndarray, mu0: np.ndarray, mu1: np.ndarray,
+        iters: int = 300, tol: float = 1e-7) -> tuple[np.ndarray, ...]:
+    """Shared-variance two-Gaussian EM on scores `s` (n,), run for F fits at once: `weight` (F, n)
+    are each fit's document weights, `fixed` (n,) is 1/0 for a labeled yes/no and NaN otherwise,
+    `mu0`, `mu1` (F,) the starting means. Returns (pi, mu0, mu1, var, loglik), each (F,)."""
+    var_floor = max(float(np.var(s)), 1e-12) * _VAR_FLOOR
+    free = np.isnan(fixed)
+    pinned = np.where(free, 0.0, np.nan_to_num(fixed))
+    var = np.full(mu0.shape, max(float(np.var(s)) / 4, var_floor))
+    pi = np.full(mu0.shape, 0.5)
+    previous = np.full(mu0.shape, -np.inf)
+    for _ in range(iters):
+        l1 = np.log(pi)[:, None] - (s[None] - mu1[:, None]) ** 2 / (2 * var[:, None])
+        l0 = np.log1p(-pi)[:, None] - (s[None] - mu0[:, None]) ** 2 / (2 * var[:, None])
+        r = np.where(free[None], metrics.sigmoid(l1 - l0), pinned[None])
+        w1, w0 = weight * r, weight * (1 - r)
+        total = weight.sum(axis=1)
+        pi = np.clip((w1.sum(axis=1) + 1.0) / (total + 2.0), 1e-3, 1 - 1e-3)  # Beta(2, 2) prior
+        mu1 = (w1 @ s + 1e-9 * mu1) / (w1.sum(axis=1) + 1e-9)
+        mu0 = (w0 @ s + 1e-9 * mu0) / (w0.sum(axis=1) + 1e-9)
+        var = np.maximum((w1 * (s[None] - mu1[:, None]) ** 2 + w0 * (s[None] - mu0[:, None]) ** 2).sum(axis=1)
+                         / total, var_floor)
+        mix = np.logaddexp(l1, l0)
+        loglik = (weight * np.where(free[None], mix, np.where(pinned[None] > 0, l1, l0))).sum(axis=1) \
+            - 0.5 * total * np.log(2 * np.pi * var)
+        if np.all(np.abs(loglik - previous) <= tol * np.maximum(1.0, np.abs(loglik))):
+            break
+        previous = loglik
+    return pi, mu0, mu1, var, loglik
+
+
+def _starts(s: np.ndarray, fixed: np.ndarray) -> list[tuple[float, float]]:
+    """Starting means: splits of the batch at a few quantiles, and the labeled classes' means."""
+    starts = []
+    for q in _INIT_QUANTILES:
+        cut = np.quantile(s, q)
+        low, high = s[s <= cut], s[s > cut]
+        if len(low) and len(high):
+            starts.append((float(low.mean()), float(high.mean())))
+    yes, no = s[fixed == 1], s[fixed == 0]
+    if len(yes) and len(no):
+        starts.append((float(no.mean()), float(yes.mean())))
+        starts.append((float(yes.mean()), float(no.mean())))  # the labels may run against the score
+    return starts or [(float(s.min()), float(s.max()))]
+
+
+def _fits(s: np.ndarray, fixed: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The best of several starts for each weighting (F, n): (pi, mu0, mu1, var), each (F,)."""
+    starts = _starts(s, fixed)
+    f = len(weights)
+    w = np.repeat(weights, len(starts), axis=0)
+    mu0 = np.tile([a for a, _ in starts], f)
+    mu1 = np.tile([b for _, b in starts], f)
+    pi, mu0, mu1, var, loglik = _em(s, w, fixed, mu0, mu1)
+    best = loglik.reshape(f, len(starts)).argmax(axis=1) + np.arange(f) * len(starts)
+    pi, mu0, mu1, var = pi[best], mu0[best], mu1[best], var[best]
+    if not np.any(~np.isnan(fixed)):  # no labels: "yes" is the group the score puts higher
+        swap = mu1 < mu0
+        pi, mu0, mu1 = np.where(swap, 1 - pi, pi), np.where(swap, mu1, mu0), np.where(swap, mu0, mu1)
+    return pi, mu0, mu1, var
+
+
+def _mixture_logit(s: np.ndarray, pi, mu0, mu1, var) -> np.ndarray:
+    """log P(yes | s) / P(no | s) for each fit (F,) and score (n,): (F, n)."""
+    a = (mu1 - mu0) / var
+    b = np.log(pi / (1 - pi)) - (mu1 ** 2 - mu0 ** 2) / (2 * var)
+    return a[:, None] * s[None] + b[:, None]
+
+
+def _pinned(n: int, labels: Optional[Mapping[int, bool]]) -> np.ndarray:
+    fixed = np.full(n, np.nan)
+    for index, label in (labels or {}).items():
+        fixed[int(index)] = 1.0 if label else 0.0
+    return fixed
+
+
+def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule()
+           ) -> BatchDecision:
+    """P(yes) and calls for every document of a batch from its scores (n,) and the labels given
+    (index into `scores` -> yes). A score that is not finite gets P(yes) NaN and "uncertain".
+    Labeled documents keep their label as their call and P(yes) 1 or 0."""
+    raw = np.asarray(scores, dtype=np.float64)
+    n = len(raw)
+    ok = np.isfinite(raw)
+    probability = np.full(n, np.nan)
+    calls = [UNCERTAIN] * n
+    fixed_all = _pinned(n, labels)
+    n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
+    for i in np.flatnonzero(~np.isnan(fixed_all)):
+        calls[i] = YES if fixed_all[i] == 1 else NO
+        probability[i] = fixed_all[i]
+    s, fixed = raw[ok], fixed_all[ok]
+    free = np.isnan(fixed)
+    if int(free.sum()) < 2 or len(np.unique(s)) < 3:
+        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels)
+    centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
+    s = (s - centre) / spread  # the fit is the same on any affine copy of the score
+    rng = np.random.default_rng(rule.seed)
+    weights = np.ones((1 + rule.refits, len(s)))
+    if rule.refits:  # bootstrap re-weightings of the unlabeled documents; labeled ones always count once
+        counts = rng.multinomial(int(free.sum()), np.full(int(free.sum()), 1 / free.sum()), size=rule.refits)
+        weights[1:, free] = counts
+    pi, mu0, mu1, var = _fits(s, fixed, weights)
+    p = metrics.sigmoid(_mixture_logit(s, pi, mu0, mu1, var))  # (F, n)
+    separation = np.abs(mu1 - mu0) / np.sqrt(var)
+    sep = float(np.median(separation))
+    mean = p.mean(axis=0) if rule.refits else p[0]
+    low = np.quantile(p, rule.quantile, axis=0) if rule.refits else p[0]
+    high = np.quantile(p, 1 - rule.quantile, axis=0) if rule.refits else p[0]
+    index = np.flatnonzero(ok)
+    for j, i in enumerate(index):
+        if not free[j]:
+            continue
+        probability[i] = mean[j]
+        if sep >= rule.gate:
+            if low[j] >= rule.target:
+                calls[i] = YES
+            elif high[j] <= 1 - rule.target:
+                calls[i] = NO
+    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels)
+
+
+def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
+                    extra: Sequence[tuple[float, bool]] = (), mass_floor: float = 0.0) -> list[Verdict]:
+    """One question's verdicts decided over the batch: each row's `score` (the calibrator's
+    log-odds) goes into `decide`, with the rows of labeled documents (`pinned`: document index ->
+    yes) held at their labels and `extra` labeled documents outside the batch (score, label) added.
+    Each row comes back with P(yes), its log-odds as `margin`, and the call; a labeled row keeps its
+    probability and gets its label's call, and so does every row of a batch too small to fit (then
+    "uncertain"). A row whose label mass is below `mass_floor` stays uncertain. Errors pass through. The same document listed twice (same `document_index`)
+    counts once."""
+    pinned = pinned or {}
+    slot: dict[int, int] = {}  # document index -> position in the batch
+    scores: list[float] = []
+    labels: dict[int, bool] = {}
+    for v in verdicts:
+        if not v.ok or not math.isfinite(v.score) or v.document_index in slot:
+            continue
+        slot[v.document_index] = len(scores)
+        if v.document_index in pinned:
+            labels[len(scores)] = bool(pinned[v.document_index])
+        scores.append(v.score)
+    for score, label in extra:
+        labels[len(scores)] = bool(label)
+        scores.append(float(score))
+    decision = decide(scores, labels, rule)
+    out = []
+    for v in verdicts:
+        i = slot.get(v.document_index) if v.ok and math.isfinite(v.score) else None
+        if i is None:
+            out.append(v)
+            continue
+        call = decision.calls[i]
+        if i not in labels and math.isfinite(v.label_mass) and v.label_mass < mass_floor:
+            call = UNCERTAIN
+        p = float(decision.probability[i])
+        if i in labels or not math.isfinite(p):  # labeled, or a batch too small to fit: the row's own
+            p = v.probability
+        out.append(dataclasses.replace(v, probability=p, margin=_log_odds(p), verdict=call))
+    return out
+
+
+def _log_odds(p: float) -> float:
+    if not math.isfinite(p):
+        return float("nan")
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+# --- a Bayesian Platt (compared with the mixture by scripts/eval_decisions.py) ---------------------
+@dataclass(frozen=True)
+class PlattPrior:
+    """A Gaussian prior on Platt's (a, b) for p = sigmoid(a * score + b)."""
+
+    mean: tuple[float, float]
+    cov: tuple[tuple[float, float], tuple[float, float]]
+
+    @classmethod
+    def fit(cls, params: np.ndarray, ridge: float = 1e-3) -> "PlattPrior":
+        """From per-question Platt fits (m, 2) on the training genres."""
+        params = np.asarray(params, dtype=np.float64)
+        cov = np.cov(params.T) + ridge * np.eye(2)
+        return cls(tuple(params.mean(axis=0)), tuple(map(tuple, cov)))
+
+
+def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior) -> np.ndarray:
+    """Predictive P(yes) per score under the Laplace posterior of Platt's (a, b) given the labels
+    (the probit approximation of the logistic-Gaussian integral)."""
+    s = np.asarray(scores, dtype=np.float64)
+    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
+    theta = m0.copy()
+    idx = np.array([int(i) for i in (labels or {})], dtype=int)
+    y = np.array([1.0 if (labels or {})[i] else 0.0 for i in (labels or {})])
+    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
+    for _ in range(50):
+        q = metrics.sigmoid(x @ theta)
+        grad = x.T @ (q - y) + p0 @ (theta - m0)
+        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
+        step = np.linalg.solve(hess, grad)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    q = metrics.sigmoid(x @ theta)
+    cov = np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
+    xs = np.stack([s, np.ones_like(s)], axis=1)
+    mu = xs @ theta
+    v = np.einsum("ij,jk,ik->i", xs, cov, xs)
+    return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
+
+
+# --- measuring calls ------------------------------------------------------------------------------
+def oracle_coverage(y, scores, target: float = DEFAULT_TARGET) -> float:
+    """The largest share of documents that hindsight thresholds (yes above one, no below another)
+    could call with at least `target` of the calls right."""
+    y = np.asarray(y, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(y)
+    if n == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    ys = y[order]
+    # calling the top i "yes" and the bottom j "no" (i + j <= n): right = yes in top i + no in bottom j
+    top_right = np.concatenate([[0], np.cumsum(ys)])  # (n+1,)
+    bottom_right = np.concatenate([[0], np.cumsum(~ys[::-1])])  # (n+1,)
+    i = np.arange(n + 1)[:, None]
+    j = np.arange(n + 1)[None, :]
+    valid = i + j <= n
+    calls = i + j
+    right = top_right[:, None] + bottom_right[None, :]
+    good = valid & (right >= target * calls - 1e-9) & (calls > 0)
+    return float(calls[good].max() / n) if good.any() else 0.0
+
+
+def call_quality(y, calls) -> tuple[int, int]:
+    """(calls made, calls right) of `calls` (yes/no/uncertain) against labels `y`."""
+    y = np.asarray(y, dtype=bool)
+    made = right = 0
+    for truth, call in zip(y, calls):
+        if call != UNCERTAIN:
+            made += 1
+            right += (call == YES) == truth
+    return made, right

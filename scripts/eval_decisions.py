@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Measure rankings with labels and decisions over the batch on the cached general-set features,
+as `scripts/decisions_rule.md` fixed before the first run.
+
+Every (genre, question) of resources/general is one batch. Leave one training genre out: the
+general probe is refit on the other five training genres and judges the genre left out; the
+held-out genres (debian, pydocs) are judged by the probe fit on all six. Per batch and k labels
+per class (random draws), each ranking (R0 general probe, R1 probe anchored on it, R2 the
+calibrator as shipped before) and each decision (D0 as shipped before, D1 Bayesian Platt, D2
+mixture, D3 mixture with bootstrap refits) is measured on the unlabeled documents.
+
+Usage:
+  python scripts/eval_decisions.py run [--cache /work/cache_probe/smollm2-135m-q4_1] [--out RESULTS.jsonl]
+  python scripts/eval_decisions.py choose RESULTS.jsonl [--json REPORT.json]    # the rule, and the tables
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, Pairs, features, load_pairs  # noqa: E402
+
+from engine.confidence import metrics  # noqa: E402
+from engine.confidence.calibrate import NULL_TEXTS, Calibrator, fit_platt  # noqa: E402
+from engine.confidence.decide import (  # noqa: E402
+    UNCERTAIN,
+    YES,
+    DecisionRule,
+    PlattPrior,
+    bayes_platt,
+    call_quality,
+    decide,
+    oracle_coverage,
+)
+from engine.confidence.general import GeneralProbe as ShippedProbe  # noqa: E402
+from engine.confidence.probe import Features  # noqa: E402
+
+KS = (0, 1, 2, 4, 8, 16)
+DRAWS = 5
+LAMBDAS = (1.0, 10.0, 100.0, 1000.0)
+GATES = tuple(np.arange(0, 4.01, 0.5).round(2))
+TARGET = 0.90
+SPEC = {"layers": [21], "diff": True}
+PROBE_LAYER = 18
+
+
+def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float) -> np.ndarray:
+    """R1: logistic regression on the probe's standardised features, its prior centred on the probe."""
+    fit = metrics.logistic_regression(x[labeled], y, lam, prior_w=probe.w, prior_b=probe.b, l2_b=1.0)
+    return x @ fit.w + fit.b
+
+
+def shipped_calibrator(p: Pairs, idx: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe,
+                       question: str) -> tuple[np.ndarray, Calibrator]:
+    """R2 + D0: the calibrator as it shipped before, fitted to the labels; its log-odds for the batch."""
+    layers = p.layers
+    general = ShippedProbe("0" * 64, 21, probe.mean, probe.scale, probe.w, float(probe.b), subtract_null=True,
+                           null_texts=NULL_TEXTS, label_free_band=float("inf"), heldout_auc=1.0, heldout_auc_margin=0.5)
+    cal = Calibrator(question=question)
+    cal.general, cal.general_null = general, p.null_hidden[idx[0], layers.index(21)].astype(np.float64)
+    cal.use_general = True
+    if len(labeled):
+        rows = idx[labeled]
+        feats = Features([str(i) for i in rows], p.margin[rows], np.ones(len(rows)),
+                         p.hidden[rows][:, [layers.index(PROBE_LAYER), layers.index(21)]], [PROBE_LAYER, 21])
+        cal.fit_labels(feats, list(y), probe_layer=PROBE_LAYER)
+    need = cal.layers[0] if cal.layers else None
+    z = np.array([cal.log_odds(float(p.margin[i]), None if need is None else p.hidden[i, layers.index(need)])
+                  for i in idx])
+    return z, cal
+
+
+def measure(y: np.ndarray, unl: np.ndarray, score: np.ndarray, prob: np.ndarray, calls, sep: float) -> dict:
+    yu = y[unl]
+    made, right = call_quality(yu, [calls[i] for i in np.flatnonzero(unl)])
+    p = np.clip(np.nan_to_num(prob[unl], nan=0.5), 0, 1)
+    return {"auc": metrics.auc(yu, score[unl]), "oracle": oracle_coverage(yu, score[unl], TARGET),
+            "n": int(unl.sum()), "calls": made, "right": right, "ece": metrics.ece(yu, p), "sep": sep}
+
+
+def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int):
+    """Every (k, draw, ranking, decision) record of one batch."""
+    y = p.y[idx]
+    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
+    z0 = x @ probe.w + probe.b
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in KS:
+        if k and (y.sum() < k + 5 or (~y).sum() < k + 5):
+            continue
+        for draw in range(DRAWS if k else 1):
+            labeled = np.zeros(len(y), bool)
+            if k:
+                labeled[rng.choice(np.flatnonzero(y), k, replace=False)] = True
+                labeled[rng.choice(np.flatnonzero(~y), k, replace=False)] = True
+            lab_idx = np.flatnonzero(labeled)
+            labels = {int(i): bool(y[i]) for i in lab_idx}
+            unl = ~labeled
+            scores = {"R0": z0}
+            if k:
+                for lam in LAMBDAS:
+                    scores[f"R1:{lam:g}"] = anchored_scores(x, lab_idx, y[lab_idx], probe, lam)
+            r2, cal = shipped_calibrator(p, idx, lab_idx, y[lab_idx], probe, question)
+            scores["R2"] = r2
+            base = {"question": question, "k": k, "draw": draw}
+            d0_calls = [cal.decide(float(v), 1.0) for v in r2]
+            out.append({**base, "ranking": "R2", "decision": "D0",
+                        **measure(y, unl, r2, metrics.sigmoid(r2), d0_calls, float("nan"))})
+            for name, s in scores.items():
+                out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
+                                                                                   [UNCERTAIN] * len(y), float("nan"))})
+                if name.startswith("R1") and name not in ("R1:10", "R1:100"):
+                    continue  # decisions on the plausible strengths only (the rule picks one per fold)
+                pb = bayes_platt(s, labels, prior)
+                calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
+                out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
+                for dname, rule in (("D2", DecisionRule(gate=0.0, refits=0)), ("D3", DecisionRule(gate=0.0))):
+                    d = decide(s, labels, rule)
+                    out.append({**base, "ranking": name, "decision": dname,
+                                **measure(y, unl, s, d.probability, d.calls, d.separation)})
+    return out
+
+
+def platt_prior(p: Pairs, z: np.ndarray) -> PlattPrior:
+    params = []
+    for q in np.unique(p.question):
+        m = p.question == q
+        if p.y[m].any() and (~p.y[m]).any():
+            fit = fit_platt(z[m], p.y[m], l2=1e-2)
+            params.append([fit.a, fit.b])
+    return PlattPrior.fit(np.array(params))
+
+
+def run(args) -> int:
+    cache = Path(args.cache)
+    train = load_pairs(cache, TRAIN)
+    held = load_pairs(cache, HELD_OUT)
+    logo_z = np.zeros(len(train.y))
+    probes = {}
+    for g in TRAIN:
+        probes[g] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g))
+        m = train.genre == g
+        logo_z[m] = probes[g].decision(train.take(m))
+        print(f"probe without {g}: AUC on it {metrics.auc(train.y[m], logo_z[m]):.3f}", file=sys.stderr, flush=True)
+    probes["all"] = GeneralProbe(SPEC, 100.0).fit(train)
+    out = open(args.out, "w")
+    jobs = []
+    for g in TRAIN:
+        others = train.genre != g
+        prior = platt_prior(train.take(others), logo_z[others])
+        jobs.append(("logo", g, train, probes[g], prior))
+    prior_all = platt_prior(train, logo_z)
+    for g in HELD_OUT:
+        jobs.append(("heldout", g, held, probes["all"], prior_all))
+    seed = 0
+    for split, g, p, probe, prior in jobs:
+        for q in dict.fromkeys(p.question[p.genre == g]):
+            idx = np.flatnonzero((p.genre == g) & (p.question == q))
+            seed += 1
+            for record in run_batch(p, idx, probe, prior, str(q), seed):
+                out.write(json.dumps({"split": split, "genre": g, **record}, default=float) + "\n")
+            out.flush()
+            print(f"{split} {g}: {q}", file=sys.stderr, flush=True)
+    return 0
+
+
+# --- the rule ---------------------------------------------------------------------------------------
+def pooled(records) -> dict:
+    calls = sum(r["calls"] for r in records)
+    right = sum(r["right"] for r in records)
+    aucs = [r["auc"] for r in records if r["auc"] is not None and np.isfinite(r["auc"])]
+    cover = [r["calls"] / r["n"] for r in records]
+    return {"auc": float(np.mean(aucs)) if aucs else float("nan"), "coverage": float(np.mean(cover)) if cover else 0.0,
+            "precision": right / calls if calls else float("nan"), "calls": calls,
+            "oracle": float(np.mean([r["oracle"] for r in records])) if records else float("nan"),
+            "ratio": float(np.mean(cover) / np.mean([r["oracle"] for r in records])) if records and
+            np.mean([r["oracle"] for r in records]) > 0 else float("nan"),
+            "ece": float(np.mean([r["ece"] for r in records if r["ece"] is not None])) if records else float("nan")}
+
+
+def gated(records, gate: float) -> list[dict]:
+    """Records with the separation gate applied: a batch below it makes no calls."""
+    return [r if r["sep"] is None or not np.isfinite(r["sep"]) or r["sep"] >= gate or r["decision"] not in ("D2", "D3")
+            else {**r, "calls": 0, "right": 0} for r in records]
+
+
+def choose(args) -> int:
+    rows = [json.loads(line) for line in open(args.results)]
+    for r in rows:
+        for key in ("auc", "sep", "ece"):
+            r[key] = float("nan") if r.get(key) is None else r[key]
+    report = {}
+    logo = [r for r in rows if r["split"] == "logo"]
+    held = [r for r in rows if r["split"] == "heldout"]
+
+    # 1. ranking: R1's strength per fold from the other five genres (mean AUC over k 1, 2, 4, 8)
+    def auc_of(records, ranking, ks):
+        return pooled([r for r in records if r["ranking"] == ranking and r["decision"] == "auc" and r["k"] in ks])["auc"]
+
+    lam_for = {}
+    for g in TRAIN + ("heldout",):
+        others = [r for r in logo if r["genre"] != g]
+        lam_for[g] = max(LAMBDAS, key=lambda lam: auc_of(others, f"R1:{lam:g}", (1, 2, 4, 8)))
+    report["R1_strength_per_fold"] = lam_for
+
+    def with_r1(records, split_of):
+        out = []
+        for r in records:
+            if r["ranking"].startswith("R1:"):
+                if r["ranking"] != f"R1:{lam_for[split_of(r)]:g}":
+                    continue
+                r = {**r, "ranking": "R1"}
+            out.append(r)
+        return out
+
+    logo_r = with_r1(logo, lambda r: r["genre"])
+    held_r = with_r1(held, lambda r: "heldout")
+    ranking_table = {}
+    for name in ("R0", "R1", "R2"):
+        ranking_table[name] = {k: {"logo": auc_of(logo_r, name, (k,)), "heldout": auc_of(held_r, name, (k,))}
+                               for k in KS}
+    report["ranking_auc"] = ranking_table
+    eligible = [n for n in ranking_table
+                if all(ranking_table[n][k]["logo"] >= ranking_table["R0"][0]["logo"] - 0.02 for k in KS
+                       if np.isfinite(ranking_table[n][k]["logo"]))]
+    chosen_r = max(eligible, key=lambda n: np.nanmean([ranking_table[n][k]["logo"] for k in KS if k]))
+    report["ranking_chosen"] = chosen_r
+    print(f"ranking AUC (logo / held-out) by k; chosen: {chosen_r} (eligible {eligible}); R1 strengths {lam_for}")
+    for name, t in ranking_table.items():
+        print(f"  {name}: " + "  ".join(f"k={k}: {t[k]['logo']:.3f}/{t[k]['heldout']:.3f}" for k in KS))
+
+    # 2. decision on the chosen ranking; gates per fold from the other five genres
+    def gate_for(records, decision):
+        for gate in GATES:
+            sel = gated([r for r in records if r["decision"] == decision], gate)
+            if all((pooled([r for r in sel if r["k"] == k])["precision"] >= TARGET)
+                   or not pooled([r for r in sel if r["k"] == k])["calls"] for k in KS):
+                return float(gate)
+        return float("inf")
+
+    decisions = {}
+    base_r = chosen_r if chosen_r != "R2" else "R2"
+    for dname in ("D0", "D1", "D2", "D3"):
+        ranking = "R2" if dname == "D0" else base_r
+        recs = [r for r in logo_r if r["ranking"] == ranking and r["decision"] == dname]
+        hrecs = [r for r in held_r if r["ranking"] == ranking and r["decision"] == dname]
+        gates = {}
+        judged = []
+        for g in TRAIN:
+            gates[g] = gate_for([r for r in recs if r["genre"] != g], dname) if dname in ("D2", "D3") else 0.0
+            judged += gated([r for r in recs if r["genre"] == g], gates[g]) if np.isfinite(gates[g]) else \
+                [{**r, "calls": 0, "right": 0} for r in recs if r["genre"] == g]
+        gates["heldout"] = gate_for(recs, dname) if dname in ("D2", "D3") else 0.0
+        hjudged = gated(hrecs, gates["heldout"]) if np.isfinite(gates["heldout"]) else \
+            [{**r, "calls": 0, "right": 0} for r in hrecs]
+        table = {k: {"logo": pooled([r for r in judged if r["k"] == k]),
+                     "heldout": pooled([r for r in hjudged if r["k"] == k])} for k in KS}
+        worst = {}
+        for k in KS:
+            bad = []
+            for q in {r["question"] for r in judged if r["k"] == k}:
+                t = pooled([r for r in judged if r["k"] == k and r["question"] == q])
+                if t["coverage"] > 0.2 and t["precision"] < 0.8:
+                    bad.append(q)
+            worst[k] = bad
+        decisions[dname] = {"ranking": ranking, "gates": gates, "table": table, "questions_below_80": worst}
+    report["decisions"] = decisions
+    ok = [d for d in ("D1", "D2", "D3") if all(not decisions[d]["table"][k]["logo"]["calls"]
+                                              or decisions[d]["table"][k]["logo"]["precision"] >= TARGET for k in KS)]
+    if ok:
+        chosen_d = max(ok, key=lambda d: np.mean([decisions[d]["table"][k]["logo"]["ratio"] for k in KS]))
+    else:
+        chosen_d = max(("D1", "D2", "D3"), key=lambda d: min(np.nan_to_num(decisions[d]["table"][k]["logo"]["precision"])
+                                                          for k in KS))
+    report["decision_chosen"] = chosen_d
+    report["decision_eligible"] = ok
+    print(f"\ndecisions (eligible {ok}; chosen {chosen_d})")
+    print("decision ranking   k | LOGO: coverage precision oracle ratio ECE | held-out: coverage precision oracle ratio")
+    for dname, d in decisions.items():
+        for k in KS:
+            a, h = d["table"][k]["logo"], d["table"][k]["heldout"]
+            print(f"{dname:8} {d['ranking']:7} {k:2} | {a['coverage']:.3f} {a['precision']:.3f} {a['oracle']:.3f} "
+                  f"{a['ratio']:.3f} {a['ece']:.3f} | {h['coverage']:.3f} {h['precision']:.3f} {h['oracle']:.3f} "
+                  f"{h['ratio']:.3f}")
+        print(f"   gates {d['gates']}; questions <80% with >20% called: "
+              f"{ {k: len(v) for k, v in d['questions_below_80'].items()} }")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="step", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
+    r.add_argument("--out", default="/work/decisions.jsonl")
+    c = sub.add_parser("choose")
+    c.add_argument("results")
+    c.add_argument("--json")
+    args = parser.parse_args()
+    return run(args) if args.step == "run" else choose(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
