@@ -4,8 +4,11 @@ server, from a made-up but fixed language model, and misbehaves on request.
 The "model": the next-token logits after a prompt are a pseudo-random vector seeded by the
 prompt's token ids (`logprobs_for`), so a test can compute every answer independently of the
 client. Faults, drawn per request from a seeded generator: a dropped connection (no answer), 429
-with Retry-After, 503, a slow answer, and a 200 whose body is not JSON. `gate` (a threading.Event)
-can hold every request after the first `hold_after` until it is set.
+with Retry-After, 503, a slow answer, a 200 whose body is not JSON, an answer dripped one byte at
+a time, and no answer at all (the request hangs until the server stops). Also: the first
+`models_errors` GETs of the model list answer 500 (a transient error at start), and every request
+after the first `hang_after` hangs. `gate` (a threading.Event) can hold every request after the
+first `hold_after` until it is set.
 """
 from __future__ import annotations
 
@@ -41,7 +44,11 @@ class Faults:
     unavailable: float = 0.0  # 503
     malformed: float = 0.0  # 200 with a body that is not JSON
     slow: float = 0.0  # answer after a short wait
+    drip: float = 0.0  # the whole answer, one byte every `drip_every` seconds
+    hang: float = 0.0  # read the request, never answer (until the server stops)
+    drip_every: float = 0.25
     retry_after: str = "0"
+    models_errors: int = 0  # the first N GETs of /v1/models answer 500
     seed: int = 0
 
 
@@ -51,16 +58,21 @@ class FakeServer:
     vocab: int
     faults: Faults = field(default_factory=Faults)
     hold_after: Optional[int] = None
+    hang_after: Optional[int] = None  # every request after the first N hangs
     tokenizer: object = None  # text -> ids for the kinds that take text (ollama)
     requests: int = 0
     answered: int = 0  # completions answered with a 200 and valid JSON
     bodies: list = field(default_factory=list)
     gate: threading.Event = field(default_factory=threading.Event)
     held: threading.Event = field(default_factory=threading.Event)  # set once a request waits at the gate
+    hanging: threading.Event = field(default_factory=threading.Event)  # set once a request hangs
+    gets: list = field(default_factory=list)  # the paths of GET requests, in order
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
+        self._stopping = threading.Event()  # ends hanging and dripping requests
+        self._models_errors = self.faults.models_errors
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,6 +83,18 @@ class FakeServer:
 
             def _send(self, status: int, payload, headers: Optional[dict] = None, raw: Optional[bytes] = None):
                 body = raw if raw is not None else json.dumps(payload).encode()
+                if self.drip:  # status line, headers and body, one byte at a time
+                    head = (f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(body)}\r\n\r\n").encode()
+                    for k in range(len(head + body)):
+                        if server._stopping.wait(server.faults.drip_every):
+                            break
+                        try:
+                            self.wfile.write((head + body)[k : k + 1])
+                        except OSError:  # the client gave up
+                            break
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -78,6 +102,8 @@ class FakeServer:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(body)
+
+            drip = False
 
             def do_GET(self):
                 server._get(self)
@@ -102,12 +128,19 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self.gate.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
     # --- endpoints --------------------------------------------------------------------------------
     def _get(self, h) -> None:
+        with self._lock:
+            self.gets.append(h.path)
+            failing = h.path == "/v1/models" and self._models_errors > 0
+            self._models_errors -= failing
+        if failing:
+            return h._send(500, {"error": "model list not ready"})
         if self.kind == "vllm" and h.path == "/v1/models":
             return h._send(200, {"object": "list", "data": [{"id": "fake-model", "owned_by": "vllm",
                                                              "max_model_len": 4096}]})
@@ -128,8 +161,10 @@ class FakeServer:
         if self.hold_after is not None and n > self.hold_after and not self.gate.is_set():
             self.held.set()
             self.gate.wait(60)
+        if self.hang_after is not None and n > self.hang_after:
+            return "hang"
         for name, p in (("drop", f.drop), ("429", f.too_many), ("503", f.unavailable),
-                        ("malformed", f.malformed), ("slow", f.slow)):
+                        ("malformed", f.malformed), ("slow", f.slow), ("drip", f.drip), ("hang", f.hang)):
             if x < p:
                 return name
             x -= p
@@ -137,6 +172,7 @@ class FakeServer:
 
     def _post(self, h, body) -> None:
         fault = self._fault()
+        h.drip = fault == "drip"
         if fault == "drop":
             h.close_connection = True
             h.connection.shutdown(2)
@@ -147,6 +183,11 @@ class FakeServer:
             return h._send(503, {"error": "overloaded"})
         if fault == "malformed":
             return h._send(200, None, raw=b'{"choices": [{"index": 0, "logprobs": ')
+        if fault == "hang":
+            self.hanging.set()
+            self._stopping.wait()
+            h.close_connection = True
+            return
         if fault == "slow":
             threading.Event().wait(0.05)  # the server is slow; the client just waits for it
         if self.kind == "vllm" and h.path == "/v1/completions":

@@ -9,6 +9,13 @@ Throughput: up to `concurrency` requests in flight from a pool of threads; the p
 a document (several questions about it) are sent after the first of them has come back, so the
 server's prefix cache holds the document when they arrive. A prompt whose request still fails
 after the retries gets a `PromptScore` with `error` set: one error row, never a lost one.
+
+Nothing waits forever: each attempt has a deadline for the whole request, each request's prompts
+a budget for all their attempts (`RetryPolicy.budget`), a wait in which no request comes back for
+`stall_after` seconds is reported, and `close` cancels what is in flight at once (Ctrl-C).
+Every request runs on the pool's threads, detection too; the calling thread only waits, in
+slices of `POLL` seconds: a signal that lands on another thread (a tokenizer's, say) wakes no
+blocked wait, and Python runs its handler (KeyboardInterrupt) when the main thread next wakes.
 No MLX here: the server does the model's work.
 """
 from __future__ import annotations
@@ -16,9 +23,10 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.remote.http import BadAnswer, HttpClient, RemoteError, RetryPolicy
@@ -26,6 +34,8 @@ from engine.remote.servers import Method, ServerInfo, answer, detect, make_metho
 from engine.runtime.facts import read_model_facts
 from engine.runtime.prompt import label_forms
 from engine.scoring import Prompt, PromptScore
+
+POLL = 0.2  # seconds the calling thread waits at most before it looks at signals again
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -45,11 +55,14 @@ class RemoteBackend:
     supports_states = False
 
     def __init__(self, url: str, tokenizer_model: Union[str, Path], *, model: Optional[str] = None,
-                 api_key: Optional[str] = None, concurrency: int = 8, timeout: float = 600.0,
-                 retries: int = 6, backoff: float = 0.5, kind: Optional[str] = None) -> None:
+                 api_key: Optional[str] = None, concurrency: int = 8, timeout: float = 60.0,
+                 retries: int = 3, backoff: float = 0.5, kind: Optional[str] = None, stall_after: float = 60.0,
+                 report: Optional[Callable[[str], None]] = None) -> None:
         """`tokenizer_model`: the served model's GGUF file or MLX folder (only its tokenizer and
         metadata are read). `model`: the name to ask the server for (default: what it serves).
-        `kind`: skip detection (vllm, llama.cpp, mlx_lm, ollama)."""
+        `timeout`: seconds for one attempt of a request as a whole; `retries`: attempts after the
+        first. `kind`: skip detection (vllm, llama.cpp, mlx_lm, ollama). `report` receives a line
+        when no request has come back for `stall_after` seconds."""
         facts = read_model_facts(tokenizer_model)
         self.tokenizer = facts.tokenizer
         self.name = facts.name
@@ -62,12 +75,19 @@ class RemoteBackend:
         self.concurrency = max(1, int(concurrency))
         self.client = HttpClient(self.root, api_key=api_key, timeout=timeout,
                                  policy=RetryPolicy(retries=retries, base=backoff))
-        self.info = ServerInfo(kind) if kind else detect(self.client, self.api)
-        self.method: Method = make_method(self.info.kind, self.client, self.api, model,
-                                          self.yes_ids + self.no_ids, self.tokenizer, self.info)
-        self.context_length = min(facts.context_length, self.info.context_length or facts.context_length)
+        self.stall_after = stall_after
+        self.report = report
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="verdict-remote")
         self._closed = threading.Event()
+        try:
+            self.info = ServerInfo(kind) if kind else self._result(
+                self._pool.submit(detect, self.client, self.api, self.yes_ids[:1], model))
+            self.method: Method = make_method(self.info.kind, self.client, self.api, model,
+                                              self.yes_ids + self.no_ids, self.tokenizer, self.info)
+        except BaseException:  # a server we can't use, or Ctrl-C while it is asked: no thread left behind
+            self.close()
+            raise
+        self.context_length = min(facts.context_length, self.info.context_length or facts.context_length)
 
     @classmethod
     def from_options(cls, url: str, tokenizer_model: Union[str, Path], *, api_key_env: Optional[str] = None,
@@ -87,12 +107,16 @@ class RemoteBackend:
 
     def describe(self) -> str:
         exactness = "exact" if self.method.exact else "approximate"
-        return f"{self.info.kind} at {self.url} ({exactness} margins, {self.concurrency} requests in flight)"
+        how = f"; {self.info.how}" if self.info.how else ""
+        return f"{self.info.kind} at {self.url} ({exactness} margins, {self.concurrency} requests in flight{how})"
 
     def notes(self) -> list[str]:
         return list(self.method.notes)
 
     def close(self) -> None:
+        """Cancel the requests in flight (they end at once) and stop the threads."""
+        self._closed.set()
+        self.client.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- the ScoringBackend interface ----------------------------------------------------------
@@ -116,8 +140,16 @@ class RemoteBackend:
         for k in range(0, len(leaders), batch):
             chunk = leaders[k : k + batch]
             pending[self._pool.submit(self._ask, [ids[i] for i in chunk])] = chunk
+        last = said = time.monotonic()
         while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(pending), timeout=POLL, return_when=FIRST_COMPLETED)
+            now = time.monotonic()
+            if not done:
+                if now - max(last, said) >= self.stall_after:
+                    self._say_stalled(now - last, len(pending))
+                    said = now
+                continue
+            last = now
             for future in done:
                 members = pending.pop(future)
                 for i, result in zip(members, future.result()):
@@ -128,10 +160,23 @@ class RemoteBackend:
                     pending[self._pool.submit(self._ask, [ids[j] for j in chunk])] = chunk
         return results  # type: ignore[return-value]
 
+    @staticmethod
+    def _result(future: Future):
+        """`future.result()`, waited for in slices of POLL seconds (see the module docstring)."""
+        while True:
+            done, _ = wait([future], timeout=POLL)
+            if done:
+                return future.result()
+
     def _ask(self, prompts: list[list[int]]) -> list[PromptScore]:
         """One request's prompts as scores; a failure after the retries is each prompt's error.
         The HTTP client retries what fails on the wire; an answer of the wrong shape (a 200 from
         a confused proxy, say) is asked again here, as often."""
+        policy = self.client.policy
+        with self.client.time_budget(policy.budget(self.client.timeout)):
+            return self._ask_within_budget(prompts)
+
+    def _ask_within_budget(self, prompts: list[list[int]]) -> list[PromptScore]:
         policy = self.client.policy
         for attempt in range(policy.retries + 1):
             try:
@@ -140,11 +185,17 @@ class RemoteBackend:
             except (RemoteError, KeyError, IndexError, TypeError, ValueError) as exc:
                 odd_answer = isinstance(exc, BadAnswer) or not isinstance(exc, RemoteError)
                 if odd_answer and attempt < policy.retries and not self._closed.is_set():
-                    self.client.sleep(policy.delay(attempt))
+                    self.client.sleep(max(0.0, min(policy.delay(attempt), self.client.time_left())))
                     continue
                 reason = str(exc) if isinstance(exc, RemoteError) else f"unexpected answer ({type(exc).__name__}: {exc})"
                 return [PromptScore(math.nan, math.nan, error=f"server: {reason}") for _ in prompts]
         raise AssertionError("unreachable")
+
+    def _say_stalled(self, seconds: float, in_flight: int) -> None:
+        if self.report is not None:
+            budget = self.client.policy.budget(self.client.timeout)
+            self.report(f"no answer from {self.url} for {seconds:.0f} s ({in_flight} request(s) waiting); "
+                        f"each gives up after at most {budget:.0f} s with its retries")
 
     def _score(self, got) -> PromptScore:
         try:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from engine.remote.http import BadAnswer, HttpClient, RemoteError
+from engine.remote.http import RETRY_STATUSES, BadAnswer, HttpClient, RemoteError
 
 BIAS = 100.0  # the largest logit bias OpenAI-compatible servers accept
 
@@ -268,10 +268,13 @@ class ServerInfo:
     model: Optional[str] = None  # the served model's id, when the server lists one
     context_length: Optional[int] = None
     n_vocab: Optional[int] = None
+    how: str = ""  # how the kind was told, when not from the server's own list of models
 
 
-def detect(client: HttpClient, api: str) -> ServerInfo:
-    """Which kind of server this is, from what it answers on its own endpoints (one look each)."""
+def detect(client: HttpClient, api: str, probe: Sequence[int] = (1,), model: Optional[str] = None) -> ServerInfo:
+    """Which kind of server this is, from what it answers on its own endpoints. Transient errors
+    are retried (the client's policy); when the model list stays unavailable, one scoring request
+    (`probe`: token ids) tells vLLM, which echoes token ids, from mlx_lm.server."""
     version = _try_get(client, "/api/version")
     if isinstance(version, dict) and "version" in version:
         return ServerInfo("ollama")
@@ -284,14 +287,36 @@ def detect(client: HttpClient, api: str) -> ServerInfo:
             n_vocab = (models["data"][0].get("meta") or {}).get("n_vocab")
         return ServerInfo("llama.cpp", context_length=settings.get("n_ctx"), n_vocab=n_vocab)
     try:  # mlx_lm.server's /v1/models fails when the Hugging Face cache folder is missing
-        models = client.get(f"{api}/models", retries=1)
-    except RemoteError:
-        models = None
+        models = client.get(f"{api}/models")
+    except RemoteError as exc:
+        return _probe(client, api, probe, model, exc)
     data = models.get("data") if isinstance(models, dict) else None
     first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
     if first.get("owned_by") == "vllm":
         return ServerInfo("vllm", model=first.get("id"), context_length=first.get("max_model_len"))
     return ServerInfo("mlx_lm", model=None)
+
+
+def _probe(client: HttpClient, api: str, probe: Sequence[int], model: Optional[str], why: RemoteError) -> ServerInfo:
+    """The kind from one scoring request in vLLM's shape: vLLM answers it with token ids;
+    mlx_lm.server refuses it (its `logprobs` is a boolean) or answers without them."""
+    body: dict[str, Any] = {"prompt": [list(probe)], "max_tokens": 1, "temperature": 0.0, "logprobs": 1,
+                            "return_tokens_as_token_ids": True}
+    if model:
+        body["model"] = model
+    how = f"GET {api}/models failed ({why}); told by a test request to {api}/completions"
+    try:
+        reply = client.post(f"{api}/completions", body)
+    except RemoteError as exc:
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in RETRY_STATUSES:
+            return ServerInfo("mlx_lm", how=how)
+        raise RemoteError(f"cannot tell which kind of server this is: GET {api}/models failed ({why}), "
+                          f"and so did a test request ({exc})", exc.status) from exc
+    try:
+        token = reply["choices"][0]["logprobs"]["tokens"][0]
+    except (KeyError, IndexError, TypeError):
+        token = None
+    return ServerInfo("vllm" if isinstance(token, str) and token.startswith("token_id:") else "mlx_lm", how=how)
 
 
 def _try_get(client: HttpClient, path: str) -> Any:
