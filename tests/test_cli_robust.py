@@ -224,3 +224,58 @@ def test_max_tokens_reads_a_long_document_up_to_the_budget_with_a_warning(tiny_m
     assert row["error"] is None and row["window_end"] < 8000
     assert row["warnings"] == [f"document is longer than the budget of 100 tokens: only its first "
                                f"{row['window_end']:,} of 8,000 characters were read"]
+
+
+# --- output errors, JSONL lines judged one by one, escapes ---------------------------------------------
+def test_a_full_disk_on_output_is_one_line_naming_the_file_and_exit_2(tiny_model_dir, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Document {i}."}) + "\n" for i in range(3)))
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", path,
+                   "--output", "/dev/full")
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert stderr.strip().splitlines() == ["verdict: error: cannot write /dev/full: No space left on device"]
+
+
+def test_a_closed_pipe_on_standard_output_is_one_line_and_exit_2(tiny_model_dir, tmp_path):
+    import os
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Document {i}."}) + "\n" for i in range(3)))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "classify", "-q", "Is it fine?", "--model",
+                               str(tiny_model_dir), "--jsonl-in", str(path)],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=300)
+    finally:
+        os.close(write_end)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert stderr.strip().splitlines() == ["verdict: error: cannot write standard output: Broken pipe"]
+
+
+def test_a_nul_byte_on_line_2_is_one_error_row(tiny_model_dir, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(b'{"id": "a", "text": "one"}\n{"id": "b", "text": "t\x00wo"}\n{"id": "c", "text": "three"}\n')
+    done = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", path)
+    assert done.returncode == 1, done.stderr
+    rows = rows_of(done)
+    assert [r["id"] for r in rows] == ["a", "line 2", "c"]
+    assert rows[0]["error"] is None and rows[2]["error"] is None
+    assert rows[1]["verdict"] == "error" and "NUL" in rows[1]["error"]
+
+
+def test_table_output_escapes_format_and_separator_characters(tiny_model_dir, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    names = ["arabic\u061cmark", "line\u2028sep", "para\u2029sep", "rtl\u202eoverride", "zero\u200bwidth"]
+    path.write_text("".join(json.dumps({"id": n, "text": "A plain document."}) + "\n" for n in names))
+    done = run_cli("classify", "-q", "Is it fine\u2066?", "-q", "Second?", "--model", tiny_model_dir,
+                   "--format", "table", "--jsonl-in", path)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    assert not any(ch in out for ch in "\u061c\u2028\u2029\u202e\u200b\u2066")
+    for escaped in ("arabic\\u061cmark", "line\\u2028sep", "para\\u2029sep", "rtl\\u202eoverride",
+                    "zero\\u200bwidth", "Is it fine\\u2066?"):
+        assert escaped in out
+    assert len(out.splitlines()) == 1 + 2 * len(names)  # no row broken over lines

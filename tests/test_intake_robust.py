@@ -158,3 +158,13 @@ def test_the_api_reads_only_the_budgeted_tokens_and_normalises_text_given_direct
         assert abs(prefix.raw_margin - budgeted.raw_margin) < 1e-4
     (odd,) = clf.classify("Is it about money?", ["pay \ud800 now"])  # a lone surrogate, given directly
     assert odd.error is None and odd.verdict != "error"
+
+
+@pytest.mark.parametrize("where", [0, 1, 2000])
+def test_a_nul_byte_costs_its_line_wherever_it_is(where):
+    """Line by line, not by the first 64 KB: the same bad line is one error row at any position."""
+    lines = [json.dumps({"id": f"a{i}", "text": f"good {i}"}).encode() + b"\n" for i in range(2001)]
+    lines[where] = b'{"id": "bad", "text": "x\x00y"}\n'
+    docs = list(iter_jsonl_documents(_jsonl(lines)))
+    assert len(docs) == 2001 and [d.id for d in docs if d.error] == [f"line {where + 1}"]
+    assert "NUL" in docs[where].error

@@ -205,3 +205,14 @@ def test_a_signal_cancels_hanging_requests_and_keeps_the_rows_done(sig, code, wo
         header, *lines = text.splitlines()
         assert header.split()[:2] == ["id", "verdict"]
         assert [line.split()[0] for line in lines] == ids[: len(lines)] and len(lines) < len(ids)
+
+
+def test_a_server_whose_test_request_hangs_is_one_line_and_exit_2(tiny_model_dir, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    write_docs(docs, 2)
+    with FakeServer("vllm", vocab_size(), Faults(models_errors=10**6, hang=1.0)) as server:
+        done = run_cli("classify", "-q", QUESTIONS[0], "--jsonl-in", docs, "--backend", server.url, "--model",
+                       tiny_model_dir, "--timeout", "2", "--retries", "1", "--backoff", "0.01", timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "cannot tell which kind of server" in done.stderr, done.stderr
+    assert "timed out" in done.stderr

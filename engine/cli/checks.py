@@ -129,6 +129,9 @@ def check_classify_args(args: argparse.Namespace) -> None:
     if args.output:
         check_output(args.output)
     if getattr(args, "resume", None):
+        from engine.cli.resume import check_resume
+
+        check_resume(args.resume, args.format, getattr(args, "wide", False), args.output)
         check_output(args.resume)
     if getattr(args, "backend", None):
         check_number(args.concurrency, "--concurrency", 1)

@@ -5,20 +5,22 @@
     verdict models list [--format table|json] | pull REF | fetch-default | where | export-mlx MODEL OUT_DIR
 
 Exit status: 0 when every document was scored, 1 when any document failed, 2 on usage or model
-errors (one line on stderr, no traceback).
+errors and when the rows can't be written (one line on stderr, no traceback), 130 after Ctrl-C
+and 143 after SIGTERM (the rows done so far kept).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import signal
 import sys
-from collections import Counter
+import threading
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import Progress, RowWriter, strict_json, verdict_row, wide_header, wide_row
+from engine.cli.output import (OutputError, Progress, RowsOut, RowWriter, strict_json, verdict_row, wide_header,
+                               wide_row)
 from engine.types import Document
 
 
@@ -113,10 +115,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--examples {exc}") from exc
     failed = False
-    todo = docs
-    if args.resume:
-        done, failed = resume_rows(args, questions)
-        todo = [d for d in docs if d.id not in done]
+    todo, asked, keep = docs, questions, None
+    if args.resume:  # only the (document, question) rows the file lacks
+        from engine.cli.resume import plan_resume
+
+        plan = plan_resume(args.resume, docs, questions)
+        todo, asked, keep, failed = plan.documents, plan.questions or questions, plan.wanted, plan.failed
     backend = remote_backend(args) if args.backend else None
     try:
         clf = Classifier.load(args.model, **options) if backend is None else Classifier(
@@ -135,7 +139,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 pipeline.fit_labels(questions, docs, labels)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
-        failed |= write_rows(args, pipeline, questions, todo, labels)
+        failed |= write_rows(args, pipeline, asked, todo, labels, keep)
     finally:
         if backend is not None:
             backend.close()
@@ -144,10 +148,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: list[Document], labels=None) -> bool:
-    """Run the pipeline and write its rows (appending with --resume); True when a row is an error."""
-    path = args.resume or args.output
-    out = open(path, "a" if args.resume else "w", encoding="utf-8", newline="") if path else sys.stdout
+def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: list[Document], labels=None,
+               keep=None) -> bool:
+    """Run the pipeline and write its rows (appending with --resume; a row for which
+    `keep(document index, question)` is False is already there and not written again); True when
+    a written row is an error. A failed write raises OutputError naming the file."""
+    out = RowsOut.open(args.resume or args.output, append=bool(args.resume))
     progress = Progress(len(docs) * len(questions), per_document=len(questions))
     failed = False
     writer: Optional[RowWriter] = None  # --wide streams its rows itself
@@ -158,8 +164,9 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
         else:
             writer = RowWriter(out, args.format or "jsonl")
             for v in pipeline.run(questions, docs, deliberate=args.deliberate):
-                failed |= v.error is not None
-                writer.write(verdict_row(docs[v.document_index], v))
+                if keep is None or keep(v.document_index, v.question):
+                    failed |= v.error is not None
+                    writer.write(verdict_row(docs[v.document_index], v))
                 progress.step()
             writer.close()
     except KeyboardInterrupt:
@@ -168,9 +175,7 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
         raise
     finally:
         progress.close()
-        if out is not sys.stdout:
-            out.close()
-    sys.stdout.flush()
+        out.close()
     return failed
 
 
@@ -185,51 +190,21 @@ def remote_backend(args: argparse.Namespace):
         from engine.runtime.sources import find_default_model
 
         model = find_default_model()
+
+    def say(line: str) -> None:
+        print(f"verdict: {line}", file=sys.stderr, flush=True)
+
     try:
         backend = RemoteBackend.from_options(
             args.backend, model, model=args.backend_model, api_key_env=args.api_key_env,
-            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries, backoff=args.backoff)
+            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries, backoff=args.backoff,
+            report=say)
     except RemoteError as exc:
         raise UsageError(f"--backend {args.backend}: {exc}") from exc
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    say(f"scoring on {backend.describe()}")
     return backend
-
-
-def resume_rows(args: argparse.Namespace, questions: list[str]) -> tuple[set[str], bool]:
-    """Prepare --resume FILE: keep the rows of documents that have every question's row (a run
-    killed mid-document or mid-line leaves a tail that is dropped here, so it is not duplicated),
-    and return their ids and whether any kept row is an error."""
-    if (args.format or "jsonl") != "jsonl" or args.wide:
-        raise UsageError("--resume needs --format jsonl")
-    if args.output and Path(args.output).resolve() != Path(args.resume).resolve():
-        raise UsageError("--resume FILE writes to FILE: drop --output or give the same file")
-    path = Path(args.resume)
-    if not path.exists():
-        return set(), False
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    rows: list[tuple[str, dict]] = []
-    for line in lines:
-        try:
-            row = json.loads(line) if line.endswith("\n") else None
-        except ValueError:
-            row = None
-        if isinstance(row, dict) and isinstance(row.get("id"), str):
-            rows.append((line, row))
-    wanted = Counter(questions)
-    asked: dict[str, Counter] = {}
-    for _, row in rows:
-        asked.setdefault(row["id"], Counter())[row.get("question")] += 1
-    done = {i for i, got in asked.items() if all(got[q] >= n for q, n in wanted.items())}
-    kept = [(line, row) for line, row in rows if row["id"] in done]
-    if len(kept) != len(lines):
-        partial = path.with_name(path.name + ".resume-tmp")
-        partial.write_text("".join(line for line, _ in kept), encoding="utf-8")
-        os.replace(partial, path)
-    return done, any(row.get("error") for _, row in kept)
 
 
 def write_wide(out: TextIO, rows, docs: list[Document], questions: list[str], labels, progress: Progress) -> bool:
@@ -397,17 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", choices=["none", "contextual", "batch"], help="label-free shift (none)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="tokens read per document; the rest is left "
                    "out with a warning (default 16384)")
-    p.add_argument("--resume", metavar="FILE", help="continue an interrupted run: rows go to FILE (JSONL), "
-                   "documents whose rows are already there are skipped")
+    p.add_argument("--resume", metavar="FILE", help="continue an interrupted run: rows are appended to FILE "
+                   "(JSONL); rows already there, of any question, are kept, and only the missing (document, "
+                   "question) rows are scored")
     r = p.add_argument_group("scoring on an inference server (vLLM, llama.cpp server, mlx_lm.server, Ollama)")
     r.add_argument("--backend", metavar="URL", help="the server's OpenAI-style URL, e.g. http://host:8000/v1; "
                    "--model then names the served model's GGUF file or MLX folder (for its tokenizer)")
     r.add_argument("--backend-model", metavar="NAME", help="the model name to ask the server for")
     r.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
     r.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    r.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600: a busy "
-                   "server queues requests, and a timed-out request is sent again)")
-    r.add_argument("--retries", type=int, default=6, help="retries per request on 429/5xx/connection errors")
+    r.add_argument("--timeout", type=float, default=60.0, help="seconds for one request as a whole: connect, "
+                   "send and the full answer (default 60); a request that runs out is sent again")
+    r.add_argument("--retries", type=int, default=3, help="retries per request on timeouts, 429/5xx and connection "
+                   "errors (default 3): a request gives up after about --timeout × (retries + 1), its "
+                   "documents then get error rows")
     r.add_argument("--backoff", type=float, default=0.5, help="the first retry waits up to this many seconds, doubling "
                    "each time, with jitter (a Retry-After from the server takes precedence)")
     p.set_defaults(func=cmd_classify)
@@ -451,6 +429,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
         if getattr(args, "model", None):  # a path, a listed name or a hub repo: download it here, with progress
             args.model = resolve_with_progress(args.model)
@@ -458,11 +437,49 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (UsageError, ModelError, PromptError) as exc:
         print(f"verdict: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("verdict: interrupted", file=sys.stderr)
-        return 130
+    except OutputError as exc:
+        print(f"verdict: error: {exc}", file=sys.stderr)
+        _drop_stdout()
+        return 2
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"verdict: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run stops as on Ctrl-C, keeping the rows done so far."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into `Terminated` while the command runs; the handler it replaced (None where
+    signals can't be handled: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _drop_stdout() -> None:
+    """After standard output failed (a closed pipe), send what is left of it nowhere, so that
+    exiting does not report the failure a second time."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Rows for people and programs: the output contract of `verdict classify` (JSONL, CSV, an
-aligned table), the re-ordering of a verdict stream into input order, and the progress bar."""
+aligned table), the stream rows go to (whose write errors name it), and the progress bar."""
 from __future__ import annotations
 
 import csv
 import json
 import math
-import re
 import sys
 import time
+import unicodedata
 from typing import Any, Optional, TextIO
 
 from engine.types import Document, Verdict
@@ -99,6 +99,54 @@ def strict_json(value: Any, indent: Optional[int] = None) -> str:
     return json.dumps(clean(value), indent=indent, allow_nan=False)
 
 
+class OutputError(Exception):
+    """Rows could not be written (disk full, permission lost, the reader went away); the message
+    names the file and the reason."""
+
+
+class RowsOut:
+    """The text stream rows go to (a file, or standard output), whose write errors become one
+    `OutputError` naming it. After one, closing does not try to write again."""
+
+    def __init__(self, stream: TextIO, name: str, owned: bool) -> None:
+        self.stream, self.name, self.owned = stream, name, owned
+        self.broken = False
+
+    @classmethod
+    def open(cls, path: Optional[str], append: bool = False) -> "RowsOut":
+        """`path` opened for rows (appending, or replacing it), or standard output for None."""
+        if not path:
+            return cls(sys.stdout, "standard output", owned=False)
+        try:
+            return cls(open(path, "a" if append else "w", encoding="utf-8", newline=""), path, owned=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def close(self) -> None:
+        """Flush (and close a file); quietly when writing has already failed."""
+        try:
+            self.stream.close() if self.owned else self.stream.flush()
+        except OSError as exc:
+            if not self.broken:
+                raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        self.broken = True
+        return OutputError(f"cannot write {self.name}: {exc.strerror or exc}")
+
+
 class RowWriter:
     """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`."""
 
@@ -140,14 +188,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Control characters (an ESC starts a terminal escape sequence) and bidirectional overrides
-# in a file name or question must not reach the terminal: they are shown escaped.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Characters that must not reach a terminal raw from a file name, question or reason: controls
+# (an ESC starts an escape sequence), format characters (bidi controls such as U+061C and
+# U+202E, zero-width ones) and line and paragraph separators (U+2028, U+2029 break a row).
+ESCAPED_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp"))
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters and bidi overrides written as escapes (``\\x1b``)."""
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` with every character of Unicode categories Cc, Cf, Zl and Zp written as its
+    escape (``\\x1b``, ``\\u2028``)."""
+    if text.isprintable():  # fast path: no character of those categories (nor others) in it
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ESCAPED_CATEGORIES else ch
+        for ch in text
+    )
 
 
 def _cell(value: Any, column: str) -> str:

@@ -1,10 +1,11 @@
 """Documents from JSON Lines: one object a line with ``id`` and ``text``; other keys pass through.
 
-One bad line costs one row (``error`` set), never the file: invalid JSON, a missing ``text``,
-a line longer than ``limits.MAX_LINE_BYTES`` (skipped without being parsed), or bytes that are
-not UTF-8 (replaced, with a warning on that row). A file that is not UTF-8 text at all (UTF-16 or
-UTF-32, with or without a byte-order mark, or binary) raises :class:`JsonlError` before anything
-is read, so the command line can refuse it with one line. A UTF-8 byte-order mark is accepted.
+One bad line costs one row (``error`` set), never the file, wherever it is: invalid JSON, a
+missing ``text``, NUL bytes, a line longer than ``limits.MAX_LINE_BYTES`` (skipped without being
+parsed), or bytes that are not UTF-8 (replaced, with a warning on that row). A file that is not
+UTF-8 JSON Lines at all (UTF-16 or UTF-32, with or without a byte-order mark, or binary with no
+line that starts like a JSON object) raises :class:`JsonlError` before anything is read, so the
+command line can refuse it with one line. A UTF-8 byte-order mark is accepted.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def check_jsonl_head(head: bytes) -> None:
         raise JsonlError(f"it is {found[0].upper()} (byte-order mark), not UTF-8; convert it to UTF-8")
     if utf16_without_bom(head):
         raise JsonlError("it looks like UTF-16 (zero bytes between characters), not UTF-8; convert it to UTF-8")
-    if looks_binary(head):
+    if looks_binary(head) and not any(line.lstrip().startswith(b"{") for line in head.split(b"\n")):
         raise JsonlError("it is binary, not JSON Lines text")
 
 
@@ -61,6 +62,8 @@ def iter_jsonl_documents(source: BinaryIO, *, max_chars: int | None = None) -> I
 
 
 def _document(line: bytes, number: int, max_chars: int | None) -> Document:
+    if b"\x00" in line:
+        return Document(id=f"line {number}", text="", error=f"line {number} has NUL bytes: binary, not a JSON object")
     text, warning = decode_utf8(line)
     del line
     try:

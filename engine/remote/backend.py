@@ -80,8 +80,7 @@ class RemoteBackend:
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="verdict-remote")
         self._closed = threading.Event()
         try:
-            self.info = ServerInfo(kind) if kind else self._result(
-                self._pool.submit(detect, self.client, self.api, self.yes_ids[:1], model))
+            self.info = ServerInfo(kind) if kind else self._result(self._pool.submit(self._detect, model))
             self.method: Method = make_method(self.info.kind, self.client, self.api, model,
                                               self.yes_ids + self.no_ids, self.tokenizer, self.info)
         except BaseException:  # a server we can't use, or Ctrl-C while it is asked: no thread left behind
@@ -159,6 +158,12 @@ class RemoteBackend:
                     chunk = rest[k : k + batch]
                     pending[self._pool.submit(self._ask, [ids[j] for j in chunk])] = chunk
         return results  # type: ignore[return-value]
+
+    def _detect(self, model: Optional[str]) -> ServerInfo:
+        """The server's kind, asked within one request's budget (a server that hangs at start
+        is given up on as soon as one hanging request would be)."""
+        with self.client.time_budget(self.client.policy.budget(self.client.timeout)):
+            return detect(self.client, self.api, self.yes_ids[:1], model)
 
     @staticmethod
     def _result(future: Future):
