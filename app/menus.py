@@ -90,10 +90,14 @@ def build(w: "MainWindow") -> None:
     w.question_actions = [make_action(w, f"Question {i}", lambda checked=False, i=i: w.select_question(i - 1),
                                       [f"Ctrl+{i}"]) for i in range(1, 10)]
     w.cancel_action = make_action(w, "Cancel Scoring", w.cancel, [STD.Cancel, "Ctrl+."])
-    w.label_yes_action = make_action(t, "Label Yes", lambda: w.label_current("yes"), ["Y", "Ctrl+Y"], context=ON_TABLE)
-    w.label_no_action = make_action(t, "Label No", lambda: w.label_current("no"), ["N", "Ctrl+Alt+N"], context=ON_TABLE)
-    w.next_uncertain_action = make_action(t, "Next Uncertain", w.next_uncertain, ["U", "Ctrl+J"], context=ON_TABLE,
-                                          tip="The unlabeled document the model is least sure about")
+    # The labeling loop: one key each, whatever has focus (a text field keeps its letters), then the
+    # next document to label is shown.
+    w.label_yes_action = make_action(w, "Label Yes", lambda: w.label_current("yes"), ["Y", "Ctrl+Y"])
+    w.label_no_action = make_action(w, "Label No", lambda: w.label_current("no"), ["N", "Ctrl+Alt+N"])
+    w.skip_action = make_action(w, "Skip", w.skip_current, ["S", "Ctrl+Alt+S"],
+                                tip="Leave this document unlabeled and show the next one to label")
+    w.next_uncertain_action = make_action(w, "Next to Label", w.next_uncertain, ["U", "Ctrl+J"],
+                                          tip="The unlabeled document whose label would bring the most calls")
     w.quick_look_action = make_action(t, "Quick Look", w.quick_look, ["Space"], context=ON_TABLE)
     w.reveal_action = make_action(w, "Show in Finder" if _mac() else "Show in File Manager", w.reveal,
                                   ["Ctrl+Shift+R"])
@@ -117,7 +121,7 @@ def build(w: "MainWindow") -> None:
     _fill(questions, (w.rescore_action, w.add_question_action, w.cancel_action, None, w.previous_question_action,
                       w.next_question_action))
     _fill(questions.addMenu("Go to Question"), w.question_actions)
-    _fill(questions, (None, w.label_yes_action, w.label_no_action, w.next_uncertain_action, None,
+    _fill(questions, (None, w.label_yes_action, w.label_no_action, w.skip_action, w.next_uncertain_action, None,
                       w.examples_action, w.think_action))
     questions.setToolTipsVisible(True)
     view_menu = menus.addMenu("&View")

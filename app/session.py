@@ -17,8 +17,8 @@ from typing import Callable, Iterable, Optional, Sequence
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from engine.confidence.calibrate import text_key
-from engine.confidence.decide import DecisionRule, decide_verdicts
+from engine.confidence.calibrate import DEFAULT_MASS_FLOOR, text_key
+from engine.confidence.decide import DecisionRule, decide, decide_verdicts, suggest
 from engine.types import Document, Verdict
 
 from app import calibration, options as question_options, passages
@@ -47,6 +47,7 @@ class SessionController(QObject):
     questionsChanged = Signal(list, int)  # the questions and the active one, changed by Undo (for the question bar)
     modelFailed = Signal(str, str, str)  # path, reason, name of the model still in use ('' = none)
     optionsChanged = Signal()  # the active question's options, or whether they can be used, may have changed
+    guideChanged = Signal(str)  # what the main view says about labeling the active question ('' = nothing)
 
     def __init__(self, store: SessionStore, results: ResultsModel, scoring: ScoringController,
                  parent: Optional[QObject] = None) -> None:
@@ -81,6 +82,7 @@ class SessionController(QObject):
         self.rule = DecisionRule()  # the target precision of every call (Settings.target_precision)
         self._decide_dirty: set[str] = set()  # questions with verdicts not yet decided over the batch
         self._fitted_here: set[str] = set()  # questions whose calibrator was fitted to this table's labels
+        self._skipped: dict[str, set[int]] = {}  # question -> keys the user skipped in the labeling loop
         self._decide_timer = QTimer(self)
         self._decide_timer.setSingleShot(True)
         self._decide_timer.setInterval(DECIDE_DELAY_MS)
@@ -95,6 +97,7 @@ class SessionController(QObject):
         s.refitFinished.connect(self._on_refit_finished)
         s.refitFailed.connect(self._on_refit_failed)
         s.passagesReady.connect(self._on_passages_ready)
+        s.busyChanged.connect(self._on_busy_changed)
 
     # ---------------------------------------------------------------------------------------- state
     @property
@@ -282,6 +285,7 @@ class SessionController(QObject):
     def set_active(self, active: int) -> None:
         self.results.set_active_question(active)
         self.store.set_active_question(active)
+        self.update_guide()
         self.detailChanged.emit(None)
         self.optionsChanged.emit()
 
@@ -392,7 +396,7 @@ class SessionController(QObject):
         self.rule = DecisionRule(target=target)
         self.redecide()
 
-    def redecide(self, questions: Optional[Sequence[str]] = None) -> None:
+    def redecide(self, questions: Optional[Sequence[str]] = None, guide: bool = True) -> None:
         """Decide each question's verdicts again over every document of the session (the same
         `decide_verdicts` as the CLI's and the API's batch decisions), with the labels given here
         held at their answers. Numpy only: nothing is scored."""
@@ -411,7 +415,7 @@ class SessionController(QObject):
                 here = {text_key(r.document.text) for r in rows}
                 extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
             decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
-                                      mass_floor=cal.mass_floor if cal is not None else 0.0)
+                                      mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR)
             changed = []
             for row, new in zip(rows, decided):
                 old = row.verdicts[question]
@@ -423,10 +427,92 @@ class SessionController(QObject):
                 self.store.save_verdicts(changed)
         if wanted:
             self.detailChanged.emit(None)
+        if guide and self.active_question in wanted:
+            self.update_guide()
+
+    @Slot(bool)
+    def _on_busy_changed(self, busy: bool) -> None:
+        if not busy:
+            self._decide_timer.stop()
+            self.redecide(sorted(self._decide_dirty), guide=False)
+            self.update_guide()
 
     @Slot()
     def _redecide_dirty(self) -> None:
-        self.redecide(sorted(self._decide_dirty))
+        # while verdicts stream in, the labeling guide waits for the end of the job
+        self.redecide(sorted(self._decide_dirty), guide=not self.scoring.busy)
+
+    def _batch(self, question: str) -> tuple[list, list[float], dict[int, bool]]:
+        """The question's scored rows, their scores and their labels (index -> yes)."""
+        rows = [r for r in self.results.rows if question in r.verdicts and question not in r.stale
+                and r.verdicts[question].ok and math.isfinite(r.verdicts[question].score)]
+        labels = {i: r.labels[question] == "yes" for i, r in enumerate(rows) if r.labels.get(question) in ("yes", "no")}
+        return rows, [r.verdicts[question].score for r in rows], labels
+
+    def suggested(self, question: Optional[str] = None, count: int = 3, exclude: Iterable[int] = ()) -> list[int]:
+        """Keys of the documents whose labels would bring the most calls for ``question`` (the
+        active one by default), best first; skipped and ``exclude``d ones left out."""
+        question = question or self.active_question
+        if question is None:
+            return []
+        rows, scores, labels = self._batch(question)
+        unwanted = self._skipped.get(question, set()) | set(exclude)
+        picks = suggest(scores, labels, self.rule, count + len(unwanted)) if len(rows) - len(labels) > 0 else []
+        return [rows[i].key for i in picks if rows[i].key not in unwanted][:count]
+
+    def labels_to_first_calls(self, question: str, most: int = 4) -> Optional[int]:
+        """About how many of the suggested labels bring the first calls (each answered as the model
+        leans now), up to ``most``; None when more are needed."""
+        rows, scores, labels = self._batch(question)
+        picks = suggest(scores, labels, self.rule, most) if rows else []
+        if not picks:
+            return None
+        now = decide(scores, labels, self.rule)
+        quick = DecisionRule(target=self.rule.target, gate=self.rule.gate, refits=0)
+        for m in range(1, len(picks) + 1):
+            guess = {**labels, **{i: bool(now.probability[i] >= 0.5) for i in picks[:m]}}
+            if decide(scores, guess, quick).called > len(guess):
+                return m
+        return None
+
+    def update_guide(self) -> None:
+        """Say in the main view how the active question's calls stand, and mark the documents to
+        label next."""
+        question = self.active_question
+        if question is None:
+            self.results.set_suggested([])
+            self.guideChanged.emit("")
+            return
+        rows, scores, labels = self._batch(question)
+        if len(rows) < 2:
+            self.results.set_suggested([])
+            self.guideChanged.emit("")
+            return
+        keys = self.suggested(question)
+        self.results.set_suggested(keys)
+        free = [r for i, r in enumerate(rows) if i not in labels]
+        called = sum(r.verdicts[question].verdict in ("yes", "no") for r in free)
+        target = f"{self.rule.target:.0%}"
+        keys_help = "Y yes · N no · S skip"
+        if not free:
+            text = f"Every document is labeled for this question ({len(rows)})."
+        elif called == 0:
+            needed = self.labels_to_first_calls(question)
+            how = (f"about {plural(needed, 'label')} should bring the first calls" if needed
+                   else "a few labels should bring the first calls")
+            text = (f"No yes or no yet: none would be right {target} of the time. Label the ★ documents "
+                    f"({keys_help}): {how}.")
+        else:
+            text = (f"{called:,} of {len(free):,} called (each right with probability ≥ {target}), "
+                    f"{len(free) - called:,} uncertain. Label the ★ documents next ({keys_help}).")
+        self.guideChanged.emit(text)
+
+    def skip(self, key: int) -> None:
+        """Leave ``key`` unlabeled for the active question and don't suggest it again."""
+        question = self.active_question
+        if question is not None:
+            self._skipped.setdefault(question, set()).add(key)
+            self.update_guide()
 
     @Slot(list)
     def _on_rows_scoring(self, keys: list[int]) -> None:
@@ -517,19 +603,19 @@ class SessionController(QObject):
         self.set_label(key, question, None if row.labels.get(question) == label else label)
 
     def next_uncertain(self, keys: Sequence[int], current: Optional[int]) -> Optional[int]:
-        """Of ``keys`` (the rows shown), the unlabeled one whose answer to the active question is
-        closest to even odds (the most informative to label next), other than ``current``."""
+        """Of ``keys`` (the rows shown), the unlabeled one whose label would bring the most calls
+        for the active question (the labeling loop's next document), other than ``current``."""
+        shown = set(keys)
+        for key in self.suggested(count=8, exclude=[current] if current is not None else []):
+            if key in shown:
+                return key
         question = self.active_question
-        best, best_distance = None, math.inf
-        for key in keys:
+        for key in keys:  # every suggestion is hidden by the filter: the first uncertain one shown
             row = self.results.row_for_key(key)
             verdict = row.verdicts.get(question) if row is not None and question else None
-            if key == current or verdict is None or not verdict.ok or question in row.labels:
-                continue
-            distance = abs(verdict.probability - 0.5)
-            if distance < best_distance:
-                best, best_distance = key, distance
-        return best
+            if key != current and verdict is not None and verdict.verdict == "uncertain" and question not in row.labels:
+                return key
+        return None
 
     def _refit_now(self, question: str) -> None:
         if calibration.enough_labels(self.label_counts(question)):
@@ -573,6 +659,7 @@ class SessionController(QObject):
         if calibration.enough_labels(counts) and counts != fitted_on and not self.refit_pending(question):
             self._refit_dirty.add(question)
             self._refit_timer.start()
+        self.redecide([question])  # its mass floor and labeled documents may differ from what was assumed
         self.detailChanged.emit(None)
 
     @Slot(str, object)

@@ -114,6 +114,7 @@ class ResultsModel(QAbstractTableModel):
         self._row_of: dict[int, int] = {}  # key -> row number
         self._questions: list[str] = []
         self._active = 0
+        self.suggested: set[int] = set()  # keys of the documents to label next (marked in the name column)
 
     # --- structure ------------------------------------------------------------------------------
     @property
@@ -238,8 +239,20 @@ class ResultsModel(QAbstractTableModel):
                 return row.error if failed else (row.note or None)
         return None
 
+    def set_suggested(self, keys: Iterable[int]) -> None:
+        """Mark these documents as the ones to label next (a star before the name)."""
+        keys = set(keys)
+        if keys != self.suggested:
+            changed = keys ^ self.suggested
+            self.suggested = keys
+            for key in changed:
+                if key in self._row_of:
+                    self._row_changed(key)
+
     def _name_data(self, row: DocumentRow, role: int) -> Any:
-        if role in (Qt.ItemDataRole.DisplayRole, SortRole):
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"★ {row.name}" if row.key in self.suggested else row.name
+        if role == SortRole:
             return row.name
         if role == Qt.ItemDataRole.ToolTipRole:
             where = row.document.source or row.name

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from engine.types import Document
 
@@ -97,6 +97,12 @@ class MainWindow(QMainWindow):
         left.setSpacing(8)
         left.addWidget(self.drop_zone)
         left.addWidget(self.filter_bar)
+        # how the active question's calls stand, and which documents to label next
+        self.guide = QLabel()
+        self.guide.setObjectName("LabelingGuide")
+        self.guide.setWordWrap(True)
+        self.guide.setVisible(False)
+        left.addWidget(self.guide)
         left.addWidget(self.table, 1)
 
         self.detail = DetailPane()
@@ -146,6 +152,7 @@ class MainWindow(QMainWindow):
         s.rowsChanged.connect(self._after_rows_changed)
         s.modelFailed.connect(self._on_model_failed)
         s.questionsChanged.connect(self._on_questions_changed)
+        s.guideChanged.connect(self._on_guide_changed)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
@@ -306,9 +313,33 @@ class MainWindow(QMainWindow):
         return self.session.refit_pending(question)
 
     def label_current(self, label: str) -> None:
-        """Label the shown document's answer to the active question (again: clears the label)."""
-        if self.detail.key is not None:
-            self.session.toggle_label(self.detail.key, label)
+        """Label the shown document's answer to the active question (again: clears the label),
+        then show the next document to label."""
+        key = self.detail.key
+        if key is not None:
+            row = self.results.row_for_key(key)
+            question = self.session.active_question
+            clearing = row is not None and question is not None and row.labels.get(question) == label
+            self.session.toggle_label(key, label)
+            if not clearing:
+                self._advance(key)
+
+    def skip_current(self) -> None:
+        """Leave the shown document unlabeled, not to be suggested again, and show the next one."""
+        key = self.detail.key
+        if key is not None:
+            self.session.skip(key)
+            self._advance(key)
+
+    def _advance(self, current: int) -> None:
+        following = self.session.next_uncertain(self.table.shown_keys(), current)
+        if following is not None:
+            self.select_keys([following])
+
+    @Slot(str)
+    def _on_guide_changed(self, text: str) -> None:
+        self.guide.setText(text)
+        self.guide.setVisible(bool(text))
 
     def next_uncertain(self) -> None:
         """Select the unlabeled document shown that the model is least sure about."""

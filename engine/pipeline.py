@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from engine.confidence.calibrate import Calibrator, batch_shift, read_labels, text_key
-from engine.confidence.decide import DEFAULT_TARGET, DecisionRule, decide_verdicts
+from engine.confidence.decide import DEFAULT_TARGET, DecisionRule, decide_verdicts, suggest
 from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
 
@@ -193,6 +193,25 @@ class Pipeline:
             "yes or no; label 2+ yes and 2+ no documents to get verdicts)"]
         return list(self._general_notes) + waiting + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
                                                       for note in cal.notes]
+
+    def suggestions(self, rows: Sequence[Verdict], count: int, documents: Sequence[Document]
+                    ) -> dict[str, list[Verdict]]:
+        """Per question, the rows (of one `run` over `documents`) whose documents' labels would
+        bring the most calls, best first (`engine.confidence.decide.suggest`; the question's
+        labeled documents count as labels and are never suggested)."""
+        out: dict[str, list[Verdict]] = {}
+        keys = {n: text_key(d.text) for n, d in enumerate(documents)}
+        for question in dict.fromkeys(v.question for v in rows):
+            cal = self.calibrators.get(question)
+            known = cal.anchors if cal else {}
+            batch = {v.document_index: v for v in rows if v.question == question and v.ok and math.isfinite(v.score)
+                     and keys.get(v.document_index) not in known}
+            members = list(batch.values())
+            scores = [v.score for v in members] + ([a[0] for a in cal.anchors.values()] if cal else [])
+            labels = {len(members) + n: a[1] for n, a in enumerate(cal.anchors.values())} if cal else {}
+            picks = suggest(scores, labels, self.rule, count) if members else []
+            out[question] = [members[i] for i in picks if i < len(members)]
+        return out
 
     # --- the flow --------------------------------------------------------------------------------
     def run(

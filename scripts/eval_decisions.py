@@ -10,7 +10,7 @@ calibrator as shipped before) and each decision (D0 as shipped before, D1 Bayesi
 mixture, D3 mixture with bootstrap refits) is measured on the unlabeled documents.
 
 Usage:
-  python scripts/eval_decisions.py run [--cache /work/cache_probe/smollm2-135m-q4_1] [--out RESULTS.jsonl]
+  python scripts/eval_decisions.py run [--cache /work/cache_probe/smollm2-135m-q4_1] [--out RESULTS.jsonl] [--part i/n]
   python scripts/eval_decisions.py choose RESULTS.jsonl [--json REPORT.json]    # the rule, and the tables
 """
 from __future__ import annotations
@@ -141,11 +141,13 @@ def platt_prior(p: Pairs, z: np.ndarray) -> PlattPrior:
 
 def run(args) -> int:
     cache = Path(args.cache)
-    train = load_pairs(cache, TRAIN)
-    held = load_pairs(cache, HELD_OUT)
+    train_genres = tuple(args.train.split(","))
+    held_genres = tuple(g for g in args.heldout.split(",") if g)
+    train = load_pairs(cache, train_genres)
+    held = load_pairs(cache, held_genres) if held_genres else None
     logo_z = np.zeros(len(train.y))
     probes = {}
-    for g in TRAIN:
+    for g in train_genres:
         probes[g] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g))
         m = train.genre == g
         logo_z[m] = probes[g].decision(train.take(m))
@@ -153,18 +155,23 @@ def run(args) -> int:
     probes["all"] = GeneralProbe(SPEC, 100.0).fit(train)
     out = open(args.out, "w")
     jobs = []
-    for g in TRAIN:
+    for g in train_genres:
         others = train.genre != g
         prior = platt_prior(train.take(others), logo_z[others])
         jobs.append(("logo", g, train, probes[g], prior))
     prior_all = platt_prior(train, logo_z)
-    for g in HELD_OUT:
+    for g in held_genres:
         jobs.append(("heldout", g, held, probes["all"], prior_all))
+    if args.only:
+        jobs = [j for j in jobs if j[0] in args.only.split(",")]
     seed = 0
+    part, parts = (int(x) for x in args.part.split("/"))
     for split, g, p, probe, prior in jobs:
         for q in dict.fromkeys(p.question[p.genre == g]):
             idx = np.flatnonzero((p.genre == g) & (p.question == q))
             seed += 1
+            if seed % parts != part:
+                continue
             for record in run_batch(p, idx, probe, prior, str(q), seed):
                 out.write(json.dumps({"split": split, "genre": g, **record}, default=float) + "\n")
             out.flush()
@@ -193,7 +200,7 @@ def gated(records, gate: float) -> list[dict]:
 
 
 def choose(args) -> int:
-    rows = [json.loads(line) for line in open(args.results)]
+    rows = [json.loads(line) for path in args.results for line in open(path)]
     for r in rows:
         for key in ("auc", "sep", "ece"):
             r[key] = float("nan") if r.get(key) is None else r[key]
@@ -303,8 +310,12 @@ def main() -> int:
     r = sub.add_parser("run")
     r.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
     r.add_argument("--out", default="/work/decisions.jsonl")
+    r.add_argument("--train", default=",".join(TRAIN))
+    r.add_argument("--heldout", default=",".join(HELD_OUT))
+    r.add_argument("--only", default="", help="logo and/or heldout: run only those batches")
+    r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
-    c.add_argument("results")
+    c.add_argument("results", nargs="+")
     c.add_argument("--json")
     args = parser.parse_args()
     return run(args) if args.step == "run" else choose(args)

@@ -54,7 +54,7 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     window = scored_window(qtbot, make_window)
     controller = window.controller
     raw = {r.key: r.verdicts[Q] for r in window.results.rows}
-    assert all(v.margin == v.raw_margin for v in raw.values())  # label-free: the margin itself
+    assert all(v.score == v.raw_margin for v in raw.values())  # label-free: the model's margin is the score
     assert all(window.session.states.get((k, Q)) is not None for k in raw)  # states kept in memory, for a probe
     window.select_keys([key_of(window, "invoice-0")])
     assert "No labels yet" in pane_text(window)
@@ -97,12 +97,12 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     for row in window.results.rows:
         v = row.verdicts[Q]
         assert v.raw_margin == raw[row.key].raw_margin and v.label_mass == raw[row.key].label_mass
-        assert v.margin != v.raw_margin and math.isclose(v.probability, 1 / (1 + math.exp(-v.margin)), rel_tol=1e-6)
+        assert v.score != v.raw_margin and math.isclose(v.probability, 1 / (1 + math.exp(-v.margin)), rel_tol=1e-6)
         n = window.results.row_number(row.key)
         shown = window.results.index(n, window.results.question_column(0)).data(VerdictRole)
         assert shown == v.verdict in ("yes", "no", "uncertain")
     # the probe separates these labels: the labeled documents come out on their side
-    assert window.results.rows[0].verdicts[Q].margin > 0 > window.results.rows[4].verdicts[Q].margin
+    assert window.results.rows[0].verdicts[Q].score > 0 > window.results.rows[4].verdicts[Q].score
     text = pane_text(window)
     assert "Calibrated by a probe on 4 labels (2 yes, 2 no): cross-validated AUC" in text
     assert "raw margin" in text and "label mass" in text
@@ -115,7 +115,7 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     window.add_text("Invoice 99: please pay $99 by Monday.")
     wait_scored(qtbot, window, 9)
     new = window.results.rows[-1].verdicts[Q]
-    assert new.margin != new.raw_margin
+    assert new.score != new.raw_margin
 
 
 def test_labels_of_one_class_do_not_refit_and_the_pane_says_what_is_needed(qtbot, make_window, quick_refit):  # noqa: F811
@@ -129,7 +129,7 @@ def test_labels_of_one_class_do_not_refit_and_the_pane_says_what_is_needed(qtbot
     assert not refits
     text = pane_text(window)
     assert "3 yes and 0 no labels so far: label at least 2 of each to calibrate" in text
-    assert all(r.verdicts[Q].margin == r.verdicts[Q].raw_margin for r in window.results.rows)
+    assert all(r.verdicts[Q].score == r.verdicts[Q].raw_margin for r in window.results.rows)
 
 
 def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_window, quick_refit):  # noqa: F811

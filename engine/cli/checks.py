@@ -107,6 +107,8 @@ def check_classify_args(args: argparse.Namespace) -> None:
         raise UsageError("standard input ('-') can be read only once")
     check_number(args.uncertain_band, "--uncertain-band", 0.0)
     check_number(args.mass_floor, "--mass-floor", 0.0, 1.0)
+    check_number(getattr(args, "target_precision", None), "--target-precision", 0.51, 0.999)
+    check_number(getattr(args, "suggest", None), "--suggest", 0, 1000)
     if getattr(args, "max_tokens", None) is not None and args.max_tokens < MIN_MAX_TOKENS:
         raise UsageError(f"--max-tokens must be at least {MIN_MAX_TOKENS}")
     if args.jsonl_in:

@@ -156,14 +156,18 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     out = RowsOut.open(args.resume or args.output, append=bool(args.resume))
     progress = Progress(len(docs) * len(questions), per_document=len(questions))
     failed = False
+    seen: list = []  # the rows, kept for --suggest
     writer: Optional[RowWriter] = None  # --wide streams its rows itself
     try:
         if args.wide:
-            failed = write_wide(out, pipeline.run(questions, docs, deliberate=args.deliberate), docs, questions, labels,
-                                progress)
+            rows = pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions)
+            failed = write_wide(out, (seen.append(v) or v for v in rows) if args.suggest else rows, docs, questions,
+                                labels, progress)
         else:
             writer = RowWriter(out, args.format or "jsonl")
-            for v in pipeline.run(questions, docs, deliberate=args.deliberate):
+            for v in pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions):
+                if args.suggest:
+                    seen.append(v)
                 if keep is None or keep(v.document_index, v.question):
                     failed |= v.error is not None
                     writer.write(verdict_row(docs[v.document_index], v))
@@ -176,7 +180,17 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     finally:
         progress.close()
         out.close()
+    if args.suggest:
+        say_suggestions(pipeline, seen, docs, args.suggest)
     return failed
+
+
+def say_suggestions(pipeline, rows: list, docs: list[Document], count: int) -> None:
+    """One stderr line per question: the documents to label next, best first."""
+    for question, picks in pipeline.suggestions(rows, count, docs).items():
+        if picks:
+            named = ", ".join(f"{docs[v.document_index].id} (P(yes) {v.probability:.2f})" for v in picks)
+            print(f"verdict: label next for {question!r}: {named}", file=sys.stderr)
 
 
 def remote_backend(args: argparse.Namespace):
@@ -239,6 +253,8 @@ def write_wide(out: TextIO, rows, docs: list[Document], questions: list[str], la
 def calibration_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The calibrator settings the user gave on the command line (others come from saved ones)."""
     settings: dict[str, Any] = {}
+    if getattr(args, "target_precision", None) is not None:
+        settings["target"] = args.target_precision
     if args.uncertain_band is not None:
         settings["band"] = args.uncertain_band
     if args.mass_floor is not None:
@@ -370,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uncertain-band", type=float, help="|calibrated log-odds| below this is 'uncertain' (1.0)")
     p.add_argument("--mass-floor", type=float, help="label mass below this is 'uncertain' (0.1)")
     p.add_argument("--calibration", choices=["none", "contextual", "batch"], help="label-free shift (none)")
+    p.add_argument("--target-precision", type=float, metavar="P", help="call yes or no only where the call is right "
+                   "with probability at least P, else 'uncertain' (default 0.9)")
+    p.add_argument("--decisions", choices=["batch", "row"], default="batch", help="batch (default): decide every "
+                   "verdict from the scores of all the documents of the run, so rows come once all are scored; row: "
+                   "each row alone by --uncertain-band, as soon as it is scored")
+    p.add_argument("--suggest", type=int, default=0, metavar="N", help="print on stderr the N documents per question "
+                   "whose labels would bring the most calls")
     p.add_argument("--max-tokens", type=int, metavar="N", help="tokens read per document; the rest is left "
                    "out with a warning (default 16384)")
     p.add_argument("--resume", metavar="FILE", help="continue an interrupted run: rows are appended to FILE "

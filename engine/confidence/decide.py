@@ -48,6 +48,12 @@ class DecisionRule:
         if not 0.5 < self.target < 1.0:
             raise ValueError("the target precision must be above 0.5 and below 1")
 
+    def gate_for(self, n: int) -> float:
+        """The separation a batch of `n` documents must show: the gate, or more for a small batch,
+        where even one group of documents splits into two that look apart (1.2 + 13.2/sqrt(n) is
+        what a single Gaussian group exceeds 5% of the time, simulated)."""
+        return max(self.gate, 1.2 + 13.2 / math.sqrt(max(n, 1)))
+
 
 @dataclass(frozen=True)
 class BatchDecision:
@@ -58,6 +64,13 @@ class BatchDecision:
     separation: float  # of the two groups, in pooled standard deviations (median over refits)
     prevalence: float  # the estimated share of "yes"
     n_labels: tuple[int, int]  # (yes, no) labels used
+    gate: float = math.inf  # the rule's separation gate
+
+    @property
+    def separated(self) -> bool:
+        """Whether the groups are apart enough for the mixture's probabilities to be used at all
+        (the rule's gate); when not, no document is called."""
+        return math.isfinite(self.separation) and self.separation >= self.gate
 
     @property
     def called(self) -> int:
@@ -66,7 +79,7 @@ class BatchDecision:
 
 # --- the mixture -----------------------------------------------------------------------------------
 def _em(s: np.ndarray, weight: np.ndarray, fixed: np.ndarray, mu0: np.ndarray, mu1: np.ndarray,
-        iters: int = 300, tol: float = 1e-7) -> tuple[np.ndarray, ...]:
+        iters: int = 150, tol: float = 1e-6) -> tuple[np.ndarray, ...]:
     """Shared-variance two-Gaussian EM on scores `s` (n,), run for F fits at once: `weight` (F, n)
     are each fit's document weights, `fixed` (n,) is 1/0 for a labeled yes/no and NaN otherwise,
     `mu0`, `mu1` (F,) the starting means. Returns (pi, mu0, mu1, var, loglik), each (F,)."""
@@ -159,7 +172,7 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
     s, fixed = raw[ok], fixed_all[ok]
     free = np.isnan(fixed)
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
-        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels)
+        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate)
     centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
     s = (s - centre) / spread  # the fit is the same on any affine copy of the score
     rng = np.random.default_rng(rule.seed)
@@ -179,12 +192,12 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
         if not free[j]:
             continue
         probability[i] = mean[j]
-        if sep >= rule.gate:
+        if sep >= rule.gate_for(len(s)):
             if low[j] >= rule.target:
                 calls[i] = YES
             elif high[j] <= 1 - rule.target:
                 calls[i] = NO
-    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels)
+    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, rule.gate_for(len(s)))
 
 
 def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
@@ -193,8 +206,8 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     log-odds) goes into `decide`, with the rows of labeled documents (`pinned`: document index ->
     yes) held at their labels and `extra` labeled documents outside the batch (score, label) added.
     Each row comes back with P(yes), its log-odds as `margin`, and the call; a labeled row keeps its
-    probability and gets its label's call, and so does every row of a batch too small to fit (then
-    "uncertain"). A row whose label mass is below `mass_floor` stays uncertain. Errors pass through. The same document listed twice (same `document_index`)
+    probability and gets its label's call, and so does every row of a batch without two groups
+    apart enough to trust (too small, or below the rule's gate; then "uncertain"). A row whose label mass is below `mass_floor` stays uncertain. Errors pass through. The same document listed twice (same `document_index`)
     counts once."""
     pinned = pinned or {}
     slot: dict[int, int] = {}  # document index -> position in the batch
@@ -221,8 +234,9 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
         if i not in labels and math.isfinite(v.label_mass) and v.label_mass < mass_floor:
             call = UNCERTAIN
         p = float(decision.probability[i])
-        if i in labels or not math.isfinite(p):  # labeled, or a batch too small to fit: the row's own
-            p = v.probability
+        if i in labels or not decision.separated or not math.isfinite(p):
+            p = v.probability  # labeled, or no two groups to trust: the calibrator's own probability
+        p = min(max(p, 1e-9), 1 - 1e-9) if math.isfinite(p) else p  # so that margin is its log-odds
         out.append(dataclasses.replace(v, probability=p, margin=_log_odds(p), verdict=call))
     return out
 
@@ -232,6 +246,37 @@ def _log_odds(p: float) -> float:
         return float("nan")
     p = min(max(p, 1e-12), 1 - 1e-12)
     return math.log(p / (1 - p))
+
+
+def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
+            count: int = 1, candidates: int = 16) -> list[int]:
+    """The unlabeled documents (indices into `scores`) whose label would bring the most calls, best
+    first: for a shortlist of uncertain documents spread over the scores, the calls a quick refit
+    (no bootstrap) makes with each answer, weighed by how likely that answer is now. Ties go to
+    the document nearest even odds. Documents already called are not suggested while any is
+    uncertain."""
+    s = np.asarray(scores, dtype=np.float64)
+    labels = dict(labels or {})
+    current = decide(s, labels, rule)
+    open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i]) and current.calls[i] == UNCERTAIN]
+    if not open_:
+        open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i])]
+    if not open_:
+        return []
+    p_now = np.nan_to_num(current.probability, nan=0.5)
+    order = sorted(open_, key=lambda i: s[i])
+    picks = np.unique(np.linspace(0, len(order) - 1, min(candidates, len(order))).round().astype(int))
+    shortlist = list(dict.fromkeys([order[j] for j in picks] +
+                                   sorted(open_, key=lambda i: abs(p_now[i] - 0.5))[: max(2, candidates // 4)]))
+    quick = DecisionRule(target=rule.target, gate=rule.gate, refits=0, seed=rule.seed)
+    gain = {}
+    for i in shortlist:
+        p = float(np.clip(p_now[i], 0.05, 0.95))
+        calls_yes = decide(s, {**labels, i: True}, quick).called
+        calls_no = decide(s, {**labels, i: False}, quick).called
+        gain[i] = (p * calls_yes + (1 - p) * calls_no, -abs(p_now[i] - 0.5))
+    ranked = sorted(shortlist, key=lambda i: gain[i], reverse=True)
+    return ranked[:count]
 
 
 # --- a Bayesian Platt (compared with the mixture by scripts/eval_decisions.py) ---------------------

@@ -1,0 +1,133 @@
+"""Batch decisions against batches whose truth is known: two Gaussian groups drawn with known
+means, shares and spread, so the fitted mixture, the calls' precision and the oracle can be checked
+against the distribution that made them."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from engine.confidence.decide import (
+    NO,
+    UNCERTAIN,
+    YES,
+    DecisionRule,
+    call_quality,
+    decide,
+    decide_verdicts,
+    oracle_coverage,
+    suggest,
+)
+from engine.types import Verdict
+
+
+def batch(separation: float, n: int = 400, share: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < share
+    return np.where(y, separation, 0.0) + rng.normal(size=n), y
+
+
+def test_a_separated_batch_is_called_at_the_target_precision_before_any_label():
+    s, y = batch(4.0, n=2000, share=0.3)
+    d = decide(s, None, DecisionRule(gate=2.0))
+    made, right = call_quality(y, d.calls)
+    assert made / len(y) > 0.85  # the groups overlap little: nearly everything can be called
+    assert right / made >= 0.98
+    assert d.prevalence == pytest.approx(0.3, abs=0.03)
+    assert d.separation == pytest.approx(4.0, abs=0.3)
+    # P(yes) is the true posterior of the generating mixture, up to estimation error
+    true = 1 / (1 + (0.7 / 0.3) * np.exp(-(4.0 * s - 8.0)))
+    assert np.max(np.abs(d.probability - true)) < 0.08
+
+
+def test_calls_hold_the_target_where_the_groups_overlap():
+    for seed in range(3):
+        s, y = batch(3.0, n=1000, share=0.5, seed=seed)
+        d = decide(s, None, DecisionRule(target=0.9, gate=2.0))
+        made, right = call_quality(y, d.calls)
+        assert 0.3 < made / len(y) < 0.95 and right / made >= 0.9
+
+
+def test_a_batch_without_two_groups_stays_uncertain():
+    s, y = batch(0.3, n=400)
+    d = decide(s, None, DecisionRule(gate=2.0))
+    assert d.called == 0 and d.separation < 2.0
+    assert set(d.calls) == {UNCERTAIN}
+
+
+def test_labels_are_held_and_name_the_yes_group():
+    s, y = batch(4.0, n=300, share=0.5, seed=1)
+    flipped = -s  # the score runs against the answer: without labels "yes" is the higher group
+    before = decide(flipped, None, DecisionRule(gate=2.0))
+    made, right = call_quality(y, before.calls)
+    assert right / made < 0.1
+    yes, no = int(np.flatnonzero(y)[0]), int(np.flatnonzero(~y)[0])
+    after = decide(flipped, {yes: True, no: False}, DecisionRule(gate=2.0))
+    assert after.calls[yes] == YES and after.calls[no] == NO and after.n_labels == (1, 1)
+    made, right = call_quality(np.delete(y, [yes, no]), np.delete(np.array(after.calls), [yes, no]))
+    assert made > 200 and right / made >= 0.95
+
+
+def test_the_decision_does_not_depend_on_the_scale_or_offset_of_the_score():
+    s, _ = batch(3.0, n=300, seed=2)
+    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule())
+    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule())
+    assert a.calls == b.calls
+    assert a.probability == pytest.approx(b.probability, abs=1e-6)
+
+
+def test_scores_that_are_not_numbers_and_tiny_batches_stay_uncertain():
+    s, _ = batch(4.0, n=200, seed=3)
+    s[5] = np.nan
+    d = decide(s, None, DecisionRule())
+    assert d.calls[5] == UNCERTAIN and math.isnan(d.probability[5])
+    tiny = decide([0.5, 1.0], None, DecisionRule())
+    assert tiny.calls == (UNCERTAIN, UNCERTAIN)
+
+
+def test_the_oracle_is_the_best_pair_of_thresholds():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        y = rng.random(12) < 0.5
+        s = rng.normal(size=12) + y
+        order = np.argsort(-s)
+        best = 0
+        for i, j in itertools.product(range(13), repeat=2):
+            if i + j <= 12 and i + j > 0:
+                right = y[order[:i]].sum() + (~y[order[12 - j:]]).sum() if j else y[order[:i]].sum()
+                if right >= 0.9 * (i + j) - 1e-9:
+                    best = max(best, i + j)
+        assert oracle_coverage(y, s, 0.9) == pytest.approx(best / 12)
+
+
+def test_suggestions_are_uncertain_unlabeled_documents_and_a_sure_batch_needs_none_twice():
+    s, y = batch(1.8, n=240, share=0.4, seed=11)
+    rule = DecisionRule(gate=2.0)
+    labels = {int(np.argmax(s)): True, int(np.argmin(s)): False}
+    d = decide(s, labels, rule)
+    picks = suggest(s, labels, rule, count=3)
+    assert len(picks) == 3 == len(set(picks))
+    assert not set(picks) & set(labels)
+    assert all(d.calls[i] == UNCERTAIN for i in picks)
+    # the document nearest even odds is among the candidates weighed
+    assert suggest(np.array([0.0, 0.1, 5.0, 5.1, 5.2, -5.0, -5.1, -5.2]), {2: True, 5: False}, rule, count=8)
+
+
+def test_verdicts_are_decided_over_their_batch_with_labels_pinned():
+    s, y = batch(4.0, n=120, share=0.5, seed=5)
+    rows = [Verdict(document_id=f"d{i}", question="Q?", verdict=UNCERTAIN, score=float(x), margin=float(x),
+                    probability=1 / (1 + math.exp(-x)), label_mass=0.9, document_index=i) for i, x in enumerate(s)]
+    rows.append(Verdict(document_id="bad", question="Q?", verdict="error", error="unreadable", document_index=len(s)))
+    low = dict(enumerate(s))
+    weakest = min(low, key=lambda i: low[i] if y[i] else math.inf)  # a yes the score puts lowest
+    out = decide_verdicts(rows, DecisionRule(), pinned={weakest: True}, mass_floor=0.95)
+    assert out[-1] is rows[-1]
+    assert out[weakest].verdict == YES  # held at its label
+    assert all(v.verdict == UNCERTAIN for i, v in enumerate(out[:-1]) if i != weakest)  # mass below the floor
+    called = decide_verdicts(rows, DecisionRule(), pinned={weakest: True})
+    made, right = call_quality(y, [v.verdict for v in called[:-1]])
+    assert made > 100 and right / made >= 0.95
+    assert all(v.margin == pytest.approx(math.log(v.probability / (1 - v.probability)), abs=1e-6)
+               for v in called[:-1] if 0 < v.probability < 1)
