@@ -71,7 +71,7 @@ def test_a_closed_connection_and_a_malformed_answer_fail_after_the_retries():
         with FakeServer("vllm", vocab_size(), faults) as server:
             client = client_for(server, timeout=5.0, retries=2)
             with pytest.raises(RemoteError, match=message):
-                ends_within(60, lambda: client.post("/v1/completions", COMPLETION))
+                ends_within(60, lambda c=client: c.post("/v1/completions", COMPLETION))
             client.close()
         assert server.requests == 3
 
