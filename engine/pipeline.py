@@ -24,6 +24,8 @@ from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
 
 DocumentLike = Union[str, Document]
+DECISION_BLOCK = 512  # documents whose rows are decided and released together in a long run
+DECISION_CONTEXT = 4096  # rows per question a later block is decided with
 
 
 @dataclass
@@ -226,6 +228,7 @@ class Pipeline:
         progress: Optional[Callable[[int, int], None]] = None,
         deliberate: Union[int, Mapping[str, int]] = 0,
         decisions: str = "batch",
+        block: int = DECISION_BLOCK,
     ) -> Iterator[Verdict]:
         """Final rows, one per document and listed question. `ordered`: in input order,
         text-major, each released as soon as it can be; else as batches finish (see
@@ -237,10 +240,12 @@ class Pipeline:
         calibrated by the same calibrator; its `reasoning` says what the model wrote. A mapping
         question -> N thinks only about those questions' rows (N each).
 
-        `decisions`: "batch" (the default) decides every row from the whole run's scores of its
-        question (`engine.confidence.decide`: P(yes) and a call where the call reaches the target
-        precision), so rows come out once every document is scored; "row" decides each row alone
-        (the calibrator's band) as soon as it is scored."""
+        `decisions`: "batch" (the default) decides rows over the batch of their question's scores
+        (`engine.confidence.decide`: P(yes) and a call where the call reaches the target
+        precision). Rows are held until `block` documents are scored (all of them in a smaller
+        run), decided over every row so far, and released; each later block likewise, so a long
+        run streams and an interrupted one (Ctrl-C) still gives the rows it scored. "row" decides
+        each row alone (the calibrator's band) as soon as it is scored."""
         if decisions not in ("batch", "row"):
             raise ValueError("decisions must be 'batch' or 'row'")
         listed = [questions] if isinstance(questions, str) else list(questions)
@@ -269,7 +274,7 @@ class Pipeline:
         positions = {q: [i for i, listed_q in enumerate(listed) if listed_q == q] for q in unique}
         rows = self._final(raw, cals, keep_layer, positions, think)
         if decisions == "batch":
-            rows = decided(list(rows), cals, self.rule, keys)
+            rows = _in_blocks(rows, cals, self.rule, keys, len(unique), block)
         yield from (v for _, v in (in_input_order(rows, len(listed)) if ordered else rows))
 
     _no_thinking_note = "this backend can't let the model write before answering: --deliberate was not used"
@@ -314,6 +319,33 @@ def decided(rows: Sequence[tuple[int, Verdict]], cals: Mapping[str, Calibrator],
         for n, v in zip(members, verdicts):
             out[n] = (out[n][0], dataclasses.replace(v, score=out[n][1].score))
     return out
+
+
+def _in_blocks(rows: Iterable[tuple[int, Verdict]], cals: Mapping[str, Calibrator], rule: DecisionRule,
+               keys: Mapping[int, str], questions: int, block: int) -> Iterator[tuple[int, Verdict]]:
+    """Rows released a block of documents at a time, each block decided over every row so far
+    (the most recent `DECISION_CONTEXT` per question, to bound the work). On KeyboardInterrupt the
+    rows held are decided and released before it goes on up."""
+    context: list[tuple[int, Verdict]] = []  # rows released so far (their decided copies' scores are the same)
+    held: list[tuple[int, Verdict]] = []
+    per_block = max(1, block) * max(1, questions)
+
+    def release() -> list[tuple[int, Verdict]]:
+        nonlocal context, held
+        done = decided(context + held, cals, rule, keys)[len(context):]
+        context = (context + held)[-DECISION_CONTEXT * max(1, questions):]
+        held = []
+        return done
+
+    try:
+        for row in rows:
+            held.append(row)
+            if len(held) >= per_block:
+                yield from release()
+    except KeyboardInterrupt:
+        yield from release()
+        raise
+    yield from release()
 
 
 def _keyed(documents: Iterable[DocumentLike], keys: dict[int, str]) -> Iterator[Document]:

@@ -146,11 +146,14 @@ def test_labels_fit_a_calibrator_that_later_runs_reuse(tiny_model_dir, tmp_path,
 
 def test_without_labels_small_margins_are_uncertain(tiny_model_dir, docs_jsonl, tmp_path, monkeypatch):
     monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    refused = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", docs_jsonl,
+                      "--uncertain-band", "1000")
+    assert refused.returncode == 2 and "--decisions row" in refused.stderr  # batch calls follow --target-precision
     wide = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", docs_jsonl,
-                   "--uncertain-band", "1000")
+                   "--uncertain-band", "1000", "--decisions", "row")
     assert {json.loads(line)["verdict"] for line in wide.stdout.splitlines()} == {"uncertain"}
     none = run_cli("classify", "-q", "Is it fine?", "--model", tiny_model_dir, "--jsonl-in", docs_jsonl,
-                   "--uncertain-band", "0", "--mass-floor", "0")
+                   "--uncertain-band", "0", "--mass-floor", "0", "--decisions", "row")
     assert {json.loads(line)["verdict"] for line in none.stdout.splitlines()} <= {"yes", "no"}
 
 

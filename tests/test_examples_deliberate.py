@@ -178,7 +178,7 @@ def test_cli_examples_and_deliberate(tmp_path, tiny_model_dir):
                                 for i, e in enumerate(EXAMPLES)))
     base = ["classify", "-q", QUESTION, "-m", str(tiny_model_dir), "--jsonl-in", str(docs)]
     plain = _cli(*base, cwd=tmp_path)
-    shown = _cli(*base, "--examples", str(examples), "--uncertain-band", "1000", "--deliberate", "3", cwd=tmp_path)
+    shown = _cli(*base, "--examples", str(examples), "--uncertain-band", "1000", "--decisions", "row", "--deliberate", "3", cwd=tmp_path)
     assert plain.returncode == shown.returncode == 0, shown.stderr
     plain_rows = [json.loads(line) for line in plain.stdout.splitlines()]
     rows = [json.loads(line) for line in shown.stdout.splitlines()]

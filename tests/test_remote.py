@@ -196,7 +196,8 @@ def test_a_killed_run_resumes_without_losing_or_repeating_a_row(tiny_model_dir, 
     ids = write_docs(docs, 1000)
     faults = Faults(drop=0.05, too_many=0.05, malformed=0.02, seed=5)
     args = ["classify", "-q", QUESTIONS[0], "-q", QUESTIONS[1], "--jsonl-in", docs, "--model", tiny_model_dir,
-            "--concurrency", "8", "--retries", "12", "--backoff", "0.01", "--resume", out]
+            "--concurrency", "8", "--retries", "12", "--backoff", "0.01", "--resume", out,
+            "--decisions", "row"]  # every row as soon as it is scored: the kill comes early
     with FakeServer("vllm", vocab_size(), faults, hold_after=40) as server:
         run = subprocess.Popen([sys.executable, "-m", "engine.cli", *map(str, args), "--backend", server.url],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -108,6 +108,9 @@ def check_classify_args(args: argparse.Namespace) -> None:
     check_number(args.uncertain_band, "--uncertain-band", 0.0)
     check_number(args.mass_floor, "--mass-floor", 0.0, 1.0)
     check_number(getattr(args, "target_precision", None), "--target-precision", 0.51, 0.999)
+    if args.uncertain_band is not None and getattr(args, "decisions", "row") == "batch":
+        raise UsageError("--uncertain-band decides each row alone: give it with --decisions row (batch decisions "
+                         "call what reaches --target-precision)")
     check_number(getattr(args, "suggest", None), "--suggest", 0, 1000)
     if getattr(args, "max_tokens", None) is not None and args.max_tokens < MIN_MAX_TOKENS:
         raise UsageError(f"--max-tokens must be at least {MIN_MAX_TOKENS}")

@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
     p.add_argument("--labels", metavar="FILE", help="JSONL of id, label (yes/no) and optional question: "
                    "fits Platt scaling and a probe, saved for later runs")
-    p.add_argument("--uncertain-band", type=float, help="|calibrated log-odds| below this is 'uncertain' (1.0)")
+    p.add_argument("--uncertain-band", type=float, help="with --decisions row: |calibrated log-odds| below this is "
+                   "'uncertain' (1.0)")
     p.add_argument("--mass-floor", type=float, help="label mass below this is 'uncertain' (0.1)")
     p.add_argument("--calibration", choices=["none", "contextual", "batch"], help="label-free shift (none)")
     p.add_argument("--target-precision", type=float, metavar="P", help="call yes or no only where the call is right "
