@@ -7,6 +7,7 @@ would, with the default model (or ``--model``), and times what a user waits for:
   launch -> window shown, first row, model ready
   Ask while the model is still loading -> first verdict, all verdicts
   Ask a second question once the model is ready -> first verdict, all verdicts (the usual case)
+  one label on the second question -> every verdict decided again (the calls it brings)
   a long pasted text -> first progress report, verdict
 
 "launch" is when the process was started (``VERDICT_BENCH_T0``, a ``time.time()`` set by the
@@ -139,6 +140,22 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
              "all verdicts (second question)")
         figures["warm_ask_to_all_verdicts_s"] = round(max(t for t, q in arrivals if q == SECOND_QUESTION) - start, 3)
         figures["documents"] = float(n)
+
+        # one label in the labeling loop: every verdict of the question decided again, the guide too
+        window.question_bar.tabs.setCurrentIndex(1)
+        first = window.session.suggested(SECOND_QUESTION, 1)
+        if first:
+            window.select_keys(first)
+            row = window.results.row_for_key(first[0])
+            answer = "yes" if row.verdicts[SECOND_QUESTION].probability >= 0.5 else "no"
+            refits = []
+            window.controller.refitFinished.connect(lambda *a: refits.append(time.time()))
+            start = time.time()
+            QTest.keyClick(window.table, Qt.Key.Key_Y if answer == "yes" else Qt.Key.Key_N)
+            figures["label_to_calls_updated_s"] = since(start)  # synchronous: decided before the key returns
+            figures["calls_after_one_label"] = float(sum(
+                r.verdicts[SECOND_QUESTION].verdict in ("yes", "no") for r in window.results.rows
+                if SECOND_QUESTION in r.verdicts))
 
         if long_characters:
             window.question_bar.tabs.setCurrentIndex(0)

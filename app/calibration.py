@@ -70,7 +70,9 @@ def describe(cal: Any, counts: tuple[int, int], pending: bool = False) -> list[s
     """Short sentences on the calibrator behind a question's verdicts (None: not known yet),
     given this session's label ``counts`` (yes, no) and whether a refit is on its way."""
     lines: list[str] = []
-    fitted = cal is not None and cal.method not in ("margin", "general") and sum(cal.n_labels) > 0
+    fitted = cal is not None and cal.method not in ("margin", "general", "anchored") and sum(cal.n_labels) > 0
+    if cal is not None and cal.method == "anchored":
+        lines.append(f"The general probe, refit to {_labels_phrase(*cal.n_labels)} (its own weights as the prior)")
     if cal is not None and cal.method == "general":
         general = cal.general
         if sum(cal.n_labels):
@@ -129,6 +131,8 @@ def basis(cal: Any) -> str:
         return "the model's reading of the text through a general probe (no labels used yet)"
     if cal is None or cal.method == "margin" or not sum(cal.n_labels):
         return "the model alone (no labels used yet)"
+    if cal.method == "anchored":
+        return f"the model's reading of the text through a general probe, tuned to your {sum(cal.n_labels)} labels"
     n = sum(cal.n_labels)
     if cal.method == "probe":
         return f"the model's reading of the text, tuned to your {n} labels"
@@ -137,5 +141,5 @@ def basis(cal: Any) -> str:
 
 def summary(cal: Any) -> str:
     """One status-bar phrase for a calibrator just fitted."""
-    how = {"probe": "a probe", "general": "the general probe", "platt": "Platt scaling of the model's margin", "margin": "the model's margin"}[cal.method]
+    how = {"probe": "a probe", "general": "the general probe", "anchored": "the general probe refit to the labels", "platt": "Platt scaling of the model's margin", "margin": "the model's margin"}[cal.method]
     return f"{how} on {_labels_phrase(*cal.n_labels)}"

@@ -112,6 +112,7 @@ class Pipeline:
         self.calibrators: dict[str, Calibrator] = {}
         self.rule = DecisionRule(target=float(self.settings.pop("target", DEFAULT_TARGET)))
         self._general_notes: list[str] = []
+        self._batch_decided = False  # whether a run decided over the batch (what the notes explain)
         self.has_states = bool(getattr(getattr(classifier, "backend", None), "supports_states", True))
         if not self.has_states:
             # A probe reads hidden states; a backend without them (an inference server) gets the
@@ -187,12 +188,12 @@ class Pipeline:
 
     def notes(self) -> list[str]:
         """What the calibrators want the user to know (one line each, naming the question)."""
-        unlabeled = [q for q, cal in self.calibrators.items()
-                     if cal.general_active and not math.isfinite(cal.effective_band)]
-        waiting = [] if not unlabeled else [
-            f"{', '.join(map(repr, unlabeled))}: no labels yet, so every verdict is 'uncertain'; the probability "
-            "still ranks the documents (without labels the general probe was not right often enough to call "
-            "yes or no; label 2+ yes and 2+ no documents to get verdicts)"]
+        unlabeled = [q for q, cal in self.calibrators.items() if not sum(cal.n_labels)]
+        waiting = [] if not unlabeled or not self._batch_decided else [
+            f"{', '.join(map(repr, unlabeled))}: no labels yet, so yes or no is called only where the scores of "
+            f"the documents fall into two groups far enough apart for each call to be right with probability "
+            f"{self.rule.target:.0%} or more; the probability ranks the rest (--suggest N names the documents "
+            "whose labels would bring the most calls)"]
         return list(self._general_notes) + waiting + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
                                                       for note in cal.notes]
 
@@ -248,6 +249,7 @@ class Pipeline:
         each row alone (the calibrator's band) as soon as it is scored."""
         if decisions not in ("batch", "row"):
             raise ValueError("decisions must be 'batch' or 'row'")
+        self._batch_decided |= decisions == "batch"
         listed = [questions] if isinstance(questions, str) else list(questions)
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}

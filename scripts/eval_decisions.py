@@ -117,8 +117,6 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
             for name, s in scores.items():
                 out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
                                                                                    [UNCERTAIN] * len(y), float("nan"))})
-                if name.startswith("R1") and name not in ("R1:10", "R1:100"):
-                    continue  # decisions on the plausible strengths only (the rule picks one per fold)
                 pb = bayes_platt(s, labels, prior)
                 calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
                 out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
@@ -219,12 +217,15 @@ def choose(args) -> int:
     report["R1_strength_per_fold"] = lam_for
 
     def with_r1(records, split_of):
+        """R1 at the fold's strength; without labels R1 is R0 (the general probe unchanged)."""
         out = []
         for r in records:
             if r["ranking"].startswith("R1:"):
                 if r["ranking"] != f"R1:{lam_for[split_of(r)]:g}":
                     continue
                 r = {**r, "ranking": "R1"}
+            elif r["ranking"] == "R0" and r["k"] == 0:
+                out.append({**r, "ranking": "R1"})
             out.append(r)
         return out
 

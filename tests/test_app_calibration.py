@@ -200,3 +200,37 @@ def test_an_uncertain_verdict_says_which_way_it_leans_when_only_the_label_free_b
     assert "could go either way (a 38% chance of yes)" in sentence(-0.5)
     assert "leans no, but not reliably enough to call without labels (a 9% chance of yes)" in sentence(-2.3)
     assert "leans yes" in sentence(1.7)
+
+
+def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_labels(
+        qtbot, make_window, tiny_classifier, tmp_path, monkeypatch, quick_refit):  # noqa: F811
+    """The window keeps one hidden state per verdict and re-applies a refit calibrator to it: the
+    state must be the one the calibrator reads. With a general probe on another layer than a
+    question probe's default, the window once fed the wrong layer to it; here every verdict after
+    a refit in the window is checked against `Pipeline.run` with the same labels."""
+    from engine.pipeline import Pipeline
+    from test_general_probe import _ship
+
+    probe = _ship(tiny_classifier, tmp_path / "probes", monkeypatch, layer=2, subtract_null=True,
+                  null_texts=("N/A", "None"))
+    window = scored_window(qtbot, make_window, n=5)
+    assert window.controller.state_layer == probe.layer  # the state kept is the one the general probe reads
+    given = {"invoice-0": "yes", "invoice-1": "yes", "recipe-0": "no", "recipe-1": "no"}
+    for name, label in given.items():
+        window.set_label(key_of(window, name), Q, label)
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=180_000):
+        pass
+    qtbot.waitUntil(lambda: not window.refit_pending(Q))
+    cal = window.controller.calibrators[Q]
+    assert cal.layers == [probe.layer] and sum(cal.n_labels) == 4
+
+    documents = [r.document for r in window.results.rows]
+    pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path / "elsewhere")
+    pipeline.fit(Q, [d for d in documents if d.id in given], {i: y == "yes" for i, y in given.items()})
+    expected = list(pipeline.run(Q, documents))
+    assert pipeline.calibrators[Q].method == cal.method
+    for row, v in zip(window.results.rows, expected):
+        got = row.verdicts[Q]
+        assert got.score == pytest.approx(v.score, abs=1e-3), row.name
+        assert got.verdict == v.verdict, row.name
+        assert got.probability == pytest.approx(v.probability, abs=1e-2), row.name

@@ -1,6 +1,8 @@
 """Logistic regression and Platt scaling on synthetic data; the calibrator on the tiny model."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -135,7 +137,7 @@ def _calibrated_run(clf, cal, documents):
 
     pipeline = Pipeline(clf, save=False)
     pipeline.calibrators[cal.question] = cal
-    return list(pipeline.run(cal.question, documents))
+    return list(pipeline.run(cal.question, documents, decisions="row"))  # the calibrator alone
 
 
 def test_contextual_calibration_on_the_tiny_model(tiny_classifier):
@@ -179,3 +181,53 @@ def test_calibrator_for_fits_saves_and_reloads(tiny_classifier, tmp_path):
     assert loaded.platt == fitted.platt and loaded.band == 0.25
     fresh = calibrator_for(tiny_classifier, "Is it short?", folder=tmp_path, use_saved=False)
     assert fresh.platt is None and fresh.method == "margin"
+
+
+# --- the general probe refit to labels (its own weights as the prior) ------------------------------
+def _general_and_truth(d: int = 40, seed: int = 0):
+    """A general probe whose direction is partly right for a question whose true direction is known."""
+    from engine.confidence.general import GeneralProbe
+
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=d)
+    other = rng.normal(size=d)
+    w0 = 0.6 * truth / np.linalg.norm(truth) + 0.8 * other / np.linalg.norm(other)  # cos 0.6 with the truth
+    general = GeneralProbe("0" * 64, 3, np.zeros(d), np.ones(d), w0, 0.0, info={"platt_from_logo": [0.25, -0.5]})
+    general = dataclasses.replace(general, w=general.w * 0.25, b=-0.5)  # shipped with its temperature folded in
+
+    def draw(n):
+        x = rng.normal(size=(n, d))
+        return x, x @ truth + 0.5 * rng.normal(size=n) > 0
+
+    return general, truth, draw
+
+
+def test_a_refit_general_probe_never_ranks_much_worse_and_learns_from_more_labels():
+    from engine.confidence.calibrate import anchor
+
+    general, truth, draw = _general_and_truth()
+    test_x, test_y = draw(4000)
+    before = metrics.auc(test_y, general.decision(test_x))
+    gains = {}
+    for k in (1, 4, 32):
+        aucs = []
+        for seed in range(5):
+            x, y = draw(400)
+            rng = np.random.default_rng(seed)
+            pick = np.concatenate([rng.choice(np.flatnonzero(y), k, replace=False),
+                                   rng.choice(np.flatnonzero(~y), k, replace=False)])
+            w, b = anchor(general, x[pick], y[pick], 10.0)
+            aucs.append(metrics.auc(test_y, test_x @ w + b))
+        gains[k] = float(np.mean(aucs)) - before
+    assert gains[1] > -0.02  # one label of each moves it a little, never much for the worse
+    assert gains[32] > gains[4] > gains[1] and gains[32] > 0.05  # more labels, more of the truth
+
+
+def test_under_an_overwhelming_prior_the_refit_keeps_the_shipped_weights_in_their_scale():
+    from engine.confidence.calibrate import anchor
+
+    general, _, draw = _general_and_truth(seed=1)
+    x, y = draw(50)
+    w, b = anchor(general, x[:2], np.array([bool(y[0]), not bool(y[0])]), 1e9)  # an overwhelming prior
+    assert w == pytest.approx(general.w, abs=1e-6)  # the direction and the shipped temperature stay
+    assert abs(b - general.b) < 0.25 * 2  # the bias (the share of yes) is the labels' to move, a little

@@ -111,7 +111,7 @@ def test_label_free_verdicts_come_from_the_general_probe_when_it_beat_the_margin
     texts = ["first document", "a second, longer document about tests", "yes no yes"]
     raw = tiny_classifier.score("Is it a test?", texts, layers=[probe.layer])
     expected = [float(((v.states[probe.layer] - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
-    rows = list(Pipeline(tiny_classifier, save=False, folder=tmp_path).run("Is it a test?", texts))
+    rows = list(Pipeline(tiny_classifier, save=False, folder=tmp_path).run("Is it a test?", texts, decisions="row"))
     assert [v.margin for v in rows] == pytest.approx(expected, abs=1e-3)
     assert [v.raw_margin for v in rows] == pytest.approx([v.raw_margin for v in raw], abs=1e-5)
     for v in rows:
@@ -136,7 +136,7 @@ def test_a_difference_probe_subtracts_the_questions_content_free_state(tiny_clas
     plain = [float(((v.states[2] - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
     assert not np.allclose(expected, plain, atol=1e-2)  # subtracting makes a difference
     rows = list(Pipeline(tiny_classifier, save=False, folder=tmp_path).run(question, texts))
-    assert [v.margin for v in rows] == pytest.approx(expected, abs=1e-3)
+    assert [v.score for v in rows] == pytest.approx(expected, abs=1e-3)
     assert calibrator_for(tiny_classifier, question, use_saved=False).general_null == pytest.approx(null, abs=1e-5)
 
 
@@ -148,7 +148,7 @@ def test_a_difference_probe_whose_content_free_documents_cannot_be_scored_is_not
     pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path)
     rows = list(pipeline.run("Is it a test?", ["first document", "yes no yes"]))
     assert all(v.ok for v in rows) and pipeline.calibrators["Is it a test?"].method == "margin"
-    assert [v.margin for v in rows] == pytest.approx([v.raw_margin for v in rows])
+    assert [v.score for v in rows] == pytest.approx([v.raw_margin for v in rows])
     assert any("general probe is not used" in note for note in pipeline.notes())
 
 
@@ -162,12 +162,12 @@ def test_a_difference_probe_follows_the_prompt_when_worked_examples_change(tiny_
     question, texts = "Is it a test?", ["first document", "yes no yes"]
     pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path)
     try:
-        before = [v.margin for v in pipeline.run(question, texts)]
+        before = [v.score for v in pipeline.run(question, texts)]
         tiny_classifier.set_examples([Example("a test of things", True), Example("a poem", False)])
         null = np.mean([tiny_classifier.score(question, [t], layers=[2])[0].states[2] for t in ("N/A", "None")], axis=0)
         raw = tiny_classifier.score(question, texts, layers=[2])
         expected = [float(((v.states[2] - null - probe.mean) / probe.scale) @ probe.w + probe.b) for v in raw]
-        after = [v.margin for v in pipeline.run(question, texts)]
+        after = [v.score for v in pipeline.run(question, texts)]
     finally:
         tiny_classifier.set_examples([])
     assert after == pytest.approx(expected, abs=1e-3) and after != pytest.approx(before, abs=1e-3)
@@ -194,7 +194,7 @@ def test_an_infinite_label_free_band_leaves_every_verdict_uncertain_until_labels
         labeled = fit_calibrator(tiny_classifier, question, docs, labels, probe=False)
         methods.add(labeled.method)
         assert labeled.effective_band == labeled.band == 1.0
-    assert "general" in methods
+    assert methods & {"general", "anchored"}  # the general probe, refit to the labels or Platt-scaled
 
 
 def test_a_general_probe_that_lost_to_the_margin_is_not_used(tiny_classifier, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from typing import Any, Optional, TextIO
 from engine.types import Document, Verdict
 
 ROW_FIELDS = ["id", "path", "question", "verdict", "margin", "probability", "label_mass", "tokens", "seconds", "error"]
-EXTRA_FIELDS = ["raw_margin", "windows", "window_index", "window_start", "window_end"]
+EXTRA_FIELDS = ["raw_margin", "score", "windows", "window_index", "window_start", "window_end"]
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -35,6 +35,7 @@ def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
         "seconds": round(v.seconds, 4),
         "error": v.error,
         "raw_margin": num(v.raw_margin),
+        "score": num(v.score),
         "windows": v.windows,
         "window_index": v.window_index,
         "window_start": v.window_span[0] if v.window_span else None,

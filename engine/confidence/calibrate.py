@@ -49,6 +49,7 @@ NULL_TEXTS = ("N/A", "[MASK]", "None")
 DEFAULT_BAND = 1.0
 DEFAULT_MASS_FLOOR = 0.1
 DEFAULT_RECALL = 0.95
+ANCHOR_L2: float | None = 10.0  # the refit's prior strength on the general probe (None: no refit)
 DEFAULT_SHIFT = "none"  # neither label-free shift helped on the labeled sets
 PLATT_L2 = 1.0
 SHIFT_METHODS = ("none", "contextual", "batch")
@@ -126,6 +127,9 @@ class Calibrator:
     general_platt: Platt | None = None  # on the general probe's log-odds, from labels
     general_platt_for: str | None = None  # the identity of the general probe it was fitted on
     use_general: bool = False
+    # the general probe refit to the labels, its prior centred on the shipped weights: (w, b) in the
+    # shipped probe's standardised space and scale (None: the shipped weights)
+    anchored: tuple[np.ndarray, float] | None = None
     # the labeled documents as the batch decision sees them: text digest (`text_key`) -> (score, label)
     anchors: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
@@ -152,20 +156,24 @@ class Calibrator:
         if self.use_probe and self.probe is not None:
             return "probe"
         if self.general_active:
-            return "general"
+            return "anchored" if self.anchored is not None else "general"
         return "platt" if self.platt is not None else "margin"
 
     @property
     def effective_band(self) -> float:
         """The band `decide` uses: without labels, the general probe's own label-free band when
         that is wider (infinite: no confident verdict before labels)."""
-        if self.general_active and self.general_platt is None:
+        if self.general_active and not sum(self.n_labels):
             return self.general.band_before_labels(self.band)
         return self.band
 
     def general_decision(self, hidden) -> np.ndarray:
-        """The general probe's log-odds for one state (D,) or a batch (n, D) of this question."""
-        return self.general.decision(hidden, self.general_null)
+        """The general probe's log-odds for one state (D,) or a batch (n, D) of this question (as
+        refit to the labels, when it was)."""
+        if self.anchored is None:
+            return self.general.decision(hidden, self.general_null)
+        w, b = self.anchored
+        return self.general.features(hidden, self.general_null) @ w + b
 
     # -- label-free --
     def set_general(self, general: GeneralProbe | None, null_state: np.ndarray | None = None,
@@ -173,9 +181,10 @@ class Calibrator:
         """Use this general probe (None: none) with this question's content-free state when it
         reads the difference (`null_state`, computed for the prompt `prompt`). `problem`: why that
         state could not be computed, so the probe is not used."""
-        if self.general_platt is not None and (general is None or general.identity != self.general_platt_for):
-            # A Platt fitted on another probe's log-odds says nothing about this one's.
-            self.general_platt, self.use_general = None, False
+        if (self.general_platt is not None or self.anchored is not None) and (
+                general is None or general.identity != self.general_platt_for):
+            # A Platt (or a refit) of another probe's log-odds says nothing about this one's.
+            self.general_platt, self.anchored, self.use_general = None, None, False
             if general is not None:
                 self.notes.append("the model's general probe changed since these labels were fitted: "
                                   "it is not used until they are fitted again")
@@ -275,8 +284,16 @@ class Calibrator:
             )
         scores = self.platt.logit(margins)  # in-sample, but Platt has two parameters
         best_auc = metrics.auc(y, margins)
-        self.general_platt, self.use_general = None, False
-        if self.general is not None and self.general.layer in features.layers:
+        self.general_platt, self.use_general, self.anchored = None, False, None
+        if self.general is not None and self.general.layer in features.layers and ANCHOR_L2 is not None:
+            # The ranking stays the general probe's, refit toward the labels: its weights are the
+            # prior, so a few labels move it a little and many move it more.
+            x = self.general.features(features.hidden[:, features.layers.index(self.general.layer)], self.general_null)
+            self.anchored = anchor(self.general, x, y, ANCHOR_L2)
+            self.use_general, self.general_platt_for = True, self.general.identity
+            best_auc = 1.0  # the margin and a question's own probe are not chosen over it
+            scores = x @ self.anchored[0] + self.anchored[1]
+        elif self.general is not None and self.general.layer in features.layers:
             # Not fitted to these labels, so its AUC on them is an honest measurement.
             z = self.general_decision(features.hidden[:, features.layers.index(self.general.layer)])
             general_auc = metrics.auc(y, z)
@@ -285,7 +302,7 @@ class Calibrator:
                 self.general_platt_for = self.general.identity
                 scores = self.general_platt.logit(z)
         self.probe, self.probe_platt, self.use_probe = None, None, False
-        if probe and n1 >= 2 and n0 >= 2 and features.hidden is not None and features.hidden.size:
+        if probe and self.anchored is None and n1 >= 2 and n0 >= 2 and features.hidden is not None and features.hidden.size:
             self.probe = fit_probe(features, y, model=self.model, question=self.question, layer=probe_layer, k=k)
             oof = self.probe.oof
             self.probe_platt = fit_platt(oof, y, prior=(1.0, 0.0))
@@ -320,6 +337,7 @@ class Calibrator:
             "n_labels": list(self.n_labels),
             "notes": list(self.notes),
             "anchors": [[doc_id, score, label] for doc_id, (score, label) in self.anchors.items()],
+            "anchored": None if self.anchored is None else [[float(v) for v in self.anchored[0]], self.anchored[1]],
         }
 
     @classmethod
@@ -343,6 +361,8 @@ class Calibrator:
             n_labels=tuple(data.get("n_labels", (0, 0))),
             notes=list(data.get("notes", [])),
             anchors={str(a[0]): (float(a[1]), bool(a[2])) for a in data.get("anchors", [])},
+            anchored=(np.asarray(data["anchored"][0], dtype=np.float64), float(data["anchored"][1]))
+            if data.get("anchored") else None,
         )
 
     def save(self, folder: Optional[Path] = None) -> Path:
@@ -360,6 +380,18 @@ class Calibrator:
             return None
         probe, extra = found
         return cls.from_dict(extra or {"question": question, "model": model}, probe)
+
+
+def anchor(general: GeneralProbe, x: np.ndarray, labels, l2: float) -> tuple[np.ndarray, float]:
+    """The general probe refit to labeled documents (`x`: their standardised features), with a
+    Gaussian prior of strength `l2` centred on its own weights; in its shipped scale. The shipped
+    weights carry a temperature (Platt from leave-one-genre-out); the prior sits on the weights
+    before it, the strength being measured there."""
+    a, c = general.info.get("platt_from_logo", [1.0, 0.0]) if general.info else (1.0, 0.0)
+    a = a if a and np.isfinite(a) and a > 0 else 1.0
+    fit = metrics.logistic_regression(x, np.asarray(labels, dtype=bool), l2, prior_w=general.w / a,
+                                      prior_b=(general.b - c) / a, l2_b=1.0)
+    return fit.w * a, float(fit.b * a + c)
 
 
 def text_key(text: str) -> str:

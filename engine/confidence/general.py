@@ -45,12 +45,16 @@ class GeneralProbe:
     def decision(self, hidden, null_state=None) -> np.ndarray:
         """Log-odds of "yes" for one state (D,) or a batch (n, D); `null_state` (D,) is the
         question's content-free state, needed when the probe reads the difference."""
+        return self.features(hidden, null_state) @ self.w + self.b
+
+    def features(self, hidden, null_state=None) -> np.ndarray:
+        """The standardised input its weights read, for one state (D,) or a batch (n, D)."""
         h = np.asarray(hidden, dtype=np.float64)
         if self.subtract_null:
             if null_state is None:
                 raise ValueError("this general probe reads the state minus the question's content-free state")
             h = h - np.asarray(null_state, dtype=np.float64)
-        return ((h - self.mean) / self.scale) @ self.w + self.b
+        return (h - self.mean) / self.scale
 
     def band_before_labels(self, band: float) -> float:
         """The uncertain band for its verdicts before labels: `band`, or its own when wider."""

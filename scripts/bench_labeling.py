@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A simulated user labels documents one at a time, in the order Verdict suggests or at random,
+until the batch is called: at least 90% of the unlabeled documents called (or the oracle's
+coverage, when that is lower) with at least 90% of the calls right. How many labels did it take?
+
+Batches are the held-out genres of the general set (debian, pydocs; the general probe fit on the
+six training genres, as shipped) and, with `--obvious ROWS.jsonl` (the rows of `verdict classify
+--decisions row` on resources/bench/obvious.jsonl, which carry each document's score), the
+obvious case. The user answers truthfully; the scores do not change with labels (the ranking
+stays the general probe's), so what is measured is the decision layer and the suggestions.
+
+  python scripts/bench_labeling.py [--cache /work/cache_probe/smollm2-135m-q4_1] [--most 30]
+      [--obvious rows.jsonl] [--json OUT.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, load_pairs  # noqa: E402
+
+from engine.confidence.decide import DecisionRule, call_quality, decide, oracle_coverage, suggest  # noqa: E402
+
+TARGET = 0.90
+
+
+def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int) -> int:
+    """Labels until the batch is called (most + 1: not within `most`)."""
+    rng = np.random.default_rng(seed)
+    goal = min(0.9, oracle_coverage(y, s, TARGET))
+    labels: dict[int, bool] = {}
+    for n in range(most + 1):
+        d = decide(s, labels, rule)
+        free = np.array([i not in labels for i in range(len(s))])
+        made, right = call_quality(y[free], [c for c, f in zip(d.calls, free) if f])
+        if made and made / free.sum() >= goal - 1e-9 and right / made >= TARGET:
+            return n
+        if n == most:
+            break
+        if order == "suggested":
+            pick = suggest(s, labels, rule)[0]
+        else:
+            pick = int(rng.choice(np.flatnonzero(free)))
+        labels[pick] = bool(y[pick])
+    return most + 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
+    parser.add_argument("--most", type=int, default=30)
+    parser.add_argument("--obvious", help="rows of `verdict classify --decisions row` on resources/bench/obvious.jsonl")
+    parser.add_argument("--gate", type=float, default=DecisionRule().gate)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rule = DecisionRule(gate=args.gate)
+    batches = []
+    if args.cache:
+        train = load_pairs(Path(args.cache), TRAIN)
+        held = load_pairs(Path(args.cache), HELD_OUT)
+        probe = GeneralProbe({"layers": [21], "diff": True}, 100.0).fit(train)
+        z = probe.decision(held)
+        for g in HELD_OUT:
+            for q in dict.fromkeys(held.question[held.genre == g]):
+                m = (held.genre == g) & (held.question == q)
+                batches.append((f"{g}: {q}", z[m], held.y[m]))
+    if args.obvious:
+        truth = {json.loads(line)["id"]: json.loads(line)["labels"]
+                 for line in (ROOT / "resources" / "bench" / "obvious.jsonl").read_text().splitlines()}
+        rows = [json.loads(line) for line in Path(args.obvious).read_text().splitlines()]
+        for q in dict.fromkeys(r["question"] for r in rows):
+            mine = [r for r in rows if r["question"] == q]
+            batches.append((f"obvious: {q}", np.array([r["score"] for r in mine]),
+                            np.array([truth[r["id"]][q] for r in mine])))
+    report = []
+    print(f"{'batch':70} {'n':>4} {'oracle':>6} {'suggested':>9} {'random':>7}")
+    for name, s, y in batches:
+        sug = labels_needed(s, y, "suggested", rule, args.most, 0)
+        ran = [labels_needed(s, y, "random", rule, args.most, seed) for seed in range(3)]
+        report.append({"batch": name, "n": len(s), "oracle": oracle_coverage(y, s, TARGET), "suggested": sug,
+                       "random": float(np.median(ran))})
+        r = report[-1]
+        print(f"{name[:70]:70} {len(s):4d} {r['oracle']:6.2f} {sug:9d} {r['random']:7.1f}", flush=True)
+    cap = args.most + 1
+    print(f"median labels (>{args.most} counted as {cap}): suggested {np.median([r['suggested'] for r in report]):.1f}, "
+          f"random {np.median([r['random'] for r in report]):.1f}; reached within {args.most}: "
+          f"suggested {sum(r['suggested'] < cap for r in report)}/{len(report)}, "
+          f"random {sum(r['random'] < cap for r in report)}/{len(report)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
