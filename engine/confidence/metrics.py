@@ -160,28 +160,35 @@ def logistic_regression(
     targets: Optional[np.ndarray] = None,
     max_iter: int = 100,
     tol: float = 1e-8,
+    offset: Optional[np.ndarray] = None,
 ) -> LogisticFit:
     """L2-regularised logistic regression by Newton's method (IRLS) with a backtracking step.
 
     Minimises  sum_i CE(t_i, sigmoid(x_i.w + b)) + l2/2 |w - prior_w|^2 + l2_b/2 (b - prior_b)^2,
     with t = y unless soft `targets` are given (Platt's smoothed targets). With l2 > 0 the
-    optimum is unique even for separable data. When there are fewer samples than features and no
-    prior, the fit runs in the span of the samples (w = V z from the SVD x = U S V^T), which gives
-    the same minimiser at the cost of an n x n problem.
+    optimum is unique even for separable data. When there are fewer samples than features, the fit
+    runs in the span of the samples around the prior (w = prior_w + V z from the SVD x = U S V^T),
+    which gives the same minimiser at the cost of an n x n problem. `offset` (n,) is added to
+    every sample's log-odds.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
     t = np.asarray(y if targets is None else targets, dtype=np.float64)
     n, d = x.shape
-    if prior_w is None and d > n and l2 > 0:
+    base = np.zeros(n) if offset is None else np.asarray(offset, dtype=np.float64).reshape(n)
+    if d > n and l2 > 0:
+        # w = prior_w + V z with V spanning the samples: only z (r <= n numbers) is fitted, the same
+        # minimiser (the prior's pull on the rest of w is zero) at the cost of an n x n problem
+        centre = np.zeros(d) if prior_w is None else np.asarray(prior_w, dtype=np.float64).reshape(d)
         _, s, vt = np.linalg.svd(x, full_matrices=False)
         keep = s > s[0] * 1e-10 if len(s) else s > 0
         basis = vt[keep].T  # (d, r)
         fit = logistic_regression(
-            x @ basis, y, l2, prior_b=prior_b, l2_b=l2_b, targets=targets, max_iter=max_iter, tol=tol
+            x @ basis, y, l2, prior_b=prior_b, l2_b=l2_b, targets=targets, max_iter=max_iter, tol=tol,
+            offset=base + x @ centre,
         )
-        return LogisticFit(basis @ fit.w, fit.b, fit.iterations, fit.converged)
+        return LogisticFit(centre + basis @ fit.w, fit.b, fit.iterations, fit.converged)
 
     prior = np.zeros(d) if prior_w is None else np.asarray(prior_w, dtype=np.float64).reshape(d)
     theta = np.concatenate([prior, [prior_b]])  # start at the prior
@@ -190,14 +197,14 @@ def logistic_regression(
     centre = np.concatenate([prior, [prior_b]])
 
     def objective(th):
-        z = xb @ th
+        z = xb @ th + base
         # CE with soft targets, computed stably: log(1+e^z) - t z
         return float(np.sum(np.logaddexp(0.0, z) - t * z) + 0.5 * np.sum(reg * (th - centre) ** 2))
 
     value = objective(theta)
     converged = False
     for it in range(1, max_iter + 1):
-        p = sigmoid(xb @ theta)
+        p = sigmoid(xb @ theta + base)
         grad = xb.T @ (p - t) + reg * (theta - centre)
         weights = p * (1 - p)
         hess = (xb * weights[:, None]).T @ xb + np.diag(reg) + 1e-10 * np.eye(d + 1)
