@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QMenu, QWidget
 
 from app.options import EXAMPLES, THINK, THINK_TOKENS, THINK_UNAVAILABLE
 from app.results_table import OPTIONAL_COLUMNS
+from app.settings import TARGET_PRECISIONS
 
 if TYPE_CHECKING:
     from app.window import MainWindow
@@ -121,6 +122,18 @@ def build(w: "MainWindow") -> None:
     _fill(questions, (w.rescore_action, w.add_question_action, w.cancel_action, None, w.previous_question_action,
                       w.next_question_action))
     _fill(questions.addMenu("Go to Question"), w.question_actions)
+    target = questions.addMenu("Call Yes or No When Right")
+    target.setToolTipsVisible(True)
+    w.target_group = QActionGroup(w)
+    w.target_actions = {}
+    for value in TARGET_PRECISIONS:
+        action = QAction(f"at Least {value:.0%} of the Time", w, checkable=True)
+        action.setChecked(w.settings.target_precision == value)
+        action.setToolTip("A verdict says yes or no only where it is that likely right; the rest stay Uncertain")
+        action.triggered.connect(lambda checked, v=value: w.set_target_precision(v))
+        w.target_group.addAction(action)
+        target.addAction(action)
+        w.target_actions[value] = action
     _fill(questions, (None, w.label_yes_action, w.label_no_action, w.skip_action, w.next_uncertain_action, None,
                       w.examples_action, w.think_action))
     questions.setToolTipsVisible(True)

@@ -496,6 +496,11 @@ class SessionController(QObject):
         keys_help = "Y yes · N no · S skip"
         if not free:
             text = f"Every document is labeled for this question ({len(rows)})."
+        elif called == 0 and math.isinf(self.rule.gate):
+            text = (f"No yes or no at {target}: on kinds of text it was not trained on, calls were not right "
+                    f"that often (see the README). P(yes) still ranks the documents; to see calls where they "
+                    f"fall into two clear groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
+                    f"Labels ({keys_help}) tune the ranking.")
         elif called == 0:
             needed = self.labels_to_first_calls(question)
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed

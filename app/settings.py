@@ -12,6 +12,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 SETTINGS_ENV = "VERDICT_SETTINGS"  # an ini file to use instead of the platform's store
 MAX_RECENT_QUESTIONS = 12
+TARGET_PRECISIONS = (0.8, 0.85, 0.9, 0.95)  # the choices the Questions menu offers
 
 
 class Settings:
@@ -105,6 +106,20 @@ class Settings:
     @color_scheme.setter
     def color_scheme(self, value: str) -> None:
         self._qs.setValue("view/colorScheme", value)
+
+    # --- decisions ----------------------------------------------------------------------------
+    @property
+    def target_precision(self) -> float:
+        """How often a yes or no call must be right (one of TARGET_PRECISIONS; default 0.9)."""
+        try:
+            value = float(self._get_str("decisions/targetPrecision", "0.9"))
+        except ValueError:
+            return 0.9
+        return value if value in TARGET_PRECISIONS else 0.9
+
+    @target_precision.setter
+    def target_precision(self, value: float) -> None:
+        self._qs.setValue("decisions/targetPrecision", str(float(value)))
 
     # --- window -------------------------------------------------------------------------------
     @property

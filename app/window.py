@@ -16,6 +16,7 @@ from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
+from engine.confidence.decide import DecisionRule
 from engine.types import Document
 
 from app import dialogs, menus, theme
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self.session.visible_keys = self.table.visible_keys
         menus.build(self)
         self._connect()
+        self.session.rule = DecisionRule(target=settings.target_precision)
         self.question_bar.set_questions(*self.session.restore())
         self._restore_geometry()
         self._apply_style()
@@ -335,6 +337,11 @@ class MainWindow(QMainWindow):
         following = self.session.next_uncertain(self.table.shown_keys(), current)
         if following is not None:
             self.select_keys([following])
+
+    def set_target_precision(self, target: float) -> None:
+        """Call yes or no only where the call is right with at least this probability (remembered)."""
+        self.settings.target_precision = target
+        self.session.set_target(target)
 
     @Slot(str)
     def _on_guide_changed(self, text: str) -> None:

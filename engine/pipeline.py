@@ -188,12 +188,19 @@ class Pipeline:
 
     def notes(self) -> list[str]:
         """What the calibrators want the user to know (one line each, naming the question)."""
-        unlabeled = [q for q, cal in self.calibrators.items() if not sum(cal.n_labels)]
-        waiting = [] if not unlabeled or not self._batch_decided else [
-            f"{', '.join(map(repr, unlabeled))}: no labels yet, so yes or no is called only where the scores of "
-            f"the documents fall into two groups far enough apart for each call to be right with probability "
-            f"{self.rule.target:.0%} or more; the probability ranks the rest (--suggest N names the documents "
-            "whose labels would bring the most calls)"]
+        waiting = []
+        if self._batch_decided and math.isinf(self.rule.gate):
+            waiting = [f"no yes or no is called at --target-precision {self.rule.target:g}: on kinds of text the "
+                       "model's probes were not trained on, calls were not right that often (README, Decisions "
+                       "over the batch); the probability still ranks the documents, and --target-precision 0.8 "
+                       "calls where they fall into two clear groups"]
+        elif self._batch_decided:
+            unlabeled = [q for q, cal in self.calibrators.items() if not sum(cal.n_labels)]
+            waiting = [] if not unlabeled else [
+                f"{', '.join(map(repr, unlabeled))}: no labels yet, so yes or no is called only where the scores "
+                f"fall into two groups far enough apart for each call to be right with probability "
+                f"{self.rule.target:.0%} or more; the probability ranks the rest (--suggest N names the documents "
+                "whose labels would bring the most calls)"]
         return list(self._general_notes) + waiting + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
                                                       for note in cal.notes]
 

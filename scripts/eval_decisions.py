@@ -46,10 +46,12 @@ from engine.confidence.probe import Features  # noqa: E402
 KS = (0, 1, 2, 4, 8, 16)
 DRAWS = 5
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0)
-GATES = tuple(np.arange(0, 4.01, 0.5).round(2))
+GATES = tuple(np.arange(0, 6.01, 0.5).round(2))
+TARGETS = (0.75, 0.8, 0.85, 0.9, 0.95)
 TARGET = 0.90
 SPEC = {"layers": [21], "diff": True}
 PROBE_LAYER = 18
+ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
 
 
 def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float) -> np.ndarray:
@@ -71,7 +73,7 @@ def shipped_calibrator(p: Pairs, idx: np.ndarray, labeled: np.ndarray, y: np.nda
         rows = idx[labeled]
         feats = Features([str(i) for i in rows], p.margin[rows], np.ones(len(rows)),
                          p.hidden[rows][:, [layers.index(PROBE_LAYER), layers.index(21)]], [PROBE_LAYER, 21])
-        cal.fit_labels(feats, list(y), probe_layer=PROBE_LAYER)
+        cal.fit_labels(feats, list(y), probe_layer=PROBE_LAYER, anchor_l2=None)  # the choice by AUC, as before
     need = cal.layers[0] if cal.layers else None
     z = np.array([cal.log_odds(float(p.margin[i]), None if need is None else p.hidden[i, layers.index(need)])
                   for i in idx])
@@ -105,11 +107,13 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
             labels = {int(i): bool(y[i]) for i in lab_idx}
             unl = ~labeled
             scores = {"R0": z0}
-            if k:
+            if k and not ONLY_R2:
                 for lam in LAMBDAS:
                     scores[f"R1:{lam:g}"] = anchored_scores(x, lab_idx, y[lab_idx], probe, lam)
             r2, cal = shipped_calibrator(p, idx, lab_idx, y[lab_idx], probe, question)
             scores["R2"] = r2
+            if ONLY_R2:
+                del scores["R0"]
             base = {"question": question, "k": k, "draw": draw}
             d0_calls = [cal.decide(float(v), 1.0) for v in r2]
             out.append({**base, "ranking": "R2", "decision": "D0",
@@ -162,6 +166,8 @@ def run(args) -> int:
         jobs.append(("heldout", g, held, probes["all"], prior_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
+    global ONLY_R2
+    ONLY_R2 = args.only_r2
     seed = 0
     part, parts = (int(x) for x in args.part.split("/"))
     for split, g, p, probe, prior in jobs:
@@ -246,10 +252,10 @@ def choose(args) -> int:
         print(f"  {name}: " + "  ".join(f"k={k}: {t[k]['logo']:.3f}/{t[k]['heldout']:.3f}" for k in KS))
 
     # 2. decision on the chosen ranking; gates per fold from the other five genres
-    def gate_for(records, decision):
+    def gate_for(records, decision, target=TARGET):
         for gate in GATES:
             sel = gated([r for r in records if r["decision"] == decision], gate)
-            if all((pooled([r for r in sel if r["k"] == k])["precision"] >= TARGET)
+            if all((pooled([r for r in sel if r["k"] == k])["precision"] >= target)
                    or not pooled([r for r in sel if r["k"] == k])["calls"] for k in KS):
                 return float(gate)
         return float("inf")
@@ -286,8 +292,11 @@ def choose(args) -> int:
     if ok:
         chosen_d = max(ok, key=lambda d: np.mean([decisions[d]["table"][k]["logo"]["ratio"] for k in KS]))
     else:
-        chosen_d = max(("D1", "D2", "D3"), key=lambda d: min(np.nan_to_num(decisions[d]["table"][k]["logo"]["precision"])
-                                                          for k in KS))
+        def lowest(d):  # over the k at which it made calls
+            values = [decisions[d]["table"][k]["logo"]["precision"] for k in KS]
+            values = [v for v in values if np.isfinite(v)]
+            return min(values) if values else -1.0
+        chosen_d = max(("D1", "D2", "D3"), key=lowest)
     report["decision_chosen"] = chosen_d
     report["decision_eligible"] = ok
     print(f"\ndecisions (eligible {ok}; chosen {chosen_d})")
@@ -300,6 +309,29 @@ def choose(args) -> int:
                   f"{h['ratio']:.3f}")
         print(f"   gates {d['gates']}; questions <80% with >20% called: "
               f"{ {k: len(v) for k, v in d['questions_below_80'].items()} }")
+    # the gate per target precision (decisions_rule.md, the addition): chosen on the six training
+    # genres; judged leave-one-genre-out (each genre by gates chosen on the other five) and on the
+    # held-out genres (by the gate chosen on all six)
+    ranking = report["ranking_chosen"]
+    table = {}
+    print(f"\ngate per target for {chosen_d} on {ranking} (LOGO judged: coverage/precision by k; held-out likewise)")
+    for target in TARGETS:
+        recs = [r for r in logo_r if r["ranking"] == ranking and r["decision"] == chosen_d]
+        hrecs = [r for r in held_r if r["ranking"] == ranking and r["decision"] == chosen_d]
+        judged = []
+        for g in TRAIN:
+            gate = gate_for([r for r in recs if r["genre"] != g], chosen_d, target)
+            part = [r for r in recs if r["genre"] == g]
+            judged += gated(part, gate) if np.isfinite(gate) else [{**r, "calls": 0, "right": 0} for r in part]
+        gate_all = gate_for(recs, chosen_d, target)
+        hjudged = gated(hrecs, gate_all) if np.isfinite(gate_all) else [{**r, "calls": 0, "right": 0} for r in hrecs]
+        table[target] = {"gate": gate_all, "logo": {k: pooled([r for r in judged if r["k"] == k]) for k in KS},
+                         "heldout": {k: pooled([r for r in hjudged if r["k"] == k]) for k in KS}}
+        cells = "  ".join(f"k={k}: {table[target]['logo'][k]['coverage']:.3f}/{table[target]['logo'][k]['precision']:.2f}"
+                          f" | {table[target]['heldout'][k]['coverage']:.3f}/{table[target]['heldout'][k]['precision']:.2f}"
+                          for k in KS)
+        print(f"  target {target}: gate {gate_all}: {cells}")
+    report["gate_per_target"] = table
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
     return 0
@@ -314,6 +346,7 @@ def main() -> int:
     r.add_argument("--train", default=",".join(TRAIN))
     r.add_argument("--heldout", default=",".join(HELD_OUT))
     r.add_argument("--only", default="", help="logo and/or heldout: run only those batches")
+    r.add_argument("--only-r2", action="store_true")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
     c.add_argument("results", nargs="+")

@@ -72,8 +72,8 @@ def test_labels_are_held_and_name_the_yes_group():
 
 def test_the_decision_does_not_depend_on_the_scale_or_offset_of_the_score():
     s, _ = batch(3.0, n=300, seed=2)
-    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule())
-    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule())
+    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0))
+    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0))
     assert a.calls == b.calls
     assert a.probability == pytest.approx(b.probability, abs=1e-6)
 
@@ -122,12 +122,23 @@ def test_verdicts_are_decided_over_their_batch_with_labels_pinned():
     rows.append(Verdict(document_id="bad", question="Q?", verdict="error", error="unreadable", document_index=len(s)))
     low = dict(enumerate(s))
     weakest = min(low, key=lambda i: low[i] if y[i] else math.inf)  # a yes the score puts lowest
-    out = decide_verdicts(rows, DecisionRule(), pinned={weakest: True}, mass_floor=0.95)
+    out = decide_verdicts(rows, DecisionRule(gate=2.0), pinned={weakest: True}, mass_floor=0.95)
     assert out[-1] is rows[-1]
     assert out[weakest].verdict == YES  # held at its label
     assert all(v.verdict == UNCERTAIN for i, v in enumerate(out[:-1]) if i != weakest)  # mass below the floor
-    called = decide_verdicts(rows, DecisionRule(), pinned={weakest: True})
+    called = decide_verdicts(rows, DecisionRule(gate=2.0), pinned={weakest: True})
     made, right = call_quality(y, [v.verdict for v in called[:-1]])
     assert made > 100 and right / made >= 0.95
     assert all(v.margin == pytest.approx(math.log(v.probability / (1 - v.probability)), abs=1e-6)
                for v in called[:-1] if 0 < v.probability < 1)
+
+
+def test_the_gate_follows_the_target_precision_and_is_never_looser_for_a_stricter_target():
+    from engine.confidence.decide import GATES_BY_TARGET, gate_for_target
+
+    gates = [gate_for_target(t) for t in np.linspace(0.55, 0.99, 45)]
+    assert gates == sorted(gates)  # a stricter target never gets a looser gate
+    for target, gate in GATES_BY_TARGET:
+        assert DecisionRule(target=target).gate == gate
+    with pytest.raises(ValueError):
+        DecisionRule(target=1.0)

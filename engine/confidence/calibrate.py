@@ -265,10 +265,13 @@ class Calibrator:
         probe_layer: Optional[int] = None,
         k: int = 5,
         keys: Optional[Sequence[str]] = None,
+        anchor_l2: Optional[float] = ANCHOR_L2,
     ) -> "Calibrator":
         """Fit Platt scaling (and a probe, from `features.hidden`) to labels aligned with
         `features.ids`, and the probability threshold for `recall_target`. The labeled documents
-        are kept as `anchors` under `keys` (their `text_key`s; default: their ids)."""
+        are kept as `anchors` under `keys` (their `text_key`s; default: their ids). With a general
+        probe, `anchor_l2` is the strength of the refit's prior on its weights (None: choose
+        between the margin, the general probe and a question probe by their AUC on the labels)."""
         y = np.asarray(labels, dtype=bool)
         n1, n0 = int(y.sum()), int((~y).sum())
         if n1 < 1 or n0 < 1:
@@ -285,11 +288,11 @@ class Calibrator:
         scores = self.platt.logit(margins)  # in-sample, but Platt has two parameters
         best_auc = metrics.auc(y, margins)
         self.general_platt, self.use_general, self.anchored = None, False, None
-        if self.general is not None and self.general.layer in features.layers and ANCHOR_L2 is not None:
+        if self.general is not None and self.general.layer in features.layers and anchor_l2 is not None:
             # The ranking stays the general probe's, refit toward the labels: its weights are the
             # prior, so a few labels move it a little and many move it more.
             x = self.general.features(features.hidden[:, features.layers.index(self.general.layer)], self.general_null)
-            self.anchored = anchor(self.general, x, y, ANCHOR_L2)
+            self.anchored = anchor(self.general, x, y, anchor_l2)
             self.use_general, self.general_platt_for = True, self.general.identity
             best_auc = 1.0  # the margin and a question's own probe are not chosen over it
             scores = x @ self.anchored[0] + self.anchored[1]

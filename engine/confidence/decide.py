@@ -32,14 +32,30 @@ _INIT_QUANTILES = (0.2, 0.5, 0.8)
 _VAR_FLOOR = 1e-4  # of the batch's variance: keeps EM away from a collapsed component
 
 
+# The separation gate per target precision: for each target, the smallest gate at which the
+# calls on the training genres of the general set (each genre judged leave-one-genre-out, with 0
+# to 16 labels per class) were right at least that often (scripts/eval_decisions.py; the README
+# has the tables). Infinite: no gate made them right that often, so nothing is called. A target
+# between two entries takes the stricter one; above the last, nothing is called.
+GATES_BY_TARGET = ((0.75, 3.5), (0.80, 4.0), (0.85, math.inf), (0.90, math.inf), (0.95, math.inf))
+
+
+def gate_for_target(target: float) -> float:
+    """The measured separation gate for calls right with probability `target`."""
+    for listed, gate in GATES_BY_TARGET:
+        if target <= listed + 1e-9:
+            return gate
+    return math.inf
+
+
 @dataclass(frozen=True)
 class DecisionRule:
     """How calls are made from a batch's mixture: the target precision, the separation gate (in
-    pooled standard deviations; calls only above it), the bootstrap refits and the quantile of
-    their probabilities a call must clear."""
+    pooled standard deviations; calls only above it; None: the one measured for the target), the
+    bootstrap refits and the quantile of their probabilities a call must clear."""
 
     target: float = DEFAULT_TARGET
-    gate: float = 2.0
+    gate: Optional[float] = None
     refits: int = 30
     quantile: float = 0.1
     seed: int = 0
@@ -47,6 +63,8 @@ class DecisionRule:
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
             raise ValueError("the target precision must be above 0.5 and below 1")
+        if self.gate is None:
+            object.__setattr__(self, "gate", gate_for_target(self.target))
 
     def gate_for(self, n: int) -> float:
         """The separation a batch of `n` documents must show: the gate, or more for a small batch,
