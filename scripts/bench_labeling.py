@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A simulated user labels documents one at a time, in the order Verdict suggests or at random,
 until the batch is called: at least 90% of the unlabeled documents called (or the oracle's
-coverage, when that is lower) with at least 90% of the calls right. How many labels did it take?
+coverage at the target, when that is lower) with at least the target share of the calls right
+(`--target`, default 0.8). How many labels did it take?
 
 Batches are the held-out genres of the general set (debian, pydocs; the general probe fit on the
 six training genres, as shipped) and, with `--obvious ROWS.jsonl` (the rows of `verdict classify
@@ -10,7 +11,7 @@ obvious case. The user answers truthfully; the scores do not change with labels 
 stays the general probe's), so what is measured is the decision layer and the suggestions.
 
   python scripts/bench_labeling.py [--cache /work/cache_probe/smollm2-135m-q4_1] [--most 30]
-      [--obvious rows.jsonl] [--json OUT.json]
+      [--obvious rows.jsonl] [--target 0.8] [--seeds 2] [--json OUT.json]
 """
 from __future__ import annotations
 
@@ -58,10 +59,13 @@ def main() -> int:
     parser.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
     parser.add_argument("--most", type=int, default=30)
     parser.add_argument("--obvious", help="rows of `verdict classify --decisions row` on resources/bench/obvious.jsonl")
-    parser.add_argument("--gate", type=float, default=DecisionRule().gate)
+    parser.add_argument("--target", type=float, default=0.8, help="target precision of the calls (its gate as shipped)")
+    parser.add_argument("--seeds", type=int, default=2, help="random orders per batch")
     parser.add_argument("--json")
     args = parser.parse_args()
-    rule = DecisionRule(gate=args.gate)
+    rule = DecisionRule(target=args.target)
+    global TARGET
+    TARGET = args.target
     batches = []
     if args.cache:
         train = load_pairs(Path(args.cache), TRAIN)
@@ -84,7 +88,7 @@ def main() -> int:
     print(f"{'batch':70} {'n':>4} {'oracle':>6} {'suggested':>9} {'random':>7}")
     for name, s, y in batches:
         sug = labels_needed(s, y, "suggested", rule, args.most, 0)
-        ran = [labels_needed(s, y, "random", rule, args.most, seed) for seed in range(3)]
+        ran = [labels_needed(s, y, "random", rule, args.most, seed) for seed in range(args.seeds)]
         report.append({"batch": name, "n": len(s), "oracle": oracle_coverage(y, s, TARGET), "suggested": sug,
                        "random": float(np.median(ran))})
         r = report[-1]

@@ -15,6 +15,8 @@ from app.session_store import DB_FILE, SessionStore
 from app.settings import Settings
 from app.window import MainWindow
 from engine import Classifier, Example, Pipeline
+from engine.confidence.calibrate import text_key
+from engine.pipeline import decided
 from engine.types import Document
 from fakeserver import FakeServer
 from test_app import dialog_calls, make_window, wait_scored  # noqa: F401  (fixtures)
@@ -237,11 +239,16 @@ def test_a_refit_while_thinking_gives_what_the_engine_gives(qtbot, make_window, 
     reference = Pipeline(engine_clf, settings=settings, save=False)
     reference.fit(Q1, [Document(id=n, text=texts[n]) for n in labels], labels)
     assert reference.calibrators[Q1].method == cal.method
-    expected = dict(zip(texts, reference.run(Q1, list(texts.values()), deliberate=THINK_TOKENS)))
-    # the calibrator decides: some rows are sure now (no thinking), some are still thought about
-    # one pass through the new probe leaves them uncertain: thought about, they come out sure
-    assert all(e.reasoning and e.verdict != "uncertain" for e in expected.values())
+    # which rows think is the calibrator's (each row alone, by its band): one pass through the new
+    # probe leaves them uncertain, thought about they come out sure; then the window decides them
+    # over the batch with the labels held, as `decided` does for the pipeline
+    each = list(reference.run(Q1, list(texts.values()), deliberate=THINK_TOKENS, decisions="row"))
+    assert all(e.reasoning and e.verdict != "uncertain" for e in each)
+    keys = {n: text_key(t) for n, t in enumerate(texts.values())}
+    batch = decided([(0, v) for v in each], reference.calibrators, window.session.rule, keys)
+    expected = dict(zip(texts, [v for _, v in batch]))
     for row in window.results.rows:
         v, e = row.verdicts[Q1], expected[row.name]
         assert (v.verdict, v.reasoning) == (e.verdict, e.reasoning), row.name
-        assert v.margin == pytest.approx(e.margin, abs=2e-2, rel=2e-2), row.name
+        assert v.score == pytest.approx(e.score, abs=2e-2, rel=2e-2), row.name
+        assert v.probability == pytest.approx(e.probability, abs=2e-2), row.name

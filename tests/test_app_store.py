@@ -1,6 +1,8 @@
 """The session database and the settings wrapper, without a window."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import sqlite3
 
@@ -73,15 +75,18 @@ def test_reasoning_and_question_options_are_kept_and_a_version_2_session_is_upgr
     old = store.load().documents[0].verdicts["Q1"]
     assert (old.verdict, old.margin, old.reasoning) == ("yes", 1.5, None)
     key = store.add_documents([("b", Document(id="b", text="Soup"))])[0]
-    store.save_verdicts([(key, verdict("b", "Q1", -0.2, reasoning="The document describes soup."))])
+    store.save_verdicts([(key, dataclasses.replace(verdict("b", "Q1", -0.2, reasoning="The document describes soup."),
+                                                   score=-0.7))])
     store.set_question_options({"Q1": {"examples": True}})
     store.close()
     session = SessionStore(path).load()
     assert session.documents[1].verdicts["Q1"].reasoning == "The document describes soup."
+    assert session.documents[1].verdicts["Q1"].score == -0.7  # the score comes back, to decide over the batch
     assert session.documents[0].verdicts["Q1"].margin == 1.5
+    assert math.isnan(session.documents[0].verdicts["Q1"].score)  # an old verdict has no score: not re-decided
     assert session.options == {"Q1": {"examples": True}}
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_wal_mode_and_schema_version(tmp_path):

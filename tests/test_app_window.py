@@ -316,15 +316,18 @@ def test_chip_column_and_pane_say_the_same(qtbot, make_window):  # noqa: F811
     assert window.detail.results()[0].numbers.isVisible()
 
 
-def test_labels_show_in_the_table_filter_and_next_uncertain(qtbot, make_window):  # noqa: F811
+def test_labels_show_in_the_table_filter_and_the_labeling_loop_moves_on(qtbot, make_window):  # noqa: F811
     window = scored(qtbot, make_window, n=6)
     rows = window.results.rows
     window.select_keys([rows[1].key])
     window.table.setFocus()
-    qtbot.keyClick(window.table, Qt.Key.Key_N)  # Label No
+    qtbot.keyClick(window.table, Qt.Key.Key_N)  # Label No, then the next document to label is shown
     col = window.results.question_column(0)
     assert window.results.index(1, col).data(LabelRole) == "no"
     assert "Your label: No" in window.results.index(1, col).data(Qt.ItemDataRole.ToolTipRole)
+    assert window.detail.key == window.session.suggested(count=1, exclude=[rows[1].key])[0] != rows[1].key
+    assert window.detail.key in window.results.suggested  # starred in the table
+    window.select_keys([rows[1].key])
     result = window.detail.results()[0]
     assert result.no_button.isChecked() and result.no_button.text() == "✓ No" and result.yes_button.text() == "Yes"
     window.set_label_filter("labeled")
@@ -332,13 +335,25 @@ def test_labels_show_in_the_table_filter_and_next_uncertain(qtbot, make_window):
     window.set_label_filter("unlabeled")
     assert window.proxy.rowCount() == 5
     window.set_label_filter("any")
-    # Next Uncertain: the unlabeled answer closest to even odds, then the next one
-    order = sorted((r for r in rows if not r.labels), key=lambda r: abs(r.verdicts[Q1].probability - 0.5))
+    # U: the unlabeled document whose label would bring the most calls
     qtbot.keyClick(window.table, Qt.Key.Key_U)
-    assert window.detail.key == order[0].key
-    qtbot.keyClick(window.table, Qt.Key.Key_Y)
-    qtbot.keyClick(window.table, Qt.Key.Key_U)
-    assert window.detail.key == order[1].key
+    first = window.detail.key
+    assert first == window.session.suggested(count=1, exclude=[rows[1].key])[0]
+    # S skips it: it is not suggested again, and the next one is shown
+    qtbot.keyClick(window.table, Qt.Key.Key_S)
+    assert window.detail.key != first and first not in window.session.suggested(count=6)
+    assert not window.results.row_for_key(first).labels
+    # a text field keeps its letters; anywhere else Y labels
+    shown = window.detail.key
+    window.search.setFocus()
+    qtbot.keyClick(window.search, Qt.Key.Key_Y)
+    assert window.search.text() == "y" and not window.results.row_for_key(shown).labels
+    window.search.clear()
+    window.select_keys([shown])
+    button = window.detail.results()[0].yes_button  # a widget that takes no letters
+    button.setFocus()
+    qtbot.keyClick(button, Qt.Key.Key_Y)
+    assert window.results.row_for_key(shown).labels == {Q1: "yes"}
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -137,13 +137,15 @@ def test_thinking_writes_what_stock_greedy_decoding_writes_and_answers_after_the
 
 
 def test_pipeline_thinks_only_about_the_uncertain_rows(clf):
+    # which rows think is decided row by row, by the calibrator's band (--decisions row)
     wide = Pipeline(clf, settings={"band": 1000.0}, save=False)
-    rows = list(wide.run(QUESTION, DOCS, deliberate=4))
+    rows = list(wide.run(QUESTION, DOCS, deliberate=4, decisions="row"))
     assert len(rows) == 3 and all(r.reasoning and r.reasoning.startswith(THINK_LEAD) for r in rows)
-    plain = list(Pipeline(clf, settings={"band": 1000.0}, save=False).run(QUESTION, DOCS))
+    plain = list(Pipeline(clf, settings={"band": 1000.0}, save=False).run(QUESTION, DOCS, decisions="row"))
     assert all(r.reasoning is None for r in plain)
     assert any(abs(a.raw_margin - b.raw_margin) > 1e-4 for a, b in zip(rows, plain))
-    narrow = list(Pipeline(clf, settings={"band": 0.0, "mass_floor": 0.0}, save=False).run(QUESTION, DOCS, deliberate=4))
+    narrow = list(Pipeline(clf, settings={"band": 0.0, "mass_floor": 0.0}, save=False).run(
+        QUESTION, DOCS, deliberate=4, decisions="row"))
     assert all(r.reasoning is None and r.verdict in ("yes", "no") for r in narrow)
 
 

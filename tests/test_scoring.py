@@ -120,7 +120,9 @@ def test_bad_documents_get_error_rows_and_the_rest_are_scored(tiny_classifier):
 def test_stream_can_be_cancelled_between_batches(tiny_model_dir):
     clf = Classifier.load(tiny_model_dir, max_batch=2, chunk_documents=4)
     seen = []
-    for v in clf.classify_iter(QUESTIONS[0], [f"document number {i}" for i in range(40)], cancel=lambda: len(seen) >= 4):
+    # rows one by one (a batch decision would hold them all until the end)
+    for v in clf.classify_iter(QUESTIONS[0], [f"document number {i}" for i in range(40)], cancel=lambda: len(seen) >= 4,
+                               decisions="row"):
         seen.append(v)
     assert 4 <= len(seen) < 40
 

@@ -280,7 +280,7 @@ class Calibrator:
         self.notes = []
         margins = features.margin - self.shift
         self.platt = fit_platt(margins, y)
-        if self.platt.a < 0 and metrics.auc(y, margins) < 0.4:
+        if self.platt.a < 0 and metrics.auc(y, margins) < 0.4 and (self.general is None or anchor_l2 is None):
             self.notes.append(
                 "the model's margin runs against these labels (negative Platt slope): "
                 "its zero-shot answer to this question is not to be trusted"
