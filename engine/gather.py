@@ -71,24 +71,34 @@ def prompt_key(clf, question: str) -> Optional[tuple]:
     return None if encoder_for is None else tuple(encoder_for(question).head_ids(question))
 
 
-def general_probe(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
-    """The general probe for a classifier's model, or None. A model loaded here is known by the
-    sha256 of its file's content; another backend by its fingerprint when that is a sha256. None
-    for a backend that returns no hidden states (an inference server): there is nothing to read."""
+def probe_fingerprint(clf) -> Optional[str]:
+    """What a general probe for this classifier's model is kept under: the sha256 of the model's
+    content (its file, or its folder's weight files). None for a backend that returns no hidden
+    states (an inference server: there is nothing to read) or a model with no file here."""
     backend = getattr(clf, "backend", clf)
     if not getattr(backend, "supports_states", True):
         return None
-    path = getattr(getattr(backend, "lm", None), "path", None)
     fingerprint = str(getattr(backend, "fingerprint", "") or "").removeprefix("sha256:")
-    if not _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
-        if path is None or not Path(path).exists():
-            return None
-        fingerprint = model_fingerprint(path)
-    probe = load_general_probe(fingerprint, folder)
-    n_layers = getattr(clf, "n_layers", None)
-    if probe is None or (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
+    if _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
+        return fingerprint
+    path = getattr(getattr(backend, "lm", None), "path", None)
+    return model_fingerprint(path) if path is not None and Path(path).exists() else None
+
+
+def general_probe(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
+    """The general probe for a classifier's model, or None: the one shipped for it, else one fitted
+    here by `verdict models calibrate` (`folder`: look only there)."""
+    fingerprint = probe_fingerprint(clf)
+    if fingerprint is None:
         return None
-    return probe
+    from engine.general_fit import user_probes_dir
+
+    for where in ([folder] if folder is not None else [None, user_probes_dir()]):
+        probe = load_general_probe(fingerprint, where)
+        n_layers = getattr(clf, "n_layers", None)
+        if probe is not None and not (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):
+            return probe
+    return None
 
 
 def _is_sha256(text: str) -> bool:

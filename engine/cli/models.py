@@ -5,6 +5,7 @@ download progress shown on stderr when `--model` names a hub repo.
     verdict models pull org/repo | org/repo:QUANT
     verdict models fetch-default | where
     verdict models export-mlx MODEL OUT_DIR [--dtype float32|float16|bfloat16] [--dequantize]
+    verdict models calibrate [--model MODEL] [--max-docs N]
 """
 from __future__ import annotations
 
@@ -103,11 +104,49 @@ def cmd_models(args: argparse.Namespace) -> int:
         path = hub.download(args.ref, progress=progress)
         progress.finish(path)
         print(path)
+    elif args.action == "calibrate":
+        return calibrate(args)
     elif args.action == "export-mlx":
         from engine.runtime.export import export_mlx
 
         source = None if args.source_model == "default" else resolve_with_progress(args.source_model)
         print(export_mlx(source, args.out_dir, dtype=args.dtype, dequantize=args.dequantize))
+    return 0
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """`verdict models calibrate`: fit the model's general probe from the shipped corpus."""
+    from engine.classifier import Classifier
+    from engine.cli.output import Progress
+    from engine.general_fit import calibrate_model, corpus_size
+
+    def say(line: str) -> None:
+        print(f"verdict: {line}", file=sys.stderr, flush=True)
+
+    if args.max_docs < 0:
+        say("error: --max-docs must be at least 0")
+        return 2
+    model = resolve_with_progress(args.model) if args.model else None
+    clf = Classifier.load(model)
+    total = corpus_size(args.max_docs)
+    say(f"fitting a general probe for {clf.model_name}: {total:,} questions over the corpus, each genre kept "
+        "as it finishes (run the command again to go on after an interruption)")
+    progress = Progress(total)
+
+    def step(count: int) -> None:
+        for _ in range(count):
+            progress.step()
+
+    try:
+        probe, path = calibrate_model(clf, max_docs=args.max_docs, say=say, step=step)
+    except ValueError as exc:
+        progress.close()
+        say(f"error: {exc}")
+        return 2
+    progress.close()
+    say(f"held-out genres: mean AUC {probe.heldout_auc:.3f} (the model's own answer: {probe.heldout_auc_margin:.3f}); "
+        f"layer {probe.layer}; saved {path}")
+    print(path)
     return 0
 
 
@@ -122,6 +161,11 @@ def add_parser(sub) -> None:
     lst.add_argument("--source", action="append", choices=list(catalog.SOURCES), help="(repeatable)")
     pull = actions.add_parser("pull", help="download org/repo (MLX) or org/repo:QUANT (GGUF) into the HF cache")
     pull.add_argument("ref", metavar="REF")
+    cal = actions.add_parser("calibrate", help="fit the model's general answer probe from the shipped corpus "
+                             "(used before labels; hours on a CPU for a large model, resumable)")
+    cal.add_argument("-m", "--model", help="an MLX folder, a .gguf file or a hub repo (default: the embedded model)")
+    cal.add_argument("--max-docs", type=int, default=0, metavar="N", help="at most N documents per genre "
+                     "(default: all; a quick, weaker probe)")
     export = actions.add_parser("export-mlx", help="write a model Verdict loads (.gguf, MLX folder, hub repo, "
                                 "'default') as an MLX folder that mlx-lm and mlx_lm.server load")
     export.add_argument("source_model", metavar="MODEL")
