@@ -36,6 +36,9 @@ def test_a_model_on_numpy_blas_scores_like_mlx(tiny_model_dir, monkeypatch):
     from engine import Classifier
 
     docs = ["The invoice is overdue; please pay EUR 40 today.", "A recipe for lemon tart. " * 30, "ok"]
+    # both loads keep MLX's own matmuls (a machine without system OpenBLAS would swap at load):
+    # the reference is MLX's, and the swap below is this test's
+    monkeypatch.setenv("VERDICT_NUMPY_BLAS", "0")
     reference = Classifier.load(tiny_model_dir)
     expected = [v.raw_margin for v in reference.classify("Is this about money?", docs)]
 

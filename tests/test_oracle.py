@@ -1,4 +1,4 @@
-"""The default model against llama.cpp's outputs on the same file (shared/golden)."""
+"""The default model against llama.cpp's outputs on the same file (tests/golden, vendored)."""
 import json
 from pathlib import Path
 
@@ -7,13 +7,10 @@ import pytest
 
 from engine.runtime.prompt import label_forms
 
-def _golden_path(name: str) -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared" / "golden" / name
-    if not path.exists():  # CI lays shared/ beside the clone; a checkout elsewhere may point to it
-        import os
 
-        path = Path(os.environ.get("VERDICT_SHARED", "/work/shared")) / "golden" / name
-    return path
+def _golden_path(name: str) -> Path:
+    """Vendored under tests/golden (provenance in its README)."""
+    return Path(__file__).resolve().parent / "golden" / name
 
 
 GOLDEN = _golden_path("smollm2_llamacpp.json")
