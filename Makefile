@@ -17,7 +17,7 @@ else
 BUNDLE := dist/Verdict
 endif
 
-.PHONY: setup model demo test run bench screenshot package check-package release-mac icons clean
+.PHONY: setup model demo test test-fast run bench screenshot package check-package release-mac icons clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: model
 
 test: model
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# The tests that need no default model, no real window and no extra process (under a minute).
+test-fast: model
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
 
 run: model
 	$(BIN)/python -m app

@@ -65,3 +65,16 @@ def tiny_classifier(tiny_model_dir):
     from engine import Classifier
 
     return Classifier.load(tiny_model_dir)
+
+
+# Tests that load the default model, open a real window or start a process are `slow`:
+# `make test-fast` leaves them out (`make test` runs everything).
+_SLOW_FIXTURES = {"default_classifier", "default_model_path", "qtbot", "make_window", "engine_clf"}
+_SLOW_FILES = {"test_remote.py", "test_remote_faults.py", "test_cli.py", "test_cli_robust.py", "test_resume.py",
+               "test_pipeline.py", "test_app_bench.py", "test_bench.py", "test_general_fit.py", "test_hub.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in _SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
