@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -34,8 +37,6 @@ from engine.confidence.decide import (  # noqa: E402
     UNCERTAIN,
     YES,
     DecisionRule,
-    PlattPrior,
-    bayes_platt,
     call_quality,
     decide,
     oracle_coverage,
@@ -52,6 +53,47 @@ TARGET = 0.90
 SPEC = {"layers": [21], "diff": True}
 PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
+
+
+# --- D1: a Bayesian Platt (compared with the mixture here; not shipped) -----------------------------
+@dataclass(frozen=True)
+class PlattPrior:
+    """A Gaussian prior on Platt's (a, b) for p = sigmoid(a * score + b)."""
+
+    mean: tuple[float, float]
+    cov: tuple[tuple[float, float], tuple[float, float]]
+
+    @classmethod
+    def fit(cls, params: np.ndarray, ridge: float = 1e-3) -> "PlattPrior":
+        """From per-question Platt fits (m, 2) on the training genres."""
+        params = np.asarray(params, dtype=np.float64)
+        cov = np.cov(params.T) + ridge * np.eye(2)
+        return cls(tuple(params.mean(axis=0)), tuple(map(tuple, cov)))
+
+
+def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior) -> np.ndarray:
+    """Predictive P(yes) per score under the Laplace posterior of Platt's (a, b) given the labels
+    (the probit approximation of the logistic-Gaussian integral)."""
+    s = np.asarray(scores, dtype=np.float64)
+    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
+    theta = m0.copy()
+    idx = np.array([int(i) for i in (labels or {})], dtype=int)
+    y = np.array([1.0 if (labels or {})[i] else 0.0 for i in (labels or {})])
+    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
+    for _ in range(50):
+        q = metrics.sigmoid(x @ theta)
+        grad = x.T @ (q - y) + p0 @ (theta - m0)
+        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
+        step = np.linalg.solve(hess, grad)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    q = metrics.sigmoid(x @ theta)
+    cov = np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
+    xs = np.stack([s, np.ones_like(s)], axis=1)
+    mu = xs @ theta
+    v = np.einsum("ij,jk,ik->i", xs, cov, xs)
+    return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
 
 
 def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float) -> np.ndarray:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
@@ -57,11 +56,6 @@ SHIFT_METHODS = ("none", "contextual", "batch")
 
 def _sigmoid(x: float) -> float:
     return float(metrics.sigmoid(x))
-
-
-def _logit(p: float, eps: float = 1e-9) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return math.log(p / (1 - p))
 
 
 # --- building blocks ------------------------------------------------------------------------------
@@ -294,7 +288,6 @@ class Calibrator:
             x = self.general.features(features.hidden[:, features.layers.index(self.general.layer)], self.general_null)
             self.anchored = anchor(self.general, x, y, anchor_l2)
             self.use_general, self.general_platt_for = True, self.general.identity
-            best_auc = 1.0  # the margin and a question's own probe are not chosen over it
             scores = x @ self.anchored[0] + self.anchored[1]
         elif self.general is not None and self.general.layer in features.layers:
             # Not fitted to these labels, so its AUC on them is an honest measurement.

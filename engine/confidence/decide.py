@@ -205,17 +205,17 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
     mean = p.mean(axis=0) if rule.refits else p[0]
     low = np.quantile(p, rule.quantile, axis=0) if rule.refits else p[0]
     high = np.quantile(p, 1 - rule.quantile, axis=0) if rule.refits else p[0]
-    index = np.flatnonzero(ok)
-    for j, i in enumerate(index):
+    gate = rule.gate_for(len(s))
+    for j, i in enumerate(np.flatnonzero(ok)):
         if not free[j]:
             continue
         probability[i] = mean[j]
-        if sep >= rule.gate_for(len(s)):
+        if sep >= gate:
             if low[j] >= rule.target:
                 calls[i] = YES
             elif high[j] <= 1 - rule.target:
                 calls[i] = NO
-    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, rule.gate_for(len(s)))
+    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, gate)
 
 
 def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
@@ -225,8 +225,9 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     yes) held at their labels and `extra` labeled documents outside the batch (score, label) added.
     Each row comes back with P(yes), its log-odds as `margin`, and the call; a labeled row keeps its
     probability and gets its label's call, and so does every row of a batch without two groups
-    apart enough to trust (too small, or below the rule's gate; then "uncertain"). A row whose label mass is below `mass_floor` stays uncertain. Errors pass through. The same document listed twice (same `document_index`)
-    counts once."""
+    apart enough to trust (too small, or below the rule's gate; then "uncertain"). A row whose
+    label mass is below `mass_floor` stays uncertain. Errors pass through. The same document
+    listed twice (same `document_index`) counts once."""
     pinned = pinned or {}
     slot: dict[int, int] = {}  # document index -> position in the batch
     scores: list[float] = []
@@ -255,15 +256,8 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
         if i in labels or not decision.separated or not math.isfinite(p):
             p = v.probability  # labeled, or no two groups to trust: the calibrator's own probability
         p = min(max(p, 1e-9), 1 - 1e-9) if math.isfinite(p) else p  # so that margin is its log-odds
-        out.append(dataclasses.replace(v, probability=p, margin=_log_odds(p), verdict=call))
+        out.append(dataclasses.replace(v, probability=p, margin=metrics.logit(p), verdict=call))
     return out
-
-
-def _log_odds(p: float) -> float:
-    if not math.isfinite(p):
-        return float("nan")
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))
 
 
 def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
@@ -286,7 +280,7 @@ def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionR
     picks = np.unique(np.linspace(0, len(order) - 1, min(candidates, len(order))).round().astype(int))
     shortlist = list(dict.fromkeys([order[j] for j in picks] +
                                    sorted(open_, key=lambda i: abs(p_now[i] - 0.5))[: max(2, candidates // 4)]))
-    quick = DecisionRule(target=rule.target, gate=rule.gate, refits=0, seed=rule.seed)
+    quick = dataclasses.replace(rule, refits=0)
     gain = {}
     for i in shortlist:
         p = float(np.clip(p_now[i], 0.05, 0.95))
@@ -295,47 +289,6 @@ def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionR
         gain[i] = (p * calls_yes + (1 - p) * calls_no, -abs(p_now[i] - 0.5))
     ranked = sorted(shortlist, key=lambda i: gain[i], reverse=True)
     return ranked[:count]
-
-
-# --- a Bayesian Platt (compared with the mixture by scripts/eval_decisions.py) ---------------------
-@dataclass(frozen=True)
-class PlattPrior:
-    """A Gaussian prior on Platt's (a, b) for p = sigmoid(a * score + b)."""
-
-    mean: tuple[float, float]
-    cov: tuple[tuple[float, float], tuple[float, float]]
-
-    @classmethod
-    def fit(cls, params: np.ndarray, ridge: float = 1e-3) -> "PlattPrior":
-        """From per-question Platt fits (m, 2) on the training genres."""
-        params = np.asarray(params, dtype=np.float64)
-        cov = np.cov(params.T) + ridge * np.eye(2)
-        return cls(tuple(params.mean(axis=0)), tuple(map(tuple, cov)))
-
-
-def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior) -> np.ndarray:
-    """Predictive P(yes) per score under the Laplace posterior of Platt's (a, b) given the labels
-    (the probit approximation of the logistic-Gaussian integral)."""
-    s = np.asarray(scores, dtype=np.float64)
-    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
-    theta = m0.copy()
-    idx = np.array([int(i) for i in (labels or {})], dtype=int)
-    y = np.array([1.0 if (labels or {})[i] else 0.0 for i in (labels or {})])
-    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
-    for _ in range(50):
-        q = metrics.sigmoid(x @ theta)
-        grad = x.T @ (q - y) + p0 @ (theta - m0)
-        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
-        step = np.linalg.solve(hess, grad)
-        theta = theta - step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    q = metrics.sigmoid(x @ theta)
-    cov = np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
-    xs = np.stack([s, np.ones_like(s)], axis=1)
-    mu = xs @ theta
-    v = np.einsum("ij,jk,ik->i", xs, cov, xs)
-    return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
 
 
 # --- measuring calls ------------------------------------------------------------------------------

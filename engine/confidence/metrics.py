@@ -6,6 +6,7 @@ Everything takes plain arrays: `y` is 0/1 (or bool), `p` a probability of the po
 from __future__ import annotations
 
 import ctypes
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -53,6 +54,15 @@ def numpy_blas_threads(count: int = 1):
 def sigmoid(x):
     x = np.asarray(x, dtype=np.float64)
     return np.exp(-np.logaddexp(0.0, -x))
+
+
+
+def logit(p: float, eps: float = 1e-12) -> float:
+    """log(p / (1 - p)) for one probability, clipped to [eps, 1 - eps] (NaN stays NaN)."""
+    if not math.isfinite(p):
+        return float("nan")
+    p = min(max(p, eps), 1 - eps)
+    return math.log(p / (1 - p))
 
 
 def auc(y, s) -> float:
