@@ -23,7 +23,7 @@ from engine.confidence.calibrate import (
     text_key,
 )
 from engine.confidence.evaluate import CURVE_SIZES, evaluate_features, layer_scan, records_to_documents
-from engine.confidence.general import GeneralProbe, load_general_probe, model_fingerprint
+from engine.confidence.general import GeneralProbe, fitted_probes_dir, load_general_probe, model_fingerprint
 from engine.confidence.probe import Features, default_layer, resolve_layer
 from engine.types import as_document
 
@@ -91,9 +91,7 @@ def general_probe(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
     fingerprint = probe_fingerprint(clf)
     if fingerprint is None:
         return None
-    from engine.general_fit import user_probes_dir
-
-    for where in ([folder] if folder is not None else [None, user_probes_dir()]):
+    for where in ([folder] if folder is not None else [None, fitted_probes_dir()]):
         probe = load_general_probe(fingerprint, where)
         n_layers = getattr(clf, "n_layers", None)
         if probe is not None and not (isinstance(n_layers, int) and not 1 <= probe.layer <= n_layers):

@@ -24,8 +24,10 @@ import numpy as np
 
 from engine.confidence import metrics
 from engine.confidence.calibrate import NULL_TEXTS, fit_platt
-from engine.confidence.general import GeneralProbe, save_general_probe
+from engine.confidence.general import GeneralProbe, fitted_probes_dir, save_general_probe
+from engine.confidence.probe import default_layer
 from engine.confidence.store import data_dir
+from engine.gather import content_free, probe_fingerprint
 from engine.types import Document
 
 LAYER_FRACTION = 0.7
@@ -40,13 +42,9 @@ def corpus_dir() -> Path:
     return root / "resources" / "general"
 
 
-def user_probes_dir() -> Path:
-    """Where probes fitted here are kept (beside the calibrators)."""
-    return data_dir() / "general_probes"
-
-
 def probe_layer(n_layers: int) -> int:
-    return max(1, min(n_layers, round(LAYER_FRACTION * n_layers)))
+    """The layer the probe reads: 70% of the depth."""
+    return default_layer(n_layers, LAYER_FRACTION)
 
 
 @dataclass
@@ -84,11 +82,12 @@ def score_genre(clf, genre: str, layer: int, max_docs: int = 0, step: Optional[C
             filled[i, j] = True
         if step is not None:
             step(1)
-    nulls = [v for v in clf.score(questions, list(NULL_TEXTS), layers=[layer]) if v.ok]
     null = np.zeros((q, hidden.shape[2]), dtype=np.float32)
     for j, question in enumerate(questions):
-        states = [v.states[layer] for v in nulls if v.question == question]
-        null[j] = np.mean(states, axis=0) if states else 0.0
+        try:
+            null[j] = content_free(clf, question, [layer])[1][layer]
+        except ValueError:  # no content-free document could be scored: nothing to subtract
+            pass
     labels = np.array([[(-1 if r["labels"].get(question) is None else int(bool(r["labels"][question])))
                         for question in questions] for r in rows], dtype=np.int8)
     labels[~filled] = -1  # a document that could not be scored is left out
@@ -179,8 +178,6 @@ def calibrate_model(clf, *, max_docs: int = 0, folder: Optional[Path] = None,
     interrupted one stopped), fit its general probe and save it (`folder`, default the user's);
     returns the probe and the path of its .json."""
     manifest = json.loads((corpus_dir() / "manifest.json").read_text(encoding="utf-8"))
-    from engine.gather import probe_fingerprint
-
     fingerprint = probe_fingerprint(clf)
     if fingerprint is None:
         raise ValueError("this backend returns no hidden states: a general probe can't be fitted through it")
@@ -202,7 +199,7 @@ def calibrate_model(clf, *, max_docs: int = 0, folder: Optional[Path] = None,
     train = {g: scored[g] for g in manifest["train_genres"]}
     held = {g: scored[g] for g in manifest["held_out_genres"]}
     probe = fit_general(fingerprint, layer, train, held, {"model": getattr(clf, "model_name", "")})
-    return probe, save_general_probe(probe, folder or user_probes_dir())
+    return probe, save_general_probe(probe, folder or fitted_probes_dir())
 
 
 def corpus_size(max_docs: int = 0) -> int:

@@ -103,6 +103,14 @@ def probes_dir() -> Path:
     return root / "resources" / "general_probes"
 
 
+def fitted_probes_dir() -> Path:
+    """Where general probes fitted on this computer (`verdict models calibrate`) are kept: beside
+    the calibrators, in the user's data folder."""
+    from engine.confidence.store import data_dir
+
+    return data_dir() / "general_probes"
+
+
 def save_general_probe(probe: GeneralProbe, folder: Path | None = None) -> Path:
     """Write `<fingerprint>.npz` (arrays, float32) and `<fingerprint>.json`; returns the .json path."""
     folder = Path(folder or probes_dir())

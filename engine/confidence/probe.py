@@ -41,10 +41,11 @@ def n_layers(clf) -> int:
     return clf.n_layers
 
 
-def default_layer(clf_or_count) -> int:
-    """The measured default: the state after 60% of the blocks (the final state for tiny models)."""
+def default_layer(clf_or_count, fraction: float = DEFAULT_LAYER_FRACTION) -> int:
+    """The state after `fraction` of the blocks: by default the measured 60% for a question's
+    probe (the final state for tiny models)."""
     count = clf_or_count if isinstance(clf_or_count, int) else n_layers(clf_or_count)
-    return max(1, min(count, round(DEFAULT_LAYER_FRACTION * count)))
+    return max(1, min(count, round(fraction * count)))
 
 
 def resolve_layer(clf_or_count, layer: int) -> int:
