@@ -420,8 +420,9 @@ class SessionController(QObject):
             changed = []
             for row, new in zip(rows, decided):
                 old = row.verdicts[question]
-                if (new.verdict, new.probability) != (old.verdict, old.probability) and not (
-                        new.verdict == old.verdict and math.isnan(new.probability) and math.isnan(old.probability)):
+                same = new.verdict == old.verdict and (new.probability == old.probability or (
+                    math.isnan(new.probability) and math.isnan(old.probability)))
+                if not same:
                     changed.append((row.key, dataclasses.replace(new, document_index=old.document_index)))
             if changed:
                 self.results.replace_verdicts(changed)
@@ -461,15 +462,13 @@ class SessionController(QObject):
         picks = suggest(scores, labels, self.rule, count + len(unwanted)) if len(rows) - len(labels) > 0 else []
         return [rows[i].key for i in picks if rows[i].key not in unwanted][:count]
 
-    def labels_to_first_calls(self, question: str, most: int = 4) -> Optional[int]:
-        """About how many of the suggested labels bring the first calls (each answered as the model
-        leans now), up to ``most``; None when more are needed."""
-        rows, scores, labels = self._batch(question)
-        picks = suggest(scores, labels, self.rule, most) if rows else []
+    def _first_calls(self, scores: list[float], labels: dict[int, bool], picks: list[int]) -> Optional[int]:
+        """About how many of the suggested documents (`picks`, best first), each answered as the
+        model leans now, bring the first calls; None when more are needed."""
         if not picks:
             return None
         now = decide(scores, labels, self.rule)
-        quick = DecisionRule(target=self.rule.target, gate=self.rule.gate, refits=0)
+        quick = dataclasses.replace(self.rule, refits=0)
         for m in range(1, len(picks) + 1):
             guess = {**labels, **{i: bool(now.probability[i] >= 0.5) for i in picks[:m]}}
             if decide(scores, guess, quick).called > len(guess):
@@ -489,8 +488,10 @@ class SessionController(QObject):
             self.results.set_suggested([])
             self.guideChanged.emit("")
             return
-        keys = self.suggested(question)
-        self.results.set_suggested(keys)
+        skipped = self._skipped.get(question, set())
+        # one search serves the stars and the count of labels to the first calls
+        picks = suggest(scores, labels, self.rule, 4 + len(skipped)) if len(rows) > len(labels) else []
+        self.results.set_suggested([rows[i].key for i in picks if rows[i].key not in skipped][:3])
         free = [r for i, r in enumerate(rows) if i not in labels]
         called = sum(r.verdicts[question].verdict in ("yes", "no") for r in free)
         target = f"{self.rule.target:.0%}"
@@ -503,7 +504,7 @@ class SessionController(QObject):
                     f"fall into two clear groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
                     f"Labels ({keys_help}) tune the ranking.")
         elif called == 0:
-            needed = self.labels_to_first_calls(question)
+            needed = self._first_calls(scores, labels, picks[:4])
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed
                    else "a few labels should bring the first calls")
             text = (f"No yes or no yet: none would be right {target} of the time. Label the ★ documents "
