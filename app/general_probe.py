@@ -66,6 +66,11 @@ class GeneralProbeOffer(QObject):
             self.scoring.cancel_general()
             self.changed.emit(RUNNING, "Stopping the fit after the question being answered…")
 
+    def dismiss(self) -> None:
+        """The user has read how the last fit ended."""
+        self.note = ""
+        self.update()
+
     @Slot()
     def update(self, *_: object) -> None:
         """Announce what to show for the model in use (not while a fit runs: its progress shows)."""
@@ -77,13 +82,14 @@ class GeneralProbeOffer(QObject):
             self.changed.emit(RESULT if self.note else "", self.note)
 
     def offer_text(self) -> str:
-        """What fitting does and roughly how long it takes (from this session's speed, once known)."""
-        from engine.general_fit import corpus_documents, corpus_size
+        """What fitting does and roughly how long: the corpus's characters (documents and the
+        questions after them) at the characters per second this model scored here, once known."""
+        from engine.general_fit import corpus_characters, corpus_documents, corpus_size
 
         documents, questions = corpus_documents(GENERAL_FIT_DOCUMENTS), corpus_size(GENERAL_FIT_DOCUMENTS)
-        rate = self.scoring.rate
-        # one prefill per document, as when scoring; the questions after it cost little more
-        how_long = f"{about(documents / rate)} at this session's speed" if rate > 0 else "minutes to an hour"
+        rate = self.scoring.characters_rate
+        how_long = ("minutes to an hour" if rate <= 0 else
+                    f"{about(corpus_characters(GENERAL_FIT_DOCUMENTS) / rate)} at this session's speed")
         return (f"{self.scoring.model_name or 'This model'} has no general probe, so before labels only its own "
                 f"yes or no ranks the documents. Fitting one asks it {questions:,} questions about {documents:,} "
                 f"documents that ship with Verdict and learns where its hidden state holds the answer (once for "
@@ -105,7 +111,7 @@ class GeneralProbeOffer(QObject):
             return
         parts = [f"{answered:,} of {total:,} questions answered"]
         if rate > 0:
-            parts.append(f"{rate:.1f} a second")
+            parts.append(f"{rate:.1f} questions/s")
         if left >= 1:
             parts.append(f"{about(left)} left")
         self.changed.emit(RUNNING, f"Fitting a general probe for {self.scoring.model_name}: {' · '.join(parts)}. "
@@ -142,6 +148,7 @@ class GeneralProbeBar(QFrame):
 
     fitClicked = Signal()
     cancelClicked = Signal()
+    dismissClicked = Signal()
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -159,7 +166,7 @@ class GeneralProbeBar(QFrame):
         self.dismiss_button = QPushButton("Dismiss")
         self.fit_button.clicked.connect(self.fitClicked)
         self.cancel_button.clicked.connect(self.cancelClicked)
-        self.dismiss_button.clicked.connect(lambda: self.setVisible(False))
+        self.dismiss_button.clicked.connect(self.dismissClicked)
         row = QHBoxLayout(self)
         row.setContentsMargins(10, 6, 10, 6)
         row.setSpacing(8)

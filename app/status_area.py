@@ -7,7 +7,9 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 
 def about(seconds: float) -> str:
-    """A time to go in round words: "about 40 s", "about 12 min", "about 1.5 h"."""
+    """A time to go in round words: "a few seconds", "about 40 s", "about 12 min", "about 1.5 h"."""
+    if seconds < 10:
+        return "a few seconds"
     if seconds >= 5400:
         return f"about {seconds / 3600:.1f} h"
     return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"

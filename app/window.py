@@ -164,6 +164,7 @@ class MainWindow(QMainWindow):
         self.general.progressChanged.connect(self.general_bar.show_progress)
         self.general_bar.fitClicked.connect(self.fit_general_probe)
         self.general_bar.cancelClicked.connect(self.general.cancel)
+        self.general_bar.dismissClicked.connect(self.general.dismiss)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)

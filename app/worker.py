@@ -369,7 +369,7 @@ class ScoringController(QObject):
         self._state_layer = 0
         self._can_think = False
         self._needs_general = False
-        self.rate = 0.0  # documents per second of the model's latest scoring run (0: none yet)
+        self.characters_rate = 0.0  # characters of text per second in the model's latest scoring run (0: none yet)
         self._general_job: Optional[int] = None  # the general-probe fit queued or running
         self._general_total = 0
         self._general_start: Optional[tuple[float, int]] = None  # (clock, answered) at its first progress
@@ -566,7 +566,7 @@ class ScoringController(QObject):
     def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int, fingerprint: str,
                          can_think: bool, needs_general: bool) -> None:
         self._model_name, self._model_path, self._state_layer = name, path, state_layer
-        self._can_think, self._needs_general, self.rate = can_think, needs_general, 0.0
+        self._can_think, self._needs_general, self.characters_rate = can_think, needs_general, 0.0
         self._states_key = f"{fingerprint} layer {state_layer}"
         self.calibrators.clear()
         if request == self._load_request:
@@ -688,8 +688,8 @@ class ScoringController(QObject):
         to score at the rate characters were scored (a long document counts by its windows)."""
         elapsed = time.perf_counter() - self._run_clock if self._run_clock else 0.0
         rate = self._run_done / elapsed if elapsed > 0 else 0.0
-        if rate > 0:
-            self.rate = rate
         work_done = self._run_work_done + sum(job.in_flight() for job in self._jobs.values())
+        if work_done > 0 and elapsed > 0:
+            self.characters_rate = work_done / elapsed
         left = (self._run_work - work_done) * elapsed / work_done if work_done > 0 and elapsed > 0 else -1.0
         self.progressChanged.emit(self._run_done, max(self._run_total, self._run_done), rate, max(left, -1.0))

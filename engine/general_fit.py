@@ -131,6 +131,8 @@ def _fit(question: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray
         if len(pos) and len(neg):
             small, large = (pos, neg) if len(pos) < len(neg) else (neg, pos)
             keep += [large, np.tile(small, len(large) // len(small)), small[: len(large) % len(small)]]
+    if not keep:
+        raise ValueError("too few documents: no question has both a yes and a no among them")
     rows = np.concatenate(keep)
     mean = x[rows].mean(axis=0)
     scale = x[rows].std(axis=0)
@@ -204,14 +206,16 @@ def calibrate_model(clf, *, max_docs: int = 0, folder: Optional[Path] = None,
 
 
 @functools.lru_cache(maxsize=None)
-def _corpus_counts(max_docs: int) -> tuple[int, int]:
-    """(documents, document-question pairs) of the corpus, read once (it ships with the code)."""
+def _corpus_counts(max_docs: int) -> tuple[int, int, int]:
+    """(documents, document-question pairs, characters read) of the corpus, read once (it ships
+    with the code)."""
     manifest = json.loads((corpus_dir() / "manifest.json").read_text(encoding="utf-8"))
-    documents = pairs = 0
+    documents = pairs = characters = 0
     for genre in manifest["train_genres"] + manifest["held_out_genres"]:
         rows, questions = _genre_rows(genre, max_docs)
         documents, pairs = documents + len(rows), pairs + len(rows) * len(questions)
-    return documents, pairs
+        characters += sum(min(len(r["text"]), MAX_CHARS) for r in rows) + len(rows) * sum(map(len, questions))
+    return documents, pairs, characters
 
 
 def corpus_size(max_docs: int = 0) -> int:
@@ -220,5 +224,11 @@ def corpus_size(max_docs: int = 0) -> int:
 
 
 def corpus_documents(max_docs: int = 0) -> int:
-    """Documents `calibrate_model` prefills (each once for all its genre's questions), for an estimate."""
+    """Documents `calibrate_model` prefills (each once for all its genre's questions)."""
     return _corpus_counts(max_docs)[0]
+
+
+def corpus_characters(max_docs: int = 0) -> int:
+    """Characters `calibrate_model` has the model read (each document as cut, and each question
+    asked after it), for an estimate of its time."""
+    return _corpus_counts(max_docs)[2]

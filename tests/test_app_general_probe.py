@@ -89,6 +89,9 @@ def test_the_offer_fits_a_probe_that_the_window_then_scores_with(qtbot, make_win
     assert window.results.row_for_key(labeled).labels == {Q: "yes"}
     click(qtbot, bar.dismiss_button)
     assert not bar.isVisible()
+    window.add_documents(docs(1, start=10))
+    wait_scored(qtbot, window, 5)
+    assert not bar.isVisible()  # read once: the end of a later run does not bring it back
     assert not dialog_calls
 
     window.close()
@@ -125,3 +128,24 @@ def test_closing_the_window_stops_the_fit(qtbot, make_window, monkeypatch, own_d
     qtbot.waitUntil(lambda: window.general_bar.progress.value() > 0, timeout=300_000)
     window.close()
     assert not window.controller.thread.isRunning() and not list(own_data_dir.glob("*"))
+
+
+def test_a_fit_that_fails_says_why_in_one_sentence_and_loses_nothing(qtbot, make_window, monkeypatch,
+                                                                      own_data_dir, dialog_calls):  # noqa: F811
+    monkeypatch.setattr(general_probe, "GENERAL_FIT_DOCUMENTS", 1)  # no question has both answers: nothing to fit
+    window = make_window()
+    bar = window.general_bar
+    window.question_bar.ask(Q)
+    window.add_documents(docs(2))
+    wait_scored(qtbot, window, 2)
+    window.set_label(window.results.rows[0].key, Q, "no")
+    before = {r.key: r.verdicts[Q] for r in window.results.rows}
+    click(qtbot, bar.fit_button)
+    qtbot.waitUntil(lambda: not window.controller.fitting_general, timeout=300_000)
+    text = bar.label.text()
+    assert text.split(". ")[0] == ("Could not fit a general probe: too few documents: no question has both a yes "
+                                   "and a no among them")  # one sentence, then the offer again
+    assert "has no general probe" in text
+    assert bar.fit_button.isVisible() and window.fit_general_action.isEnabled()  # it can be tried again
+    assert {r.key: r.verdicts[Q] for r in window.results.rows} == before and window.results.rows[0].labels == {Q: "no"}
+    assert not list(own_data_dir.glob("*")) and not dialog_calls
