@@ -103,6 +103,10 @@ def build(w: "MainWindow") -> None:
     w.reveal_action = make_action(w, "Show in Finder" if _mac() else "Show in File Manager", w.reveal,
                                   ["Ctrl+Shift+R"])
     w.help_action = make_action(w, "Verdict Help", w.open_help, [STD.HelpContents])
+    w.fit_general_action = make_action(w, "Fit General Probe for This Model", w.fit_general_probe,
+                                       tip="Learn where this model's hidden state holds the answer, from the corpus "
+                                           "that ships with Verdict (as `verdict models calibrate`)")
+    w.fit_general_action.setEnabled(False)
     w.examples_action = _option_action(w, "Use Labeled Documents as Examples", EXAMPLES,
                                        "Show the model the documents you labeled for this question, with your "
                                        "answers, before each document (this question is scored again)")
@@ -114,6 +118,8 @@ def build(w: "MainWindow") -> None:
     menus = w.menuBar()
     file_menu = menus.addMenu("&File")
     _fill(file_menu, (w.new_session_action, None, w.add_files_action, w.add_folder_action, None, w.export_action, None))
+    w.model_box.menu.addSeparator()
+    w.model_box.menu.addAction(w.fit_general_action)
     file_menu.addMenu(w.model_box.menu)
     _fill(file_menu, (None, w.reveal_action, None, w.close_action, w.quit_action))
     _fill(menus.addMenu("&Edit"), (w.undo_action, w.redo_action, None, w.copy_action, w.paste_action,

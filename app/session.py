@@ -82,7 +82,6 @@ class SessionController(QObject):
         self.rule = DecisionRule()  # the target precision of every call (Settings.target_precision)
         self._decide_dirty: set[str] = set()  # questions with verdicts not yet decided over the batch
         self._fitted_here: set[str] = set()  # questions whose calibrator was fitted to this table's labels
-        self._said_no_general = False  # the status bar said once that the model has no general probe
         self._skipped: dict[str, set[int]] = {}  # question -> keys the user skipped in the labeling loop
         self._decide_timer = QTimer(self)
         self._decide_timer.setSingleShot(True)
@@ -667,11 +666,6 @@ class SessionController(QObject):
             self._refit_dirty.add(question)
             self._refit_timer.start()
         self.redecide([question])  # its mass floor and labeled documents may differ from what was assumed
-        if cal.general is None and not sum(cal.n_labels) and not self._said_no_general:
-            self._said_no_general = True
-            name = self.scoring.model_name or "this model"
-            self.message.emit(f"No general probe for {name}: before labels the model's own answer ranks the "
-                              f"documents. `verdict models calibrate --model …` fits one (see the README).", 15000)
         self.detailChanged.emit(None)
 
     @Slot(str, object)

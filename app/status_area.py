@@ -6,6 +6,15 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 
+def about(seconds: float) -> str:
+    """A time to go in round words: "a few seconds", "about 40 s", "about 12 min", "about 1.5 h"."""
+    if seconds < 10:
+        return "a few seconds"
+    if seconds >= 5400:
+        return f"about {seconds / 3600:.1f} h"
+    return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"
+
+
 class StatusArea(QStatusBar):
     """A QStatusBar with the scoring progress as permanent widgets."""
 
@@ -52,7 +61,7 @@ class StatusArea(QStatusBar):
         if rate > 0:
             parts.append(f"{rate:.1f} documents/s" if rate >= 0.95 else f"{1 / rate:.0f} s per document")
         if left >= 1:
-            parts.append(f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left")
+            parts.append(f"{about(left)} left")
         self.progress_label.setText(" · ".join(parts))
         self.rate = rate
 

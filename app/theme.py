@@ -143,6 +143,7 @@ def stylesheet(palette: QPalette | None = None) -> str:
 #DropZone {{ border: 2px dashed {border}; border-radius: 12px; background: {c(role.Base)}; }}
 #DropZone[compact="true"] {{ border-width: 1px; border-radius: 8px; }}
 #DropZone[dragging="true"] {{ border-color: {c(role.Highlight)}; background: {soft_bg}; }}
+#GeneralProbeBar {{ border: 1px solid {border}; border-radius: 8px; background: {soft_bg}; }}
 #DropTitle {{ font-size: 18px; font-weight: 600; }}
 #DropHint, #Muted, #Caption {{ color: {muted}; }}
 #Caption {{ font-size: 11px; font-weight: 600; }}

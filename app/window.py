@@ -25,6 +25,7 @@ from app.drop_zone import DropZone, accepts, dropped_content
 from app.export import export_rows, format_for_path, tab_separated, with_extension
 from app.file_loader import FileLoader
 from app.filter_bar import FilterBar
+from app.general_probe import GeneralProbeBar, GeneralProbeOffer
 from app.model_box import ModelBox
 from app.question_bar import QuestionBar
 from app.results_table import ResultsTable
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
         self.loader = FileLoader(self)
         self.results = ResultsModel(self)
         self.session = SessionController(store, self.results, self.controller, self)
+        self.general = GeneralProbeOffer(self.controller, self.session.open_model, self)
         self.proxy = ResultsFilter(self)
         self.proxy.setSourceModel(self.results)
 
@@ -97,6 +99,9 @@ class MainWindow(QMainWindow):
         left = QVBoxLayout(self.table_area)
         left.setContentsMargins(14, 6, 6, 8)
         left.setSpacing(8)
+        # the offer to fit a general probe for a model without one, its progress and outcome
+        self.general_bar = GeneralProbeBar()
+        left.addWidget(self.general_bar)
         left.addWidget(self.drop_zone)
         left.addWidget(self.filter_bar)
         # how the active question's calls stand, and which documents to label next
@@ -155,6 +160,11 @@ class MainWindow(QMainWindow):
         s.modelFailed.connect(self._on_model_failed)
         s.questionsChanged.connect(self._on_questions_changed)
         s.guideChanged.connect(self._on_guide_changed)
+        self.general.changed.connect(self._on_general_changed)
+        self.general.progressChanged.connect(self.general_bar.show_progress)
+        self.general_bar.fitClicked.connect(self.fit_general_probe)
+        self.general_bar.cancelClicked.connect(self.general.cancel)
+        self.general_bar.dismissClicked.connect(self.general.dismiss)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(120)
@@ -295,6 +305,15 @@ class MainWindow(QMainWindow):
     def _on_model_ready(self, name: str, path: str) -> None:
         self.model_box.show_model(name, path)
         self.settings.model_path = path or None
+
+    def fit_general_probe(self) -> None:
+        """Fit the model's general probe (the bar above the table shows progress and Cancel)."""
+        self.general.start()
+
+    @Slot(str, str)
+    def _on_general_changed(self, state: str, text: str) -> None:
+        self.general_bar.show_state(state, text)
+        self.fit_general_action.setEnabled(self.general.available)
 
     @Slot(str, str, str)
     def _on_model_failed(self, path: str, reason: str, still_in_use: str) -> None:

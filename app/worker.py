@@ -16,9 +16,14 @@ it to every verdict at once with numpy, without scoring anything again.
 Per-question options (app.options) reach the engine here too: the worked examples are the
 classifier's (`setExamples`, kept for the next model as well), and a job names the questions
 whose uncertain rows the model thinks about (`deliberate`).
+
+Fitting a general probe for a model that has none (`engine.general_fit`, as `verdict models
+calibrate`) runs here as well, so scoring sent meanwhile waits behind it; its progress crosses as
+counts, and Cancel stops it at the next question answered.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,8 +57,9 @@ def chunk_bounds(n: int) -> list[tuple[int, int]]:
 class ScoringWorker(QObject):
     """Owns the Classifier. Its slots run on the scoring thread, one request at a time."""
 
-    # request, model name, path ('' = default), state layer, fingerprint, whether it can think first
-    modelLoaded = Signal(int, str, str, int, str, bool)
+    # request, model name, path ('' = default), state layer, fingerprint, whether it can think first,
+    # whether it has no general probe that one could be fitted for
+    modelLoaded = Signal(int, str, str, int, str, bool, bool)
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
     chunkProgress = Signal(int, int, int)  # job, document tokens scored, taken (the engine's batches, this chunk)
@@ -63,6 +69,9 @@ class ScoringWorker(QObject):
     refitDone = Signal(int, str, object)  # refit job, question, Calibrator fitted to the labels
     refitFailed = Signal(int, str, str)  # refit job, question, reason
     passagesScored = Signal(int, str, object)  # passages job, question, final margins (list; NaN: failed)
+    generalProgress = Signal(int, int)  # fit job, questions of the corpus answered so far
+    # fit job, outcome, reason, held-out AUC, the raw margin's, whether it ranks before labels (beats the margin)
+    generalFitted = Signal(int, str, str, float, float, bool)
 
     def __init__(self, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
         super().__init__()
@@ -102,7 +111,7 @@ class ScoringWorker(QObject):
             self.modelFailed.emit(request, path or "", f"{type(exc).__name__}: {exc}", self._name())
             return
         from engine.confidence.probe import default_layer
-        from engine.gather import general_probe
+        from engine.gather import general_probe, probe_fingerprint
         from engine.pipeline import Pipeline
 
         general = general_probe(classifier)
@@ -113,7 +122,8 @@ class ScoringWorker(QObject):
         self._pipeline = Pipeline(classifier, settings={"probe_layer": self._state_layer})
         self._show_examples()
         self.modelLoaded.emit(request, classifier.model_name, path or "", self._state_layer, classifier.fingerprint,
-                              bool(getattr(classifier, "can_deliberate", False)))
+                              bool(getattr(classifier, "can_deliberate", False)),
+                              general is None and probe_fingerprint(classifier) is not None)
 
     @Slot(object)
     def setExamples(self, examples: Sequence[Any]) -> None:
@@ -219,11 +229,51 @@ class ScoringWorker(QObject):
                 margins = []
         self.passagesScored.emit(job, question, margins)
 
+    @Slot(int, int)
+    def fitGeneral(self, job: int, max_docs: int) -> None:
+        """Fit the loaded model's general probe from the shipped corpus (`max_docs` per genre, 0:
+        all) and save it in the user's data folder. Each genre is cached as it finishes, so after
+        a cancel or a failure the next run goes on from there."""
+        from engine.general_fit import calibrate_model
+
+        answered = 0
+
+        def step(count: int) -> None:
+            nonlocal answered
+            if self._is_cancelled(job):
+                raise _Stopped
+            answered += count
+            self.generalProgress.emit(job, answered)
+
+        outcome, reason, auc, auc_margin, used = DONE, "", math.nan, math.nan, False
+        if self._is_cancelled(job):
+            outcome = CANCELLED
+        elif self._classifier is None:
+            outcome, reason = NO_MODEL, "no model is loaded"
+        else:
+            self._classifier.set_examples([])  # the corpus is asked plainly, as the probe will read it
+            try:
+                probe, _ = calibrate_model(self._classifier, max_docs=max_docs, step=step)
+                auc, auc_margin, used = probe.heldout_auc, probe.heldout_auc_margin, probe.beats_margin
+            except _Stopped:
+                outcome = CANCELLED
+            except Exception as exc:  # a failed fit leaves the model as it was
+                outcome, reason = FAILED, str(exc) or type(exc).__name__
+            finally:
+                self._show_examples()
+        with self._lock:
+            self._cancelled.discard(job)
+        self.generalFitted.emit(job, outcome, reason, auc, auc_margin, used)
+
     @Slot()
     def release(self) -> None:
         """Drop the model (on this thread, where its arrays were made)."""
         self._classifier = None
         self._pipeline = None
+
+
+class _Stopped(Exception):
+    """Raised from a general-probe fit's progress callback when the fit was cancelled."""
 
 
 @dataclass
@@ -263,6 +313,9 @@ class ScoringController(QObject):
     refitFinished = Signal(str, object)  # question, Calibrator newly fitted to the labels
     refitFailed = Signal(str, str)  # question, reason
     passagesReady = Signal(int, str, object)  # passages job, question, final margins per passage
+    generalProgress = Signal(int, int, float, float)  # questions answered, of, per second, seconds left (-1: unknown)
+    # outcome, reason, held-out AUC of the probe, of the raw margin, whether it ranks before labels
+    generalFinished = Signal(str, str, float, float, bool)
 
     _loadRequested = Signal(int, object)
     _scoreRequested = Signal(int, object, object, object)
@@ -271,6 +324,7 @@ class ScoringController(QObject):
     _resolveRequested = Signal(object)
     _refitRequested = Signal(int, str, object, object)
     _passagesRequested = Signal(int, str, object)
+    _generalRequested = Signal(int, int)
 
     def __init__(self, parent: Optional[QObject] = None, load: Optional[Callable[[Optional[str]], Any]] = None) -> None:
         super().__init__(parent)
@@ -287,6 +341,9 @@ class ScoringController(QObject):
         self._refitRequested.connect(self._worker.refit, queued)
         self._passagesRequested.connect(self._worker.scorePassages, queued)
         self._worker.passagesScored.connect(self.passagesReady, queued)
+        self._generalRequested.connect(self._worker.fitGeneral, queued)
+        self._worker.generalProgress.connect(self._on_general_progress, queued)
+        self._worker.generalFitted.connect(self._on_general_fitted, queued)
         self._worker.calibratorReady.connect(self._on_calibrator_ready, queued)
         self._worker.refitDone.connect(self._on_refit_done, queued)
         self._worker.refitFailed.connect(self._on_refit_failed, queued)
@@ -311,6 +368,11 @@ class ScoringController(QObject):
         self._model_path = ""
         self._state_layer = 0
         self._can_think = False
+        self._needs_general = False
+        self.characters_rate = 0.0  # characters of text per second in the model's latest scoring run (0: none yet)
+        self._general_job: Optional[int] = None  # the general-probe fit queued or running
+        self._general_total = 0
+        self._general_start: Optional[tuple[float, int]] = None  # (clock, answered) at its first progress
         self._thinking: dict[str, int] = {}  # question -> tokens to think first (set_thinking)
         self._states_key = ""
         self.calibrators: dict[str, Any] = {}  # question -> Calibrator in use (read-only copies' owner: the worker)
@@ -349,6 +411,16 @@ class ScoringController(QObject):
     def can_think(self) -> bool:
         """Whether the model in use can write before it answers (`Classifier.can_deliberate`)."""
         return self._can_think
+
+    @property
+    def needs_general(self) -> bool:
+        """Whether the model in use has no general probe, and one can be fitted for it."""
+        return self._needs_general
+
+    @property
+    def fitting_general(self) -> bool:
+        """True while a general-probe fit is queued or running."""
+        return self._general_job is not None
 
     @property
     def states_key(self) -> str:
@@ -438,6 +510,25 @@ class ScoringController(QObject):
         self._refit_running = job
         self._refitRequested.emit(job, question, documents, labels)
 
+    def fit_general(self, max_docs: int = 0) -> None:
+        """Fit the model's general probe on the worker, after the jobs already sent (jobs sent
+        later wait for it); `max_docs` per genre of the corpus (0: all). Progress comes in
+        generalProgress, the end in generalFinished."""
+        from engine.general_fit import corpus_size
+
+        if self._general_job is not None:
+            return
+        self._general_job = self._new_id()
+        self._general_total = corpus_size(max_docs)
+        self._general_start = None
+        self._generalRequested.emit(self._general_job, max_docs)
+        self.generalProgress.emit(0, self._general_total, 0.0, -1.0)
+
+    def cancel_general(self) -> None:
+        """Stop the general-probe fit at the next question it answers (generalFinished says so)."""
+        if self._general_job is not None:
+            self._worker.cancel(self._general_job)
+
     def cancel_all(self, reason: str = "cancelled") -> list[int]:
         """Stop every live job now: its late results are dropped. Returns the keys left unscored."""
         unscored: list[int] = []
@@ -464,17 +555,18 @@ class ScoringController(QObject):
         for job in list(self._jobs.values()):
             self._worker.cancel(job.id)
         self._jobs.clear()
+        self.cancel_general()  # else closing the window would wait for the whole fit
         if self._thread.isRunning():
             self._releaseRequested.emit()
             self._thread.quit()
             self._thread.wait()
 
     # --- worker answers (GUI thread) ------------------------------------------------------------------
-    @Slot(int, str, str, int, str, bool)
+    @Slot(int, str, str, int, str, bool, bool)
     def _on_model_loaded(self, request: int, name: str, path: str, state_layer: int, fingerprint: str,
-                         can_think: bool) -> None:
+                         can_think: bool, needs_general: bool) -> None:
         self._model_name, self._model_path, self._state_layer = name, path, state_layer
-        self._can_think = can_think
+        self._can_think, self._needs_general, self.characters_rate = can_think, needs_general, 0.0
         self._states_key = f"{fingerprint} layer {state_layer}"
         self.calibrators.clear()
         if request == self._load_request:
@@ -505,6 +597,25 @@ class ScoringController(QObject):
             self.refitFailed.emit(question, reason)
             self.resolve_calibrators([question])  # show what the worker really uses
         self._send_refit()
+
+    @Slot(int, int)
+    def _on_general_progress(self, job: int, answered: int) -> None:
+        if job != self._general_job:
+            return
+        now = time.perf_counter()
+        if self._general_start is None:  # from the first answer on: genres kept from before arrive at once
+            self._general_start = (now, answered)
+        since, before = self._general_start
+        rate = (answered - before) / (now - since) if now > since else 0.0
+        left = (self._general_total - answered) / rate if rate > 0 else -1.0
+        self.generalProgress.emit(answered, self._general_total, rate, left)
+
+    @Slot(int, str, str, float, float, bool)
+    def _on_general_fitted(self, job: int, outcome: str, reason: str, auc: float, auc_margin: float,
+                           used: bool) -> None:
+        if job == self._general_job:
+            self._general_job = None
+            self.generalFinished.emit(outcome, reason, auc, auc_margin, used)
 
     @Slot(int, str, str, str)
     def _on_model_failed(self, request: int, path: str, reason: str, still_in_use: str) -> None:
@@ -578,5 +689,7 @@ class ScoringController(QObject):
         elapsed = time.perf_counter() - self._run_clock if self._run_clock else 0.0
         rate = self._run_done / elapsed if elapsed > 0 else 0.0
         work_done = self._run_work_done + sum(job.in_flight() for job in self._jobs.values())
+        if work_done > 0 and elapsed > 0:
+            self.characters_rate = work_done / elapsed
         left = (self._run_work - work_done) * elapsed / work_done if work_done > 0 and elapsed > 0 else -1.0
         self.progressChanged.emit(self._run_done, max(self._run_total, self._run_done), rate, max(left, -1.0))

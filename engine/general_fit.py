@@ -12,6 +12,7 @@ in the user's data folder, where `engine.gather.general_probe` finds it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -130,6 +131,8 @@ def _fit(question: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray
         if len(pos) and len(neg):
             small, large = (pos, neg) if len(pos) < len(neg) else (neg, pos)
             keep += [large, np.tile(small, len(large) // len(small)), small[: len(large) % len(small)]]
+    if not keep:
+        raise ValueError("too few documents: no question has both a yes and a no among them")
     rows = np.concatenate(keep)
     mean = x[rows].mean(axis=0)
     scale = x[rows].std(axis=0)
@@ -202,11 +205,30 @@ def calibrate_model(clf, *, max_docs: int = 0, folder: Optional[Path] = None,
     return probe, save_general_probe(probe, folder or fitted_probes_dir())
 
 
-def corpus_size(max_docs: int = 0) -> int:
-    """(document, question) pairs `calibrate_model` scores, for a progress bar."""
+@functools.lru_cache(maxsize=None)
+def _corpus_counts(max_docs: int) -> tuple[int, int, int]:
+    """(documents, document-question pairs, characters read) of the corpus, read once (it ships
+    with the code)."""
     manifest = json.loads((corpus_dir() / "manifest.json").read_text(encoding="utf-8"))
-    total = 0
+    documents = pairs = characters = 0
     for genre in manifest["train_genres"] + manifest["held_out_genres"]:
         rows, questions = _genre_rows(genre, max_docs)
-        total += len(rows) * len(questions)
-    return total
+        documents, pairs = documents + len(rows), pairs + len(rows) * len(questions)
+        characters += sum(min(len(r["text"]), MAX_CHARS) for r in rows) + len(rows) * sum(map(len, questions))
+    return documents, pairs, characters
+
+
+def corpus_size(max_docs: int = 0) -> int:
+    """(document, question) pairs `calibrate_model` scores, for a progress bar."""
+    return _corpus_counts(max_docs)[1]
+
+
+def corpus_documents(max_docs: int = 0) -> int:
+    """Documents `calibrate_model` prefills (each once for all its genre's questions)."""
+    return _corpus_counts(max_docs)[0]
+
+
+def corpus_characters(max_docs: int = 0) -> int:
+    """Characters `calibrate_model` has the model read (each document as cut, and each question
+    asked after it), for an estimate of its time."""
+    return _corpus_counts(max_docs)[2]
