@@ -7,17 +7,8 @@ import pytest
 
 from engine.confidence import metrics
 from engine.gather import labeled_features as extract_features
-from engine.confidence.probe import (
-    Features,
-    data_dir,
-    default_layer,
-    fit_probe,
-    load_probe,
-    n_layers,
-    probe_key,
-    resolve_layer,
-    save_probe,
-)
+from engine.confidence.probe import Features, default_layer, fit_probe, n_layers, resolve_layer
+from engine.confidence.store import data_dir, load_probe, probe_key, save_probe
 
 
 def test_layer_numbering():

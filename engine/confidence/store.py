@@ -24,12 +24,11 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-if TYPE_CHECKING:  # probe.py imports this module
-    from engine.confidence.probe import Probe
+from engine.confidence.probe import Probe
 
 FORMAT = 2
 _ARRAYS = ("mean", "scale", "w")
@@ -67,7 +66,7 @@ def probe_path(model: str, question: str, folder: Optional[Path] = None) -> Path
 
 # --- saving -------------------------------------------------------------------------------------
 def save_probe_file(
-    model: str, question: str, probe: Optional["Probe"], extra: Optional[dict] = None, folder: Optional[Path] = None
+    model: str, question: str, probe: Optional[Probe], extra: Optional[dict] = None, folder: Optional[Path] = None
 ) -> Path:
     """Save the settings ``extra`` (a calibrator's) and ``probe`` (or none) for this model key
     and question, atomically, as one file; returns its path."""
@@ -101,7 +100,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def _probe_record(probe: "Probe") -> dict:
+def _probe_record(probe: Probe) -> dict:
     finite = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     arrays = {}
     for name in _ARRAYS:
@@ -122,6 +121,17 @@ def _probe_record(probe: "Probe") -> dict:
     }
 
 
+def save_probe(probe: Probe, folder: Optional[Path] = None) -> Path:
+    """Save a probe alone (a calibrator saves its probe with its own settings: Calibrator.save)."""
+    return save_probe_file(probe.model, probe.question, probe, None, folder)
+
+
+def load_probe(model: str, question: str, folder: Optional[Path] = None) -> Optional[Probe]:
+    """The saved probe for this model and question, or None."""
+    found = load_probe_file(model, question, folder)
+    return None if found is None else found[0]
+
+
 # --- loading ------------------------------------------------------------------------------------
 def load_probe_file(
     model: str,
@@ -129,7 +139,7 @@ def load_probe_file(
     folder: Optional[Path] = None,
     *,
     on_damaged: Optional[Callable[[str], None]] = None,
-) -> Optional[tuple[Optional["Probe"], Optional[dict]]]:
+) -> Optional[tuple[Optional[Probe], Optional[dict]]]:
     """(probe or None, extra) saved for this model key and question, or None if nothing usable
     is saved. A damaged file is set aside and reported to ``on_damaged`` (default: a
     :class:`StoreWarning`), then treated as absent."""
@@ -195,9 +205,7 @@ def _read_npz(npz: Path) -> dict[str, np.ndarray]:
         raise DamagedFile(f"its arrays ({npz.name}) are damaged: {_reason(exc)}") from None
 
 
-def _probe_from(info: dict, arrays: dict[str, np.ndarray]) -> "Probe":
-    from engine.confidence.probe import Probe
-
+def _probe_from(info: dict, arrays: dict[str, np.ndarray]) -> Probe:
     if not (arrays["mean"].shape == arrays["scale"].shape == arrays["w"].shape):
         raise DamagedFile("its probe's arrays do not match")
     nan = float("nan")
