@@ -8,7 +8,8 @@ import pytest
 from engine.confidence import metrics
 from engine.gather import labeled_features as extract_features
 from engine.confidence.probe import Features, default_layer, fit_probe, n_layers, resolve_layer
-from engine.confidence.store import data_dir, load_probe, probe_key, save_probe
+from engine.confidence.store import load_probe, probe_key, save_probe
+from engine.folders import data_dir
 
 
 def test_layer_numbering():

@@ -8,7 +8,7 @@ import math
 import sys
 import time
 import unicodedata
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
 from engine.types import Document, Verdict
 
@@ -149,14 +149,15 @@ class RowsOut:
 
 
 class RowWriter:
-    """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`."""
+    """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`;
+    `more_fields` are CSV columns after the contract's (the app's export adds the user's label)."""
 
-    def __init__(self, out: TextIO, fmt: str) -> None:
+    def __init__(self, out: TextIO, fmt: str, more_fields: Sequence[str] = ()) -> None:
         self.out, self.fmt = out, fmt
         self._csv: Optional[csv.DictWriter] = None
         self._table: Optional[list[dict[str, Any]]] = []
         if fmt == "csv":  # the header even when no row follows
-            self._csv = csv.DictWriter(out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
+            self._csv = csv.DictWriter(out, fieldnames=[*ROW_FIELDS, *EXTRA_FIELDS, *more_fields], extrasaction="ignore")
             self._csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:

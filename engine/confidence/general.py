@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_path, atomic_write
+from engine.folders import data_dir
+
 _FINGERPRINTS: dict[tuple, str] = {}
 
 
@@ -106,8 +109,6 @@ def probes_dir() -> Path:
 def fitted_probes_dir() -> Path:
     """Where general probes fitted on this computer (`verdict models calibrate`) are kept: beside
     the calibrators, in the user's data folder."""
-    from engine.confidence.store import data_dir
-
     return data_dir() / "general_probes"
 
 
@@ -116,15 +117,17 @@ def save_general_probe(probe: GeneralProbe, folder: Path | None = None) -> Path:
     folder = Path(folder or probes_dir())
     folder.mkdir(parents=True, exist_ok=True)
     base = folder / probe.fingerprint
-    np.savez(base.with_suffix(".npz"), mean=probe.mean.astype(np.float32), scale=probe.scale.astype(np.float32),
-             w=probe.w.astype(np.float32))
+    with atomic_path(base.with_suffix(".npz")) as tmp:
+        np.savez(tmp, mean=probe.mean.astype(np.float32), scale=probe.scale.astype(np.float32),
+                 w=probe.w.astype(np.float32))
     meta = {"format": 2, "fingerprint": probe.fingerprint, "layer": probe.layer, "b": probe.b,
             "input": "state minus content-free state" if probe.subtract_null else "state",
             "null_texts": list(probe.null_texts),
             "label_free_band": probe.label_free_band if np.isfinite(probe.label_free_band) else None,
             "heldout_auc": probe.heldout_auc, "heldout_auc_margin": probe.heldout_auc_margin, "info": probe.info}
     path = base.with_suffix(".json")
-    path.write_text(json.dumps(meta, indent=1) + "\n")
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(meta, indent=1) + "\n")
     return path
 
 

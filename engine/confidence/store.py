@@ -2,7 +2,7 @@
 
 A saved calibrator (its settings and, when it has one, its probe's arrays) is ONE JSON file,
 ``probes/<model>/<question-slug>-<hash>.json``, written to a temporary file with a name of its
-own (several processes may save at once) and moved into place with ``os.replace``: a reader
+own (several processes may save at once) and moved into place (`engine.atomic`): a reader
 sees the old file or the new one, never a mix of two writers or a half-written file.
 
 Files of the earlier format (a ``.json`` beside a ``.npz`` of arrays) are still read. A file
@@ -19,8 +19,6 @@ import hashlib
 import json
 import os
 import re
-import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +26,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from engine.atomic import atomic_write
 from engine.confidence.probe import Probe
+from engine.folders import data_dir
 
 FORMAT = 2
 _ARRAYS = ("mean", "scale", "w")
@@ -40,15 +40,6 @@ class StoreWarning(UserWarning):
 
 class DamagedFile(ValueError):
     """A saved calibrator that can't be read; the message says why."""
-
-
-def data_dir() -> Path:
-    """The user's data folder for Verdict (calibrators live in `probes/` under it)."""
-    if os.environ.get("VERDICT_DATA_DIR"):
-        return Path(os.environ["VERDICT_DATA_DIR"])
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "Verdict"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "verdict"
 
 
 def probe_key(model: str, question: str) -> str:
@@ -75,29 +66,14 @@ def save_probe_file(
     record = {"format": FORMAT, "model": model, "question": question,
               "probe": None if probe is None else _probe_record(probe), "extra": extra}
     path = base.with_name(base.name + ".json")
-    _write_atomically(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    with atomic_write(path, "wb") as fh:
+        fh.write((json.dumps(record, indent=1) + "\n").encode("utf-8"))
     legacy = base.with_name(base.name + ".npz")  # the earlier format's arrays: superseded now
     try:
         legacy.unlink()
     except OSError:
         pass
     return path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _probe_record(probe: Probe) -> dict:

