@@ -289,12 +289,13 @@ def ship(name: str, probe: GeneralProbe, band: dict, tables: dict, model_file: s
     its held-out numbers."""
     from engine.confidence.calibrate import NULL_TEXTS
     from engine.confidence.general import GeneralProbe as Shipped
-    from engine.confidence.general import model_fingerprint, save_general_probe
+    from engine.confidence.general import general_probe_key, save_general_probe
+    from engine.runtime.fingerprint import model_fingerprint
 
     a, c = band["platt"]
     diff = bool(probe.spec.get("diff"))
     shipped = Shipped(
-        model_fingerprint(model_file), int(probe.spec["layers"][0]), probe.mean, probe.scale, probe.w * a,
+        general_probe_key(model_fingerprint(model_file)), int(probe.spec["layers"][0]), probe.mean, probe.scale, probe.w * a,
         float(probe.b * a + c),
         heldout_auc=mean_of(tables[name], "auc"), heldout_auc_margin=mean_of(tables["raw"], "auc"),
         info={"model_file": Path(model_file).name, "variant": name, "l2": probe.l2,

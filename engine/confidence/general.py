@@ -25,7 +25,6 @@ import numpy as np
 from engine.atomic import atomic_path, atomic_write
 from engine.folders import data_dir
 
-_FINGERPRINTS: dict[tuple, str] = {}
 
 
 @dataclass
@@ -78,20 +77,13 @@ class GeneralProbe:
         return bool(np.isfinite(self.heldout_auc) and self.heldout_auc > np.nan_to_num(self.heldout_auc_margin, nan=0.5))
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """sha256 of a model's content: of the file (GGUF), or of a folder's weight files in name
-    order (MLX). Remembered per path, size and modification time, so it is read once."""
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.glob("*.safetensors") if p.is_file())
-    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256()
-        for f in files:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()
-    return _FINGERPRINTS[key]
+def general_probe_key(fingerprint: str) -> str:
+    """The file name a general probe for a model is kept under, from the model's content
+    fingerprint (`engine.runtime.fingerprint.model_fingerprint`): a model file's sha256 itself
+    (the name a shipped probe has), else the sha256 of the fingerprint (a folder's is no file name)."""
+    if fingerprint.startswith("sha256:"):
+        return fingerprint.removeprefix("sha256:")
+    return hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
 
 
 def probes_dir() -> Path:
