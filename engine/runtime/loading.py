@@ -102,7 +102,7 @@ def read_model(path: Path, **gguf_options: Any) -> tuple[nn.Module, Tokenizer, d
     from engine.runtime.architectures import ArchitectureError, check_built_model
     from engine.runtime.gguf import GGUFError, load_gguf
     from engine.runtime.gguf_file import GGUFFormatError
-    from engine.runtime.ggufinfo import is_gguf
+    from engine.runtime.gguf_file import is_gguf
     from engine.runtime.tokenizer import TokenizerError
 
     try:
