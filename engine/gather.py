@@ -114,9 +114,10 @@ def with_general(cal: Calibrator, clf, general: Optional[GeneralProbe]) -> Calib
 
 
 def refreshed(cal: Calibrator, clf) -> Calibrator:
-    """`cal`, its content-free state computed again when the question's prompt changed since."""
+    """`cal` itself, or a new calibrator with its content-free state computed again when the
+    question's prompt changed since (`cal` is left as it was: another thread may be reading it)."""
     if cal.needs_null_state(prompt_key(clf, cal.question)):
-        with_general(cal, clf, cal.general)
+        return with_general(cal.copy(), clf, cal.general)
     return cal
 
 

@@ -43,8 +43,9 @@ def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
     }
     if v.reasoning is not None:
         row["reasoning"] = v.reasoning
-    if doc.warnings:
-        row["warnings"] = list(doc.warnings)
+    warnings = list(doc.warnings) + [w for w in v.warnings if w not in doc.warnings]
+    if warnings:
+        row["warnings"] = warnings
     for key, value in doc.meta.get("passthrough", {}).items():
         row.setdefault(key, value)
     return row
