@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
-import time
 import unicodedata
 from typing import Any, Optional, Sequence, TextIO
 
@@ -224,22 +224,42 @@ def _cell(value: Any, column: str) -> str:
 
 
 class Progress:
-    """A one-line progress bar on stderr, shown only when stderr is a terminal."""
+    """The one progress bar of the command line: tqdm on stderr, drawn only when stderr is a
+    terminal. Counts documents (`step` once per row, `per_document` rows making a document), or
+    any other unit through `advance_to` (downloads count bytes: `unit="B"`)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, per_document: int = 1) -> None:
-        self.total, self.stream, self.done = total, stream, 0
-        self.per_document = max(1, per_document)  # rows per document: the rate is in documents/s
-        self.enabled = total > 0 and stream.isatty()
-        self.start = time.perf_counter()
+    def __init__(self, total: Optional[int], stream: TextIO = sys.stderr, per_document: int = 1, *,
+                 unit: str = "docs", desc: Optional[str] = None) -> None:
+        from tqdm import tqdm
+
+        self.per_document = max(1, per_document)
+        self.rows = 0
+        self.enabled = total != 0 and stream.isatty()
+        self.bar = tqdm(total=None if total is None else total // self.per_document, desc=desc, unit=unit,
+                        unit_scale=unit == "B", file=stream, disable=not self.enabled,
+                        ncols=_size(stream)[0], nrows=_size(stream)[1], mininterval=0.1, leave=True)
 
     def step(self) -> None:
-        self.done += 1
-        if self.enabled:
-            rate = self.done / self.per_document / max(time.perf_counter() - self.start, 1e-9)
-            filled = int(30 * self.done / self.total)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {rate:.1f} docs/s ")
-            self.stream.flush()
+        """One more row; the bar moves when a document's rows are all in."""
+        self.rows += 1
+        if self.rows % self.per_document == 0:
+            self.bar.update(1)
+
+    def advance_to(self, done: int, total: Optional[int] = None) -> None:
+        """`done` units so far (of `total`, when it became known)."""
+        if total is not None and total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
+        self.bar.close()
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's columns and lines, 80 x 24 where it reports none (a new pseudo-terminal
+    says 0 x 0, which tqdm takes as no room to draw in)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        return size.columns or 80, size.lines or 24
+    except (OSError, ValueError, AttributeError):
+        return 80, 24
