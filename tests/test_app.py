@@ -581,3 +581,23 @@ def test_the_model_is_loaded_and_used_only_on_the_scoring_thread(qtbot, tmp_path
     assert window.controller._worker.thread() is window.controller.thread
     window.close()
     assert not window.controller.thread.isRunning()
+
+
+
+def test_the_detail_pane_shows_the_engines_notes_on_the_verdict(qtbot):
+    """What the engine noted while reading a document (on the verdict: it never edits the
+    window's Document) is shown beside the reader's own warnings, once."""
+    from app.detail_pane import DetailPane
+    from app.table_model import DocumentRow
+    from engine.types import Document, Verdict
+
+    pane = DetailPane()
+    qtbot.addWidget(pane)
+    note = "document is longer than the budget of 100 tokens: only its first 400 of 900 characters were read"
+    verdict = Verdict(document_id="d", question=Q1, verdict="no", margin=-2.0, raw_margin=-2.0, probability=0.1,
+                      warnings=(note, "from the reader"))
+    row = DocumentRow(key=1, name="d.txt", document=Document(id="d", text="x" * 900, warnings=["from the reader"]),
+                      status=DONE, verdicts={Q1: verdict})
+    pane.show_row(row, [Q1], 0)
+    shown = pane.status.text()
+    assert note in shown and shown.count("from the reader") == 1
