@@ -33,32 +33,6 @@ Q1 = "Does this document ask for a payment?"
 Q2 = "Is this about cooking?"
 
 
-@pytest.fixture
-def dialog_calls(monkeypatch):
-    """Every call of the one replaceable error dialog (none should happen unless a model fails)."""
-    calls = []
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text, details="": calls.append((title, text, details)))
-    return calls
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path, tiny_model_dir, dialog_calls):
-    """Open a window on a session in tmp_path (same data folder and settings for every call,
-    so calling it again after close() is a relaunch)."""
-
-    def make(model=tiny_model_dir, data_dir=None):
-        data_dir = Path(data_dir or tmp_path / "data")
-        window = MainWindow(Settings(tmp_path / "settings.ini"), SessionStore(data_dir / DB_FILE),
-                            model=str(model) if model else None)
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
-        qtbot.waitUntil(lambda: not window.controller.loading, timeout=180_000)
-        return window
-
-    return make
-
-
 def write_docs(folder: Path, count: int, text=lambda i: f"Document {i}: please pay invoice {i} of $120 by Friday.") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -315,7 +315,9 @@ def test_model_list_facts_match_gguf_py(tiny_gguf):
     from engine.runtime.gguf_file import read_gguf_info
 
     reader = gguf.GGUFReader(tiny_gguf)
-    field = lambda key: reader.fields[key].contents() if key in reader.fields else None  # noqa: E731
+    def field(key):
+        return reader.fields[key].contents() if key in reader.fields else None
+
     info = read_gguf_info(tiny_gguf)
     assert info.architecture == field("general.architecture") and info.name == field("general.name")
     assert info.tensor_types == tuple(sorted({t.tensor_type.name for t in reader.tensors}))

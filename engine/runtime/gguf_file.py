@@ -278,13 +278,16 @@ def read_gguf_info(path: Union[str, os.PathLike]) -> GGUFInfo:
     header = read_header(path, keys=_INFO_KEYS)
     meta = header.metadata
     weights = Counter(t.type_name for t in header.tensors if len(t.shape) >= 2)
-    text = lambda key: meta[key] if isinstance(meta.get(key), str) else None  # noqa: E731
     return GGUFInfo(
-        architecture=text("general.architecture"),
+        architecture=_text(meta.get("general.architecture")),
         quant=_file_type_name(meta.get("general.file_type")) or (weights.most_common(1)[0][0] if weights else None),
-        name=text("general.name"),
+        name=_text(meta.get("general.name")),
         tensor_types=tuple(sorted(header.tensor_types())),
     )
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 def _file_type_name(value: Any) -> Optional[str]:
