@@ -30,7 +30,7 @@ def display_name(doc: Document, roots: Sequence[str]) -> str:
         root = root.rstrip("/\\") or root
         if ident == root:
             return os.path.basename(root) or root
-        if ident.startswith(root + os.sep) or ident.startswith(root + "/"):
+        if ident.startswith((root + os.sep, root + "/")):
             return ident[len(root) + 1 :]
     return os.path.basename(ident) or ident
 

@@ -262,7 +262,10 @@ def band_table(train: Pairs, held: Pairs, spec: dict, l2: float, oof, precision:
     logo_em = batch_prior_shift(train, logo_logit, train.y.mean())
     held_logit = platt.logit(GeneralProbe(spec, l2).fit(train).decision(held))
     held_em = batch_prior_shift(held, held_logit, train.y.mean())
-    ece = lambda p, z: mean_of(per_question(p, z, metrics.sigmoid(z)), "ece")
+
+    def ece(p, z):
+        return mean_of(per_question(p, z, metrics.sigmoid(z)), "ece")
+
     out = {"platt": [platt.a, platt.b],
            "logo_ece": ece(train, logo_logit), "logo_ece_em": ece(train, logo_em),
            "heldout_ece": ece(held, held_logit), "heldout_ece_em": ece(held, held_em)}
@@ -385,7 +388,9 @@ def main() -> int:
     steps = args.steps.split(",")
     report: dict = {"tag": args.tag, "train_genres": train_genres, "train_pairs": len(train.y),
                     "train_questions": len(np.unique(train.question)), "held_pairs": len(held.y)}
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)
+
+    def log(*a):
+        print(*a, file=sys.stderr, flush=True)
 
     def logo(spec, l2):
         """Leave-one-genre-out per-question tables for one probe spec."""

@@ -5,14 +5,14 @@ import os
 import sys
 from pathlib import Path
 
-import tempfile  # noqa: E402
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Saved probes and calibrators of the user's own runs must not leak into tests, nor tests into them.
 os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engine.runtime import device  # noqa: E402
+from engine.runtime import device
 
 device.start()  # the fast BLAS before anything imports MLX, as loading a model does
 import pytest  # noqa: E402

@@ -24,7 +24,7 @@ from app import theme
 from app.window import MainWindow
 from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS
 
-from app.application import binding_problem  # noqa: E402
+from app.application import binding_problem
 
 if binding_problem():  # fail with the reason instead of aborting the whole test run later
     pytest.fail(binding_problem(), pytrace=False)

@@ -101,7 +101,7 @@ def test_margins_and_masses_are_the_servers_model_exactly(kind, tiny_model_dir):
         assert any(b["n_probs"] > 64 for b in bodies)
         sent = [b["prompt"] for b in bodies]
     # A document's second question is sent after its first came back: the prefix is then cached.
-    for i, text in enumerate(texts):
+    for text in texts:
         first = sent.index(prompt_ids(tiny_model_dir, QUESTIONS[0], text))
         second = sent.index(prompt_ids(tiny_model_dir, QUESTIONS[1], text))
         assert first < second

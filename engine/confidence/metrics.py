@@ -191,7 +191,7 @@ def logistic_regression(
 
     value = objective(theta)
     converged = False
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is returned after the loop)
         p = sigmoid(xb @ theta + base)
         grad = xb.T @ (p - t) + reg * (theta - centre)
         weights = p * (1 - p)

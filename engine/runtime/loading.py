@@ -16,7 +16,7 @@ import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_map  # noqa: E402
 
 from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
-from engine.runtime.sources import ModelError, find_default_model  # noqa: E402,F401  (ModelError: re-exported)
+from engine.runtime.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
 from engine.runtime.tokenizer import Tokenizer  # noqa: E402
 
 # On CPU, dequantize when the float32 weights stay under this size (the fast BLAS path).
