@@ -1,5 +1,5 @@
 # One-command setup: its own .venv, the right MLX build for the platform (pyproject's markers),
-# the embedded default model. `make demo`, `make test`, `make run`, `make bench`;
+# the embedded default model. `make demo`, `make test` (ruff, then pytest), `make run`, `make bench`;
 # `make package` / `make check-package` / `make release-mac` for the packaged app (packaging/).
 
 # The first Python >= 3.10 on PATH (macOS's own python3 is 3.9). `make PYTHON=/path/to/python` overrides.
@@ -17,7 +17,7 @@ else
 BUNDLE := dist/Verdict
 endif
 
-.PHONY: setup model demo test test-fast run bench screenshot package check-package release-mac icons clean
+.PHONY: setup model demo lint test test-fast run bench screenshot package check-package release-mac icons clean
 
 setup: $(STAMP)
 
@@ -42,11 +42,15 @@ demo: model
 		--question "Is this software a game?" \
 		--jsonl-in resources/demo/games-new.jsonl --labels resources/demo/games-labeled.jsonl
 
-test: model
+# ruff with pyproject's [tool.ruff] rules: the tree passes it, so any finding is new.
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint model
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 # The tests that need no default model, no real window and no extra process (under a minute).
-test-fast: model
+test-fast: lint model
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
 
 run: model

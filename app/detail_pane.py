@@ -289,6 +289,8 @@ class DetailPane(QWidget):
         elif row.note:
             notes.append(row.note)
         notes += row.document.warnings
+        shown = row.verdicts.get(questions[active]) if questions else None
+        notes += [w for w in (shown.warnings if shown else ()) if w not in row.document.warnings]
         text_length = len(row.document.text)
         if text_length:
             notes.append(f"{text_length:,} characters")

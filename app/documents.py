@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from engine.intake.normalize import normalize_document
 from engine.types import Document
 
 def load_paths(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Document]]:
@@ -29,7 +30,7 @@ def display_name(doc: Document, roots: Sequence[str]) -> str:
         root = root.rstrip("/\\") or root
         if ident == root:
             return os.path.basename(root) or root
-        if ident.startswith(root + os.sep) or ident.startswith(root + "/"):
+        if ident.startswith((root + os.sep, root + "/")):
             return ident[len(root) + 1 :]
     return os.path.basename(ident) or ident
 
@@ -39,4 +40,6 @@ def text_document(text: str, number: int) -> tuple[str, Document]:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     title = first if len(first) <= 60 else first[:59].rstrip() + "…"
     name = f"Pasted {number}: {title}" if title else f"Pasted {number}"
-    return name, Document(id=f"pasted-{number}", text=text, meta={"pasted": True})
+    # Normalised here, on the GUI's side: the engine scores a normalised copy, and the spans of
+    # its verdicts (passages, deciding windows) index this text.
+    return name, normalize_document(Document(id=f"pasted-{number}", text=text, meta={"pasted": True}))

@@ -12,8 +12,8 @@ import csv
 import os
 from typing import Iterable, Iterator
 
-from engine.cli.output import (EXTRA_FIELDS, ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row, wide_header,
-                               wide_row)
+from engine.atomic import atomic_write
+from engine.cli.output import ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row, wide_header, wide_row
 from engine.types import Verdict
 
 from app.table_model import DocumentRow
@@ -73,32 +73,19 @@ def export_rows(path: str | os.PathLike, rows: Iterable[DocumentRow], questions:
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
-    path = os.fspath(path)
-    partial = f"{path}.part"
     count = 0
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as out:
-            if fmt == "wide":
-                writer = csv.writer(out)
-                for n, line in enumerate(wide_rows(rows, questions)):
-                    writer.writerow(line)
-                    count = n
-            elif fmt == "csv":  # the CLI's columns, then the label
-                writer = csv.DictWriter(out, fieldnames=[*ROW_FIELDS, *EXTRA_FIELDS, LABEL_FIELD], extrasaction="ignore")
-                writer.writeheader()
-                for record in result_rows(rows, questions):
-                    writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
-                    count += 1
-            else:
-                writer = RowWriter(out, fmt)
-                for record in result_rows(rows, questions):
-                    writer.write(record)
-                    count += 1
-                writer.close()
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    with atomic_write(path, newline="") as out:
+        if fmt == "wide":
+            writer = csv.writer(out)
+            for n, line in enumerate(wide_rows(rows, questions)):
+                writer.writerow(line)
+                count = n
+        else:  # the CLI's rows (CSV: its columns, then the label)
+            writer = RowWriter(out, fmt, more_fields=[LABEL_FIELD])
+            for record in result_rows(rows, questions):
+                writer.write(record)
+                count += 1
+            writer.close()
     return count
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Optional
 
+from engine.atomic import atomic_path
+from engine.folders import data_dir
 from engine.types import Document, Verdict
 
 SCHEMA_VERSION = 4  # 2: the states table; 3: verdicts.reasoning; 4: verdicts.score
 MAX_STATE_BYTES = 256 * 2**20  # hidden states kept on disk (float16): beyond this, new ones are not kept
 DB_FILE = "session.sqlite3"
-DATA_DIR_ENV = "VERDICT_DATA_DIR"  # overrides the platform's application data folder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -81,12 +82,39 @@ CREATE TABLE IF NOT EXISTS states (
 
 
 def default_data_dir() -> Path:
-    """``$VERDICT_DATA_DIR``, else Qt's AppDataLocation for this application."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV])
-    from PySide6.QtCore import QStandardPaths
+    """The engine's data folder (`engine.folders.data_dir`): the session beside the calibrators."""
+    return data_dir()
 
+
+def earlier_data_dir() -> Optional[Path]:
+    """Where Verdict's app kept its session before it used the engine's data folder: Qt's
+    AppDataLocation (``<organization>/<application>`` under the platform's data folder); None
+    without a running Qt application to name it."""
+    from PySide6.QtCore import QCoreApplication, QStandardPaths
+
+    if QCoreApplication.instance() is None or not QCoreApplication.applicationName():
+        return None
     return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+
+
+def _copy_earlier_session(folder: Path) -> None:
+    """Copy a session from the earlier folder into ``folder`` once, when ``folder`` has none
+    (SQLite's backup: the write-ahead log comes along; the earlier file stays as it was)."""
+    earlier = earlier_data_dir()
+    if earlier is None or earlier == folder or (folder / DB_FILE).exists() or not (earlier / DB_FILE).is_file():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / DB_FILE) as tmp:
+            source = sqlite3.connect(f"file:{earlier / DB_FILE}?mode=ro", uri=True, timeout=5.0)
+            target = sqlite3.connect(tmp)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+                source.close()
+    except (OSError, sqlite3.Error):
+        pass  # it stays where it was; a new session starts here
 
 
 @dataclass
@@ -153,7 +181,10 @@ class SessionStore:
     @classmethod
     def open_default(cls, data_dir: Optional[str | os.PathLike] = None) -> "SessionStore":
         """The session in ``data_dir`` (default: :func:`default_data_dir`)."""
-        folder = Path(data_dir) if data_dir else default_data_dir()
+        if data_dir:
+            return cls(Path(data_dir) / DB_FILE)
+        folder = default_data_dir()
+        _copy_earlier_session(folder)
         return cls(folder / DB_FILE)
 
     # --- opening --------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class ScoringWorker(QObject):
     chunkProgress = Signal(int, int, int)  # job, document tokens scored, taken (the engine's batches, this chunk)
     verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
     jobFinished = Signal(int, str, str)  # job, outcome, reason
+    # Calibrators cross to the GUI as copies of their own: the worker never touches what the GUI reads.
     calibratorReady = Signal(str, object)  # question, Calibrator (resolved for the current model)
     refitDone = Signal(int, str, object)  # refit job, question, Calibrator fitted to the labels
     refitFailed = Signal(int, str, str)  # refit job, question, reason
@@ -180,12 +181,12 @@ class ScoringWorker(QObject):
         return (CANCELLED, "") if cancel() else (DONE, "")
 
     def _calibrator(self, question: str) -> Any:
-        """This question's calibrator (fitted or saved for this model, else label-free); the
-        first time, it is announced to the GUI."""
-        known = question in self._pipeline.calibrators
+        """This question's calibrator (fitted or saved for this model, else label-free); when it is
+        new (the first time, or refreshed for new worked examples), a copy is announced to the GUI."""
+        before = self._pipeline.calibrators.get(question)
         cal = self._pipeline.calibrator(question)
-        if not known:
-            self.calibratorReady.emit(question, cal)
+        if cal is not before:
+            self.calibratorReady.emit(question, cal.copy())
         return cal
 
     @Slot(object)
@@ -195,7 +196,7 @@ class ScoringWorker(QObject):
             return
         for question in questions:
             if question in self._pipeline.calibrators:
-                self.calibratorReady.emit(question, self._pipeline.calibrators[question])
+                self.calibratorReady.emit(question, self._pipeline.calibrators[question].copy())
             else:
                 self._calibrator(question)  # announces it
 
@@ -211,7 +212,7 @@ class ScoringWorker(QObject):
         except Exception as exc:
             self.refitFailed.emit(job, question, f"{type(exc).__name__}: {exc}")
             return
-        self.refitDone.emit(job, question, cal)
+        self.refitDone.emit(job, question, cal.copy())
 
     @Slot(int, str, object)
     def scorePassages(self, job: int, question: str, passages: Sequence[Document]) -> None:

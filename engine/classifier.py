@@ -285,8 +285,9 @@ class Classifier:
         chunk: list[Document] = []
         position = 0
         for item in texts:
-            doc = as_document(item, position)
-            normalize_document(doc)  # the one intake normalisation, also for text given directly
+            # Our own copy, normalised (the one intake normalisation, also for text given
+            # directly): the caller's Document is never edited; what we note goes on the Verdict.
+            doc = normalize_document(dataclasses.replace(as_document(item, position), warnings=[]))
             chunk.append(doc)
             position += 1
             if len(chunk) >= self.chunk_documents:
@@ -384,7 +385,8 @@ class Classifier:
 
     def _error_verdicts(self, questions, doc: Document, position: int, reason: str) -> list[Verdict]:
         return [
-            Verdict(document_id=doc.id, question=q, verdict="error", error=reason, document_index=position)
+            Verdict(document_id=doc.id, question=q, verdict="error", error=reason, document_index=position,
+                    warnings=tuple(doc.warnings))
             for q in questions
         ]
 
@@ -495,4 +497,5 @@ class Classifier:
                 window_span=p.spans[order[best]],
                 states=p.states[order[best]][qi],
                 document_index=p.position,
+                warnings=tuple(p.document.warnings),
             )

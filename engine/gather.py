@@ -23,8 +23,10 @@ from engine.confidence.calibrate import (
     text_key,
 )
 from engine.confidence.evaluate import CURVE_SIZES, evaluate_features, layer_scan, records_to_documents
-from engine.confidence.general import GeneralProbe, fitted_probes_dir, load_general_probe, model_fingerprint
+from engine.confidence.general import GeneralProbe, fitted_probes_dir, general_probe_key, load_general_probe
 from engine.confidence.probe import Features, default_layer, resolve_layer
+from engine.runtime.fingerprint import FORMATS as FINGERPRINT_FORMATS
+from engine.runtime.fingerprint import model_fingerprint
 from engine.types import as_document
 
 
@@ -72,17 +74,19 @@ def prompt_key(clf, question: str) -> Optional[tuple]:
 
 
 def probe_fingerprint(clf) -> Optional[str]:
-    """What a general probe for this classifier's model is kept under: the sha256 of the model's
-    content (its file, or its folder's weight files). None for a backend that returns no hidden
-    states (an inference server: there is nothing to read) or a model with no file here."""
+    """What a general probe for this classifier's model is kept under (`general_probe_key` of the
+    model's content fingerprint). None for a backend that returns no hidden states (an inference
+    server: there is nothing to read) or a model with no file here."""
     backend = getattr(clf, "backend", clf)
     if not getattr(backend, "supports_states", True):
         return None
-    fingerprint = str(getattr(backend, "fingerprint", "") or "").removeprefix("sha256:")
-    if _is_sha256(fingerprint):  # the runtime hashed a file already; only folders are hashed here
-        return fingerprint
-    path = getattr(getattr(backend, "lm", None), "path", None)
-    return model_fingerprint(path) if path is not None and Path(path).exists() else None
+    fingerprint = str(getattr(backend, "fingerprint", "") or "")
+    if not fingerprint.startswith(FINGERPRINT_FORMATS):  # a backend that did not hash its model
+        path = getattr(getattr(backend, "lm", None), "path", None)
+        if path is None or not Path(path).exists():
+            return None
+        fingerprint = model_fingerprint(Path(path))
+    return general_probe_key(fingerprint)
 
 
 def general_probe(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
@@ -99,10 +103,6 @@ def general_probe(clf, folder: Optional[Path] = None) -> Optional[GeneralProbe]:
     return None
 
 
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
 def with_general(cal: Calibrator, clf, general: Optional[GeneralProbe]) -> Calibrator:
     """`cal` set to use `general` for `clf`'s prompts of its question (the content-free state
     scored here when the probe reads the difference)."""
@@ -114,9 +114,10 @@ def with_general(cal: Calibrator, clf, general: Optional[GeneralProbe]) -> Calib
 
 
 def refreshed(cal: Calibrator, clf) -> Calibrator:
-    """`cal`, its content-free state computed again when the question's prompt changed since."""
+    """`cal` itself, or a new calibrator with its content-free state computed again when the
+    question's prompt changed since (`cal` is left as it was: another thread may be reading it)."""
     if cal.needs_null_state(prompt_key(clf, cal.question)):
-        with_general(cal, clf, cal.general)
+        return with_general(cal.copy(), clf, cal.general)
     return cal
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,7 +25,8 @@ from engine.confidence import metrics
 from engine.confidence.calibrate import NULL_TEXTS, fit_platt
 from engine.confidence.general import GeneralProbe, fitted_probes_dir, save_general_probe
 from engine.confidence.probe import default_layer
-from engine.confidence.store import data_dir
+from engine.atomic import atomic_path
+from engine.folders import data_dir
 from engine.gather import content_free, probe_fingerprint
 from engine.types import Document
 
@@ -97,11 +96,9 @@ def score_genre(clf, genre: str, layer: int, max_docs: int = 0, step: Optional[C
 
 def _save(path: Path, features: GenreFeatures) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-    os.close(fd)
-    np.savez(tmp, questions=np.array(features.questions), labels=features.labels, margin=features.margin,
-             hidden=features.hidden)
-    os.replace(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        np.savez(tmp, questions=np.array(features.questions), labels=features.labels, margin=features.margin,
+                 hidden=features.hidden)
 
 
 def _load(path: Path) -> Optional[GenreFeatures]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from engine.confidence.calibrate import Calibrator, batch_shift, read_labels, text_key
+from engine.confidence.calibrate import Calibrator, read_labels, text_key
 from engine.confidence.decide import DEFAULT_TARGET, DecisionRule, decide_verdicts, suggest
 from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
@@ -130,10 +130,10 @@ class Pipeline:
             except Exception as exc:  # a damaged saved calibrator must not stop scoring
                 cal = calibrator_for(self.classifier, question, use_saved=False, folder=self.folder, **self.settings)
                 cal.notes.append(f"the saved calibrator could not be read ({type(exc).__name__}: {exc})")
-            self.calibrators[question] = cal
             if cal.probe is not None and not self.has_states:
                 self._no_probe_note()
-        return refreshed(cal, self.classifier)
+        self.calibrators[question] = cal = refreshed(cal, self.classifier)
+        return cal
 
     def _no_probe_note(self) -> None:
         if not self._general_notes:
@@ -277,9 +277,7 @@ class Pipeline:
                                          progress=progress, window_score=_calibrated_windows(cals))
         if any(cal.shift_method == "batch" for cal in cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
-            for q, cal in cals.items():
-                if cal.shift_method == "batch":
-                    cal.shift = batch_shift(v.raw_margin for v in raw if v.question == q and v.ok)
+            cals = {q: cal.for_batch(raw) for q, cal in cals.items()}  # copies: the kept ones stay as they are
         positions = {q: [i for i, listed_q in enumerate(listed) if listed_q == q] for q in unique}
         rows = self._final(raw, cals, keep_layer, positions, think)
         if decisions == "batch":

@@ -64,6 +64,9 @@ class Verdict:
     states: Any = None  # raw verdicts only: {layer: array (D,)} captured for calibration, on request
     document_index: int = -1  # position of the document in the input, for re-ordering streams
     reasoning: Optional[str] = None  # what the model wrote before answering (`--deliberate`), if it did
+    # What the engine noted while reading the document for this verdict (its text normalised, cut
+    # to the token budget): the caller's Document is never edited, so these travel here.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, load_pairs  # noqa: E402
+from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, load_pairs
 
-from engine.confidence.decide import DecisionRule, call_quality, decide, oracle_coverage, suggest  # noqa: E402
+from engine.confidence.decide import DecisionRule, call_quality, decide, oracle_coverage, suggest
 
 TARGET = 0.90
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from build_general_set import OUT, record, render_man  # noqa: E402
+from build_general_set import OUT, record, render_man
 
 GENRE = "toolpages"
 # Sections whose packages label the held-out genre's questions, and non-programs.

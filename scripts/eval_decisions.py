@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, Pairs, features, load_pairs  # noqa: E402
+from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, Pairs, features, load_pairs
 
-from engine.confidence import metrics  # noqa: E402
-from engine.confidence.calibrate import NULL_TEXTS, Calibrator, fit_platt  # noqa: E402
-from engine.confidence.decide import (  # noqa: E402
+from engine.confidence import metrics
+from engine.confidence.calibrate import NULL_TEXTS, Calibrator, fit_platt
+from engine.confidence.decide import (
     UNCERTAIN,
     YES,
     DecisionRule,
@@ -41,8 +41,8 @@ from engine.confidence.decide import (  # noqa: E402
     decide,
     oracle_coverage,
 )
-from engine.confidence.general import GeneralProbe as ShippedProbe  # noqa: E402
-from engine.confidence.probe import Features  # noqa: E402
+from engine.confidence.general import GeneralProbe as ShippedProbe
+from engine.confidence.probe import Features
 
 KS = (0, 1, 2, 4, 8, 16)
 DRAWS = 5

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_examples import question_sets  # noqa: E402
+from eval_examples import question_sets
 
-from engine.confidence import metrics  # noqa: E402
-from engine.types import Document  # noqa: E402
+from engine.confidence import metrics
+from engine.types import Document
 
 BAND = 1.0  # the default uncertain band on calibrated log-odds
 

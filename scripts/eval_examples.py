@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.confidence import metrics  # noqa: E402
-from engine.types import Document, Example  # noqa: E402
+from engine.confidence import metrics
+from engine.types import Document, Example
 
 HELD_OUT = ("debian", "pydocs")
 

@@ -262,7 +262,10 @@ def band_table(train: Pairs, held: Pairs, spec: dict, l2: float, oof, precision:
     logo_em = batch_prior_shift(train, logo_logit, train.y.mean())
     held_logit = platt.logit(GeneralProbe(spec, l2).fit(train).decision(held))
     held_em = batch_prior_shift(held, held_logit, train.y.mean())
-    ece = lambda p, z: mean_of(per_question(p, z, metrics.sigmoid(z)), "ece")
+
+    def ece(p, z):
+        return mean_of(per_question(p, z, metrics.sigmoid(z)), "ece")
+
     out = {"platt": [platt.a, platt.b],
            "logo_ece": ece(train, logo_logit), "logo_ece_em": ece(train, logo_em),
            "heldout_ece": ece(held, held_logit), "heldout_ece_em": ece(held, held_em)}
@@ -289,12 +292,13 @@ def ship(name: str, probe: GeneralProbe, band: dict, tables: dict, model_file: s
     its held-out numbers."""
     from engine.confidence.calibrate import NULL_TEXTS
     from engine.confidence.general import GeneralProbe as Shipped
-    from engine.confidence.general import model_fingerprint, save_general_probe
+    from engine.confidence.general import general_probe_key, save_general_probe
+    from engine.runtime.fingerprint import model_fingerprint
 
     a, c = band["platt"]
     diff = bool(probe.spec.get("diff"))
     shipped = Shipped(
-        model_fingerprint(model_file), int(probe.spec["layers"][0]), probe.mean, probe.scale, probe.w * a,
+        general_probe_key(model_fingerprint(model_file)), int(probe.spec["layers"][0]), probe.mean, probe.scale, probe.w * a,
         float(probe.b * a + c),
         heldout_auc=mean_of(tables[name], "auc"), heldout_auc_margin=mean_of(tables["raw"], "auc"),
         info={"model_file": Path(model_file).name, "variant": name, "l2": probe.l2,
@@ -384,7 +388,9 @@ def main() -> int:
     steps = args.steps.split(",")
     report: dict = {"tag": args.tag, "train_genres": train_genres, "train_pairs": len(train.y),
                     "train_questions": len(np.unique(train.question)), "held_pairs": len(held.y)}
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)
+
+    def log(*a):
+        print(*a, file=sys.stderr, flush=True)
 
     def logo(spec, l2):
         """Leave-one-genre-out per-question tables for one probe spec."""

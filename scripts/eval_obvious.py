@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.confidence import metrics  # noqa: E402
-from engine.confidence.decide import DecisionRule, call_quality, decide  # noqa: E402
+from engine.confidence import metrics
+from engine.confidence.decide import DecisionRule, call_quality, decide
 
 
 def main() -> int:

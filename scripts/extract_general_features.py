@@ -114,7 +114,7 @@ def main() -> int:
             path,
             ids=np.array([r["id"] for r in rows]),
             questions=np.array(questions),
-            labels=np.where(labels == None, -1, labels.astype(bool)).astype(np.int8),
+            labels=np.where(labels == None, -1, labels.astype(bool)).astype(np.int8),  # noqa: E711 (elementwise)
             margin=margins, mass=masses, hidden=hidden,
             null_margin=null_m, null_mass=null_mass, null_hidden=null_h,
             layers=np.array(wanted), seconds=seconds,

@@ -15,10 +15,10 @@ from engine.runtime import device
 
 device.start()  # the fast BLAS before MLX, as loading a model does
 
-import mlx.core as mx  # noqa: E402
+import mlx.core as mx
 
-from engine.runtime.kv import SegmentCache  # noqa: E402
-from engine.runtime.loading import load_model  # noqa: E402
+from engine.runtime.kv import SegmentCache
+from engine.runtime.loading import load_model
 
 
 def timed(fn, repeats: int = 3) -> float:

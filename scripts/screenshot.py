@@ -27,7 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import engine  # noqa: E402,F401  (preloads the fast BLAS before MLX)
+import engine  # noqa: F401  (preloads the fast BLAS before MLX)
 
 QUESTIONS = ["Does this ask the reader to pay money?", "Is this about food or cooking?"]  # as in `make demo`
 LABELS = {"overdue-invoice.txt": "yes", "gym-membership-renewal.txt": "yes", "account-suspended.eml.txt": "yes",

@@ -5,14 +5,14 @@ import os
 import sys
 from pathlib import Path
 
-import tempfile  # noqa: E402
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Saved probes and calibrators of the user's own runs must not leak into tests, nor tests into them.
 os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engine.runtime import device  # noqa: E402
+from engine.runtime import device
 
 device.start()  # the fast BLAS before anything imports MLX, as loading a model does
 import pytest  # noqa: E402
@@ -65,6 +65,38 @@ def tiny_classifier(tiny_model_dir):
     from engine import Classifier
 
     return Classifier.load(tiny_model_dir)
+
+
+# --- the desktop window (tests/test_app*.py) ------------------------------------------------------
+@pytest.fixture
+def dialog_calls(monkeypatch):
+    """Every call of the one replaceable error dialog (none should happen unless a model fails)."""
+    from app import dialogs
+
+    calls = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text, details="": calls.append((title, text, details)))
+    return calls
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, tiny_model_dir, dialog_calls):
+    """Open a window on a session in tmp_path (same data folder and settings for every call,
+    so calling it again after close() is a relaunch)."""
+    from app.session_store import DB_FILE, SessionStore
+    from app.settings import Settings
+    from app.window import MainWindow
+
+    def make(model=tiny_model_dir, data_dir=None):
+        data_dir = Path(data_dir or tmp_path / "data")
+        window = MainWindow(Settings(tmp_path / "settings.ini"), SessionStore(data_dir / DB_FILE),
+                            model=str(model) if model else None)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitExposed(window)
+        qtbot.waitUntil(lambda: not window.controller.loading, timeout=180_000)
+        return window
+
+    return make
 
 
 # Tests that load the default model, open a real window or start a process are `slow`:

@@ -24,39 +24,13 @@ from app import theme
 from app.window import MainWindow
 from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS
 
-from app.application import binding_problem  # noqa: E402
+from app.application import binding_problem
 
 if binding_problem():  # fail with the reason instead of aborting the whole test run later
     pytest.fail(binding_problem(), pytrace=False)
 
 Q1 = "Does this document ask for a payment?"
 Q2 = "Is this about cooking?"
-
-
-@pytest.fixture
-def dialog_calls(monkeypatch):
-    """Every call of the one replaceable error dialog (none should happen unless a model fails)."""
-    calls = []
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text, details="": calls.append((title, text, details)))
-    return calls
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path, tiny_model_dir, dialog_calls):
-    """Open a window on a session in tmp_path (same data folder and settings for every call,
-    so calling it again after close() is a relaunch)."""
-
-    def make(model=tiny_model_dir, data_dir=None):
-        data_dir = Path(data_dir or tmp_path / "data")
-        window = MainWindow(Settings(tmp_path / "settings.ini"), SessionStore(data_dir / DB_FILE),
-                            model=str(model) if model else None)
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
-        qtbot.waitUntil(lambda: not window.controller.loading, timeout=180_000)
-        return window
-
-    return make
 
 
 def write_docs(folder: Path, count: int, text=lambda i: f"Document {i}: please pay invoice {i} of $120 by Friday.") -> list[Path]:
@@ -581,3 +555,23 @@ def test_the_model_is_loaded_and_used_only_on_the_scoring_thread(qtbot, tmp_path
     assert window.controller._worker.thread() is window.controller.thread
     window.close()
     assert not window.controller.thread.isRunning()
+
+
+
+def test_the_detail_pane_shows_the_engines_notes_on_the_verdict(qtbot):
+    """What the engine noted while reading a document (on the verdict: it never edits the
+    window's Document) is shown beside the reader's own warnings, once."""
+    from app.detail_pane import DetailPane
+    from app.table_model import DocumentRow
+    from engine.types import Document, Verdict
+
+    pane = DetailPane()
+    qtbot.addWidget(pane)
+    note = "document is longer than the budget of 100 tokens: only its first 400 of 900 characters were read"
+    verdict = Verdict(document_id="d", question=Q1, verdict="no", margin=-2.0, raw_margin=-2.0, probability=0.1,
+                      warnings=(note, "from the reader"))
+    row = DocumentRow(key=1, name="d.txt", document=Document(id="d", text="x" * 900, warnings=["from the reader"]),
+                      status=DONE, verdicts={Q1: verdict})
+    pane.show_row(row, [Q1], 0)
+    shown = pane.status.text()
+    assert note in shown and shown.count("from the reader") == 1

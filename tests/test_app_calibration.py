@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from app import session as session_module
 from app.table_model import DONE, VerdictRole
 from engine.types import Document
-from test_app import dialog_calls, make_window, wait_scored  # noqa: F401  (fixtures)
+from test_app import wait_scored
 
 Q = "Does this document ask for a payment?"
 
@@ -31,7 +31,7 @@ def quick_refit(monkeypatch):
     monkeypatch.setattr(session_module, "REFIT_DELAY_MS", 50)
 
 
-def scored_window(qtbot, make_window, n: int = 4):  # noqa: F811
+def scored_window(qtbot, make_window, n: int = 4):
     window = make_window()
     window.question_bar.ask(Q)
     pay = [(f"invoice-{i}", f"Invoice {i}: please pay ${100 + i} by Friday.") for i in range(n)]
@@ -50,7 +50,7 @@ def pane_text(window) -> str:
     return result.numbers.text() + "\n" + result.calibration.text()
 
 
-def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbot, make_window):  # noqa: F811
+def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbot, make_window):
     window = scored_window(qtbot, make_window)
     controller = window.controller
     raw = {r.key: r.verdicts[Q] for r in window.results.rows}
@@ -118,7 +118,7 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     assert new.score != new.raw_margin
 
 
-def test_labels_of_one_class_do_not_refit_and_the_pane_says_what_is_needed(qtbot, make_window, quick_refit):  # noqa: F811
+def test_labels_of_one_class_do_not_refit_and_the_pane_says_what_is_needed(qtbot, make_window, quick_refit):
     window = scored_window(qtbot, make_window, n=3)
     refits = []
     window.controller.refit = lambda *a: refits.append(a)
@@ -132,7 +132,7 @@ def test_labels_of_one_class_do_not_refit_and_the_pane_says_what_is_needed(qtbot
     assert all(r.verdicts[Q].score == r.verdicts[Q].raw_margin for r in window.results.rows)
 
 
-def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_window, quick_refit):  # noqa: F811
+def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_window, quick_refit):
     window = scored_window(qtbot, make_window)
     for name, label in (("invoice-0", "yes"), ("invoice-1", "yes"), ("recipe-0", "no"), ("recipe-1", "no")):
         window.set_label(key_of(window, name), Q, label)
@@ -203,7 +203,7 @@ def test_an_uncertain_verdict_says_which_way_it_leans_when_only_the_label_free_b
 
 
 def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_labels(
-        qtbot, make_window, tiny_classifier, tmp_path, monkeypatch, quick_refit):  # noqa: F811
+        qtbot, make_window, tiny_classifier, tmp_path, monkeypatch, quick_refit):
     """The window keeps one hidden state per verdict and re-applies a refit calibrator to it: the
     state must be the one the calibrator reads. With a general probe on another layer than a
     question probe's default, the window once fed the wrong layer to it; here every verdict after

@@ -19,7 +19,7 @@ from engine.confidence.calibrate import text_key
 from engine.pipeline import decided
 from engine.types import Document
 from fakeserver import FakeServer
-from test_app import dialog_calls, make_window, wait_scored  # noqa: F401  (fixtures)
+from test_app import wait_scored
 from tinymodels import vocab_size
 
 Q1 = "Does this document ask for a payment?"
@@ -39,7 +39,7 @@ def engine_clf(tiny_model_dir):
     return Classifier.load(tiny_model_dir)
 
 
-def scored_window(qtbot, make_window, questions=(Q1, Q2), texts=TEXTS, settings=None):  # noqa: F811
+def scored_window(qtbot, make_window, questions=(Q1, Q2), texts=TEXTS, settings=None):
     window = make_window()
     if settings:  # calibration settings of the window's pipeline, before any calibrator is made
         window.controller._worker._pipeline.settings.update(settings)
@@ -75,7 +75,7 @@ def engine_margins(clf, question: str, examples: list[Example]) -> dict[str, flo
         clf.set_examples([])
 
 
-def test_labeled_documents_as_examples_rescore_only_that_question(qtbot, make_window, engine_clf):  # noqa: F811
+def test_labeled_documents_as_examples_rescore_only_that_question(qtbot, make_window, engine_clf):
     window = scored_window(qtbot, make_window)
     tabs = window.question_bar.tabs
     assert window.session.active_question == Q2
@@ -135,7 +135,7 @@ def test_labeled_documents_as_examples_rescore_only_that_question(qtbot, make_wi
     assert raw(again, Q1) == pytest.approx(plain1, abs=2e-3)
 
 
-def test_thinking_about_the_uncertain_ones_shows_what_the_model_wrote(qtbot, make_window, engine_clf):  # noqa: F811
+def test_thinking_about_the_uncertain_ones_shows_what_the_model_wrote(qtbot, make_window, engine_clf):
     window = scored_window(qtbot, make_window, questions=(Q1,))
     assert window.think_action.isEnabled() and not window.think_action.isChecked()
     rows = {r.name: r for r in window.results.rows}
@@ -178,7 +178,7 @@ def test_thinking_about_the_uncertain_ones_shows_what_the_model_wrote(qtbot, mak
     assert window.detail.results()[0].reasoning.isHidden()
 
 
-def test_thinking_is_disabled_saying_why_for_a_model_on_a_server(qtbot, tmp_path, tiny_model_dir, dialog_calls):  # noqa: F811
+def test_thinking_is_disabled_saying_why_for_a_model_on_a_server(qtbot, tmp_path, tiny_model_dir, dialog_calls):
     from engine.remote import RemoteBackend
 
     with FakeServer("vllm", vocab_size()) as server:
@@ -214,7 +214,7 @@ def test_thinking_is_disabled_saying_why_for_a_model_on_a_server(qtbot, tmp_path
                 backend.close()
 
 
-def test_a_refit_while_thinking_gives_what_the_engine_gives(qtbot, make_window, engine_clf):  # noqa: F811
+def test_a_refit_while_thinking_gives_what_the_engine_gives(qtbot, make_window, engine_clf):
     """Which rows the model thinks about depends on the calibrator: after labels refit it, the
     rows that think are scored again, and every answer is the engine's for the same labels.
     (The tiny model's label mass is far below the floor, so the floor is off here: its answers

@@ -5,6 +5,8 @@ import dataclasses
 
 import math
 import sqlite3
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +200,66 @@ def test_settings_are_typed_and_kept_in_the_given_ini(tmp_path):
     assert again.model_path == "/models/qwen3.gguf" and again.color_scheme == "dark"
     again.add_recent_question("One?")
     assert Settings(ini).recent_questions[0] == "One?"  # a one-element write/read stays a list
+
+
+@pytest.fixture
+def named_app(qapp, tmp_path, monkeypatch):
+    """The running Qt application named as Verdict names it, HOME and XDG folders in tmp_path."""
+    from app.application import APP_NAME, ORGANIZATION
+
+    monkeypatch.delenv("VERDICT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    before = qapp.applicationName(), qapp.organizationName()
+    qapp.setApplicationName(APP_NAME)
+    qapp.setOrganizationName(ORGANIZATION)
+    yield qapp
+    qapp.setApplicationName(before[0])
+    qapp.setOrganizationName(before[1])
+
+
+def test_the_app_keeps_its_session_in_the_engines_data_folder(named_app, tmp_path):
+    """One data folder: the session sits beside the calibrators and general probes the CLI saves."""
+    from app.session_store import default_data_dir
+    from engine.confidence.general import fitted_probes_dir
+    from engine.confidence.store import probe_path
+    from engine.folders import data_dir
+
+    expected = tmp_path / "xdg" / "verdict" if sys.platform != "darwin" else \
+        tmp_path / "home" / "Library" / "Application Support" / "Verdict"
+    assert data_dir() == expected
+    store = SessionStore.open_default()
+    try:
+        assert store.path == expected / DB_FILE and store.path.is_file()
+    finally:
+        store.close()
+    assert default_data_dir() == data_dir()
+    assert probe_path("model", "Q?").parent.parent == expected / "probes"
+    assert fitted_probes_dir() == expected / "general_probes"
+
+
+def test_a_session_in_the_earlier_qt_folder_is_copied_over_once(named_app):
+    from app.session_store import earlier_data_dir
+    from engine.folders import data_dir
+
+    earlier = earlier_data_dir()
+    assert earlier is not None and earlier != data_dir()
+    old = SessionStore(Path(earlier) / DB_FILE)
+    old.add_documents([("a.txt", Document(id="/x/a.txt", text="Pay now"))])
+    old.set_questions(["Q1"], 0)
+    old.close()
+
+    moved = SessionStore.open_default()
+    try:
+        session = moved.load()
+        assert moved.path.parent == data_dir()
+        assert [d.document.text for d in session.documents] == ["Pay now"] and session.questions == ["Q1"]
+        moved.set_questions(["Q2"], 0)
+    finally:
+        moved.close()
+    assert (earlier / DB_FILE).is_file()  # left as it was
+    again = SessionStore.open_default()  # the copy is made once: the new folder's session wins
+    try:
+        assert again.load().questions == ["Q2"]
+    finally:
+        again.close()

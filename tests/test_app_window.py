@@ -15,7 +15,7 @@ from app import dialogs, menus, theme
 from app.results_table import MIN_NAME_WIDTH
 from app.table_model import DONE, LabelRole, StaleRole
 from engine.types import Document
-from test_app import dialog_calls, make_window, wait_scored  # noqa: F401  (fixtures)
+from test_app import wait_scored
 
 Q1 = "Does this document ask for a payment?"
 Q2 = "Is this about cooking?"
@@ -36,7 +36,7 @@ def docs(n: int, start: int = 0) -> list[tuple[str, Document]]:
     return items
 
 
-def scored(qtbot, make_window, n: int = 6, questions=(Q1,)):  # noqa: F811
+def scored(qtbot, make_window, n: int = 6, questions=(Q1,)):
     window = make_window()
     for q in questions:
         window.question_bar.add_question()
@@ -50,7 +50,7 @@ def answers(window, question: str) -> dict[int, object]:
     return {r.key: r.verdicts.get(question) for r in window.results.rows}
 
 
-def test_asking_again_keeps_answers_dimmed_and_cancel_brings_them_back(qtbot, make_window):  # noqa: F811
+def test_asking_again_keeps_answers_dimmed_and_cancel_brings_them_back(qtbot, make_window):
     window = scored(qtbot, make_window)
     before = answers(window, Q1)
     window.table.setFocus()
@@ -72,7 +72,7 @@ def test_asking_again_keeps_answers_dimmed_and_cancel_brings_them_back(qtbot, ma
                for k in before)
 
 
-def test_cancel_midway_keeps_every_answer(qtbot, make_window, tmp_path):  # noqa: F811
+def test_cancel_midway_keeps_every_answer(qtbot, make_window, tmp_path):
     window = make_window()
     window.question_bar.ask(Q1)
     long = [(f"r{i}", Document(id=f"r{i}", text=f"Report {i}. " + "The numbers look fine this quarter. " * 12))
@@ -86,7 +86,7 @@ def test_cancel_midway_keeps_every_answer(qtbot, make_window, tmp_path):  # noqa
     assert all(r.verdicts.get(Q1) is not None and r.status == DONE and not r.stale for r in window.results.rows)
 
 
-def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_labels(qtbot, make_window):  # noqa: F811
+def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_labels(qtbot, make_window):
     window = scored(qtbot, make_window)
     q1 = answers(window, Q1)
     sent = []
@@ -122,7 +122,7 @@ def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_lab
         assert dict(db.execute("SELECT doc_key, label FROM labels WHERE question = ?", (renamed,))) == labels
 
 
-def test_undo_brings_back_documents_questions_and_labels(qtbot, make_window):  # noqa: F811
+def test_undo_brings_back_documents_questions_and_labels(qtbot, make_window):
     window = scored(qtbot, make_window, questions=(Q1, Q2))
     names = [r.name for r in window.results.rows]
     first = window.results.rows[0]
@@ -160,7 +160,7 @@ def test_undo_brings_back_documents_questions_and_labels(qtbot, make_window):  #
     assert len(window.results.rows) == 6 and window.results.questions == [Q1, Q2]
 
 
-def test_duplicate_documents_are_reported(qtbot, make_window, monkeypatch):  # noqa: F811
+def test_duplicate_documents_are_reported(qtbot, make_window, monkeypatch):
     window = scored(qtbot, make_window, n=3)
     asked = []
     choice = {"keep": False}
@@ -176,7 +176,7 @@ def test_duplicate_documents_are_reported(qtbot, make_window, monkeypatch):  # n
 
 
 @pytest.mark.parametrize("size", [(720, 480), (1024, 700), (1440, 900)])
-def test_layout_holds(qtbot, make_window, size):  # noqa: F811
+def test_layout_holds(qtbot, make_window, size):
     window = make_window()
     for q in (Q1 + " Answer for the whole document, not one page.", Q2):
         window.question_bar.add_question()
@@ -218,7 +218,7 @@ def test_layout_holds(qtbot, make_window, size):  # noqa: F811
     assert not window.grab().isNull()
 
 
-def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):  # noqa: F811
+def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):
     window = scored(qtbot, make_window, n=2, questions=(Q1, Q2))
     window.table.setFocus()
     qtbot.keyClick(window, Qt.Key.Key_1, CTRL)
@@ -268,7 +268,7 @@ def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):  # noqa: F811
     assert menu_path[1] in [a.text() for a in top.actions()]
 
 
-def test_wide_export_has_one_row_per_document_with_labels(qtbot, make_window, tmp_path):  # noqa: F811
+def test_wide_export_has_one_row_per_document_with_labels(qtbot, make_window, tmp_path):
     window = scored(qtbot, make_window, n=3, questions=(Q1, Q2))
     rows = window.results.rows
     window.set_label(rows[0].key, Q1, "yes")
@@ -291,7 +291,7 @@ def test_wide_export_has_one_row_per_document_with_labels(qtbot, make_window, tm
     assert table[4][0].startswith("'=") and table[4][2] == "error"  # no formula for a spreadsheet to run
 
 
-def test_chip_column_and_pane_say_the_same(qtbot, make_window):  # noqa: F811
+def test_chip_column_and_pane_say_the_same(qtbot, make_window):
     window = scored(qtbot, make_window, n=6)
     window.column_actions["Confidence"].setChecked(True)
     col, conf = window.results.question_column(0), window.results.column_of("Confidence")
@@ -316,7 +316,7 @@ def test_chip_column_and_pane_say_the_same(qtbot, make_window):  # noqa: F811
     assert window.detail.results()[0].numbers.isVisible()
 
 
-def test_labels_show_in_the_table_filter_and_the_labeling_loop_moves_on(qtbot, make_window):  # noqa: F811
+def test_labels_show_in_the_table_filter_and_the_labeling_loop_moves_on(qtbot, make_window):
     window = scored(qtbot, make_window, n=6)
     rows = window.results.rows
     window.select_keys([rows[1].key])
@@ -357,7 +357,7 @@ def test_labels_show_in_the_table_filter_and_the_labeling_loop_moves_on(qtbot, m
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_every_text_role_is_readable(qtbot, make_window, scheme):  # noqa: F811
+def test_every_text_role_is_readable(qtbot, make_window, scheme):
     palette = theme.palette_for(scheme)
     role = QPalette.ColorRole
     pairs = {
@@ -387,7 +387,7 @@ def test_every_text_role_is_readable(qtbot, make_window, scheme):  # noqa: F811
         window.set_color_scheme("system")
 
 
-def test_rows_on_screen_are_scored_first_and_the_first_verdict_comes_after_one_document(qtbot, make_window):  # noqa: F811
+def test_rows_on_screen_are_scored_first_and_the_first_verdict_comes_after_one_document(qtbot, make_window):
     window = scored(qtbot, make_window, n=40)
     window.resize(900, 600)
     window.table.scrollToBottom()
@@ -406,7 +406,7 @@ def test_rows_on_screen_are_scored_first_and_the_first_verdict_comes_after_one_d
     assert arrived[0] == visible[0] and sorted(sent) == sorted(r.key for r in window.results.rows)
 
 
-def test_an_ordinary_document_highlights_the_paragraph_that_points_most_to_its_answer(qtbot, make_window, tiny_model_dir):  # noqa: F811
+def test_an_ordinary_document_highlights_the_paragraph_that_points_most_to_its_answer(qtbot, make_window, tiny_model_dir):
     from engine import Classifier
     from app.passages import split_passages
 

@@ -66,6 +66,101 @@ def test_a_rule_breaker_would_be_caught(tmp_path):
     assert _imports(path) == {"mlx.core", "PySide6.QtCore"}
 
 
+def _module_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Who imports whom among a package's modules, lazy imports included. `from engine import X`
+    is an edge to module `engine.X` when there is one, else to the package `engine` itself (whose
+    `__getattr__` imports the classifier and the pipeline); a parent package is not an edge of
+    its own (its `__init__` is counted only when named)."""
+    modules = {}
+    for path in sorted((root / package).rglob("*.py")):
+        name = ".".join(path.relative_to(root).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(known(alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    targets.add(sub if sub in modules else known(node.module))
+        graph[name] = {t for t in targets if t and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+CORE = ("engine", "engine.types", "engine.scoring", "engine.classifier", "engine.pipeline", "engine.gather")
+
+
+def test_no_import_cycle_among_classifier_pipeline_and_confidence():
+    """The classifier gives scores, confidence works on arrays, the pipeline joins them: one way.
+    Confidence reaching the classifier (through `engine/__init__` too) would close a cycle."""
+    graph = _module_graph(ROOT, "engine")
+    assert set(CORE) <= set(graph)
+    core = [c for c in _cycles(graph) if any(m in CORE or m.startswith("engine.confidence") for m in c)]
+    assert core == []
+
+
+def test_confidence_imports_nothing_that_scores():
+    graph = _module_graph(ROOT, "engine")
+    reach = {f"{m} imports {t}" for m, targets in graph.items() if m.startswith("engine.confidence")
+             for t in targets if t in ("engine", "engine.classifier", "engine.pipeline", "engine.gather")}
+    assert reach == set()
+
+
+def test_an_import_cycle_would_be_caught(tmp_path):
+    """The cycle finder can fail: a lazy import back through the package's `__init__` closes one."""
+    pkg = tmp_path / "eng"
+    (pkg / "conf").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("def __getattr__(name):\n    from eng.clf import Clf\n    return Clf\n")
+    (pkg / "clf.py").write_text("from eng.conf.cal import fit\nclass Clf: pass\n")
+    (pkg / "conf" / "__init__.py").write_text("")
+    (pkg / "conf" / "cal.py").write_text("def fit():\n    from eng import Clf\n")
+    graph = _module_graph(tmp_path, "eng")
+    assert graph["eng.conf.cal"] == {"eng"}
+    assert _cycles(graph) == [{"eng", "eng.clf", "eng.conf.cal"}]
+    (pkg / "conf" / "cal.py").write_text("def fit():\n    from eng import conf\n")
+    assert _cycles(_module_graph(tmp_path, "eng")) == []
+
+
 def test_importing_the_engine_loads_no_mlx_and_no_blas():
     code = (
         "import sys\n"

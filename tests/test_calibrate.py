@@ -102,8 +102,11 @@ def test_apply_keeps_raw_margin_and_shifts_margin():
 def test_batch_calibration_centres_on_the_median():
     assert batch_shift([1.0, -3.0, 2.0, float("nan")]) == pytest.approx(1.0)
     cal = Calibrator(question="q", shift_method="batch", band=0.0)
-    out = cal.apply_all([_verdict(m) for m in (-3.0, -2.0, -1.0, 0.0, 4.0)])
-    assert cal.shift == pytest.approx(-1.0)
+    raw = [_verdict(m) for m in (-3.0, -2.0, -1.0, 0.0, 4.0)]
+    other = Verdict(document_id="x", question="another question", verdict="yes", raw_margin=100.0, margin=100.0)
+    batch = cal.for_batch(raw + [other])  # the pipeline's own step: its question's rows only
+    assert batch.shift == pytest.approx(-1.0) and cal.shift == 0.0  # a new value; the kept one is as it was
+    out = [batch.apply(v) for v in raw]
     assert [v.margin for v in out] == pytest.approx([-2.0, -1.0, 0.0, 1.0, 5.0])
     assert [v.verdict for v in out] == ["no", "no", "no", "yes", "yes"]  # a margin of exactly 0 is not a yes
 

@@ -183,10 +183,11 @@ def test_evaluate_json_is_strict_and_reports_the_general_probes_band(tiny_model_
     import numpy as np
 
     from engine.classifier import Classifier
-    from engine.confidence.general import GeneralProbe, model_fingerprint, save_general_probe
+    from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
+    from engine.runtime.fingerprint import model_fingerprint
 
     d = len(Classifier.load(tiny_model_dir).score("Is it?", ["a text"], layers=[2])[0].states[2])
-    save_general_probe(GeneralProbe(model_fingerprint(tiny_model_dir), 2, np.zeros(d), np.ones(d),
+    save_general_probe(GeneralProbe(general_probe_key(model_fingerprint(tiny_model_dir)), 2, np.zeros(d), np.ones(d),
                                     np.linspace(-1, 1, d), 0.2, 0.9, 0.5, label_free_band=float("inf")),
                        tmp_path / "probes")
     monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(tmp_path / "probes"))

@@ -9,12 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from engine.confidence.general import (
-    GeneralProbe,
-    load_general_probe,
-    model_fingerprint,
-    save_general_probe,
-)
+from engine.confidence.general import GeneralProbe, general_probe_key, load_general_probe, save_general_probe
+from engine.gather import probe_fingerprint
+from engine.runtime.fingerprint import model_fingerprint
 from engine.confidence.calibrate import Calibrator
 from engine.gather import general_probe as general_probe_for
 from engine.types import Document
@@ -23,20 +20,42 @@ from engine.types import Document
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
-def test_fingerprint_is_the_files_sha256_as_coreutils_computes_it(tmp_path):
+def _general_key(path):
+    """The key gather looks a general probe up by, for a backend that did not hash its model."""
+    class Backend:
+        supports_states = True
+        fingerprint = ""
+        lm = type("LM", (), {"path": path})
+
+    return probe_fingerprint(Backend())
+
+
+def test_a_model_files_general_probe_key_is_its_sha256_as_coreutils_computes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "weights.gguf"
     path.write_bytes(bytes(range(256)) * 5000 + b"tail")
     expected = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
-    assert model_fingerprint(path) == expected
+    assert model_fingerprint(path) == "sha256:" + expected
+    assert _general_key(path) == general_probe_key(model_fingerprint(path)) == expected
     path.write_bytes(b"other content")  # a changed file is hashed again, not remembered by name
-    assert model_fingerprint(path) == hashlib.sha256(b"other content").hexdigest()
+    assert _general_key(path) == hashlib.sha256(b"other content").hexdigest()
 
 
-def test_fingerprint_of_a_folder_covers_its_weight_files(tmp_path):
-    (tmp_path / "a.safetensors").write_bytes(b"first")
-    (tmp_path / "b.safetensors").write_bytes(b"second")
-    (tmp_path / "config.json").write_text("{}")
-    assert model_fingerprint(tmp_path) == hashlib.sha256(b"firstsecond").hexdigest()
+def test_a_folders_general_probe_key_comes_from_the_runtimes_one_fingerprint(tmp_path, monkeypatch):
+    """One fingerprint: the runtime's covers a folder's files by name and content; the probe's
+    file name is derived from it, so renaming or changing a weight file changes the key."""
+    monkeypatch.setenv("VERDICT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a.safetensors").write_bytes(b"first")
+    (folder / "config.json").write_text("{}")
+    listing = "".join(f"{name}\0{hashlib.sha256(data).hexdigest()}\n"
+                      for name, data in (("a.safetensors", b"first"), ("config.json", b"{}")))
+    fingerprint = "dir-sha256:" + hashlib.sha256(listing.encode()).hexdigest()
+    assert model_fingerprint(folder) == fingerprint
+    assert _general_key(folder) == hashlib.sha256(fingerprint.encode()).hexdigest()
+    (folder / "a.safetensors").write_bytes(b"changed")
+    assert _general_key(folder) != hashlib.sha256(fingerprint.encode()).hexdigest()
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -80,7 +99,7 @@ def test_damaged_or_mismatched_files_are_ignored(tmp_path):
 
 
 def test_default_model_fingerprint_matches_the_published_hash(default_model_path):
-    assert model_fingerprint(default_model_path) == DEFAULT_GGUF_SHA256
+    assert model_fingerprint(default_model_path) == "sha256:" + DEFAULT_GGUF_SHA256
 
 
 def test_no_general_probe_for_a_model_without_one(tiny_gguf):
@@ -94,7 +113,7 @@ def _ship(clf, folder, monkeypatch, *, layer=2, heldout=(0.8, 0.4), seed=0, **op
     state = clf.score("Is it a test?", ["some text"], layers=[layer])[0].states[layer]
     rng = np.random.default_rng(seed)
     d = len(state)
-    probe = GeneralProbe(model_fingerprint(clf.backend.lm.path), layer, rng.normal(size=d) * 0.1,
+    probe = GeneralProbe(general_probe_key(model_fingerprint(clf.backend.lm.path)), layer, rng.normal(size=d) * 0.1,
                          rng.uniform(0.5, 2.0, size=d), rng.normal(size=d), 0.3, *heldout, **options)
     save_general_probe(probe, folder)
     monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(folder))

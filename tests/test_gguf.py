@@ -290,3 +290,38 @@ def test_gpu_choice_requantizes_decoded_types_to_8_bit(tmp_path):
     ours = np.array(model(mx.array([ids]))[0, -1].astype(mx.float32))
     expected = np.array(reference(mx.array([ids]))[0, -1].astype(mx.float32))
     assert np.abs(ours - expected).max() < 0.05 * np.abs(expected).max()
+
+
+# --- one parser: the model list reads headers with the loader's checks -------------------------
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_the_model_list_refuses_what_the_loader_refuses(tmp_path, case):
+    """One GGUF parser: listing a model (which decodes only a few keys) applies every check the
+    loader does, so a file the list calls readable is one the loader can read."""
+    from engine.runtime.catalog import ModelEntry, describe
+    from engine.runtime.gguf_file import read_gguf_info
+
+    data, message = HOSTILE[case]
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=message):
+        read_gguf_info(path)
+    entry = describe(ModelEntry(name="bad", path=str(path), format="gguf", source="test"))
+    assert not entry.supported and entry.reason.startswith("unreadable: ") and message in entry.reason
+
+
+def test_model_list_facts_match_gguf_py(tiny_gguf):
+    """What the list shows, against gguf-py's own reader of the same file."""
+    from engine.runtime.gguf_file import read_gguf_info
+
+    reader = gguf.GGUFReader(tiny_gguf)
+    def field(key):
+        return reader.fields[key].contents() if key in reader.fields else None
+
+    info = read_gguf_info(tiny_gguf)
+    assert info.architecture == field("general.architecture") and info.name == field("general.name")
+    assert info.tensor_types == tuple(sorted({t.tensor_type.name for t in reader.tensors}))
+    skipped = read_header(tiny_gguf, keys={"general.architecture"})
+    full = read_header(tiny_gguf)
+    assert list(skipped.metadata) == list(full.metadata) == list(reader.fields)[3:]  # after the three header fields
+    assert skipped.tensors == full.tensors and skipped.metadata["tokenizer.ggml.tokens"] is None

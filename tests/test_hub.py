@@ -145,29 +145,44 @@ def test_unknown_repo_and_tag_are_one_line_errors(hub, tmp_path):
 
 
 def test_progress_bar_on_a_terminal(hub, served, tmp_path):
-    import pty
+    from terminal import on_a_terminal
 
-    leader, follower = pty.openpty()
-    try:
-        done = subprocess.run([sys.executable, "-m", "engine.cli", "models", "pull", f"{REPO}:Q4_1"],
-                              env=hub_env(hub, tmp_path / "hf"), stdout=subprocess.PIPE, stderr=follower,
-                              text=True, timeout=300)
-        os.close(follower)
-        follower = -1
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(leader)
-        if follower != -1:
-            os.close(follower)
-    shown = b"".join(chunks).decode()
+    ran = []
+    shown = on_a_terminal(lambda fd: ran.append(subprocess.run(
+        [sys.executable, "-m", "engine.cli", "models", "pull", f"{REPO}:Q4_1"], env=hub_env(hub, tmp_path / "hf"),
+        stdout=subprocess.PIPE, stderr=fd, text=True, timeout=300)))
+    done = ran[0]
     assert done.returncode == 0
-    size = served["q4"].stat().st_size / 1e6
-    assert f"\r{REPO}:Q4_1 [{'#' * 30}] {size:.1f} MB / {size:.1f} MB" in shown
+    from tqdm import tqdm
+
+    size = tqdm.format_sizeof(served["q4"].stat().st_size)  # tqdm's bar, in bytes: every byte counted once
+    assert f"{REPO}:Q4_1: 100%" in shown and f"{size}/{size}" in shown
+
+
+def test_the_hub_bar_is_tqdm_and_counts_xet_bytes_once():
+    """huggingface_hub drives `tqdm_class` as a tqdm (any of its methods) and, for Xet downloads,
+    reports network bytes too: written bytes are what the download counts, once."""
+    from types import SimpleNamespace
+
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+    from tqdm import tqdm
+
+    from engine.runtime.hub import _Sink
+
+    seen = []
+    bar_class = _Sink(1000, lambda done, total: seen.append((done, total)), None).bar_class()
+    assert issubclass(bar_class, tqdm)
+    reporter = XetDownloadProgressReporter(reconstruction_desc="f.gguf", total=1000, log_level=30,
+                                           tqdm_class=bar_class)
+    for written, received in ((100, 400), (600, 900), (1000, 1000)):
+        reporter.update_progress(SimpleNamespace(total_bytes_completed=written, total_transfer_bytes_completed=received,
+                                                 total_bytes=1000, total_bytes_completion_rate=None,
+                                                 total_transfer_bytes_completion_rate=None))
+    reporter.close()
+    assert seen == [(100, 1000), (600, 1000), (1000, 1000)]
+    bar = bar_class(total=10, initial=4)  # a resumed file: its bytes on disk count
+    bar.set_description("x")
+    bar.refresh()
+    bar.reset(total=10)
+    bar.close()
+    assert seen[-1] == (1004, 1000)

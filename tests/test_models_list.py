@@ -176,7 +176,7 @@ def test_lmstudio_home_pointer_and_downloads_folder(in_home, tmp_path):
 
 def test_ollama_models_env_and_gguf_by_magic_not_suffix(in_home, tmp_path, monkeypatch):
     from engine.runtime import catalog
-    from engine.runtime.ggufinfo import is_gguf
+    from engine.runtime.gguf_file import is_gguf
 
     store = tmp_path / "ollama"
     monkeypatch.setenv("OLLAMA_MODELS", str(store))

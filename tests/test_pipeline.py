@@ -145,3 +145,86 @@ def test_calibrators_belong_to_the_weights_not_the_file_name(tiny_gguf, tmp_path
     first.pipeline.fit("Is it?", DOCS, LABELS)
     assert Classifier.load(other).pipeline.calibrator("Is it?").method == "margin"  # same name, other weights
     assert Classifier.load(renamed).pipeline.calibrator("Is it?").method != "margin"  # same weights
+
+
+def test_the_engine_never_edits_the_callers_documents(tiny_classifier):
+    """The app's Documents live on the GUI thread: scoring them must leave them exactly as they
+    were. What the engine notes while reading (normalised text, the token budget) is on the Verdict."""
+    import copy
+
+    long = Document(id="long", text="word " * 4000, warnings=["from the reader"])
+    odd = Document(id="odd", text="Pay \ud800 now")
+    before = copy.deepcopy([long, odd])
+    old_budget, tiny_classifier.max_tokens = tiny_classifier.max_tokens, 200
+    try:
+        raw = tiny_classifier.score(QUESTIONS[0], [long, odd])
+        final = Pipeline(tiny_classifier, save=False).run(QUESTIONS[0], [long, odd])
+        final = list(final)
+    finally:
+        tiny_classifier.max_tokens = old_budget
+    assert [long, odd] == before  # text, warnings, meta: all as given
+    for rows in (raw, final):
+        assert any("budget of 200 tokens" in w for w in rows[0].warnings)
+        assert "from the reader" not in rows[0].warnings  # the caller's own warnings stay the caller's
+        assert any("lone surrogates" in w for w in rows[1].warnings)
+    from engine.cli.output import verdict_row
+
+    row = verdict_row(long, final[0])  # the row contract shows the document's warnings, then the verdict's
+    assert row["warnings"][0] == "from the reader" and "budget of 200 tokens" in row["warnings"][1]
+
+
+def test_batch_calibration_shifts_each_run_by_its_own_median_and_keeps_the_calibrator(tiny_classifier):
+    import numpy as np
+
+    pipeline = Pipeline(tiny_classifier, settings={"shift_method": "batch", "probe": False}, save=False)
+    kept = pipeline.calibrator(QUESTIONS[0])
+    for docs in (DOCS, DOCS[:3]):
+        rows = list(pipeline.run(QUESTIONS[0], docs, decisions="row"))
+        median = float(np.median([v.raw_margin for v in rows]))
+        assert [v.score for v in rows] == pytest.approx([v.raw_margin - median for v in rows], abs=1e-6)
+    assert pipeline.calibrator(QUESTIONS[0]) is kept and kept.shift == 0.0
+
+
+def test_the_worker_hands_the_gui_calibrators_it_never_touches_again(tiny_model_dir, tmp_path, monkeypatch, qtbot):
+    """A calibrator reaches the GUI as a value: after a refit, new worked examples (the content-free
+    state is computed again) and more scoring on the worker, what the GUI holds is byte for byte
+    what it received, and the refreshed calibrator arrives as a new value."""
+    import pickle
+
+    import numpy as np
+
+    from app.worker import ScoringController
+    from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
+    from engine.runtime.fingerprint import model_fingerprint
+    from engine.types import Example
+
+    monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VERDICT_GENERAL_PROBES", str(tmp_path / "probes"))
+    d = len(Classifier.load(tiny_model_dir).score("Is it?", ["a text"], layers=[2])[0].states[2])
+    save_general_probe(GeneralProbe(general_probe_key(model_fingerprint(tiny_model_dir)), 2, np.zeros(d), np.ones(d),
+                                    np.linspace(-1, 1, d), 0.1, subtract_null=True, null_texts=("N/A",)),
+                       tmp_path / "probes")
+    question = QUESTIONS[0]
+    controller = ScoringController(load=Classifier.load)
+    received = []
+    controller.calibratorChanged.connect(lambda q, cal: received.append(cal))
+    try:
+        with qtbot.waitSignal(controller.modelReady, timeout=180_000):
+            controller.load_model(str(tiny_model_dir))
+        with qtbot.waitSignal(controller.calibratorChanged, timeout=180_000):
+            controller.resolve_calibrators([question])
+        label_free = received[-1]
+        assert label_free.general is not None and label_free.general_null is not None
+        with qtbot.waitSignal(controller.refitFinished, timeout=180_000) as refit:
+            controller.refit(question, DOCS, LABELS)
+        fitted = refit.args[1]
+        held = [(cal, pickle.dumps(cal)) for cal in (label_free, fitted)]
+        controller.set_examples([Example(text="Pay $5 now.", answer=True, question=question)])
+        with qtbot.waitSignal(controller.busyChanged, timeout=180_000, check_params_cb=lambda busy: not busy):
+            controller.score(list(range(len(DOCS))), DOCS, [question])
+    finally:
+        controller.shutdown()
+    assert all(pickle.dumps(cal) == before for cal, before in held)
+    refreshed = received[-1]
+    assert refreshed is not fitted and refreshed.general_prompt != fitted.general_prompt
+    assert not np.array_equal(refreshed.general_null, fitted.general_null)

@@ -7,17 +7,9 @@ import pytest
 
 from engine.confidence import metrics
 from engine.gather import labeled_features as extract_features
-from engine.confidence.probe import (
-    Features,
-    data_dir,
-    default_layer,
-    fit_probe,
-    load_probe,
-    n_layers,
-    probe_key,
-    resolve_layer,
-    save_probe,
-)
+from engine.confidence.probe import Features, default_layer, fit_probe, n_layers, resolve_layer
+from engine.confidence.store import load_probe, probe_key, save_probe
+from engine.folders import data_dir
 
 
 def test_layer_numbering():
@@ -110,3 +102,21 @@ def test_capture_on_a_qwen2_gguf(tiny_gguf):
         assert c.raw_margin == pytest.approx(p.raw_margin, abs=1e-5) and p.states is None
         first, last = c.states[1], c.states[clf.n_layers]
         assert np.isfinite(first).all() and not np.allclose(first, last)
+
+
+def test_numpy_blas_threads_limits_numpys_openblas_and_restores_it():
+    """Read back through OpenBLAS's own getter (ctypes), not through threadpoolctl."""
+    import ctypes
+
+    from threadpoolctl import threadpool_info
+
+    libs = [i for i in threadpool_info() if i["internal_api"] == "openblas" and "numpy" in i["filepath"]]
+    if not libs:
+        pytest.skip("numpy here has no OpenBLAS of its own")
+    lib = ctypes.CDLL(libs[0]["filepath"])
+    getter = next(getattr(lib, name) for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                                                  "openblas_get_num_threads") if hasattr(lib, name))
+    before = getter()
+    with metrics.numpy_blas_threads(1):
+        assert getter() == 1
+    assert getter() == before

@@ -118,7 +118,7 @@ def tok(request) -> Tokenizer:
     return TOKENIZERS[request.param]()
 
 
-@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda l: l.name)
+@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda layout: layout.name)
 @pytest.mark.parametrize("instructions", ["", "Be strict: 3 rules.\n"])
 def test_segments_are_cut_from_the_whole_prompt_tokenization(tok, layout, instructions):
     encoder = PromptEncoder(build_template(layout, tok, instructions), tok)
@@ -194,7 +194,7 @@ def reference_with_examples(tok: Tokenizer, layout, question: str, document: str
     return [tok.bos_id] + ids if tok.add_bos else ids
 
 
-@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda l: l.name)
+@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda layout: layout.name)
 def test_worked_examples_are_earlier_turns_of_the_whole_prompt(tok, layout):
     compared = 0
     for question in QUESTIONS[:3]:

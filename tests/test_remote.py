@@ -101,7 +101,7 @@ def test_margins_and_masses_are_the_servers_model_exactly(kind, tiny_model_dir):
         assert any(b["n_probs"] > 64 for b in bodies)
         sent = [b["prompt"] for b in bodies]
     # A document's second question is sent after its first came back: the prefix is then cached.
-    for i, text in enumerate(texts):
+    for text in texts:
         first = sent.index(prompt_ids(tiny_model_dir, QUESTIONS[0], text))
         second = sent.index(prompt_ids(tiny_model_dir, QUESTIONS[1], text))
         assert first < second
@@ -261,11 +261,12 @@ def test_labels_through_a_server_use_platt_and_say_why_once(tiny_model_dir, tmp_
 def test_a_general_probe_shipped_for_the_weights_is_not_used_through_a_server(tmp_path):
     """A server returns no hidden states, so the general probe of the same weights cannot be read:
     the label-free rows come from the margin, not an error per row."""
-    from engine.confidence.general import GeneralProbe, model_fingerprint, save_general_probe
+    from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
+    from engine.runtime.fingerprint import model_fingerprint
 
     gguf, _ = write_gguf(tmp_path / "tiny.Q8_0.gguf", "llama", quant="Q8_0", seed=2)
     probes = tmp_path / "probes"
-    save_general_probe(GeneralProbe(model_fingerprint(gguf), 1, np.zeros(64), np.ones(64), np.ones(64), 0.0, 0.9, 0.5,
+    save_general_probe(GeneralProbe(general_probe_key(model_fingerprint(gguf)), 1, np.zeros(64), np.ones(64), np.ones(64), 0.0, 0.9, 0.5,
                                     subtract_null=True, null_texts=("N/A",)), probes)
     docs = tmp_path / "docs.jsonl"
     write_docs(docs, 4)

@@ -29,7 +29,7 @@ def reference_margin(clf: Classifier, question: str, text: str) -> float:
     return float(np.logaddexp.reduce(logp[clf.backend.yes_ids]) - np.logaddexp.reduce(logp[clf.backend.no_ids]))
 
 
-@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda l: l.name)
+@pytest.mark.parametrize("layout", [DOCUMENT_FIRST, QUESTION_FIRST], ids=lambda layout: layout.name)
 def test_batched_multi_question_equals_each_prompt_alone_tiny(tiny_model_dir, layout):
     clf = Classifier.load(tiny_model_dir, layout=layout, batch_tokens=100_000, window_tokens=100_000)  # one window each
     texts = [SHORT, LONG, MEDIUM, "no", SHORT + " " + MEDIUM]
@@ -205,7 +205,7 @@ def test_a_calibrator_that_reads_states_picks_the_window_it_believes(tiny_model_
         states.append(s.states[layer])
         margins.append(s.margin)
     rng = np.random.default_rng(0)
-    for seed in range(20):  # a probe direction that disagrees with the raw margin on the best window
+    for _ in range(20):  # a probe direction that disagrees with the raw margin on the best window
         w = rng.normal(size=dim)
         probe = GeneralProbe("tiny", layer, np.zeros(dim), np.ones(dim), w, 0.0)
         z = [float(probe.decision(s)) for s in states]

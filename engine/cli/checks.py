@@ -120,7 +120,7 @@ def check_classify_args(args: argparse.Namespace) -> None:
             _check_jsonl_head(args.jsonl_in)
     if args.labels:
         check_readable(args.labels, "--labels")
-        from engine.confidence.probe import data_dir
+        from engine.folders import data_dir
 
         check_writable_folder(data_dir(), "calibrators")
     if getattr(args, "deliberate", 0):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Optional, TextIO
 
+from engine.cli.output import Progress
 from engine.runtime import catalog
 
 
@@ -24,32 +24,25 @@ def _mb(n: Optional[int]) -> str:
 
 
 class DownloadProgress:
-    """Download progress on stderr: a bar when stderr is a terminal, else a start and an end line."""
+    """Download progress on stderr: the command line's one bar (`output.Progress`, in bytes) when
+    stderr is a terminal, else a start and an end line."""
 
     def __init__(self, what: str, stream: TextIO = sys.stderr) -> None:
         self.what, self.stream = what, stream
-        self.tty = stream.isatty()
-        self.started = False
-        self.last = 0.0
-        self.done, self.total = 0, None
+        self.bar: Optional[Progress] = None
+        self.done = 0
 
     def __call__(self, done: int, total: Optional[int]) -> None:
-        self.done, self.total = done, total
-        if not self.started:
-            self.started = True
-            if not self.tty:
+        self.done = done
+        if self.bar is None:
+            self.bar = Progress(total, self.stream, unit="B", desc=self.what)
+            if not self.bar.enabled:
                 print(f"verdict: downloading {self.what} ({_mb(total)})", file=self.stream, flush=True)
-        now = time.monotonic()
-        if self.tty and (now - self.last > 0.1 or (total and done >= total)):
-            self.last = now
-            filled = int(30 * done / total) if total else 0
-            self.stream.write(f"\r{self.what} [{'#' * filled}{'.' * (30 - filled)}] {_mb(done)} / {_mb(total)} ")
-            self.stream.flush()
+        self.bar.advance_to(done, total)
 
     def finish(self, path: Path) -> None:
-        if self.started:
-            if self.tty:
-                self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
             print(f"verdict: downloaded {self.what} ({_mb(self.done)}) to {path}", file=self.stream, flush=True)
 
 
@@ -117,7 +110,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     """`verdict models calibrate`: fit the model's general probe from the shipped corpus."""
     from engine.classifier import Classifier
-    from engine.cli.output import Progress
     from engine.general_fit import calibrate_model, corpus_size
 
     def say(line: str) -> None:

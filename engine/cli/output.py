@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
-import time
 import unicodedata
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO
 
 from engine.types import Document, Verdict
 
@@ -43,8 +43,9 @@ def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
     }
     if v.reasoning is not None:
         row["reasoning"] = v.reasoning
-    if doc.warnings:
-        row["warnings"] = list(doc.warnings)
+    warnings = list(doc.warnings) + [w for w in v.warnings if w not in doc.warnings]
+    if warnings:
+        row["warnings"] = warnings
     for key, value in doc.meta.get("passthrough", {}).items():
         row.setdefault(key, value)
     return row
@@ -149,14 +150,15 @@ class RowsOut:
 
 
 class RowWriter:
-    """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`."""
+    """Writes rows as JSONL, CSV or an aligned table. CSV text cells are `spreadsheet_safe`;
+    `more_fields` are CSV columns after the contract's (the app's export adds the user's label)."""
 
-    def __init__(self, out: TextIO, fmt: str) -> None:
+    def __init__(self, out: TextIO, fmt: str, more_fields: Sequence[str] = ()) -> None:
         self.out, self.fmt = out, fmt
         self._csv: Optional[csv.DictWriter] = None
         self._table: Optional[list[dict[str, Any]]] = []
         if fmt == "csv":  # the header even when no row follows
-            self._csv = csv.DictWriter(out, fieldnames=ROW_FIELDS + EXTRA_FIELDS, extrasaction="ignore")
+            self._csv = csv.DictWriter(out, fieldnames=[*ROW_FIELDS, *EXTRA_FIELDS, *more_fields], extrasaction="ignore")
             self._csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
@@ -222,22 +224,42 @@ def _cell(value: Any, column: str) -> str:
 
 
 class Progress:
-    """A one-line progress bar on stderr, shown only when stderr is a terminal."""
+    """The one progress bar of the command line: tqdm on stderr, drawn only when stderr is a
+    terminal. Counts documents (`step` once per row, `per_document` rows making a document), or
+    any other unit through `advance_to` (downloads count bytes: `unit="B"`)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, per_document: int = 1) -> None:
-        self.total, self.stream, self.done = total, stream, 0
-        self.per_document = max(1, per_document)  # rows per document: the rate is in documents/s
-        self.enabled = total > 0 and stream.isatty()
-        self.start = time.perf_counter()
+    def __init__(self, total: Optional[int], stream: TextIO = sys.stderr, per_document: int = 1, *,
+                 unit: str = "docs", desc: Optional[str] = None) -> None:
+        from tqdm import tqdm
+
+        self.per_document = max(1, per_document)
+        self.rows = 0
+        self.enabled = total != 0 and stream.isatty()
+        self.bar = tqdm(total=None if total is None else total // self.per_document, desc=desc, unit=unit,
+                        unit_scale=unit == "B", file=stream, disable=not self.enabled,
+                        ncols=_size(stream)[0], nrows=_size(stream)[1], mininterval=0.1, leave=True)
 
     def step(self) -> None:
-        self.done += 1
-        if self.enabled:
-            rate = self.done / self.per_document / max(time.perf_counter() - self.start, 1e-9)
-            filled = int(30 * self.done / self.total)
-            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}  {rate:.1f} docs/s ")
-            self.stream.flush()
+        """One more row; the bar moves when a document's rows are all in."""
+        self.rows += 1
+        if self.rows % self.per_document == 0:
+            self.bar.update(1)
+
+    def advance_to(self, done: int, total: Optional[int] = None) -> None:
+        """`done` units so far (of `total`, when it became known)."""
+        if total is not None and total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
+        self.bar.close()
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's columns and lines, 80 x 24 where it reports none (a new pseudo-terminal
+    says 0 x 0, which tqdm takes as no room to draw in)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        return size.columns or 80, size.lines or 24
+    except (OSError, ValueError, AttributeError):
+        return 80, 24

@@ -28,6 +28,7 @@ A `Calibrator` turns the engine's raw verdicts into calibrated ones for one ques
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
@@ -243,11 +244,18 @@ class Calibrator:
             states=None,
         )
 
-    def apply_all(self, verdicts: Sequence[Verdict]) -> list[Verdict]:
-        """Calibrate a whole set; with the batch method, the shift is the median of this set first."""
-        if self.shift_method == "batch":
-            self.shift = batch_shift(v.raw_margin for v in verdicts if v.ok)
-        return [self.apply(v) for v in verdicts]
+    def copy(self) -> "Calibrator":
+        """An independent copy (nothing shared): what crosses to another thread or run."""
+        return copy.deepcopy(self)
+
+    def for_batch(self, verdicts: Iterable[Verdict]) -> "Calibrator":
+        """The calibrator for this batch of raw verdicts of its question: with the batch method, a
+        copy whose shift is their median margin (`batch_shift`); otherwise itself."""
+        if self.shift_method != "batch":
+            return self
+        batch = self.copy()
+        batch.shift = batch_shift(v.raw_margin for v in verdicts if v.ok and v.question == self.question)
+        return batch
 
     # -- labels --
     def fit_labels(

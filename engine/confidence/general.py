@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-_FINGERPRINTS: dict[tuple, str] = {}
+from engine.atomic import atomic_path, atomic_write
+from engine.folders import data_dir
+
 
 
 @dataclass
@@ -75,20 +77,13 @@ class GeneralProbe:
         return bool(np.isfinite(self.heldout_auc) and self.heldout_auc > np.nan_to_num(self.heldout_auc_margin, nan=0.5))
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """sha256 of a model's content: of the file (GGUF), or of a folder's weight files in name
-    order (MLX). Remembered per path, size and modification time, so it is read once."""
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.glob("*.safetensors") if p.is_file())
-    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256()
-        for f in files:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()
-    return _FINGERPRINTS[key]
+def general_probe_key(fingerprint: str) -> str:
+    """The file name a general probe for a model is kept under, from the model's content
+    fingerprint (`engine.runtime.fingerprint.model_fingerprint`): a model file's sha256 itself
+    (the name a shipped probe has), else the sha256 of the fingerprint (a folder's is no file name)."""
+    if fingerprint.startswith("sha256:"):
+        return fingerprint.removeprefix("sha256:")
+    return hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
 
 
 def probes_dir() -> Path:
@@ -106,8 +101,6 @@ def probes_dir() -> Path:
 def fitted_probes_dir() -> Path:
     """Where general probes fitted on this computer (`verdict models calibrate`) are kept: beside
     the calibrators, in the user's data folder."""
-    from engine.confidence.store import data_dir
-
     return data_dir() / "general_probes"
 
 
@@ -116,15 +109,17 @@ def save_general_probe(probe: GeneralProbe, folder: Path | None = None) -> Path:
     folder = Path(folder or probes_dir())
     folder.mkdir(parents=True, exist_ok=True)
     base = folder / probe.fingerprint
-    np.savez(base.with_suffix(".npz"), mean=probe.mean.astype(np.float32), scale=probe.scale.astype(np.float32),
-             w=probe.w.astype(np.float32))
+    with atomic_path(base.with_suffix(".npz")) as tmp:
+        np.savez(tmp, mean=probe.mean.astype(np.float32), scale=probe.scale.astype(np.float32),
+                 w=probe.w.astype(np.float32))
     meta = {"format": 2, "fingerprint": probe.fingerprint, "layer": probe.layer, "b": probe.b,
             "input": "state minus content-free state" if probe.subtract_null else "state",
             "null_texts": list(probe.null_texts),
             "label_free_band": probe.label_free_band if np.isfinite(probe.label_free_band) else None,
             "heldout_auc": probe.heldout_auc, "heldout_auc_margin": probe.heldout_auc_margin, "info": probe.info}
     path = base.with_suffix(".json")
-    path.write_text(json.dumps(meta, indent=1) + "\n")
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(meta, indent=1) + "\n")
     return path
 
 

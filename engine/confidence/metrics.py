@@ -5,7 +5,6 @@ Everything takes plain arrays: `y` is 0/1 (or bool), `p` a probability of the po
 """
 from __future__ import annotations
 
-import ctypes
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,40 +14,19 @@ import numpy as np
 
 
 @contextmanager
-def numpy_blas_threads(count: int = 1):
-    """Run numpy's own OpenBLAS (the one bundled in its wheel) with `count` threads for a while.
+def numpy_blas_threads(count: int = 1) -> Iterator[None]:
+    """Run numpy's own BLAS (the OpenBLAS bundled in its wheel) with `count` threads for a while,
+    through threadpoolctl. The fits here are small (a few hundred rows), and OpenBLAS's default
+    of a thread per core makes them many times slower on a busy machine. Any other BLAS in the
+    process (the one MLX uses) is not touched; where numpy has none threadpoolctl can set
+    (macOS Accelerate), this does nothing."""
+    from threadpoolctl import ThreadpoolController
 
-    The fits here are small (a few hundred rows); measured on a busy 2-core Linux box, a 240 x 576
-    logistic fit took 8.9 s with OpenBLAS's default threads and 0.05 s with one. The library MLX
-    uses is not touched. Elsewhere (macOS Accelerate, no OpenBLAS found) this does nothing.
-    """
-    lib = setter = getter = None
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line and "numpy" in line}
-        for path in paths:
-            candidate = ctypes.CDLL(path)
-            for get, put in (
-                ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                ("openblas_get_num_threads", "openblas_set_num_threads"),
-            ):
-                if hasattr(candidate, get) and hasattr(candidate, put):
-                    lib, getter, setter = candidate, getattr(candidate, get), getattr(candidate, put)
-                    break
-            if lib:
-                break
-    except OSError:
-        lib = None
-    if lib is None:
+    controller = ThreadpoolController()
+    numpy_own = [lib.filepath for lib in controller.lib_controllers
+                 if lib.user_api == "blas" and "numpy" in lib.filepath]
+    with controller.select(filepath=numpy_own).limit(limits=int(count)):
         yield
-        return
-    before = int(getter())
-    setter(int(count))
-    try:
-        yield
-    finally:
-        setter(before)
 
 
 def sigmoid(x):
@@ -213,7 +191,7 @@ def logistic_regression(
 
     value = objective(theta)
     converged = False
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is returned after the loop)
         p = sigmoid(xb @ theta + base)
         grad = xb.T @ (p - t) + reg * (theta - centre)
         weights = p * (1 - p)

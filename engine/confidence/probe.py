@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from engine import scoring
+from engine.scoring import resolve_layer as resolve_layer_of_count
 from engine.confidence import metrics
-from engine.confidence.store import (  # noqa: F401  (the store's functions stay importable from here)
-    data_dir,
-    load_probe_file,
-    probe_key,
-    probe_path,
-    save_probe_file,
-)
 
 L2_GRID = (1.0, 10.0, 100.0, 1000.0)
 # Measured on resources/labeled with the default model (SmolLM2-135M, 30 layers), 12 random draws
@@ -50,7 +42,7 @@ def default_layer(clf_or_count, fraction: float = DEFAULT_LAYER_FRACTION) -> int
 
 def resolve_layer(clf_or_count, layer: int) -> int:
     count = clf_or_count if isinstance(clf_or_count, int) else n_layers(clf_or_count)
-    return scoring.resolve_layer(count, layer)
+    return resolve_layer_of_count(count, layer)
 
 
 @dataclass
@@ -186,15 +178,3 @@ def fit_probe(
         cv_auc_margin=metrics.auc(y, features.margin),
         oof=oof,
     )
-
-
-# --- storage (engine.confidence.store) ---------------------------------------------------------
-def save_probe(probe: Probe, folder: Optional[Path] = None) -> Path:
-    """Save a probe alone (a calibrator saves its probe with its own settings: Calibrator.save)."""
-    return save_probe_file(probe.model, probe.question, probe, None, folder)
-
-
-def load_probe(model: str, question: str, folder: Optional[Path] = None) -> Optional[Probe]:
-    """The saved probe for this model and question, or None."""
-    found = load_probe_file(model, question, folder)
-    return None if found is None else found[0]

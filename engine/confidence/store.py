@@ -2,7 +2,7 @@
 
 A saved calibrator (its settings and, when it has one, its probe's arrays) is ONE JSON file,
 ``probes/<model>/<question-slug>-<hash>.json``, written to a temporary file with a name of its
-own (several processes may save at once) and moved into place with ``os.replace``: a reader
+own (several processes may save at once) and moved into place (`engine.atomic`): a reader
 sees the old file or the new one, never a mix of two writers or a half-written file.
 
 Files of the earlier format (a ``.json`` beside a ``.npz`` of arrays) are still read. A file
@@ -19,17 +19,16 @@ import hashlib
 import json
 import os
 import re
-import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-if TYPE_CHECKING:  # probe.py imports this module
-    from engine.confidence.probe import Probe
+from engine.atomic import atomic_write
+from engine.confidence.probe import Probe
+from engine.folders import data_dir
 
 FORMAT = 2
 _ARRAYS = ("mean", "scale", "w")
@@ -41,15 +40,6 @@ class StoreWarning(UserWarning):
 
 class DamagedFile(ValueError):
     """A saved calibrator that can't be read; the message says why."""
-
-
-def data_dir() -> Path:
-    """The user's data folder for Verdict (calibrators live in `probes/` under it)."""
-    if os.environ.get("VERDICT_DATA_DIR"):
-        return Path(os.environ["VERDICT_DATA_DIR"])
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "Verdict"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "verdict"
 
 
 def probe_key(model: str, question: str) -> str:
@@ -67,7 +57,7 @@ def probe_path(model: str, question: str, folder: Optional[Path] = None) -> Path
 
 # --- saving -------------------------------------------------------------------------------------
 def save_probe_file(
-    model: str, question: str, probe: Optional["Probe"], extra: Optional[dict] = None, folder: Optional[Path] = None
+    model: str, question: str, probe: Optional[Probe], extra: Optional[dict] = None, folder: Optional[Path] = None
 ) -> Path:
     """Save the settings ``extra`` (a calibrator's) and ``probe`` (or none) for this model key
     and question, atomically, as one file; returns its path."""
@@ -76,7 +66,8 @@ def save_probe_file(
     record = {"format": FORMAT, "model": model, "question": question,
               "probe": None if probe is None else _probe_record(probe), "extra": extra}
     path = base.with_name(base.name + ".json")
-    _write_atomically(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    with atomic_write(path, "wb") as fh:
+        fh.write((json.dumps(record, indent=1) + "\n").encode("utf-8"))
     legacy = base.with_name(base.name + ".npz")  # the earlier format's arrays: superseded now
     try:
         legacy.unlink()
@@ -85,23 +76,7 @@ def save_probe_file(
     return path
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _probe_record(probe: "Probe") -> dict:
+def _probe_record(probe: Probe) -> dict:
     finite = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     arrays = {}
     for name in _ARRAYS:
@@ -122,6 +97,17 @@ def _probe_record(probe: "Probe") -> dict:
     }
 
 
+def save_probe(probe: Probe, folder: Optional[Path] = None) -> Path:
+    """Save a probe alone (a calibrator saves its probe with its own settings: Calibrator.save)."""
+    return save_probe_file(probe.model, probe.question, probe, None, folder)
+
+
+def load_probe(model: str, question: str, folder: Optional[Path] = None) -> Optional[Probe]:
+    """The saved probe for this model and question, or None."""
+    found = load_probe_file(model, question, folder)
+    return None if found is None else found[0]
+
+
 # --- loading ------------------------------------------------------------------------------------
 def load_probe_file(
     model: str,
@@ -129,7 +115,7 @@ def load_probe_file(
     folder: Optional[Path] = None,
     *,
     on_damaged: Optional[Callable[[str], None]] = None,
-) -> Optional[tuple[Optional["Probe"], Optional[dict]]]:
+) -> Optional[tuple[Optional[Probe], Optional[dict]]]:
     """(probe or None, extra) saved for this model key and question, or None if nothing usable
     is saved. A damaged file is set aside and reported to ``on_damaged`` (default: a
     :class:`StoreWarning`), then treated as absent."""
@@ -195,9 +181,7 @@ def _read_npz(npz: Path) -> dict[str, np.ndarray]:
         raise DamagedFile(f"its arrays ({npz.name}) are damaged: {_reason(exc)}") from None
 
 
-def _probe_from(info: dict, arrays: dict[str, np.ndarray]) -> "Probe":
-    from engine.confidence.probe import Probe
-
+def _probe_from(info: dict, arrays: dict[str, np.ndarray]) -> Probe:
     if not (arrays["mean"].shape == arrays["scale"].shape == arrays["w"].shape):
         raise DamagedFile("its probe's arrays do not match")
     nan = float("nan")

@@ -144,7 +144,7 @@ WITH_ARTICLE = {
 def magic_kind(head: bytes) -> Optional[str]:
     if b"%PDF-" in head[:1024]:  # PDFium accepts the header anywhere in the first 1 KB
         return "pdf"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return "ole"
@@ -222,7 +222,7 @@ def _reads_as_text(text: str) -> bool:
     return odd <= 0.02 * len(text)
 
 
-_BINARY_BYTES = bytes(range(0, 9)) + bytes(range(14, 27)) + bytes(range(28, 32)) + b"\x7f"
+_BINARY_BYTES = bytes(range(9)) + bytes(range(14, 27)) + bytes(range(28, 32)) + b"\x7f"
 
 
 def looks_binary(sample: bytes) -> bool:

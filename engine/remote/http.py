@@ -293,7 +293,7 @@ class HttpClient:
             parsed = json.loads(data) if data else None
         except ValueError:
             if status == 200:
-                raise RemoteError(f"{method} {self.url(path)}: the answer is not JSON", 200, retryable=True)
+                raise RemoteError(f"{method} {self.url(path)}: the answer is not JSON", 200, retryable=True) from None
             parsed = data.decode("utf-8", "replace")[:300]
         return status, parsed, retry_after
 

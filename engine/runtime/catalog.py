@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from engine.runtime import hub
-from engine.runtime.ggufinfo import GGUFHeaderError, is_gguf, read_gguf_info
+from engine.runtime.gguf_file import is_gguf, read_gguf_info
 
 SOURCES = ("default", "hf", "lmstudio", "ollama")
 SOURCE_TITLES = {"default": "Built in", "hf": "Hugging Face cache", "lmstudio": "LM Studio", "ollama": "Ollama"}
@@ -213,7 +213,7 @@ def describe(entry: ModelEntry, allowed: Optional[tuple[str, ...]] = None) -> Mo
             arch = config.get("model_type")
             q = config.get("quantization") or {}
             quant = f"{q['bits']}-bit" if isinstance(q, dict) and "bits" in q else "float"
-    except (OSError, ValueError, GGUFHeaderError) as exc:
+    except (OSError, ValueError) as exc:  # GGUFFormatError is a ValueError
         return replace(entry, supported=False, reason=f"unreadable: {exc}")
     entry = replace(entry, architecture=arch, quant=quant)
     if arch not in allowed:

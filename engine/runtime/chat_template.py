@@ -132,7 +132,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         budget.check_size(_size(result), f"'{op}'")
         return result
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's names)
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # Jinja's parameter names
         budget = _budget()
         name = getattr(__obj, "__name__", "")
         what = f"{name or 'a call'}()"

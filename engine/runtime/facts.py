@@ -39,7 +39,7 @@ def read_model_facts(path: Union[str, Path]) -> ModelFacts:
     if not path.exists():
         raise FactsError(f"model not found: {path}")
     from engine.runtime.gguf_file import GGUFFormatError
-    from engine.runtime.ggufinfo import is_gguf
+    from engine.runtime.gguf_file import is_gguf
 
     try:
         if path.is_dir():

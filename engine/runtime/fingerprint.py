@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from engine.atomic import atomic_write
+from engine.folders import cache_dir
+
+FORMATS = ("sha256:", "hf:", "dir-sha256:")  # what a fingerprint starts with
 Progress = Callable[[str, int, int], None]
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _MAX_ENTRIES = 512
 
 
 def _cache_file() -> Path:
-    from engine.runtime.sources import cache_dir
-
     return cache_dir() / "fingerprints.json"
 
 
@@ -43,12 +43,25 @@ def _write_cache(data: dict[str, Any]) -> None:
     target = _cache_file()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_write(target, durable=False) as fh:
             json.dump(data, fh)
-        os.replace(tmp, target)
     except OSError:
         pass  # a read-only cache only costs a rehash next time
+
+
+def sha256_of(path: Path, progress: Optional[Progress] = None) -> str:
+    """The sha256 of a file's bytes, read now (a download being checked is never remembered)."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    done = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+            done += len(block)
+            if progress:
+                progress(f"hashing {path.name}", done, size)
+    return digest.hexdigest()
 
 
 def file_sha256(path: Path, progress: Optional[Progress] = None) -> str:
@@ -59,15 +72,7 @@ def file_sha256(path: Path, progress: Optional[Progress] = None) -> str:
     cache = _read_cache()
     if isinstance(cache.get(key), str):
         return cache[key]
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(8 << 20), b""):
-            digest.update(block)
-            done += len(block)
-            if progress:
-                progress(f"hashing {path.name}", done, stat.st_size)
-    value = digest.hexdigest()
+    value = sha256_of(path, progress)
     cache = _read_cache()
     cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}  # drop stale entries
     cache[key] = value

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,6 +27,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.runtime.architectures import check_architecture
 from engine.runtime.gguf_file import GGUFHeader, read_header, tensor_bytes
 from engine.runtime.gguf_quants import FLOAT_TYPES, GROUP_SIZE, MLX_NATIVE_TYPES, REPACKED_TYPES, bits_of, convert
@@ -219,7 +219,7 @@ def read_weights(
         return _convert_all(header, keep_float, float_dtype, progress)
 
     from engine.runtime.fingerprint import file_sha256
-    from engine.runtime.sources import cache_dir
+    from engine.folders import cache_dir
 
     mode = "f32" if keep_float else f"q8-{str(float_dtype).rsplit('.', 1)[-1]}"
     target = cache_dir() / "gguf" / f"{file_sha256(header.path, progress)}.{mode}.safetensors"
@@ -231,10 +231,8 @@ def read_weights(
     weights = _convert_all(header, keep_float, float_dtype, progress)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".safetensors")
-        os.close(fd)
-        mx.save_safetensors(tmp, weights)
-        os.replace(tmp, target)
+        with atomic_path(target, durable=False) as tmp:
+            mx.save_safetensors(str(tmp), weights)
     except OSError:
         pass  # no cache (read-only or full disk): the next load converts again
     return weights

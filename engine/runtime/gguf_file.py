@@ -7,14 +7,20 @@ type, and every length against the bytes actually left in the file), each tensor
 and type, and each tensor's data range against the file size. Anything wrong raises
 `GGUFFormatError` with one line that names the problem. The parsed metadata (plain Python values;
 numeric arrays as numpy arrays) and tensor table are what the loader uses afterwards.
+
+`read_gguf_info` is the same parse for listing models (architecture, quantization, name): it
+decodes only the keys it needs and skips the rest (the vocabulary's arrays), every length still
+checked against the file.
 """
 from __future__ import annotations
 
 import mmap
+import os
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Collection, Optional, Union
 
 import numpy as np
 
@@ -120,9 +126,48 @@ class _Cursor:
             raise self.fail(f"array {key!r} has element type {etype} (nested or unknown)")
         raise self.fail(f"metadata {key!r} has unknown value type {vtype}")
 
+    def skip(self, vtype: int, key: str) -> None:
+        """Step over a value as `value` would read it, with the same checks, decoding nothing."""
+        if vtype in _SCALARS:
+            n = struct.calcsize(_SCALARS[vtype][0])
+            self.need(n, f"value of {key!r}")
+            self.pos += n
+        elif vtype == _STRING:
+            self._skip_string(f"string value of {key!r}")
+        elif vtype == _ARRAY:
+            etype = self.scalar("<I", f"array type of {key!r}")
+            count = self.scalar("<Q", f"array length of {key!r}")
+            if etype in _SCALARS:
+                nbytes = count * struct.calcsize(_SCALARS[etype][0])
+                self.need(nbytes, f"array {key!r} ({count} items)")
+                self.pos += nbytes
+            elif etype == _STRING:
+                self.need(count * 8, f"array {key!r} ({count} strings)")
+                for _ in range(count):
+                    self._skip_string(f"item of {key!r}")
+            else:
+                raise self.fail(f"array {key!r} has element type {etype} (nested or unknown)")
+        else:
+            raise self.fail(f"metadata {key!r} has unknown value type {vtype}")
 
-def read_header(path: Union[str, Path]) -> GGUFHeader:
-    """Parse and check a GGUF file's header, metadata and tensor table (no tensor data read)."""
+    def _skip_string(self, what: str) -> None:
+        length = self.scalar("<Q", what)
+        self.need(length, what)
+        self.pos += length
+
+
+def is_gguf(path: Union[str, os.PathLike]) -> bool:
+    """True when the file starts with the GGUF magic bytes (whatever its name)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def read_header(path: Union[str, Path], keys: Optional[Collection[str]] = None) -> GGUFHeader:
+    """Parse and check a GGUF file's header, metadata and tensor table (no tensor data read).
+    ``keys``: decode only these metadata keys (and ``general.alignment``); skip the others."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     path = Path(path)
@@ -151,7 +196,11 @@ def read_header(path: Union[str, Path]) -> GGUFHeader:
             if key in metadata:
                 raise cur.fail(f"metadata key {key!r} appears twice")
             vtype = cur.scalar("<I", f"type of {key!r}")
-            metadata[key] = cur.value(vtype, key)
+            if keys is None or key in keys or key == "general.alignment":
+                metadata[key] = cur.value(vtype, key)
+            else:
+                cur.skip(vtype, key)
+                metadata[key] = None  # present (a second one is still a duplicate), not decoded
 
         alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
@@ -209,3 +258,47 @@ def tensor_bytes(header: GGUFHeader, info: TensorInfo) -> np.ndarray:
     row_bytes = info.shape[-1] // block * block_bytes
     data = np.memmap(header.path, dtype=np.uint8, mode="r", offset=info.offset, shape=(info.nbytes,))
     return data.reshape(*info.shape[:-1], row_bytes)
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What a model list shows of a GGUF file."""
+
+    architecture: Optional[str]
+    quant: Optional[str]  # "Q4_K_M" from general.file_type, else the most common weight type
+    name: Optional[str]  # general.name
+    tensor_types: tuple[str, ...]  # every tensor type in the file, sorted
+
+
+_INFO_KEYS = frozenset(("general.architecture", "general.file_type", "general.name"))
+
+
+def read_gguf_info(path: Union[str, os.PathLike]) -> GGUFInfo:
+    """The architecture, quantization and name of a GGUF file, from its checked header."""
+    header = read_header(path, keys=_INFO_KEYS)
+    meta = header.metadata
+    weights = Counter(t.type_name for t in header.tensors if len(t.shape) >= 2)
+    return GGUFInfo(
+        architecture=_text(meta.get("general.architecture")),
+        quant=_file_type_name(meta.get("general.file_type")) or (weights.most_common(1)[0][0] if weights else None),
+        name=_text(meta.get("general.name")),
+        tensor_types=tuple(sorted(header.tensor_types())),
+    )
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _file_type_name(value: Any) -> Optional[str]:
+    from gguf import LlamaFileType
+
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        name = LlamaFileType(value).name
+    except ValueError:
+        return None
+    if name == "GUESSED":
+        return None
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_")

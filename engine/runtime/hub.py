@@ -201,41 +201,33 @@ class _Sink:
             raise DownloadCancelled("download cancelled")
 
     def bar_class(self) -> type:
+        """A tqdm subclass for huggingface_hub's `tqdm_class`: every bar it makes feeds this sink
+        and draws nothing (the caller's `progress` shows the download as a whole)."""
+        from tqdm import tqdm
+
         sink = self
 
-        class Bar:
-            """The part of tqdm's interface huggingface_hub's downloaders call (`tqdm_class`)."""
+        class HubBar(tqdm):
+            def __init__(self, *args, **kwargs) -> None:
+                kwargs["disable"] = True
+                super().__init__(*args, **kwargs)
+                if kwargs.get("initial"):  # a resumed download: the bytes already on disk
+                    sink.add(int(kwargs["initial"]))
 
-            def __init__(self, *args, total=None, initial=0, **kwargs) -> None:
-                self.n, self.total = initial, total
-                if initial:
-                    sink.add(initial)
+            def update(self, n: float = 1) -> Optional[bool]:
+                sink.add(int(n))
+                return super().update(n)
 
-            def update(self, n: int = 1) -> None:
-                self.n += n
-                sink.add(n)
-
-            def update_transfer(self, n: int = 1) -> None:  # network bytes: we count bytes written
+            # huggingface_hub's aggregated-bar protocol (Xet downloads): with these, it reports
+            # network bytes here instead of making a second bar whose `update` would count them
+            # as bytes written. We count bytes written only.
+            def update_transfer(self, n: float = 1) -> None:
                 pass
 
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc) -> None:
+            def set_transfer_postfix_str(self, *args, **kwargs) -> None:
                 pass
 
-            def close(self) -> None:
-                pass
-
-            def refresh(self, *args, **kwargs) -> None:
-                pass
-
-            def set_postfix_str(self, *args, **kwargs) -> None:
-                pass
-
-            set_transfer_postfix_str = set_description = set_description_str = set_postfix_str
-
-        return Bar
+        return HubBar
 
 
 def download(spec: str, *, progress: Optional[Progress] = None, cancel: Optional[Callable[[], bool]] = None,

@@ -16,7 +16,7 @@ import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_map  # noqa: E402
 
 from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
-from engine.runtime.sources import ModelError, find_default_model  # noqa: E402,F401  (ModelError: re-exported)
+from engine.runtime.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
 from engine.runtime.tokenizer import Tokenizer  # noqa: E402
 
 # On CPU, dequantize when the float32 weights stay under this size (the fast BLAS path).
@@ -102,7 +102,7 @@ def read_model(path: Path, **gguf_options: Any) -> tuple[nn.Module, Tokenizer, d
     from engine.runtime.architectures import ArchitectureError, check_built_model
     from engine.runtime.gguf import GGUFError, load_gguf
     from engine.runtime.gguf_file import GGUFFormatError
-    from engine.runtime.ggufinfo import is_gguf
+    from engine.runtime.gguf_file import is_gguf
     from engine.runtime.tokenizer import TokenizerError
 
     try:

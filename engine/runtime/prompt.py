@@ -313,7 +313,7 @@ class PromptEncoder:
 
         def head_ok(cut: int) -> bool:
             seen: dict[str, list[int]] = {}
-            for q, d, ids, offsets in grid:
+            for q, _, ids, offsets in grid:
                 k = _boundary(offsets, self._head_position(q, cut), strict=True)
                 if k is None or seen.setdefault(q if not t.document_first else "", ids[:k]) != ids[:k]:
                     return False

