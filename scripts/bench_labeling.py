@@ -7,11 +7,14 @@ coverage at the target, when that is lower) with at least the target share of th
 Batches are the held-out genres of the general set (debian, pydocs; the general probe fit on the
 six training genres, as shipped) and, with `--obvious ROWS.jsonl` (the rows of `verdict classify
 --decisions row` on resources/bench/obvious.jsonl, which carry each document's score), the
-obvious case. The user answers truthfully; the scores do not change with labels (the ranking
-stays the general probe's), so what is measured is the decision layer and the suggestions.
+obvious case. The user answers truthfully. Without `--refit` the scores do not change with labels
+(the ranking stays the general probe's), so what is measured is the decision layer and the
+suggestions; with `--refit` every label refits the general probe as the app and the CLI do (the
+anchored refit, L2 10, on the cached states), and the next suggestion reads the refit scores.
+`--genres` adds other cached genres of the general set (e.g. the tuning genres fortunes,wordnet).
 
   python scripts/bench_labeling.py [--cache /work/cache_probe/smollm2-135m-q4_1] [--most 30]
-      [--obvious rows.jsonl] [--target 0.8] [--seeds 2] [--json OUT.json]
+      [--obvious rows.jsonl] [--target 0.8] [--seeds 2] [--refit] [--genres G,...] [--json OUT.json]
 """
 from __future__ import annotations
 
@@ -26,19 +29,35 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, load_pairs
+from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.decide import DecisionRule, call_quality, decide, oracle_coverage, suggest
+from engine.confidence.calibrate import ANCHOR_L2
+from engine.confidence.metrics import logistic_regression
 
 TARGET = 0.90
 
 
-def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int) -> int:
-    """Labels until the batch is called (most + 1: not within `most`)."""
+def refit_scores(x: np.ndarray, w: np.ndarray, b: float, labels: dict[int, bool]) -> np.ndarray:
+    """The general probe (weights w, b on standardised features x) refit to the labels, anchored
+    on its own weights, as a calibrator's "anchored" method does; unchanged without labels."""
+    if not labels:
+        return x @ w + b
+    idx = np.array(list(labels), dtype=int)
+    fit = logistic_regression(x[idx], np.array([labels[i] for i in idx]), ANCHOR_L2, prior_w=w, prior_b=b, l2_b=1.0)
+    return x @ fit.w + fit.b
+
+
+def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int,
+                  refit: tuple | None = None) -> int:
+    """Labels until the batch is called (most + 1: not within `most`). `refit`: (x, w, b) to refit
+    the scores to the labels after each one."""
     rng = np.random.default_rng(seed)
     goal = min(0.9, oracle_coverage(y, s, TARGET))
     labels: dict[int, bool] = {}
     for n in range(most + 1):
+        if refit is not None:
+            s = refit_scores(*refit, labels)
         d = decide(s, labels, rule)
         free = np.array([i not in labels for i in range(len(s))])
         made, right = call_quality(y[free], [c for c, f in zip(d.calls, free) if f])
@@ -61,6 +80,8 @@ def main() -> int:
     parser.add_argument("--obvious", help="rows of `verdict classify --decisions row` on resources/bench/obvious.jsonl")
     parser.add_argument("--target", type=float, default=0.8, help="target precision of the calls (its gate as shipped)")
     parser.add_argument("--seeds", type=int, default=2, help="random orders per batch")
+    parser.add_argument("--refit", action="store_true", help="refit the general probe to the labels after each")
+    parser.add_argument("--genres", default="", help="more cached genres to judge (e.g. fortunes,wordnet)")
     parser.add_argument("--json")
     args = parser.parse_args()
     rule = DecisionRule(target=args.target)
@@ -69,13 +90,15 @@ def main() -> int:
     batches = []
     if args.cache:
         train = load_pairs(Path(args.cache), TRAIN)
-        held = load_pairs(Path(args.cache), HELD_OUT)
+        genres = HELD_OUT + tuple(g for g in args.genres.split(",") if g)
+        held = load_pairs(Path(args.cache), genres)
         probe = GeneralProbe({"layers": [21], "diff": True}, 100.0).fit(train)
         z = probe.decision(held)
-        for g in HELD_OUT:
+        x = (features(held, probe.spec) - probe.mean) / probe.scale
+        for g in genres:
             for q in dict.fromkeys(held.question[held.genre == g]):
                 m = (held.genre == g) & (held.question == q)
-                batches.append((f"{g}: {q}", z[m], held.y[m]))
+                batches.append((f"{g}: {q}", z[m], held.y[m], (x[m], probe.w, float(probe.b))))
     if args.obvious:
         truth = {json.loads(line)["id"]: json.loads(line)["labels"]
                  for line in (ROOT / "resources" / "bench" / "obvious.jsonl").read_text().splitlines()}
@@ -83,12 +106,13 @@ def main() -> int:
         for q in dict.fromkeys(r["question"] for r in rows):
             mine = [r for r in rows if r["question"] == q]
             batches.append((f"obvious: {q}", np.array([r["score"] for r in mine]),
-                            np.array([truth[r["id"]][q] for r in mine])))
+                            np.array([truth[r["id"]][q] for r in mine]), None))
     report = []
     print(f"{'batch':70} {'n':>4} {'oracle':>6} {'suggested':>9} {'random':>7}")
-    for name, s, y in batches:
-        sug = labels_needed(s, y, "suggested", rule, args.most, 0)
-        ran = [labels_needed(s, y, "random", rule, args.most, seed) for seed in range(args.seeds)]
+    for name, s, y, states in batches:
+        refit = states if args.refit else None
+        sug = labels_needed(s, y, "suggested", rule, args.most, 0, refit)
+        ran = [labels_needed(s, y, "random", rule, args.most, seed, refit) for seed in range(args.seeds)]
         report.append({"batch": name, "n": len(s), "oracle": oracle_coverage(y, s, TARGET), "suggested": sug,
                        "random": float(np.median(ran))})
         r = report[-1]

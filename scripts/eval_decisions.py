@@ -189,6 +189,8 @@ def run(args) -> int:
     held_genres = tuple(g for g in args.heldout.split(",") if g)
     train = load_pairs(cache, train_genres)
     held = load_pairs(cache, held_genres) if held_genres else None
+    tuning_genres = tuple(g for g in args.tuning.split(",") if g)
+    tuning = load_pairs(cache, tuning_genres) if tuning_genres else None
     logo_z = np.zeros(len(train.y))
     probes = {}
     for g in train_genres:
@@ -206,6 +208,8 @@ def run(args) -> int:
     prior_all = platt_prior(train, logo_z)
     for g in held_genres:
         jobs.append(("heldout", g, held, probes["all"], prior_all))
+    for g in tuning_genres:
+        jobs.append(("tuning", g, tuning, probes["all"], prior_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
     global ONLY_R2
@@ -379,6 +383,67 @@ def choose(args) -> int:
     return 0
 
 
+def choose_v2(args) -> int:
+    """decisions_rule_v2.md: D3 on R1 (strength 10), the gate per target chosen on the tuning genres;
+    judged on each tuning genre by the gate of the other, on the held-out and the training genres."""
+    rows = [json.loads(line) for path in args.results for line in open(path)]
+    for r in rows:
+        for key in ("auc", "sep", "ece"):
+            r[key] = float("nan") if r.get(key) is None else r[key]
+    ranking = lambda k: "R0" if k == 0 else "R1:10"  # noqa: E731 -- R1 is R0 without labels
+    recs = [r for r in rows if r["decision"] == "D3" and r["ranking"] == ranking(r["k"])]
+    aucs = [r for r in rows if r["decision"] == "auc" and r["ranking"] == ranking(r["k"])]
+    splits = {s: [r for r in recs if r["split"] == s] for s in ("tuning", "heldout", "logo")}
+    tuning_genres = sorted({r["genre"] for r in splits["tuning"]})
+
+    def gate_for(records, target):
+        for gate in GATES:
+            sel = gated(records, gate)
+            if all(pooled([r for r in sel if r["k"] == k])["precision"] >= target
+                   or not pooled([r for r in sel if r["k"] == k])["calls"] for k in KS):
+                return float(gate)
+        return float("inf")
+
+    def judge(records, gate):
+        return gated(records, gate) if np.isfinite(gate) else [{**r, "calls": 0, "right": 0} for r in records]
+
+    def below_80(records, k):
+        qs = {(r["genre"], r["question"]) for r in records if r["k"] == k}
+        return sum(1 for g, q in qs if (t := pooled([r for r in records if r["k"] == k and r["genre"] == g
+                                                    and r["question"] == q]))["coverage"] > 0.2
+                   and t["precision"] < 0.8)
+
+    report = {"auc": {s: {k: pooled([r for r in aucs if r["split"] == s and r["k"] == k])["auc"] for k in KS}
+                      for s in splits}}
+    print("AUC by k (R0 at k = 0, R1 after):")
+    for s, t in report["auc"].items():
+        print(f"  {s:8} " + "  ".join(f"{k}: {v:.3f}" for k, v in t.items()))
+    report["targets"] = {}
+    for target in TARGETS:
+        gate = gate_for(splits["tuning"], target)
+        judged = {"tuning (in sample)": judge(splits["tuning"], gate),
+                  "tuning (other genre's gate)": [r for g in tuning_genres for r in judge(
+                      [r for r in splits["tuning"] if r["genre"] == g],
+                      gate_for([r for r in splits["tuning"] if r["genre"] != g], target))],
+                  "held-out": judge(splits["heldout"], gate), "training (LOGO)": judge(splits["logo"], gate)}
+        entry = {"gate": gate, "cross_gates": {g: gate_for([r for r in splits["tuning"] if r["genre"] != g], target)
+                                               for g in tuning_genres}}
+        print(f"\ntarget {target}: gate {gate} (each tuning genre's gate from the other: {entry['cross_gates']})")
+        print("  judged on                      k | called  right  oracle  called/oracle  questions<80%")
+        for name, part in judged.items():
+            entry[name] = {}
+            for k in KS:
+                t = pooled([r for r in part if r["k"] == k])
+                t["questions_below_80"] = below_80(part, k)
+                entry[name][k] = t
+                print(f"  {name:28} {k:2} | {t['coverage']:.3f}  {t['precision']:.3f}  {t['oracle']:.3f}  "
+                      f"{t['ratio']:.3f}  {t['questions_below_80']}")
+        report["targets"][target] = entry
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -387,14 +452,19 @@ def main() -> int:
     r.add_argument("--out", default="/work/decisions.jsonl")
     r.add_argument("--train", default=",".join(TRAIN))
     r.add_argument("--heldout", default=",".join(HELD_OUT))
-    r.add_argument("--only", default="", help="logo and/or heldout: run only those batches")
+    r.add_argument("--tuning", default="", help="genres the gates are chosen on (decisions_rule_v2.md), judged "
+                   "like the held-out ones")
+    r.add_argument("--only", default="", help="logo, heldout and/or tuning: run only those batches")
     r.add_argument("--only-r2", action="store_true")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
     c.add_argument("results", nargs="+")
     c.add_argument("--json")
+    c2 = sub.add_parser("choose-v2", help="decisions_rule_v2.md: gates chosen on the tuning genres")
+    c2.add_argument("results", nargs="+")
+    c2.add_argument("--json")
     args = parser.parse_args()
-    return run(args) if args.step == "run" else choose(args)
+    return {"run": run, "choose": choose, "choose-v2": choose_v2}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from app import general_probe
 from app.table_model import DONE, QUEUED
 from engine.types import Document
-from test_app import dialog_calls, make_window, wait_scored  # noqa: F401  (fixtures)
+from test_app import wait_scored
 
 Q = "Does this document ask for a payment?"
 
@@ -38,7 +38,7 @@ def click(qtbot, button) -> None:
 
 
 def test_the_offer_fits_a_probe_that_the_window_then_scores_with(qtbot, make_window, monkeypatch, own_data_dir,
-                                                                   dialog_calls, tiny_model_dir, tmp_path):  # noqa: F811
+                                                                   dialog_calls, tiny_model_dir, tmp_path):
     monkeypatch.setattr(general_probe, "GENERAL_FIT_DOCUMENTS", 3)
     window = make_window()
     bar = window.general_bar
@@ -100,7 +100,7 @@ def test_the_offer_fits_a_probe_that_the_window_then_scores_with(qtbot, make_win
 
 
 def test_cancel_leaves_no_probe_and_scoring_asked_for_meanwhile_runs_after(qtbot, make_window, monkeypatch,
-                                                                           own_data_dir, dialog_calls):  # noqa: F811
+                                                                           own_data_dir, dialog_calls):
     monkeypatch.setattr(general_probe, "GENERAL_FIT_DOCUMENTS", 0)  # the whole corpus: it is stopped long before
     window = make_window()
     bar = window.general_bar
@@ -120,7 +120,7 @@ def test_cancel_leaves_no_probe_and_scoring_asked_for_meanwhile_runs_after(qtbot
     assert window.fit_general_action.isEnabled() and not dialog_calls
 
 
-def test_closing_the_window_stops_the_fit(qtbot, make_window, monkeypatch, own_data_dir):  # noqa: F811
+def test_closing_the_window_stops_the_fit(qtbot, make_window, monkeypatch, own_data_dir):
     """Closing waits for the scoring thread: a fit still running is cancelled first, not finished."""
     monkeypatch.setattr(general_probe, "GENERAL_FIT_DOCUMENTS", 0)
     window = make_window()
@@ -131,7 +131,7 @@ def test_closing_the_window_stops_the_fit(qtbot, make_window, monkeypatch, own_d
 
 
 def test_a_fit_that_fails_says_why_in_one_sentence_and_loses_nothing(qtbot, make_window, monkeypatch,
-                                                                      own_data_dir, dialog_calls):  # noqa: F811
+                                                                      own_data_dir, dialog_calls):
     monkeypatch.setattr(general_probe, "GENERAL_FIT_DOCUMENTS", 1)  # no question has both answers: nothing to fit
     window = make_window()
     bar = window.general_bar
