@@ -37,8 +37,8 @@ demo: model
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \
 		resources/samples
-	@echo "== 16+16 labels refit the general probe; 12 descriptions it has not seen, decided with the labeled ones at a target of 80% (90% calls nothing on text unlike the training genres, see README):"
-	VERDICT_DATA_DIR=$$(mktemp -d) $(BIN)/verdict classify --format table --target-precision 0.8 \
+	@echo "== 16+16 labels refit the general probe; 12 descriptions it has not seen, decided with the labeled ones at the default target of 90%: where the groups are apart, calls:"
+	VERDICT_DATA_DIR=$$(mktemp -d) $(BIN)/verdict classify --format table \
 		--question "Is this software a game?" \
 		--jsonl-in resources/demo/games-new.jsonl --labels resources/demo/games-labeled.jsonl
 

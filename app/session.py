@@ -498,9 +498,9 @@ class SessionController(QObject):
         if not free:
             text = f"Every document is labeled for this question ({len(rows)})."
         elif called == 0 and math.isinf(self.rule.gate):
-            text = (f"No yes or no at {target}: on kinds of text it was not trained on, calls were not right "
-                    f"that often (see the README). P(yes) still ranks the documents; to see calls where they "
-                    f"fall into two clear groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
+            text = (f"No yes or no at {target}: no rule was measured to make calls right that often (see the "
+                    f"README). P(yes) still ranks the documents; to see calls where they fall into two clear "
+                    f"groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
                     f"Labels ({keys_help}) tune the ranking.")
         elif called == 0:
             needed = self._first_calls(scores, labels, picks[:4])

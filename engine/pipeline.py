@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from engine.confidence.calibrate import Calibrator, read_labels, text_key
-from engine.confidence.decide import DEFAULT_TARGET, DecisionRule, decide_verdicts, suggest
+from engine.confidence.decide import DEFAULT_TARGET, GATES_BY_TARGET, DecisionRule, decide_verdicts, suggest
 from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
 
@@ -190,10 +190,10 @@ class Pipeline:
         """What the calibrators want the user to know (one line each, naming the question)."""
         waiting = []
         if self._batch_decided and math.isinf(self.rule.gate):
-            waiting = [f"no yes or no is called at --target-precision {self.rule.target:g}: on kinds of text the "
-                       "model's probes were not trained on, calls were not right that often (README, Decisions "
-                       "over the batch); the probability still ranks the documents, and --target-precision 0.8 "
-                       "calls where they fall into two clear groups"]
+            waiting = [f"no yes or no is called at --target-precision {self.rule.target:g}: no rule was measured "
+                       "to make calls right that often (README, Decisions over the batch); the probability still "
+                       f"ranks the documents, and --target-precision {GATES_BY_TARGET[-1][0]:g} calls where they fall "
+                       "into two clear groups"]
         elif self._batch_decided:
             unlabeled = [q for q, cal in self.calibrators.items() if not sum(cal.n_labels)]
             waiting = [] if not unlabeled else [

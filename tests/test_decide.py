@@ -142,3 +142,19 @@ def test_the_gate_follows_the_target_precision_and_is_never_looser_for_a_stricte
         assert DecisionRule(target=target).gate == gate
     with pytest.raises(ValueError):
         DecisionRule(target=1.0)
+
+
+def test_the_default_target_calls_a_real_batch_whose_groups_are_apart_and_not_one_whose_are_not():
+    """The default model's scores on the obvious case (100 recipes, 100 payment requests): the food
+    question's groups are far apart and every call must be right; the payment question ranks them
+    barely better than chance (AUC 0.57) and must not be called at all without labels."""
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "data" / "obvious_scores.json").read_text())["questions"]
+    food, pay = data["Is this about food or cooking?"], data["Does this ask the reader to pay money?"]
+    d = decide(np.array(food["score"]), None, DecisionRule())
+    made, right = call_quality(np.array(food["yes"]), d.calls)
+    assert made >= 0.8 * len(food["yes"]) and right >= 0.97 * made
+    d = decide(np.array(pay["score"]), None, DecisionRule())
+    assert d.called == 0
