@@ -415,7 +415,8 @@ class SessionController(QObject):
                 here = {text_key(r.document.text) for r in rows}
                 extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
             decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
-                                      mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR)
+                                      mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR,
+                                      prior=cal.platt_prior if cal is not None else None)
             changed = []
             for row, new in zip(rows, decided):
                 old = row.verdicts[question]
@@ -461,16 +462,18 @@ class SessionController(QObject):
         picks = suggest(scores, labels, self.rule, count + len(unwanted)) if len(rows) - len(labels) > 0 else []
         return [rows[i].key for i in picks if rows[i].key not in unwanted][:count]
 
-    def _first_calls(self, scores: list[float], labels: dict[int, bool], picks: list[int]) -> Optional[int]:
+    def _first_calls(self, scores: list[float], labels: dict[int, bool], picks: list[int],
+                     prior=None) -> Optional[int]:
         """About how many of the suggested documents (`picks`, best first), each answered as the
-        model leans now, bring the first calls; None when more are needed."""
+        model leans now, bring the first calls; None when more are needed. `prior`: the score's
+        Platt prior (`Calibrator.platt_prior`)."""
         if not picks:
             return None
-        now = decide(scores, labels, self.rule)
+        now = decide(scores, labels, self.rule, prior)
         quick = dataclasses.replace(self.rule, refits=0)
         for m in range(1, len(picks) + 1):
             guess = {**labels, **{i: bool(now.probability[i] >= 0.5) for i in picks[:m]}}
-            if decide(scores, guess, quick).called > len(guess):
+            if decide(scores, guess, quick, prior).called > len(guess):
                 return m
         return None
 
@@ -503,7 +506,8 @@ class SessionController(QObject):
                     f"groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
                     f"Labels ({keys_help}) tune the ranking.")
         elif called == 0:
-            needed = self._first_calls(scores, labels, picks[:4])
+            cal = self.scoring.calibrators.get(question)
+            needed = self._first_calls(scores, labels, picks[:4], cal.platt_prior if cal is not None else None)
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed
                    else "a few labels should bring the first calls")
             text = (f"No yes or no yet: none would be right {target} of the time. Label the ★ documents "

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from engine.confidence import metrics
-from engine.confidence.calibrate import NULL_TEXTS, fit_platt
+from engine.confidence.calibrate import NULL_TEXTS, fit_platt, platt_prior
 from engine.confidence.general import GeneralProbe, fitted_probes_dir, save_general_probe
 from engine.confidence.probe import default_layer
 from engine.atomic import atomic_path
@@ -157,6 +157,12 @@ def fit_general(fingerprint: str, layer: int, train: dict[str, GenreFeatures], h
         mean, scale, w, b = _fit(question[~m], y[~m], x[~m])
         pooled[m] = ((x[m] - mean) / scale) @ w + b
     platt = fit_platt(pooled, y, l2=1e-3)
+    prior = None  # the Bayesian Platt's prior (engine.confidence.decide), in the shipped scale
+    if platt.a > 0:
+        try:
+            prior = platt_prior(pooled, y, question).rescaled(platt.a, platt.b).to_dict()
+        except ValueError:  # fewer than three questions with both answers
+            pass
     mean, scale, w, b = _fit(question, y, x)
     heldout = heldout_margin = float("nan")
     if held:
@@ -166,6 +172,7 @@ def fit_general(fingerprint: str, layer: int, train: dict[str, GenreFeatures], h
     return GeneralProbe(fingerprint, layer, mean, scale, w * platt.a, float(b * platt.a + platt.b),
                         heldout_auc=heldout, heldout_auc_margin=heldout_margin,
                         info={**(info or {}), "platt_from_logo": [platt.a, platt.b], "l2": L2,
+                              **({"platt_prior": prior} if prior else {}),
                               "train_genres": sorted(train), "heldout_genres": sorted(held),
                               "train_pairs": int(len(y)), "built_by": "verdict models calibrate"},
                         subtract_null=True, null_texts=tuple(NULL_TEXTS), label_free_band=float("inf"))

@@ -322,7 +322,8 @@ def decided(rows: Sequence[tuple[int, Verdict]], cals: Mapping[str, Calibrator],
                 v = dataclasses.replace(v, score=score)
             batch.append(v)
         extra = [anchor for key, anchor in cal.anchors.items() if key not in found]
-        verdicts = decide_verdicts(batch, rule, pinned=pinned, extra=extra, mass_floor=cal.mass_floor)
+        verdicts = decide_verdicts(batch, rule, pinned=pinned, extra=extra, mass_floor=cal.mass_floor,
+                                   prior=cal.platt_prior)
         for n, v in zip(members, verdicts):
             out[n] = (out[n][0], dataclasses.replace(v, score=out[n][1].score))
     return out

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
 
 import numpy as np
 
@@ -32,11 +29,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, Pairs, features, load_pairs
 
 from engine.confidence import metrics
-from engine.confidence.calibrate import NULL_TEXTS, Calibrator, fit_platt
+from engine.confidence.calibrate import NULL_TEXTS, Calibrator
+from engine.confidence.calibrate import platt_prior as fit_platt_prior
 from engine.confidence.decide import (
     UNCERTAIN,
     YES,
     DecisionRule,
+    PlattPrior,
+    bayes_platt,
     call_quality,
     decide,
     oracle_coverage,
@@ -53,47 +53,6 @@ TARGET = 0.90
 SPEC = {"layers": [21], "diff": True}
 PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
-
-
-# --- D1: a Bayesian Platt (compared with the mixture here; not shipped) -----------------------------
-@dataclass(frozen=True)
-class PlattPrior:
-    """A Gaussian prior on Platt's (a, b) for p = sigmoid(a * score + b)."""
-
-    mean: tuple[float, float]
-    cov: tuple[tuple[float, float], tuple[float, float]]
-
-    @classmethod
-    def fit(cls, params: np.ndarray, ridge: float = 1e-3) -> "PlattPrior":
-        """From per-question Platt fits (m, 2) on the training genres."""
-        params = np.asarray(params, dtype=np.float64)
-        cov = np.cov(params.T) + ridge * np.eye(2)
-        return cls(tuple(params.mean(axis=0)), tuple(map(tuple, cov)))
-
-
-def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior) -> np.ndarray:
-    """Predictive P(yes) per score under the Laplace posterior of Platt's (a, b) given the labels
-    (the probit approximation of the logistic-Gaussian integral)."""
-    s = np.asarray(scores, dtype=np.float64)
-    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
-    theta = m0.copy()
-    idx = np.array([int(i) for i in (labels or {})], dtype=int)
-    y = np.array([1.0 if (labels or {})[i] else 0.0 for i in (labels or {})])
-    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
-    for _ in range(50):
-        q = metrics.sigmoid(x @ theta)
-        grad = x.T @ (q - y) + p0 @ (theta - m0)
-        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
-        step = np.linalg.solve(hess, grad)
-        theta = theta - step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    q = metrics.sigmoid(x @ theta)
-    cov = np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
-    xs = np.stack([s, np.ones_like(s)], axis=1)
-    mu = xs @ theta
-    v = np.einsum("ij,jk,ik->i", xs, cov, xs)
-    return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
 
 
 def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float) -> np.ndarray:
@@ -174,13 +133,29 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
 
 
 def platt_prior(p: Pairs, z: np.ndarray) -> PlattPrior:
-    params = []
-    for q in np.unique(p.question):
-        m = p.question == q
-        if p.y[m].any() and (~p.y[m]).any():
-            fit = fit_platt(z[m], p.y[m], l2=1e-2)
-            params.append([fit.a, fit.b])
-    return PlattPrior.fit(np.array(params))
+    return fit_platt_prior(z, p.y, p.question)
+
+
+def ship_prior(args) -> int:
+    """Write the D1 prior of the shipped general probe into its .json (info.platt_prior), in the
+    probe's own score scale: fitted on the training genres' leave-one-genre-out log-odds."""
+    from engine.confidence.general import load_general_probe, probes_dir
+
+    cache = Path(args.cache)
+    train = load_pairs(cache, TRAIN)
+    logo_z = np.zeros(len(train.y))
+    for g in TRAIN:
+        m = train.genre == g
+        logo_z[m] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g)).decision(train.take(m))
+    prior = platt_prior(train, logo_z)
+    for path in sorted(probes_dir().glob("*.json")):
+        meta = json.loads(path.read_text())
+        shipped = load_general_probe(meta["fingerprint"], probes_dir())
+        a, c = shipped.info.get("platt_from_logo", [1.0, 0.0])
+        meta.setdefault("info", {})["platt_prior"] = prior.rescaled(a, c).to_dict()
+        path.write_text(json.dumps(meta, indent=1) + "\n")
+        print(f"{path.name}: platt_prior {meta['info']['platt_prior']} (raw scale {prior.to_dict()})")
+    return 0
 
 
 def run(args) -> int:
@@ -444,6 +419,36 @@ def choose_v2(args) -> int:
     return 0
 
 
+def choose_v3(args) -> int:
+    """decisions_rule_v3.md: per k, D1 or D3 (at its second-version gate for 0.90) by coverage on the
+    tuning genres among those reaching 0.90; judged on the held-out and the training genres."""
+    from engine.confidence.decide import gate_for_target
+
+    rows = [json.loads(line) for path in args.results for line in open(path)]
+    gate = gate_for_target(TARGET)
+    ranking = lambda k: "R0" if k == 0 else "R1:10"  # noqa: E731 -- R1 is R0 without labels
+
+    def records(split, decision, k):
+        out = [r for r in rows if r["split"] == split and r["decision"] == decision and r["ranking"] == ranking(k)
+               and r["k"] == k]
+        return gated(out, gate) if decision == "D3" else out
+
+    chosen = {}
+    print(f"k | tuning D3 (gate {gate}) | tuning D1 | chosen | held-out | training (LOGO)")
+    for k in KS:
+        t3, t1 = pooled(records("tuning", "D3", k)), pooled(records("tuning", "D1", k))
+        ok = {name: t for name, t in (("D3", t3), ("D1", t1)) if t["calls"] and t["precision"] >= TARGET}
+        chosen[k] = max(ok, key=lambda name: ok[name]["coverage"]) if ok else ("D1" if k >= 2 and chosen.get(8) ==
+                                                                                  "D1" else "D3")
+        h, g = pooled(records("heldout", chosen[k], k)), pooled(records("logo", chosen[k], k))
+        print(f"{k:2} | {t3['coverage']:.3f} / {t3['precision']:.3f} | {t1['coverage']:.3f} / {t1['precision']:.3f} | "
+              f"{chosen[k]} | {h['coverage']:.3f} / {h['precision']:.3f} (oracle {h['oracle']:.3f}) | "
+              f"{g['coverage']:.3f} / {g['precision']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(chosen, indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -463,8 +468,14 @@ def main() -> int:
     c2 = sub.add_parser("choose-v2", help="decisions_rule_v2.md: gates chosen on the tuning genres")
     c2.add_argument("results", nargs="+")
     c2.add_argument("--json")
+    sp = sub.add_parser("ship-prior", help="write the shipped general probe's Platt prior (decisions_rule_v3.md)")
+    sp.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
+    c3 = sub.add_parser("choose-v3", help="decisions_rule_v3.md: the Bayesian Platt or the mixture, per k")
+    c3.add_argument("results", nargs="+")
+    c3.add_argument("--json")
     args = parser.parse_args()
-    return {"run": run, "choose": choose, "choose-v2": choose_v2}[args.step](args)
+    return {"run": run, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3,
+            "ship-prior": ship_prior}[args.step](args)
 
 
 if __name__ == "__main__":

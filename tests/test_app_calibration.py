@@ -211,8 +211,10 @@ def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_la
     from engine.pipeline import Pipeline
     from test_general_probe import _ship
 
+    # with a Platt prior, so that with 2 + 2 labels the Bayesian Platt decides, in both
     probe = _ship(tiny_classifier, tmp_path / "probes", monkeypatch, layer=2, subtract_null=True,
-                  null_texts=("N/A", "None"))
+                  null_texts=("N/A", "None"),
+                  info={"platt_prior": {"mean": [1.0, 0.0], "cov": [[0.5, 0.0], [0.0, 0.5]]}})
     window = scored_window(qtbot, make_window, n=5)
     assert window.controller.state_layer == probe.layer  # the state kept is the one the general probe reads
     given = {"invoice-0": "yes", "invoice-1": "yes", "recipe-0": "no", "recipe-1": "no"}
@@ -222,7 +224,7 @@ def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_la
         pass
     qtbot.waitUntil(lambda: not window.refit_pending(Q))
     cal = window.controller.calibrators[Q]
-    assert cal.layers == [probe.layer] and sum(cal.n_labels) == 4
+    assert cal.layers == [probe.layer] and sum(cal.n_labels) == 4 and cal.platt_prior is not None
 
     documents = [r.document for r in window.results.rows]
     pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path / "elsewhere")

@@ -158,3 +158,47 @@ def test_the_default_target_calls_a_real_batch_whose_groups_are_apart_and_not_on
     assert made >= 0.8 * len(food["yes"]) and right >= 0.97 * made
     d = decide(np.array(pay["score"]), None, DecisionRule())
     assert d.called == 0
+
+
+def test_the_bayesian_platt_learns_a_known_calibration_from_many_labels_and_doubts_few():
+    from engine.confidence.decide import PlattPrior, bayes_platt
+
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=3000)
+    y = rng.random(3000) < 1 / (1 + np.exp(-(2.0 * s - 0.5)))  # the true calibration: slope 2, intercept -0.5
+    prior = PlattPrior((0.5, 0.0), ((1.0, 0.0), (0.0, 1.0)))
+    p = bayes_platt(s, {i: bool(y[i]) for i in range(3000)}, prior)
+    assert np.max(np.abs(p - 1 / (1 + np.exp(-(2.0 * s - 0.5))))) < 0.05
+    few = bayes_platt(s, {0: bool(y[0]), 1: not bool(y[0])}, prior)  # two labels: modest everywhere
+    assert np.all(np.abs(few - 0.5) < np.abs(p - 0.5) + 0.2) and np.max(np.abs(few - 0.5)) < 0.45
+
+
+def test_the_platt_prior_follows_its_score_through_an_affine_change():
+    """A probe whose log-odds are rescaled (s = a z + c) with its prior rescaled alike decides the same."""
+    from engine.confidence.decide import PlattPrior, bayes_platt
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=200)
+    labels = {0: True, 1: False, 2: True, 3: False}
+    prior = PlattPrior((0.5, -1.2), ((0.44, -0.19), (-0.19, 1.32)))
+    a, c = 0.23, -0.88
+    assert np.allclose(bayes_platt(a * z + c, labels, prior.rescaled(a, c)), bayes_platt(z, labels, prior), atol=1e-9)
+    assert PlattPrior.from_dict(prior.to_dict()) == prior
+    assert PlattPrior.from_dict({"mean": [1, 2], "cov": [[1, 2], [2, 1]]}) is None  # not positive definite
+    assert PlattPrior.from_dict({"mean": [1]}) is None
+
+
+def test_from_two_labels_of_each_class_the_bayesian_platt_decides_where_a_prior_is_known():
+    from engine.confidence.decide import PlattPrior
+
+    s, y = batch(2.0, n=300, share=0.5, seed=5)  # groups too close for the mixture's gate
+    prior = PlattPrior((2.0, -2.0), ((0.3, 0.0), (0.0, 0.3)))  # the calibration this score has
+    yes, no = np.flatnonzero(y)[:2], np.flatnonzero(~y)[:2]
+    one = decide(s, {int(yes[0]): True, int(no[0]): False}, DecisionRule(), prior)
+    assert one.method == "mixture" and one.called == 2  # one of each: the mixture, which calls nothing here
+    two = decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, DecisionRule(), prior)
+    assert two.method == "platt" and two.separated
+    free = [i for i in range(len(s)) if i not in set(yes) | set(no)]
+    made, right = call_quality(y[free], [two.calls[i] for i in free])
+    assert made > 0.3 * len(free) and right / made >= 0.9
+    assert decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, DecisionRule()).method == "mixture"

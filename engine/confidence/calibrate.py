@@ -38,6 +38,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from engine.confidence import metrics
+from engine.confidence.decide import PlattPrior
 from engine.confidence.general import GeneralProbe
 from engine.confidence.probe import Features, Probe, fit_probe
 from engine.confidence.store import load_probe_file, save_probe_file
@@ -97,6 +98,21 @@ def fit_platt(scores, labels, l2: float = PLATT_L2, prior: tuple[float, float] =
     return Platt(float(fit.w[0]), float(fit.b))
 
 
+def platt_prior(scores, labels, questions) -> PlattPrior:
+    """The prior on Platt's parameters from one Platt fit per question (each needs both answers)
+    of labeled scores: what the scores' calibration was across those questions."""
+    scores, labels, questions = np.asarray(scores, np.float64), np.asarray(labels, bool), np.asarray(questions)
+    params = []
+    for q in dict.fromkeys(questions.tolist()):
+        m = questions == q
+        if labels[m].any() and (~labels[m]).any():
+            fit = fit_platt(scores[m], labels[m], l2=1e-2)
+            params.append([fit.a, fit.b])
+    if len(params) < 3:
+        raise ValueError("a Platt prior needs at least three questions with both answers")
+    return PlattPrior.fit(np.array(params))
+
+
 # --- the calibrator -------------------------------------------------------------------------------
 @dataclass
 class Calibrator:
@@ -153,6 +169,15 @@ class Calibrator:
         if self.general_active:
             return "anchored" if self.anchored is not None else "general"
         return "platt" if self.platt is not None else "margin"
+
+    @property
+    def platt_prior(self) -> Optional[PlattPrior]:
+        """The prior on the calibration of this calibrator's score, where one is known: the general
+        probe's (measured across the questions it was fitted on), for its log-odds as shipped or
+        refit to the labels. None for any other score."""
+        if self.method not in ("general", "anchored") or self.general_platt is not None or not self.general.info:
+            return None
+        return PlattPrior.from_dict(self.general.info.get("platt_prior"))
 
     @property
     def effective_band(self) -> float:

@@ -9,8 +9,13 @@ P(yes | score) is logistic in the score, fitted by EM with each labeled document
 How sure the fit itself is comes from refitting it on bootstrap re-weightings of the batch: a
 document is called only where the probability of the call being right reaches the target in
 nearly every refit, and only when the two groups are separated by at least a gate (in standard
-deviations) chosen on labeled topical questions. A batch without two separated groups (a weak ranking)
-stays uncertain; a separated one is called.
+deviations) chosen on labeled topical questions. A batch without two separated groups (a weak
+ranking) stays uncertain; a separated one is called.
+
+From a few labels of each class on, where the score comes with a prior on its calibration (how
+its Platt slope and intercept varied across the questions it was fitted on), a Bayesian Platt
+decides instead: the posterior of the calibration given the labels, and a call where the
+predictive probability reaches the target.
 
 Everything here is numpy on arrays: no model, no classifier, no state.
 """
@@ -39,6 +44,11 @@ _VAR_FLOOR = 1e-4  # of the batch's variance: keeps EM away from a collapsed com
 # between two entries takes the stricter one; above the last, nothing is called.
 GATES_BY_TARGET = ((0.75, 0.0), (0.80, 0.0), (0.85, 2.5), (0.90, 3.0), (0.95, 3.5))
 
+# From this many labels of each class, a Bayesian Platt on the score decides instead of the mixture
+# (where the score's prior is known): on the tuning genres it called more at the target from two on
+# (scripts/decisions_rule_v3.md).
+PLATT_FROM = 2
+
 
 def gate_for_target(target: float) -> float:
     """The measured separation gate for calls right with probability `target`."""
@@ -50,15 +60,17 @@ def gate_for_target(target: float) -> float:
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """How calls are made from a batch's mixture: the target precision, the separation gate (in
-    pooled standard deviations; calls only above it; None: the one measured for the target), the
-    bootstrap refits and the quantile of their probabilities a call must clear."""
+    """How calls are made: the target precision, the mixture's separation gate (in pooled standard
+    deviations; calls only above it; None: the one measured for the target), its bootstrap refits
+    and the quantile of their probabilities a call must clear, and from how many labels of each
+    class a Bayesian Platt decides instead (where the score comes with a prior for it)."""
 
     target: float = DEFAULT_TARGET
     gate: Optional[float] = None
     refits: int = 30
     quantile: float = 0.1
     seed: int = 0
+    platt_from: int = PLATT_FROM
 
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
@@ -83,12 +95,13 @@ class BatchDecision:
     prevalence: float  # the estimated share of "yes"
     n_labels: tuple[int, int]  # (yes, no) labels used
     gate: float = math.inf  # the rule's separation gate
+    method: str = "mixture"  # or "platt": the Bayesian Platt decided
 
     @property
     def separated(self) -> bool:
-        """Whether the groups are apart enough for the mixture's probabilities to be used at all
-        (the rule's gate); when not, no document is called."""
-        return math.isfinite(self.separation) and self.separation >= self.gate
+        """Whether the probabilities are to be used at all: the Bayesian Platt's always, the
+        mixture's where its groups are apart by the rule's gate (when not, nothing is called)."""
+        return self.method == "platt" or (math.isfinite(self.separation) and self.separation >= self.gate)
 
     @property
     def called(self) -> int:
@@ -172,11 +185,79 @@ def _pinned(n: int, labels: Optional[Mapping[int, bool]]) -> np.ndarray:
     return fixed
 
 
-def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule()
-           ) -> BatchDecision:
+# --- the Bayesian Platt ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlattPrior:
+    """A Gaussian prior on Platt's (slope, intercept) for P(yes) = sigmoid(slope * score + intercept):
+    what the score's calibration was across many questions."""
+
+    mean: tuple[float, float]
+    cov: tuple[tuple[float, float], tuple[float, float]]
+
+    @classmethod
+    def fit(cls, params, ridge: float = 1e-3) -> "PlattPrior":
+        """From per-question Platt fits (m, 2)."""
+        params = np.asarray(params, dtype=np.float64)
+        cov = np.cov(params.T) + ridge * np.eye(2)
+        return cls(tuple(map(float, params.mean(axis=0))), tuple(tuple(map(float, row)) for row in cov))
+
+    def rescaled(self, a: float, c: float) -> "PlattPrior":
+        """The same prior for the score a * s + c."""
+        m = np.array([[1 / a, 0.0], [-c / a, 1.0]])
+        mean = m @ np.array(self.mean)
+        cov = m @ np.array(self.cov) @ m.T
+        return PlattPrior(tuple(map(float, mean)), tuple(tuple(map(float, row)) for row in cov))
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "cov": [list(row) for row in self.cov]}
+
+    @classmethod
+    def from_dict(cls, data) -> Optional["PlattPrior"]:
+        """The prior saved by `to_dict`, or None when missing or malformed."""
+        try:
+            mean = np.asarray(data["mean"], dtype=np.float64)
+            cov = np.asarray(data["cov"], dtype=np.float64)
+            if mean.shape != (2,) or cov.shape != (2, 2) or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+                return None
+            np.linalg.cholesky(cov)  # positive definite
+        except (KeyError, TypeError, ValueError, np.linalg.LinAlgError):
+            return None
+        return cls(tuple(map(float, mean)), tuple(tuple(map(float, row)) for row in cov))
+
+
+def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior) -> np.ndarray:
+    """Predictive P(yes) per score under the Laplace posterior of Platt's (slope, intercept) given
+    the labeled scores (`labels`: index into `scores` -> yes), by the probit approximation of the
+    logistic-Gaussian integral: the fewer and the more contradictory the labels, the nearer 0.5."""
+    s = np.asarray(scores, dtype=np.float64)
+    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
+    theta = m0.copy()
+    idx = np.array([int(i) for i in (labels or {})], dtype=int)
+    y = np.array([1.0 if (labels or {})[i] else 0.0 for i in (labels or {})])
+    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
+    for _ in range(50):
+        q = metrics.sigmoid(x @ theta)
+        grad = x.T @ (q - y) + p0 @ (theta - m0)
+        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
+        step = np.linalg.solve(hess, grad)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    q = metrics.sigmoid(x @ theta)
+    cov = np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
+    xs = np.stack([s, np.ones_like(s)], axis=1)
+    mu = xs @ theta
+    v = np.einsum("ij,jk,ik->i", xs, cov, xs)
+    return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
+
+
+def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
+           prior: Optional[PlattPrior] = None) -> BatchDecision:
     """P(yes) and calls for every document of a batch from its scores (n,) and the labels given
     (index into `scores` -> yes). A score that is not finite gets P(yes) NaN and "uncertain".
-    Labeled documents keep their label as their call and P(yes) 1 or 0."""
+    Labeled documents keep their label as their call and P(yes) 1 or 0. With `prior` (what the
+    score's calibration was across questions) and at least `rule.platt_from` labels of each class,
+    the Bayesian Platt decides; otherwise the mixture over the batch."""
     raw = np.asarray(scores, dtype=np.float64)
     n = len(raw)
     ok = np.isfinite(raw)
@@ -189,6 +270,13 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
         probability[i] = fixed_all[i]
     s, fixed = raw[ok], fixed_all[ok]
     free = np.isnan(fixed)
+    if prior is not None and min(n_labels) >= rule.platt_from:
+        pb = bayes_platt(s, {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}, prior)
+        for j, i in enumerate(np.flatnonzero(ok)):
+            if free[j]:
+                probability[i] = pb[j]
+                calls[i] = YES if pb[j] >= rule.target else NO if pb[j] <= 1 - rule.target else UNCERTAIN
+        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, "platt")
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
         return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate)
     centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
@@ -219,7 +307,8 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
 
 
 def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
-                    extra: Sequence[tuple[float, bool]] = (), mass_floor: float = 0.0) -> list[Verdict]:
+                    extra: Sequence[tuple[float, bool]] = (), mass_floor: float = 0.0,
+                    prior: Optional[PlattPrior] = None) -> list[Verdict]:
     """One question's verdicts decided over the batch: each row's `score` (the calibrator's
     log-odds) goes into `decide`, with the rows of labeled documents (`pinned`: document index ->
     yes) held at their labels and `extra` labeled documents outside the batch (score, label) added.
@@ -227,7 +316,8 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     probability and gets its label's call, and so does every row of a batch without two groups
     apart enough to trust (too small, or below the rule's gate; then "uncertain"). A row whose
     label mass is below `mass_floor` stays uncertain. Errors pass through. The same document
-    listed twice (same `document_index`) counts once."""
+    listed twice (same `document_index`) counts once. `prior`: the Platt prior of the score, for
+    `decide`."""
     pinned = pinned or {}
     slot: dict[int, int] = {}  # document index -> position in the batch
     scores: list[float] = []
@@ -242,7 +332,7 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     for score, label in extra:
         labels[len(scores)] = bool(label)
         scores.append(float(score))
-    decision = decide(scores, labels, rule)
+    decision = decide(scores, labels, rule, prior)
     out = []
     for v in verdicts:
         i = slot.get(v.document_index) if v.ok and math.isfinite(v.score) else None
