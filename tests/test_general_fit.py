@@ -32,6 +32,18 @@ def test_the_fit_finds_the_direction_every_genre_shares_and_judges_held_out_genr
     assert probe.heldout_auc > 0.9 and abs(probe.heldout_auc_margin - 0.5) < 0.1  # the margins here are noise
     assert probe.info["platt_from_logo"][0] > 0 and probe.subtract_null and probe.layer == 3
     assert probe.label_free_band == float("inf")
+    # the Bayesian Platt's prior, in the shipped scale: the held-out genre's own calibration of the
+    # shipped log-odds lies within it
+    from engine.confidence.calibrate import fit_platt
+    from engine.confidence.decide import PlattPrior
+
+    prior = PlattPrior.from_dict(probe.info["platt_prior"])
+    h = held["h"]
+    scores = (h.hidden[:, 0].astype(np.float64) - probe.mean) / probe.scale @ probe.w + probe.b
+    truth = fit_platt(scores, h.labels[:, 0] == 1)
+    for value, mean, var in ((truth.a, prior.mean[0], prior.cov[0][0]), (truth.b, prior.mean[1], prior.cov[1][1])):
+        assert abs(value - mean) < 3 * np.sqrt(var)
+    assert prior.mean[0] > 0
 
 
 def test_the_layer_is_seventy_percent_of_the_depth():
