@@ -37,7 +37,7 @@ demo: model
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \
 		resources/samples
-	@echo "== 16+16 labels refit the general probe; 12 descriptions it has not seen, decided with the labeled ones at the default target of 90%: where the groups are apart, calls:"
+	@echo "== 16+16 labels refit the general probe; 12 descriptions it has not seen, decided with the labeled ones at the default target of 90% (see README, Decisions over the batch):"
 	VERDICT_DATA_DIR=$$(mktemp -d) $(BIN)/verdict classify --format table \
 		--question "Is this software a game?" \
 		--jsonl-in resources/demo/games-new.jsonl --labels resources/demo/games-labeled.jsonl
