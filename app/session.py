@@ -459,7 +459,9 @@ class SessionController(QObject):
             return []
         rows, scores, labels = self._batch(question)
         unwanted = self._skipped.get(question, set()) | set(exclude)
-        picks = suggest(scores, labels, self.rule, count + len(unwanted)) if len(rows) - len(labels) > 0 else []
+        cal = self.scoring.calibrators.get(question)
+        prior = cal.platt_prior if cal is not None else None
+        picks = suggest(scores, labels, self.rule, count + len(unwanted), prior=prior) if len(rows) > len(labels) else []
         return [rows[i].key for i in picks if rows[i].key not in unwanted][:count]
 
     def _first_calls(self, scores: list[float], labels: dict[int, bool], picks: list[int],
@@ -492,7 +494,9 @@ class SessionController(QObject):
             return
         skipped = self._skipped.get(question, set())
         # one search serves the stars and the count of labels to the first calls
-        picks = suggest(scores, labels, self.rule, 4 + len(skipped)) if len(rows) > len(labels) else []
+        cal = self.scoring.calibrators.get(question)
+        prior = cal.platt_prior if cal is not None else None
+        picks = suggest(scores, labels, self.rule, 4 + len(skipped), prior=prior) if len(rows) > len(labels) else []
         self.results.set_suggested([rows[i].key for i in picks if rows[i].key not in skipped][:3])
         free = [r for i, r in enumerate(rows) if i not in labels]
         called = sum(r.verdicts[question].verdict in ("yes", "no") for r in free)
@@ -506,8 +510,7 @@ class SessionController(QObject):
                     f"groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
                     f"Labels ({keys_help}) tune the ranking.")
         elif called == 0:
-            cal = self.scoring.calibrators.get(question)
-            needed = self._first_calls(scores, labels, picks[:4], cal.platt_prior if cal is not None else None)
+            needed = self._first_calls(scores, labels, picks[:4], prior)
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed
                    else "a few labels should bring the first calls")
             text = (f"No yes or no yet: none would be right {target} of the time. Label the ★ documents "

@@ -219,7 +219,7 @@ class Pipeline:
             members = list(batch.values())
             scores = [v.score for v in members] + ([a[0] for a in cal.anchors.values()] if cal else [])
             labels = {len(members) + n: a[1] for n, a in enumerate(cal.anchors.values())} if cal else {}
-            picks = suggest(scores, labels, self.rule, count) if members else []
+            picks = suggest(scores, labels, self.rule, count, prior=cal.platt_prior if cal else None) if members else []
             out[question] = [members[i] for i in picks if i < len(members)]
         return out
 

@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
-from engine.confidence.decide import DecisionRule, call_quality, decide, oracle_coverage, suggest
+from engine.confidence.calibrate import platt_prior
+from engine.confidence.decide import PlattPrior, DecisionRule, call_quality, decide, oracle_coverage, suggest
+from engine.confidence.general import probes_dir
 from engine.confidence.calibrate import ANCHOR_L2
 from engine.confidence.metrics import logistic_regression
 
@@ -49,16 +51,16 @@ def refit_scores(x: np.ndarray, w: np.ndarray, b: float, labels: dict[int, bool]
 
 
 def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int,
-                  refit: tuple | None = None) -> int:
+                  refit: tuple | None = None, prior: PlattPrior | None = None) -> int:
     """Labels until the batch is called (most + 1: not within `most`). `refit`: (x, w, b) to refit
-    the scores to the labels after each one."""
+    the scores to the labels after each one; `prior`: the scores' Platt prior, as shipped."""
     rng = np.random.default_rng(seed)
     goal = min(0.9, oracle_coverage(y, s, TARGET))
     labels: dict[int, bool] = {}
     for n in range(most + 1):
         if refit is not None:
             s = refit_scores(*refit, labels)
-        d = decide(s, labels, rule)
+        d = decide(s, labels, rule, prior)
         free = np.array([i not in labels for i in range(len(s))])
         made, right = call_quality(y[free], [c for c, f in zip(d.calls, free) if f])
         if made and made / free.sum() >= goal - 1e-9 and right / made >= TARGET:
@@ -66,11 +68,18 @@ def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, 
         if n == most:
             break
         if order == "suggested":
-            pick = suggest(s, labels, rule)[0]
+            pick = suggest(s, labels, rule, prior=prior)[0]
         else:
             pick = int(rng.choice(np.flatnonzero(free)))
         labels[pick] = bool(y[pick])
     return most + 1
+
+
+def shipped_prior() -> PlattPrior | None:
+    """The shipped general probe's Platt prior (the obvious case's rows carry its log-odds)."""
+    for path in probes_dir().glob("*.json"):
+        return PlattPrior.from_dict(json.loads(path.read_text()).get("info", {}).get("platt_prior"))
+    return None
 
 
 def main() -> int:
@@ -93,12 +102,17 @@ def main() -> int:
         genres = HELD_OUT + tuple(g for g in args.genres.split(",") if g)
         held = load_pairs(Path(args.cache), genres)
         probe = GeneralProbe({"layers": [21], "diff": True}, 100.0).fit(train)
+        logo_z = np.zeros(len(train.y))  # the Bayesian Platt's prior, as eval_decisions fits it
+        for g in TRAIN:
+            m = train.genre == g
+            logo_z[m] = GeneralProbe({"layers": [21], "diff": True}, 100.0).fit(train.take(~m)).decision(train.take(m))
+        prior = platt_prior(logo_z, train.y, train.question)
         z = probe.decision(held)
         x = (features(held, probe.spec) - probe.mean) / probe.scale
         for g in genres:
             for q in dict.fromkeys(held.question[held.genre == g]):
                 m = (held.genre == g) & (held.question == q)
-                batches.append((f"{g}: {q}", z[m], held.y[m], (x[m], probe.w, float(probe.b))))
+                batches.append((f"{g}: {q}", z[m], held.y[m], (x[m], probe.w, float(probe.b)), prior))
     if args.obvious:
         truth = {json.loads(line)["id"]: json.loads(line)["labels"]
                  for line in (ROOT / "resources" / "bench" / "obvious.jsonl").read_text().splitlines()}
@@ -106,13 +120,13 @@ def main() -> int:
         for q in dict.fromkeys(r["question"] for r in rows):
             mine = [r for r in rows if r["question"] == q]
             batches.append((f"obvious: {q}", np.array([r["score"] for r in mine]),
-                            np.array([truth[r["id"]][q] for r in mine]), None))
+                            np.array([truth[r["id"]][q] for r in mine]), None, shipped_prior()))
     report = []
     print(f"{'batch':70} {'n':>4} {'oracle':>6} {'suggested':>9} {'random':>7}")
-    for name, s, y, states in batches:
+    for name, s, y, states, prior in batches:
         refit = states if args.refit else None
-        sug = labels_needed(s, y, "suggested", rule, args.most, 0, refit)
-        ran = [labels_needed(s, y, "random", rule, args.most, seed, refit) for seed in range(args.seeds)]
+        sug = labels_needed(s, y, "suggested", rule, args.most, 0, refit, prior)
+        ran = [labels_needed(s, y, "random", rule, args.most, seed, refit, prior) for seed in range(args.seeds)]
         report.append({"batch": name, "n": len(s), "oracle": oracle_coverage(y, s, TARGET), "suggested": sug,
                        "random": float(np.median(ran))})
         r = report[-1]

@@ -351,15 +351,15 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
 
 
 def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
-            count: int = 1, candidates: int = 16) -> list[int]:
+            count: int = 1, candidates: int = 16, prior: Optional[PlattPrior] = None) -> list[int]:
     """The unlabeled documents (indices into `scores`) whose label would bring the most calls, best
     first: for a shortlist of uncertain documents spread over the scores, the calls a quick refit
     (no bootstrap) makes with each answer, weighed by how likely that answer is now. Ties go to
     the document nearest even odds. Documents already called are not suggested while any is
-    uncertain."""
+    uncertain. `prior`: the score's Platt prior, as for `decide`."""
     s = np.asarray(scores, dtype=np.float64)
     labels = dict(labels or {})
-    current = decide(s, labels, rule)
+    current = decide(s, labels, rule, prior)
     open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i]) and current.calls[i] == UNCERTAIN]
     if not open_:
         open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i])]
@@ -374,8 +374,8 @@ def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionR
     gain = {}
     for i in shortlist:
         p = float(np.clip(p_now[i], 0.05, 0.95))
-        calls_yes = decide(s, {**labels, i: True}, quick).called
-        calls_no = decide(s, {**labels, i: False}, quick).called
+        calls_yes = decide(s, {**labels, i: True}, quick, prior).called
+        calls_no = decide(s, {**labels, i: False}, quick, prior).called
         gain[i] = (p * calls_yes + (1 - p) * calls_no, -abs(p_now[i] - 0.5))
     ranked = sorted(shortlist, key=lambda i: gain[i], reverse=True)
     return ranked[:count]
