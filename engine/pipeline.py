@@ -311,21 +311,19 @@ def decided(rows: Sequence[tuple[int, Verdict]], cals: Mapping[str, Calibrator],
         by_question.setdefault(v.question, []).append(n)
     for question, members in by_question.items():
         cal = cals[question]
-        batch, pinned, found = [], {}, set()
+        batch, pinned, pinned_scores, found = [], {}, {}, set()
         for n in members:
             v = out[n][1]
             key = keys.get(v.document_index)
             if key in cal.anchors:
-                score, label = cal.anchors[key]
-                pinned[v.document_index] = label
+                pinned_scores[v.document_index], pinned[v.document_index] = cal.anchors[key]
                 found.add(key)
-                v = dataclasses.replace(v, score=score)
             batch.append(v)
         extra = [anchor for key, anchor in cal.anchors.items() if key not in found]
         verdicts = decide_verdicts(batch, rule, pinned=pinned, extra=extra, mass_floor=cal.mass_floor,
-                                   prior=cal.platt_prior)
+                                   prior=cal.platt_prior, pinned_scores=pinned_scores)
         for n, v in zip(members, verdicts):
-            out[n] = (out[n][0], dataclasses.replace(v, score=out[n][1].score))
+            out[n] = (out[n][0], v)
     return out
 
 

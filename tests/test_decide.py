@@ -3,6 +3,7 @@ means, shares and spread, so the fitted mixture, the calls' precision and the or
 against the distribution that made them."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -202,3 +203,18 @@ def test_from_two_labels_of_each_class_the_bayesian_platt_decides_where_a_prior_
     made, right = call_quality(y[free], [two.calls[i] for i in free])
     assert made > 0.3 * len(free) and right / made >= 0.9
     assert decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, DecisionRule()).method == "mixture"
+
+
+def test_deciding_again_after_the_groups_merge_gives_back_each_rows_own_probability():
+    """The window decides a batch again on every change, feeding back rows it decided before: once
+    the groups are no longer apart, each row's probability must be its calibrator's (from its
+    score), not the mixture's from the earlier decision."""
+    s, _ = batch(6.0, n=200, share=0.5, seed=7)
+    rows = [Verdict(document_id=f"d{i}", question="Q?", verdict=UNCERTAIN, score=float(x), margin=float(x),
+                    probability=1 / (1 + math.exp(-x)), label_mass=0.9, document_index=i) for i, x in enumerate(s)]
+    first = decide_verdicts(rows, DecisionRule(gate=2.0))
+    assert sum(v.verdict != UNCERTAIN for v in first) > 150
+    merged = [dataclasses.replace(v, score=float(x)) for v, x in zip(first, np.random.default_rng(1).normal(size=200))]
+    again = decide_verdicts(merged, DecisionRule(gate=2.0))
+    assert all(v.verdict == UNCERTAIN for v in again)
+    assert [v.probability for v in again] == pytest.approx([1 / (1 + math.exp(-v.score)) for v in merged], abs=1e-6)

@@ -308,7 +308,8 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
 
 def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
                     extra: Sequence[tuple[float, bool]] = (), mass_floor: float = 0.0,
-                    prior: Optional[PlattPrior] = None) -> list[Verdict]:
+                    prior: Optional[PlattPrior] = None, pinned_scores: Mapping[int, float] | None = None
+                    ) -> list[Verdict]:
     """One question's verdicts decided over the batch: each row's `score` (the calibrator's
     log-odds) goes into `decide`, with the rows of labeled documents (`pinned`: document index ->
     yes) held at their labels and `extra` labeled documents outside the batch (score, label) added.
@@ -317,8 +318,10 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     apart enough to trust (too small, or below the rule's gate; then "uncertain"). A row whose
     label mass is below `mass_floor` stays uncertain. Errors pass through. The same document
     listed twice (same `document_index`) counts once. `prior`: the Platt prior of the score, for
-    `decide`."""
+    `decide`. `pinned_scores`: document index -> the score a labeled document is decided by, when
+    not its row's (the score it had when it was labeled)."""
     pinned = pinned or {}
+    pinned_scores = pinned_scores or {}
     slot: dict[int, int] = {}  # document index -> position in the batch
     scores: list[float] = []
     labels: dict[int, bool] = {}
@@ -328,7 +331,7 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
         slot[v.document_index] = len(scores)
         if v.document_index in pinned:
             labels[len(scores)] = bool(pinned[v.document_index])
-        scores.append(v.score)
+        scores.append(pinned_scores.get(v.document_index, v.score) if v.document_index in pinned else v.score)
     for score, label in extra:
         labels[len(scores)] = bool(label)
         scores.append(float(score))
@@ -344,7 +347,9 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
             call = UNCERTAIN
         p = float(decision.probability[i])
         if i in labels or not decision.separated or not math.isfinite(p):
-            p = v.probability  # labeled, or no two groups to trust: the calibrator's own probability
+            # labeled, or no two groups to trust: the calibrator's own probability, from the score
+            # (not `v.probability`, which an earlier decision over the batch may have replaced)
+            p = float(metrics.sigmoid(v.score))
         p = min(max(p, 1e-9), 1 - 1e-9) if math.isfinite(p) else p  # so that margin is its log-odds
         out.append(dataclasses.replace(v, probability=p, margin=metrics.logit(p), verdict=call))
     return out
