@@ -135,11 +135,12 @@ def test_each_paste_becomes_a_document(qtbot, make_window):
     assert names[0].startswith("Pasted 1: Your parcel is waiting.") and names[0].endswith("…")
     assert names[1] == "Pasted 2: Minutes of the Tuesday planning meeting."
     assert window.results.rows[1].document.text.endswith("Attendees: Ana, Bo.")
-    # in the question editor Ctrl+V pastes into the question instead
+    # in the question editor Ctrl+V pastes a sentence into the question instead
     window.question_bar.editor.setFocus()
     window.question_bar.editor.clear()
+    clipboard.setText("Is this from a meeting?")
     qtbot.keyClick(window.question_bar.editor, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
-    assert "Minutes" in window.question_bar.editor.toPlainText()
+    assert window.question_bar.editor.toPlainText() == "Is this from a meeting?"
     assert len(window.results.rows) == 2
 
 
@@ -195,7 +196,9 @@ def test_return_rescores_and_a_second_question_gets_its_own_column(qtbot, tmp_pa
 
     editor.selectAll()
     qtbot.keyClicks(editor, Q1)
-    qtbot.keyClick(editor, Qt.Key.Key_Return)  # editing the question and pressing Return asks it again (a rename)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # editing the question and pressing Return asks "Ask again?"
+    assert window.results.questions == [first]
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # a second Return: asked again (a rename)
     assert window.results.questions == [Q1]
     wait_scored(qtbot, window, 4)
     assert all(set(r.verdicts) == {Q1} for r in window.results.rows)
