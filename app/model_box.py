@@ -24,6 +24,7 @@ class ModelBox(QWidget):
         caption = QLabel("MODEL")
         caption.setObjectName("Caption")
         self.label = QLabel("…")
+        self.label.setTextFormat(Qt.TextFormat.PlainText)  # a model's name is a file name, not markup
         self.label.setObjectName("ModelName")
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.menu = QMenu("Model", self)

@@ -2,7 +2,7 @@
 scoring runs the progress, an honest rate and time left, and Cancel."""
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 
@@ -30,6 +30,7 @@ class StatusArea(QStatusBar):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(10)
         self.progress_label = QLabel()
+        self.progress_label.setTextFormat(Qt.TextFormat.PlainText)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop scoring (Esc); answers not replaced yet come back")
         self.cancel_button.clicked.connect(self.cancelClicked)
