@@ -25,6 +25,7 @@ from app import calibration, options as question_options, passages
 from app.documents import text_document
 from app.options import EXAMPLES, THINK, QuestionOptions
 from app.session_store import SessionStore
+from app.status_area import rate_text
 from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, ResultsModel
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
@@ -403,6 +404,7 @@ class SessionController(QObject):
         rows = self._visible_first(rows)
         keys = [r.key for r in rows]
         self.results.set_status(keys, QUEUED)
+        self.detailChanged.emit(None)  # the pane says "Queued" as the rows do, before progress is reported
         self.scoring.score(keys, [r.document for r in rows], questions)
 
     def _visible_first(self, rows: list[DocumentRow]) -> list[DocumentRow]:
@@ -562,6 +564,8 @@ class SessionController(QObject):
     @Slot(list)
     def _on_rows_scoring(self, keys: list[int]) -> None:
         self.results.set_status(keys, SCORING)
+        for key in keys:
+            self.detailChanged.emit(key)  # the pane says what the row says
 
     @Slot(list, str, str)
     def _on_rows_stopped(self, keys: list[int], outcome: str, reason: str) -> None:
@@ -590,7 +594,7 @@ class SessionController(QObject):
         if errors:
             parts.append(f"{errors} failed")
         if rate > 0:
-            parts.append(f"{rate:.1f} documents/s")
+            parts.append(rate_text(rate))
         return " · ".join(parts)
 
     # ---------------------------------------------------------------------------------------- model

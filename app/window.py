@@ -297,7 +297,7 @@ class MainWindow(QMainWindow):
     def _on_busy(self, busy: bool) -> None:
         self.status.show_busy(busy)
         if not busy:
-            self.show_message(self.session.summary(self.status.rate))
+            self.status.show_summary(self.session.summary(self.status.rate))
 
     # ---------------------------------------------------------------------------------------- model
     def open_model(self, path: Optional[str]) -> None:

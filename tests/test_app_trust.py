@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sqlite3
 
 import pytest
@@ -337,3 +338,43 @@ def test_copied_rows_keep_labels_and_numbers(qtbot, make_window):
     assert header[-1] == f"Your label: {Q1}" and cells[-1] == "yes" and lines[2][-1] == ""
     margin = cells[header.index(next(h for h in header if h.startswith("Margin")))]
     assert not margin.startswith("'") and float(margin) == pytest.approx(first.verdicts[Q1].margin, abs=0.01)
+
+
+# --- one source for progress texts ------------------------------------------------------------------------
+def test_progress_texts_agree_during_a_run(qtbot, make_window, tmp_path):
+    from app.table_model import STATUS_TEXT
+    from test_app import write_docs
+
+    window = scored(qtbot, make_window, n=2)
+    window.add_paths(write_docs(tmp_path / "more", 30, text=lambda i: f"Report {i}. " + "All is well here. " * 30))
+    wait_scored(qtbot, window, 32)
+    assert window.status.currentMessage().startswith("32 of 32 documents scored")
+    status_column = next(c for c in range(window.results.columnCount())
+                         if window.results.headerData(c, Qt.Orientation.Horizontal) == "Status")
+    window.select_keys([window.results.rows[-1].key])
+    checks = []
+
+    def check(*_args) -> None:
+        row = window.results.row_for_key(window.detail.key)
+        pane = window.detail.status.text().split(" · ")[0]
+        cell = window.results.data(window.results.index(window.results.row_number(row.key), status_column))
+        left = window.status.currentMessage()
+        busy = window.controller.busy
+        checks.append((pane, cell, STATUS_TEXT[row.status], left if busy else "", window.status.progress_label.text()))
+
+    window.controller.rowsScoring.connect(check)
+    window.controller.progressChanged.connect(check)
+    window.controller.verdictArrived.connect(check)
+    qtbot.keyClick(window, Qt.Key.Key_R, CTRL)  # Ask Again: every document again
+    assert window.status.currentMessage() == ""  # the last run's "32 of 32 scored" is gone
+    wait_scored(qtbot, window, 32)
+    assert {"Queued", "Scoring…", "Done"} <= {pane for pane, *_ in checks}  # the shown row went through each
+    for pane, cell, status, left, right in checks:
+        assert pane == cell == status  # the pane says what the row says
+        assert "scored" not in left  # while it runs, only the right speaks of progress
+        assert not re.search(r"(?<![\d.])0\.0 documents/s", right)
+    from app.status_area import rate_text
+
+    summary = window.status.currentMessage()
+    assert summary.startswith("32 of 32 documents scored") and rate_text(window.status.rate) in summary
+    assert rate_text(0.02) == "50 s per document" and rate_text(0) == ""
