@@ -314,9 +314,9 @@ def test_export_csv_and_jsonl_and_copy_rows(qtbot, tmp_path, make_window, monkey
     lines = QGuiApplication.clipboard().text().splitlines()
     assert len(lines) == 3
     header = lines[0].split("\t")
-    assert header[:3] == ["Name", Q1, Q2] and header[-1] == "Status"
+    assert header[:3] == ["Name", Q1, Q2] and header[-3:] == ["Status", f"Your label: {Q1}", f"Your label: {Q2}"]
     assert lines[1].split("\t")[0] == window.results.rows[0].name == "broken.docx"
-    assert lines[1].split("\t")[-1] == "Error" and lines[2].split("\t")[-1] == "Done"
+    assert lines[1].split("\t")[-3] == "Error" and lines[2].split("\t")[-3] == "Done"
 
 
 def test_session_is_restored_after_relaunch(qtbot, tmp_path, make_window):
