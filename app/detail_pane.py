@@ -166,11 +166,19 @@ class QuestionResult(QFrame):
         else:
             calibrated = verdict.margin
             raw = verdict.raw_margin if not math.isnan(verdict.raw_margin) else calibrated
-            self.numbers.setText(
-                f"P(yes) <b>{_num(verdict.probability, '.3f')}</b> · log-odds {_num(calibrated, '+.2f')}"
-                f" · raw margin {_num(raw, '+.3f')} · label mass {_num(verdict.label_mass, '.2f')}"
-                f" · {verdict.tokens:,} tokens"
-                + (f" · {verdict.windows} windows" if verdict.windows > 1 else "")
+            windows = f" · {verdict.windows} windows" if verdict.windows > 1 else ""
+            self.numbers.setText(  # plain words first; the technical terms and exact numbers in the tooltip
+                f"Chance of yes <b>{_num(verdict.probability, '.0%')}</b> · leans {_num(calibrated, '+.2f')}"
+                f" (the model alone {_num(raw, '+.2f')}) · it answered yes or no with "
+                f"{_num(verdict.label_mass, '.0%')} of its weight · {verdict.tokens:,} tokens read{windows}"
+            )
+            self.numbers.setToolTip(
+                f"P(yes) {_num(verdict.probability, '.3f')} · log-odds {_num(calibrated, '+.3f')} · "
+                f"raw margin {_num(raw, '+.3f')} · label mass {_num(verdict.label_mass, '.3f')}\n"
+                "Chance of yes: P(yes), calibrated. Leans: its log-odds (0 is even). The model alone: the "
+                "raw margin, log P(yes) − log P(no) of the answer's first token, before calibration. "
+                "Yes or no with … of its weight: the label mass, P(yes forms) + P(no forms); low means "
+                "the model wanted to say something else."
             )
         self.sentence.setText(sentence)
         thought = verdict.reasoning if verdict is not None and verdict.ok and not failed else None

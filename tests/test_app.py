@@ -252,7 +252,8 @@ def test_detail_pane_labels_and_deciding_window(qtbot, tmp_path, make_window):
     assert pane.highlighted_span() == verdict.window_span
     assert pane.window_note.isVisible()
     result = pane.results()[0]
-    assert "raw margin" in result.numbers.text() and "P(yes)" in result.numbers.text()
+    assert "Chance of yes" in result.numbers.text() and "raw margin" not in result.numbers.text()
+    assert "raw margin" in result.numbers.toolTip() and "P(yes)" in result.numbers.toolTip()  # the terms, on hover
 
     qtbot.mouseClick(result.yes_button, Qt.MouseButton.LeftButton)
     assert long_row.labels == {Q1: "yes"}

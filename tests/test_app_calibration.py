@@ -47,7 +47,7 @@ def key_of(window, name: str) -> int:
 
 def pane_text(window) -> str:
     result = window.detail.results()[0]
-    return result.numbers.text() + "\n" + result.calibration.text()
+    return result.numbers.text() + "\n" + result.numbers.toolTip() + "\n" + result.calibration.text()
 
 
 def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbot, make_window):
