@@ -378,3 +378,30 @@ def test_progress_texts_agree_during_a_run(qtbot, make_window, tmp_path):
     summary = window.status.currentMessage()
     assert summary.startswith("32 of 32 documents scored") and rate_text(window.status.rate) in summary
     assert rate_text(0.02) == "50 s per document" and rate_text(0) == ""
+
+
+def test_labeling_keys_work_wherever_focus_is(qtbot, make_window):
+    from PySide6.QtWidgets import QAbstractSpinBox, QLineEdit, QPlainTextEdit, QTextEdit, QWidget
+
+    window = scored(qtbot, make_window, n=4)
+    first = window.results.rows[0]
+    window.select_keys([first.key])
+
+    def typing_field(widget) -> bool:  # a field the user types into keeps its letters
+        if isinstance(widget, (QLineEdit, QAbstractSpinBox)):
+            return not widget.isReadOnly() if isinstance(widget, QLineEdit) else True
+        return isinstance(widget, (QPlainTextEdit, QTextEdit)) and not widget.isReadOnly()
+
+    places = [w for w in window.findChildren(QWidget) if w.isVisible() and w.focusPolicy() != Qt.FocusPolicy.NoFocus
+              and not typing_field(w)]
+    assert window.detail.text in places and window.table in places  # the document's text, read-only, too
+    missed = []
+    for widget in places:
+        window.select_keys([first.key])
+        widget.setFocus()
+        before = first.labels.get(Q1)
+        qtbot.keyClick(QApplication.focusWidget() or window, Qt.Key.Key_N)
+        if first.labels.get(Q1) == before:
+            missed.append(type(widget).__name__ + ":" + widget.objectName())
+        window.set_label(first.key, Q1, None)
+    assert missed == []
