@@ -57,7 +57,7 @@ class SessionController(QObject):
         self.results = results
         self.scoring = scoring
         self._rescore_when_ready = False
-        self.undo_stack = QUndoStack(self)  # removing documents, closing questions, labels
+        self.undo_stack = QUndoStack(self)  # every change to documents, questions and labels
         self._moved: dict[int, int] = {}  # old key -> new key of documents brought back by Undo
         # (document key, question) -> hidden state at scoring.state_layer, (D,): a probe fitted to
         # new labels is re-applied to every verdict at once instead of scoring everything again.
