@@ -61,16 +61,22 @@ class QuestionResult(QFrame):
         super().__init__(parent)
         self.setObjectName("QuestionResult")
         self.question = ""
+        # Every label says whether it holds markup: Qt guesses from the text otherwise, and a name
+        # such as "Sam's invoice.txt", escaped for markup, would show as "Sam&#x27;s invoice.txt".
         self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.RichText)
         self.title.setWordWrap(True)
         self.title.setObjectName("ResultQuestion")
         self.chip = QLabel()
+        self.chip.setTextFormat(Qt.TextFormat.PlainText)
         self.chip.setObjectName("Chip")
         self.chip.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.sentence = QLabel()
+        self.sentence.setTextFormat(Qt.TextFormat.PlainText)
         self.sentence.setWordWrap(True)
         self.sentence.setObjectName("ResultSentence")
         self.reasoning = QLabel()  # what the model wrote before answering (Verdict.reasoning)
+        self.reasoning.setTextFormat(Qt.TextFormat.RichText)
         self.reasoning.setObjectName("Muted")
         self.reasoning.setWordWrap(True)
         self.reasoning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -83,10 +89,12 @@ class QuestionResult(QFrame):
         self.details_button.setAutoRaise(True)
         self.details_button.toggled.connect(self._show_details)
         self.numbers = QLabel()
+        self.numbers.setTextFormat(Qt.TextFormat.RichText)
         self.numbers.setObjectName("ResultNumbers")
         self.numbers.setWordWrap(True)
         self.numbers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.calibration = QLabel()
+        self.calibration.setTextFormat(Qt.TextFormat.RichText)
         self.calibration.setObjectName("Muted")
         self.calibration.setWordWrap(True)
         self.calibration.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -150,7 +158,7 @@ class QuestionResult(QFrame):
         if stale and sentence:
             sentence = "Being asked again; this is the earlier answer. " + sentence
         if failed or (verdict and verdict.error):
-            sentence = html.escape(failed or verdict.error or "")
+            sentence = failed or verdict.error or ""
             self.numbers.setText("")
         elif verdict is None:
             sentence = "Not scored yet"
@@ -158,11 +166,19 @@ class QuestionResult(QFrame):
         else:
             calibrated = verdict.margin
             raw = verdict.raw_margin if not math.isnan(verdict.raw_margin) else calibrated
-            self.numbers.setText(
-                f"P(yes) <b>{_num(verdict.probability, '.3f')}</b> · log-odds {_num(calibrated, '+.2f')}"
-                f" · raw margin {_num(raw, '+.3f')} · label mass {_num(verdict.label_mass, '.2f')}"
-                f" · {verdict.tokens:,} tokens"
-                + (f" · {verdict.windows} windows" if verdict.windows > 1 else "")
+            windows = f" · {verdict.windows} windows" if verdict.windows > 1 else ""
+            self.numbers.setText(  # plain words first; the technical terms and exact numbers in the tooltip
+                f"Chance of yes <b>{_num(verdict.probability, '.0%')}</b> · leans {_num(calibrated, '+.2f')}"
+                f" (the model alone {_num(raw, '+.2f')}) · it answered yes or no with "
+                f"{_num(verdict.label_mass, '.0%')} of its weight · {verdict.tokens:,} tokens read{windows}"
+            )
+            self.numbers.setToolTip(
+                f"P(yes) {_num(verdict.probability, '.3f')} · log-odds {_num(calibrated, '+.3f')} · "
+                f"raw margin {_num(raw, '+.3f')} · label mass {_num(verdict.label_mass, '.3f')}\n"
+                "Chance of yes: P(yes), calibrated. Leans: its log-odds (0 is even). The model alone: the "
+                "raw margin, log P(yes) − log P(no) of the answer's first token, before calibration. "
+                "Yes or no with … of its weight: the label mass, P(yes forms) + P(no forms); low means "
+                "the model wanted to say something else."
             )
         self.sentence.setText(sentence)
         thought = verdict.reasoning if verdict is not None and verdict.ok and not failed else None
@@ -199,14 +215,17 @@ class DetailPane(QWidget):
         self._key: Optional[int] = None
         self._shown = 0
         self.name = QLabel()
+        self.name.setTextFormat(Qt.TextFormat.RichText)
         self.name.setObjectName("DetailName")
         self.name.setWordWrap(True)
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.source = QLabel()
+        self.source.setTextFormat(Qt.TextFormat.PlainText)
         self.source.setObjectName("Muted")
         self.source.setWordWrap(True)
         self.source.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status = QLabel()
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.status.setObjectName("Muted")
         self.status.setWordWrap(True)
 
@@ -282,7 +301,7 @@ class DetailPane(QWidget):
             self._key = row.key
             self.text.setPlainText(row.document.text)
         self.name.setText(f"<b>{html.escape(row.name)}</b>")
-        self.source.setText(html.escape(row.document.source or "Pasted text"))
+        self.source.setText(row.document.source or "Pasted text")
         notes = [STATUS_TEXT[row.status]]
         if row.status == ERROR and row.error:
             notes = [f"Error: {row.error}"]
@@ -294,7 +313,7 @@ class DetailPane(QWidget):
         text_length = len(row.document.text)
         if text_length:
             notes.append(f"{text_length:,} characters")
-        self.status.setText(" · ".join(html.escape(n) for n in notes))
+        self.status.setText(" · ".join(notes))
         self._show_results(row, questions, active, calibration or {}, basis or {})
         self._highlight(row, questions[active] if questions else None, passage)
 

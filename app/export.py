@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from typing import Iterable, Iterator
 
 from engine.atomic import atomic_write
@@ -89,10 +90,15 @@ def export_rows(path: str | os.PathLike, rows: Iterable[DocumentRow], questions:
     return count
 
 
+# A number as the table shows it (+1.63, -0.5, 62%, 1,204): pasted as a number, since no formula starts so.
+_NUMBER = re.compile(r"[+-]?\d[\d,]*(\.\d+)?%?")
+
+
 def tab_separated(lines: Iterable[Iterable[str]]) -> str:
     """Cells as tab-separated lines (what spreadsheets take from the clipboard), formula-safe."""
 
     def clean(cell: str) -> str:
-        return spreadsheet_safe(" ".join(str(cell).split()))  # tabs and newlines inside a cell would break the grid
+        text = " ".join(str(cell).split())  # tabs and newlines inside a cell would break the grid
+        return text if _NUMBER.fullmatch(text) else spreadsheet_safe(text)
 
     return "\n".join("\t".join(clean(c) for c in line) for line in lines) + "\n"

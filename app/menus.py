@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication, QMenu, QWidget
 
+from app import dialogs
 from app.options import EXAMPLES, THINK, THINK_TOKENS, THINK_UNAVAILABLE
 from app.results_table import OPTIONAL_COLUMNS
 from app.settings import TARGET_PRECISIONS
@@ -93,7 +94,8 @@ def build(w: "MainWindow") -> None:
     w.cancel_action = make_action(w, "Cancel Scoring", w.cancel, [STD.Cancel, "Ctrl+."])
     # The labeling loop: one key each, whatever has focus (a text field keeps its letters), then the
     # next document to label is shown.
-    w.label_yes_action = make_action(w, "Label Yes", lambda: w.label_current("yes"), ["Y", "Ctrl+Y"])
+    # (not ⌘Y: on Windows and Linux that is Ctrl+Y, Redo; a key two commands share fires neither)
+    w.label_yes_action = make_action(w, "Label Yes", lambda: w.label_current("yes"), ["Y", "Ctrl+Alt+Y"])
     w.label_no_action = make_action(w, "Label No", lambda: w.label_current("no"), ["N", "Ctrl+Alt+N"])
     w.skip_action = make_action(w, "Skip", w.skip_current, ["S", "Ctrl+Alt+S"],
                                 tip="Leave this document unlabeled and show the next one to label")
@@ -102,6 +104,8 @@ def build(w: "MainWindow") -> None:
     w.quick_look_action = make_action(t, "Quick Look", w.quick_look, ["Space"], context=ON_TABLE)
     w.reveal_action = make_action(w, "Show in Finder" if _mac() else "Show in File Manager", w.reveal,
                                   ["Ctrl+Shift+R"])
+    w.open_action = make_action(w, "Open", lambda: open_document(w),
+                                tip="Open the document's file in its app (pasted text: a preview)")
     w.help_action = make_action(w, "Verdict Help", w.open_help, [STD.HelpContents])
     w.fit_general_action = make_action(w, "Fit General Probe for This Model", w.fit_general_probe,
                                        tip="Learn where this model's hidden state holds the answer, from the corpus "
@@ -163,6 +167,56 @@ def build(w: "MainWindow") -> None:
         appearance.addAction(action)
         w.scheme_actions[scheme] = action
     _fill(menus.addMenu("&Help"), (w.help_action,))
+    t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+    t.customContextMenuRequested.connect(lambda pos: _popup_row_menu(w, pos))
+
+
+def row_menu(w: "MainWindow") -> QMenu:
+    """The table rows' context menu: label, open, reveal, copy, remove (acting on the selection)."""
+    menu = QMenu(w)
+    yes = QAction("Label Yes", menu)
+    yes.triggered.connect(lambda: _label_selected(w, "yes"))
+    no = QAction("Label No", menu)
+    no.triggered.connect(lambda: _label_selected(w, "no"))
+    clear = QAction("Remove Label", menu)
+    clear.triggered.connect(lambda: _label_selected(w, None))
+    for action in (yes, no, clear):
+        action.setEnabled(w.session.active_question is not None)
+    _fill(menu, (yes, no, clear, None, w.open_action, w.quick_look_action, w.reveal_action, None, w.copy_action,
+                 None, w.remove_action))
+    return menu
+
+
+def _popup_row_menu(w: "MainWindow", pos: QPoint) -> None:
+    index = w.table.indexAt(pos)
+    if not index.isValid():
+        return
+    if not w.table.selectionModel().isSelected(index):
+        w.select_keys([w.table.key_at(index.row())])  # the row under the pointer, as Finder does
+    row_menu(w).popup(w.table.viewport().mapToGlobal(pos))
+
+
+def _label_selected(w: "MainWindow", label: Optional[str]) -> None:
+    """Label every selected document's answer to the active question (one Undo step)."""
+    question, keys = w.session.active_question, w.selected_keys()
+    if question is None or not keys:
+        return
+    stack = w.session.undo_stack
+    stack.beginMacro(f"Label {label.capitalize()}" if label else "Remove Label")
+    for key in keys:
+        w.set_label(key, question, label)
+    stack.endMacro()
+
+
+def open_document(w: "MainWindow") -> None:
+    """Open the shown document's file in the system's app for it; pasted text gets a preview."""
+    row = w.results.row_for_key(w.detail.key) if w.detail.key is not None else None
+    if row is None:
+        return
+    if row.document.source:
+        dialogs.open_url(QUrl.fromLocalFile(row.document.source))
+    else:
+        w.quick_look()
 
 
 _THINK_TIP = (f"For the documents it is uncertain about, let the model write up to {THINK_TOKENS} tokens of "

@@ -24,10 +24,12 @@ class ModelBox(QWidget):
         caption = QLabel("MODEL")
         caption.setObjectName("Caption")
         self.label = QLabel("…")
+        self.label.setTextFormat(Qt.TextFormat.PlainText)  # a model's name is a file name, not markup
         self.label.setObjectName("ModelName")
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.menu = QMenu("Model", self)
         self.chooser = None  # the open ModelChooser, if any
+        self.current_path: Optional[str] = None  # the model in use ('' the default; None: none yet)
         self.offer_box: Optional[QMessageBox] = None  # the first-launch offer, once shown
         self.choose_action = QAction("Choose a Model…", self)
         self.choose_action.triggered.connect(lambda: self.open_chooser())
@@ -66,6 +68,7 @@ class ModelBox(QWidget):
 
     def show_model(self, name: str, path: str = "") -> None:
         """``name`` of the model in use ('' when none), ``path`` ('' for the default)."""
+        self.current_path = path if name else None
         self.label.setText(name or "No model")
         self.label.setToolTip(path or ("The embedded default model" if name else ""))
 
@@ -85,7 +88,7 @@ class ModelBox(QWidget):
         from app.model_chooser import ModelChooser
 
         if self.chooser is None:
-            self.chooser = ModelChooser(self.window())
+            self.chooser = ModelChooser(self.window(), current=self.current_path)
             self.chooser.modelChosen.connect(self.modelChosen.emit)
             self.chooser.finished.connect(self._chooser_closed)
         self.chooser.open()

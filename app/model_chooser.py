@@ -1,5 +1,6 @@
-"""The model chooser: models already on disk grouped by source, and a short Recommended list
-that downloads from the Hugging Face Hub with progress and Cancel.
+"""The model chooser: models already on disk grouped by source (the one in use marked), and a
+short Recommended list that downloads from the Hugging Face Hub, after asking, with progress and
+Cancel; a download that can't reach the Hub says so in one plain sentence (the details in a tooltip).
 
 Listing (GGUF headers, folder walks) and downloading run on a `Task` thread, never on the GUI
 thread; neither touches MLX models, so the scoring thread stays the only one that does.
@@ -26,6 +27,19 @@ from engine.runtime import catalog
 from engine.runtime.recommended import RECOMMENDED, Recommended
 
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
+IN_USE = "✓ in use"
+# What connection failures say (httpx, requests, the OS): no route to the Hub at all.
+_OFFLINE_MARKS = ("ConnectError", "ConnectionError", "ConnectTimeout", "Name or service not known",
+                  "Temporary failure in name resolution", "nodename nor servname", "getaddrinfo failed",
+                  "Network is unreachable", "Connection refused", "timed out", "No route to host")
+
+
+def plain_download_error(reason: str) -> str:
+    """One sentence for a failed download: 'no network' in plain words, else the Hub's own reason."""
+    if any(mark in reason for mark in _OFFLINE_MARKS):
+        return ("Could not reach Hugging Face: this computer seems to be offline, or the site is blocked. "
+                "The models already on this computer still work.")
+    return f"Could not download: {reason}"
 
 
 def _size(n: Optional[int]) -> str:
@@ -68,8 +82,11 @@ class ModelChooser(QDialog):
     modelChosen = Signal(object)
     listed = Signal()
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, current: Optional[str] = None) -> None:
+        """``current``: the path of the model in use ('' for the embedded default, None: unknown)."""
         super().__init__(parent)
+        self.current = current
+        self._confirming: Optional[Recommended] = None  # asked "Download …?"; Use Model again confirms
         self.setWindowTitle("Choose a Model")
         self.resize(640, 460)
         self.tree = QTreeWidget()
@@ -77,7 +94,7 @@ class ModelChooser(QDialog):
         self.tree.setHeaderLabels(["Model", "Details"])
         self.tree.setColumnWidth(0, 320)
         self.tree.itemDoubleClicked.connect(lambda item, _col: self.use(item))
-        self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
+        self.tree.currentItemChanged.connect(lambda *_: self._on_current_changed())
         self.status = QLabel("Looking for models…")
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
@@ -115,6 +132,7 @@ class ModelChooser(QDialog):
             item = QTreeWidgetItem(group, [rec.title, f"{details} · {rec.note}"])
             item.setData(0, ENTRY_ROLE, local or rec)
             item.setToolTip(0, rec.repo)
+            self._mark_in_use(item, local)
         for source in catalog.SOURCES:
             mine = [e for e in self.entries if e.source == source]
             if not mine:
@@ -126,6 +144,7 @@ class ModelChooser(QDialog):
                 item = QTreeWidgetItem(group, [entry.name, facts if entry.supported else f"{facts} — {entry.reason}"])
                 item.setData(0, ENTRY_ROLE, entry)
                 item.setToolTip(0, entry.path or "")
+                self._mark_in_use(item, entry)
                 if not entry.supported:  # greyed, with the reason beside it and in the tooltip
                     item.setFlags(item.flags() & ~(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable))
                     item.setToolTip(1, entry.reason or "")
@@ -133,6 +152,17 @@ class ModelChooser(QDialog):
         self.status.setText(problem or "Models on this computer, and models to download.")
         self._update_buttons()
         self.listed.emit()
+
+    def _mark_in_use(self, item: QTreeWidgetItem, entry: Optional[catalog.ModelEntry]) -> None:
+        if entry is None or self.current is None:
+            return
+        in_use = entry.source == "default" if not self.current else (
+            entry.path is not None and Path(entry.path).resolve() == Path(self.current).resolve())
+        if in_use:
+            item.setText(1, f"{IN_USE} · {item.text(1)}")
+            font = item.font(0)
+            font.setBold(True)
+            item.setFont(0, font)
 
     def _group(self, title: str) -> QTreeWidgetItem:
         group = QTreeWidgetItem(self.tree, [title])
@@ -159,13 +189,28 @@ class ModelChooser(QDialog):
             item.flags() & Qt.ItemFlag.ItemIsEnabled)
         self.use_button.setEnabled(choosable and self.download_task is None)
 
+    def _on_current_changed(self) -> None:
+        if self._confirming is not None:  # another row: the question asked no longer stands
+            self._confirming = None
+            self.use_button.setText("Use Model")
+            self.status.setText("Models on this computer, and models to download.")
+        self._update_buttons()
+
     # --- choosing -----------------------------------------------------------------------------
     def use(self, item: Optional[QTreeWidgetItem]) -> None:
         """Use the model of `item`: at once if it is on disk, after its download if recommended."""
         if item is None or self.download_task is not None or not (item.flags() & Qt.ItemFlag.ItemIsEnabled):
             return
         data = item.data(0, ENTRY_ROLE)
-        if isinstance(data, Recommended):
+        if isinstance(data, Recommended) and self._confirming != data:
+            self._confirming = data  # ask first: a download is large and needs the network
+            size = _size(data.size_bytes)
+            self.status.setText(f"Download {data.title}{f' ({size})' if size else ''} from Hugging Face? "
+                                "Click Download to start; Cancel stops it at any time.")
+            self.use_button.setText("Download")
+        elif isinstance(data, Recommended):
+            self._confirming = None
+            self.use_button.setText("Use Model")
             self.download(data)
         elif isinstance(data, catalog.ModelEntry):
             self._choose(None if data.source == "default" else data.path)
@@ -202,7 +247,8 @@ class ModelChooser(QDialog):
 
     def _download_failed(self, reason: str, cancelled: bool) -> None:
         self._finish_task()
-        self.status.setText(reason if cancelled else f"Could not download: {reason}")
+        self.status.setText(reason if cancelled else plain_download_error(reason))
+        self.status.setToolTip("" if cancelled else reason)
 
     def _finish_task(self) -> None:
         if self.download_task is not None:

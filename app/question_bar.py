@@ -1,13 +1,16 @@
 """The question editor: one tab per question (each a verdict column), Return to score.
 
-Editing the active question and pressing Return (without Shift) renames it and asks it again
-(its labels stay); Return on an unchanged question asks every question again. "+" opens a new
-question; a question from the Recent menu is added as a new one (or shown, if already asked).
-A tab's context menu holds the question's options (the actions given to `set_question_actions`).
+Return (without Shift) asks a new question. An edited question is asked again (a rename: its
+labels stay) only when the user says so: Return first asks "Ask again?", a second Return or the
+Ask button confirms. Return on an unchanged question points at Ask Again rather than rescoring.
+Questions longer than the command line accepts are refused with a message; text pasted into
+the editor that is clearly a document (several lines, or long) becomes a document instead.
+"+" opens a new question; a question from the Recent menu is added as a new one (or shown, if
+already asked). A tab's context menu holds the question's options (`set_question_actions`).
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -21,14 +24,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.cli.checks import MAX_QUESTION_CHARS
+
 PLACEHOLDER = "Ask a yes/no question about every document, e.g. “Does this ask the reader to pay money?” — then press Return"
 NEW_PLACEHOLDER = "Ask another yes/no question; it gets a column of its own — press Return"
+DOCUMENT_PASTE_CHARS = 400  # pasted text longer than this (or of several lines) is a document, not a question
+
+
+def looks_like_document(text: str) -> bool:
+    """Pasted ``text`` that is clearly a document: several lines, or longer than a question gets."""
+    text = text.strip()
+    return "\n" in text or len(text) > DOCUMENT_PASTE_CHARS
+
+
+def question_too_long(text: str) -> str:
+    """Why ``text`` can't be a question (longer than the command line accepts), or ''."""
+    if len(text) <= MAX_QUESTION_CHARS:
+        return ""
+    return (f"This question is {len(text):,} characters; questions are limited to {MAX_QUESTION_CHARS:,} "
+            "(as on the command line). Shorten it, or paste long text as a document.")
 
 
 class QuestionEditor(QPlainTextEdit):
-    """Multi-line editor where Return submits and Shift+Return starts a new line."""
+    """Multi-line editor where Return submits and Shift+Return starts a new line; pasted text that
+    is clearly a document is handed on (``documentPasted``) instead of inserted."""
 
     submitted = Signal()
+    documentPasted = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -48,6 +70,12 @@ class QuestionEditor(QPlainTextEdit):
             return
         super().keyPressEvent(event)
 
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if source.hasText() and not source.hasUrls() and looks_like_document(source.text()):
+            self.documentPasted.emit(source.text())
+            return
+        super().insertFromMimeData(source)
+
 
 class QuestionBar(QWidget):
     """Questions as tabs over one editor. The committed list only changes on submit or remove."""
@@ -55,6 +83,8 @@ class QuestionBar(QWidget):
     questionsSubmitted = Signal(list, int)  # all questions, active: score everything again
     questionRemoved = Signal(list, int)  # remaining questions, active: a column goes, nothing to score
     activeChanged = Signal(int)
+    documentPasted = Signal(str)  # text pasted into the editor that is a document, not a question
+    hint = Signal(str)  # a sentence for the status bar (why Return did not ask, or what a paste did)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -62,6 +92,7 @@ class QuestionBar(QWidget):
         self._active = 0
         self._draft = False  # the last tab is a new question not asked yet
         self._updating = False
+        self._confirming = False  # Return on an edited question asked "Ask again?"; a second Return confirms
 
         self.tabs = QTabBar()
         self.tabs.setObjectName("QuestionTabs")
@@ -93,7 +124,9 @@ class QuestionBar(QWidget):
         self.recent_button.setMenu(self.recent_menu)
 
         self.editor = QuestionEditor()
-        self.editor.submitted.connect(self.submit)
+        self.editor.submitted.connect(self._on_return)
+        self.editor.textChanged.connect(self._on_text_changed)
+        self.editor.documentPasted.connect(self._on_document_pasted)
 
         self.ask_button = QPushButton("Ask")
         self.ask_button.setObjectName("AskButton")
@@ -166,6 +199,10 @@ class QuestionBar(QWidget):
         text = self.editor.toPlainText().strip()
         if not text:
             return
+        if too_long := question_too_long(text):
+            self.hint.emit(too_long)
+            return
+        self._on_text_changed()  # a confirmation asked for is answered
         if self._draft or not self._questions:
             if text in self._questions:  # asking the same question twice adds nothing
                 self._draft = False
@@ -216,6 +253,29 @@ class QuestionBar(QWidget):
         self.questionRemoved.emit(self.questions, self._active)
 
     # --- internals ------------------------------------------------------------------------------------
+    def _on_return(self) -> None:
+        text = self.editor.toPlainText().strip()
+        if self._draft or not self._questions or self._confirming or not text:
+            self.submit()
+        elif text == self._questions[self._active]:
+            self.hint.emit("Nothing changed in this question. To score every document again, use Ask Again (⌘R).")
+        else:
+            self._confirming = True
+            self.ask_button.setText("Ask Again?")
+            self.hint.emit(f"Ask Q{self._active + 1} again in its new words? Its answers are replaced (labels stay). "
+                           "Press Return again or click Ask Again?; Undo puts the old question back.")
+
+    def _on_text_changed(self) -> None:
+        if self._confirming:
+            self._confirming = False
+            self.ask_button.setText("Ask")
+
+    def _on_document_pasted(self, text: str) -> None:
+        self.documentPasted.emit(text)
+        lines = len(text.strip().splitlines())
+        self.hint.emit(f"Pasted as a new document ({lines:,} lines, {len(text):,} characters), not into the "
+                       "question: a question is a sentence.")
+
     def _on_recent(self) -> None:
         action = self.sender()
         if isinstance(action, QAction):
@@ -248,6 +308,7 @@ class QuestionBar(QWidget):
         self._updating = False
 
     def _show_active(self) -> None:
+        self._on_text_changed()
         if self._active < len(self._questions):
             self.editor.setPlaceholderText(PLACEHOLDER)
             self.editor.setPlainText(self._questions[self._active])

@@ -102,15 +102,19 @@ class ResultsTable(QTableView):
                 selection.select(index, flags)
 
     def rows_as_text(self, keys: list[int]) -> list[list[str]]:
-        """A header line and one line per key, the cells as shown (for the clipboard)."""
+        """A header line and one line per key, the cells as shown, then the user's label for each
+        question (for the clipboard)."""
         columns = range(self.results.columnCount())
         nq = len(self.results.questions)
-        header = ["Name", *self.results.questions] + [
+        questions = self.results.questions
+        header = ["Name", *questions] + [
             str(self.results.headerData(c, Qt.Orientation.Horizontal)) for c in columns[1 + nq:]]
-        lines = [header]
+        lines = [header + [f"Your label: {q}" for q in questions]]
         for key in keys:
             n = self.results.row_number(key)
-            lines.append([str(self.results.data(self.results.index(n, c)) or "") for c in columns])
+            labels = self.results.rows[n].labels
+            lines.append([str(self.results.data(self.results.index(n, c)) or "") for c in columns]
+                         + [labels.get(q, "") for q in questions])
         return lines
 
     # --- columns -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from app import calibration, options as question_options, passages
 from app.documents import text_document
 from app.options import EXAMPLES, THINK, QuestionOptions
 from app.session_store import SessionStore
+from app.status_area import rate_text
 from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, ResultsModel
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
@@ -56,7 +57,7 @@ class SessionController(QObject):
         self.results = results
         self.scoring = scoring
         self._rescore_when_ready = False
-        self.undo_stack = QUndoStack(self)  # removing documents, closing questions, labels
+        self.undo_stack = QUndoStack(self)  # every change to documents, questions and labels
         self._moved: dict[int, int] = {}  # old key -> new key of documents brought back by Undo
         # (document key, question) -> hidden state at scoring.state_layer, (D,): a probe fitted to
         # new labels is re-applied to every verdict at once instead of scoring everything again.
@@ -216,11 +217,28 @@ class SessionController(QObject):
     def submit_questions(self, questions: list[str], active: int) -> None:
         """The question bar committed ``questions``. A new question is scored for itself only; an
         edited one is a rename (its labels and calibrator stay) scored again for itself; the
-        same questions again score everything again. Old answers stay, dimmed, until replaced."""
+        same questions again score everything again. Old answers stay, dimmed, until replaced.
+        Every change to the questions is one step on the undo stack."""
         old = self.results.questions
+        if questions == old:
+            if active != self.results.active_question:  # a question asked already is shown, not scored again
+                self.set_active(active)
+                return
+            self.rescore_all()
+            self.detailChanged.emit(None)
+            return
         renamed = {}
         if len(questions) == len(old):
             renamed = {o: n for o, n in zip(old, questions) if o != n and n not in old}
+        added = [q for q in questions if q not in old and q not in renamed.values()]
+        text = "Edit Question" if renamed else "New Question" if added else "Close Question"
+        self.undo_stack.push(_EditQuestions(self, (old, self.results.active_question), (questions, active),
+                                            renamed, text))
+
+    def _edit_questions(self, questions: list[str], active: int, renamed: dict[str, str]) -> None:
+        """Show ``questions``: ``renamed`` (old -> new text) keep their labels and options and are
+        scored again, questions not asked before are scored, the others keep their answers."""
+        old = self.results.questions
         added = [q for q in questions if q not in old and q not in renamed.values()]
         for before, after in renamed.items():
             self.store.rename_question(before, after)
@@ -234,14 +252,35 @@ class SessionController(QObject):
             self.store.set_question_options(self._saved_options())
             self._send_examples()  # the examples answer the question in its new words
             self.scoring.set_thinking(question_options.thinking(self.options))
+        for question in renamed.values():
+            self._refit_now(question)  # the labels came along: the calibrator comes from them again
         if renamed or added:
-            for question in renamed.values():
-                self._refit_now(question)  # the labels came along: the calibrator comes from them again
             self.score_questions([*renamed.values(), *added])
-        elif questions == old:
-            self.rescore_all()
+        self.questionsChanged.emit(questions, active)
         self.detailChanged.emit(None)
         self.optionsChanged.emit()
+
+    def _unedit_questions(self, questions: list[str], active: int, renamed: dict[str, str],
+                          verdicts: dict[str, dict[int, Verdict]], options: dict[str, QuestionOptions],
+                          labels: dict[str, dict[int, Optional[str]]]) -> None:
+        """Undo of :meth:`_edit_questions`: the old texts, their answers, labels and options, as before."""
+        self.scoring.cancel_all("undone")  # answers to the edited questions would replace the old ones
+        for before, after in renamed.items():
+            self.store.rename_question(after, before)
+            self.results.rename_question(after, before)
+        for question, by_key in labels.items():
+            for key, label in by_key.items():
+                key = self.key(key)
+                self.results.set_label(key, question, label)
+                self.store.set_label(key, question, label)
+        self.options = dict(options)
+        self.store.set_question_options(self._saved_options())
+        self._send_examples()
+        self.scoring.set_thinking(question_options.thinking(self.options))
+        self._set_questions(questions, active, verdicts)
+        for question in renamed:
+            self._refit_now(question)
+        self.score_missing()
 
     def remove_question(self, questions: list[str], active: int) -> None:
         """A question was closed: its column goes; nothing is scored (Undo brings it back)."""
@@ -270,6 +309,7 @@ class SessionController(QObject):
                 row = self.results.row_for_key(self.key(key))
                 if row is not None and question in questions:
                     row.verdicts[question] = verdict
+                    row.stale.discard(question)
                     back.append((row.key, verdict))
         self.store.save_verdicts(back)
         for row in self.results.rows:
@@ -364,6 +404,7 @@ class SessionController(QObject):
         rows = self._visible_first(rows)
         keys = [r.key for r in rows]
         self.results.set_status(keys, QUEUED)
+        self.detailChanged.emit(None)  # the pane says "Queued" as the rows do, before progress is reported
         self.scoring.score(keys, [r.document for r in rows], questions)
 
     def _visible_first(self, rows: list[DocumentRow]) -> list[DocumentRow]:
@@ -530,6 +571,8 @@ class SessionController(QObject):
     @Slot(list)
     def _on_rows_scoring(self, keys: list[int]) -> None:
         self.results.set_status(keys, SCORING)
+        for key in keys:
+            self.detailChanged.emit(key)  # the pane says what the row says
 
     @Slot(list, str, str)
     def _on_rows_stopped(self, keys: list[int], outcome: str, reason: str) -> None:
@@ -558,7 +601,7 @@ class SessionController(QObject):
         if errors:
             parts.append(f"{errors} failed")
         if rate > 0:
-            parts.append(f"{rate:.1f} documents/s")
+            parts.append(rate_text(rate))
         return " · ".join(parts)
 
     # ---------------------------------------------------------------------------------------- model
@@ -797,14 +840,36 @@ class _SetQuestions(QUndoCommand):
         super().__init__(text)
         self.session, self.before, self.after = session, before, after
         gone = set(before[0]) - set(after[0])
-        self.verdicts = {q: {r.key: r.verdicts[q] for r in session.results.rows if q in r.verdicts and q not in r.stale}
-                         for q in gone}
+        # answers being replaced are kept too: they are what the user saw
+        self.verdicts = {q: {r.key: r.verdicts[q] for r in session.results.rows if q in r.verdicts} for q in gone}
 
     def redo(self) -> None:
         self.session._set_questions(*self.after, {})
 
     def undo(self) -> None:
         self.session._set_questions(*self.before, self.verdicts)
+
+
+class _EditQuestions(QUndoCommand):
+    """Questions added, renamed (edited) or closed: undo brings back the texts, answers and options before."""
+
+    def __init__(self, session: SessionController, before: tuple[list[str], int], after: tuple[list[str], int],
+                 renamed: dict[str, str], text: str) -> None:
+        super().__init__(text)
+        self.session, self.before, self.after, self.renamed = session, before, after, dict(renamed)
+        replaced = set(before[0]) - set(after[0])  # closed, or renamed: their answers go
+        self.verdicts = {q: {r.key: r.verdicts[q] for r in session.results.rows if q in r.verdicts}
+                         for q in replaced}
+        self.options = dict(session.options)
+        # a rename moves labels onto the new text, replacing those a closed question of that text left
+        touched = {*renamed, *renamed.values()}
+        self.labels = {q: {r.key: r.labels.get(q) for r in session.results.rows} for q in touched}
+
+    def redo(self) -> None:
+        self.session._edit_questions(*self.after, self.renamed)
+
+    def undo(self) -> None:
+        self.session._unedit_questions(*self.before, self.renamed, self.verdicts, self.options, self.labels)
 
 
 class _SetLabel(QUndoCommand):

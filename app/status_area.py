@@ -1,8 +1,12 @@
 """The status bar: messages, a notice that stays (e.g. the session could not be saved), and while
-scoring runs the progress, an honest rate and time left, and Cancel."""
+scoring runs the progress, an honest rate and time left, and Cancel.
+
+It owns the words for progress (:func:`rate_text`, :func:`about`): the progress on the right and
+the summary on the left when a run ends say the same rate the same way, and a summary of a run
+that has ended leaves when the next run starts, so the two sides never contradict each other."""
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 
@@ -15,6 +19,14 @@ def about(seconds: float) -> str:
     return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"
 
 
+def rate_text(rate: float) -> str:
+    """Documents per second in words: "3.2 documents/s", or "40 s per document" when slower than
+    about one a second (never "0.0 documents/s"); '' while not known (0)."""
+    if rate <= 0:
+        return ""
+    return f"{rate:.1f} documents/s" if rate >= 0.95 else f"{1 / rate:.0f} s per document"
+
+
 class StatusArea(QStatusBar):
     """A QStatusBar with the scoring progress as permanent widgets."""
 
@@ -25,11 +37,13 @@ class StatusArea(QStatusBar):
         self.setSizeGripEnabled(False)
         self.notice = ""  # shown again whenever a shorter-lived message ends
         self.rate = 0.0  # documents per second of the latest run
+        self._summary = ""  # the summary of the latest run, while shown
         self.progress = QProgressBar()
         self.progress.setFixedWidth(140)
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(10)
         self.progress_label = QLabel()
+        self.progress_label.setTextFormat(Qt.TextFormat.PlainText)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop scoring (Esc); answers not replaced yet come back")
         self.cancel_button.clicked.connect(self.cancelClicked)
@@ -55,17 +69,31 @@ class StatusArea(QStatusBar):
     def show_progress(self, done: int, total: int, rate: float, left: float = -1.0) -> None:
         """``done`` of ``total`` documents, at ``rate`` documents/s (0: not known yet), about
         ``left`` seconds to go (-1: not known yet)."""
+        if done < total:  # a run under way (may be reported before it says it is busy)
+            self._end_summary()
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         parts = [f"{done:,} of {total:,} scored"]
         if rate > 0:
-            parts.append(f"{rate:.1f} documents/s" if rate >= 0.95 else f"{1 / rate:.0f} s per document")
+            parts.append(rate_text(rate))
         if left >= 1:
             parts.append(f"{about(left)} left")
         self.progress_label.setText(" · ".join(parts))
         self.rate = rate
 
+    def show_summary(self, text: str, timeout_ms: int = 8000) -> None:
+        """How the run that just ended went (on the left); it leaves when the next run starts."""
+        self._summary = text
+        self.showMessage(text, timeout_ms)
+
+    def _end_summary(self) -> None:
+        if self._summary and self.currentMessage() == self._summary:
+            self.clearMessage()  # it speaks of the run before: the progress on the right is this one's
+        self._summary = ""
+
     def show_busy(self, busy: bool) -> None:
+        if busy:
+            self._end_summary()
         self.progress.setVisible(busy)
         self.progress_label.setVisible(busy)
         self.cancel_button.setVisible(busy)

@@ -321,6 +321,7 @@ class ResultsModel(QAbstractTableModel):
                 row.verdicts[new] = dataclasses.replace(row.verdicts.pop(old), question=new)
                 row.stale.add(new)
             row.stale.discard(old)
+            row.labels.pop(new, None)  # labels left from a closed question of the new text go, as in the store
             if old in row.labels:
                 row.labels[new] = row.labels.pop(old)
         self.endResetModel()

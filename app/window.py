@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         path = settings.model_path if model is FROM_SETTINGS else model
         self.controller.load_model(str(path) if path else None)
         self.status.set_notice(store.notice)
+        (self.table if self.results.rows else self.drop_zone).setFocus()  # not the question box: ⌘V pastes a document
 
     # ---------------------------------------------------------------------------------------- build
     def _build(self) -> None:
@@ -136,6 +137,8 @@ class MainWindow(QMainWindow):
         qb.questionsSubmitted.connect(self._on_questions_submitted)
         qb.questionRemoved.connect(self._on_question_removed)
         qb.activeChanged.connect(self._on_active_changed)
+        qb.documentPasted.connect(self.add_text)
+        qb.hint.connect(self.show_message)
         self.drop_zone.pathsDropped.connect(self.add_paths)
         self.drop_zone.textDropped.connect(self.add_text)
         self.drop_zone.addFilesClicked.connect(self.choose_files)
@@ -294,7 +297,7 @@ class MainWindow(QMainWindow):
     def _on_busy(self, busy: bool) -> None:
         self.status.show_busy(busy)
         if not busy:
-            self.show_message(self.session.summary(self.status.rate))
+            self.status.show_summary(self.session.summary(self.status.rate))
 
     # ---------------------------------------------------------------------------------------- model
     def open_model(self, path: Optional[str]) -> None:

@@ -135,11 +135,12 @@ def test_each_paste_becomes_a_document(qtbot, make_window):
     assert names[0].startswith("Pasted 1: Your parcel is waiting.") and names[0].endswith("…")
     assert names[1] == "Pasted 2: Minutes of the Tuesday planning meeting."
     assert window.results.rows[1].document.text.endswith("Attendees: Ana, Bo.")
-    # in the question editor Ctrl+V pastes into the question instead
+    # in the question editor Ctrl+V pastes a sentence into the question instead
     window.question_bar.editor.setFocus()
     window.question_bar.editor.clear()
+    clipboard.setText("Is this from a meeting?")
     qtbot.keyClick(window.question_bar.editor, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
-    assert "Minutes" in window.question_bar.editor.toPlainText()
+    assert window.question_bar.editor.toPlainText() == "Is this from a meeting?"
     assert len(window.results.rows) == 2
 
 
@@ -195,7 +196,9 @@ def test_return_rescores_and_a_second_question_gets_its_own_column(qtbot, tmp_pa
 
     editor.selectAll()
     qtbot.keyClicks(editor, Q1)
-    qtbot.keyClick(editor, Qt.Key.Key_Return)  # editing the question and pressing Return asks it again (a rename)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # editing the question and pressing Return asks "Ask again?"
+    assert window.results.questions == [first]
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # a second Return: asked again (a rename)
     assert window.results.questions == [Q1]
     wait_scored(qtbot, window, 4)
     assert all(set(r.verdicts) == {Q1} for r in window.results.rows)
@@ -249,7 +252,8 @@ def test_detail_pane_labels_and_deciding_window(qtbot, tmp_path, make_window):
     assert pane.highlighted_span() == verdict.window_span
     assert pane.window_note.isVisible()
     result = pane.results()[0]
-    assert "raw margin" in result.numbers.text() and "P(yes)" in result.numbers.text()
+    assert "Chance of yes" in result.numbers.text() and "raw margin" not in result.numbers.text()
+    assert "raw margin" in result.numbers.toolTip() and "P(yes)" in result.numbers.toolTip()  # the terms, on hover
 
     qtbot.mouseClick(result.yes_button, Qt.MouseButton.LeftButton)
     assert long_row.labels == {Q1: "yes"}
@@ -311,9 +315,9 @@ def test_export_csv_and_jsonl_and_copy_rows(qtbot, tmp_path, make_window, monkey
     lines = QGuiApplication.clipboard().text().splitlines()
     assert len(lines) == 3
     header = lines[0].split("\t")
-    assert header[:3] == ["Name", Q1, Q2] and header[-1] == "Status"
+    assert header[:3] == ["Name", Q1, Q2] and header[-3:] == ["Status", f"Your label: {Q1}", f"Your label: {Q2}"]
     assert lines[1].split("\t")[0] == window.results.rows[0].name == "broken.docx"
-    assert lines[1].split("\t")[-1] == "Error" and lines[2].split("\t")[-1] == "Done"
+    assert lines[1].split("\t")[-3] == "Error" and lines[2].split("\t")[-3] == "Done"
 
 
 def test_session_is_restored_after_relaunch(qtbot, tmp_path, make_window):

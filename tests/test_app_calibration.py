@@ -47,7 +47,7 @@ def key_of(window, name: str) -> int:
 
 def pane_text(window) -> str:
     result = window.detail.results()[0]
-    return result.numbers.text() + "\n" + result.calibration.text()
+    return result.numbers.text() + "\n" + result.numbers.toolTip() + "\n" + result.calibration.text()
 
 
 def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbot, make_window):
@@ -75,7 +75,7 @@ def test_labels_refit_the_calibrator_and_verdicts_are_recalibrated_in_place(qtbo
     assert "Recalibrating" not in pane_text(window)  # 1 yes, 0 no: not enough
     window.select_keys([key_of(window, "invoice-1")])
     window.table.setFocus()
-    qtbot.keyClick(window.table, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.table, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
     window.select_keys([key_of(window, "recipe-0")])
     qtbot.keyClick(window.table, Qt.Key.Key_N)  # Label No
     window.select_keys([key_of(window, "recipe-1")])

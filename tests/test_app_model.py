@@ -148,7 +148,9 @@ def test_export_formats_and_tsv(tmp_path):
     with pytest.raises(OSError):
         export_rows(tmp_path / "no" / "such" / "dir.csv", [row], ["Q"], "csv")
     assert tab_separated([["a\tb", "c\nd"], ["1", "2"]]) == "a b\tc d\n1\t2\n"
-    assert tab_separated([["=1+1", "-2", "@A1", "ok"]]) == "'=1+1\t'-2\t'@A1\tok\n"  # pasted, never run
+    assert tab_separated([["=1+1", "-A1", "@A1", "ok"]]) == "'=1+1\t'-A1\t'@A1\tok\n"  # pasted, never run
+    # numbers as shown stay numbers: no formula starts like one
+    assert tab_separated([["+1.63", "-0.5", "62%", "1,204", "+1.6e3"]]) == "+1.63\t-0.5\t62%\t1,204\t'+1.6e3\n"
     csv_path = tmp_path / "formula.csv"
     formula = DocumentRow(1, "=cmd", Document(id="=cmd|' /C calc'!A0", text="t"), verdicts={"Q": v("Q", -1.0, "=cmd|' /C calc'!A0")})
     export_rows(csv_path, [formula], ["Q"], "csv")

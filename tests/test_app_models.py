@@ -90,6 +90,8 @@ def test_recommended_download_with_progress_cancel_and_the_reranker_preset(qtbot
     chooser.tree.setCurrentItem(chooser.item_named(RERANKER.title))
 
     hub.faults[(RERANKER.repo, "config.json")] = ["hold"]  # the first file waits until we have cancelled
+    qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)  # asks first
+    assert chooser.download_task is None and chooser.use_button.text() == "Download"
     qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
     assert chooser.progress.isVisible() and not chooser.use_button.isEnabled()
     qtbot.waitUntil(hub.held.is_set, timeout=180_000)
@@ -105,6 +107,7 @@ def test_recommended_download_with_progress_cancel_and_the_reranker_preset(qtbot
     chooser.progress.valueChanged.connect(seen.append)
     with qtbot.waitSignal(chooser.modelChosen, timeout=180_000) as chosen:
         qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)  # Download
     folder = Path(chosen.args[0])
     assert folder.parent == blobs.parent / "snapshots" and folder.name == hub.commits[RERANKER.repo]
     assert (folder / "model.safetensors").read_bytes() == (made["mlx"] / "model.safetensors").read_bytes()
@@ -131,3 +134,36 @@ def test_the_recommended_model_is_offered_once_on_a_mac(qtbot, home, hub, tmp_pa
         qtbot.mouseClick(offer.button(QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
     assert Path(chosen.args[0], "config.json").is_file()
     assert "/models--mlx-community--Qwen3-Reranker-0.6B-4bit/snapshots/" in chosen.args[0]
+
+
+def test_the_chooser_marks_the_model_in_use_asks_before_downloading_and_says_offline_plainly(
+        qtbot, home, monkeypatch):
+    import socket
+
+    from app.model_chooser import IN_USE, ModelChooser
+
+    with socket.socket() as probe:  # a port nobody listens on: a real refused connection
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    tiny = home / ".lmstudio" / "models" / "acme" / "Tiny-GGUF" / "Tiny-Q8_0.gguf"
+    chooser = ModelChooser(current=str(tiny))
+    qtbot.addWidget(chooser)
+    with qtbot.waitSignal(chooser.listed, timeout=180_000):
+        chooser.open()
+    marked = [item.text(0) for item in chooser.items() if item.text(1).startswith(IN_USE)]
+    assert marked == ["acme/Tiny-GGUF/Tiny-Q8_0.gguf"]
+
+    chooser.tree.setCurrentItem(chooser.item_named(RERANKER.title))
+    qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
+    assert chooser.download_task is None and "Download Qwen3-Reranker" in chooser.status.text()
+    assert "330 MB" in chooser.status.text() and chooser.use_button.text() == "Download"
+    chooser.tree.setCurrentItem(chooser.item_named("acme/Tiny-GGUF/Tiny-Q8_0.gguf"))  # changed its mind
+    assert chooser.use_button.text() == "Use Model"
+    chooser.tree.setCurrentItem(chooser.item_named(RERANKER.title))
+    qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: chooser.download_task is None, timeout=180_000)
+    sentence = chooser.status.text()
+    assert sentence.startswith("Could not reach Hugging Face") and "Error" not in sentence and "[Errno" not in sentence
+    assert "Connect" in chooser.status.toolTip()  # the technical reason, for whoever asks

@@ -107,6 +107,7 @@ def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_lab
     editor.selectAll()
     qtbot.keyClicks(editor, "Does this document ask the reader to pay?")
     qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # yes, ask again
     renamed = "Does this document ask the reader to pay?"
     assert window.results.questions == [renamed, Q2]
     labels = {r.key: r.labels.get(renamed) for r in window.results.rows[:4]}
@@ -259,7 +260,7 @@ def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):
     taken = {k for ks in keys.values() for k in ks}
     assert not taken & menus.RESERVED, taken & menus.RESERVED
     assert "Ctrl+Shift+E" in keys["Export Results…"] and "Ctrl+S" not in keys["Export Results…"]
-    assert QKeySequence(QKeySequence.StandardKey.Undo).toString() in keys["Undo"] or keys.get("&Undo")
+    assert QKeySequence(QKeySequence.StandardKey.Undo) in window.undo_action.shortcuts()  # its text names the step
     # every message naming a menu names one that exists
     from app.session import MODEL_MENU
 
