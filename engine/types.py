@@ -64,6 +64,7 @@ class Verdict:
     states: Any = None  # raw verdicts only: {layer: array (D,)} captured for calibration, on request
     document_index: int = -1  # position of the document in the input, for re-ordering streams
     reasoning: Optional[str] = None  # what the model wrote before answering (`--deliberate`), if it did
+    warnings: list[str] = field(default_factory=list)  # caveats of this answer alone (an approximate margin)
 
     @property
     def ok(self) -> bool:

@@ -26,8 +26,9 @@ def _mb(n: Optional[int]) -> str:
 class DownloadProgress:
     """Download progress on stderr: a bar when stderr is a terminal, else a start and an end line."""
 
-    def __init__(self, what: str, stream: TextIO = sys.stderr) -> None:
-        self.what, self.stream = what, stream
+    def __init__(self, what: str, stream: Optional[TextIO] = None) -> None:
+        self.what, self.stream = what, stream or sys.stderr  # today's stderr, not the one at import
+        stream = self.stream
         self.tty = stream.isatty()
         self.started = False
         self.last = 0.0

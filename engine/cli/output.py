@@ -43,8 +43,8 @@ def verdict_row(doc: Document, v: Verdict) -> dict[str, Any]:
     }
     if v.reasoning is not None:
         row["reasoning"] = v.reasoning
-    if doc.warnings:
-        row["warnings"] = list(doc.warnings)
+    if doc.warnings or v.warnings:
+        row["warnings"] = list(doc.warnings) + [w for w in v.warnings if w not in doc.warnings]
     for key, value in doc.meta.get("passthrough", {}).items():
         row.setdefault(key, value)
     return row
@@ -224,7 +224,8 @@ def _cell(value: Any, column: str) -> str:
 class Progress:
     """A one-line progress bar on stderr, shown only when stderr is a terminal."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, per_document: int = 1) -> None:
+    def __init__(self, total: int, stream: Optional[TextIO] = None, per_document: int = 1) -> None:
+        stream = stream or sys.stderr  # today's stderr, not the one at import
         self.total, self.stream, self.done = total, stream, 0
         self.per_document = max(1, per_document)  # rows per document: the rate is in documents/s
         self.enabled = total > 0 and stream.isatty()
