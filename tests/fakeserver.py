@@ -233,7 +233,7 @@ class FakeServer:
 
     def _llamacpp(self, body) -> dict:
         ids = body["prompt"]
-        assert body["n_predict"] == 1 and body["cache_prompt"] is True
+        assert body["n_predict"] == 1 and body["cache_prompt"] is (body["n_probs"] == 64)  # whole when asked again
         lp = logprobs_for(ids, self.vocab)
         order = np.argsort(-lp)[: body["n_probs"]]
         top = [{"id": int(t), "token": f"t{t}", "logprob": float(lp[t]), "bytes": []} for t in order]

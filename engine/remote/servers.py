@@ -5,7 +5,8 @@ with the exactest method it offers, detected once per server.
              logprobs, whatever their rank; raw, before any processing). Exact, label mass too.
              Lists of prompts per request. An older vLLM without `logprob_token_ids`: its top 20.
   llama.cpp  `/completion` with the token ids, `n_probs` and `cache_prompt` (probabilities of the
-             raw distribution). `n_probs` grows until every form is in the list: exact.
+             raw distribution). `n_probs` grows until every form is in the list: exact. A prompt
+             asked again for more is evaluated whole (`cache_prompt` false).
   mlx_lm     `/v1/completions` with the prompt's text, `top_logprobs` and a +100 `logit_bias` on
              every form. mlx_lm.server computes logprobs after the bias, so the forms top the
              list and differences between them stay exact (the margin is exact; the label mass
@@ -182,7 +183,11 @@ class LlamaCpp(Method):
     def _one(self, ids: list[int]) -> FormLogprobs:
         n_probs = self.n_probs
         while True:
-            body = {"prompt": ids, "n_predict": 1, "n_probs": n_probs, "cache_prompt": True,
+            # Asked again for more, the prompt is evaluated whole: from the cache, llama.cpp would
+            # re-evaluate its last token alone, and that arithmetic moves the default model's
+            # margins by up to 0.07 from the first answer's.
+            again = n_probs > self.n_probs
+            body = {"prompt": ids, "n_predict": 1, "n_probs": n_probs, "cache_prompt": not again,
                     "temperature": 0.0, "post_sampling_probs": False}
             reply = self.client.post("/completion", body)
             probs = (reply or {}).get("completion_probabilities") if isinstance(reply, dict) else None
