@@ -17,7 +17,7 @@ else
 BUNDLE := dist/Verdict
 endif
 
-.PHONY: setup model demo lint test test-fast run bench screenshot package check-package release-mac icons clean
+.PHONY: setup model demo lint test test-fast test-llama-cpp run bench screenshot package check-package release-mac icons clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,20 @@ test: lint model
 # The tests that need no default model, no real window and no extra process (under a minute).
 test-fast: lint model
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
+
+# The real llama-cpp-python server (OpenAI-compatible) on the default GGUF, against the local
+# engine: llama-cpp-python goes into its own venv (it compiles llama.cpp: ~10+ minutes once).
+LLAMA_CPP_VENV ?= .venv-llama-cpp
+LLAMA_CPP_PYTHON_VERSION ?= 0.3.36
+$(LLAMA_CPP_VENV)/.installed:
+	test -x $(LLAMA_CPP_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_CPP_VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(LLAMA_CPP_VENV)/bin/python -m pip install -qq --disable-pip-version-check \
+		'llama-cpp-python[server]==$(LLAMA_CPP_PYTHON_VERSION)'
+	touch $@
+
+test-llama-cpp: model $(LLAMA_CPP_VENV)/.installed
+	VERDICT_LLAMA_CPP_PYTHON=$(abspath $(LLAMA_CPP_VENV))/bin/python \
+		$(BIN)/python -m pytest -q -s tests/test_remote_openai.py -k llama_cpp
 
 run: model
 	$(BIN)/python -m app
@@ -101,4 +115,4 @@ release-mac:
 	@bash packaging/release-mac.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info resources/models
+	rm -rf $(VENV) $(LLAMA_CPP_VENV) build dist *.egg-info resources/models

@@ -75,6 +75,7 @@ class _RowResult:
     masses: np.ndarray
     states: list  # per question: {layer: state} or None
     errors: list  # per question: why the backend could not score it, or None
+    warnings: list  # per question: the backend's caveat about its score, or None
     tokens: int
     seconds: float
 
@@ -91,6 +92,7 @@ class _Pending:
     states: dict[int, list] = field(default_factory=dict)  # window -> per-question {layer: state}
     spans: dict[int, tuple[int, int]] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)  # question -> the first backend error
+    warnings: dict[int, list[str]] = field(default_factory=dict)  # question -> the backend's caveats, per window
     tokens: int = 0  # document tokens over all windows
     seconds: float = 0.0
 
@@ -431,6 +433,9 @@ class Classifier:
                 for qi, error in enumerate(result.errors):
                     if error:
                         p.errors.setdefault(qi, error)
+                for qi, warning in enumerate(result.warnings):
+                    if warning and warning not in p.warnings.setdefault(qi, []):
+                        p.warnings[qi].append(warning)
                 p.tokens += result.tokens
                 p.seconds += result.seconds
                 if len(p.margins) == p.windows:
@@ -461,6 +466,7 @@ class Classifier:
                 masses=np.array([s.label_mass for s in scores[r * q : (r + 1) * q]], dtype=np.float32),
                 states=[s.states for s in scores[r * q : (r + 1) * q]],
                 errors=[s.error for s in scores[r * q : (r + 1) * q]],
+                warnings=[s.warning for s in scores[r * q : (r + 1) * q]],
                 tokens=int(tokens[r]),
                 seconds=float(seconds * share[r]),
             )
@@ -497,5 +503,5 @@ class Classifier:
                 window_span=p.spans[order[best]],
                 states=p.states[order[best]][qi],
                 document_index=p.position,
-                warnings=tuple(p.document.warnings),
+                warnings=tuple(p.document.warnings) + tuple(w for w in p.warnings.get(qi, ()) if w not in p.document.warnings),
             )

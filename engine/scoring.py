@@ -41,6 +41,7 @@ class PromptScore:
     label_mass: float  # P(yes forms) + P(no forms); NaN when the backend can't tell
     states: Optional[dict[int, np.ndarray]] = None  # layer -> hidden state (D,), when asked and available
     error: Optional[str] = None  # this prompt could not be scored (e.g. a server failed): one error row
+    warning: Optional[str] = None  # scored, but with a caveat the row should carry (an approximate margin)
 
 
 @runtime_checkable

@@ -66,6 +66,7 @@ class Verdict:
     reasoning: Optional[str] = None  # what the model wrote before answering (`--deliberate`), if it did
     # What the engine noted while reading the document for this verdict (its text normalised, cut
     # to the token budget): the caller's Document is never edited, so these travel here.
+    # and the backend's caveats about this answer alone (an approximate margin)
     warnings: tuple[str, ...] = ()
 
     @property

@@ -1,5 +1,7 @@
-"""A small real HTTP server (stdlib, loopback, a thread) that answers like vLLM or llama.cpp's
-server, from a made-up but fixed language model, and misbehaves on request.
+"""A small real HTTP server (stdlib, loopback, a thread) that answers like vLLM, llama.cpp's
+server, Ollama, a generic OpenAI-compatible server (llama-cpp-python's shape: a text prompt,
+`logprobs: k`, top logprobs keyed by token text, logit_bias not applied to them) or one with chat
+completions only, from a made-up but fixed language model, and misbehaves on request.
 
 The "model": the next-token logits after a prompt are a pseudo-random vector seeded by the
 prompt's token ids (`logprobs_for`), so a test can compute every answer independently of the
@@ -54,12 +56,14 @@ class Faults:
 
 @dataclass
 class FakeServer:
-    kind: str  # "vllm", "llama.cpp" or "ollama"
+    kind: str  # "vllm", "llama.cpp", "ollama", "openai" or "chat"
     vocab: int
     faults: Faults = field(default_factory=Faults)
     hold_after: Optional[int] = None
     hang_after: Optional[int] = None  # every request after the first N hangs
-    tokenizer: object = None  # text -> ids for the kinds that take text (ollama)
+    tokenizer: object = None  # text -> ids for the kinds that take text (ollama, openai)
+    max_logprobs: Optional[int] = None  # openai: a larger `logprobs` is refused with a 400 naming this
+    bias_in_logprobs: bool = False  # openai: apply logit_bias before the logprobs, as mlx_lm.server does
     requests: int = 0
     answered: int = 0  # completions answered with a 200 and valid JSON
     bodies: list = field(default_factory=list)
@@ -148,6 +152,8 @@ class FakeServer:
             return h._send(200, {"version": "0.13.0"})
         if self.kind == "llama.cpp" and h.path == "/props":
             return h._send(200, {"default_generation_settings": {"n_ctx": 4096}, "build_info": "fake"})
+        if self.kind in ("openai", "chat") and h.path == "/v1/models":
+            return h._send(200, {"object": "list", "data": [{"id": "fake.gguf", "owned_by": "me"}]})
         if self.kind == "llama.cpp" and h.path == "/v1/models":
             return h._send(200, {"object": "list", "data": [{"id": "fake", "meta": {"n_vocab": self.vocab}}]})
         h._send(404, {"error": "not found"})
@@ -196,6 +202,13 @@ class FakeServer:
             answer = self._llamacpp(body)
         elif self.kind == "ollama" and h.path == "/api/generate":
             answer = self._ollama(body)
+        elif self.kind == "openai" and h.path == "/v1/completions":
+            k = int(body.get("logprobs") or 0)  # True is 1, as pydantic reads it
+            if self.max_logprobs is not None and k > self.max_logprobs:
+                return h._send(400, {"error": {"message": f"logprobs must be at most {self.max_logprobs}, got {k}"}})
+            answer = self._openai(body, k)
+        elif self.kind == "chat" and h.path == "/v1/chat/completions":
+            answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Yes"}}]}
         else:
             return h._send(404, {"error": f"no {h.path}"})
         with self._lock:
@@ -220,7 +233,7 @@ class FakeServer:
 
     def _llamacpp(self, body) -> dict:
         ids = body["prompt"]
-        assert body["n_predict"] == 1 and body["cache_prompt"] is True
+        assert body["n_predict"] == 1 and body["cache_prompt"] is (body["n_probs"] == 64)  # whole when asked again
         lp = logprobs_for(ids, self.vocab)
         order = np.argsort(-lp)[: body["n_probs"]]
         top = [{"id": int(t), "token": f"t{t}", "logprob": float(lp[t]), "bytes": []} for t in order]
@@ -234,3 +247,30 @@ class FakeServer:
         top = [{"token": self.tokenizer.decode([int(t)]), "logprob": float(lp[t])} for t in order]
         return {"model": body["model"], "response": top[0]["token"], "done": True,
                 "logprobs": [{"token": top[0]["token"], "logprob": top[0]["logprob"], "top_logprobs": top}]}
+
+    def _openai(self, body, k: int) -> dict:
+        """llama-cpp-python's answer: the raw distribution's top k, keyed by token text (tokens
+        that print alike keep one entry), the bias only in the choice of the token."""
+        assert body["max_tokens"] == 1 and isinstance(body["prompt"], str)
+        lp = logprobs_for(self.tokenizer.encode(body["prompt"]), self.vocab)
+        order = np.argsort(-lp)[:k]
+        if self.bias_in_logprobs:
+            return self._biased(body, lp)
+        top = {self.tokenizer.decode([int(t)]): float(lp[t]) for t in order}  # a later twin overwrites
+        best = self.tokenizer.decode([int(order[0])]) if k else "x"
+        return {"object": "text_completion", "model": body.get("model"), "choices": [
+            {"index": 0, "text": best, "finish_reason": "length",
+             "logprobs": {"tokens": [best], "text_offset": [0], "token_logprobs": [float(lp.max())],
+                          "top_logprobs": [top] if k else [None]}}],
+                "usage": {"prompt_tokens": len(self.tokenizer.encode(body["prompt"])), "completion_tokens": 1}}
+
+    def _biased(self, body, lp: np.ndarray) -> dict:
+        """mlx_lm.server's answer: logprobs after the bias, with token ids."""
+        biased = lp.copy()
+        for t, b in (body.get("logit_bias") or {}).items():
+            biased[int(t)] += b
+        biased -= np.log(np.exp(biased - biased.max()).sum()) + biased.max()
+        order = np.argsort(-biased)[: int(body["top_logprobs"])]
+        top = [{"id": int(t), "token": self.tokenizer.decode([int(t)]), "logprob": float(biased[t])} for t in order]
+        return {"choices": [{"index": 0, "text": top[0]["token"], "logprobs": {"content": [
+            {"id": top[0]["id"], "logprob": top[0]["logprob"], "top_logprobs": top}]}}]}

@@ -27,8 +27,8 @@ class DownloadProgress:
     """Download progress on stderr: the command line's one bar (`output.Progress`, in bytes) when
     stderr is a terminal, else a start and an end line."""
 
-    def __init__(self, what: str, stream: TextIO = sys.stderr) -> None:
-        self.what, self.stream = what, stream
+    def __init__(self, what: str, stream: Optional[TextIO] = None) -> None:
+        self.what, self.stream = what, stream or sys.stderr  # today's stderr, not the one at import
         self.bar: Optional[Progress] = None
         self.done = 0
 

@@ -228,10 +228,11 @@ class Progress:
     terminal. Counts documents (`step` once per row, `per_document` rows making a document), or
     any other unit through `advance_to` (downloads count bytes: `unit="B"`)."""
 
-    def __init__(self, total: Optional[int], stream: TextIO = sys.stderr, per_document: int = 1, *,
+    def __init__(self, total: Optional[int], stream: Optional[TextIO] = None, per_document: int = 1, *,
                  unit: str = "docs", desc: Optional[str] = None) -> None:
         from tqdm import tqdm
 
+        stream = stream or sys.stderr  # today's stderr, not the one at import
         self.per_document = max(1, per_document)
         self.rows = 0
         self.enabled = total != 0 and stream.isatty()

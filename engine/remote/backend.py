@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.remote.http import BadAnswer, HttpClient, RemoteError, RetryPolicy
-from engine.remote.servers import Method, ServerInfo, answer, detect, make_method
+from engine.remote.servers import Method, ServerInfo, answer, approximation, detect, make_method, settle
 from engine.runtime.facts import read_model_facts
 from engine.runtime.prompt import label_forms
 from engine.scoring import Prompt, PromptScore
@@ -61,7 +61,7 @@ class RemoteBackend:
         """`tokenizer_model`: the served model's GGUF file or MLX folder (only its tokenizer and
         metadata are read). `model`: the name to ask the server for (default: what it serves).
         `timeout`: seconds for one attempt of a request as a whole; `retries`: attempts after the
-        first. `kind`: skip detection (vllm, llama.cpp, mlx_lm, ollama). `report` receives a line
+        first. `kind`: skip detection (vllm, llama.cpp, mlx_lm, ollama, openai). `report` receives a line
         when no request has come back for `stall_after` seconds."""
         facts = read_model_facts(tokenizer_model)
         self.tokenizer = facts.tokenizer
@@ -83,6 +83,8 @@ class RemoteBackend:
             self.info = ServerInfo(kind) if kind else self._result(self._pool.submit(self._detect, model))
             self.method: Method = make_method(self.info.kind, self.client, self.api, model,
                                               self.yes_ids + self.no_ids, self.tokenizer, self.info)
+            if not kind:
+                self.method = self._result(self._pool.submit(self._settle, model))
         except BaseException:  # a server we can't use, or Ctrl-C while it is asked: no thread left behind
             self.close()
             raise
@@ -105,9 +107,15 @@ class RemoteBackend:
         return self.method.exact
 
     def describe(self) -> str:
-        exactness = "exact" if self.method.exact else "approximate"
-        how = f"; {self.info.how}" if self.info.how else ""
-        return f"{self.info.kind} at {self.url} ({exactness} margins, {self.concurrency} requests in flight{how})"
+        """One line: the server's kind, how margins are got from it, and why that way."""
+        if self.method.name == "openai":
+            kind = "an OpenAI-compatible server"
+            exactness = ("top-k logprobs: exact margins where every Yes/No form is listed, "
+                         "else approximate and the row says so")
+        else:
+            kind, exactness = self.info.kind, ("exact" if self.method.exact else "approximate") + " margins"
+        how = "".join(f"; {h}" for h in (self.info.how, self.method.how) if h)
+        return f"{kind} at {self.url} ({exactness}, {self.concurrency} requests in flight{how})"
 
     def notes(self) -> list[str]:
         return list(self.method.notes)
@@ -159,6 +167,12 @@ class RemoteBackend:
                     pending[self._pool.submit(self._ask, [ids[j] for j in chunk])] = chunk
         return results  # type: ignore[return-value]
 
+    def _settle(self, model: Optional[str]) -> Method:
+        """The method the detected server really answers (see `servers.settle`), asked within one
+        request's budget."""
+        with self.client.time_budget(self.client.policy.budget(self.client.timeout)):
+            return settle(self.method, self.yes_ids[:1], model, self.info)
+
     def _detect(self, model: Optional[str]) -> ServerInfo:
         """The server's kind, asked within one request's budget (a server that hangs at start
         is given up on as soon as one hanging request would be)."""
@@ -207,4 +221,4 @@ class RemoteBackend:
             margin, mass = answer(self.yes_ids, self.no_ids, got)
         except RemoteError as exc:
             return PromptScore(math.nan, math.nan, error=f"server: {exc}")
-        return PromptScore(margin, mass)
+        return PromptScore(margin, mass, warning=approximation(self.yes_ids, self.no_ids, got, self.tokenizer))

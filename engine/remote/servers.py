@@ -5,7 +5,8 @@ with the exactest method it offers, detected once per server.
              logprobs, whatever their rank; raw, before any processing). Exact, label mass too.
              Lists of prompts per request. An older vLLM without `logprob_token_ids`: its top 20.
   llama.cpp  `/completion` with the token ids, `n_probs` and `cache_prompt` (probabilities of the
-             raw distribution). `n_probs` grows until every form is in the list: exact.
+             raw distribution). `n_probs` grows until every form is in the list: exact. A prompt
+             asked again for more is evaluated whole (`cache_prompt` false).
   mlx_lm     `/v1/completions` with the prompt's text, `top_logprobs` and a +100 `logit_bias` on
              every form. mlx_lm.server computes logprobs after the bias, so the forms top the
              list and differences between them stay exact (the margin is exact; the label mass
@@ -13,19 +14,29 @@ with the exactest method it offers, detected once per server.
              reference form.
   ollama     `/api/generate` (raw prompt) with `top_logprobs` 20 and no logit bias: approximate;
              a form outside the top 20 is taken at the smallest logprob listed.
+  openai     any other OpenAI-compatible server (llama-cpp-python's, say), chosen when a test
+             request shows that the server's logprobs ignore logit_bias: `/v1/completions` with
+             the prompt's text and `logprobs: k`, k growing (x8) up to what the server allows
+             until the margin is pinned down. A form still outside the list is bounded by the
+             smallest logprob listed: the row then says it is approximate and by how much.
 
 Every method returns, per prompt, the logprobs it got for each form (`FormLogprobs`); the margin
-is computed from them exactly as the local engine does (logsumexp over forms).
+is computed from them exactly as the local engine does (logsumexp over forms). Where some forms
+were not listed, `margin_bounds` gives the interval the true margin lies in.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from engine.remote.http import RETRY_STATUSES, BadAnswer, HttpClient, RemoteError
 
 BIAS = 100.0  # the largest logit bias OpenAI-compatible servers accept
+# A margin known to within this many nats counts as exact: it is below what servers' arithmetic
+# differs by on the same weights (float32 logits, another matmul order).
+TOLERANCE = 1e-4
 
 
 @dataclass
@@ -40,6 +51,7 @@ class FormLogprobs:
     normalized: bool = True
     complete: bool = True
     floor: Optional[float] = None  # the smallest logprob of the list the forms were looked up in
+    listed: int = 0  # how many logprobs that list held
 
 
 def answer(yes_ids: Sequence[int], no_ids: Sequence[int], got: FormLogprobs) -> tuple[float, float]:
@@ -55,12 +67,45 @@ def answer(yes_ids: Sequence[int], no_ids: Sequence[int], got: FormLogprobs) -> 
             return -math.inf
         return top + math.log(sum(math.exp(v - top) for v in values))
 
+    if not got.logprobs:
+        listed = f"among the {got.listed} logprobs the server listed" if got.listed else "in the server's answer"
+        raise RemoteError(f"no Yes/No form is {listed}: the margin is unknown")
     yes, no = side(yes_ids), side(no_ids)
     if yes == -math.inf and no == -math.inf:
         raise RemoteError("the server returned no logprob for any Yes/No form")
     margin = yes - no
     mass = math.exp(yes) + math.exp(no) if got.normalized and got.complete else math.nan
     return margin, mass
+
+
+def margin_bounds(yes_ids: Sequence[int], no_ids: Sequence[int], got: FormLogprobs) -> tuple[float, float]:
+    """The interval the true margin lies in: a form missing from `got` has a logprob between
+    -inf and the floor (it was not in the list). Both ends are the margin when every form came back."""
+    floor = got.floor if got.floor is not None else min(got.logprobs.values(), default=-math.inf)
+
+    def lse(values: list[float]) -> float:
+        top = max(values, default=-math.inf)
+        return top if top == -math.inf else top + math.log(sum(math.exp(v - top) for v in values))
+
+    def side(ids: Sequence[int]) -> tuple[float, float]:
+        found = [got.logprobs[i] for i in ids if i in got.logprobs]
+        return lse(found), lse(found + [floor] * (len(ids) - len(found)))
+
+    (yes_low, yes_high), (no_low, no_high) = side(yes_ids), side(no_ids)
+    return yes_low - no_high, yes_high - no_low
+
+
+def approximation(yes_ids: Sequence[int], no_ids: Sequence[int], got: FormLogprobs, tokenizer) -> Optional[str]:
+    """What a row should say when the forms' logprobs leave its margin uncertain by more than
+    `TOLERANCE` nats; None when they pin it down."""
+    low, high = margin_bounds(yes_ids, no_ids, got)
+    if high - low <= TOLERANCE:
+        return None
+    missing = ", ".join(repr(tokenizer.decode([i])) for i in [*yes_ids, *no_ids] if i not in got.logprobs)
+    where = (f"is at least {low:.4f}" if high == math.inf else f"is at most {high:.4f}" if low == -math.inf
+             else f"lies in [{low:.4f}, {high:.4f}]")
+    return (f"approximate margin: the Yes/No forms {missing} are not among the {got.listed} logprobs the "
+            f"server listed; each counts at the smallest one listed, and the true margin {where}")
 
 
 @dataclass
@@ -76,6 +121,7 @@ class Method:
     exact: bool = True
     batch: int = 1  # prompts per request
     notes: list[str] = field(default_factory=list)
+    how: str = ""  # why this method was chosen, when it is a fallback
 
     def ask(self, prompts: Sequence[Sequence[int]]) -> list[FormLogprobs]:
         raise NotImplementedError
@@ -117,7 +163,7 @@ class VLLM(Method):
             got = _by_token_id(tops[0] or {}, self.tokenizer)
             found = {i: got[i] for i in self.forms if i in got}
             out.append(FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
-                                    floor=min(got.values(), default=None)))
+                                    floor=min(got.values(), default=None), listed=len(got)))
         return out
 
 
@@ -137,7 +183,11 @@ class LlamaCpp(Method):
     def _one(self, ids: list[int]) -> FormLogprobs:
         n_probs = self.n_probs
         while True:
-            body = {"prompt": ids, "n_predict": 1, "n_probs": n_probs, "cache_prompt": True,
+            # Asked again for more, the prompt is evaluated whole: from the cache, llama.cpp would
+            # re-evaluate its last token alone, and that arithmetic moves the default model's
+            # margins by up to 0.07 from the first answer's.
+            again = n_probs > self.n_probs
+            body = {"prompt": ids, "n_predict": 1, "n_probs": n_probs, "cache_prompt": not again,
                     "temperature": 0.0, "post_sampling_probs": False}
             reply = self.client.post("/completion", body)
             probs = (reply or {}).get("completion_probabilities") if isinstance(reply, dict) else None
@@ -148,8 +198,12 @@ class LlamaCpp(Method):
             found = {i: got[i] for i in self.forms if i in got}
             if len(found) == len(self.forms) or n_probs >= self.n_vocab or len(got) < n_probs:
                 return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
-                                    floor=min(got.values(), default=None))
+                                    floor=min(got.values(), default=None), listed=len(got))
             n_probs = min(self.n_vocab, n_probs * 8)
+
+
+class LogitBiasIgnored(RemoteError):
+    """The server answered, but the logit bias did not lift the forms into its logprobs."""
 
 
 class BiasedTopLogprobs(Method):
@@ -185,11 +239,83 @@ class BiasedTopLogprobs(Method):
             got = _top_entries(choice, self.tokenizer)
             missing = [i for i in group if i not in got]
             if missing:
-                raise RemoteError(f"the server ignored logit_bias: forms {missing} are not in its top "
-                                  f"{self.top} logprobs")
+                raise LogitBiasIgnored(f"the server ignored logit_bias: forms {missing} are not in its top "
+                                       f"{self.top} logprobs")
             shift = got[group[0]] - merged[group[0]] if merged else 0.0
             merged.update({i: got[i] - shift for i in group})
         return FormLogprobs(merged, normalized=False, complete=True)
+
+
+class TopLogprobs(Method):
+    """Any OpenAI-compatible `/v1/completions`: the prompt's text and its top `k` next-token
+    logprobs (`logprobs: k`), no logit bias. `k` starts at 64 and grows (x8) while the forms'
+    margin is not pinned down to `TOLERANCE`, up to the vocabulary and to what the server allows
+    (learnt from its refusal, or from a list that stops growing)."""
+
+    START = 64
+
+    def __init__(self, *args, n_vocab: Optional[int] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name, self.exact = "openai", False
+        self.n_vocab = n_vocab or self.tokenizer.vocab_size
+        self.allowed = self.n_vocab  # the largest k the server answers; lowered when it refuses more
+        self.by_text = {self.tokenizer.decode([i]): i for i in self.forms}
+
+    def ask(self, prompts):
+        return [self._one(list(p)) for p in prompts]
+
+    def _one(self, ids: list[int]) -> FormLogprobs:
+        text = self.tokenizer.decode(ids)
+        yes_no = self.forms
+        k, before = min(self.START, self.allowed), -1
+        while True:
+            try:
+                got = self._top(text, k)
+            except RemoteError as exc:
+                smaller = self._refused(exc, k)
+                if smaller is None:
+                    raise
+                k = self.allowed = smaller
+                continue
+            found = {i: got[i] for i in yes_no if i in got}
+            result = FormLogprobs(found, normalized=True, complete=len(found) == len(yes_no),
+                                  floor=min(got.values(), default=None), listed=len(got))
+            if result.complete or len(got) <= before:  # all there, or the server lists no more than this
+                if len(got) <= before:
+                    self.allowed = min(self.allowed, k // 8)
+                return result
+            half = len(yes_no) // 2  # the forms are Yes/No pairs: every yes form, then every no form
+            low, high = margin_bounds(yes_no[:half], yes_no[half:], result)
+            if high - low <= TOLERANCE or k >= self.allowed:
+                return result
+            k, before = min(self.allowed, k * 8), len(got)
+
+    def _top(self, text: str, k: int) -> dict[int, float]:
+        body = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": k}
+        choice = _choices(self.client.post(f"{self.api}/completions", body), 1)[0]
+        logprobs = choice.get("logprobs") or {}
+        content = logprobs.get("content")
+        if isinstance(content, list) and content:  # the chat-style shape, with token ids or texts
+            entries = content[0].get("top_logprobs") or []
+            return {int(e["id"]) if "id" in e else self.by_text.get(e.get("token"), -1 - n): float(e["logprob"])
+                    for n, e in enumerate(entries)}
+        tops = logprobs.get("top_logprobs")
+        if not (isinstance(tops, list) and tops and isinstance(tops[0], dict)):
+            raise BadAnswer("the answer has no top logprobs (choices[0].logprobs.top_logprobs)")
+        entries = [(key, value.get("logprob") if isinstance(value, dict) else value) for key, value in tops[0].items()]
+        if entries and all(str(key).startswith("token_id:") for key, _ in entries):  # vLLM's keys
+            return {int(key[len("token_id:"):]): float(value) for key, value in entries}
+        # Keyed by token text (a digit is text here too): the forms by theirs, every other token
+        # under a number of its own.
+        return {self.by_text.get(key, -1 - n): float(value) for n, (key, value) in enumerate(entries)}
+
+    def _refused(self, exc: RemoteError, k: int) -> Optional[int]:
+        """A smaller k to try when the server refused `k` logprobs (the largest number below k
+        that its message names, else a quarter of k); None when the refusal is about something else."""
+        if exc.status not in (400, 422) or "logprob" not in str(exc).lower() or k <= 1:
+            return None
+        named = [int(n) for n in re.findall(r"\d+", str(exc)) if 0 < int(n) < k]
+        return max(named) if named else max(1, k // 4)
 
 
 class Ollama(Method):
@@ -219,7 +345,7 @@ class Ollama(Method):
             if i is not None and i not in found:
                 found[i] = float(e["logprob"])
         return FormLogprobs(found, normalized=True, complete=len(found) == len(self.forms),
-                            floor=min((float(e["logprob"]) for e in listed), default=None))
+                            floor=min((float(e["logprob"]) for e in listed), default=None), listed=len(listed))
 
 
 # --- reading answers ------------------------------------------------------------------------------
@@ -269,6 +395,7 @@ class ServerInfo:
     context_length: Optional[int] = None
     n_vocab: Optional[int] = None
     how: str = ""  # how the kind was told, when not from the server's own list of models
+    listed: Optional[str] = None  # the first model id the server lists, whatever its kind
 
 
 def detect(client: HttpClient, api: str, probe: Sequence[int] = (1,), model: Optional[str] = None) -> ServerInfo:
@@ -294,7 +421,7 @@ def detect(client: HttpClient, api: str, probe: Sequence[int] = (1,), model: Opt
     first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
     if first.get("owned_by") == "vllm":
         return ServerInfo("vllm", model=first.get("id"), context_length=first.get("max_model_len"))
-    return ServerInfo("mlx_lm", model=None)
+    return ServerInfo("mlx_lm", model=None, listed=first.get("id") if isinstance(first.get("id"), str) else None)
 
 
 def _probe(client: HttpClient, api: str, probe: Sequence[int], model: Optional[str], why: RemoteError) -> ServerInfo:
@@ -343,4 +470,49 @@ def make_method(kind: str, client: HttpClient, api: str, model: Optional[str], f
         return Ollama(model=model, **common)
     if kind == "mlx_lm":
         return BiasedTopLogprobs(model=model or "default_model", **common)
+    if kind == "openai":
+        listed = (info.model or info.listed) if info else None
+        return TopLogprobs(model=model or listed or "default_model", **common)
     raise ValueError(f"unknown server kind {kind!r}")
+
+
+def settle(method: Method, probe: Sequence[int], model: Optional[str] = None,
+           info: Optional[ServerInfo] = None) -> Method:
+    """For a server told only as OpenAI-compatible (`BiasedTopLogprobs`): one test request on
+    `probe` (token ids) shows whether its logprobs honour logit_bias. If it refuses the request or
+    ignores the bias, the generic top-k method, itself tried once. A server without
+    `/completions` (chat completions only) is refused, naming what is missing. `model`: the name
+    the user gave (default: the generic method asks for the first one the server lists)."""
+    if not isinstance(method, BiasedTopLogprobs):
+        return method
+    try:
+        method.ask([probe])
+        return method
+    except LogitBiasIgnored as exc:
+        why = str(exc)
+    except RemoteError as exc:
+        _refuse_without_completions(method, exc)
+        if exc.status is None or exc.status >= 500 or exc.status in RETRY_STATUSES:
+            raise
+        why = f"a request with logit_bias and top_logprobs was refused ({exc})"
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # an answer of another shape
+        why = f"a request with logit_bias and top_logprobs got an answer of another shape ({type(exc).__name__}: {exc})"
+    generic = make_method("openai", method.client, method.api, model, method.forms, method.tokenizer, info)
+    try:
+        generic.ask([probe])
+    except (RemoteError, KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, RemoteError):
+            _refuse_without_completions(method, exc)
+        raise RemoteError(f"this server offers no next-token logprobs Verdict can use: {why}; and a request for "
+                          f"its top logprobs (`logprobs: k` on {method.api}/completions) failed too ({exc})",
+                          getattr(exc, "status", None)) from exc
+    generic.how = f"chosen because {why}"
+    return generic
+
+
+def _refuse_without_completions(method: Method, exc: RemoteError) -> None:
+    if exc.status in (404, 405, 501):
+        raise RemoteError(f"{method.api}/completions answered HTTP {exc.status}: this server seems to offer chat "
+                          f"completions only. Verdict renders the prompt itself and needs a text-completions "
+                          f"endpoint ({method.api}/completions) that returns next-token logprobs (`logprobs`)",
+                          exc.status) from exc
