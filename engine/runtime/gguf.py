@@ -246,7 +246,7 @@ def load_gguf(
     progress: Optional[Progress] = None,
 ) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     """Build the mlx-lm model, tokenizer and config a GGUF file describes."""
-    from mlx_lm.utils import _get_classes
+    from engine.runtime.model_classes import model_classes
 
     header = read_header(path)
     meta = header.metadata
@@ -254,7 +254,7 @@ def load_gguf(
     check_tokenizer_metadata(meta, header.path.name)
     tokenizer = Tokenizer.from_gguf_metadata(meta)
     names = {t.name: mlx_name(t.name) for t in header.tensors if t.name != "rope_freqs.weight"}
-    model_class, args_class = _get_classes(config)
+    model_class, args_class = model_classes(config["model_type"])
     model = model_class(args_class.from_dict(config))
 
     keep_float = _keep_float(header, gpu, float_limit_bytes)

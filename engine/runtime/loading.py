@@ -13,7 +13,7 @@ backend.start()  # loading.py is imported only to load a model: the fast BLAS be
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
-from mlx.utils import tree_map  # noqa: E402
+from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
 
 from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
 from engine.runtime.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
@@ -66,13 +66,43 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     return model, tokenizer, config
 
 
+def parameter_count(model: nn.Module) -> int:
+    """How many weights the model has, a quantized weight counted as the values it stands for."""
+    total = 0
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module)):
+        if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            total += module.weight.size * 32 // module.bits + (module.bias.size if "bias" in module else 0)
+        else:
+            total += sum(v.size for _, v in tree_flatten(module.parameters()))
+    return total
+
+
+def dequantize(model: nn.Module) -> int:
+    """Replace the model's quantized linear and embedding layers by plain ones holding the
+    dequantized weights (in the scales' dtype); returns how many were replaced."""
+    swaps = []
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            weight = mx.dequantize(module.weight, module.scales, module.biases, module.group_size, module.bits,
+                                   mode=getattr(module, "mode", "affine"))
+            if isinstance(module, nn.QuantizedEmbedding):
+                plain: nn.Module = nn.Embedding(*weight.shape)
+            else:
+                plain = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in module)
+                if "bias" in module:
+                    plain.bias = module.bias
+            plain.weight = weight
+            swaps.append((path, plain))
+    if swaps:
+        model.update_modules(tree_unflatten(swaps))
+    return len(swaps)
+
+
 def _prepare_for_backend(model: nn.Module) -> Any:
     """Choose the compute dtype: float16 on a GPU; float32 on CPU, where float16 is ~40x slower,
     with small quantized models dequantized so matmuls go through the optimized BLAS."""
     if backend.is_gpu():
         return mx.float16
-    from mlx_lm.utils import dequantize_model, get_total_parameters
-
     # float32 scales first, so dequantized weights are exact (not rounded through float16).
     model.update(
         tree_map(
@@ -80,9 +110,8 @@ def _prepare_for_backend(model: nn.Module) -> Any:
             model.parameters(),
         )
     )
-    is_quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for m in model.modules())
-    if is_quantized and get_total_parameters(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
-        dequantize_model(model)
+    if parameter_count(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
+        dequantize(model)
     from engine.runtime import numpy_blas
 
     if numpy_blas.wanted():  # no system OpenBLAS: numpy's, for the float32 matmuls
