@@ -106,7 +106,7 @@ def _prepare_for_backend(model: nn.Module) -> Any:
     # float32 scales first, so dequantized weights are exact (not rounded through float16).
     model.update(
         tree_map(
-            lambda a: a.astype(mx.float32) if mx.issubdtype(a.dtype, mx.floating) else a,
+            lambda a: a.astype(mx.float32) if mx.issubdtype(a.dtype, mx.floating) and a.dtype != mx.float32 else a,
             model.parameters(),
         )
     )
@@ -160,15 +160,32 @@ def load_model(
     slow steps (hashing and converting big GGUF files)."""
     from engine.runtime.fingerprint import detect_preset, model_fingerprint
 
+    from engine.runtime import weight_cache
+    from engine.runtime.gguf_file import is_gguf
+
     path = Path(spec).expanduser() if spec else find_default_model()
     if not path.exists():
         raise ModelError(f"model not found: {path}")
+    fingerprint = model_fingerprint(path, progress)
+    gpu = backend.is_gpu()
+    # A GGUF on the CPU runs float32: what an earlier start converted is read back instead.
+    cacheable = not gpu and path.is_file() and is_gguf(path)
+    from_cache: list[bool] = []
+
+    def cached_weights(model: nn.Module) -> bool:
+        from_cache.append(weight_cache.load_into(model, fingerprint))
+        return from_cache[-1]
+
     model, tokenizer, config = read_model(
-        path, gpu=backend.is_gpu(), float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress
+        path, gpu=gpu, float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress,
+        **({"float_weights": cached_weights} if cacheable else {}),
     )
     tokenizer.name = path.name
     model.eval()
+    converted_here = cacheable and not any(from_cache) and parameter_count(model) * 4 <= DEQUANTIZE_LIMIT_BYTES
     dtype = _prepare_for_backend(model)
+    if converted_here and all(p.dtype == mx.float32 for _, p in tree_flatten(model.parameters())):
+        weight_cache.save(model, fingerprint)
     context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)
     model_type = str(config.get("model_type"))
     names = [path.name, config.get("name"), config.get("_name_or_path"), *config.get("gguf_names", [])]
@@ -185,6 +202,6 @@ def load_model(
         context_length=context,
         compute_dtype=dtype,
         config=config,
-        fingerprint=model_fingerprint(path, progress),
+        fingerprint=fingerprint,
         preset=detect_preset(model_type, names),
     )
