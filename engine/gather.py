@@ -7,11 +7,15 @@ a question's prompt puts before the document, and the model's general probe.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.confidence.calibrate import (
     DEFAULT_BAND,
     DEFAULT_MASS_FLOOR,
@@ -27,6 +31,7 @@ from engine.confidence.general import GeneralProbe, fitted_probes_dir, general_p
 from engine.confidence.probe import Features, default_layer, resolve_layer
 from engine.runtime.fingerprint import FORMATS as FINGERPRINT_FORMATS
 from engine.runtime.fingerprint import model_fingerprint
+from engine.folders import cache_dir
 from engine.types import as_document
 
 
@@ -49,13 +54,48 @@ def labeled_features(clf, question: str, documents: Iterable, layers: Sequence[i
 def content_free(clf, question: str, layers: Sequence[int] = (), nulls: Sequence[str] = NULL_TEXTS
                  ) -> tuple[float, dict[int, np.ndarray]]:
     """The mean raw margin of content-free documents for this question, and their mean hidden
-    state after each of `layers` (one small batch). Raises ValueError when none can be scored."""
+    state after each of `layers` (one small batch). Raises ValueError when none can be scored.
+    With a local model it is kept in the cache folder, keyed by everything it depends on: the
+    model's content, its compute dtype and the exact ids of each content-free prompt."""
+    remembered = _content_free_file(clf, question, layers, nulls)
+    if remembered is not None:
+        try:
+            with np.load(remembered) as saved:
+                margin = float(saved["margin"])
+                states = {layer: saved[f"state_{layer}"] for layer in layers}
+            if np.isfinite(margin) and all(s.ndim == 1 and np.isfinite(s).all() for s in states.values()):
+                return margin, states
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # none yet, or unreadable: scored again and written anew
     verdicts = [v for v in clf.score(question, list(nulls), layers=list(layers)) if v.ok]
     if not verdicts:
         raise ValueError("no content-free document could be scored")
     states = {layer: np.mean([np.asarray(v.states[layer], dtype=np.float64) for v in verdicts], axis=0)
               for layer in layers}
-    return float(np.mean([v.raw_margin for v in verdicts])), states
+    margin = float(np.mean([v.raw_margin for v in verdicts]))
+    if remembered is not None and len(verdicts) == len(nulls):
+        try:
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(remembered, durable=False) as tmp:
+                np.savez(tmp, margin=margin, **{f"state_{layer}": state for layer, state in states.items()})
+        except OSError:
+            pass  # a read-only cache only costs scoring them again
+    return margin, states
+
+
+def _content_free_file(clf, question: str, layers: Sequence[int], nulls: Sequence[str]) -> Optional[Path]:
+    """Where a local model's content-free margin and states for these prompts are kept; None
+    for a backend without a model file here (an inference server may change its model)."""
+    backend = getattr(clf, "backend", None)
+    fingerprint = str(getattr(backend, "fingerprint", "") or "")
+    lm = getattr(backend, "lm", None)
+    if lm is None or not fingerprint.startswith(FINGERPRINT_FORMATS) or not hasattr(clf, "encoder_for"):
+        return None
+    encoder = clf.encoder_for(question)
+    key = {"format": 1, "fingerprint": fingerprint, "dtype": str(lm.compute_dtype), "layers": sorted(int(n) for n in layers),
+           "prompts": [encoder.encode(question, null).all for null in nulls]}
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    return cache_dir() / "content-free" / f"{digest}.npz"
 
 
 def null_state(clf, question: str, general: Optional[GeneralProbe]) -> Optional[np.ndarray]:

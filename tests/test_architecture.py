@@ -254,3 +254,26 @@ def test_every_entry_point_loads_the_fast_blas_before_mlx(entry):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == device.blas_in_use()
+
+
+def test_scoring_with_the_default_gguf_never_imports_transformers(default_model_path):
+    """mlx-lm's package `__init__` imports transformers (about a second of every cold start); the
+    scoring path needs only `mlx_lm.models.<type>`. A later use of mlx-lm itself still gets the
+    whole package, as mlx-lm defines it."""
+    code = (
+        "import sys\n"
+        "from engine import Classifier, Document\n"
+        "from engine.pipeline import Pipeline\n"
+        f"clf = Classifier.load({str(default_model_path)!r})\n"
+        "rows = list(Pipeline(clf).run(['Is it about files?'], [Document(id='a', text='A tool that copies files.')]))\n"
+        "assert len(rows) == 1 and rows[0].error is None, rows\n"
+        "assert 'mlx_lm.models.llama' in sys.modules\n"
+        "leaked = sorted(m for m in ('transformers', 'mlx_lm.utils', 'mlx_lm.tokenizer_utils') if m in sys.modules)\n"
+        "assert not leaked, leaked\n"
+        "from mlx_lm import generate, load\n"
+        "assert callable(load) and generate is sys.modules['mlx_lm.generate'].generate, generate\n"
+        "assert 'transformers' in sys.modules\n"
+        "print('clean')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and "clean" in done.stdout, done.stderr[-3000:]

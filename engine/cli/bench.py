@@ -9,7 +9,8 @@ Methods, all with the same loaded weights and backend settings:
 Scenarios: one short question; a long instructions part (a ~700-token rubric with worked
 examples); five questions per document. The slow methods run on the first `baseline_docs`
 documents (they are sequential, so their rate doesn't depend on how many there are); the engine
-runs on all of them. Also: peak memory, and prompt tokens/s of the engine for document lengths
+runs on all of them. Also: a cold start (one short document through `verdict classify` in a new
+process, a few times), peak memory, and prompt tokens/s of the engine for document lengths
 from 128 to 16,384 tokens (past the window size a document is scored as several windows), with
 each length's rate as a share of the 512-token rate.
 """
@@ -135,6 +136,40 @@ def run_generate(clf: Classifier, questions: Sequence[str], docs: list[Document]
     return time.perf_counter() - start, tokens, parsed
 
 
+def cold_start(model: Optional[str] = None, runs: int = 3) -> list[tuple[float, float]]:
+    """(seconds, peak RSS in MiB) of `runs` cold `verdict classify` runs of one short document,
+    each in a new process, as a user at a shell starts it (one question, default options)."""
+    import os
+    import subprocess
+    import tempfile
+
+    import engine
+
+    env = dict(os.environ)
+    root = str(Path(engine.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="verdict-cold-") as folder:
+        doc = Path(folder) / "one.txt"
+        doc.write_text("A command-line tool that compresses files with the zstd algorithm.\n", encoding="utf-8")
+        command = [sys.executable, "-m", "engine.cli", "classify", "-q", QUESTIONS[0], str(doc)]
+        if model:
+            command += ["--model", str(model)]
+        for _ in range(runs):
+            with tempfile.TemporaryFile() as err:
+                start = time.perf_counter()
+                child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
+                _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS, not the largest so far
+                seconds = time.perf_counter() - start
+                child.returncode = os.waitstatus_to_exitcode(status)
+                if child.returncode != 0:
+                    err.seek(0)
+                    raise RuntimeError(f"verdict classify failed: {err.read().decode(errors='replace').strip()[-500:]}")
+            peak = usage.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else usage.ru_maxrss / 1024
+            figures.append((seconds, peak))
+    return figures
+
+
 def peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -149,11 +184,13 @@ def bench(
     curve_tokens: int = 8192,
     scenarios: Sequence[str] = ("short", "rubric", "five"),
     curve_lengths: Sequence[int] = CURVE_LENGTHS,
+    cold_starts: int = 3,
     out=sys.stdout,
 ) -> dict:
     """Run the benchmark and print its tables; return the figures as a dict."""
     from engine.runtime import device as backend
 
+    cold = cold_start(model, cold_starts) if cold_starts else []
     clf = Classifier.load(model)
     texts = corpus_text(folder)
     docs = documents_of_length(clf, texts, documents, doc_tokens)
@@ -163,6 +200,11 @@ def bench(
           f"dtype: {clf.backend.lm.compute_dtype}; BLAS: {backend.blas_in_use() or 'MLX default'}", file=out)
     print(f"documents: {documents} x {doc_tokens} tokens (baselines on the first {len(base)}); "
           f"instructions rubric: {len(clf.backend.lm.tokenizer.encode(rubric))} tokens", file=out)
+    if cold:
+        seconds = sorted(c[0] for c in cold)
+        print(f"cold start (`verdict classify` of one short document in a new process, {len(cold)} runs): "
+              f"median {seconds[len(seconds) // 2]:.2f} s [{', '.join(f'{c[0]:.2f}' for c in cold)}], "
+              f"peak RSS {max(c[1] for c in cold):.0f} MiB", file=out)
     run_engine(clf, QUESTIONS[:1], docs[:4])  # warm-up: first-call allocations
 
     results: list[Measurement] = []
@@ -192,6 +234,7 @@ def bench(
                     for m in results],
         "curve": curve,
         "peak_rss_mib": peak_rss_mib(),
+        "cold_start": [{"seconds": secs, "peak_rss_mib": peak} for secs, peak in cold],
     }
 
 

@@ -321,6 +321,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         curve_tokens=args.curve_tokens,
         scenarios=[s for s in args.scenario or ("short", "rubric", "five") if s != "none"],
         curve_lengths=args.curve_lengths or CURVE_LENGTHS,
+        cold_starts=args.cold_starts,
     )
     if args.json:
         Path(args.json).write_text(strict_json(figures, indent=1), encoding="utf-8")
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(repeatable; 'none': only the length curve)")
     b.add_argument("--curve-lengths", type=_lengths, metavar="N,N,...",
                    help="document lengths of the curve (default 128,256,512,1024,2048,4096,16384)")
+    b.add_argument("--cold-starts", type=int, default=3, metavar="N",
+                   help="time N cold `verdict classify` runs of one short document, each a new process (default 3; 0: none)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row, Ask to "
                    "first verdict (the real window, offscreen; --docs: the files it opens)")

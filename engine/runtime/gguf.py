@@ -244,9 +244,12 @@ def load_gguf(
     gpu: bool = False,
     float_limit_bytes: int = 6 * 2**30,
     progress: Optional[Progress] = None,
+    float_weights: Optional[Callable[[nn.Module], bool]] = None,
 ) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
-    """Build the mlx-lm model, tokenizer and config a GGUF file describes."""
-    from mlx_lm.utils import _get_classes
+    """Build the mlx-lm model, tokenizer and config a GGUF file describes. `float_weights`, when
+    given, may fill the model's plain (unquantized) layers from elsewhere (weights converted on
+    an earlier start); when it returns True the file's tensors are not read."""
+    from engine.runtime.model_classes import model_classes
 
     header = read_header(path)
     meta = header.metadata
@@ -254,9 +257,15 @@ def load_gguf(
     check_tokenizer_metadata(meta, header.path.name)
     tokenizer = Tokenizer.from_gguf_metadata(meta)
     names = {t.name: mlx_name(t.name) for t in header.tensors if t.name != "rope_freqs.weight"}
-    model_class, args_class = _get_classes(config)
+    model_class, args_class = model_classes(config["model_type"])
     model = model_class(args_class.from_dict(config))
 
+    config["tensor_types"] = sorted(header.tensor_types())
+    config["name"] = Path(path).stem  # general.name is often a training-run label
+    config["gguf_names"] = [meta.get(k) for k in ("general.name", "general.basename", "general.finetune")]
+    has_rope_factors = any(t.name == "rope_freqs.weight" for t in header.tensors)  # not a parameter
+    if float_weights is not None and not has_rope_factors and float_weights(model):
+        return model, tokenizer, config
     keep_float = _keep_float(header, gpu, float_limit_bytes)
     weights = read_weights(header, keep_float=keep_float, float_dtype=mx.float16 if gpu else mx.float32, progress=progress)
     rope_factors = weights.pop("rope_freqs.weight", None)
@@ -288,7 +297,4 @@ def load_gguf(
                 attn.rope.dims, config["rope_theta"], config.get("rope_traditional", False), rope_factors
             )
     config["quantization"] = {"group_size": GGUF_GROUP_SIZE, "bits": sorted(set(quantized.values()))}
-    config["tensor_types"] = sorted(header.tensor_types())
-    config["name"] = Path(path).stem  # general.name is often a training-run label
-    config["gguf_names"] = [meta.get(k) for k in ("general.name", "general.basename", "general.finetune")]
     return model, tokenizer, config

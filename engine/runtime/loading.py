@@ -13,7 +13,7 @@ backend.start()  # loading.py is imported only to load a model: the fast BLAS be
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
-from mlx.utils import tree_map  # noqa: E402
+from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
 
 from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
 from engine.runtime.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
@@ -66,23 +66,52 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
     return model, tokenizer, config
 
 
+def parameter_count(model: nn.Module) -> int:
+    """How many weights the model has, a quantized weight counted as the values it stands for."""
+    total = 0
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=lambda m: isinstance(m, nn.Module)):
+        if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            total += module.weight.size * 32 // module.bits + (module.bias.size if "bias" in module else 0)
+        else:
+            total += sum(v.size for _, v in tree_flatten(module.parameters()))
+    return total
+
+
+def dequantize(model: nn.Module) -> int:
+    """Replace the model's quantized linear and embedding layers by plain ones holding the
+    dequantized weights (in the scales' dtype); returns how many were replaced."""
+    swaps = []
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            weight = mx.dequantize(module.weight, module.scales, module.biases, module.group_size, module.bits,
+                                   mode=getattr(module, "mode", "affine"))
+            if isinstance(module, nn.QuantizedEmbedding):
+                plain: nn.Module = nn.Embedding(*weight.shape)
+            else:
+                plain = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in module)
+                if "bias" in module:
+                    plain.bias = module.bias
+            plain.weight = weight
+            swaps.append((path, plain))
+    if swaps:
+        model.update_modules(tree_unflatten(swaps))
+    return len(swaps)
+
+
 def _prepare_for_backend(model: nn.Module) -> Any:
     """Choose the compute dtype: float16 on a GPU; float32 on CPU, where float16 is ~40x slower,
     with small quantized models dequantized so matmuls go through the optimized BLAS."""
     if backend.is_gpu():
         return mx.float16
-    from mlx_lm.utils import dequantize_model, get_total_parameters
-
     # float32 scales first, so dequantized weights are exact (not rounded through float16).
     model.update(
         tree_map(
-            lambda a: a.astype(mx.float32) if mx.issubdtype(a.dtype, mx.floating) else a,
+            lambda a: a.astype(mx.float32) if mx.issubdtype(a.dtype, mx.floating) and a.dtype != mx.float32 else a,
             model.parameters(),
         )
     )
-    is_quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for m in model.modules())
-    if is_quantized and get_total_parameters(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
-        dequantize_model(model)
+    if parameter_count(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
+        dequantize(model)
     from engine.runtime import numpy_blas
 
     if numpy_blas.wanted():  # no system OpenBLAS: numpy's, for the float32 matmuls
@@ -131,15 +160,32 @@ def load_model(
     slow steps (hashing and converting big GGUF files)."""
     from engine.runtime.fingerprint import detect_preset, model_fingerprint
 
+    from engine.runtime import weight_cache
+    from engine.runtime.gguf_file import is_gguf
+
     path = Path(spec).expanduser() if spec else find_default_model()
     if not path.exists():
         raise ModelError(f"model not found: {path}")
+    fingerprint = model_fingerprint(path, progress)
+    gpu = backend.is_gpu()
+    # A GGUF on the CPU runs float32: what an earlier start converted is read back instead.
+    cacheable = not gpu and path.is_file() and is_gguf(path)
+    from_cache: list[bool] = []
+
+    def cached_weights(model: nn.Module) -> bool:
+        from_cache.append(weight_cache.load_into(model, fingerprint))
+        return from_cache[-1]
+
     model, tokenizer, config = read_model(
-        path, gpu=backend.is_gpu(), float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress
+        path, gpu=gpu, float_limit_bytes=DEQUANTIZE_LIMIT_BYTES, progress=progress,
+        **({"float_weights": cached_weights} if cacheable else {}),
     )
     tokenizer.name = path.name
     model.eval()
+    converted_here = cacheable and not any(from_cache) and parameter_count(model) * 4 <= DEQUANTIZE_LIMIT_BYTES
     dtype = _prepare_for_backend(model)
+    if converted_here and all(p.dtype == mx.float32 for _, p in tree_flatten(model.parameters())):
+        weight_cache.save(model, fingerprint)
     context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)
     model_type = str(config.get("model_type"))
     names = [path.name, config.get("name"), config.get("_name_or_path"), *config.get("gguf_names", [])]
@@ -156,6 +202,6 @@ def load_model(
         context_length=context,
         compute_dtype=dtype,
         config=config,
-        fingerprint=model_fingerprint(path, progress),
+        fingerprint=fingerprint,
         preset=detect_preset(model_type, names),
     )

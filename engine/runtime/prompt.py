@@ -14,11 +14,20 @@ and the ids concatenated, so a cached segment is exactly a prefix of every promp
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from engine.atomic import atomic_write
+from engine.folders import cache_dir
 from engine.runtime.tokenizer import Tokenizer, TokenizerError
+
+_CUTS_FILE = "prompt-cuts.json"  # in the cache folder: where the segment cuts were found before
+_CUTS_FORMAT = 1  # bump when the way cuts are found or used changes
+_MAX_CUTS = 256
 
 _DOC = "\x00VERDICT_DOCUMENT\x00"
 _QUESTION = "\x00VERDICT_QUESTION\x00"
@@ -242,7 +251,7 @@ class PromptEncoder:
         self._heads: dict[str, list[int]] = {}
         self._tails: dict[str, list[int]] = {}
         self._question = _PROBE_QUESTIONS[0]
-        self._head_cut, self._tail_cut = self._find_cuts()
+        self._head_cut, self._tail_cut = self._remembered_cuts()
 
     # --- the whole prompt -----------------------------------------------------------------
     def whole(self, question: str, document: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -298,6 +307,37 @@ class PromptEncoder:
     def _tail_position(self, question: str, document: str) -> int:
         return self.template.document_start(question) + len(document) + self._tail_cut
 
+    def _remembered_cuts(self) -> tuple[int, int]:
+        """`_find_cuts`, kept in the cache folder: finding them tokenizes a few hundred probe
+        prompts (a third of a second for a 49k-token vocabulary). The key is everything they
+        depend on: the whole tokenizer, its BOS rule, the template's text and the probes. A
+        stale or damaged entry is found again; a cut no longer on a token boundary would make
+        `document_ids` raise, never score a wrong slice."""
+        t, tok = self.template, self.tokenizer
+        key = hashlib.sha256(json.dumps([
+            _CUTS_FORMAT, tok.backend.to_str(), tok.add_bos, tok.bos_id, t.document_first, t.before, t.between,
+            t.after, [list(span) for span in t.literal], _PROBE_DOCUMENTS, _PROBE_QUESTIONS,
+        ]).encode()).hexdigest()
+        path = cache_dir() / _CUTS_FILE
+        saved = _read_json_object(path)
+        cuts = saved.get(key)
+        left = len(t.before) if t.document_first else len(t.between)
+        right = len(t.between if t.document_first else t.after)
+        if (isinstance(cuts, list) and len(cuts) == 2 and all(type(c) is int for c in cuts)
+                and 0 <= cuts[0] <= left and 0 <= cuts[1] <= right):
+            return cuts[0], cuts[1]
+        head, tail = self._find_cuts()
+        saved = _read_json_object(path)  # another process may have added its own meanwhile
+        saved.pop(key, None)
+        saved[key] = [head, tail]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path, durable=False) as fh:
+                json.dump(dict(list(saved.items())[-_MAX_CUTS:]), fh)
+        except OSError:
+            pass  # a read-only cache only costs finding them again
+        return head, tail
+
     def _find_cuts(self) -> tuple[int, int]:
         """Character positions in the text left and right of the document where every probe
         prompt has a token boundary and the same ids on the template's side of it.
@@ -337,6 +377,14 @@ class PromptEncoder:
         if head is None or tail is None:
             raise PromptError("no token boundary in the template's text is stable around the document")
         return head, tail
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _boundary(offsets: list[tuple[int, int]], position: int, strict: bool = False) -> Optional[int]:
