@@ -17,7 +17,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
