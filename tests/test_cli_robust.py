@@ -148,11 +148,11 @@ def test_ctrl_c_prints_the_table_rows_done_so_far(tiny_model_dir, tmp_path):
     os.close(slave)
     seen = b""
     try:
-        while not re.search(rb"\] [1-9]\d*/%d" % n, seen):  # the first row is out
+        while not re.search(rb"[ |][1-9]\d*/%d \[" % n, seen):  # the first row is out (tqdm: "| 12/3000 [")
             chunk = os.read(master, 4096)
             assert chunk, "the CLI ended before its first row"
             seen += chunk
-        done_before = int(re.findall(rb"\] (\d+)/%d" % n, seen)[-1])
+        done_before = int(re.findall(rb"[ |](\d+)/%d \[" % n, seen)[-1])
         # Keep reading the terminal while the CLI winds down: a full terminal buffer would block
         # its last progress line and message, and with them the exit communicate() waits for.
         rest: list[bytes] = []
