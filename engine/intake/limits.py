@@ -25,3 +25,8 @@ SNIFF_BYTES = 8192  # bytes read to choose a file's format
 # One --jsonl-in line (or standard input) larger than this is refused without being parsed:
 # a 64 MB line peaks at about 4x its size in Python objects while it is decoded and parsed.
 MAX_LINE_BYTES = 64 * 1024 * 1024
+# Archives (.zip, .tar, .tgz): each member is capped at MAX_FILE_BYTES once inflated, the whole
+# archive (nested ones included) at this; members past the count are refused in one row.
+ARCHIVE_MAX_UNCOMPRESSED = 2_000_000_000
+ARCHIVE_MAX_MEMBERS = 100_000
+ARCHIVE_MAX_DEPTH = 3  # an archive in an archive in an archive is read; one more level is refused
