@@ -38,7 +38,7 @@ def choose_files(parent: Optional[QWidget], directory: str) -> list[str]:
         parent,
         "Add Documents",
         directory,
-        "Documents (*.pdf *.docx *.html *.htm *.eml *.rtf *.txt *.md *.markdown *.csv *.json *.xml *.log);;All files (*)",
+        "Documents (*.pdf *.docx *.html *.htm *.eml *.rtf *.txt *.md *.markdown *.csv *.json *.xml *.log *.mbox *.zip *.tar *.tgz *.gz);;All files (*)",
     )
     return paths
 

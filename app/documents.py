@@ -23,7 +23,9 @@ def load_paths(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Document]]
 
 def display_name(doc: Document, roots: Sequence[str]) -> str:
     """A short name for a row: the file name, or the path inside the folder the user named
-    (``2024/march/invoice.pdf``), so two ``README.md`` files in different subfolders stay apart."""
+    (``2024/march/invoice.pdf``), so two ``README.md`` files in different subfolders stay apart;
+    an item of a mailbox or archive the user named keeps that file's name (``docs.zip!a/b.pdf``,
+    ``inbox.mbox:#3 <id>``)."""
     ident = doc.id
     for root in roots:
         root = root.rstrip("/\\") or root
@@ -31,6 +33,8 @@ def display_name(doc: Document, roots: Sequence[str]) -> str:
             return os.path.basename(root) or root
         if ident.startswith(root + os.sep) or ident.startswith(root + "/"):
             return ident[len(root) + 1 :]
+        if ident.startswith((root + "!", root + ":#")):
+            return (os.path.basename(root) or root) + ident[len(root):]
     return os.path.basename(ident) or ident
 
 
