@@ -43,6 +43,16 @@ def choose_files(parent: Optional[QWidget], directory: str) -> list[str]:
     return paths
 
 
+def choose_table_columns(parent: Optional[QWidget], table) -> object:
+    """Which column of a dropped ``table`` holds the text: a ``TableChoice``, ``WHOLE_FILE``
+    (read it as one document), or None when cancelled."""
+    from app.table_dialog import TableColumnsDialog
+
+    dialog = TableColumnsDialog(table, parent)
+    dialog.exec()
+    return dialog.result_choice
+
+
 def choose_folder(parent: Optional[QWidget], directory: str, title: str = "Add a Folder") -> str:
     """A folder (empty string when cancelled)."""
     return QFileDialog.getExistingDirectory(parent, title, directory)

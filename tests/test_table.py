@@ -52,6 +52,15 @@ def test_odd_dialects_and_encodings_give_the_rows_pythons_csv_reads(tmp_path, en
     assert all(d.error is None for d in docs)
 
 
+def test_the_header_decides_the_delimiter_when_the_text_is_full_of_commas(tmp_path):
+    path = _write_csv(tmp_path / "t.csv", [["id", "body"], ["1", "Lovely, thank you, really, great"],
+                                           ["2", "Broken, late, cold, wrong"]], delimiter=";")
+    table = open_table(path)
+    assert table.header == ["id", "body"] and table.csv_format.delimiter == ";"
+    assert [d.text for d in iter_table_documents(table, ["body"])] == ["Lovely, thank you, really, great",
+                                                                       "Broken, late, cold, wrong"]
+
+
 def test_ten_thousand_rows_in_order_with_pass_through_columns(tmp_path):
     rows = [[f"review {i}: {'great' if i % 3 else 'awful'} product", str(i), f"shop {i % 7}"] for i in range(10_000)]
     path = _write_csv(tmp_path / "reviews.csv", [["text", "stars", "shop"]] + rows)

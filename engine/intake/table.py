@@ -207,8 +207,10 @@ def _sniff_format(text: str, path: str, encoding: str, bom: bool, warning: Optio
     # The sniffer says "no doubled quotes" when its sample has none; later rows may, and every
     # spreadsheet writes a quote inside a quoted cell doubled.
     doublequote, escapechar = True, None
-    if delimiter not in first and fallback in first:  # the sniffer guessed from the data rows alone
-        delimiter = fallback
+    if delimiter not in first:  # the sniffer went by a character of the data rows (a comma in the text)
+        counts = {d: first.count(d) for d in _DELIMITERS}
+        best = max(_DELIMITERS, key=counts.__getitem__)
+        delimiter = best if counts[best] else fallback
     cells = first.rstrip("\r\n").split(delimiter)
     quote_all = len(cells) > 1 and all(c.startswith(quotechar) and c.endswith(quotechar) for c in cells)
     return CsvFormat(encoding=encoding, bom=bom, delimiter=delimiter, quotechar=quotechar, doublequote=doublequote,
