@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import (OutputError, Progress, RowsOut, RowWriter, strict_json, verdict_row, wide_header,
-                               wide_row)
+from engine.cli.output import (OutputError, Progress, RowsOut, RowWriter, strict_json, verdict_row, verdicts_by_document,
+                               wide_header, wide_row)
 from engine.types import Document
 
 
@@ -258,23 +258,11 @@ def write_wide(out: TextIO, rows, docs: list[Document], questions: list[str], la
     writer.writerow(wide_header(questions))
     given = given_labels(labels, questions)
     failed = False
-    current: list = []
-
-    def flush() -> None:
-        doc = docs[current[0].document_index]
-        writer.writerow(wide_row(doc.id, doc.source, questions, {v.question: v for v in current}, given(doc),
-                                 doc.error))
+    for index, verdicts in verdicts_by_document(rows, progress):
+        doc = docs[index]
+        failed |= any(v.error is not None for v in verdicts.values())
+        writer.writerow(wide_row(doc.id, doc.source, questions, verdicts, given(doc), doc.error))
         out.flush()
-
-    for v in rows:
-        failed |= v.error is not None
-        if current and v.document_index != current[0].document_index:
-            flush()
-            current = []
-        current.append(v)
-        progress.step()
-    if current:
-        flush()
     return failed
 
 

@@ -8,7 +8,7 @@ import math
 import sys
 import time
 import unicodedata
-from typing import Any, Optional, TextIO
+from typing import Any, Iterable, Iterator, Optional, TextIO
 
 from engine.types import Document, Verdict
 
@@ -94,6 +94,22 @@ def verdict_cells(questions: list[str], verdicts: dict[str, Verdict], labels: di
         p = v.probability if v and not v.error else math.nan
         line += [kind, "" if math.isnan(p) else round(p, 4), labels.get(question, "")]
     return line
+
+
+def verdicts_by_document(rows: Iterable[Verdict], progress: Optional["Progress"] = None
+                         ) -> Iterator[tuple[int, dict[str, Verdict]]]:
+    """Rows in input order, a document at a time: (document index, its verdicts by question);
+    each row is a `progress` step."""
+    current: list[Verdict] = []
+    for v in rows:
+        if current and v.document_index != current[0].document_index:
+            yield current[0].document_index, {c.question: c for c in current}
+            current = []
+        current.append(v)
+        if progress is not None:
+            progress.step()
+    if current:
+        yield current[0].document_index, {c.question: c for c in current}
 
 
 def strict_json(value: Any, indent: Optional[int] = None) -> str:

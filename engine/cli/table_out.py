@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any, Iterator, Optional
 
-from engine.cli.output import OutputError, verdict_cells, verdict_header
+from engine.cli.output import OutputError, verdict_cells, verdict_header, verdicts_by_document
 from engine.intake.table import CsvFormat, Record, Table
 from engine.types import Document, Verdict
 
@@ -93,27 +93,13 @@ def write_table_wide(table: Table, output: Optional[str], rows: Iterator[Verdict
     done = 0
     try:
         sink.header(questions)
-        current: list[Verdict] = []
-
-        def flush() -> None:
-            nonlocal done
-            index = current[0].document_index
+        for index, verdicts in verdicts_by_document(rows, progress):
+            failed |= any(v.error is not None for v in verdicts.values())
             while done <= index:  # one record per document, in the same order
-                record = next(records)
-                doc = docs[done]
-                verdicts = {v.question: v for v in current} if done == index else {}
-                sink.row(record, verdict_cells(questions, verdicts, given_labels(doc), doc.error))
+                record, doc = next(records), docs[done]
+                sink.row(record, verdict_cells(questions, verdicts if done == index else {}, given_labels(doc),
+                                               doc.error))
                 done += 1
-
-        for v in rows:
-            failed |= v.error is not None
-            if current and v.document_index != current[0].document_index:
-                flush()
-                current = []
-            current.append(v)
-            progress.step()
-        if current:
-            flush()
     except KeyboardInterrupt:
         sink.abandon()
         raise
