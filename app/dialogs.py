@@ -38,9 +38,19 @@ def choose_files(parent: Optional[QWidget], directory: str) -> list[str]:
         parent,
         "Add Documents",
         directory,
-        "Documents (*.pdf *.docx *.html *.htm *.eml *.rtf *.txt *.md *.markdown *.csv *.json *.xml *.log);;All files (*)",
+        "Documents (*.pdf *.docx *.html *.htm *.eml *.rtf *.txt *.md *.markdown *.csv *.json *.xml *.log *.mbox *.zip *.tar *.tgz *.gz);;All files (*)",
     )
     return paths
+
+
+def choose_table_columns(parent: Optional[QWidget], table) -> object:
+    """Which column of a dropped ``table`` holds the text: a ``TableChoice``, ``WHOLE_FILE``
+    (read it as one document), or None when cancelled."""
+    from app.table_dialog import TableColumnsDialog
+
+    dialog = TableColumnsDialog(table, parent)
+    dialog.exec()
+    return dialog.result_choice
 
 
 def choose_folder(parent: Optional[QWidget], directory: str, title: str = "Add a Folder") -> str:

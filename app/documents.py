@@ -6,25 +6,61 @@ what a window needs on top: short display names and documents made from pasted t
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
 
 from engine.intake.normalize import normalize_document
 from engine.types import Document
 
-def load_paths(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Document]]:
-    """(display name, document) for every file in ``paths`` (folders walked recursively).
+
+@dataclass(frozen=True)
+class TableChoice:
+    """A table to read one document per row: which columns hold the text and the row names."""
+
+    path: str
+    text_columns: tuple[str, ...]
+    id_column: Optional[str] = None
+    sheet: Optional[str] = None
+
+
+def load_paths(paths: Sequence[Union[str, os.PathLike, TableChoice]]) -> list[tuple[str, Document]]:
+    """(display name, document) for every file in ``paths`` (folders walked recursively), and
+    for every row of each :class:`TableChoice`, in the order given.
 
     Never raises: a file that can't be read comes back as a document with ``error`` set.
     """
     from engine.intake import load_documents
 
-    roots = [os.fspath(p) for p in paths]
-    return [(display_name(doc, roots), doc) for doc in load_documents(roots)]
+    items: list[tuple[str, Document]] = []
+    roots: list[str] = []
+    for given in list(paths) + [None]:
+        if isinstance(given, (str, os.PathLike)):
+            roots.append(os.fspath(given))
+            continue
+        if roots:
+            items += [(display_name(doc, roots), doc) for doc in load_documents(roots)]
+            roots = []
+        if isinstance(given, TableChoice):
+            items += [(doc.id, doc) for doc in table_documents(given)]  # `name:row N` or the id column
+    return items
+
+
+def table_documents(choice: TableChoice) -> list[Document]:
+    """One document per row of the table (a table that can no longer be read: one error row)."""
+    from engine.intake.table import TableError, iter_table_documents, open_table
+
+    try:
+        table = open_table(choice.path, sheet=choice.sheet)
+        return list(iter_table_documents(table, choice.text_columns, choice.id_column))
+    except TableError as exc:
+        return [Document(id=choice.path, text="", source=choice.path, error=str(exc))]
 
 
 def display_name(doc: Document, roots: Sequence[str]) -> str:
     """A short name for a row: the file name, or the path inside the folder the user named
-    (``2024/march/invoice.pdf``), so two ``README.md`` files in different subfolders stay apart."""
+    (``2024/march/invoice.pdf``), so two ``README.md`` files in different subfolders stay apart;
+    an item of a mailbox or archive the user named keeps that file's name (``docs.zip!a/b.pdf``,
+    ``inbox.mbox:#3 <id>``)."""
     ident = doc.id
     for root in roots:
         root = root.rstrip("/\\") or root
@@ -32,6 +68,8 @@ def display_name(doc: Document, roots: Sequence[str]) -> str:
             return os.path.basename(root) or root
         if ident.startswith((root + os.sep, root + "/")):
             return ident[len(root) + 1 :]
+        if ident.startswith((root + "!", root + ":#")):
+            return (os.path.basename(root) or root) + ident[len(root):]
     return os.path.basename(ident) or ident
 
 

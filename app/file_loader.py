@@ -11,7 +11,7 @@ from typing import Sequence
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 import engine.intake  # noqa: F401  (here, on the GUI thread: see below)
-from app.documents import load_paths
+from app.documents import TableChoice, load_paths
 
 # engine.intake is imported above, before the reader and scoring threads start, because both need
 # it (the reader to read, the classifier to normalise text) and two threads importing a package
@@ -30,8 +30,9 @@ class _Reader(QObject):
         except Exception as exc:  # intake never raises for bad input; this is a last resort
             from engine.types import Document
 
+            names = [p.path if isinstance(p, TableChoice) else p for p in paths]
             items = [(os.path.basename(p) or p, Document(id=p, text="", source=p, error=f"could not read: {exc}"))
-                     for p in paths]
+                     for p in names]
         self.loaded.emit(request, items)
 
 
@@ -59,8 +60,9 @@ class FileLoader(QObject):
     def busy(self) -> bool:
         return bool(self._pending)
 
-    def load(self, paths: Sequence[str | os.PathLike]) -> None:
-        paths = [os.fspath(p) for p in paths]
+    def load(self, paths: Sequence[str | os.PathLike | TableChoice]) -> None:
+        """Read files, folders and tables (one document per row) in this order."""
+        paths = [p if isinstance(p, TableChoice) else os.fspath(p) for p in paths]
         if not paths:
             return
         self._next += 1

@@ -169,8 +169,12 @@ class SessionController(QObject):
         return found
 
     @staticmethod
-    def _identity(doc: Document) -> tuple[str, str]:
-        return ("file", doc.source) if doc.source else ("text", doc.text)
+    def _identity(doc: Document) -> tuple:
+        """A file's path; for an item in a file (a table's row, a message, an archive member)
+        the file and the item's id (and row number: ids from a column may repeat)."""
+        if not doc.source:
+            return ("text", doc.text)
+        return ("file", doc.source) if doc.id == doc.source else ("item", doc.source, doc.id, doc.meta.get("row"))
 
     def key(self, key: int) -> int:
         """The key a document has now (documents brought back by Undo get new keys)."""

@@ -12,6 +12,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 SETTINGS_ENV = "VERDICT_SETTINGS"  # an ini file to use instead of the platform's store
 MAX_RECENT_QUESTIONS = 12
+MAX_REMEMBERED_TABLES = 200  # tables whose text column is remembered
 TARGET_PRECISIONS = (0.8, 0.85, 0.9, 0.95)  # the choices the Questions menu offers
 
 
@@ -95,6 +96,30 @@ class Settings:
     @last_directory.setter
     def last_directory(self, value: str) -> None:
         self._qs.setValue("files/lastDirectory", value)
+
+    def table_columns(self, path: str) -> Optional[dict]:
+        """The columns chosen for the table at ``path`` (``text``: names, ``id``: a name or None,
+        ``sheet``), or None when it was never asked."""
+        try:
+            remembered = json.loads(self._get_str("files/tableColumns", "{}"))
+        except ValueError:
+            return None
+        choice = remembered.get(os.path.abspath(path)) if isinstance(remembered, dict) else None
+        if not isinstance(choice, dict) or not isinstance(choice.get("text"), list):
+            return None
+        return choice
+
+    def set_table_columns(self, path: str, text: list[str], id_column: Optional[str], sheet: Optional[str]) -> None:
+        try:
+            remembered = json.loads(self._get_str("files/tableColumns", "{}"))
+        except ValueError:
+            remembered = {}
+        if not isinstance(remembered, dict):
+            remembered = {}
+        remembered.pop(os.path.abspath(path), None)
+        remembered[os.path.abspath(path)] = {"text": list(text), "id": id_column, "sheet": sheet}
+        kept = dict(list(remembered.items())[-MAX_REMEMBERED_TABLES:])  # the latest choices
+        self._qs.setValue("files/tableColumns", json.dumps(kept))
 
     # --- appearance ---------------------------------------------------------------------------
     @property

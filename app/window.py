@@ -21,6 +21,7 @@ from engine.types import Document
 
 from app import dialogs, menus, theme
 from app.detail_pane import DetailPane
+from app.documents import TableChoice
 from app.drop_zone import DropZone, accepts, dropped_content
 from app.export import export_rows, format_for_path, tab_separated, with_extension
 from app.file_loader import FileLoader
@@ -33,6 +34,7 @@ from app.session import MODEL_MENU, SessionController, plural
 from app.session_store import SessionStore
 from app.settings import Settings
 from app.status_area import StatusArea
+from app.table_dialog import WHOLE_FILE
 from app.table_model import IDLE, QUEUED, SCORING, ResultsFilter, ResultsModel, verdict_counts
 from app.worker import ScoringController
 
@@ -192,7 +194,38 @@ class MainWindow(QMainWindow):
         paths = [os.fspath(p) for p in paths if os.fspath(p)]
         if paths:
             self.settings.last_directory = str(Path(paths[0]).parent)
-            self.loader.load(paths)
+            work = [self._rows_or_file(p) for p in paths]
+            self.loader.load([w for w in work if w is not None])
+
+    def _rows_or_file(self, path: str) -> object:
+        """A table named directly (not found in a folder) is read one document per row: the
+        columns chosen for it before, else asked (None when the user cancels)."""
+        from engine.intake.table import TableError, is_table_name, open_table
+
+        if not (is_table_name(path) and os.path.isfile(path)):
+            return path
+        remembered = self.settings.table_columns(path)
+        if remembered is not None and not remembered["text"]:
+            return path  # chosen before: the whole file as one document
+        if remembered is not None:
+            try:
+                header = open_table(path, sheet=remembered.get("sheet")).header
+            except TableError:
+                header = []
+            if all(c in header for c in remembered["text"] + [remembered.get("id") or remembered["text"][0]]):
+                return TableChoice(path, tuple(remembered["text"]), remembered.get("id"), remembered.get("sheet"))
+        try:
+            table = open_table(path)
+        except TableError:
+            return path  # read as a file: its row says what is wrong
+        choice = dialogs.choose_table_columns(self, table)
+        if choice is None:
+            return None
+        if choice == WHOLE_FILE:
+            self.settings.set_table_columns(path, [], None, None)
+            return path
+        self.settings.set_table_columns(path, list(choice.text_columns), choice.id_column, choice.sheet)
+        return choice
 
     @Slot(str)
     def add_text(self, text: str) -> Optional[int]:

@@ -131,6 +131,9 @@ def test_names_and_pasted_documents():
     assert display_name(Document(id="/a/b/sub/c.txt", text=""), ["/a/b"]) == "sub/c.txt"
     assert display_name(Document(id="/a/b/c.txt", text=""), ["/a/b/"]) == "c.txt"
     assert display_name(Document(id="/elsewhere/x.md", text=""), ["/a"]) == "x.md"
+    assert display_name(Document(id="/a/docs.zip!sub/c.txt", text=""), ["/a/docs.zip"]) == "docs.zip!sub/c.txt"
+    assert display_name(Document(id="/a/in.mbox:#2 <m@x>", text=""), ["/a/in.mbox"]) == "in.mbox:#2 <m@x>"
+    assert display_name(Document(id="/a/docs.zip!c.txt", text=""), ["/a"]) == "docs.zip!c.txt"
     name, doc = text_document("\n\n  Meeting notes  \nline two", 3)
     assert name == "Pasted 3: Meeting notes" and doc.id == "pasted-3" and doc.source is None
     assert text_document("x" * 100, 1)[0].endswith("…")

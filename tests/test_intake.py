@@ -107,7 +107,7 @@ def test_hidden_clutter_and_unsupported_files_are_skipped_in_folders(tmp_path):
             "desktop.ini": b"[x]",
             "~$draft.docx": b"lock",
             "photo.png": b"\x89PNG\r\n\x1a\n",
-            "archive.zip": b"PK\x03\x04",
+            "archive.7z": b"7z\xbc\xaf\x27\x1c",
             "tool.exe": b"MZ\x90\x00",
             "README": b"no extension, plain text",
         },

@@ -98,8 +98,8 @@ def check_number(value: Optional[float], name: str, low: float, high: float = ma
 def check_classify_args(args: argparse.Namespace) -> None:
     """All of `verdict classify`'s arguments, files and folders, before any model is loaded;
     replaces ``args.question`` with the stripped questions."""
-    if not args.paths and not args.jsonl_in:
-        raise UsageError("nothing to classify: give PATHs, '-' for stdin, or --jsonl-in FILE")
+    if not args.paths and not args.jsonl_in and not getattr(args, "table_in", None):
+        raise UsageError("nothing to classify: give PATHs, '-' for stdin, --jsonl-in FILE or --table-in FILE")
     args.question = [check_question(q) for q in args.question]
     if getattr(args, "wide", False) and args.format not in (None, "csv"):
         raise UsageError(f"--wide writes CSV; it can't be combined with --format {args.format}")
@@ -118,6 +118,7 @@ def check_classify_args(args: argparse.Namespace) -> None:
         check_readable(args.jsonl_in, "--jsonl-in")
         if args.jsonl_in != "-":
             _check_jsonl_head(args.jsonl_in)
+    check_table_args(args)
     if args.labels:
         check_readable(args.labels, "--labels")
         from engine.folders import data_dir
@@ -143,6 +144,36 @@ def check_classify_args(args: argparse.Namespace) -> None:
         check_number(args.timeout, "--timeout", 0.001)
         check_number(args.retries, "--retries", 0)
         check_number(args.backoff, "--backoff", 0.0)
+
+
+def check_table_args(args: argparse.Namespace) -> None:
+    """--table-in and its options: the table opened (``args.table``), its columns and sheet
+    there; --wide with a table writes the table back, so the table is the only input."""
+    args.table = None
+    table_in = getattr(args, "table_in", None)
+    if not table_in:
+        for option in ("text_column", "id_column", "sheet"):
+            if getattr(args, option, None):
+                raise UsageError(f"--{option.replace('_', '-')} names a column or sheet of --table-in FILE; "
+                                 "give --table-in too")
+        if getattr(args, "wide", False) and (args.output or "").lower().endswith(".xlsx"):
+            raise UsageError("--wide writes a workbook (.xlsx) only with --table-in; give --output FILE.csv")
+        return
+    if not args.text_column:
+        raise UsageError(f"--table-in {table_in}: name the column that holds the text with --text-column NAME")
+    from engine.intake.table import TableError, open_table
+
+    try:
+        args.table = open_table(table_in, sheet=args.sheet)
+        for name in args.text_column:
+            args.table.column(name, "--text-column")
+        if args.id_column:
+            args.table.column(args.id_column, "--id-column")
+    except TableError as exc:
+        raise UsageError(str(exc)) from None
+    if getattr(args, "wide", False) and (args.paths or args.jsonl_in):
+        raise UsageError("--wide with --table-in writes the table back with verdict columns: "
+                         "give no other input (PATHs, --jsonl-in)")
 
 
 def _check_jsonl_head(path: str) -> None:

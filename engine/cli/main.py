@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import (OutputError, Progress, RowsOut, RowWriter, strict_json, verdict_row, wide_header,
-                               wide_row)
+from engine.cli.output import (OutputError, Progress, RowsOut, RowWriter, strict_json, verdict_row, verdicts_by_document,
+                               wide_header, wide_row)
 from engine.types import Document
 
 
@@ -79,6 +79,20 @@ def read_path_documents(paths: list[str]) -> list[Document]:
     return docs
 
 
+def read_table_documents(args: argparse.Namespace) -> list[Document]:
+    """Documents from the table `check_classify_args` opened (one per row; see
+    `engine.intake.table`); how its encoding was guessed, if it was, on stderr."""
+    from engine.intake.table import TableError, iter_table_documents
+
+    table = args.table
+    if table.csv_format is not None and table.csv_format.warning:
+        print(f"verdict: {table.name}: {table.csv_format.warning}", file=sys.stderr)
+    try:
+        return list(iter_table_documents(table, args.text_column, args.id_column))
+    except TableError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 # --- commands ----------------------------------------------------------------------------------
 def cmd_classify(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
@@ -98,6 +112,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     docs: list[Document] = []
     if args.jsonl_in:
         docs += read_jsonl_documents(args.jsonl_in)
+    if args.table:
+        docs += read_table_documents(args)
     if args.paths:
         docs += read_path_documents(args.paths)
     options: dict[str, Any] = {}
@@ -153,10 +169,22 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     """Run the pipeline and write its rows (appending with --resume; a row for which
     `keep(document index, question)` is False is already there and not written again); True when
     a written row is an error. A failed write raises OutputError naming the file."""
-    out = RowsOut.open(args.resume or args.output, append=bool(args.resume))
     progress = Progress(len(docs) * len(questions), per_document=len(questions))
-    failed = False
     seen: list = []  # the rows, kept for --suggest
+    if args.wide and getattr(args, "table", None) is not None:
+        from engine.cli.table_out import write_table_wide
+
+        rows = pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions)
+        try:
+            failed = write_table_wide(args.table, args.output, (seen.append(v) or v for v in rows) if args.suggest
+                                      else rows, docs, questions, given_labels(labels, questions), progress)
+        finally:
+            progress.close()
+        if args.suggest:
+            say_suggestions(pipeline, seen, docs, args.suggest)
+        return failed
+    out = RowsOut.open(args.resume or args.output, append=bool(args.resume))
+    failed = False
     writer: Optional[RowWriter] = None  # --wide streams its rows itself
     try:
         if args.wide:
@@ -228,26 +256,24 @@ def write_wide(out: TextIO, rows, docs: list[Document], questions: list[str], la
 
     writer = csv.writer(out)
     writer.writerow(wide_header(questions))
-    known = {q: labels.for_question(q) for q in questions} if labels is not None else {}
+    given = given_labels(labels, questions)
     failed = False
-    current: list = []
-
-    def flush() -> None:
-        doc = docs[current[0].document_index]
-        given = {q: "yes" if known[q][doc.id] else "no" for q in questions if doc.id in known.get(q, {})}
-        writer.writerow(wide_row(doc.id, doc.source, questions, {v.question: v for v in current}, given, doc.error))
+    for index, verdicts in verdicts_by_document(rows, progress):
+        doc = docs[index]
+        failed |= any(v.error is not None for v in verdicts.values())
+        writer.writerow(wide_row(doc.id, doc.source, questions, verdicts, given(doc), doc.error))
         out.flush()
-
-    for v in rows:
-        failed |= v.error is not None
-        if current and v.document_index != current[0].document_index:
-            flush()
-            current = []
-        current.append(v)
-        progress.step()
-    if current:
-        flush()
     return failed
+
+
+def given_labels(labels, questions: list[str]):
+    """A function from a document to the user's labels of it ('yes'/'no') by question, from --labels."""
+    known = {q: labels.for_question(q) for q in questions} if labels is not None else {}
+
+    def given(doc: Document) -> dict[str, str]:
+        return {q: "yes" if known[q][doc.id] else "no" for q in questions if doc.id in known.get(q, {})}
+
+    return given
 
 
 def calibration_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -371,9 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help=MODEL_HELP)
     p.add_argument("-f", "--format", choices=["jsonl", "csv", "table"], help="row format (default jsonl)")
     p.add_argument("--wide", action="store_true", help="CSV with one row per document: per question its verdict, "
-                   "probability and (from --labels) label, as the app exports")
+                   "probability and (from --labels) label, as the app exports; with --table-in the table itself "
+                   "with these columns added (an .xlsx workbook when --output ends in .xlsx)")
     p.add_argument("-o", "--output", help="write rows here instead of stdout")
     p.add_argument("--jsonl-in", metavar="FILE", help="documents as JSONL lines with 'id' and 'text'")
+    t = p.add_argument_group("a table as documents, one per row (CSV, TSV or .xlsx)")
+    t.add_argument("--table-in", metavar="FILE", help="a table with a header row: each row is a document; the "
+                   "other columns pass through to the output (with --wide: the table comes back with verdict "
+                   "columns added)")
+    t.add_argument("--text-column", metavar="NAME", action="append", help="the column that holds the text "
+                   "(repeatable: several are joined, each under its header)")
+    t.add_argument("--id-column", metavar="NAME", help="the column that names each row (default: FILE:row N)")
+    t.add_argument("--sheet", metavar="NAME", help="the sheet of an .xlsx workbook (default: the first)")
     p.add_argument("--instructions", help="extra instructions or a rubric (text, or @FILE)")
     p.add_argument("--examples", metavar="FILE", help="worked examples shown to the model before each document "
                    "(JSONL: id, text, label yes/no, optional question; at most 8 per question, as many yes as "

@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import unicodedata
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Optional, Sequence, TextIO
 
 from engine.types import Document, Verdict
 
@@ -67,7 +67,12 @@ def spreadsheet_safe(value: Any) -> Any:
 # --- the wide layout: one row per document --------------------------------------------------
 def wide_header(questions: list[str]) -> list[str]:
     """The wide layout's header: name, path, then per question its verdict, probability and label."""
-    header = ["name", "path"]
+    return [spreadsheet_safe(h) for h in ["name", "path"]] + verdict_header(questions)
+
+
+def verdict_header(questions: list[str]) -> list[str]:
+    """Per question the names of its verdict, probability and label columns, spreadsheet-safe."""
+    header = []
     for question in questions:
         header += [f"{question} — verdict", f"{question} — probability", f"{question} — label"]
     return [spreadsheet_safe(h) for h in header]
@@ -75,16 +80,37 @@ def wide_header(questions: list[str]) -> list[str]:
 
 def wide_row(name: str, path: Optional[str], questions: list[str], verdicts: dict[str, Verdict],
              labels: dict[str, str], error: Optional[str] = None) -> list[Any]:
-    """One document in the wide layout: per question the verdict ('error' when the document or
-    the verdict failed, '' when there is none yet), P(yes) rounded to 4 places, and the user's
-    label ('yes', 'no' or '')."""
-    line: list[Any] = [spreadsheet_safe(name), spreadsheet_safe(path or "")]
+    """One document in the wide layout: its name and path, then its :func:`verdict_cells`."""
+    return [spreadsheet_safe(name), spreadsheet_safe(path or "")] + verdict_cells(questions, verdicts, labels, error)
+
+
+def verdict_cells(questions: list[str], verdicts: dict[str, Verdict], labels: dict[str, str],
+                  error: Optional[str] = None) -> list[Any]:
+    """Per question the verdict ('error' when the document or the verdict failed, '' when there
+    is none yet), P(yes) rounded to 4 places, and the user's label ('yes', 'no' or '')."""
+    line: list[Any] = []
     for question in questions:
         v = verdicts.get(question)
         kind = "error" if error or (v and v.error) else v.verdict if v else ""
         p = v.probability if v and not v.error else math.nan
         line += [kind, "" if math.isnan(p) else round(p, 4), labels.get(question, "")]
     return line
+
+
+def verdicts_by_document(rows: Iterable[Verdict], progress: Optional["Progress"] = None
+                         ) -> Iterator[tuple[int, dict[str, Verdict]]]:
+    """Rows in input order, a document at a time: (document index, its verdicts by question);
+    each row is a `progress` step."""
+    current: list[Verdict] = []
+    for v in rows:
+        if current and v.document_index != current[0].document_index:
+            yield current[0].document_index, {c.question: c for c in current}
+            current = []
+        current.append(v)
+        if progress is not None:
+            progress.step()
+    if current:
+        yield current[0].document_index, {c.question: c for c in current}
 
 
 def strict_json(value: Any, indent: Optional[int] = None) -> str:

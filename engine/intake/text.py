@@ -19,24 +19,39 @@ def decode_text(data: bytes, *, declared: Optional[str] = None) -> tuple[str, Op
     if found:
         encoding, skip = found
         return data[skip:].decode(encoding, errors="replace"), None
-    guessed16 = utf16_without_bom(data[:limits.SNIFF_BYTES])
-    if guessed16:
-        return data.decode(guessed16, errors="replace"), f"decoded as {guessed16} (no byte-order mark)"
     if declared:
         try:
-            return data.decode(declared), None
+            if not utf16_without_bom(data[:limits.SNIFF_BYTES]):
+                return data.decode(declared), None
         except (UnicodeDecodeError, LookupError):
             pass
+    encoding, _, warning = detect_encoding(data)
+    if encoding == "utf-8":
+        try:
+            return data.decode("utf-8"), None
+        except UnicodeDecodeError as exc:  # a character cut by truncation
+            return data[: exc.start].decode("utf-8"), None
+    return data.decode(encoding, errors="replace"), warning
+
+
+def detect_encoding(sample: bytes, *, complete: bool = False) -> tuple[str, int, Optional[str]]:
+    """(codec, length of the byte-order mark to skip, warning or None) for bytes of unknown
+    encoding, in the order of :func:`decode_text`. Unless the sample is ``complete`` (the whole
+    file), a UTF-8 character cut at its end still counts as UTF-8."""
+    found = bom_encoding(sample)
+    if found:
+        return found[0], found[1], None
+    guessed16 = utf16_without_bom(sample[:limits.SNIFF_BYTES])
+    if guessed16:
+        return guessed16, 0, f"decoded as {guessed16} (no byte-order mark)"
     try:
-        return data.decode("utf-8"), None
+        sample.decode("utf-8")
+        return "utf-8", 0, None
     except UnicodeDecodeError as exc:
-        if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
-            return data[: exc.start].decode("utf-8"), None  # a character cut by truncation
-    encoding = _guess_encoding(data)
-    return (
-        data.decode(encoding, errors="replace"),
-        f"not valid UTF-8; decoded as {encoding} (guessed)",
-    )
+        if not complete and exc.start >= len(sample) - 3 and exc.reason == "unexpected end of data":
+            return "utf-8", 0, None
+    encoding = _guess_encoding(sample)
+    return encoding, 0, f"not valid UTF-8; decoded as {encoding} (guessed)"
 
 
 def _guess_encoding(data: bytes) -> str:

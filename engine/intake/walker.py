@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 from engine.intake import limits
+from engine.intake.archives import is_archive_name, iter_archive
 from engine.intake.extract import extract_file
+from engine.intake.mailboxes import is_maildir, is_mbox_name, iter_maildir, iter_mbox
 from engine.intake.limits import DEFAULT_MAX_CHARS, DEFAULT_TIMEOUT_S
 from engine.intake.normalize import normalize_document
 from engine.intake.result import describe_exception, describe_os_error
@@ -60,6 +62,7 @@ class _Entry:
     id: str  # what rows are keyed by: readable, same as path when the name is valid UTF-8
     error: Optional[str] = None
     warning: Optional[str] = None
+    maildir: bool = False  # a Maildir folder: one row per message, not per file
 
 
 def load_documents(
@@ -98,16 +101,29 @@ def iter_documents(
                 continue  # the same file named twice (e.g. a folder and a file in it)
             entry.id = _unique_id(entry.id, used_ids)
         used_ids[entry.id] = entry.path
-        document = _load(entry, max_chars, timeout_s)
-        digest = document.meta.get("sha256")
-        if digest and document.meta.get("bytes"):
-            if digest in first_by_hash:
-                original = first_by_hash[digest]
-                document.meta["duplicate_of"] = original
-                document.warnings.append(f"duplicate of {original} (same content)")
-            else:
-                first_by_hash[digest] = document.id
-        yield document
+        for document in _documents(entry, max_chars, timeout_s):
+            digest = document.meta.get("sha256")
+            if digest and document.meta.get("bytes"):
+                if digest in first_by_hash:
+                    original = first_by_hash[digest]
+                    document.meta["duplicate_of"] = original
+                    document.warnings.append(f"duplicate of {original} (same content)")
+                else:
+                    first_by_hash[digest] = document.id
+            yield document
+
+
+def _documents(entry: _Entry, max_chars: int, timeout_s: Optional[float]) -> Iterator[Document]:
+    """The file's one document, or one per item of a collection (mailbox, archive)."""
+    if entry.error is None:
+        if entry.maildir:
+            return iter_maildir(entry.path, entry.id, max_chars=max_chars, timeout_s=timeout_s)
+        name = os.path.basename(entry.path)
+        if is_mbox_name(name):
+            return iter_mbox(entry.path, entry.id, max_chars=max_chars, timeout_s=timeout_s)
+        if is_archive_name(name):
+            return iter_archive(entry.path, entry.id, max_chars=max_chars, timeout_s=timeout_s)
+    return iter([_load(entry, max_chars, timeout_s)])
 
 
 # ----------------------------------------------------------------------------- walking
@@ -123,7 +139,10 @@ def _expand(paths: Iterable[PathLike]) -> Iterator[_Entry]:
             entry.error = _stat_error(path, exc)
             yield entry
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode) and is_maildir(path):
+            entry.maildir = True
+            yield entry
+        elif stat.S_ISDIR(st.st_mode):
             try:
                 yield from _walk(path)
             except Exception as exc:  # a bug or a race must cost a row, not the batch
@@ -173,6 +192,10 @@ def _walk(root: str) -> Iterator[_Entry]:
             if key in visited:
                 continue  # already read through another link
             visited.add(key)
+            if is_maildir(path):
+                entry.maildir = True
+                yield entry
+                continue
             children = _list_folder(path)
             if isinstance(children, _Entry):
                 yield children
@@ -200,8 +223,9 @@ def _list_folder(path: str) -> Union[list[str], _Entry]:
 
 
 def _wanted(name: str, path: str) -> bool:
-    """Inside folders: supported suffixes, plus extension-less PDFs and e-mails (Maildir)."""
-    if kind_for_name(name):
+    """Inside folders: supported suffixes, mailboxes and archives, plus extension-less PDFs and
+    e-mails."""
+    if kind_for_name(name) or is_mbox_name(name) or is_archive_name(name):
         return True
     if file_suffix(name):
         return False

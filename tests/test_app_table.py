@@ -1,0 +1,86 @@
+"""A table dropped on the window: the column dialog asks once which column holds the text,
+previewing the first rows, and each row becomes a document. Headless (offscreen), the tiny model."""
+from __future__ import annotations
+
+import csv
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
+
+from app import dialogs
+from app.table_dialog import TableColumnsDialog
+from test_app import Q1, dialog_calls, drop, make_window, wait_scored  # noqa: F401  (fixtures)
+
+TICKETS = [
+    ("T-1", "Refund", "The blender broke after two days. Please send my money back."),
+    ("T-2", "Thanks", "The new recipe book is lovely, thank you for the quick delivery."),
+    ("T-3", "Invoice", "Invoice 2231 of $120 is still unpaid; please pay it by Friday."),
+]
+
+
+def _open_dialog():
+    return next((w for w in QApplication.topLevelWidgets() if isinstance(w, TableColumnsDialog) and w.isVisible()),
+                None)
+
+
+def _answer_the_dialog(qtbot, seen: dict, tries: int = 500) -> None:
+    """Once the column dialog is open: note what it shows, name rows by `id`, read each row."""
+    dialog = _open_dialog()
+    if dialog is None:
+        if tries:
+            QTimer.singleShot(20, lambda: _answer_the_dialog(qtbot, seen, tries - 1))
+        return
+    seen["title"] = dialog.windowTitle()
+    seen["header"] = [dialog.preview.horizontalHeaderItem(c).text() for c in range(dialog.preview.columnCount())]
+    seen["preview"] = [[dialog.preview.item(r, c).text() for c in range(dialog.preview.columnCount())]
+                       for r in range(dialog.preview.rowCount())]
+    seen["guessed"] = dialog.text_column.currentText()
+    dialog.id_column.setCurrentText("id")
+    qtbot.mouseClick(dialog.read_button, Qt.MouseButton.LeftButton)
+
+
+def test_a_dropped_csv_asks_once_which_column_holds_the_text(qtbot, tmp_path, make_window, monkeypatch):  # noqa: F811
+    window = make_window()
+    window.question_bar.ask(Q1)
+    path = tmp_path / "tickets.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter=";")
+        writer.writerow(["id", "subject", "body"])
+        writer.writerows(TICKETS)
+    seen: dict = {}
+    QTimer.singleShot(0, lambda: _answer_the_dialog(qtbot, seen))
+    drop(window.drop_zone, urls=[path])
+    assert seen["title"] == "Rows of tickets.csv"
+    assert seen["header"] == ["id", "subject", "body"] and seen["preview"] == [list(t) for t in TICKETS]
+    assert seen["guessed"] == "body"  # the column with the most text
+    wait_scored(qtbot, window, 3)
+    rows = window.results.rows
+    assert [r.name for r in rows] == ["T-1", "T-2", "T-3"]
+    assert [r.document.text for r in rows] == [t[2] for t in TICKETS]
+    assert [r.document.meta["passthrough"] for r in rows] == [{"subject": t[1]} for t in TICKETS]
+    assert all(r.verdicts[Q1].verdict in ("yes", "no", "uncertain") for r in rows)
+
+    asked = []  # dropped again: the choice is remembered, nothing is asked
+    monkeypatch.setattr(dialogs, "choose_table_columns", lambda parent, table: asked.append(table))
+    monkeypatch.setattr(dialogs, "keep_duplicates", lambda parent, names: True)
+    drop(window.drop_zone, urls=[path])
+    wait_scored(qtbot, window, 6)
+    assert asked == [] and [r.name for r in window.results.rows[3:]] == ["T-1", "T-2", "T-3"]
+
+
+def test_cancelling_the_column_dialog_adds_nothing(qtbot, tmp_path, make_window):  # noqa: F811
+    window = make_window()
+    path = tmp_path / "notes.tsv"
+    path.write_text("note\tauthor\nBuy milk\tana\n", encoding="utf-8")
+
+    def cancel(tries: int = 500) -> None:
+        dialog = _open_dialog()
+        if dialog is not None:
+            dialog.reject()
+        elif tries:
+            QTimer.singleShot(20, lambda: cancel(tries - 1))
+
+    QTimer.singleShot(0, cancel)
+    window.add_paths([path])
+    assert window.settings.table_columns(str(path)) is None and not window.loader.busy
+    assert window.results.rows == []
