@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication
 
 from app import dialogs
 from app.table_dialog import TableColumnsDialog
-from test_app import Q1, dialog_calls, drop, make_window, wait_scored  # noqa: F401  (fixtures)
+from test_app import Q1, drop, wait_scored
 
 TICKETS = [
     ("T-1", "Refund", "The blender broke after two days. Please send my money back."),
@@ -39,7 +39,7 @@ def _answer_the_dialog(qtbot, seen: dict, tries: int = 500) -> None:
     qtbot.mouseClick(dialog.read_button, Qt.MouseButton.LeftButton)
 
 
-def test_a_dropped_csv_asks_once_which_column_holds_the_text(qtbot, tmp_path, make_window, monkeypatch):  # noqa: F811
+def test_a_dropped_csv_asks_once_which_column_holds_the_text(qtbot, tmp_path, make_window, monkeypatch):
     window = make_window()
     window.question_bar.ask(Q1)
     path = tmp_path / "tickets.csv"
@@ -68,7 +68,7 @@ def test_a_dropped_csv_asks_once_which_column_holds_the_text(qtbot, tmp_path, ma
     assert asked == [] and [r.name for r in window.results.rows[3:]] == ["T-1", "T-2", "T-3"]
 
 
-def test_cancelling_the_column_dialog_adds_nothing(qtbot, tmp_path, make_window):  # noqa: F811
+def test_cancelling_the_column_dialog_adds_nothing(qtbot, tmp_path, make_window):
     window = make_window()
     path = tmp_path / "notes.tsv"
     path.write_text("note\tauthor\nBuy milk\tana\n", encoding="utf-8")
