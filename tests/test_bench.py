@@ -11,7 +11,7 @@ def test_bench_reports_the_cold_start_of_a_new_process(tiny_model_dir, tmp_path)
     figures = tmp_path / "bench.json"
     command = [sys.executable, "-m", "engine.cli", "bench", "--model", str(tiny_model_dir), "--documents", "3",
                "--baseline-docs", "1", "--doc-tokens", "24", "--scenario", "short", "--curve-lengths", "32",
-               "--curve-tokens", "32", "--cold-starts", "2", "--json", str(figures)]
+               "--curve-tokens", "32", "--cold-starts", "2", "--table-rows", "3000", "--json", str(figures)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cold start (`verdict classify` of one short document in a new process, 2 runs)" in done.stdout
@@ -20,6 +20,9 @@ def test_bench_reports_the_cold_start_of_a_new_process(tiny_model_dir, tmp_path)
     assert len(cold) == 2
     # A new Python process that loads a model takes time and memory: real figures, not placeholders.
     assert all(c["seconds"] > 0.1 and 20 < c["peak_rss_mib"] < 4096 for c in cold), cold
+    table = json.loads(figures.read_text())["table_intake"]
+    assert table["rows"] == 3000 and 10 < table["peak_rss_mib"] < 4096  # every row read, in a real process
+    assert "a table of 3,000 rows read as `--table-in` reads it" in done.stdout
 
 
 def test_a_failing_cold_start_is_reported_not_hidden(tmp_path):

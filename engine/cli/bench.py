@@ -10,7 +10,8 @@ Scenarios: one short question; a long instructions part (a ~700-token rubric wit
 examples); five questions per document. The slow methods run on the first `baseline_docs`
 documents (they are sequential, so their rate doesn't depend on how many there are); the engine
 runs on all of them. Also: a cold start (one short document through `verdict classify` in a new
-process, a few times), peak memory, and prompt tokens/s of the engine for document lengths
+process, a few times), the peak memory of reading a 200,000-row table as `--table-in` does, peak
+memory, and prompt tokens/s of the engine for document lengths
 from 128 to 16,384 tokens (past the window size a document is scored as several windows), with
 each length's rate as a share of the 512-token rate.
 """
@@ -170,6 +171,51 @@ def cold_start(model: Optional[str] = None, runs: int = 3) -> list[tuple[float, 
     return figures
 
 
+TABLE_ROWS = 200_000
+
+_READ_TABLE = """
+import sys
+from engine.intake.table import iter_table_documents, open_table
+documents = list(iter_table_documents(open_table(sys.argv[1]), ["text"], "id"))  # as `--table-in` holds them
+print(len(documents))
+"""
+
+
+def table_intake(rows: int = TABLE_ROWS) -> tuple[int, float, float]:
+    """(rows read, seconds, peak RSS in MiB) of reading a CSV of `rows` support-ticket-like rows
+    the way `verdict classify --table-in` does, in a new process (no model: the table alone)."""
+    import csv
+    import os
+    import subprocess
+    import tempfile
+
+    import engine
+
+    env = dict(os.environ)
+    root = str(Path(engine.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    with tempfile.TemporaryDirectory(prefix="verdict-table-") as folder:
+        path = Path(folder) / "tickets.csv"
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "customer", "text"])
+            for i in range(rows):
+                writer.writerow([f"T-{i}", f"customer {i % 977}", f"Ticket {i}: my order #{i * 7 % 10007} has not "
+                                 f"arrived and the tracking page says, \"label created\". Please advise."])
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            child = subprocess.Popen([sys.executable, "-c", _READ_TABLE, str(path)], stdout=out, stderr=err, env=env)
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - start
+            out.seek(0)
+            err.seek(0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError(f"reading the table failed: {err.read().decode(errors='replace').strip()[-500:]}")
+            read = int(out.read().decode().strip() or 0)
+    peak = usage.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else usage.ru_maxrss / 1024
+    return read, seconds, peak
+
+
 def peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -185,12 +231,14 @@ def bench(
     scenarios: Sequence[str] = ("short", "rubric", "five"),
     curve_lengths: Sequence[int] = CURVE_LENGTHS,
     cold_starts: int = 3,
+    table_rows: int = TABLE_ROWS,
     out=sys.stdout,
 ) -> dict:
     """Run the benchmark and print its tables; return the figures as a dict."""
     from engine.runtime import device as backend
 
     cold = cold_start(model, cold_starts) if cold_starts else []
+    table = table_intake(table_rows) if table_rows else None
     clf = Classifier.load(model)
     texts = corpus_text(folder)
     docs = documents_of_length(clf, texts, documents, doc_tokens)
@@ -205,6 +253,9 @@ def bench(
         print(f"cold start (`verdict classify` of one short document in a new process, {len(cold)} runs): "
               f"median {seconds[len(seconds) // 2]:.2f} s [{', '.join(f'{c[0]:.2f}' for c in cold)}], "
               f"peak RSS {max(c[1] for c in cold):.0f} MiB", file=out)
+    if table:
+        print(f"a table of {table[0]:,} rows read as `--table-in` reads it (a new process, no model): "
+              f"{table[1]:.1f} s, peak RSS {table[2]:.0f} MiB", file=out)
     run_engine(clf, QUESTIONS[:1], docs[:4])  # warm-up: first-call allocations
 
     results: list[Measurement] = []
@@ -235,6 +286,7 @@ def bench(
         "curve": curve,
         "peak_rss_mib": peak_rss_mib(),
         "cold_start": [{"seconds": secs, "peak_rss_mib": peak} for secs, peak in cold],
+        "table_intake": None if table is None else {"rows": table[0], "seconds": table[1], "peak_rss_mib": table[2]},
     }
 
 

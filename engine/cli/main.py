@@ -348,6 +348,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scenarios=[s for s in args.scenario or ("short", "rubric", "five") if s != "none"],
         curve_lengths=args.curve_lengths or CURVE_LENGTHS,
         cold_starts=args.cold_starts,
+        table_rows=args.table_rows,
     )
     if args.json:
         Path(args.json).write_text(strict_json(figures, indent=1), encoding="utf-8")
@@ -473,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="document lengths of the curve (default 128,256,512,1024,2048,4096,16384)")
     b.add_argument("--cold-starts", type=int, default=3, metavar="N",
                    help="time N cold `verdict classify` runs of one short document, each a new process (default 3; 0: none)")
+    b.add_argument("--table-rows", type=int, default=200_000, metavar="N",
+                   help="peak memory of reading an N-row table as --table-in does, in a new process (default "
+                   "200000; 0: none)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row, Ask to "
                    "first verdict (the real window, offscreen; --docs: the files it opens)")
