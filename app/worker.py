@@ -38,7 +38,9 @@ DONE, CANCELLED, NO_MODEL, FAILED = "done", "cancelled", "no-model", "failed"
 
 # Documents handed to the engine at a time ("Scoring…" marks exactly these): one first, so the
 # first verdict comes after one document's prefill instead of a whole batch's, then growing chunks
-# (verdicts stream as each of the engine's batches ends) up to CHUNK_DOCUMENTS.
+# (verdicts stream as each of the engine's batches ends) up to CHUNK_DOCUMENTS. A job whose
+# calibrators take a statistic of the whole batch (the batch shift) is one chunk instead, as the
+# CLI's run is one batch: its verdicts come when all its documents are scored.
 CHUNK_DOCUMENTS = 32
 FIRST_CHUNKS = (1, 4, 12)
 
@@ -166,7 +168,8 @@ class ScoringWorker(QObject):
             return NO_MODEL, "no model is loaded"
         for question in questions:
             self._calibrator(question)  # announces each calibrator before its verdicts
-        for start, end in chunk_bounds(len(documents)):
+        whole = self._pipeline.needs_whole_batch(questions)
+        for start, end in [(0, len(documents))] if whole else chunk_bounds(len(documents)):
             if cancel():
                 return CANCELLED, ""
             chunk = documents[start:end]
@@ -221,7 +224,7 @@ class ScoringWorker(QObject):
         margins: list[float] = []
         # a batch-shifted calibrator would take its shift from these passages: no explanation then
         if (self._classifier is not None and not self._is_cancelled(job)
-                and self._pipeline.calibrator(question).shift_method != "batch"):
+                and not self._pipeline.needs_whole_batch(question)):
             try:
                 rows = self._pipeline.run([question], list(passages), cancel=lambda: self._is_cancelled(job),
                                           decisions="row")
