@@ -1,9 +1,9 @@
 """Export results, and rows as tab-separated text.
 
 Three formats: 'wide' (CSV, one row per document: name, path, then each question's verdict,
-probability and the user's label: ``engine.cli.output``'s layout, which ``verdict classify --wide``
+probability and the user's label: ``engine.rows``' layout, which ``verdict classify --wide``
 writes too), and the CLI's long rows as 'csv' or 'jsonl' (one row per document and question, from
-``engine.cli.output.verdict_row``, plus the user's ``label``), so a file exported from the window
+``engine.rows.verdict_row``, plus the user's ``label``), so a file exported from the window
 and one written by ``verdict classify`` share fields and rounding.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from typing import Iterable, Iterator
 
 from engine.atomic import atomic_write
-from engine.cli.output import ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row, wide_header, wide_row
+from engine.rows import ROW_FIELDS, RowWriter, spreadsheet_safe, verdict_row, wide_header, wide_row
 from engine.types import Verdict
 
 from app.table_model import DocumentRow

@@ -38,9 +38,42 @@ DONE, CANCELLED, NO_MODEL, FAILED = "done", "cancelled", "no-model", "failed"
 
 # Documents handed to the engine at a time ("Scoring…" marks exactly these): one first, so the
 # first verdict comes after one document's prefill instead of a whole batch's, then growing chunks
-# (verdicts stream as each of the engine's batches ends) up to CHUNK_DOCUMENTS.
+# (verdicts stream as each of the engine's batches ends) up to CHUNK_DOCUMENTS. A job whose
+# calibrators take a statistic of the whole batch (the batch shift) is one chunk instead, as the
+# CLI's run is one batch: its verdicts come when all its documents are scored.
 CHUNK_DOCUMENTS = 32
 FIRST_CHUNKS = (1, 4, 12)
+
+
+PROGRESS_STEPS = 10_000  # the unit chunkProgress reports a chunk's share scored in
+
+
+def document_size(doc: Document) -> int:
+    """A document's share of the work, for progress and time left: its characters (at least 1)."""
+    return max(len(doc.text), 1)
+
+
+class ChunkShare:
+    """How much of a chunk the engine has scored. It reports document tokens scored of those of
+    the documents taken so far, and takes a long chunk a part at a time, so that share is scaled
+    by the characters taken of the chunk's (counted as `feed` hands the engine its documents)."""
+
+    def __init__(self, documents: Sequence[Document]) -> None:
+        self.documents = documents
+        self.total = sum(document_size(d) for d in documents)
+        self.taken = 0
+
+    def feed(self):
+        """The chunk's documents, counted as the engine takes them."""
+        for doc in self.documents:
+            self.taken += document_size(doc)
+            yield doc
+
+    def steps(self, scored: int, taken: int) -> int:
+        """The chunk's share scored, in PROGRESS_STEPS, from the engine's `progress(scored, taken)`."""
+        if taken <= 0 or self.total <= 0:
+            return 0
+        return int(PROGRESS_STEPS * min(scored / taken, 1.0) * self.taken / self.total)
 
 
 def chunk_bounds(n: int) -> list[tuple[int, int]]:
@@ -62,7 +95,7 @@ class ScoringWorker(QObject):
     modelLoaded = Signal(int, str, str, int, str, bool, bool)
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
-    chunkProgress = Signal(int, int, int)  # job, document tokens scored, taken (the engine's batches, this chunk)
+    chunkProgress = Signal(int, int, int)  # job, share of the chunk scored so far: steps of PROGRESS_STEPS, PROGRESS_STEPS
     verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
     jobFinished = Signal(int, str, str)  # job, outcome, reason
     # Calibrators cross to the GUI as copies of their own: the worker never touches what the GUI reads.
@@ -166,14 +199,18 @@ class ScoringWorker(QObject):
             return NO_MODEL, "no model is loaded"
         for question in questions:
             self._calibrator(question)  # announces each calibrator before its verdicts
-        for start, end in chunk_bounds(len(documents)):
+        whole = self._pipeline.needs_whole_batch(questions)
+        for start, end in [(0, len(documents))] if whole else chunk_bounds(len(documents)):
             if cancel():
                 return CANCELLED, ""
             chunk = documents[start:end]
             self.chunkStarted.emit(job, start, end)
             # Each row decided alone here: the window decides over all its rows (SessionController.redecide).
-            rows = self._pipeline.run(questions, chunk, cancel=cancel, ordered=False, keep_layer=self._state_layer,
-                                      progress=lambda scored, taken: self.chunkProgress.emit(job, scored, taken),
+            share = ChunkShare(chunk)
+            rows = self._pipeline.run(questions, share.feed(), cancel=cancel, ordered=False,
+                                      keep_layer=self._state_layer,
+                                      progress=lambda scored, taken, share=share: self.chunkProgress.emit(
+                                          job, share.steps(scored, taken), PROGRESS_STEPS),
                                       deliberate=deliberate, decisions="row")
             for verdict in rows:
                 verdict.document_index += start
@@ -221,7 +258,7 @@ class ScoringWorker(QObject):
         margins: list[float] = []
         # a batch-shifted calibrator would take its shift from these passages: no explanation then
         if (self._classifier is not None and not self._is_cancelled(job)
-                and self._pipeline.calibrator(question).shift_method != "batch"):
+                and not self._pipeline.needs_whole_batch(question)):
             try:
                 rows = self._pipeline.run([question], list(passages), cancel=lambda: self._is_cancelled(job),
                                           decisions="row")
@@ -456,7 +493,7 @@ class ScoringController(QObject):
         if not keys or not questions:
             return None
         was_busy = self.busy
-        sizes = [max(len(d.text), 1) for d in documents]
+        sizes = [document_size(d) for d in documents]
         job = _Job(self._new_id(), list(keys), list(questions), [len(questions)] * len(keys), sizes)
         self._jobs[job.id] = job
         if not was_busy:
@@ -635,10 +672,10 @@ class ScoringController(QObject):
         self.rowsScoring.emit([k for n, k in enumerate(job.keys[start:end], start) if job.expected[n] > 0])
 
     @Slot(int, int, int)
-    def _on_chunk_progress(self, job_id: int, scored: int, taken: int) -> None:
+    def _on_chunk_progress(self, job_id: int, done: int, steps: int) -> None:
         job = self._jobs.get(job_id)
-        if job is not None and taken > 0:
-            job.chunk_fraction = min(scored / taken, 1.0)
+        if job is not None and steps > 0:
+            job.chunk_fraction = min(done / steps, 1.0)
             self._emit_progress()
 
     @Slot(int, object)

@@ -223,6 +223,14 @@ class Pipeline:
             out[question] = [members[i] for i in picks if i < len(members)]
         return out
 
+    def needs_whole_batch(self, questions: Union[str, Sequence[str]]) -> bool:
+        """Whether `run` computes a statistic over all of its documents before its first row of
+        these questions (a calibrator with the batch shift, the median margin of the run): such
+        rows depend on every document of the run, so one batch split into several runs would get
+        other rows."""
+        listed = [questions] if isinstance(questions, str) else list(questions)
+        return _batch_level(self.calibrator(q) for q in dict.fromkeys(listed))
+
     # --- the flow --------------------------------------------------------------------------------
     def run(
         self,
@@ -275,7 +283,7 @@ class Pipeline:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
                                          progress=progress, window_score=_calibrated_windows(cals))
-        if any(cal.shift_method == "batch" for cal in cals.values()):
+        if _batch_level(cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             cals = {q: cal.for_batch(raw) for q, cal in cals.items()}  # copies: the kept ones stay as they are
         positions = {q: [i for i, listed_q in enumerate(listed) if listed_q == q] for q in unique}
@@ -297,6 +305,11 @@ class Pipeline:
             final.hidden = kept
             for n, position in enumerate(positions[v.question]):
                 yield position, final if n == 0 else dataclasses.replace(final)
+
+
+def _batch_level(cals: Iterable[Calibrator]) -> bool:
+    """Whether any of these calibrators takes a statistic of the whole batch (the batch shift)."""
+    return any(cal.shift_method == "batch" for cal in cals)
 
 
 def decided(rows: Sequence[tuple[int, Verdict]], cals: Mapping[str, Calibrator], rule: DecisionRule,

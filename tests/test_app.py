@@ -22,7 +22,7 @@ from app.settings import Settings
 from app.table_model import DONE, ERROR, IDLE
 from app import theme
 from app.window import MainWindow
-from engine.cli.output import EXTRA_FIELDS, ROW_FIELDS
+from engine.rows import EXTRA_FIELDS, ROW_FIELDS
 
 from app.application import binding_problem
 

@@ -236,3 +236,34 @@ def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_la
         assert got.score == pytest.approx(v.score, abs=1e-3), row.name
         assert got.verdict == v.verdict, row.name
         assert got.probability == pytest.approx(v.probability, abs=1e-2), row.name
+
+
+def test_batch_calibration_shifts_by_the_whole_job_as_the_pipeline_does(qtbot, make_window, tiny_classifier):
+    """With the batch shift (`--calibration batch`) the window's verdicts are `Pipeline.run`'s over
+    the same documents: one job is one batch, its shift the median margin of all of them, not of
+    each chunk the worker hands the engine (the first chunk, one document, would be shifted to 0)."""
+    from engine import Pipeline
+    from engine.confidence.calibrate import batch_shift
+
+    texts = {f"invoice-{i}": f"Invoice {i}: please pay ${100 + 7 * i} by Friday." for i in range(5)}
+    texts |= {f"recipe-{i}": f"Recipe {i}: whisk {i + 2} eggs with sugar and bake." for i in range(5)}
+    settings = {"shift_method": "batch"}
+    window = make_window()
+    window.controller._worker._pipeline.settings.update(settings)  # before any calibrator is made
+    window.question_bar.ask(Q)
+    window.add_documents([(name, Document(id=name, text=text)) for name, text in texts.items()])
+    wait_scored(qtbot, window, len(texts))
+
+    reference = Pipeline(tiny_classifier, settings=settings, save=False)
+    reference.rule = window.session.rule
+    expected = dict(zip(texts, reference.run(Q, [Document(id=n, text=t) for n, t in texts.items()])))
+    shift = batch_shift(e.raw_margin for e in expected.values())
+    first = expected["invoice-0"]
+    assert abs(first.raw_margin - shift) > 1e-3  # a shift from the first chunk alone would differ
+    for row in window.results.rows:
+        v, e = row.verdicts[Q], expected[row.name]
+        assert v.raw_margin == pytest.approx(e.raw_margin, abs=1e-3), row.name
+        assert v.score == pytest.approx(v.raw_margin - shift, abs=1e-3), row.name
+        assert v.score == pytest.approx(e.score, abs=1e-3), row.name
+        assert v.verdict == e.verdict, row.name
+        assert v.probability == pytest.approx(e.probability, abs=1e-3), row.name

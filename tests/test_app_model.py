@@ -28,7 +28,7 @@ from app.table_model import (
     VerdictRole,
     verdict_counts,
 )
-from engine.cli.output import ROW_FIELDS
+from engine.rows import ROW_FIELDS
 from engine.types import Document, Verdict
 
 

@@ -24,7 +24,8 @@ def _imports(path: Path) -> set[str]:
 
 def _offences(folder: str, banned: tuple[str, ...], allowed_files: tuple[str, ...] = ()) -> list[str]:
     found = []
-    for path in sorted((ROOT / folder).rglob("*.py")):
+    where = ROOT / folder
+    for path in [where] if where.is_file() else sorted(where.rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
         if rel in allowed_files:
             continue
@@ -57,6 +58,16 @@ def test_only_the_runtime_knows_mlx():
     outside = [o for o in _offences("engine", MLX, allowed_files=("engine/cli/bench.py",))
                if not o.startswith("engine/runtime/")]
     assert outside == []
+
+
+def test_the_app_writes_rows_through_the_shared_contract_not_the_command_line():
+    """The row contract lives in `engine.rows`; the command line's own output module (its
+    terminal, its streams) is none of the app's business."""
+    assert _offences("app", ("engine.cli.output",)) == []
+
+
+def test_the_row_contract_needs_neither_the_command_line_nor_a_model():
+    assert _offences("engine/rows.py", MLX + QT + ("engine.cli", "engine.runtime", "engine.classifier")) == []
 
 
 def test_a_rule_breaker_would_be_caught(tmp_path):

@@ -85,7 +85,7 @@ def test_csv_cells_that_start_like_formulas_stay_text(tiny_model_dir, tmp_path):
 
 
 def test_csv_writer_keeps_negative_numbers_numeric():
-    from engine.cli.output import RowWriter
+    from engine.rows import RowWriter
 
     out = io.StringIO()
     writer = RowWriter(out, "csv")

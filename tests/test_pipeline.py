@@ -167,7 +167,7 @@ def test_the_engine_never_edits_the_callers_documents(tiny_classifier):
         assert any("budget of 200 tokens" in w for w in rows[0].warnings)
         assert "from the reader" not in rows[0].warnings  # the caller's own warnings stay the caller's
         assert any("lone surrogates" in w for w in rows[1].warnings)
-    from engine.cli.output import verdict_row
+    from engine.rows import verdict_row
 
     row = verdict_row(long, final[0])  # the row contract shows the document's warnings, then the verdict's
     assert row["warnings"][0] == "from the reader" and "budget of 200 tokens" in row["warnings"][1]

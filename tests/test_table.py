@@ -9,7 +9,7 @@ import io
 import openpyxl
 import pytest
 
-from engine.cli.output import verdict_header
+from engine.rows import verdict_header
 from engine.cli.table_out import write_table_wide
 from engine.intake import limits
 from engine.intake.table import TableError, iter_table_documents, open_table

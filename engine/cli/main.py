@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import (OutputError, Progress, RowsOut, RowWriter, strict_json, verdict_row, verdicts_by_document,
-                               wide_header, wide_row)
+from engine.cli.output import OutputError, Progress, RowsOut, strict_json, verdicts_by_document
+from engine.rows import RowWriter, verdict_row, wide_header, wide_row
 from engine.types import Document
 
 

@@ -1,7 +1,7 @@
 """Verdicts added to the user's own table: `verdict classify --table-in FILE --wide`.
 
 Every row of the table is written back as it was, every column in order, followed by each
-question's verdict, probability and label columns (`output.verdict_cells`). Only the new cells
+question's verdict, probability and label columns (`engine.rows.verdict_cells`). Only the new cells
 are made spreadsheet-safe; the user's cells are the user's.
 
 Where the rows go follows `--output`'s name: ``.xlsx`` writes a workbook (one sheet, named as the
@@ -18,7 +18,8 @@ import os
 import sys
 from typing import Any, Iterator, Optional
 
-from engine.cli.output import OutputError, verdict_cells, verdict_header, verdicts_by_document
+from engine.cli.output import OutputError, verdicts_by_document
+from engine.rows import verdict_cells, verdict_header
 from engine.intake.table import CsvFormat, Record, Table
 from engine.types import Document, Verdict
 
