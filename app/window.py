@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QSize, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
@@ -40,7 +40,7 @@ from app.worker import ScoringController
 
 FROM_SETTINGS = object()  # MainWindow(model=...) default: the model named in the settings
 MINIMUM_SIZE = QSize(720, 480)
-DETAIL_MIN_HEIGHT = 96  # below the table (a narrow window): the name and the verdict; the pane scrolls
+DETAIL_MIN_HEIGHT = 40  # below the table (a narrow window): its name at least; the pane scrolls and the handle drags
 DETAIL_MIN_WIDTH = 290  # the pane's widest row, "Your answer: Yes No  Details", and a scroll bar
 SIDE_BY_SIDE_WIDTH = 960  # the table area's minimum (the filter buttons, about 630 px) beside the pane's
 HELP_URL = "https://github.com/verdict-app/verdict#the-desktop-app"  # when the README is not next to the app
@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.splitter.setChildrenCollapsible(False)
         self.detail.setMinimumWidth(DETAIL_MIN_WIDTH)  # else a narrow window leaves it a sliver
         self.detail.setMinimumHeight(DETAIL_MIN_HEIGHT)
+        self.table_area.installEventFilter(self)  # its width sets the height of its wrapped bars
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -366,7 +367,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_general_changed(self, state: str, text: str) -> None:
         self.general_bar.show_state(state, text)
-        self._fit_splitter()
+        self._hold_wrapped_heights()
         self.fit_general_action.setEnabled(self.general.available)
 
     @Slot(str, str, str)
@@ -420,7 +421,7 @@ class MainWindow(QMainWindow):
     def _on_guide_changed(self, text: str) -> None:
         self.guide.setText(text)
         self.guide.setVisible(bool(text))
-        self._fit_splitter()
+        self._hold_wrapped_heights()
 
     def next_uncertain(self) -> None:
         """Select the unlabeled document shown that the model is least sure about."""
@@ -616,13 +617,25 @@ class MainWindow(QMainWindow):
         """Detail pane beside the table where both fit at their minimum widths, else below it:
         squeezed side by side, either would cut its text at the edge."""
         wanted = Qt.Orientation.Horizontal if self.width() >= SIDE_BY_SIDE_WIDTH else Qt.Orientation.Vertical
-        room = self.table_area.width() - 20  # the area's side margins
-        for wrapped in (self.general_bar, self.guide):  # the splitter sizes by minimums, blind to wrapping
-            wrapped.setMinimumHeight(max(0, wrapped.heightForWidth(room)))
         if self.splitter.orientation() != wanted:
             self.splitter.setOrientation(wanted)
             length = self.splitter.width() if wanted == Qt.Orientation.Horizontal else self.splitter.height()
             self.splitter.setSizes([length * 3 // 5, length * 2 // 5])
+
+    def _hold_wrapped_heights(self) -> None:
+        """The splitter sizes the table area by its minimum, blind to word wrap: give the wrapped
+        bars above the table the height their text needs at the area's width."""
+        room = self.table_area.width() - 20  # the area's side margins
+        for wrapped in (self.general_bar, self.guide):
+            wrapped.setMinimumHeight(max(0, wrapped.heightForWidth(room)) if wrapped.isVisible() else 0)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table_area and event.type() == QEvent.Type.Resize:
+            self._hold_wrapped_heights()
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        return MINIMUM_SIZE  # narrower than side by side, the detail pane goes below the table
 
     def sizeHint(self) -> QSize:
         return QSize(1280, 800)
