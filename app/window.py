@@ -580,14 +580,16 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._apply_style)  # e.g. macOS switched to dark mode
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if accepts(event.mimeData()):
+        if event.source() is not self.table and accepts(event.mimeData()):  # rows dragged out are not added again
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
-        if accepts(event.mimeData()):
+        if event.source() is not self.table and accepts(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
+        if event.source() is self.table:
+            return
         paths, text = dropped_content(event.mimeData())
         if paths:
             self.add_paths(paths)

@@ -123,3 +123,30 @@ def test_space_opens_and_closes_quick_look(qtbot, make_window):
     preview.activateWindow()
     qtbot.keyClick(preview.findChild(QDialog) or preview, Qt.Key.Key_Space)  # from the preview itself
     qtbot.waitUntil(lambda: not previews())
+
+
+def test_rows_drag_out_as_their_files(qtbot, make_window, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    files = []
+    for i in range(3):
+        path = folder / f"note {i}.txt"
+        path.write_text(f"Note {i}: please pay invoice {i} by Friday.", encoding="utf-8")
+        files.append(path)
+    window = make_window()
+    window.question_bar.add_question()
+    window.question_bar.ask(Q1)
+    window.add_paths(files)
+    window.add_text("A pasted note with no file behind it.\nSecond line.")
+    wait_scored(qtbot, window, 4)
+    by_name = {r.name: r.key for r in window.results.rows}
+    pasted = next(k for name, k in by_name.items() if not name.startswith("note "))
+    keys = [by_name["note 0.txt"], by_name["note 2.txt"], pasted]
+    window.select_keys(keys)
+    assert bool(window.table.model().flags(window.table.currentIndex()) & Qt.ItemFlag.ItemIsDragEnabled)
+    mime = window.table.drag_data(window.selected_keys())
+    # one URL per row from a file (a real path that exists), none for the pasted text
+    assert sorted(u.toLocalFile() for u in mime.urls()) == sorted(str(files[n]) for n in (0, 2))
+    assert all(u.isLocalFile() and (tmp_path / "docs" / u.fileName()).exists() for u in mime.urls())
+    lines = mime.text().splitlines()
+    assert len(lines) == 4 and "note 0.txt" in mime.text() and "note 1.txt" not in mime.text()
