@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication, QDialog
 from app.window import DETAIL_MIN_WIDTH, SIDE_BY_SIDE_WIDTH
 from layout_check import clipped_texts
 from test_app import wait_scored
-from test_app_window import Q1, Q2, docs, scored
+from test_app_window import Q1, long_names_scored, scored
 
 SIZES = [(720, 480), (1024, 700), (1280, 800), (1440, 900)]
 
@@ -21,12 +21,7 @@ def own_data_dir(tmp_path, monkeypatch):
 
 
 def test_no_text_is_clipped_at_any_size_with_details_open_or_closed(qtbot, make_window):
-    window = make_window()
-    for q in (Q1 + " Answer for the whole document, not one page.", Q2):
-        window.question_bar.add_question()
-        window.question_bar.ask(q)
-    window.add_documents([(f"accounts-payable-reminder-{i}.txt", doc) for i, (_, doc) in enumerate(docs(4))])
-    wait_scored(qtbot, window, 4)
+    window = long_names_scored(qtbot, make_window)
     window.select_keys([window.results.rows[1].key])
     found = {}
     for size in SIZES:
