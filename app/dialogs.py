@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Optional
+from typing import Optional, Union
 
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox, QPlainTextEdit, QVBoxLayout, QWidget
 
 from app.export import with_extension
@@ -100,15 +100,35 @@ def reveal(path: str) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
 
 
-def quick_look(parent: Optional[QWidget], name: str, path: Optional[str], text: str) -> None:
-    """Preview a document: Quick Look for a file on macOS, else its text in a window."""
+class QuickLookProcess:
+    """macOS Quick Look of a file (``qlmanage -p``), closed like a window."""
+
+    def __init__(self, path: str) -> None:
+        self._process = subprocess.Popen(["qlmanage", "-p", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def isVisible(self) -> bool:
+        return self._process.poll() is None
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+
+
+Preview = Union[QDialog, QuickLookProcess]
+
+
+def quick_look(parent: Optional[QWidget], name: str, path: Optional[str], text: str) -> Preview:
+    """Preview a document: Quick Look for a file on macOS, else its text in a window. Space closes
+    the window as it does Quick Look; the caller closes either with ``close()``."""
     if sys.platform == "darwin" and path and os.path.exists(path):
-        subprocess.Popen(["qlmanage", "-p", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return
+        return QuickLookProcess(path)
     dialog = QDialog(parent)
+    dialog.setObjectName("QuickLook")
     dialog.setWindowTitle(name)
     view = QPlainTextEdit(text)
     view.setReadOnly(True)
     QVBoxLayout(dialog).addWidget(view)
+    QShortcut(QKeySequence(Qt.Key.Key_Space), dialog, dialog.close)
     dialog.resize(640, 480)
     dialog.show()
+    return dialog

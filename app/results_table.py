@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
-from PySide6.QtGui import QFont, QFontMetrics, QResizeEvent
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QModelIndex, Qt, QTimer, QUrl
+from PySide6.QtGui import QDrag, QFont, QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from app.delegates import ResultsDelegate, VerdictChipDelegate
+from app.export import tab_separated
 from app.table_model import LabelRole, ResultsFilter, ResultsModel
 
 OPTIONAL_COLUMNS = ("Confidence", "Margin", "Tokens", "Time")  # hidden until View ▸ Columns shows them
@@ -51,6 +52,8 @@ class ResultsTable(QTableView):
         bold.setWeight(QFont.Weight.DemiBold)
         header.setFont(bold)  # not in the style sheet: the header elides with its own font's metrics
         self.setAcceptDrops(False)  # drops fall through to the window
+        self.setDragEnabled(True)  # rows drag out (to Finder, a mail, a chat) as their files
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self._fit_timer = QTimer(self)  # one fit for a burst of changes
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(0)
@@ -58,6 +61,25 @@ class ResultsTable(QTableView):
         results.modelReset.connect(self.fit_columns)
         for signal in (results.headerDataChanged, results.dataChanged, results.rowsInserted):
             signal.connect(self._fit_timer.start)
+
+    # --- dragging rows out ---------------------------------------------------------------------------
+    def drag_data(self, keys: list[int]) -> QMimeData:
+        """What dragging these rows carries: the files of the rows read from files, as URLs, and
+        every row as shown, as tab-separated text (pasted text has no file)."""
+        mime = QMimeData()
+        sources = [row.document.source for key in keys
+                   if (row := self.results.row_for_key(key)) is not None and row.document.source]
+        mime.setUrls([QUrl.fromLocalFile(path) for path in sources])
+        if keys:
+            mime.setText(tab_separated(self.rows_as_text(keys)))
+        return mime
+
+    def startDrag(self, supportedActions: Qt.DropAction) -> None:
+        keys = self.selected_keys()
+        if keys:
+            drag = QDrag(self)
+            drag.setMimeData(self.drag_data(keys))
+            drag.exec(Qt.DropAction.CopyAction)
 
     # --- selection by key ---------------------------------------------------------------------------
     def key_at(self, proxy_row: int) -> int:

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Optional
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, Qt
 
 SETTINGS_ENV = "VERDICT_SETTINGS"  # an ini file to use instead of the platform's store
 MAX_RECENT_QUESTIONS = 12
@@ -170,3 +170,29 @@ class Settings:
     @splitter_state.setter
     def splitter_state(self, value: QByteArray) -> None:
         self._qs.setValue("window/splitter", value)
+
+    @property
+    def table_sort(self) -> tuple[int, Qt.SortOrder]:
+        """The results table's sort column (-1: the order documents were added) and order."""
+        try:
+            column, descending = json.loads(self._get_str("window/sort", "[-1, false]"))
+            return int(column), Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        except (ValueError, TypeError):
+            return -1, Qt.SortOrder.AscendingOrder
+
+    @table_sort.setter
+    def table_sort(self, value: tuple[int, Qt.SortOrder]) -> None:
+        self._qs.setValue("window/sort", json.dumps([int(value[0]), value[1] == Qt.SortOrder.DescendingOrder]))
+
+    @property
+    def selected_documents(self) -> list[int]:
+        """Row keys of the documents selected when the window closed."""
+        try:
+            keys = json.loads(self._get_str("window/selection", "[]"))
+        except ValueError:
+            return []
+        return [k for k in keys if isinstance(k, int)] if isinstance(keys, list) else []
+
+    @selected_documents.setter
+    def selected_documents(self, keys: list[int]) -> None:
+        self._qs.setValue("window/selection", json.dumps([int(k) for k in keys]))

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from engine.confidence.decide import DecisionRule
@@ -40,6 +40,9 @@ from app.worker import ScoringController
 
 FROM_SETTINGS = object()  # MainWindow(model=...) default: the model named in the settings
 MINIMUM_SIZE = QSize(720, 480)
+DETAIL_MIN_HEIGHT = 40  # below the table (a narrow window): its name at least; the pane scrolls and the handle drags
+DETAIL_MIN_WIDTH = 290  # the pane's widest row, "Your answer: Yes No  Details", and a scroll bar
+SIDE_BY_SIDE_WIDTH = 960  # the table area's minimum (the filter buttons, about 630 px) beside the pane's
 HELP_URL = "https://github.com/verdict-app/verdict#the-desktop-app"  # when the README is not next to the app
 
 
@@ -56,6 +59,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Verdict")
         self.setAcceptDrops(True)
         self.setMinimumSize(MINIMUM_SIZE)
+        self._preview: Optional[dialogs.Preview] = None  # the Quick Look shown, which space closes
 
         self.controller = ScoringController(self, load=load)
         self.loader = FileLoader(self)
@@ -72,6 +76,7 @@ class MainWindow(QMainWindow):
         self.session.rule = DecisionRule(target=settings.target_precision)
         self.question_bar.set_questions(*self.session.restore())
         self._restore_geometry()
+        self._restore_view()
         self._apply_style()
 
         path = settings.model_path if model is FROM_SETTINGS else model
@@ -122,6 +127,9 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
+        self.detail.setMinimumWidth(DETAIL_MIN_WIDTH)  # else a narrow window leaves it a sliver
+        self.detail.setMinimumHeight(DETAIL_MIN_HEIGHT)
+        self.table_area.installEventFilter(self)  # its width sets the height of its wrapped bars
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -186,6 +194,16 @@ class MainWindow(QMainWindow):
         state = self.settings.splitter_state
         if state.isEmpty() or not self.splitter.restoreState(state):
             self.splitter.setSizes([900, 420])
+
+    def _restore_view(self) -> None:
+        """The sort order and selection the window had when it closed (keys of removed documents are skipped)."""
+        column, order = self.settings.table_sort
+        if column < self.results.columnCount():
+            self.table.sortByColumn(column, order)
+        known = {r.key for r in self.results.rows}
+        selected = [k for k in self.settings.selected_documents if k in known]
+        if selected:
+            self.select_keys(selected)
 
     # ---------------------------------------------------------------------------------------- documents
     @Slot(list)
@@ -349,6 +367,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_general_changed(self, state: str, text: str) -> None:
         self.general_bar.show_state(state, text)
+        self._hold_wrapped_heights()
         self.fit_general_action.setEnabled(self.general.available)
 
     @Slot(str, str, str)
@@ -402,6 +421,7 @@ class MainWindow(QMainWindow):
     def _on_guide_changed(self, text: str) -> None:
         self.guide.setText(text)
         self.guide.setVisible(bool(text))
+        self._hold_wrapped_heights()
 
     def next_uncertain(self) -> None:
         """Select the unlabeled document shown that the model is least sure about."""
@@ -429,10 +449,13 @@ class MainWindow(QMainWindow):
             self.show_message(f"Copied {plural(len(keys), 'row')}")
 
     def quick_look(self) -> None:
-        """Preview the selected document (space)."""
+        """Preview the selected document (space); space again closes the preview."""
+        if self._preview is not None and self._preview.isVisible():
+            self._preview.close()
+            return
         row = self.results.row_for_key(self.detail.key) if self.detail.key is not None else None
         if row is not None:
-            dialogs.quick_look(self, row.name, row.document.source, row.document.text)
+            self._preview = dialogs.quick_look(self, row.name, row.document.source, row.document.text)
 
     def reveal(self) -> None:
         """Show the selected document's file in Finder (or the platform's file manager)."""
@@ -557,14 +580,16 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._apply_style)  # e.g. macOS switched to dark mode
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if accepts(event.mimeData()):
+        if event.source() is not self.table and accepts(event.mimeData()):  # rows dragged out are not added again
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
-        if accepts(event.mimeData()):
+        if event.source() is not self.table and accepts(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
+        if event.source() is self.table:
+            return
         paths, text = dropped_content(event.mimeData())
         if paths:
             self.add_paths(paths)
@@ -575,11 +600,44 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.window_geometry = self.saveGeometry()
         self.settings.splitter_state = self.splitter.saveState()
+        header = self.table.horizontalHeader()
+        self.settings.table_sort = (header.sortIndicatorSection(), header.sortIndicatorOrder())
+        self.settings.selected_documents = self.selected_keys()
+        if self._preview is not None:
+            self._preview.close()
         self.settings.sync()
         self.controller.shutdown()
         self.loader.shutdown()
         self.store.close()
         super().closeEvent(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_splitter()
+
+    def _fit_splitter(self) -> None:
+        """Detail pane beside the table where both fit at their minimum widths, else below it:
+        squeezed side by side, either would cut its text at the edge."""
+        wanted = Qt.Orientation.Horizontal if self.width() >= SIDE_BY_SIDE_WIDTH else Qt.Orientation.Vertical
+        if self.splitter.orientation() != wanted:
+            self.splitter.setOrientation(wanted)
+            length = self.splitter.width() if wanted == Qt.Orientation.Horizontal else self.splitter.height()
+            self.splitter.setSizes([length * 3 // 5, length * 2 // 5])
+
+    def _hold_wrapped_heights(self) -> None:
+        """The splitter sizes the table area by its minimum, blind to word wrap: give the wrapped
+        bars above the table the height their text needs at the area's width."""
+        room = self.table_area.width() - 20  # the area's side margins
+        for wrapped in (self.general_bar, self.guide):
+            wrapped.setMinimumHeight(max(0, wrapped.heightForWidth(room)) if wrapped.isVisible() else 0)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table_area and event.type() == QEvent.Type.Resize:
+            self._hold_wrapped_heights()
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        return MINIMUM_SIZE  # narrower than side by side, the detail pane goes below the table
 
     def sizeHint(self) -> QSize:
         return QSize(1280, 800)

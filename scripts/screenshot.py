@@ -11,6 +11,9 @@ lemon-tart-recipe and team-offsite no), waits for the refit to be applied, then 
 document and saves resources/screenshots/main-window.png (main-window-dark.png with --dark).
 The second question stays label-free.
 
+With --sizes, the same session is shot at 720x480, 1024x700, 1280x800 and 1440x900, light and
+dark, into docs/screenshots/window-WIDTHxHEIGHT-THEME.png (the README links them).
+
 With --think, the second question's "Think About the Uncertain Ones" is on and the shot shows a
 label-free verdict with what the model wrote before answering (resources/screenshots/thinking.png).
 """
@@ -34,11 +37,17 @@ LABELS = {"overdue-invoice.txt": "yes", "gym-membership-renewal.txt": "yes", "ac
           "lemon-tart-recipe.md": "no", "team-offsite.txt": "no", "quarterly-rates.txt": "no"}  # QUESTIONS[0]
 
 
+SIZES = [(720, 480), (1024, 700), (1280, 800), (1440, 900)]
+SIZE_NAMES = [f"{w}x{h}" for w, h in SIZES]
+SIZES_DIR = ROOT / "docs" / "screenshots"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dark", action="store_true", help="dark appearance")
     parser.add_argument("--out", help="PNG to write")
     parser.add_argument("--model", help="model path (default: the embedded default model)")
+    parser.add_argument("--sizes", action="store_true", help=f"shots at {', '.join(SIZE_NAMES)}, light and dark, into docs/screenshots/")
     parser.add_argument("--think", action="store_true", help="the second question thinks about its uncertain ones")
     args = parser.parse_args()
     out = Path(args.out) if args.out else ROOT / "resources" / "screenshots" / (
@@ -114,8 +123,20 @@ def main() -> int:
         settle = QEventLoop()
         QTimer.singleShot(400, settle.quit)  # let the filter counts and repaints catch up
         settle.exec()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(out))
+        if args.sizes:
+            out = SIZES_DIR
+            out.mkdir(parents=True, exist_ok=True)
+            for scheme in ("light", "dark"):
+                window.set_color_scheme(scheme)
+                for width, height in SIZES:
+                    window.resize(width, height)
+                    settle = QEventLoop()
+                    QTimer.singleShot(400, settle.quit)  # the splitter and columns settle after a resize
+                    settle.exec()
+                    window.grab().save(str(out / f"window-{width}x{height}-{scheme}.png"))
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(str(out))
         window.close()
     how = f"calibrated by {refits[-1].method} on {sum(refits[-1].n_labels)} labels" if refits else "no refit"
     print(f"{out} ({len(names)} documents, {how}, {time.perf_counter() - start:.1f} s)")

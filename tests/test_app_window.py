@@ -176,14 +176,20 @@ def test_duplicate_documents_are_reported(qtbot, make_window, monkeypatch):
     assert len(asked) == 2
 
 
-@pytest.mark.parametrize("size", [(720, 480), (1024, 700), (1440, 900)])
-def test_layout_holds(qtbot, make_window, size):
+def long_names_scored(qtbot, make_window):
+    """A window with a long question, a short one and four long document names, scored."""
     window = make_window()
     for q in (Q1 + " Answer for the whole document, not one page.", Q2):
         window.question_bar.add_question()
         window.question_bar.ask(q)
     window.add_documents([(f"accounts-payable-reminder-{i}.txt", doc) for i, (_, doc) in enumerate(docs(4))])
     wait_scored(qtbot, window, 4)
+    return window
+
+
+@pytest.mark.parametrize("size", [(720, 480), (1024, 700), (1440, 900)])
+def test_layout_holds(qtbot, make_window, size):
+    window = long_names_scored(qtbot, make_window)
     window.set_label(window.results.rows[0].key, window.results.questions[0], "yes")  # a "✓ Yes" badge too
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
