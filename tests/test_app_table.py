@@ -135,3 +135,27 @@ def test_verdict_columns_go_back_into_the_original(qtbot, tmp_path, make_window,
     assert window.add_verdict_columns(source_tables(window.results.rows)[0], tmp_path / "again.csv") == 0
     assert "tickets.csv is no longer at" in window.status.currentMessage()
     assert not (tmp_path / "again.csv").exists()
+
+
+def test_with_rows_of_two_tables_the_user_chooses_which_gets_the_columns(qtbot, tmp_path, make_window, monkeypatch):
+    window = make_window()
+    window.question_bar.ask(Q1)
+    paths = []
+    for name, tickets in (("march.csv", TICKETS[:2]), ("april.tsv", TICKETS[2:])):
+        path = tmp_path / name
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            csv.writer(fh, delimiter="\t" if name.endswith(".tsv") else ",").writerows([("id", "subject", "body")]
+                                                                                       + tickets)
+        paths.append(path)
+        QTimer.singleShot(0, lambda: _answer_the_dialog(qtbot, {}))
+        drop(window.drop_zone, urls=[path])
+    wait_scored(qtbot, window, 3)
+    asked, offered = [], []
+    monkeypatch.setattr(dialogs, "choose_source_table", lambda parent, names: asked.append(names) or 1)
+    monkeypatch.setattr(dialogs, "choose_table_output", lambda parent, suggested: offered.append(suggested) or
+                        suggested)
+    window.add_columns_action.trigger()
+    assert asked == [[str(p) for p in paths]] and offered == [str(tmp_path / "april-verdicts.tsv")]
+    written = _read(tmp_path / "april-verdicts.tsv", delimiter="\t")
+    assert [line[:3] for line in written] == [["id", "subject", "body"], list(TICKETS[2])]
+    assert written[1][3] == window.results.rows[2].verdicts[Q1].verdict
