@@ -72,6 +72,23 @@ def choose_export_path(parent: Optional[QWidget], suggested: str) -> tuple[str, 
     return (with_extension(path, fmt) if path else ""), fmt
 
 
+def choose_source_table(parent: Optional[QWidget], names: list[str]) -> Optional[int]:
+    """Which of several tables gets the verdict columns (its index), or None when cancelled."""
+    from PySide6.QtWidgets import QInputDialog
+
+    name, ok = QInputDialog.getItem(parent, "Add Verdict Columns", "Add the verdict columns to:", names, 0, False)
+    return names.index(name) if ok and name in names else None
+
+
+def choose_table_output(parent: Optional[QWidget], suggested: str) -> str:
+    """Where the table with verdict columns goes (empty string when cancelled)."""
+    workbook = suggested.lower().endswith(".xlsx")
+    filters = "Excel workbook (*.xlsx);;CSV (*.csv)" if workbook else "Same as the original (*.csv *.tsv *.tab *.txt)"
+    path, _ = QFileDialog.getSaveFileName(parent, "Add Verdict Columns to the Original", suggested,
+                                          filters + ";;All files (*)")
+    return path
+
+
 def keep_duplicates(parent: Optional[QWidget], names: list[str]) -> bool:
     """Ask whether documents already in the session are added again (True) or skipped."""
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

@@ -46,14 +46,23 @@ def load_paths(paths: Sequence[Union[str, os.PathLike, TableChoice]]) -> list[tu
 
 
 def table_documents(choice: TableChoice) -> list[Document]:
-    """One document per row of the table (a table that can no longer be read: one error row)."""
+    """One document per row of the table (a table that can no longer be read: one error row).
+    Each row's ``meta`` keeps its row number (``row``) and the table's sheet and file stamp
+    (``table``), so its verdicts can be added back to the original."""
     from engine.intake.table import TableError, iter_table_documents, open_table
 
+    from app.table_export import table_stamp
+
     try:
+        stamp = table_stamp(choice.path)  # before reading: a change while it is read counts as a change
         table = open_table(choice.path, sheet=choice.sheet)
-        return list(iter_table_documents(table, choice.text_columns, choice.id_column))
-    except TableError as exc:
-        return [Document(id=choice.path, text="", source=choice.path, error=str(exc))]
+        docs = list(iter_table_documents(table, choice.text_columns, choice.id_column))
+    except (TableError, OSError) as exc:
+        reason = str(exc) if isinstance(exc, TableError) else f"cannot read {choice.path}: {exc.strerror or exc}"
+        return [Document(id=choice.path, text="", source=choice.path, error=reason)]
+    for doc in docs:  # what "Add Verdict Columns to the Original" writes back, and the file as it was read
+        doc.meta["table"] = {"sheet": table.sheet, "stamp": stamp}
+    return docs
 
 
 def display_name(doc: Document, roots: Sequence[str]) -> str:

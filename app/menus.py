@@ -63,6 +63,10 @@ def build(w: "MainWindow") -> None:
     w.add_files_action = make_action(w, "Add Files…", w.choose_files, [STD.Open])
     w.add_folder_action = make_action(w, "Add Folder…", w.choose_folder, ["Ctrl+Shift+O"])
     w.export_action = make_action(w, "Export Results…", w.choose_export, ["Ctrl+Shift+E"])
+    w.add_columns_action = make_action(w, "Add Verdict Columns to the Original…", w.choose_add_columns,
+                                       tip="Write the table the rows came from back, with each question's verdict, "
+                                           "probability and label columns after its own")
+    w.add_columns_action.setEnabled(False)
     w.close_action = make_action(w, "Close Window", w.close, [STD.Close])
     w.quit_action = make_action(w, "Quit Verdict", QApplication.quit, [STD.Quit])
     w.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -121,7 +125,8 @@ def build(w: "MainWindow") -> None:
 
     menus = w.menuBar()
     file_menu = menus.addMenu("&File")
-    _fill(file_menu, (w.new_session_action, None, w.add_files_action, w.add_folder_action, None, w.export_action, None))
+    _fill(file_menu, (w.new_session_action, None, w.add_files_action, w.add_folder_action, None, w.export_action,
+                      w.add_columns_action, None))
     w.model_box.menu.addSeparator()
     w.model_box.menu.addAction(w.fit_general_action)
     file_menu.addMenu(w.model_box.menu)

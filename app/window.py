@@ -16,6 +16,7 @@ from PySide6.QtCore import QEvent, QModelIndex, QObject, QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
+from engine.cli.output import OutputError
 from engine.confidence.decide import DecisionRule
 from engine.types import Document
 
@@ -35,6 +36,7 @@ from app.session_store import SessionStore
 from app.settings import Settings
 from app.status_area import StatusArea
 from app.table_dialog import WHOLE_FILE
+from app.table_export import OriginalChanged, SourceTable, add_verdict_columns, source_tables
 from app.table_model import IDLE, QUEUED, SCORING, ResultsFilter, ResultsModel, verdict_counts
 from app.worker import ScoringController
 
@@ -296,6 +298,7 @@ class MainWindow(QMainWindow):
         self.drop_zone.set_compact(has_rows)
         self.table.setVisible(has_rows)
         self.filter_bar.setVisible(has_rows)
+        self.add_columns_action.setEnabled(bool(source_tables(self.results.rows)))
         self._counts_timer.start()
 
     # ---------------------------------------------------------------------------------------- questions
@@ -545,6 +548,32 @@ class MainWindow(QMainWindow):
         self.show_message(f"Exported {count:,} {'documents' if fmt == 'wide' else 'results'} to "
                           f"{Path(path).name}{extra}")
         return count
+
+    def choose_add_columns(self) -> None:
+        """File ▸ Add Verdict Columns to the Original: which table (when there are several), then where."""
+        tables = source_tables(self.results.rows)
+        if not tables:
+            return
+        index = 0 if len(tables) == 1 else dialogs.choose_source_table(self, [t.path for t in tables])
+        if index is None:
+            return
+        path = dialogs.choose_table_output(self, tables[index].suggested_output())
+        if path:
+            self.add_verdict_columns(tables[index], path)
+
+    def add_verdict_columns(self, table: SourceTable, path: str | os.PathLike) -> int:
+        """Write ``table`` back to ``path`` with the verdict and label columns of every question;
+        returns the rows written (0, with a status bar message, when nothing was)."""
+        path = os.fspath(path)
+        try:
+            written, answered = add_verdict_columns(table, self.results.rows, self.results.questions, path)
+        except (OriginalChanged, OutputError) as exc:
+            self.show_message(str(exc), 0)
+            return 0
+        self.settings.last_directory = str(Path(path).parent)
+        self.show_message(f"Wrote {plural(written, 'row')} of {table.name} to {Path(path).name}, "
+                          f"{answered:,} with verdicts or labels")
+        return written
 
     # ---------------------------------------------------------------------------------------- misc
     def show_message(self, text: str, timeout_ms: int = 8000) -> None:

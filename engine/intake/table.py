@@ -156,7 +156,7 @@ def iter_table_documents(
     for record in table.records():
         default_id = f"{table.name}:row {record.number}"
         if record.error is not None:
-            yield Document(id=default_id, text="", source=table.path, error=record.error)
+            yield Document(id=default_id, text="", source=table.path, error=record.error, meta={"row": record.number})
             continue
         cells = record.cells
         given_id = _as_text(cells[id_at]).strip() if id_at is not None else ""
