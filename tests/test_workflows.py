@@ -47,3 +47,16 @@ def test_workflows_are_lint_clean(tmp_path):
                       encoding="utf-8")
     done = subprocess.run([binary, "-no-color", str(broken)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no_such" in done.stdout, done.stdout + done.stderr
+
+
+DEVICE_SCRIPT = WORKFLOWS.parents[1] / "scripts" / "device_check.sh"
+
+
+def test_device_script_parses_and_refuses_what_it_cannot_do(tmp_path):
+    assert subprocess.run(["bash", "-n", str(DEVICE_SCRIPT)]).returncode == 0
+    done = subprocess.run(["bash", str(DEVICE_SCRIPT), "fly"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "usage: scripts/device_check.sh stage | receive PART | run" in done.stderr
+    missing = tmp_path / "part-zz"
+    done = subprocess.run(["bash", str(DEVICE_SCRIPT), "receive", str(missing)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and f"no part {missing}" in done.stderr

@@ -348,6 +348,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scenarios=[s for s in args.scenario or ("short", "rubric", "five") if s != "none"],
         curve_lengths=args.curve_lengths or CURVE_LENGTHS,
         cold_starts=args.cold_starts,
+        llama_cpp=not args.no_llama_cpp,
     )
     if args.json:
         Path(args.json).write_text(strict_json(figures, indent=1), encoding="utf-8")
@@ -474,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cold-starts", type=int, default=3, metavar="N",
                    help="time N cold `verdict classify` runs of one short document, each a new process (default 3; 0: none)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    b.add_argument("--no-llama-cpp", action="store_true", help="leave out llama.cpp's server on the same GGUF "
+                   "(measured by default when $VERDICT_LLAMA_SERVER or llama-server on PATH is found)")
     b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row, Ask to "
                    "first verdict (the real window, offscreen; --docs: the files it opens)")
     b.set_defaults(func=cmd_bench)
