@@ -1,8 +1,11 @@
 """`verdict bench` end to end on a tiny model: its tables and the cold-start figure."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +38,37 @@ def test_a_failing_cold_start_is_reported_not_hidden(tmp_path):
         assert "verdict classify failed" in str(exc) and "no-such-model" in str(exc)
     else:
         raise AssertionError("a cold start of a missing model did not fail")
+
+
+LLAMA_SERVER = os.environ.get("VERDICT_LLAMA_SERVER", "")  # a llama-server binary built from llama.cpp
+
+
+def run_bench(model, tmp_path, env_extra):
+    figures = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "engine.cli", "bench", "--model", str(model), "--documents", "3",
+               "--baseline-docs", "2", "--doc-tokens", "24", "--scenario", "short", "--scenario", "five",
+               "--curve-lengths", "32", "--curve-tokens", "32", "--cold-starts", "0", "--table-rows", "0", "--json", str(figures)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=dict(os.environ, **env_extra))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, json.loads(figures.read_text())
+
+
+def test_without_llama_server_the_comparison_is_one_line_saying_why(tiny_gguf, tmp_path):
+    out, figures = run_bench(tiny_gguf, tmp_path, {"VERDICT_LLAMA_SERVER": str(tmp_path / "no-such-binary")})
+    assert "llama.cpp comparison: skipped (no llama-server (set VERDICT_LLAMA_SERVER" in out
+    assert figures["llama_cpp"] is None
+
+
+@pytest.mark.skipif(not (LLAMA_SERVER and Path(LLAMA_SERVER).exists()),
+                    reason="no llama-server binary at $VERDICT_LLAMA_SERVER")
+def test_bench_compares_with_llama_server_on_the_same_gguf_for_one_and_five_questions(tiny_gguf, tmp_path):
+    out, figures = run_bench(tiny_gguf, tmp_path, {})
+    assert "llama.cpp (llama-server, the same GGUF and prompt tokens, one at a time, 2 documents):" in out, out[-1500:]
+    rows = {r["scenario"]: r for r in figures["llama_cpp"]}
+    assert set(rows) == {"one short question", "five questions"}
+    engine = {r["scenario"]: r["docs_per_second"] for r in figures["results"] if r["method"] == "(c) engine"}
+    for name, row in rows.items():
+        assert row["documents"] == 2 and row["seconds"] > 0
+        assert abs(row["engine_ratio"] - engine[name] / row["docs_per_second"]) < 1e-9 * row["engine_ratio"]
+        assert f"{row['engine_ratio']:4.2f}x" in out

@@ -13,7 +13,8 @@ runs on all of them. Also: a cold start (one short document through `verdict cla
 process, a few times), the peak memory of reading a 200,000-row table as `--table-in` does, peak
 memory, and prompt tokens/s of the engine for document lengths
 from 128 to 16,384 tokens (past the window size a document is scored as several windows), with
-each length's rate as a share of the 512-token rate.
+each length's rate as a share of the 512-token rate. And, where a llama.cpp server binary is
+found, llama.cpp on the same GGUF and documents for one and five questions (`bench_llama`).
 """
 from __future__ import annotations
 
@@ -232,9 +233,11 @@ def bench(
     curve_lengths: Sequence[int] = CURVE_LENGTHS,
     cold_starts: int = 3,
     table_rows: int = TABLE_ROWS,
+    llama_cpp: bool = True,
     out=sys.stdout,
 ) -> dict:
-    """Run the benchmark and print its tables; return the figures as a dict."""
+    """Run the benchmark and print its tables; return the figures as a dict. With `llama_cpp`,
+    llama.cpp's server on the same GGUF is measured too when one is found (`bench_llama`)."""
     from engine.runtime import device as backend
 
     cold = cold_start(model, cold_starts) if cold_starts else []
@@ -275,6 +278,7 @@ def bench(
 
     if results:
         print(format_results(results), file=out)
+    peer = llama_cpp_comparison(clf, base, results, scenarios, out) if llama_cpp else None
     curve = length_curve(clf, texts, curve_tokens, curve_lengths)
     print(f"\nengine prompt tokens/s by document length (one question; windows of {clf.window_tokens} tokens)",
           file=out)
@@ -287,7 +291,46 @@ def bench(
         "peak_rss_mib": peak_rss_mib(),
         "cold_start": [{"seconds": secs, "peak_rss_mib": peak} for secs, peak in cold],
         "table_intake": None if table is None else {"rows": table[0], "seconds": table[1], "peak_rss_mib": table[2]},
+        "llama_cpp": peer,
     }
+
+
+def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Measurement],
+                         scenarios: Sequence[str], out) -> Optional[list[dict]]:
+    """llama.cpp's docs/s on the same GGUF and documents for one and five questions, and the
+    engine's rate as a multiple of it; one line saying why when it can't be measured."""
+    from engine.cli.bench_llama import SERVER_ENV, llama_cpp_seconds, llama_server_binary
+    from engine.runtime.gguf_file import is_gguf
+
+    wanted = [(name, questions) for key, name, questions in
+              (("short", "one short question", QUESTIONS[:1]), ("five", "five questions", QUESTIONS))
+              if key in scenarios]
+    path = clf.backend.lm.path
+    binary = llama_server_binary()
+    why = ("no llama-server (set " + SERVER_ENV + " to llama.cpp's llama-server binary)" if not binary
+           else f"{path.name} is not a GGUF file" if not (path.is_file() and is_gguf(path))
+           else "neither the short nor the five-question scenario ran" if not wanted else "")
+    if why:
+        print(f"\nllama.cpp comparison: skipped ({why})", file=out)
+        return None
+    try:
+        seconds = llama_cpp_seconds(binary, path, [q for _, q in wanted], docs,
+                                    lambda question, text: clf.encoder.encode(question, text).all)
+    except (RuntimeError, OSError, ValueError) as exc:  # OSError: also HTTP errors and timeouts
+        print(f"\nllama.cpp comparison: failed ({exc})", file=out)
+        return None
+    engine_rate = {m.scenario: m.docs_per_second for m in results if m.method.startswith("(c)")}
+    rows = []
+    print(f"\nllama.cpp ({Path(binary).name}, the same GGUF and prompt tokens, one at a time, "
+          f"{len(docs)} documents):", file=out)
+    for (name, _), secs in zip(wanted, seconds):
+        rate = len(docs) / secs
+        ratio = engine_rate[name] / rate if name in engine_rate else float("nan")
+        rows.append({"scenario": name, "documents": len(docs), "seconds": secs, "docs_per_second": rate,
+                     "engine_ratio": ratio})
+        print(f"  {name:18s}  llama.cpp {rate:6.2f} docs/s  engine {engine_rate.get(name, float('nan')):6.2f} "
+              f"docs/s  ratio {ratio:4.2f}x", file=out)
+    return rows
 
 
 def length_curve(

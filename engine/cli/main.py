@@ -349,6 +349,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         curve_lengths=args.curve_lengths or CURVE_LENGTHS,
         cold_starts=args.cold_starts,
         table_rows=args.table_rows,
+        llama_cpp=not args.no_llama_cpp,
     )
     if args.json:
         Path(args.json).write_text(strict_json(figures, indent=1), encoding="utf-8")
@@ -478,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="peak memory of reading an N-row table as --table-in does, in a new process (default "
                    "200000; 0: none)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    b.add_argument("--no-llama-cpp", action="store_true", help="leave out llama.cpp's server on the same GGUF "
+                   "(measured by default when $VERDICT_LLAMA_SERVER or llama-server on PATH is found)")
     b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row, Ask to "
                    "first verdict (the real window, offscreen; --docs: the files it opens)")
     b.set_defaults(func=cmd_bench)
