@@ -1,7 +1,7 @@
 """File ▸ Add Verdict Columns to the Original: a table whose rows are documents of the session is
 written back with every row and column as they are in the file, followed by each question's
 verdict, probability and label columns, through the writer of ``verdict classify --table-in …
---wide`` (:class:`engine.cli.table_out.TableSink`), so the two files are the same.
+--wide`` (:class:`engine.table_out.TableSink`), so the two files are the same.
 
 A row not scored yet, and one the user removed from the session, gets empty verdict cells: the
 original is never shortened. A table that changed or vanished since it was read is refused
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from engine.atomic import atomic_path
-from engine.cli.output import OutputError
-from engine.cli.table_out import TableSink
+from engine.rows import OutputError
+from engine.table_out import TableSink
 from engine.intake.table import TableError, open_table
 from engine.rows import verdict_cells
 from engine.types import Document

@@ -9,7 +9,7 @@ import csv
 import json
 import math
 import unicodedata
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Optional, Sequence, TextIO
 
 from engine.types import Document, Verdict
 
@@ -170,3 +170,24 @@ def _cell(value: Any, column: str) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+class OutputError(Exception):
+    """Rows could not be written (disk full, permission lost, the reader went away); the message
+    names the file and the reason."""
+
+
+def verdicts_by_document(rows: Iterable[Verdict], progress: Optional[Any] = None
+                         ) -> Iterator[tuple[int, dict[str, Verdict]]]:
+    """Rows in input order, a document at a time: (document index, its verdicts by question);
+    each row is a `progress` step."""
+    current: list[Verdict] = []
+    for v in rows:
+        if current and v.document_index != current[0].document_index:
+            yield current[0].document_index, {c.question: c for c in current}
+            current = []
+        current.append(v)
+        if progress is not None:
+            progress.step()
+    if current:
+        yield current[0].document_index, {c.question: c for c in current}

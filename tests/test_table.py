@@ -1,5 +1,5 @@
 """Tables as documents (engine.intake.table) and verdicts written back into them
-(engine.cli.table_out), on files written at run time by Python's csv module and openpyxl."""
+(engine.table_out), on files written at run time by Python's csv module and openpyxl."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from engine.rows import verdict_header
-from engine.cli.table_out import write_table_wide
+from engine.table_out import write_table_wide
 from engine.intake import limits
 from engine.intake.table import TableError, iter_table_documents, open_table
 from engine.types import Verdict

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from engine.cli.checks import OneLineParser, UsageError, check_classify_args, check_question
-from engine.cli.output import OutputError, Progress, RowsOut, strict_json, verdicts_by_document
+from engine.cli.output import Progress, RowsOut, strict_json
+from engine.rows import OutputError, verdicts_by_document
 from engine.rows import RowWriter, verdict_row, wide_header, wide_row
 from engine.types import Document
 
@@ -172,7 +173,7 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     progress = Progress(len(docs) * len(questions), per_document=len(questions))
     seen: list = []  # the rows, kept for --suggest
     if args.wide and getattr(args, "table", None) is not None:
-        from engine.cli.table_out import write_table_wide
+        from engine.table_out import write_table_wide
 
         rows = pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions)
         try:

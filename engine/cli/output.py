@@ -1,31 +1,15 @@
-"""What the command line writes besides the rows themselves (their contract is `engine.rows`):
-rows grouped by document, strict JSON, the stream rows go to (whose write errors name it), and
-the progress bar."""
+"""What the command line writes besides the rows themselves (their contract, and the error a
+failed write raises, are `engine.rows`'s): strict JSON, the stream rows go to (whose write errors
+name it), and the progress bar."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import sys
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, Optional, TextIO
 
-from engine.types import Verdict
-
-
-def verdicts_by_document(rows: Iterable[Verdict], progress: Optional["Progress"] = None
-                         ) -> Iterator[tuple[int, dict[str, Verdict]]]:
-    """Rows in input order, a document at a time: (document index, its verdicts by question);
-    each row is a `progress` step."""
-    current: list[Verdict] = []
-    for v in rows:
-        if current and v.document_index != current[0].document_index:
-            yield current[0].document_index, {c.question: c for c in current}
-            current = []
-        current.append(v)
-        if progress is not None:
-            progress.step()
-    if current:
-        yield current[0].document_index, {c.question: c for c in current}
+from engine.rows import OutputError
 
 
 def strict_json(value: Any, indent: Optional[int] = None) -> str:
@@ -40,11 +24,6 @@ def strict_json(value: Any, indent: Optional[int] = None) -> str:
         return x
 
     return json.dumps(clean(value), indent=indent, allow_nan=False)
-
-
-class OutputError(Exception):
-    """Rows could not be written (disk full, permission lost, the reader went away); the message
-    names the file and the reason."""
 
 
 class RowsOut:

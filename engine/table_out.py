@@ -1,4 +1,5 @@
-"""Verdicts added to the user's own table: `verdict classify --table-in FILE --wide`.
+"""Verdicts added to the user's own table: `verdict classify --table-in FILE --wide`, and the app's "Add
+Verdict Columns to the Original".
 
 Every row of the table is written back as it was, every column in order, followed by each
 question's verdict, probability and label columns (`engine.rows.verdict_cells`). Only the new cells
@@ -18,8 +19,7 @@ import os
 import sys
 from typing import Any, Iterator, Optional
 
-from engine.cli.output import OutputError, verdicts_by_document
-from engine.rows import verdict_cells, verdict_header
+from engine.rows import OutputError, verdict_cells, verdict_header, verdicts_by_document
 from engine.intake.table import CsvFormat, Record, Table
 from engine.types import Document, Verdict
 
