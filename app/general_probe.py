@@ -25,6 +25,14 @@ GENERAL_FIT_DOCUMENTS = 0  # documents per genre of the corpus that the fit read
 OFFER, RUNNING, RESULT = "offer", "running", "result"
 
 
+
+def corpus_present() -> bool:
+    """Whether the corpus a general probe is fitted on is installed (an incomplete installation
+    has none: then nothing is offered)."""
+    from engine.general_fit import corpus_dir
+
+    return (corpus_dir() / "manifest.json").is_file()
+
 class GeneralProbeOffer(QObject):
     """The offer to fit the model's general probe, the fit, and what it came to."""
 
@@ -51,7 +59,7 @@ class GeneralProbeOffer(QObject):
     def available(self) -> bool:
         """Whether a fit can start now: the model in use has no general probe, and can have one."""
         s = self.scoring
-        return s.needs_general and not s.fitting_general and not s.loading
+        return s.needs_general and not s.fitting_general and not s.loading and corpus_present()
 
     def start(self) -> None:
         """Fit the general probe of the model in use, on the scoring thread (scoring waits)."""

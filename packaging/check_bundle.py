@@ -325,6 +325,11 @@ def check_model(bundle: Path, report: Report) -> None:
     models = [p for p in bundle.rglob("*.gguf") if "resources/models" in p.as_posix()]
     if not models:
         report.fail("no default model in resources/models (make package copies it from the cache)")
+    # the default model's general probe (its label-free ranking) and the corpus other models' probes
+    # are fitted on (`verdict models calibrate`, the app's Fit General Probe)
+    for wanted, what in (("resources/general_probes", "*.json"), ("resources/general", "manifest.json")):
+        if not [p for p in bundle.rglob(what) if wanted in p.as_posix()]:
+            report.fail(f"no {what} in {wanted}")
 
 
 def sizes(bundle: Path, top: int = 8) -> list[str]:
