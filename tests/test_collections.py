@@ -26,12 +26,17 @@ def _message(n: int) -> email.message.EmailMessage:
     return message
 
 
-def test_an_mbox_of_a_thousand_messages_gives_a_thousand_rows_in_order(tmp_path):
-    path = tmp_path / "inbox.mbox"
+def _mbox(path, count: int):
+    """An mbox of `count` messages written by the stdlib."""
     box = mailbox.mbox(path)
-    for n in range(1000):
+    for n in range(count):
         box.add(_message(n))
     box.close()
+    return path
+
+
+def test_an_mbox_of_a_thousand_messages_gives_a_thousand_rows_in_order(tmp_path):
+    path = _mbox(tmp_path / "inbox.mbox", 1000)
     docs = load_documents([path])
     assert len(docs) == 1000
     assert [d.id for d in docs[:2]] == [f"{path}:#1 <0@example.com>", f"{path}:#2 <1@example.com>"]
@@ -42,11 +47,7 @@ def test_an_mbox_of_a_thousand_messages_gives_a_thousand_rows_in_order(tmp_path)
 
 
 def test_text_before_the_first_separator_costs_one_row_and_no_message(tmp_path):
-    good = tmp_path / "good.mbox"
-    box = mailbox.mbox(good)
-    for n in range(3):
-        box.add(_message(n))
-    box.close()
+    good = _mbox(tmp_path / "good.mbox", 3)
     broken = tmp_path / "broken.mbox"
     stray = b"Fron MAILER-DAEMON broken separator\nSubject: lost?\n\nstray text\n\n"
     broken.write_bytes(stray + good.read_bytes())
