@@ -461,7 +461,7 @@ class SessionController(QObject):
                 extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
             decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
                                       mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR,
-                                      prior=cal.platt_prior if cal is not None else None)
+                                      prior=self._prior(question))
             changed = []
             for row, new in zip(rows, decided):
                 old = row.verdicts[question]
@@ -496,6 +496,11 @@ class SessionController(QObject):
         labels = {i: r.labels[question] == "yes" for i, r in enumerate(rows) if r.labels.get(question) in ("yes", "no")}
         return rows, [r.verdicts[question].score for r in rows], labels
 
+    def _prior(self, question: str):
+        """The Platt prior of the question's score (`Calibrator.platt_prior`), for its decisions."""
+        cal = self.scoring.calibrators.get(question)
+        return cal.platt_prior if cal is not None else None
+
     def suggested(self, question: Optional[str] = None, count: int = 3, exclude: Iterable[int] = ()) -> list[int]:
         """Keys of the documents whose labels would bring the most calls for ``question`` (the
         active one by default), best first; skipped and ``exclude``d ones left out."""
@@ -504,9 +509,8 @@ class SessionController(QObject):
             return []
         rows, scores, labels = self._batch(question)
         unwanted = self._skipped.get(question, set()) | set(exclude)
-        cal = self.scoring.calibrators.get(question)
-        prior = cal.platt_prior if cal is not None else None
-        picks = suggest(scores, labels, self.rule, count + len(unwanted), prior=prior) if len(rows) > len(labels) else []
+        picks = (suggest(scores, labels, self.rule, count + len(unwanted), prior=self._prior(question))
+                 if len(rows) > len(labels) else [])
         return [rows[i].key for i in picks if rows[i].key not in unwanted][:count]
 
     def _first_calls(self, scores: list[float], labels: dict[int, bool], picks: list[int],
@@ -539,8 +543,7 @@ class SessionController(QObject):
             return
         skipped = self._skipped.get(question, set())
         # one search serves the stars and the count of labels to the first calls
-        cal = self.scoring.calibrators.get(question)
-        prior = cal.platt_prior if cal is not None else None
+        prior = self._prior(question)
         picks = suggest(scores, labels, self.rule, 4 + len(skipped), prior=prior) if len(rows) > len(labels) else []
         self.results.set_suggested([rows[i].key for i in picks if rows[i].key not in skipped][:3])
         free = [r for i, r in enumerate(rows) if i not in labels]

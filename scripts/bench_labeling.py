@@ -29,30 +29,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from eval_decisions import anchored_scores
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.calibrate import platt_prior
 from engine.confidence.decide import PlattPrior, DecisionRule, call_quality, decide, oracle_coverage, suggest
 from engine.confidence.general import probes_dir
 from engine.confidence.calibrate import ANCHOR_L2
-from engine.confidence.metrics import logistic_regression
 
 TARGET = 0.90
 
 
-def refit_scores(x: np.ndarray, w: np.ndarray, b: float, labels: dict[int, bool]) -> np.ndarray:
-    """The general probe (weights w, b on standardised features x) refit to the labels, anchored
-    on its own weights, as a calibrator's "anchored" method does; unchanged without labels."""
+def refit_scores(x: np.ndarray, probe: GeneralProbe, labels: dict[int, bool]) -> np.ndarray:
+    """The general probe refit to the labels, anchored on its own weights, as the app and the CLI
+    refit it (eval_decisions' R1 at the shipped strength); unchanged without labels."""
     if not labels:
-        return x @ w + b
+        return x @ probe.w + probe.b
     idx = np.array(list(labels), dtype=int)
-    fit = logistic_regression(x[idx], np.array([labels[i] for i in idx]), ANCHOR_L2, prior_w=w, prior_b=b, l2_b=1.0)
-    return x @ fit.w + fit.b
+    return anchored_scores(x, idx, np.array([labels[i] for i in idx]), probe, ANCHOR_L2)
 
 
 def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int,
                   refit: tuple | None = None, prior: PlattPrior | None = None) -> int:
-    """Labels until the batch is called (most + 1: not within `most`). `refit`: (x, w, b) to refit
+    """Labels until the batch is called (most + 1: not within `most`). `refit`: (x, probe) to refit
     the scores to the labels after each one; `prior`: the scores' Platt prior, as shipped."""
     rng = np.random.default_rng(seed)
     goal = min(0.9, oracle_coverage(y, s, TARGET))
@@ -112,7 +111,7 @@ def main() -> int:
         for g in genres:
             for q in dict.fromkeys(held.question[held.genre == g]):
                 m = (held.genre == g) & (held.question == q)
-                batches.append((f"{g}: {q}", z[m], held.y[m], (x[m], probe.w, float(probe.b)), prior))
+                batches.append((f"{g}: {q}", z[m], held.y[m], (x[m], probe), prior))
     if args.obvious:
         truth = {json.loads(line)["id"]: json.loads(line)["labels"]
                  for line in (ROOT / "resources" / "bench" / "obvious.jsonl").read_text().splitlines()}
