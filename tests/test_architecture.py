@@ -1,6 +1,6 @@
 """The rooms of ARCHITECTURE.md, enforced: who may import what, and what importing costs."""
-import os
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
