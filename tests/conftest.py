@@ -1,15 +1,19 @@
 """Shared fixtures: tiny random models written to disk, the real default model, headless Qt."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
-from pathlib import Path
-
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Saved probes and calibrators of the user's own runs must not leak into tests, nor tests into them.
-os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
+# The same for the weight cache: each tiny model the suite writes would leave its weights in ~/.cache.
+for _variable, _prefix in (("VERDICT_DATA_DIR", "verdict-test-data-"), ("VERDICT_CACHE_DIR", "verdict-test-cache-")):
+    os.environ[_variable] = tempfile.mkdtemp(prefix=_prefix)
+    atexit.register(shutil.rmtree, os.environ[_variable], ignore_errors=True)
 sys.path.insert(0, str(Path(__file__).parent))
 
 from engine.runtime import device
