@@ -40,6 +40,7 @@ from engine.confidence.decide import (
     call_quality,
     decide,
     oracle_coverage,
+    prevalence_platt,
 )
 from engine.confidence.general import GeneralProbe as ShippedProbe
 from engine.confidence.probe import Features
@@ -53,6 +54,7 @@ TARGET = 0.90
 SPEC = {"layers": [21], "diff": True}
 PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
+V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and D4 (decisions_rule_v4.md)
 
 
 def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float) -> np.ndarray:
@@ -89,8 +91,11 @@ def measure(y: np.ndarray, unl: np.ndarray, score: np.ndarray, prob: np.ndarray,
             "n": int(unl.sum()), "calls": made, "right": right, "ece": metrics.ece(yu, p), "sep": sep}
 
 
-def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int):
+def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int,
+              prior_llr: PlattPrior | None = None):
     """Every (k, draw, ranking, decision) record of one batch."""
+    if V4:
+        return run_batch_v4(p, idx, probe, prior, prior_llr, question, seed)
     y = p.y[idx]
     x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
     z0 = x @ probe.w + probe.b
@@ -129,6 +134,49 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
                     d = decide(s, labels, rule)
                     out.append({**base, "ranking": name, "decision": dname,
                                 **measure(y, unl, s, d.probability, d.calls, d.separation)})
+    return out
+
+
+def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, prior_llr: PlattPrior,
+                 question: str, seed: int):
+    """decisions_rule_v4.md: R0 and R1 (strength 10) with D1, D3 (gated when chosen) and D4m/D4q, the
+    same label draws as `run_batch`."""
+    y = p.y[idx]
+    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
+    z0 = x @ probe.w + probe.b
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in KS:
+        if k and (y.sum() < k + 5 or (~y).sum() < k + 5):
+            continue
+        for draw in range(DRAWS if k else 1):
+            labeled = np.zeros(len(y), bool)
+            if k:
+                labeled[rng.choice(np.flatnonzero(y), k, replace=False)] = True
+                labeled[rng.choice(np.flatnonzero(~y), k, replace=False)] = True
+            lab_idx = np.flatnonzero(labeled)
+            labels = {int(i): bool(y[i]) for i in lab_idx}
+            unl = ~labeled
+            scores = {"R0": z0}
+            if k:
+                scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
+            base = {"question": question, "k": k, "draw": draw}
+            for name, s in scores.items():
+                out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
+                                                                                   [UNCERTAIN] * len(y), float("nan"))})
+                pb = bayes_platt(s, labels, prior)
+                calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
+                out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
+                d = decide(s, labels, DecisionRule(gate=0.0))
+                out.append({**base, "ranking": name, "decision": "D3",
+                            **measure(y, unl, s, d.probability, d.calls, d.separation)})
+                draws = prevalence_platt(s, labels, prior_llr, seed=seed)
+                for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
+                                         ("D4q", np.quantile(draws, 0.1, axis=0), np.quantile(draws, 0.9, axis=0))):
+                    calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
+                             for lo, hi in zip(low, high)]
+                    out.append({**base, "ranking": name, "decision": dname,
+                                **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
     return out
 
 
@@ -179,25 +227,28 @@ def run(args) -> int:
     for g in train_genres:
         others = train.genre != g
         prior = platt_prior(train.take(others), logo_z[others])
-        jobs.append(("logo", g, train, probes[g], prior))
+        jobs.append(("logo", g, train, probes[g], prior, prior.without_prevalence))
     prior_all = platt_prior(train, logo_z)
+    llr_all = prior_all.without_prevalence
+    print(f"priors on all six: Platt {prior_all}, likelihood ratio {llr_all}", file=sys.stderr, flush=True)
     for g in held_genres:
-        jobs.append(("heldout", g, held, probes["all"], prior_all))
+        jobs.append(("heldout", g, held, probes["all"], prior_all, llr_all))
     for g in tuning_genres:
-        jobs.append(("tuning", g, tuning, probes["all"], prior_all))
+        jobs.append(("tuning", g, tuning, probes["all"], prior_all, llr_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
-    global ONLY_R2
+    global ONLY_R2, V4
     ONLY_R2 = args.only_r2
+    V4 = args.v4
     seed = 0
     part, parts = (int(x) for x in args.part.split("/"))
-    for split, g, p, probe, prior in jobs:
+    for split, g, p, probe, prior, llr in jobs:
         for q in dict.fromkeys(p.question[p.genre == g]):
             idx = np.flatnonzero((p.genre == g) & (p.question == q))
             seed += 1
             if seed % parts != part:
                 continue
-            for record in run_batch(p, idx, probe, prior, str(q), seed):
+            for record in run_batch(p, idx, probe, prior, str(q), seed, llr):
                 out.write(json.dumps({"split": split, "genre": g, **record}, default=float) + "\n")
             out.flush()
             print(f"{split} {g}: {q}", file=sys.stderr, flush=True)
@@ -461,6 +512,7 @@ def main() -> int:
                    "like the held-out ones")
     r.add_argument("--only", default="", help="logo, heldout and/or tuning: run only those batches")
     r.add_argument("--only-r2", action="store_true")
+    r.add_argument("--v4", action="store_true", help="decisions_rule_v4.md: R0/R1 with D1, D3 and D4")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
     c.add_argument("results", nargs="+")

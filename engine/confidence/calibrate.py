@@ -100,17 +100,20 @@ def fit_platt(scores, labels, l2: float = PLATT_L2, prior: tuple[float, float] =
 
 def platt_prior(scores, labels, questions) -> PlattPrior:
     """The prior on Platt's parameters from one Platt fit per question (each needs both answers)
-    of labeled scores: what the scores' calibration was across those questions."""
+    of labeled scores: what the scores' calibration was across those questions; with it, the
+    same with each question's own log-odds of "yes" taken out of its intercept
+    (`PlattPrior.without_prevalence`)."""
     scores, labels, questions = np.asarray(scores, np.float64), np.asarray(labels, bool), np.asarray(questions)
-    params = []
+    params, ratios = [], []
     for q in dict.fromkeys(questions.tolist()):
         m = questions == q
         if labels[m].any() and (~labels[m]).any():
             fit = fit_platt(scores[m], labels[m], l2=1e-2)
             params.append([fit.a, fit.b])
+            ratios.append([fit.a, fit.b - metrics.logit(float(labels[m].mean()))])
     if len(params) < 3:
         raise ValueError("a Platt prior needs at least three questions with both answers")
-    return PlattPrior.fit(np.array(params))
+    return PlattPrior.fit(np.array(params), without_prevalence=PlattPrior.fit(np.array(ratios)))
 
 
 # --- the calibrator -------------------------------------------------------------------------------

@@ -44,10 +44,14 @@ _VAR_FLOOR = 1e-4  # of the batch's variance: keeps EM away from a collapsed com
 # between two entries takes the stricter one; above the last, nothing is called.
 GATES_BY_TARGET = ((0.75, 0.0), (0.80, 0.0), (0.85, 2.5), (0.90, 3.0), (0.95, 3.5))
 
-# From this many labels of each class, a Bayesian Platt on the score decides instead of the mixture
-# (where the score's prior is known): on the tuning genres it called more at the target from two on
-# (scripts/decisions_rule_v3.md).
+# Which decision decides, by the labels of each class (the smaller count): from each listed count
+# on, the one named. "mixture": the two groups of the batch; "platt": the Bayesian Platt on the
+# score's prior (decisions_rule_v3.md: on the tuning genres it called more at the target from two
+# labels of each class on); "prevalence" / "prevalence-q": the Bayesian Platt on the likelihood
+# ratio with the batch's own prevalence, calling on the mean / on the low quantile of its draws.
+# A decision whose prior the score lacks falls back to the Bayesian Platt, then to the mixture.
 PLATT_FROM = 2
+DECISIONS_FROM = ((0, "mixture"), (PLATT_FROM, "platt"))
 
 
 def gate_for_target(target: float) -> float:
@@ -62,21 +66,32 @@ def gate_for_target(target: float) -> float:
 class DecisionRule:
     """How calls are made: the target precision, the mixture's separation gate (in pooled standard
     deviations; calls only above it; None: the one measured for the target), its bootstrap refits
-    and the quantile of their probabilities a call must clear, and from how many labels of each
-    class a Bayesian Platt decides instead (where the score comes with a prior for it)."""
+    (and the prevalence's posterior draws, twice as many) and the quantile of their probabilities
+    a call must clear, and which decision decides from how many labels of each class
+    (`DECISIONS_FROM`)."""
 
     target: float = DEFAULT_TARGET
     gate: Optional[float] = None
     refits: int = 30
     quantile: float = 0.1
     seed: int = 0
-    platt_from: int = PLATT_FROM
+    decisions: tuple[tuple[int, str], ...] = DECISIONS_FROM
 
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
             raise ValueError("the target precision must be above 0.5 and below 1")
         if self.gate is None:
             object.__setattr__(self, "gate", gate_for_target(self.target))
+
+    def decision_for(self, labels_per_class: int, prior: Optional["PlattPrior"]) -> str:
+        """The decision for a batch with this many labels of each class (the smaller count) and a
+        score with this prior (None: none known)."""
+        name = [d for k, d in self.decisions if labels_per_class >= k][-1] if self.decisions else "mixture"
+        if name.startswith("prevalence") and (prior is None or prior.without_prevalence is None):
+            name = "platt" if labels_per_class >= PLATT_FROM else "mixture"
+        if name == "platt" and prior is None:
+            name = "mixture"
+        return name
 
     def gate_for(self, n: int) -> float:
         """The separation a batch of `n` documents must show: the gate, or more for a small batch,
@@ -95,13 +110,13 @@ class BatchDecision:
     prevalence: float  # the estimated share of "yes"
     n_labels: tuple[int, int]  # (yes, no) labels used
     gate: float = math.inf  # the rule's separation gate
-    method: str = "mixture"  # or "platt": the Bayesian Platt decided
+    method: str = "mixture"  # the decision that decided (DecisionRule.decisions)
 
     @property
     def separated(self) -> bool:
-        """Whether the probabilities are to be used at all: the Bayesian Platt's always, the
+        """Whether the probabilities are to be used at all: a Bayesian Platt's always, the
         mixture's where its groups are apart by the rule's gate (when not, nothing is called)."""
-        return self.method == "platt" or (math.isfinite(self.separation) and self.separation >= self.gate)
+        return self.method != "mixture" or (math.isfinite(self.separation) and self.separation >= self.gate)
 
     @property
     def called(self) -> int:
@@ -189,40 +204,75 @@ def _pinned(n: int, labels: Optional[Mapping[int, bool]]) -> np.ndarray:
 @dataclass(frozen=True)
 class PlattPrior:
     """A Gaussian prior on Platt's (slope, intercept) for P(yes) = sigmoid(slope * score + intercept):
-    what the score's calibration was across many questions."""
+    what the score's calibration was across many questions. `without_prevalence`, where known, is
+    the same with each question's own log-odds of "yes" taken out of its intercept: the prior on
+    the score's likelihood ratio alone, for a batch whose prevalence is estimated from the batch."""
 
     mean: tuple[float, float]
     cov: tuple[tuple[float, float], tuple[float, float]]
+    without_prevalence: Optional["PlattPrior"] = None
 
     @classmethod
-    def fit(cls, params, ridge: float = 1e-3) -> "PlattPrior":
+    def fit(cls, params, ridge: float = 1e-3, without_prevalence: Optional["PlattPrior"] = None) -> "PlattPrior":
         """From per-question Platt fits (m, 2)."""
         params = np.asarray(params, dtype=np.float64)
         cov = np.cov(params.T) + ridge * np.eye(2)
-        return cls(tuple(map(float, params.mean(axis=0))), tuple(tuple(map(float, row)) for row in cov))
+        return cls(tuple(map(float, params.mean(axis=0))), tuple(tuple(map(float, row)) for row in cov),
+                   without_prevalence)
 
     def rescaled(self, a: float, c: float) -> "PlattPrior":
         """The same prior for the score a * s + c."""
         m = np.array([[1 / a, 0.0], [-c / a, 1.0]])
         mean = m @ np.array(self.mean)
         cov = m @ np.array(self.cov) @ m.T
-        return PlattPrior(tuple(map(float, mean)), tuple(tuple(map(float, row)) for row in cov))
+        inner = self.without_prevalence.rescaled(a, c) if self.without_prevalence is not None else None
+        return PlattPrior(tuple(map(float, mean)), tuple(tuple(map(float, row)) for row in cov), inner)
 
     def to_dict(self) -> dict:
-        return {"mean": list(self.mean), "cov": [list(row) for row in self.cov]}
+        out = {"mean": list(self.mean), "cov": [list(row) for row in self.cov]}
+        if self.without_prevalence is not None:
+            out["without_prevalence"] = self.without_prevalence.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data) -> Optional["PlattPrior"]:
-        """The prior saved by `to_dict`, or None when missing or malformed."""
+        """The prior saved by `to_dict`, or None when missing or malformed (a malformed
+        `without_prevalence` alone is dropped)."""
         try:
             mean = np.asarray(data["mean"], dtype=np.float64)
             cov = np.asarray(data["cov"], dtype=np.float64)
             if mean.shape != (2,) or cov.shape != (2, 2) or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
                 return None
             np.linalg.cholesky(cov)  # positive definite
-        except (KeyError, TypeError, ValueError, np.linalg.LinAlgError):
+            inner = data.get("without_prevalence")
+        except (KeyError, TypeError, ValueError, AttributeError, np.linalg.LinAlgError):
             return None
-        return cls(tuple(map(float, mean)), tuple(tuple(map(float, row)) for row in cov))
+        inner = cls.from_dict(inner) if inner is not None else None
+        if inner is not None:
+            inner = dataclasses.replace(inner, without_prevalence=None)
+        return cls(tuple(map(float, mean)), tuple(tuple(map(float, row)) for row in cov), inner)
+
+
+def _laplace(s: np.ndarray, labels: Mapping[int, bool], prior: PlattPrior, offset: float = 0.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The Laplace posterior (mean, covariance) of Platt's (slope, intercept) under `prior`, given
+    the labeled scores (`labels`: index into `s` -> yes), the labels' log-odds being
+    slope * s + intercept + `offset`."""
+    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
+    theta = m0.copy()
+    idx = np.array([int(i) for i in labels], dtype=int)
+    y = np.array([1.0 if labels[i] else 0.0 for i in labels])
+    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
+    for _ in range(50):
+        q = metrics.sigmoid(x @ theta + offset)
+        grad = x.T @ (q - y) + p0 @ (theta - m0)
+        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
+        step = np.linalg.solve(hess, grad)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    q = metrics.sigmoid(x @ theta + offset)
+    return theta, np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
 
 
 def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior) -> np.ndarray:
@@ -230,34 +280,55 @@ def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior)
     the labeled scores (`labels`: index into `scores` -> yes), by the probit approximation of the
     logistic-Gaussian integral: the fewer and the more contradictory the labels, the nearer 0.5."""
     s = np.asarray(scores, dtype=np.float64)
-    m0, p0 = np.array(prior.mean), np.linalg.inv(np.array(prior.cov))
-    theta = m0.copy()
-    idx = np.array([int(i) for i in (labels or {})], dtype=int)
-    y = np.array([1.0 if (labels or {})[i] else 0.0 for i in (labels or {})])
-    x = np.stack([s[idx], np.ones(len(idx))], axis=1) if len(idx) else np.zeros((0, 2))
-    for _ in range(50):
-        q = metrics.sigmoid(x @ theta)
-        grad = x.T @ (q - y) + p0 @ (theta - m0)
-        hess = (x * (q * (1 - q))[:, None]).T @ x + p0
-        step = np.linalg.solve(hess, grad)
-        theta = theta - step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    q = metrics.sigmoid(x @ theta)
-    cov = np.linalg.inv((x * (q * (1 - q))[:, None]).T @ x + p0)
+    theta, cov = _laplace(s, dict(labels or {}), prior)
     xs = np.stack([s, np.ones_like(s)], axis=1)
     mu = xs @ theta
     v = np.einsum("ij,jk,ik->i", xs, cov, xs)
     return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
 
 
+_PREVALENCE_GRID = np.linspace(0.0025, 0.9975, 200)
+
+
+def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior, draws: int = 64,
+                     seed: int = 0) -> np.ndarray:
+    """P(yes) per score, (draws, n), with the batch's own prevalence in it: log-odds
+    slope * s + offset + logit(prevalence). (slope, offset) are drawn from their Laplace posterior
+    under `prior` (a prior with each question's prevalence taken out of its intercept) given the
+    labels, read as sampled by class (where both classes are labeled; the prior alone otherwise);
+    for each draw, the prevalence's posterior on a grid from a flat prior and the unlabeled
+    scores, and each P(yes) is the mean over it. Where the scores say little (a flat slope), the
+    prevalence stays as unsure as its prior, and so does every P(yes)."""
+    s = np.asarray(scores, dtype=np.float64)
+    labels = dict(labels or {})
+    k_yes = sum(1 for v in labels.values() if v)
+    k_no = len(labels) - k_yes
+    if k_yes and k_no:
+        theta, cov = _laplace(s, labels, prior, offset=math.log(k_yes / k_no))
+    else:
+        theta, cov = np.array(prior.mean), np.array(prior.cov)
+    rng = np.random.default_rng(seed)
+    thetas = rng.multivariate_normal(theta, cov, size=draws, method="cholesky")  # (D, 2)
+    ratio = thetas[:, :1] * s[None] + thetas[:, 1:]  # (D, n) log-likelihood ratios
+    free = np.ones(len(s), bool)
+    free[[int(i) for i in labels]] = False
+    log_pi, log_rest = np.log(_PREVALENCE_GRID), np.log1p(-_PREVALENCE_GRID)
+    logit_pi = log_pi - log_rest
+    out = np.empty_like(ratio)
+    for d in range(draws):  # one draw at a time: (grid, n) arrays, whatever the batch's size
+        loglik = np.logaddexp(log_pi[:, None] + ratio[d, free][None], log_rest[:, None]).sum(axis=1)
+        post = np.exp(loglik - loglik.max())
+        out[d] = (post / post.sum()) @ metrics.sigmoid(ratio[d][None] + logit_pi[:, None])
+    return out
+
+
 def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
            prior: Optional[PlattPrior] = None) -> BatchDecision:
     """P(yes) and calls for every document of a batch from its scores (n,) and the labels given
     (index into `scores` -> yes). A score that is not finite gets P(yes) NaN and "uncertain".
-    Labeled documents keep their label as their call and P(yes) 1 or 0. With `prior` (what the
-    score's calibration was across questions) and at least `rule.platt_from` labels of each class,
-    the Bayesian Platt decides; otherwise the mixture over the batch."""
+    Labeled documents keep their label as their call and P(yes) 1 or 0. `prior`: what the score's
+    calibration was across questions; with the labels of each class, it says which decision
+    decides (`DecisionRule.decision_for`)."""
     raw = np.asarray(scores, dtype=np.float64)
     n = len(raw)
     ok = np.isfinite(raw)
@@ -270,13 +341,24 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
         probability[i] = fixed_all[i]
     s, fixed = raw[ok], fixed_all[ok]
     free = np.isnan(fixed)
-    if prior is not None and min(n_labels) >= rule.platt_from:
-        pb = bayes_platt(s, {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}, prior)
+    method = rule.decision_for(min(n_labels), prior)
+    if method != "mixture":
+        given = {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}
+        if method == "platt":
+            pb = low = high = bayes_platt(s, given, prior)
+            prevalence = float("nan")
+        else:
+            draws = prevalence_platt(s, given, prior.without_prevalence, draws=2 * max(rule.refits, 8), seed=rule.seed)
+            pb = draws.mean(axis=0)
+            prevalence = float(pb[free].mean()) if free.any() else float("nan")
+            low, high = pb, pb
+            if method == "prevalence-q":
+                low, high = np.quantile(draws, rule.quantile, axis=0), np.quantile(draws, 1 - rule.quantile, axis=0)
         for j, i in enumerate(np.flatnonzero(ok)):
             if free[j]:
                 probability[i] = pb[j]
-                calls[i] = YES if pb[j] >= rule.target else NO if pb[j] <= 1 - rule.target else UNCERTAIN
-        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, "platt")
+                calls[i] = YES if low[j] >= rule.target else NO if high[j] <= 1 - rule.target else UNCERTAIN
+        return BatchDecision(probability, tuple(calls), float("nan"), prevalence, n_labels, rule.gate, method)
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
         return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate)
     centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
