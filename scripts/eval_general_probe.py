@@ -293,7 +293,7 @@ def ship(name: str, probe: GeneralProbe, band: dict, tables: dict, model_file: s
     from engine.confidence.calibrate import NULL_TEXTS
     from engine.confidence.general import GeneralProbe as Shipped
     from engine.confidence.general import general_probe_key, save_general_probe
-    from engine.runtime.fingerprint import model_fingerprint
+    from engine.model.fingerprint import model_fingerprint
 
     a, c = band["platt"]
     diff = bool(probe.spec.get("diff"))

@@ -184,7 +184,7 @@ def test_evaluate_json_is_strict_and_reports_the_general_probes_band(tiny_model_
 
     from engine.classifier import Classifier
     from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
-    from engine.runtime.fingerprint import model_fingerprint
+    from engine.model.fingerprint import model_fingerprint
 
     d = len(Classifier.load(tiny_model_dir).score("Is it?", ["a text"], layers=[2])[0].states[2])
     save_general_probe(GeneralProbe(general_probe_key(model_fingerprint(tiny_model_dir)), 2, np.zeros(d), np.ones(d),

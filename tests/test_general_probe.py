@@ -11,7 +11,7 @@ import pytest
 
 from engine.confidence.general import GeneralProbe, general_probe_key, load_general_probe, save_general_probe
 from engine.gather import probe_fingerprint
-from engine.runtime.fingerprint import model_fingerprint
+from engine.model.fingerprint import model_fingerprint
 from engine.confidence.calibrate import Calibrator
 from engine.gather import general_probe as general_probe_for
 from engine.types import Document

@@ -79,7 +79,7 @@ class GeneralProbe:
 
 def general_probe_key(fingerprint: str) -> str:
     """The file name a general probe for a model is kept under, from the model's content
-    fingerprint (`engine.runtime.fingerprint.model_fingerprint`): a model file's sha256 itself
+    fingerprint (`engine.model.fingerprint.model_fingerprint`): a model file's sha256 itself
     (the name a shipped probe has), else the sha256 of the fingerprint (a folder's is no file name)."""
     if fingerprint.startswith("sha256:"):
         return fingerprint.removeprefix("sha256:")
