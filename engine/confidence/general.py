@@ -1,6 +1,6 @@
 """The general answer probe: one linear read-out of the hidden state at the answer position, fit
 offline on many yes/no questions over many genres of real text, so it can judge questions it
-never saw (issue 11). It ships per model, tied to the model file's content (sha256), in
+never saw. It ships per model, tied to the model file's content (sha256), in
 `resources/general_probes/<sha256>.npz` + `.json`; `scripts/eval_general_probe.py` measures and
 writes it. A calibrator uses it before the user has labeled anything, when its AUC on held-out
 genres beat the raw margin's (`beats_margin`).
