@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure a general answer probe (issue 11) on the features cached by extract_general_features.py.
+"""Measure a general answer probe on the features cached by extract_general_features.py.
 
 A *general* probe is one logistic regression on the hidden state at the answer position, fit on
 (question, document) pairs of many questions at once, then used for questions it never saw. Fits

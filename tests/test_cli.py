@@ -226,7 +226,7 @@ def test_labels_with_their_own_text_train_on_documents_not_being_classified(tiny
 
 
 def test_a_folder_of_every_format_and_bad_files_through_the_cli(tiny_model_dir, tmp_path):
-    """Issue 3's acceptance run: valid files get verdicts, bad ones rows with reasons, exit 1."""
+    """The first acceptance run: valid files get verdicts, bad ones rows with reasons, exit 1."""
     import fixtures_docs as fx
 
     folder = tmp_path / "inbox"

@@ -317,7 +317,7 @@ SAMPLE_ANSWERS = {
 
 
 def test_make_demo_shows_no_confident_wrong_verdict_on_the_samples(default_classifier, tmp_path):
-    """Issue 11's bar for the label-free path: what `make demo` prints for the samples may be
+    """The bar for the label-free path: what `make demo` prints for the samples may be
     uncertain, but never confidently wrong."""
     from pathlib import Path
 
