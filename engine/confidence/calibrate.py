@@ -37,7 +37,7 @@ from engine.confidence import metrics
 from engine.confidence.decide import PlattPrior
 from engine.confidence.general import GeneralProbe
 from engine.confidence.probe import Features, Probe, fit_probe
-from engine.confidence.store import load_probe_file, save_probe_file
+from engine.confidence.store import load_calibrator_file, save_calibrator_file
 from engine.types import Verdict
 
 # Content-free documents for contextual calibration ("" cannot be scored: an empty document is an error).
@@ -392,7 +392,7 @@ class Calibrator:
 
     def save(self, folder: Optional[Path] = None) -> Path:
         """Save under the user data folder (VERDICT_DATA_DIR overrides); returns the .json path."""
-        return save_probe_file(self.model, self.question, self.probe, self.to_dict(), folder)
+        return save_calibrator_file(self.model, self.question, self.probe, self.to_dict(), folder)
 
     @classmethod
     def load(
@@ -400,7 +400,7 @@ class Calibrator:
     ) -> Optional["Calibrator"]:
         """The saved calibrator for this model key and question, or None (also when the saved
         one is damaged: it is set aside and reported to `on_damaged`, see engine.confidence.store)."""
-        found = load_probe_file(model, question, folder, on_damaged=on_damaged)
+        found = load_calibrator_file(model, question, folder, on_damaged=on_damaged)
         if found is None:
             return None
         probe, extra = found
