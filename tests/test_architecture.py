@@ -209,6 +209,23 @@ def test_importing_the_engine_loads_no_mlx_and_no_blas():
     assert done.returncode == 0 and "clean" in done.stdout, done.stderr
 
 
+def test_importing_the_model_layer_and_remote_starts_no_runtime():
+    """What the static rule says, at run time: every module of `engine.model`, and the remote
+    backend, import without loading MLX or any module of `engine.runtime`."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import engine.model, engine.remote\n"
+        "names = [m.name for m in pkgutil.iter_modules(engine.model.__path__, 'engine.model.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm') or m.startswith('engine.runtime'))\n"
+        "assert len(names) >= 10 and not loaded, (names, loaded)\n"
+        "print('clean')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "clean" in done.stdout, done.stderr
+
+
 def test_stock_mlx_lm_in_the_same_process_is_untouched(tiny_model_dir):
     """Load a stock mlx-lm model, then ours on the CPU path (fast kernels on): the stock model's
     classes, mlx-lm's module functions and the stock model's logits are exactly as before."""
