@@ -143,7 +143,7 @@ def _self_test_inputs(model: Optional[str]) -> tuple[Optional[str], Document]:
     its bundled model and sample, so a missing one fails here instead of being fetched."""
     if not getattr(sys, "frozen", False):
         return model, Document(id="self-test", text=SELF_TEST_SAMPLE)
-    from engine.runtime.sources import DEFAULT_MODEL_FILE, resources_dir
+    from engine.model.sources import DEFAULT_MODEL_FILE, resources_dir
 
     bundled = resources_dir() / "models" / DEFAULT_MODEL_FILE
     if model is None and not bundled.is_file():

@@ -103,7 +103,7 @@ class ModelBox(QWidget):
     def offer_recommended_once(self, settings, platform: str = sys.platform) -> Optional[QMessageBox]:
         """On a Mac's first launch, offer the recommended model once (the default keeps working
         offline). Returns the question box, or None when there is nothing to offer."""
-        from engine.runtime.recommended import RECOMMENDED
+        from engine.model.recommended import RECOMMENDED
 
         if platform != "darwin" or settings.recommended_offered:
             return None

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.runtime import catalog
-from engine.runtime.recommended import RECOMMENDED, Recommended
+from engine.model import catalog
+from engine.model.recommended import RECOMMENDED, Recommended
 
 ENTRY_ROLE = Qt.ItemDataRole.UserRole
 IN_USE = "✓ in use"
@@ -64,7 +64,7 @@ class Task(QThread):
         self._cancel = True
 
     def run(self) -> None:
-        from engine.runtime.hub import DownloadCancelled
+        from engine.model.hub import DownloadCancelled
 
         try:
             result = self._fn(lambda done, total: self.progressed.emit(done, total), lambda: self._cancel)
@@ -221,7 +221,7 @@ class ModelChooser(QDialog):
 
     def download(self, rec: Recommended) -> None:
         """Download a recommended model with progress; Cancel stops it and keeps the dialog open."""
-        from engine.runtime import hub
+        from engine.model import hub
 
         self.status.setText(f"Downloading {rec.title} from Hugging Face…")
         self.progress.setRange(0, 0)

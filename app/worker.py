@@ -129,7 +129,7 @@ class ScoringWorker(QObject):
     @Slot(int, object)
     def loadModel(self, request: int, path: Optional[str]) -> None:
         """Load a model (None: the embedded default) here, on the scoring thread."""
-        from engine.runtime.sources import ModelError
+        from engine.model.sources import ModelError
 
         try:
             load = self._load

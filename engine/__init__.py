@@ -1,7 +1,8 @@
 """Verdict engine: yes/no verdicts from one prefill pass. No Qt here.
 
-Rooms (see ARCHITECTURE.md): `engine.intake` (files to text), `engine.runtime` (the local MLX
-model), `engine.scoring` (the `ScoringBackend` seam), `engine.classifier` (prompts, windows and
+Rooms (see ARCHITECTURE.md): `engine.intake` (files to text), `engine.model` (models found,
+fetched and read without MLX: files, tokenizer, prompts), `engine.runtime` (the local MLX model),
+`engine.scoring` (the `ScoringBackend` seam), `engine.classifier` (prompts, windows and
 batches over a backend), `engine.confidence` (calibration and probes), `engine.pipeline` (the one
 classify -> calibrate flow every front end uses) and `engine.cli` (interfaces).
 Importing `engine` loads no MLX and no BLAS: that happens when a local model is loaded.

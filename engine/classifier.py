@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.confidence.metrics import sigmoid
 from engine.intake.normalize import normalize_document, normalize_text
-from engine.runtime.prompt import (
+from engine.model.prompt import (
     Layout,
     PromptEncoder,
     PromptError,
@@ -138,7 +138,7 @@ class Classifier:
         list`, a Hugging Face repo (`org/repo`, `org/repo:QUANT`; downloaded if need be), or None
         for the embedded default."""
         from engine.runtime.local import LocalBackend
-        from engine.runtime.sources import resolve_model
+        from engine.model.sources import resolve_model
 
         return cls(LocalBackend.load(resolve_model(str(model)) if model else None), **options)
 

@@ -29,8 +29,8 @@ from engine.confidence.calibrate import (
 from engine.confidence.evaluate import CURVE_SIZES, evaluate_features, layer_scan, records_to_documents
 from engine.confidence.general import GeneralProbe, fitted_probes_dir, general_probe_key, load_general_probe
 from engine.confidence.probe import Features, default_layer, resolve_layer
-from engine.runtime.fingerprint import FORMATS as FINGERPRINT_FORMATS
-from engine.runtime.fingerprint import model_fingerprint
+from engine.model.fingerprint import FORMATS as FINGERPRINT_FORMATS
+from engine.model.fingerprint import model_fingerprint
 from engine.folders import cache_dir
 from engine.types import as_document
 

@@ -42,7 +42,9 @@ class Example:
 class Verdict:
     """The answer to one question about one document.
 
-    ``margin`` is log P(yes forms) - log P(no forms) in natural-log odds,
+    ``raw_margin`` is always the model's own log P(yes forms) - log P(no forms) (natural-log
+    odds); ``margin`` equals it on a raw verdict (`Classifier.score`) and is the calibrated
+    log-odds, logit(``probability``), on a final one (`Pipeline.run`).
     ``label_mass`` is P(yes forms) + P(no forms) at the answer position.
     """
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Build resources/general/: many yes/no questions over many kinds of real text, for training and
-judging a *general* answer probe (issue 11).
+judging a *general* answer probe.
 
 Every text comes from a package registry (Debian's archive, PyPI, npm) and every label from
 structure the text itself does not state (a man page's section, a Trove classifier, a

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Add a training genre to resources/general/: "toolpages", the man pages of Debian programs,
-labeled by the topics Debian's package tags (debtags) give their packages (issue 11).
+labeled by the topics Debian's package tags (debtags) give their packages.
 
 The other man page genre is limited to what is installed here (mostly libraries); this one
 downloads the packages (`apt-get download`, from the Debian archive) and reads each one's main

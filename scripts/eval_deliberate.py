@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure think-then-answer (`--deliberate N`, issue 11 item 3) against the one-pass verdict on
+"""Measure think-then-answer (`--deliberate N`) against the one-pass verdict on
 the held-out genres' questions (Debian descriptions, Python's library reference) and the labeled
 Debian sets. Per question, the same evaluation documents as scripts/eval_examples.py (up to
 --per-class yes and no). Every document is scored once in one pass and once after thinking, so

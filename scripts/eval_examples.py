@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure worked examples in the cached instructions (issue 11, item 2): what 0, 2, 4 and 8
+"""Measure worked examples in the cached instructions: what 0, 2, 4 and 8
 labeled examples of the question do to the raw margin (and to the shipped general probe) on
 the held-out genres' questions (Debian descriptions, Python's library reference), which the
 general probe never saw and nothing here was tuned on.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure a general answer probe (issue 11) on the features cached by extract_general_features.py.
+"""Measure a general answer probe on the features cached by extract_general_features.py.
 
 A *general* probe is one logistic regression on the hidden state at the answer position, fit on
 (question, document) pairs of many questions at once, then used for questions it never saw. Fits
@@ -293,7 +293,7 @@ def ship(name: str, probe: GeneralProbe, band: dict, tables: dict, model_file: s
     from engine.confidence.calibrate import NULL_TEXTS
     from engine.confidence.general import GeneralProbe as Shipped
     from engine.confidence.general import general_probe_key, save_general_probe
-    from engine.runtime.fingerprint import model_fingerprint
+    from engine.model.fingerprint import model_fingerprint
 
     a, c = band["platt"]
     diff = bool(probe.spec.get("diff"))

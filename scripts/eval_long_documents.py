@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure how a long document's verdict should be read from its windows (issue 11, item 4).
+"""Measure how a long document's verdict should be read from its windows.
 
 Long documents are built from the held-out genres' texts (Debian descriptions, Python's library
 reference): --parts texts joined into one document, its label for a question true when any part's

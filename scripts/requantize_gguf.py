@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a re-quantized copy of a GGUF model: every Q4_1 tensor is dequantized and quantized again
 as Q4_0 (or Q8_0) with gguf-py; everything else is copied. Used to check that a label-free
-threshold holds on a model variant whose weights differ (issue 11).
+threshold holds on a model variant whose weights differ.
 
 Usage: python scripts/requantize_gguf.py IN.gguf OUT.gguf [--to Q4_0]
 """

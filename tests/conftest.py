@@ -49,7 +49,7 @@ def tiny_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_model_path() -> Path:
     """The embedded default model (SmolLM2-135M-Instruct Q4_1); `make test` fetches it first."""
-    from engine.runtime.sources import ModelError, find_default_model
+    from engine.model.sources import ModelError, find_default_model
 
     try:
         return find_default_model()

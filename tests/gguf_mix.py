@@ -53,7 +53,7 @@ def write_mix(source: Path, target: Path, pick: Callable[[str, tuple[int, ...]],
     import gguf
     from gguf.quants import dequantize
 
-    from engine.runtime.gguf_file import read_header, tensor_bytes
+    from engine.model.gguf_file import read_header, tensor_bytes
 
     header = read_header(source)
     chosen, blobs, infos = {}, [], []

@@ -432,7 +432,7 @@ def test_50_documents_are_scored_off_the_gui_thread_and_reach_it_as_queued_event
     wait_scored(qtbot, window, 50)
     assert len(made_on) == 50 and gui not in made_on and len(set(made_on)) == 1
     assert handled_on == [gui] * 50  # each one delivered to the GUI thread by its event loop
-    assert tester and proxy_tester
+    del tester, proxy_tester  # alive to here: pytest-qt fails a test on any qt.modeltest warning
 
 
 def test_model_tester_passes_while_rows_are_added_updated_and_removed(qtbot, tmp_path, make_window, qtlog):
@@ -515,13 +515,17 @@ def test_dark_and_light_appearance_paint(qtbot, tmp_path, make_window):
     window.add_documents([("a", _doc("a", "Pay $10")), ("b", _doc("b", "", error="file is empty"))])
     wait_scored(qtbot, window, 2)
     window.select_keys([window.results.rows[0].key])
+    lightness = {}
     try:
         for scheme in ("dark", "light"):
             window.set_color_scheme(scheme)
             assert theme.is_dark() == (scheme == "dark")
-            assert not window.grab().isNull()  # paints every delegate on this palette
+            painted = window.grab().toImage()  # paints every delegate on this palette
+            mean = painted.scaled(1, 1, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            lightness[scheme] = mean.pixelColor(0, 0).lightness()
     finally:
         window.set_color_scheme("system")
+    assert lightness["dark"] < 128 < lightness["light"], lightness
 
 
 def _doc(doc_id: str, text: str, error: str | None = None):

@@ -15,7 +15,7 @@ from tinymodels import write_gguf, write_mlx_folder
 
 from app.model_box import ModelBox
 from app.settings import Settings
-from engine.runtime.recommended import RECOMMENDED
+from engine.model.recommended import RECOMMENDED
 
 RERANKER = RECOMMENDED[0]
 

@@ -222,7 +222,7 @@ def test_the_app_keeps_its_session_in_the_engines_data_folder(named_app, tmp_pat
     """One data folder: the session sits beside the calibrators and general probes the CLI saves."""
     from app.session_store import default_data_dir
     from engine.confidence.general import fitted_probes_dir
-    from engine.confidence.store import probe_path
+    from engine.confidence.store import calibrator_path
     from engine.folders import data_dir
 
     expected = tmp_path / "xdg" / "verdict" if sys.platform != "darwin" else \
@@ -234,7 +234,7 @@ def test_the_app_keeps_its_session_in_the_engines_data_folder(named_app, tmp_pat
     finally:
         store.close()
     assert default_data_dir() == data_dir()
-    assert probe_path("model", "Q?").parent.parent == expected / "probes"
+    assert calibrator_path("model", "Q?").parent.parent == expected / "probes"
     assert fitted_probes_dir() == expected / "general_probes"
 
 

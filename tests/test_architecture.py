@@ -12,26 +12,35 @@ MLX = ("mlx", "mlx_lm")
 QT = ("PySide6", "shiboken6", "app")
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at any depth (lazy imports inside functions count too)."""
+def _imports(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module a file imports, at any depth (lazy imports inside functions count too).
+    `from package import name` also counts as `package.name` (it may be a submodule), and a
+    relative import is resolved against the file's package under `root`."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            package = path.relative_to(root).parent.parts
+            base = ".".join(package[: len(package) - node.level + 1] if node.level else ())
+            module = ".".join(part for part in (base, node.module or "") if part)
+            if module:
+                names.add(module)
+                names.update(f"{module}.{alias.name}" for alias in node.names if alias.name != "*")
     return names
 
 
-def _offences(folder: str, banned: tuple[str, ...], allowed_files: tuple[str, ...] = ()) -> list[str]:
+def _offences(folder: str, banned: tuple[str, ...], allowed_files: tuple[str, ...] = (),
+               root: Path = ROOT) -> list[str]:
+    """`file imports module` for each banned module (or a submodule of one) a file imports."""
     found = []
-    where = ROOT / folder
+    where = root / folder
     for path in [where] if where.is_file() else sorted(where.rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
+        rel = path.relative_to(root).as_posix()
         if rel in allowed_files:
             continue
-        for name in _imports(path):
-            if name.split(".")[0] in banned or any(name == b or name.startswith(b + ".") for b in banned):
+        for name in sorted(_imports(path, root)):
+            if any(name == b or name.startswith(b + ".") for b in banned):
                 found.append(f"{rel} imports {name}")
     return found
 
@@ -44,14 +53,12 @@ def test_intake_never_imports_mlx_the_runtime_or_confidence():
     assert _offences("engine/intake", MLX + ("engine.runtime", "engine.confidence", "engine.classifier")) == []
 
 
-def test_confidence_never_imports_mlx_or_the_runtime():
-    assert _offences("engine/confidence", MLX + ("engine.runtime",)) == []
-
-
-def test_remote_never_imports_mlx_nor_the_runtime_that_does():
-    """A client of an inference server needs the tokenizer, never the weights nor MLX."""
-    mlx_runtime = tuple(f"engine.runtime.{m}" for m in ("loading", "local", "gguf", "device", "kernels", "kv", "export"))
-    assert _offences("engine/remote", MLX + mlx_runtime) == []
+@pytest.mark.parametrize("room", ["engine/model", "engine/remote", "engine/intake", "engine/confidence"])
+def test_rooms_without_a_local_model_never_import_mlx_nor_the_runtime(room):
+    """The runtime is the package that needs MLX, so a rule on the package holds for every module
+    in it, a new one included: what a model is (`engine.model`), a client of an inference server,
+    reading files and calibrating numbers all work without starting MLX."""
+    assert _offences(room, MLX + ("engine.runtime",)) == []
 
 
 def test_only_the_runtime_knows_mlx():
@@ -73,10 +80,21 @@ def test_the_row_contract_needs_neither_the_command_line_nor_a_model():
 
 
 def test_a_rule_breaker_would_be_caught(tmp_path):
-    """The checker itself can fail: a lazy import inside a function is found."""
+    """The checker itself can fail: a lazy import inside a function is found, and so are the
+    runtime named as a submodule and a relative import into it."""
     path = tmp_path / "bad.py"
     path.write_text("def f():\n    import mlx.core as mx\n    from PySide6.QtCore import QObject\n")
-    assert _imports(path) == {"mlx.core", "PySide6.QtCore"}
+    assert _imports(path, tmp_path) == {"mlx.core", "PySide6.QtCore", "PySide6.QtCore.QObject"}
+    room = tmp_path / "engine" / "model"
+    room.mkdir(parents=True)
+    (room / "fine.py").write_text("from engine.model import tokenizer\nfrom . import prompt\n")
+    assert _offences("engine/model", MLX + ("engine.runtime",), root=tmp_path) == []
+    (room / "bad.py").write_text("def f():\n    from engine import runtime\n    from ..runtime.kv import SegmentCache\n")
+    assert _offences("engine/model", MLX + ("engine.runtime",), root=tmp_path) == [
+        "engine/model/bad.py imports engine.runtime",
+        "engine/model/bad.py imports engine.runtime.kv",
+        "engine/model/bad.py imports engine.runtime.kv.SegmentCache",
+    ]
 
 
 def _module_graph(root: Path, package: str) -> dict[str, set[str]]:
@@ -179,11 +197,29 @@ def test_importing_the_engine_loads_no_mlx_and_no_blas():
         "import sys\n"
         "import engine, engine.pipeline, engine.classifier, engine.scoring, engine.intake, engine.cli.main\n"
         "import engine.confidence.calibrate, engine.confidence.probe, engine.confidence.evaluate\n"
-        "from engine.runtime import device, prompt, tokenizer\n"
+        "from engine.runtime import device\n"
+        "from engine.model import prompt, tokenizer\n"
         "assert 'mlx.core' not in sys.modules, 'mlx imported'\n"
         "assert device.blas_in_use() is None\n"
         "maps = open('/proc/self/maps').read()\n"
         "assert 'openblas-pthread' not in maps and 'openblas-openmp' not in maps, 'a BLAS was preloaded'\n"
+        "print('clean')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "clean" in done.stdout, done.stderr
+
+
+def test_importing_the_model_layer_and_remote_starts_no_runtime():
+    """What the static rule says, at run time: every module of `engine.model`, and the remote
+    backend, import without loading MLX or any module of `engine.runtime`."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import engine.model, engine.remote\n"
+        "names = [m.name for m in pkgutil.iter_modules(engine.model.__path__, 'engine.model.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm') or m.startswith('engine.runtime'))\n"
+        "assert len(names) >= 10 and not loaded, (names, loaded)\n"
         "print('clean')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

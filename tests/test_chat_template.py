@@ -5,7 +5,7 @@ import sys
 import pytest
 from jinja2.exceptions import TemplateError
 
-from engine.runtime.chat_template import MAX_LOOP_STEPS, ChatTemplate, TemplateLimitError
+from engine.model.chat_template import MAX_LOOP_STEPS, ChatTemplate, TemplateLimitError
 from tinymodels import write_gguf
 
 USER = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]

@@ -184,7 +184,7 @@ def test_evaluate_json_is_strict_and_reports_the_general_probes_band(tiny_model_
 
     from engine.classifier import Classifier
     from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
-    from engine.runtime.fingerprint import model_fingerprint
+    from engine.model.fingerprint import model_fingerprint
 
     d = len(Classifier.load(tiny_model_dir).score("Is it?", ["a text"], layers=[2])[0].states[2])
     save_general_probe(GeneralProbe(general_probe_key(model_fingerprint(tiny_model_dir)), 2, np.zeros(d), np.ones(d),
@@ -226,7 +226,7 @@ def test_labels_with_their_own_text_train_on_documents_not_being_classified(tiny
 
 
 def test_a_folder_of_every_format_and_bad_files_through_the_cli(tiny_model_dir, tmp_path):
-    """Issue 3's acceptance run: valid files get verdicts, bad ones rows with reasons, exit 1."""
+    """The first acceptance run: valid files get verdicts, bad ones rows with reasons, exit 1."""
     import fixtures_docs as fx
 
     folder = tmp_path / "inbox"

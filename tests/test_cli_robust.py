@@ -1,4 +1,4 @@
-"""Issue 16 through the real command line: one bad document never costs the batch, and every
+"""Robustness through the real command line: one bad document never costs the batch, and every
 bad argument is refused in one line (exit 2) before the model loads."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 
 from engine import Classifier, Example, Pipeline
 from engine.classifier import EXAMPLE_TOKENS, MAX_EXAMPLES
-from engine.runtime.prompt import ANSWER_REQUEST, THINK_LEAD, THINK_REQUEST
+from engine.model.prompt import ANSWER_REQUEST, THINK_LEAD, THINK_REQUEST
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Is this about food?"

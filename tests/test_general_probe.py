@@ -11,7 +11,7 @@ import pytest
 
 from engine.confidence.general import GeneralProbe, general_probe_key, load_general_probe, save_general_probe
 from engine.gather import probe_fingerprint
-from engine.runtime.fingerprint import model_fingerprint
+from engine.model.fingerprint import model_fingerprint
 from engine.confidence.calibrate import Calibrator
 from engine.gather import general_probe as general_probe_for
 from engine.types import Document
@@ -317,7 +317,7 @@ SAMPLE_ANSWERS = {
 
 
 def test_make_demo_shows_no_confident_wrong_verdict_on_the_samples(default_classifier, tmp_path):
-    """Issue 11's bar for the label-free path: what `make demo` prints for the samples may be
+    """The bar for the label-free path: what `make demo` prints for the samples may be
     uncertain, but never confidently wrong."""
     from pathlib import Path
 

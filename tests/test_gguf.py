@@ -10,7 +10,7 @@ import pytest
 from gguf.quants import dequantize as gguf_dequantize
 
 from engine.runtime.gguf import GGUFError, decodable_types, read_weights
-from engine.runtime.gguf_file import read_header, tensor_bytes
+from engine.model.gguf_file import read_header, tensor_bytes
 from engine.runtime.gguf_quants import FLOAT_TYPES, REPACKED_TYPES
 from engine.runtime.loading import ModelError, load_model
 from ggml_blocks import random_blocks
@@ -298,8 +298,8 @@ def test_gpu_choice_requantizes_decoded_types_to_8_bit(tmp_path):
 def test_the_model_list_refuses_what_the_loader_refuses(tmp_path, case):
     """One GGUF parser: listing a model (which decodes only a few keys) applies every check the
     loader does, so a file the list calls readable is one the loader can read."""
-    from engine.runtime.catalog import ModelEntry, describe
-    from engine.runtime.gguf_file import read_gguf_info
+    from engine.model.catalog import ModelEntry, describe
+    from engine.model.gguf_file import read_gguf_info
 
     data, message = HOSTILE[case]
     path = tmp_path / "bad.gguf"
@@ -312,7 +312,7 @@ def test_the_model_list_refuses_what_the_loader_refuses(tmp_path, case):
 
 def test_model_list_facts_match_gguf_py(tiny_gguf):
     """What the list shows, against gguf-py's own reader of the same file."""
-    from engine.runtime.gguf_file import read_gguf_info
+    from engine.model.gguf_file import read_gguf_info
 
     reader = gguf.GGUFReader(tiny_gguf)
     def field(key):

@@ -167,7 +167,7 @@ def test_the_hub_bar_is_tqdm_and_counts_xet_bytes_once():
     from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
     from tqdm import tqdm
 
-    from engine.runtime.hub import _Sink
+    from engine.model.hub import _Sink
 
     seen = []
     bar_class = _Sink(1000, lambda done, total: seen.append((done, total)), None).bar_class()

@@ -1,4 +1,4 @@
-"""Issue 16 at intake: text normalised once, JSONL lines that cost one row, bounded sizes."""
+"""Robustness at intake: text normalised once, JSONL lines that cost one row, bounded sizes."""
 from __future__ import annotations
 
 import io

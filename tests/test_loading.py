@@ -81,7 +81,7 @@ def test_missing_and_wrong_paths_say_what_to_do(tmp_path):
 
 
 def test_missing_default_model_gives_one_clear_line(tmp_path, monkeypatch):
-    from engine.runtime import sources as models
+    from engine.model import sources as models
 
     monkeypatch.setenv("VERDICT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(models, "resources_dir", lambda: tmp_path / "resources")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.runtime.loading import ModelError, load_model
-from engine.runtime.tokenizer import Tokenizer
+from engine.model.tokenizer import Tokenizer
 from tinymodels import write_gguf, write_mlx_folder
 
 
@@ -52,7 +52,7 @@ TEXT = "It's 12345 apples\n\nand  2 pears!"
 
 def _tokenizer(tmp_path, pre, model="gpt2"):
     path, _ = write_gguf(tmp_path / f"{pre}.gguf", "llama", quant="F32", pre=pre, tokenizer_model=model)
-    from engine.runtime.gguf_file import read_header
+    from engine.model.gguf_file import read_header
 
     return Tokenizer.from_gguf_metadata(read_header(path).metadata)
 
@@ -90,7 +90,7 @@ def test_unknown_pre_tokenizer_and_sentencepiece_are_refused(tmp_path):
 
 def test_llama3_family_adds_bos_unless_the_file_says(tmp_path):
     assert _tokenizer(tmp_path, "llama-bpe").add_bos is False  # write_gguf writes add_bos_token = False
-    from engine.runtime.gguf_file import read_header
+    from engine.model.gguf_file import read_header
 
     path, _ = write_gguf(tmp_path / "l3.gguf", "llama", quant="F32", pre="llama-bpe")
     meta = dict(read_header(path).metadata)

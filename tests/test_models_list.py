@@ -85,7 +85,7 @@ def home(tmp_path_factory):
             hub.add_repo("acme/tiny-GGUF", {"tiny-Q4_1.gguf": q4.read_bytes(), "README.md": b"x"})
             hub.add_folder("acme/tiny-4bit", mlx)
             os.environ["HF_ENDPOINT"] = hub.endpoint
-            from engine.runtime import hub as hf
+            from engine.model import hub as hf
 
             hf.download("acme/tiny-GGUF:Q4_1")  # in process: the env is read per download
             hf.download("acme/tiny-4bit")
@@ -157,7 +157,7 @@ def test_model_accepts_an_ollama_blob_path_and_listed_names(home, tmp_path):
 
 
 def test_lmstudio_home_pointer_and_downloads_folder(in_home, tmp_path):
-    from engine.runtime import catalog
+    from engine.model import catalog
 
     assert catalog.lmstudio_models_dir() == in_home / ".lmstudio" / "models"
     elsewhere = tmp_path / "lms-home"
@@ -175,8 +175,8 @@ def test_lmstudio_home_pointer_and_downloads_folder(in_home, tmp_path):
 
 
 def test_ollama_models_env_and_gguf_by_magic_not_suffix(in_home, tmp_path, monkeypatch):
-    from engine.runtime import catalog
-    from engine.runtime.gguf_file import is_gguf
+    from engine.model import catalog
+    from engine.model.gguf_file import is_gguf
 
     store = tmp_path / "ollama"
     monkeypatch.setenv("OLLAMA_MODELS", str(store))

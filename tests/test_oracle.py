@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.runtime.prompt import label_forms
+from engine.model.prompt import label_forms
 
 
 def _golden_path(name: str) -> Path:
@@ -67,7 +67,7 @@ def test_logits_and_margins_agree_with_llama_cpp(default_classifier, golden):
 def test_classifier_with_the_golden_layout_reproduces_the_margins(default_classifier, golden):
     """The segment path (head / document / tail tokenized apart, cached head) on llama.cpp's prompts."""
     from engine import Classifier
-    from engine.runtime.prompt import QUESTION_FIRST
+    from engine.model.prompt import QUESTION_FIRST
 
     clf = Classifier(default_classifier.backend, layout=QUESTION_FIRST)
     for prompt in golden["prompts"]:
@@ -79,7 +79,7 @@ def test_classifier_with_the_golden_layout_reproduces_the_margins(default_classi
 
 
 def test_default_layout_is_the_one_llama_cpp_was_given(golden_docfirst):
-    from engine.runtime.prompt import DOCUMENT_FIRST
+    from engine.model.prompt import DOCUMENT_FIRST
 
     layout = golden_docfirst["layout"]
     assert (layout["system"], layout["user"]) == (DOCUMENT_FIRST.system, DOCUMENT_FIRST.user)

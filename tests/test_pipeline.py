@@ -195,7 +195,7 @@ def test_the_worker_hands_the_gui_calibrators_it_never_touches_again(tiny_model_
 
     from app.worker import ScoringController
     from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
-    from engine.runtime.fingerprint import model_fingerprint
+    from engine.model.fingerprint import model_fingerprint
     from engine.types import Example
 
     monkeypatch.setenv("VERDICT_DATA_DIR", str(tmp_path / "data"))

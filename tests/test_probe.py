@@ -8,7 +8,7 @@ import pytest
 from engine.confidence import metrics
 from engine.gather import labeled_features as extract_features
 from engine.confidence.probe import Features, default_layer, fit_probe, n_layers, resolve_layer
-from engine.confidence.store import load_probe, probe_key, save_probe
+from engine.confidence.store import load_probe, calibrator_key, save_probe
 from engine.folders import data_dir
 
 
@@ -85,11 +85,11 @@ def test_probe_save_load_round_trip(tmp_path, monkeypatch):
     assert load_probe("Other", "Is it?") is None
 
 
-def test_probe_keys_are_per_model_and_question():
-    assert probe_key("m", "Is it?") == probe_key("m", " Is it? ")
-    assert probe_key("m", "Is it?") != probe_key("m", "Is it not?")
-    assert probe_key("m", "Is it?") != probe_key("n", "Is it?")
-    assert "/" not in probe_key("m", "a/b: c?")
+def test_calibrator_keys_are_per_model_and_question():
+    assert calibrator_key("m", "Is it?") == calibrator_key("m", " Is it? ")
+    assert calibrator_key("m", "Is it?") != calibrator_key("m", "Is it not?")
+    assert calibrator_key("m", "Is it?") != calibrator_key("n", "Is it?")
+    assert "/" not in calibrator_key("m", "a/b: c?")
 
 
 def test_capture_on_a_qwen2_gguf(tiny_gguf):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.runtime.prompt import DOCUMENT_FIRST, PromptEncoder, build_template
+from engine.model.prompt import DOCUMENT_FIRST, PromptEncoder, build_template
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from engine.runtime.prompt import DOCUMENT_FIRST, QUESTION_FIRST, PromptEncoder, build_template
-from engine.runtime.tokenizer import Tokenizer
+from engine.model.prompt import DOCUMENT_FIRST, QUESTION_FIRST, PromptEncoder, build_template
+from engine.model.tokenizer import Tokenizer
 from tinymodels import CHATML_TEMPLATE
 
 SPECIAL = ["<s>", "</s>", "<|im_start|>", "<|im_end|>"]

@@ -44,8 +44,8 @@ def write_docs(path: Path, n: int) -> list[str]:
 
 def prompt_ids(model_dir, question: str, text: str) -> list[int]:
     """The token ids Verdict sends for a question about a text (its own prompt rendering)."""
-    from engine.runtime.facts import read_model_facts
-    from engine.runtime.prompt import PromptEncoder, build_template, default_layout
+    from engine.model.facts import read_model_facts
+    from engine.model.prompt import PromptEncoder, build_template, default_layout
 
     facts = read_model_facts(model_dir)
     encoder = PromptEncoder(build_template(default_layout(facts.name), facts.tokenizer), facts.tokenizer)
@@ -53,8 +53,8 @@ def prompt_ids(model_dir, question: str, text: str) -> list[int]:
 
 
 def forms(model_dir):
-    from engine.runtime.facts import read_model_facts
-    from engine.runtime.prompt import label_forms
+    from engine.model.facts import read_model_facts
+    from engine.model.prompt import label_forms
 
     return label_forms(read_model_facts(model_dir).tokenizer)
 
@@ -111,7 +111,7 @@ def test_ollama_top_logprobs_give_the_margin_of_the_forms_listed(tiny_model_dir)
     """Ollama has no logit_bias: a form outside its top 20 counts at the smallest logprob listed."""
     from engine.classifier import Classifier
     from engine.remote import RemoteBackend
-    from engine.runtime.facts import read_model_facts
+    from engine.model.facts import read_model_facts
     from fakeserver import logprobs_for
 
     tokenizer = read_model_facts(tiny_model_dir).tokenizer
@@ -269,7 +269,7 @@ def test_a_general_probe_shipped_for_the_weights_is_not_used_through_a_server(tm
     """A server returns no hidden states, so the general probe of the same weights cannot be read:
     the label-free rows come from the margin, not an error per row."""
     from engine.confidence.general import GeneralProbe, general_probe_key, save_general_probe
-    from engine.runtime.fingerprint import model_fingerprint
+    from engine.model.fingerprint import model_fingerprint
 
     gguf, _ = write_gguf(tmp_path / "tiny.Q8_0.gguf", "llama", quant="Q8_0", seed=2)
     probes = tmp_path / "probes"

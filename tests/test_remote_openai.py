@@ -32,8 +32,8 @@ TEXTS = [f"the document {i} says Yes or No about the cat" * (1 + i % 3) for i in
 
 
 def tokenizer_and_forms(model_dir):
-    from engine.runtime.facts import read_model_facts
-    from engine.runtime.prompt import label_forms
+    from engine.model.facts import read_model_facts
+    from engine.model.prompt import label_forms
 
     tokenizer = read_model_facts(model_dir).tokenizer
     return tokenizer, label_forms(tokenizer)
@@ -41,8 +41,8 @@ def tokenizer_and_forms(model_dir):
 
 @functools.lru_cache(maxsize=4)
 def encoder(model_dir):
-    from engine.runtime.facts import read_model_facts
-    from engine.runtime.prompt import PromptEncoder, build_template, default_layout
+    from engine.model.facts import read_model_facts
+    from engine.model.prompt import PromptEncoder, build_template, default_layout
 
     facts = read_model_facts(model_dir)
     return PromptEncoder(build_template(default_layout(facts.name), facts.tokenizer), facts.tokenizer)

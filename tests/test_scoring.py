@@ -4,7 +4,7 @@ import pytest
 
 from engine import Classifier, Document
 from engine.runtime.local import LocalBackend
-from engine.runtime.prompt import DOCUMENT_FIRST, QUESTION_FIRST
+from engine.model.prompt import DOCUMENT_FIRST, QUESTION_FIRST
 from engine.scoring import Segment
 
 SHORT = "Paris is the capital and largest city of France."

@@ -10,7 +10,7 @@ import pytest
 
 from engine.confidence.calibrate import Calibrator, Platt
 from engine.confidence.probe import Probe
-from engine.confidence.store import StoreWarning, load_probe_file, probe_path, save_probe_file
+from engine.confidence.store import StoreWarning, load_calibrator_file, calibrator_path, save_calibrator_file
 
 
 def _probe(value: float, dim: int = 64) -> Probe:
@@ -21,9 +21,9 @@ def _probe(value: float, dim: int = 64) -> Probe:
 
 def test_one_file_round_trip_keeps_arrays_and_settings(tmp_path):
     probe = _probe(0.25)
-    path = save_probe_file("m", "Is it?", probe, {"question": "Is it?", "tag": "x"}, tmp_path)
+    path = save_calibrator_file("m", "Is it?", probe, {"question": "Is it?", "tag": "x"}, tmp_path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # one file, no temporaries left
-    again, extra = load_probe_file("m", "Is it?", tmp_path)
+    again, extra = load_calibrator_file("m", "Is it?", tmp_path)
     assert extra == {"question": "Is it?", "tag": "x"}
     for name in ("mean", "scale", "w"):
         np.testing.assert_array_equal(getattr(again, name), getattr(probe, name))
@@ -31,19 +31,19 @@ def test_one_file_round_trip_keeps_arrays_and_settings(tmp_path):
 
 
 def test_the_earlier_two_file_format_is_still_read(tmp_path):
-    base = probe_path("m", "Is it?", tmp_path)
+    base = calibrator_path("m", "Is it?", tmp_path)
     base.parent.mkdir(parents=True)
     np.savez(base.with_name(base.name + ".npz"), mean=np.zeros(4), scale=np.ones(4), w=np.arange(4.0))
     info = {"model": "m", "question": "Is it?", "layer": 2, "b": 0.5, "l2": 10.0}
     base.with_name(base.name + ".json").write_text(json.dumps({"format": 1, "probe": info, "extra": {"k": 1}}))
-    probe, extra = load_probe_file("m", "Is it?", tmp_path)
+    probe, extra = load_calibrator_file("m", "Is it?", tmp_path)
     np.testing.assert_array_equal(probe.w, np.arange(4.0))
     assert extra == {"k": 1} and probe.b == 0.5
 
 
 @pytest.mark.parametrize("damage", ["empty json", "truncated json", "truncated npz", "wrong arrays"])
 def test_a_damaged_calibrator_is_set_aside_with_a_warning_and_later_runs_work(tmp_path, damage):
-    base = probe_path("m", "Is it?", tmp_path)
+    base = calibrator_path("m", "Is it?", tmp_path)
     json_path = base.with_name(base.name + ".json")
     npz_path = base.with_name(base.name + ".npz")
     if damage == "truncated npz":  # the earlier format's pair, its arrays cut short
@@ -53,7 +53,7 @@ def test_a_damaged_calibrator_is_set_aside_with_a_warning_and_later_runs_work(tm
         info = {"model": "m", "question": "Is it?", "layer": 2, "b": 0.5, "l2": 10.0}
         json_path.write_text(json.dumps({"format": 1, "probe": info, "extra": None}))
     else:
-        save_probe_file("m", "Is it?", _probe(1.0), {"question": "Is it?"}, tmp_path)
+        save_calibrator_file("m", "Is it?", _probe(1.0), {"question": "Is it?"}, tmp_path)
         text = json_path.read_text()
         if damage == "empty json":
             json_path.write_text("")
@@ -64,7 +64,7 @@ def test_a_damaged_calibrator_is_set_aside_with_a_warning_and_later_runs_work(tm
             record["probe"]["arrays"]["w"]["shape"] = [3]
             json_path.write_text(json.dumps(record))
     with pytest.warns(StoreWarning, match="could not be read"):
-        assert load_probe_file("m", "Is it?", tmp_path) is None
+        assert load_calibrator_file("m", "Is it?", tmp_path) is None
     assert not json_path.exists() and not npz_path.exists()
     assert list(json_path.parent.glob("*.damaged-*"))  # kept for the user, out of the way
     notes: list[str] = []
@@ -76,7 +76,7 @@ def test_a_damaged_calibrator_is_set_aside_with_a_warning_and_later_runs_work(tm
 def test_a_damaged_calibrator_becomes_a_note_of_the_run(tmp_path, tiny_classifier):
     from engine.gather import calibrator_for
 
-    base = probe_path(tiny_classifier.fingerprint, "Is it?", tmp_path)
+    base = calibrator_path(tiny_classifier.fingerprint, "Is it?", tmp_path)
     base.parent.mkdir(parents=True)
     base.with_name(base.name + ".json").write_text("")
     cal = calibrator_for(tiny_classifier, "Is it?", folder=tmp_path)
@@ -124,4 +124,4 @@ def test_concurrent_saves_from_two_processes_never_give_a_mixed_or_corrupt_calib
 
 
 def final_folder(tmp_path):
-    return probe_path("m", "Is it?", tmp_path).parent
+    return calibrator_path("m", "Is it?", tmp_path).parent

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.runtime import weight_cache
-from engine.runtime.fingerprint import model_fingerprint
+from engine.model.fingerprint import model_fingerprint
 from engine.runtime.loading import load_model
 from engine.runtime.local import LocalBackend
 from tinymodels import write_gguf

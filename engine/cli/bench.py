@@ -34,8 +34,8 @@ device.start()  # the fast BLAS before MLX, as loading a model does: the baselin
 import mlx.core as mx  # noqa: E402
 
 from engine.classifier import Classifier  # noqa: E402
-from engine.runtime.sources import resources_dir  # noqa: E402
-from engine.runtime.prompt import Layout, PromptEncoder, build_template  # noqa: E402
+from engine.model.sources import resources_dir  # noqa: E402
+from engine.model.prompt import Layout, PromptEncoder, build_template  # noqa: E402
 from engine.types import Document  # noqa: E402
 
 QUESTIONS = [
@@ -300,7 +300,7 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
     """llama.cpp's docs/s on the same GGUF and documents for one and five questions, and the
     engine's rate as a multiple of it; one line saying why when it can't be measured."""
     from engine.cli.bench_llama import SERVER_ENV, llama_cpp_seconds, llama_server_binary
-    from engine.runtime.gguf_file import is_gguf
+    from engine.model.gguf_file import is_gguf
 
     wanted = [(name, questions) for key, name, questions in
               (("short", "one short question", QUESTIONS[:1]), ("five", "five questions", QUESTIONS))

@@ -98,7 +98,7 @@ def read_table_documents(args: argparse.Namespace) -> list[Document]:
 def cmd_classify(args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
     from engine.pipeline import Labels, Pipeline, read_examples
-    from engine.runtime.prompt import LAYOUTS, PromptError
+    from engine.model.prompt import LAYOUTS, PromptError
 
     check_classify_args(args)  # before the model loads: one line, exit 2
     questions = args.question
@@ -230,7 +230,7 @@ def remote_backend(args: argparse.Namespace):
     if args.model:
         model = args.model
     else:
-        from engine.runtime.sources import find_default_model
+        from engine.model.sources import find_default_model
 
         model = find_default_model()
 
@@ -389,7 +389,7 @@ def bench_app(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.runtime.prompt import LAYOUTS
+    from engine.model.prompt import LAYOUTS
 
     parser = OneLineParser(prog="verdict", description="Yes/no verdicts about many documents at once.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -494,8 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     from engine.cli.models import resolve_with_progress
-    from engine.runtime.sources import ModelError
-    from engine.runtime.prompt import PromptError
+    from engine.model.sources import ModelError
+    from engine.model.prompt import PromptError
 
     parser = build_parser()
     args = parser.parse_args(argv)

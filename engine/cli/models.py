@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from engine.cli.output import Progress
-from engine.runtime import catalog
+from engine.model import catalog
 
 
 def _mb(n: Optional[int]) -> str:
@@ -48,7 +48,7 @@ class DownloadProgress:
 
 def resolve_with_progress(spec: str) -> str:
     """`--model SPEC` as a local path, downloading hub repos with progress on stderr."""
-    from engine.runtime.sources import resolve_model
+    from engine.model.sources import resolve_model
 
     progress = DownloadProgress(spec)
     path = resolve_model(spec, progress=progress)
@@ -77,7 +77,7 @@ def format_table(entries: list[catalog.ModelEntry]) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine.runtime import sources
+    from engine.model import sources
 
     if args.action == "fetch-default":
         print(sources.fetch_default_model())
@@ -91,7 +91,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(format_table(entries))
     elif args.action == "pull":
-        from engine.runtime import hub
+        from engine.model import hub
 
         progress = DownloadProgress(args.ref)
         path = hub.download(args.ref, progress=progress)

@@ -5,9 +5,7 @@ A `Calibrator` turns the engine's raw verdicts into calibrated ones for one ques
   1. label-free shift (optional): margin = raw_margin - shift, where shift is the mean margin of
      content-free documents ("contextual", Zhao et al. 2021) or the median margin of the documents
      being triaged ("batch", Zhou et al. 2023). Both are OFF by default: on the labeled sets in
-     resources/labeled neither improved accuracy, Brier score and ECE together (numbers in
-     evaluate.py's docstring; the content-free nulls scored *above* the median document here,
-     +0.18 and +0.38 vs -0.35 and -0.25, so the contextual shift pushed verdicts to "no").
+     resources/labeled neither improved accuracy, Brier score and ECE together.
      `engine.confidence.evaluate` measures both again for any model and question.
   2. labels (optional): Platt scaling p = sigmoid(a * margin + b), fitted with a Gaussian prior
      centred on (0, 0) and smoothed targets, so 2 + 2 labels give modest probabilities instead of
@@ -16,12 +14,10 @@ A `Calibrator` turns the engine's raw verdicts into calibrated ones for one ques
      cross-validated AUC on the labels beats the margin's.
   3. the verdict: "uncertain" when |calibrated log-odds| < band or label mass < mass_floor (before
      labels, the general probe's own label-free band when wider: `effective_band`),
-     otherwise "yes"/"no" by sign. Band 1.0 (probability between 0.27 and 0.73): with the probe,
-     coverage 100% -> 94% and accuracy 0.960 -> 0.986 on games, 100% -> 84% and 0.903 -> 0.960
-     on science (band 0.5: 97%/0.973 and 91%/0.934; band 2: 85%/0.988 and 71%/0.986). The mass
-     floor 0.1 is a safety net for a model that wants to answer something else entirely: on the
-     labeled sets no document fell below 0.28, and floors up to 0.5 only removed coverage (up to
-     14%) without raising accuracy.
+     otherwise "yes"/"no" by sign. Band 1.0: probability between 0.27 and 0.73 is "uncertain".
+     The mass floor 0.1 is a safety net for a model that wants to answer something else entirely.
+
+The measurements behind these defaults: docs/calibration-defaults.md.
 
 `Verdict.raw_margin` always stays the model's margin; `margin` becomes the calibrated log-odds and
 `probability` = sigmoid(margin).
@@ -41,12 +37,12 @@ from engine.confidence import metrics
 from engine.confidence.decide import PlattPrior
 from engine.confidence.general import GeneralProbe
 from engine.confidence.probe import Features, Probe, fit_probe
-from engine.confidence.store import load_probe_file, save_probe_file
+from engine.confidence.store import load_calibrator_file, save_calibrator_file
 from engine.types import Verdict
 
 # Content-free documents for contextual calibration ("" cannot be scored: an empty document is an error).
 NULL_TEXTS = ("N/A", "[MASK]", "None")
-# Defaults measured on resources/labeled with the default model (see evaluate.py's docstring).
+# Defaults measured on resources/labeled with the default model (docs/calibration-defaults.md).
 DEFAULT_BAND = 1.0
 DEFAULT_MASS_FLOOR = 0.1
 DEFAULT_RECALL = 0.95
@@ -399,7 +395,7 @@ class Calibrator:
 
     def save(self, folder: Optional[Path] = None) -> Path:
         """Save under the user data folder (VERDICT_DATA_DIR overrides); returns the .json path."""
-        return save_probe_file(self.model, self.question, self.probe, self.to_dict(), folder)
+        return save_calibrator_file(self.model, self.question, self.probe, self.to_dict(), folder)
 
     @classmethod
     def load(
@@ -407,7 +403,7 @@ class Calibrator:
     ) -> Optional["Calibrator"]:
         """The saved calibrator for this model key and question, or None (also when the saved
         one is damaged: it is set aside and reported to `on_damaged`, see engine.confidence.store)."""
-        found = load_probe_file(model, question, folder, on_damaged=on_damaged)
+        found = load_calibrator_file(model, question, folder, on_damaged=on_damaged)
         if found is None:
             return None
         probe, extra = found

@@ -18,23 +18,8 @@ plus the probe's learning curve (pooled out-of-fold AUC when each fold trains on
 labels per class, averaged over `repeats` draws) and, per method, the coverage and accuracy of the
 decided (not "uncertain") verdicts at the band.
 
-Measured with the default model (SmolLM2-135M-Instruct Q4_1, CPU) on resources/labeled, 5 folds
-(`verdict evaluate -q "Is this software a game?" --jsonl-in resources/labeled/debian_games.jsonl --scan-layers`, same for science):
-
-                 AUC            accuracy       Brier          ECE            coverage/acc at band 1
-                 games science  games science  games science  games science  games       science
-  raw            .171  .384     .383  .443     .328  .273     .344  .135     .13/.03     .01/.50
-  contextual     .171  .384     .437  .493     .334  .290     .316  .180     .21/.06     .11/.39
-  batch          .171  .384     .260  .407     .323  .270     .329  .153     .02/.00     .00/-
-  platt          .828  .614     .753  .607     .169  .242     .062  .078     .45/.87     .00/-
-  probe          .992  .972     .960  .903     .030  .068     .032  .029     .94/.99     .84/.96
-  probe AUC with 4/8/16/32 labels per class: games .946/.966/.982/.986, science .840/.915/.946/.952
-
-The 135M model's zero-shot margin ranks these texts *against* the labels (AUC < 0.5): no
-label-free shift can repair a ranking, and neither shift improved accuracy, Brier and ECE together
-(contextual: Brier worse on both; batch: accuracy worse on both), so both are off by default
-(`calibrate.DEFAULT_SHIFT`). Labels carry the quality: Platt learns the inverted slope, the probe
-ranks almost perfectly.
+What these gave for the default model on `resources/labeled`, and why the label-free shifts are
+off by default: docs/calibration-defaults.md.
 """
 from __future__ import annotations
 

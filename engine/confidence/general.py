@@ -1,6 +1,6 @@
 """The general answer probe: one linear read-out of the hidden state at the answer position, fit
 offline on many yes/no questions over many genres of real text, so it can judge questions it
-never saw (issue 11). It ships per model, tied to the model file's content (sha256), in
+never saw. It ships per model, tied to the model file's content (sha256), in
 `resources/general_probes/<sha256>.npz` + `.json`; `scripts/eval_general_probe.py` measures and
 writes it. A calibrator uses it before the user has labeled anything, when its AUC on held-out
 genres beat the raw margin's (`beats_margin`).
@@ -79,7 +79,7 @@ class GeneralProbe:
 
 def general_probe_key(fingerprint: str) -> str:
     """The file name a general probe for a model is kept under, from the model's content
-    fingerprint (`engine.runtime.fingerprint.model_fingerprint`): a model file's sha256 itself
+    fingerprint (`engine.model.fingerprint.model_fingerprint`): a model file's sha256 itself
     (the name a shipped probe has), else the sha256 of the fingerprint (a folder's is no file name)."""
     if fingerprint.startswith("sha256:"):
         return fingerprint.removeprefix("sha256:")

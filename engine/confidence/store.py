@@ -9,8 +9,9 @@ Files of the earlier format (a ``.json`` beside a ``.npz`` of arrays) are still 
 that can't be read (empty, truncated, not ours) is set aside as ``<name>.damaged-<stamp>``,
 with a warning, and treated as absent: later runs work and can save again.
 
-``model`` in these functions is the key that calibrators are kept by: the model's name today;
-the caller decides (a fingerprint of the weights would do as well).
+``model`` in these functions is the key that calibrators are kept by, chosen by the caller: the
+pipeline keys them by the model's content fingerprint (`engine.model.fingerprint`), so a renamed
+file keeps its calibrators and other weights under the same name don't get them.
 """
 from __future__ import annotations
 
@@ -42,26 +43,26 @@ class DamagedFile(ValueError):
     """A saved calibrator that can't be read; the message says why."""
 
 
-def probe_key(model: str, question: str) -> str:
+def calibrator_key(model: str, question: str) -> str:
     """A file-name-safe key for one model key and question."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", question.strip().lower()).strip("-")[:48] or "question"
     digest = hashlib.sha256(f"{model}\n{question.strip()}".encode()).hexdigest()[:12]
     return f"{slug}-{digest}"
 
 
-def probe_path(model: str, question: str, folder: Optional[Path] = None) -> Path:
+def calibrator_path(model: str, question: str, folder: Optional[Path] = None) -> Path:
     """Where the calibrator for this model key and question lives, without a suffix."""
     model_slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model) or "model"
-    return Path(folder or data_dir() / "probes") / model_slug / probe_key(model, question)
+    return Path(folder or data_dir() / "probes") / model_slug / calibrator_key(model, question)
 
 
 # --- saving -------------------------------------------------------------------------------------
-def save_probe_file(
+def save_calibrator_file(
     model: str, question: str, probe: Optional[Probe], extra: Optional[dict] = None, folder: Optional[Path] = None
 ) -> Path:
     """Save the settings ``extra`` (a calibrator's) and ``probe`` (or none) for this model key
     and question, atomically, as one file; returns its path."""
-    base = probe_path(model, question, folder)
+    base = calibrator_path(model, question, folder)
     base.parent.mkdir(parents=True, exist_ok=True)
     record = {"format": FORMAT, "model": model, "question": question,
               "probe": None if probe is None else _probe_record(probe), "extra": extra}
@@ -99,17 +100,17 @@ def _probe_record(probe: Probe) -> dict:
 
 def save_probe(probe: Probe, folder: Optional[Path] = None) -> Path:
     """Save a probe alone (a calibrator saves its probe with its own settings: Calibrator.save)."""
-    return save_probe_file(probe.model, probe.question, probe, None, folder)
+    return save_calibrator_file(probe.model, probe.question, probe, None, folder)
 
 
 def load_probe(model: str, question: str, folder: Optional[Path] = None) -> Optional[Probe]:
     """The saved probe for this model and question, or None."""
-    found = load_probe_file(model, question, folder)
+    found = load_calibrator_file(model, question, folder)
     return None if found is None else found[0]
 
 
 # --- loading ------------------------------------------------------------------------------------
-def load_probe_file(
+def load_calibrator_file(
     model: str,
     question: str,
     folder: Optional[Path] = None,
@@ -119,7 +120,7 @@ def load_probe_file(
     """(probe or None, extra) saved for this model key and question, or None if nothing usable
     is saved. A damaged file is set aside and reported to ``on_damaged`` (default: a
     :class:`StoreWarning`), then treated as absent."""
-    base = probe_path(model, question, folder)
+    base = calibrator_path(model, question, folder)
     path = base.with_name(base.name + ".json")
     try:
         data = path.read_bytes()

@@ -31,8 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from engine.remote.http import BadAnswer, HttpClient, RemoteError, RetryPolicy
 from engine.remote.servers import Method, ServerInfo, answer, approximation, detect, make_method, settle
-from engine.runtime.facts import read_model_facts
-from engine.runtime.prompt import label_forms
+from engine.model.facts import read_model_facts
+from engine.model.prompt import label_forms
 from engine.scoring import Prompt, PromptScore
 
 POLL = 0.2  # seconds the calling thread waits at most before it looks at signals again

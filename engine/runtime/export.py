@@ -1,6 +1,6 @@
 """Write any model Verdict can load as an MLX folder that mlx-lm's own `load` and mlx_lm.server
 can serve: config.json, safetensors (through mlx-lm's `save_model` / `save_config`), and the
-tokenizer files (tokenizer.json from `engine.runtime.tokenizer`, tokenizer_config.json and
+tokenizer files (tokenizer.json from `engine.model.tokenizer`, tokenizer_config.json and
 chat_template.jinja).
 
 GGUF tensors kept quantized by the loader (Q4_0, Q4_1, Q8_0) stay quantized, each module's bits
@@ -20,8 +20,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_map
 
-from engine.runtime.sources import ModelError, find_default_model
-from engine.runtime.tokenizer import Tokenizer
+from engine.model.sources import ModelError, find_default_model
+from engine.model.tokenizer import Tokenizer
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 

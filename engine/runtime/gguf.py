@@ -1,8 +1,8 @@
 """Load a GGUF file (llama, qwen2, qwen3 architectures) as an mlx-lm model plus its tokenizer.
 
-Every file is checked in Python first (`engine.runtime.gguf_file`): header, metadata, tensor
+Every file is checked in Python first (`engine.model.gguf_file`): header, metadata, tensor
 table and data ranges, so a hostile or truncated file fails with one line instead of reaching
-MLX's native parser. Then the architecture (`engine.runtime.architectures`) and the tokenizer
+MLX's native parser. Then the architecture (`engine.model.architectures`) and the tokenizer
 are checked, before any weight is read.
 
 Tensors: a file of F32, F16, Q4_0, Q4_1 and Q8_0 tensors only goes through `mx.load`, which
@@ -28,10 +28,10 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.runtime.architectures import check_architecture
-from engine.runtime.gguf_file import GGUFHeader, read_header, tensor_bytes
+from engine.model.architectures import check_architecture
+from engine.model.gguf_file import GGUFHeader, read_header, tensor_bytes
 from engine.runtime.gguf_quants import FLOAT_TYPES, GROUP_SIZE, MLX_NATIVE_TYPES, REPACKED_TYPES, bits_of, convert
-from engine.runtime.tokenizer import Tokenizer
+from engine.model.tokenizer import Tokenizer
 
 Progress = Callable[[str, int, int], None]
 GGUF_GROUP_SIZE = GROUP_SIZE
@@ -218,7 +218,7 @@ def read_weights(
     if slow < min_bytes:
         return _convert_all(header, keep_float, float_dtype, progress)
 
-    from engine.runtime.fingerprint import file_sha256
+    from engine.model.fingerprint import file_sha256
     from engine.folders import cache_dir
 
     mode = "f32" if keep_float else f"q8-{str(float_dtype).rsplit('.', 1)[-1]}"

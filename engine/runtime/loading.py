@@ -15,9 +15,9 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
 
-from engine.runtime.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
-from engine.runtime.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
-from engine.runtime.tokenizer import Tokenizer  # noqa: E402
+from engine.model.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F401  (re-exported)
+from engine.model.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
+from engine.model.tokenizer import Tokenizer  # noqa: E402
 
 # On CPU, dequantize when the float32 weights stay under this size (the fast BLAS path).
 DEQUANTIZE_LIMIT_BYTES = 6 * 2**30
@@ -35,7 +35,7 @@ class LoadedModel:
     context_length: int
     compute_dtype: Any
     config: dict[str, Any] = field(default_factory=dict)
-    # Content fingerprint (`engine.runtime.fingerprint`): "sha256:<hex>" for files,
+    # Content fingerprint (`engine.model.fingerprint`): "sha256:<hex>" for files,
     # "hf:<repo>@<commit>" for hub snapshots. Key saved calibrators and probes by it, not by name.
     fingerprint: str = ""
     # A prompt preset the model was trained for (e.g. "qwen3-reranker"), read from its metadata.
@@ -47,8 +47,8 @@ def _load_folder(folder: Path) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
 
     from mlx_lm.utils import load_model as mlx_lm_load_model
 
-    from engine.runtime.architectures import check_architecture
-    from engine.runtime.hub import repo_of_snapshot
+    from engine.model.architectures import check_architecture
+    from engine.model.hub import repo_of_snapshot
 
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} is not an MLX model folder (no config.json)")
@@ -128,11 +128,11 @@ def read_model(path: Path, **gguf_options: Any) -> tuple[nn.Module, Tokenizer, d
     """The module, tokenizer and config of an MLX folder or a GGUF file (by its magic bytes),
     its architecture checked against the allow-list. Every failure is a `ModelError` naming the
     file. `gguf_options` go to `load_gguf`."""
-    from engine.runtime.architectures import ArchitectureError, check_built_model
+    from engine.model.architectures import ArchitectureError, check_built_model
     from engine.runtime.gguf import GGUFError, load_gguf
-    from engine.runtime.gguf_file import GGUFFormatError
-    from engine.runtime.gguf_file import is_gguf
-    from engine.runtime.tokenizer import TokenizerError
+    from engine.model.gguf_file import GGUFFormatError
+    from engine.model.gguf_file import is_gguf
+    from engine.model.tokenizer import TokenizerError
 
     try:
         if path.is_dir():
@@ -156,12 +156,12 @@ def load_model(
 ) -> LoadedModel:
     """Load a model: an MLX folder, a GGUF file (by its magic bytes, whatever its name), or
     (None) the embedded default model. Architectures outside the allow-list
-    (`engine.runtime.architectures`) are refused. `progress(stage, done, total)` hears about
+    (`engine.model.architectures`) are refused. `progress(stage, done, total)` hears about
     slow steps (hashing and converting big GGUF files)."""
-    from engine.runtime.fingerprint import detect_preset, model_fingerprint
+    from engine.model.fingerprint import detect_preset, model_fingerprint
 
     from engine.runtime import weight_cache
-    from engine.runtime.gguf_file import is_gguf
+    from engine.model.gguf_file import is_gguf
 
     path = Path(spec).expanduser() if spec else find_default_model()
     if not path.exists():
@@ -190,7 +190,7 @@ def load_model(
     model_type = str(config.get("model_type"))
     names = [path.name, config.get("name"), config.get("_name_or_path"), *config.get("gguf_names", [])]
     if path.is_dir():
-        from engine.runtime.hub import repo_of_snapshot
+        from engine.model.hub import repo_of_snapshot
 
         names.append(repo_of_snapshot(path))
     return LoadedModel(

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from engine.runtime import numpy_blas  # noqa: E402
 from engine.runtime.kv import SegmentCache  # noqa: E402
 from engine.runtime.loading import LoadedModel, load_model  # noqa: E402
-from engine.runtime.prompt import label_forms  # noqa: E402
+from engine.model.prompt import label_forms  # noqa: E402
 from engine.scoring import Prompt, PromptScore, Segment, resolve_layer  # noqa: E402
 
 

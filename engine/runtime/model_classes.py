@@ -73,7 +73,7 @@ def _import_models_package() -> None:
 def model_classes(model_type: str) -> tuple[type, type]:
     """mlx-lm's `(Model, ModelArgs)` for an allow-listed `model_type` (llama, qwen2, qwen3: none
     of them is renamed by mlx-lm's remapping table)."""
-    from engine.runtime.architectures import check_architecture
+    from engine.model.architectures import check_architecture
 
     check_architecture(model_type)
     _import_models_package()

@@ -2,7 +2,7 @@
 
 Sizes are the hub's download sizes as measured for shared/MODELS.md (None: not measured).
 The reranker is trained for exactly this task and gets its own prompt preset: the
-`qwen3-reranker` layout, chosen from the model's name (see `engine.runtime.prompt`).
+`qwen3-reranker` layout, chosen from the model's name (see `engine.model.prompt`).
 """
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def file_sha256(path: Path, progress: Optional[Progress] = None) -> str:
 
 def hub_snapshot(folder: Path) -> Optional[tuple[str, str]]:
     """(repo id, commit) of a Hugging Face cache snapshot folder (.../snapshots/<commit>/), else None."""
-    from engine.runtime.hub import repo_of_snapshot
+    from engine.model.hub import repo_of_snapshot
 
     folder = Path(folder)
     repo = repo_of_snapshot(folder)

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 from engine.atomic import atomic_write
 from engine.folders import cache_dir
-from engine.runtime.tokenizer import Tokenizer, TokenizerError
+from engine.model.tokenizer import Tokenizer, TokenizerError
 
 _CUTS_FILE = "prompt-cuts.json"  # in the cache folder: where the segment cuts were found before
 _CUTS_FORMAT = 1  # bump when the way cuts are found or used changes

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from engine.runtime.sources import ModelError
-from engine.runtime.tokenizer import Tokenizer, TokenizerError
+from engine.model.sources import ModelError
+from engine.model.tokenizer import Tokenizer, TokenizerError
 
 
 class FactsError(ModelError):
@@ -38,8 +38,8 @@ def read_model_facts(path: Union[str, Path]) -> ModelFacts:
     path = Path(path).expanduser()
     if not path.exists():
         raise FactsError(f"model not found: {path}")
-    from engine.runtime.gguf_file import GGUFFormatError
-    from engine.runtime.gguf_file import is_gguf
+    from engine.model.gguf_file import GGUFFormatError
+    from engine.model.gguf_file import is_gguf
 
     try:
         if path.is_dir():
@@ -59,8 +59,8 @@ def read_model_facts(path: Union[str, Path]) -> ModelFacts:
 
 
 def _gguf_facts(path: Path) -> ModelFacts:
-    from engine.runtime.fingerprint import detect_preset, model_fingerprint
-    from engine.runtime.gguf_file import read_header
+    from engine.model.fingerprint import detect_preset, model_fingerprint
+    from engine.model.gguf_file import read_header
 
     meta = read_header(path).metadata  # checked in Python; no tensor is read
     arch = str(meta.get("general.architecture", "llama"))
@@ -79,8 +79,8 @@ def _gguf_facts(path: Path) -> ModelFacts:
 def _folder_facts(folder: Path) -> ModelFacts:
     if not (folder / "config.json").exists():
         raise FactsError(f"{folder} is not an MLX model folder (no config.json)")
-    from engine.runtime.fingerprint import detect_preset, model_fingerprint
-    from engine.runtime.hub import repo_of_snapshot
+    from engine.model.fingerprint import detect_preset, model_fingerprint
+    from engine.model.hub import repo_of_snapshot
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config = {**config.get("text_config", {}), **config}

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from engine.runtime import hub
-from engine.runtime.gguf_file import is_gguf, read_gguf_info
+from engine.model import hub
+from engine.model.gguf_file import is_gguf, read_gguf_info
 
 SOURCES = ("default", "hf", "lmstudio", "ollama")
 SOURCE_TITLES = {"default": "Built in", "hf": "Hugging Face cache", "lmstudio": "LM Studio", "ollama": "Ollama"}
@@ -43,9 +43,8 @@ class ModelEntry:
 
 
 def supported_architectures() -> tuple[str, ...]:
-    """The architecture allow-list, from the runtime that enforces it at load time (importing
-    it starts the local runtime: the fast BLAS, then MLX)."""
-    from engine.runtime.architectures import SUPPORTED_ARCHITECTURES
+    """The architecture allow-list the runtime enforces at load time (read without MLX)."""
+    from engine.model.architectures import SUPPORTED_ARCHITECTURES
 
     return tuple(SUPPORTED_ARCHITECTURES)
 
@@ -61,7 +60,7 @@ def is_mlx_folder(folder: Path) -> bool:
 
 
 def find_default() -> Iterator[ModelEntry]:
-    from engine.runtime.sources import DEFAULT_MODEL_FILE, default_model_candidates
+    from engine.model.sources import DEFAULT_MODEL_FILE, default_model_candidates
 
     name = DEFAULT_MODEL_FILE[: -len(".gguf")]
     for candidate in default_model_candidates():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from engine.runtime.sources import ModelError
+from engine.model.sources import ModelError
 
 DEFAULT_REVISION = "main"
 DEFAULT_GGUF_TAG = "Q4_K_M"

