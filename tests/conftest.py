@@ -11,14 +11,15 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Saved probes and calibrators of the user's own runs must not leak into tests, nor tests into them.
 # The same for the weight cache: each tiny model the suite writes would leave its weights in ~/.cache.
-for _variable, _prefix in (("VERDICT_DATA_DIR", "verdict-test-data-"), ("VERDICT_CACHE_DIR", "verdict-test-cache-")):
-    os.environ[_variable] = tempfile.mkdtemp(prefix=_prefix)
-    atexit.register(shutil.rmtree, os.environ[_variable], ignore_errors=True)
+os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
+os.environ["VERDICT_CACHE_DIR"] = tempfile.mkdtemp(prefix="verdict-test-cache-")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from engine.runtime import device
 
 device.start()  # the fast BLAS before anything imports MLX, as loading a model does
+atexit.register(shutil.rmtree, os.environ["VERDICT_DATA_DIR"], ignore_errors=True)
+atexit.register(shutil.rmtree, os.environ["VERDICT_CACHE_DIR"], ignore_errors=True)
 import pytest  # noqa: E402
 
 from tinymodels import write_gguf, write_mlx_folder  # noqa: E402
