@@ -500,6 +500,65 @@ def choose_v3(args) -> int:
     return 0
 
 
+def choose_v4(args) -> int:
+    """decisions_rule_v4.md: per k, the shipped decision (D3 gated below two labels of each class,
+    D1 from two), D4m or D4q by coverage on the tuning genres among those reaching 0.90 with no
+    question under 80% where more than 20% is called; judged on the held-out and training genres."""
+    from engine.confidence.decide import gate_for_target
+
+    rows = [json.loads(line) for path in args.results for line in open(path)]
+    for r in rows:
+        for key in ("auc", "sep", "ece"):
+            r[key] = float("nan") if r.get(key) is None else r[key]
+    gate = gate_for_target(TARGET)
+    ranking = lambda k: "R0" if k == 0 else "R1:10"  # noqa: E731 -- R1 is R0 without labels
+
+    def records(split, decision, k):
+        if decision == "shipped":
+            decision = "D1" if k >= 2 else "D3"
+        out = [r for r in rows if r["split"] == split and r["decision"] == decision and r["ranking"] == ranking(k)
+               and r["k"] == k]
+        return gated(out, gate) if decision == "D3" else out
+
+    def below_80(records_):
+        qs = {(r["genre"], r["question"]) for r in records_}
+        return sum(1 for g, q in qs if (t := pooled([r for r in records_ if r["genre"] == g and r["question"] == q]))
+                   ["coverage"] > 0.2 and t["precision"] < 0.8)
+
+    names = ("shipped", "D4m", "D4q")
+    chosen, report = {}, {}
+    for k in KS:
+        tuning = {name: pooled(records("tuning", name, k)) for name in names}
+        ok = [name for name in names if tuning[name]["calls"] and tuning[name]["precision"] >= TARGET
+              and below_80(records("tuning", name, k)) == 0]
+        if k == 16:
+            chosen[k] = chosen[8]
+        else:
+            chosen[k] = max(ok, key=lambda name: tuning[name]["coverage"]) if ok else "shipped"
+        report[k] = {"chosen": chosen[k]}
+        for split in ("tuning", "heldout", "logo"):
+            for name in names:
+                recs = records(split, name, k)
+                t = pooled(recs)
+                t["questions_below_80"] = below_80(recs)
+                report[k][f"{split}:{name}"] = t
+    print("k | split    | " + " | ".join(f"{n:>28}" for n in names) + " | chosen")
+    for k in KS:
+        for split in ("tuning", "heldout", "logo"):
+            cells = []
+            for name in names:
+                t = report[k][f"{split}:{name}"]
+                cells.append(f"{t['coverage']:.3f}/{t['precision']:.3f} o{t['oracle']:.2f} q{t['questions_below_80']}"
+                             .rjust(28))
+            print(f"{k:2} | {split:8} | " + " | ".join(cells) + f" | {chosen[k] if split == 'tuning' else ''}")
+        aucs = {split: pooled([r for r in rows if r["split"] == split and r["decision"] == "auc"
+                               and r["ranking"] == ranking(k) and r["k"] == k])["auc"] for split in ("heldout", "logo")}
+        print(f"   AUC held-out {aucs['heldout']:.3f}, training genres {aucs['logo']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -525,8 +584,11 @@ def main() -> int:
     c3 = sub.add_parser("choose-v3", help="decisions_rule_v3.md: the Bayesian Platt or the mixture, per k")
     c3.add_argument("results", nargs="+")
     c3.add_argument("--json")
+    c4 = sub.add_parser("choose-v4", help="decisions_rule_v4.md: the shipped decision or D4, per k")
+    c4.add_argument("results", nargs="+")
+    c4.add_argument("--json")
     args = parser.parse_args()
-    return {"run": run, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3,
+    return {"run": run, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 
