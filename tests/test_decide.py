@@ -218,3 +218,74 @@ def test_deciding_again_after_the_groups_merge_gives_back_each_rows_own_probabil
     again = decide_verdicts(merged, DecisionRule(gate=2.0))
     assert all(v.verdict == UNCERTAIN for v in again)
     assert [v.probability for v in again] == pytest.approx([1 / (1 + math.exp(-v.score)) for v in merged], abs=1e-6)
+
+
+def _known_llr_batch(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """No ~ N(0, 1), yes ~ N(2, 1): the likelihood ratio is exactly 2 s - 2."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < share
+    return np.where(y, 2.0, 0.0) + rng.normal(size=n), y
+
+
+def test_the_prevalence_decision_finds_a_rare_yes_and_gives_the_bayes_posterior():
+    """With the likelihood ratio known (a tight prior on it), P(yes) must be the Bayes posterior of
+    the distribution that made the batch, its rare "yes" (8%) estimated from the batch alone."""
+    from engine.confidence.decide import PlattPrior, prevalence_platt
+
+    s, y = _known_llr_batch(1500, 0.08, seed=11)
+    prior = PlattPrior((2.0, -2.0), ((1e-4, 0.0), (0.0, 1e-4)))
+    p = prevalence_platt(s, None, prior).mean(axis=0)
+    bayes = 1 / (1 + np.exp(-(2.0 * s - 2.0 + math.log(0.08 / 0.92))))
+    assert np.max(np.abs(p - bayes)) < 0.06
+    assert p.mean() == pytest.approx(y.mean(), abs=0.02)
+    # the same batch at 50%: the same scores of a document say less for "no"
+    s2, _ = _known_llr_batch(1500, 0.5, seed=11)
+    p2 = prevalence_platt(s2, None, prior).mean(axis=0)
+    assert p2.mean() == pytest.approx(0.5, abs=0.04)
+
+
+def test_scores_that_say_nothing_leave_the_prevalence_and_every_probability_unsure():
+    from engine.confidence.decide import PlattPrior, prevalence_platt
+
+    s = np.random.default_rng(12).normal(size=500)
+    flat = PlattPrior((0.0, 0.0), ((1e-6, 0.0), (0.0, 1e-6)))  # a likelihood ratio of 1 everywhere
+    draws = prevalence_platt(s, None, flat)
+    assert np.all(np.abs(draws.mean(axis=0) - 0.5) < 0.02)  # the flat prior on the prevalence, unmoved
+    d = decide(s, None, DecisionRule(decisions=((0, "prevalence"),)), PlattPrior((0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)),
+                                                                                  flat))
+    assert d.method == "prevalence" and d.called == 0
+
+
+def test_the_prevalence_decision_calls_a_rare_yes_batch_at_the_target_where_the_mixture_can_not():
+    from engine.confidence.decide import PlattPrior
+
+    s, y = _known_llr_batch(600, 0.08, seed=13)  # groups 2 sd apart, and one of them small
+    outer = PlattPrior((2.0, -4.0), ((0.5, 0.0), (0.0, 2.0)))
+    prior = PlattPrior(outer.mean, outer.cov, PlattPrior((2.0, -2.0), ((0.05, 0.0), (0.0, 0.05))))
+    mixture = decide(s, None, DecisionRule(), prior)
+    assert mixture.method == "mixture" and mixture.called < 0.1 * len(s)
+    rule = DecisionRule(decisions=((0, "prevalence"),))
+    d = decide(s, None, rule, prior)
+    made, right = call_quality(y, d.calls)
+    assert d.method == "prevalence" and made > 0.8 * len(s) and right / made >= 0.9
+    assert d.prevalence == pytest.approx(y.mean(), abs=0.03)
+    # labels sampled by class (three yes, one no) move the ratio by log(3 / 1), not the prevalence
+    yes, no = np.flatnonzero(y)[:3], np.flatnonzero(~y)[:1]
+    labeled = decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, rule, prior)
+    assert labeled.prevalence == pytest.approx(y.mean(), abs=0.03)
+
+
+def test_a_decision_whose_prior_is_missing_falls_back():
+    from engine.confidence.decide import PlattPrior
+
+    rule = DecisionRule(decisions=((0, "prevalence"), (2, "prevalence-q")))
+    plain = PlattPrior((1.0, 0.0), ((1.0, 0.0), (0.0, 1.0)))
+    assert rule.decision_for(0, None) == "mixture"
+    assert rule.decision_for(0, plain) == "mixture"  # no prevalence-free form: the mixture below two labels
+    assert rule.decision_for(2, plain) == "platt"
+    assert rule.decision_for(2, PlattPrior(plain.mean, plain.cov, plain)) == "prevalence-q"
+    nested = PlattPrior((0.5, -1.2), ((0.44, -0.19), (-0.19, 1.32)), PlattPrior((0.5, 0.1), ((0.44, 0.0), (0.0, 0.3))))
+    assert PlattPrior.from_dict(nested.to_dict()) == nested
+    assert nested.rescaled(2.0, 1.0).without_prevalence == nested.without_prevalence.rescaled(2.0, 1.0)
+    broken = {**nested.to_dict(), "without_prevalence": {"mean": [1, 2], "cov": [[1, 2], [2, 1]]}}
+    assert PlattPrior.from_dict(broken) == PlattPrior(nested.mean, nested.cov)  # the broken part alone dropped
