@@ -242,11 +242,14 @@ def run(args) -> int:
     V4 = args.v4
     seed = 0
     part, parts = (int(x) for x in args.part.split("/"))
+    done = set()
+    for path in args.skip:  # batches whose records an interrupted run already wrote (complete ones only)
+        done |= {(r["split"], r["genre"], r["question"]) for r in map(json.loads, open(path))}
     for split, g, p, probe, prior, llr in jobs:
         for q in dict.fromkeys(p.question[p.genre == g]):
             idx = np.flatnonzero((p.genre == g) & (p.question == q))
             seed += 1
-            if seed % parts != part:
+            if seed % parts != part or (split, g, str(q)) in done:
                 continue
             for record in run_batch(p, idx, probe, prior, str(q), seed, llr):
                 out.write(json.dumps({"split": split, "genre": g, **record}, default=float) + "\n")
@@ -572,6 +575,7 @@ def main() -> int:
     r.add_argument("--only", default="", help="logo, heldout and/or tuning: run only those batches")
     r.add_argument("--only-r2", action="store_true")
     r.add_argument("--v4", action="store_true", help="decisions_rule_v4.md: R0/R1 with D1, D3 and D4")
+    r.add_argument("--skip", nargs="*", default=[], help="records of an interrupted run: their batches are skipped")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
     c.add_argument("results", nargs="+")

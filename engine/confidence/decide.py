@@ -287,7 +287,7 @@ def bayes_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior)
     return metrics.sigmoid(mu / np.sqrt(1 + math.pi * v / 8))
 
 
-_PREVALENCE_GRID = np.linspace(0.0025, 0.9975, 200)
+_PREVALENCE_LOGITS = np.linspace(-7.0, 7.0, 113)  # prevalence 0.1% to 99.9%, finer near the ends
 
 
 def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior, draws: int = 64,
@@ -312,13 +312,16 @@ def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattP
     ratio = thetas[:, :1] * s[None] + thetas[:, 1:]  # (D, n) log-likelihood ratios
     free = np.ones(len(s), bool)
     free[[int(i) for i in labels]] = False
-    log_pi, log_rest = np.log(_PREVALENCE_GRID), np.log1p(-_PREVALENCE_GRID)
-    logit_pi = log_pi - log_rest
+    logit_pi = _PREVALENCE_LOGITS
+    log_pi, log_rest = -np.logaddexp(0.0, -logit_pi), -np.logaddexp(0.0, logit_pi)
+    log_prior = log_pi + log_rest  # a flat prior on the prevalence, on a grid even in its log-odds
     out = np.empty_like(ratio)
     for d in range(draws):  # one draw at a time: (grid, n) arrays, whatever the batch's size
-        loglik = np.logaddexp(log_pi[:, None] + ratio[d, free][None], log_rest[:, None]).sum(axis=1)
+        loglik = log_prior + np.logaddexp(log_pi[:, None] + ratio[d, free][None], log_rest[:, None]).sum(axis=1)
         post = np.exp(loglik - loglik.max())
-        out[d] = (post / post.sum()) @ metrics.sigmoid(ratio[d][None] + logit_pi[:, None])
+        keep = post > 1e-9 * post.sum()  # the rest of the grid adds nothing to any probability
+        post = post[keep] / post[keep].sum()
+        out[d] = post @ metrics.sigmoid(ratio[d][None] + logit_pi[keep][:, None])
     return out
 
 
