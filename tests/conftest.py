@@ -10,14 +10,20 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Saved probes and calibrators of the user's own runs must not leak into tests, nor tests into them.
-# The same for the weight cache: each tiny model the suite writes would leave its weights in ~/.cache.
 os.environ["VERDICT_DATA_DIR"] = tempfile.mkdtemp(prefix="verdict-test-data-")
-os.environ["VERDICT_CACHE_DIR"] = tempfile.mkdtemp(prefix="verdict-test-cache-")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from engine.runtime import device
 
 device.start()  # the fast BLAS before anything imports MLX, as loading a model does
+from engine.folders import cache_dir  # noqa: E402
+
+# The same for the cache: each tiny model the suite writes would leave its weights in ~/.cache. The
+# downloaded models (the default one, fetched by `make test`) stay in view.
+_user_models = cache_dir() / "models"
+os.environ["VERDICT_CACHE_DIR"] = tempfile.mkdtemp(prefix="verdict-test-cache-")
+if _user_models.is_dir():
+    os.symlink(_user_models, Path(os.environ["VERDICT_CACHE_DIR"]) / "models")
 atexit.register(shutil.rmtree, os.environ["VERDICT_DATA_DIR"], ignore_errors=True)
 atexit.register(shutil.rmtree, os.environ["VERDICT_CACHE_DIR"], ignore_errors=True)
 import pytest  # noqa: E402

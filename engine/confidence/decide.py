@@ -46,12 +46,13 @@ GATES_BY_TARGET = ((0.75, 0.0), (0.80, 0.0), (0.85, 2.5), (0.90, 3.0), (0.95, 3.
 
 # Which decision decides, by the labels of each class (the smaller count): from each listed count
 # on, the one named. "mixture": the two groups of the batch; "platt": the Bayesian Platt on the
-# score's prior (decisions_rule_v3.md: on the tuning genres it called more at the target from two
-# labels of each class on); "prevalence" / "prevalence-q": the Bayesian Platt on the likelihood
-# ratio with the batch's own prevalence, calling on the mean / on the low quantile of its draws.
-# A decision whose prior the score lacks falls back to the Bayesian Platt, then to the mixture.
+# score's prior; "prevalence" / "prevalence-q": the Bayesian Platt on the likelihood ratio with the
+# batch's own prevalence, calling on the mean / on the low quantile of its draws. Chosen per count
+# on the tuning genres, as the one that called most at the target with no question far below it
+# (scripts/decisions_rule_v4.md; the README has the tables). A decision whose prior the score lacks
+# falls back to the Bayesian Platt, then to the mixture.
 PLATT_FROM = 2
-DECISIONS_FROM = ((0, "mixture"), (PLATT_FROM, "platt"))
+DECISIONS_FROM = ((0, "mixture"), (2, "prevalence-q"), (8, "prevalence"))
 
 
 def gate_for_target(target: float) -> float:
