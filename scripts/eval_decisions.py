@@ -55,11 +55,15 @@ SPEC = {"layers": [21], "diff": True}
 PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
 V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and D4 (decisions_rule_v4.md)
+OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit without them (with --v4)
 
 
-def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float) -> np.ndarray:
-    """R1: logistic regression on the probe's standardised features, its prior centred on the probe."""
-    fit = metrics.logistic_regression(x[labeled], y, lam, prior_w=probe.w, prior_b=probe.b, l2_b=1.0)
+def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float,
+                    fit_x: np.ndarray | None = None) -> np.ndarray:
+    """R1: logistic regression on the probe's standardised features, its prior centred on the probe
+    (fitted on `fit_x` where given, else on `x[labeled]`)."""
+    fit = metrics.logistic_regression(x[labeled] if fit_x is None else fit_x, y, lam, prior_w=probe.w, prior_b=probe.b,
+                                      l2_b=1.0)
     return x @ fit.w + fit.b
 
 
@@ -160,6 +164,12 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
             scores = {"R0": z0}
             if k:
                 scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
+                if OUT_OF_FOLD:  # each labeled document's score from the refit without it, as shipped
+                    r1 = scores["R1:10"].copy()
+                    for j, i in enumerate(lab_idx):
+                        rest = np.delete(lab_idx, j)
+                        r1[i] = anchored_scores(x[i:i + 1], np.arange(0), y[rest], probe, 10.0, fit_x=x[rest])[0]
+                    scores["R1:10"] = r1
             base = {"question": question, "k": k, "draw": draw}
             for name, s in scores.items():
                 out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
@@ -237,9 +247,10 @@ def run(args) -> int:
         jobs.append(("tuning", g, tuning, probes["all"], prior_all, llr_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
-    global ONLY_R2, V4
+    global ONLY_R2, V4, OUT_OF_FOLD
     ONLY_R2 = args.only_r2
     V4 = args.v4
+    OUT_OF_FOLD = args.out_of_fold
     seed = 0
     part, parts = (int(x) for x in args.part.split("/"))
     done = set()
@@ -575,6 +586,7 @@ def main() -> int:
     r.add_argument("--only", default="", help="logo, heldout and/or tuning: run only those batches")
     r.add_argument("--only-r2", action="store_true")
     r.add_argument("--v4", action="store_true", help="decisions_rule_v4.md: R0/R1 with D1, D3 and D4")
+    r.add_argument("--out-of-fold", action="store_true", help="with --v4: labeled documents scored out of fold")
     r.add_argument("--skip", nargs="*", default=[], help="records of an interrupted run: their batches are skipped")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
