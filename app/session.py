@@ -30,7 +30,7 @@ from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, Res
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
 DECIDE_DELAY_MS = 150  # verdicts streaming in are decided over the batch at most this often
-REFIT_DELAY_MS = 1000  # labels settle this long before a question's calibrator is fitted again
+REFIT_DELAY_MS = 300  # labels settle this long before a question's calibrator is fitted again (a burst: one refit)
 MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
 MODEL_MENU = "File ▸ Model"  # where the user picks another model (named in messages)
 
@@ -76,6 +76,7 @@ class SessionController(QObject):
         self.options: dict[str, QuestionOptions] = {}  # per question (kept for questions closed, like labels)
         self._examples_sent: list = []  # the worked examples the worker has (engine.types.Example)
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
+        self.refit_rescored = 0  # labeled documents sent to refits without a kept answer (scored again)
         self._refit_timer = QTimer(self)
         self._refit_timer.setSingleShot(True)
         self._refit_timer.setInterval(REFIT_DELAY_MS)
@@ -680,10 +681,20 @@ class SessionController(QObject):
                 return key
         return None
 
-    def _refit_now(self, question: str) -> None:
-        if calibration.enough_labels(self.label_counts(question)):
-            documents, labels = calibration.refit_request(self.results.rows, question)
-            self.scoring.refit(question, documents, labels)
+    def _refit_now(self, question: str, prompt_changed: bool = False) -> None:
+        """Fit ``question``'s calibrator to its labels on the worker, from the labeled documents'
+        kept answers and states; only those without them (or all, when ``prompt_changed``) are
+        scored again, and the status bar says so."""
+        if not calibration.enough_labels(self.label_counts(question)):
+            return
+        documents, labels, kept = calibration.refit_request(
+            self.results.rows, question, {} if prompt_changed else self.states, self.scoring.state_layer)
+        self.scoring.refit(question, documents, labels, kept)
+        again = len(documents) - len(kept)
+        self.refit_rescored += again
+        if again:
+            self.message.emit(f"Recalibrating “{_short(question)}”: scoring {plural(again, 'labeled document')} "
+                              "again (their kept answers are not at hand)…", 0)
 
     def label_counts(self, question: str) -> tuple[int, int]:
         return calibration.label_counts(self.results.rows, question)
@@ -709,7 +720,7 @@ class SessionController(QObject):
         shown = self._send_examples()  # before the refits: they score the labeled documents with them
         for question in self.results.questions:
             if question in dirty or question in shown:
-                self._refit_now(question)
+                self._refit_now(question, prompt_changed=question in shown)
         self.score_questions([q for q in self.results.questions if q in shown])  # the prompt changed
         self.detailChanged.emit(None)
 
@@ -761,8 +772,7 @@ class SessionController(QObject):
             keys = [r.key for r in again]
             self.results.set_status(keys, QUEUED, "Scored again for the new calibrator")
             self.scoring.score(keys, [r.document for r in again], [question])
-        short = question if len(question) <= 40 else question[:39].rstrip() + "…"
-        text = (f"Recalibrated “{short}” with {calibration.summary(cal)}: "
+        text = (f"Recalibrated “{_short(question)}” with {calibration.summary(cal)}: "
                 f"{plural(flipped, 'unlabeled answer')} changed")
         if again:
             text += f", {plural(len(again), 'document')} being scored again"
@@ -890,3 +900,8 @@ class _SetLabel(QUndoCommand):
 
     def undo(self) -> None:
         self.session._apply_label(self.key, self.question, self.before)
+
+
+def _short(question: str) -> str:
+    """A question cut to 40 characters, for a status-bar message."""
+    return question if len(question) <= 40 else question[:39].rstrip() + "…"

@@ -237,15 +237,16 @@ class ScoringWorker(QObject):
             else:
                 self._calibrator(question)  # announces it
 
-    @Slot(int, str, object, object)
-    def refit(self, job: int, question: str, documents: Sequence[Document], labels: dict) -> None:
-        """Fit `question`'s calibrator to `labels` (document id -> yes) of `documents`; the engine
-        scores the labeled documents itself and saves the result for this model and question."""
+    @Slot(int, str, object, object, object)
+    def refit(self, job: int, question: str, documents: Sequence[Document], labels: dict, kept: dict) -> None:
+        """Fit `question`'s calibrator to `labels` (document id -> yes) of `documents` and save it
+        for this model and question; the engine scores the labeled documents that have no `kept`
+        raw verdict with its state (`Pipeline.fit`)."""
         if self._classifier is None:
             self.refitFailed.emit(job, question, "no model is loaded")
             return
         try:
-            cal = self._pipeline.fit(question, list(documents), dict(labels))
+            cal = self._pipeline.fit(question, list(documents), dict(labels), kept=dict(kept))
         except Exception as exc:
             self.refitFailed.emit(job, question, f"{type(exc).__name__}: {exc}")
             return
@@ -360,7 +361,7 @@ class ScoringController(QObject):
     _examplesRequested = Signal(object)
     _releaseRequested = Signal()
     _resolveRequested = Signal(object)
-    _refitRequested = Signal(int, str, object, object)
+    _refitRequested = Signal(int, str, object, object, object)
     _passagesRequested = Signal(int, str, object)
     _generalRequested = Signal(int, int)
 
@@ -529,14 +530,16 @@ class ScoringController(QObject):
         if questions:
             self._resolveRequested.emit(list(questions))
 
-    def refit(self, question: str, documents: list[Document], labels: dict[str, bool]) -> int:
-        """Fit ``question``'s calibrator to ``labels`` (document id -> yes) on the worker. One refit
-        runs at a time; a newer request for a question replaces one still waiting, and the answer
-        to an older one is dropped. Returns the job id."""
+    def refit(self, question: str, documents: list[Document], labels: dict[str, bool],
+              kept: Optional[dict[str, Any]] = None) -> int:
+        """Fit ``question``'s calibrator to ``labels`` (document id -> yes) on the worker, from
+        the ``kept`` raw verdicts (document id -> Verdict with its state) where given, else by
+        scoring the document. One refit runs at a time; a newer request for a question replaces
+        one still waiting, and the answer to an older one is dropped. Returns the job id."""
         job = self._new_id()
         self._refit_latest[question] = job
         self._refit_pending.pop(question, None)
-        self._refit_pending[question] = (job, list(documents), dict(labels))
+        self._refit_pending[question] = (job, list(documents), dict(labels), dict(kept or {}))
         self._send_refit()
         return job
 
@@ -544,9 +547,9 @@ class ScoringController(QObject):
         if self._refit_running is not None or not self._refit_pending:
             return
         question = next(iter(self._refit_pending))
-        job, documents, labels = self._refit_pending.pop(question)
+        job, documents, labels, kept = self._refit_pending.pop(question)
         self._refit_running = job
-        self._refitRequested.emit(job, question, documents, labels)
+        self._refitRequested.emit(job, question, documents, labels, kept)
 
     def fit_general(self, max_docs: int = 0) -> None:
         """Fit the model's general probe on the worker, after the jobs already sent (jobs sent

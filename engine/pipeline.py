@@ -141,9 +141,12 @@ class Pipeline:
                 "this backend returns no hidden states, so no probe can be used: calibrating with "
                 "Platt scaling on the margin from the labels instead")
 
-    def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool]) -> Calibrator:
+    def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool],
+            kept: Optional[Mapping[str, Verdict]] = None) -> Calibrator:
         """Fit the question's calibrator to `labels` (document id -> yes) of `documents` (only the
-        labeled ones are scored), save it when `save`, and use it from now on.
+        labeled ones are scored, and only those without a `kept` raw verdict of this question that
+        carries the hidden state the calibrator reads: `engine.gather.labeled_features`), save it
+        when `save`, and use it from now on.
 
         A document the prompt shows as a worked example of this question is left out: scored with
         its own answer in front of it, it would make the calibrator overconfident. When that leaves
@@ -163,7 +166,7 @@ class Pipeline:
                 return cal
             documents = kept
         cal = calibrator_for(self.classifier, question, list(documents), dict(labels), save=self.save,
-                             folder=self.folder, **self.settings)
+                             folder=self.folder, kept=kept, **self.settings)
         self.calibrators[question] = cal
         if not self.has_states:
             self._no_probe_note()

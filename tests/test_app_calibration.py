@@ -225,6 +225,7 @@ def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_la
     qtbot.waitUntil(lambda: not window.refit_pending(Q))
     cal = window.controller.calibrators[Q]
     assert cal.layers == [probe.layer] and sum(cal.n_labels) == 4 and cal.platt_prior is not None
+    assert window.session.refit_rescored == 0  # fitted from the kept answers and states alone
 
     documents = [r.document for r in window.results.rows]
     pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path / "elsewhere")
@@ -267,3 +268,20 @@ def test_batch_calibration_shifts_by_the_whole_job_as_the_pipeline_does(qtbot, m
         assert v.score == pytest.approx(e.score, abs=1e-3), row.name
         assert v.verdict == e.verdict, row.name
         assert v.probability == pytest.approx(e.probability, abs=1e-3), row.name
+
+
+def test_a_refit_without_kept_states_scores_the_labeled_documents_and_says_so(qtbot, make_window, quick_refit):
+    """Where the labeled documents' states are not at hand (dropped for another model, or over
+    the memory bound), the refit scores them again: the status bar says so until it is done."""
+    window = scored_window(qtbot, make_window)
+    del window.session.states[(key_of(window, "invoice-0"), Q)]
+    messages = []
+    window.session.message.connect(lambda text, ms: messages.append(text))
+    for name, label in (("invoice-0", "yes"), ("invoice-1", "yes"), ("recipe-0", "no"), ("recipe-1", "no")):
+        window.set_label(key_of(window, name), Q, label)
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=180_000):
+        pass
+    assert window.session.refit_rescored == 1
+    assert any("scoring 1 labeled document again" in m for m in messages)
+    assert window.controller.calibrators[Q].n_labels == (2, 2)
+    assert "Recalibrated" in window.statusBar().currentMessage()
