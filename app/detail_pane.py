@@ -28,7 +28,7 @@ from engine.confidence.calibrate import DEFAULT_BAND
 from engine.types import Verdict
 
 from app import theme
-from app.table_model import ERROR, STATUS_TEXT, DocumentRow, confidence, plain_answer
+from app.table_model import ERROR, DocumentRow, confidence, plain_answer, status_text
 
 
 def lead_sentence(verdict: Optional[Verdict], basis: str) -> str:
@@ -302,7 +302,7 @@ class DetailPane(QWidget):
             self.text.setPlainText(row.document.text)
         self.name.setText(f"<b>{html.escape(row.name)}</b>")
         self.source.setText(row.document.source or "Pasted text")
-        notes = [STATUS_TEXT[row.status]]
+        notes = [status_text(row)]
         if row.status == ERROR and row.error:
             notes = [f"Error: {row.error}"]
         elif row.note:

@@ -94,6 +94,7 @@ class SessionController(QObject):
         s.modelFailed.connect(self._on_model_failed)
         s.verdictArrived.connect(self._on_verdict)
         s.rowsScoring.connect(self._on_rows_scoring)
+        s.documentParts.connect(self._on_document_parts)
         s.rowsStopped.connect(self._on_rows_stopped)
         s.calibratorChanged.connect(self._on_calibrator_changed)
         s.refitFinished.connect(self._on_refit_finished)
@@ -581,6 +582,11 @@ class SessionController(QObject):
         self.results.set_status(keys, SCORING)
         for key in keys:
             self.detailChanged.emit(key)  # the pane says what the row says
+
+    @Slot(int, int, int)
+    def _on_document_parts(self, key: int, done: int, total: int) -> None:
+        self.results.set_parts(key, done, total)
+        self.detailChanged.emit(key)
 
     @Slot(list, str, str)
     def _on_rows_stopped(self, keys: list[int], outcome: str, reason: str) -> None:

@@ -167,6 +167,7 @@ class MainWindow(QMainWindow):
         c.modelLoading.connect(self.model_box.show_loading)
         c.modelReady.connect(self._on_model_ready)
         c.progressChanged.connect(self.status.show_progress)
+        c.documentParts.connect(lambda key, done, total: self.status.show_parts(done, total))
         c.busyChanged.connect(self._on_busy)
         s = self.session
         s.message.connect(self.show_message)

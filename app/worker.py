@@ -96,6 +96,7 @@ class ScoringWorker(QObject):
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
     chunkProgress = Signal(int, int, int)  # job, share of the chunk scored so far: steps of PROGRESS_STEPS, PROGRESS_STEPS
+    chunkWindows = Signal(int, int, int)  # job, windows of the chunk scored so far, of those cut so far
     verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
     jobFinished = Signal(int, str, str)  # job, outcome, reason
     # Calibrators cross to the GUI as copies of their own: the worker never touches what the GUI reads.
@@ -211,6 +212,7 @@ class ScoringWorker(QObject):
                                       keep_layer=self._state_layer,
                                       progress=lambda scored, taken, share=share: self.chunkProgress.emit(
                                           job, share.steps(scored, taken), PROGRESS_STEPS),
+                                      window_progress=lambda scored, taken: self.chunkWindows.emit(job, scored, taken),
                                       deliberate=deliberate, decisions="row")
             for verdict in rows:
                 verdict.document_index += start
@@ -347,6 +349,8 @@ class ScoringController(QObject):
     rowsScoring = Signal(list)  # keys now being scored
     rowsStopped = Signal(list, str, str)  # keys left unscored, outcome, reason
     progressChanged = Signal(int, int, float, float)  # documents done, total, documents/s, seconds left (-1: unknown)
+    # a document scored alone in several parts (windows): its key, parts read, of (0, 0: none any more)
+    documentParts = Signal(int, int, int)
     busyChanged = Signal(bool)
     calibratorChanged = Signal(str, object)  # question, the Calibrator scoring now uses for it
     refitFinished = Signal(str, object)  # question, Calibrator newly fitted to the labels
@@ -390,6 +394,7 @@ class ScoringController(QObject):
         self._worker.modelFailed.connect(self._on_model_failed, queued)
         self._worker.chunkStarted.connect(self._on_chunk_started, queued)
         self._worker.chunkProgress.connect(self._on_chunk_progress, queued)
+        self._worker.chunkWindows.connect(self._on_chunk_windows, queued)
         self._worker.verdictReady.connect(self._on_verdict, queued)
         self._worker.jobFinished.connect(self._on_job_finished, queued)
         self._thread.start()
@@ -397,6 +402,7 @@ class ScoringController(QObject):
         self._load_request = 0  # the latest model request; older answers are ignored
         self._loading = False
         self._jobs: dict[int, _Job] = {}
+        self._parts_key: Optional[int] = None  # the long document whose parts are being reported
         self._busy_reported = False
         self._run_total = 0
         self._run_done = 0
@@ -681,6 +687,21 @@ class ScoringController(QObject):
             job.chunk_fraction = min(done / steps, 1.0)
             self._emit_progress()
 
+    @Slot(int, int, int)
+    def _on_chunk_windows(self, job_id: int, done: int, total: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.chunk is None or total <= 1:
+            return
+        start, end = job.chunk
+        if end - start == 1 and job.expected[start] > 0:  # one long document: how far into it
+            self._parts_key = job.keys[start]
+            self.documentParts.emit(self._parts_key, done, total)
+
+    def _end_parts(self, keys) -> None:
+        if self._parts_key is not None and self._parts_key in keys:
+            key, self._parts_key = self._parts_key, None
+            self.documentParts.emit(key, 0, 0)
+
     @Slot(int, object)
     def _on_verdict(self, job_id: int, verdict: Verdict) -> None:
         job = self._jobs.get(job_id)
@@ -694,6 +715,7 @@ class ScoringController(QObject):
             job.done += 1
             self._run_done += 1
             self._run_work_done += job.sizes[n]
+            self._end_parts([job.keys[n]])
         self.verdictArrived.emit(job.keys[n], verdict)
         self._emit_progress()
 
@@ -710,6 +732,7 @@ class ScoringController(QObject):
     # --- bookkeeping -----------------------------------------------------------------------------------
     def _drop(self, job: _Job) -> list[int]:
         del self._jobs[job.id]
+        self._end_parts(job.keys)
         unscored = [k for n, k in enumerate(job.keys) if job.expected[n] > 0]
         self._run_total -= len(unscored)
         self._run_work -= sum(job.sizes[n] for n in range(len(job.keys)) if job.expected[n] > 0)

@@ -245,6 +245,7 @@ class Pipeline:
         keep_layer: Optional[int] = None,
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
+        window_progress: Optional[Callable[[int, int], None]] = None,
         deliberate: Union[int, Mapping[str, int]] = 0,
         decisions: str = "batch",
         block: int = DECISION_BLOCK,
@@ -254,7 +255,8 @@ class Pipeline:
         `Verdict.document_index`). A question listed twice is scored once and reported twice.
         `keep_layer` puts the hidden state after that layer in each row's `hidden`. `cancel` is
         polled between batches; `progress(scored, taken)` gets the document tokens scored so far
-        after each batch (see `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
+        after each batch, `window_progress(scored, taken)` the windows (see
+        `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
         is scored again after the model wrote up to N tokens of reasoning (`Classifier.deliberate`),
         calibrated by the same calibrator; its `reasoning` says what the model wrote. A mapping
         question -> N thinks only about those questions' rows (N each).
@@ -285,7 +287,8 @@ class Pipeline:
             elif self._no_thinking_note not in self._general_notes:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
-                                         progress=progress, window_score=_calibrated_windows(cals))
+                                         progress=progress, window_progress=window_progress,
+                                         window_score=_calibrated_windows(cals))
         if _batch_level(cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             cals = {q: cal.for_batch(raw) for q, cal in cals.items()}  # copies: the kept ones stay as they are
