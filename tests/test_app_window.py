@@ -263,8 +263,9 @@ def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):
 
     # no shortcut takes what macOS reserves; Label No is not Shift+Cmd+Y; Export is Shift+Cmd+E
     keys = {a.text(): [k.toString() for k in a.shortcuts()] for a in window.findChildren(type(window.export_action))}
-    taken = {k for ks in keys.values() for k in ks}
+    taken = {k for name, ks in keys.items() if name != "Preferences…" for k in ks}  # ⌘, is reserved for it
     assert not taken & menus.RESERVED, taken & menus.RESERVED
+    assert keys["Preferences…"] == ["Ctrl+,"]
     assert "Ctrl+Shift+E" in keys["Export Results…"] and "Ctrl+S" not in keys["Export Results…"]
     assert QKeySequence(QKeySequence.StandardKey.Undo) in window.undo_action.shortcuts()  # its text names the step
     # every message naming a menu names one that exists
