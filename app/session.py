@@ -73,6 +73,7 @@ class SessionController(QObject):
         # deciding passage of a one-window document (app.passages), computed when it is shown.
         self.passages: dict[tuple[int, str], tuple[float, Optional[tuple], int]] = {}
         self._passage_jobs: dict[int, tuple[int, str, float, list[tuple[int, int]]]] = {}
+        self._passages_done: set[tuple[int, str]] = set()  # (key, question) whose passages are all scored
         self.options: dict[str, QuestionOptions] = {}  # per question (kept for questions closed, like labels)
         self._examples_sent: list = []  # the worked examples the worker has (engine.types.Example)
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
@@ -791,10 +792,12 @@ class SessionController(QObject):
         self.detailChanged.emit(None)
 
     # ---------------------------------------------------------------------------------------- passages
-    def passage(self, key: int, question: Optional[str]) -> Optional[tuple[int, int, tuple[int, int], float]]:
+    def passage(self, key: int, question: Optional[str]) -> Optional[tuple]:
         """(passage number, passages, span, calibrated margin) of the deciding passage of
-        document ``key``'s one-window answer to ``question``, once known; else None. Asks for it
-        (scored in the background) the first time, and again when the answer changed."""
+        document ``key``'s one-window answer to ``question``, once known; (None, passages, None,
+        nan) when they are scored and none points to the answer (no single passage decides it);
+        else None. Asks for it (scored in the background) the first time, and again when the
+        answer changed."""
         row = self.results.row_for_key(key)
         verdict = row.verdicts.get(question) if row is not None and question else None
         if verdict is None or not verdict.ok or verdict.windows > 1 or question in row.stale:
@@ -802,9 +805,12 @@ class SessionController(QObject):
         known = self.passages.get((key, question))
         if known is not None and known[0] == verdict.margin:
             _, found, count = known
-            return (found[0], count, found[1], found[2]) if found else None
+            if found is None:  # (count 0: not a candidate in it; else still being scored, or none decides)
+                return (None, count, None, math.nan) if (key, question) in self._passages_done else None
+            return found[0], count, found[1], found[2]
         spans = passages.split_passages(row.document.text)
         self.passages[(key, question)] = (verdict.margin, None, len(spans))
+        self._passages_done.discard((key, question))
         if spans:
             parts = [Document(id=f"{row.document.id}#{n + 1}", text=row.document.text[a:b]) for n, (a, b) in enumerate(spans)]
             job = self.scoring.score_passages(question, parts)
@@ -819,6 +825,7 @@ class SessionController(QObject):
         key, question, explained, spans = request
         if len(margins) == len(spans):
             self.passages[(key, question)] = (explained, passages.deciding_passage(explained, spans, margins), len(spans))
+            self._passages_done.add((key, question))
             self.detailChanged.emit(key)
 
     # ---------------------------------------------------------------------------------------- states
