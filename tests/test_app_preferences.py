@@ -31,7 +31,10 @@ def test_preferences_open_on_their_key_and_change_what_the_menus_change(qtbot, m
     window.preferences_action.trigger()
     assert window.preferences is dialog and dialog.target.currentData() == 0.95
 
-    # the model in use, and Choose… opens the chooser
+    # the model in use, and Choose… opens the chooser (its check of the Hub goes to a closed port)
+    from test_app_models import _closed_port
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     assert dialog.model.text() == window.model_box.label.text() and dialog.model.text() not in ("", "…")
     dialog.choose_model.click()
     assert window.model_box.chooser is not None and window.model_box.chooser.isVisible()
