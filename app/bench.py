@@ -13,6 +13,7 @@ would, with the default model (or ``--model``), and times what a user waits for:
   kept states serve)
   a long pasted text -> first progress shown, first progress within it, verdict
 
+Calibrators fitted to the bench's labels are kept in a throw-away data folder.
 "launch" is when the process was started (``VERDICT_BENCH_T0``, a ``time.time()`` set by the
 parent, else this module's first line). The question is typed into the question box and Return
 is pressed, through Qt's key events. Prints a table; ``--json FILE`` also writes the figures.
@@ -109,6 +110,7 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
 
     print(f"verdict bench --app: the real window offscreen, the files in {folder}", file=out, flush=True)
     with tempfile.TemporaryDirectory(prefix="verdict-bench-app-") as tmp:
+        _own_data_folder(Path(tmp) / "data")
         paths = sorted(str(p) for p in folder.iterdir() if p.is_file())
         store = SessionStore(Path(tmp) / DB_FILE)
         window = MainWindow(Settings(Path(tmp) / "settings.ini"), store, model=model)
@@ -203,6 +205,21 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
     app.processEvents()
 
     return dict(figures)
+
+
+def _own_data_folder(folder: Path) -> None:
+    """Calibrators the bench fits (its labels) go to a throw-away data folder, so that neither the
+    user's nor the next run's are touched; general probes fitted on this computer come along."""
+    import shutil
+
+    from engine.confidence.general import fitted_probes_dir
+    from engine.folders import DATA_DIR_ENV
+
+    fitted = fitted_probes_dir()
+    folder.mkdir(parents=True)
+    if fitted.is_dir():
+        shutil.copytree(fitted, folder / fitted.name)
+    os.environ[DATA_DIR_ENV] = str(folder)
 
 
 class _Figures(dict):

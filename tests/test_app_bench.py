@@ -13,8 +13,10 @@ def test_bench_app_reports_launch_and_ask_figures(tiny_model_dir, tmp_path):
     out = tmp_path / "figures.json"
     command = [sys.executable, "-m", "engine.cli", "bench", "--app", "--model", str(tiny_model_dir),
                "--json", str(out)]
+    user_data = tmp_path / "user-data"
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen",
+                               "VERDICT_DATA_DIR": str(user_data)})
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     for name in ("launch_to_first_row_s", "cold_ask_to_first_verdict_s", "warm_ask_to_first_verdict_s",
@@ -28,6 +30,7 @@ def test_bench_app_reports_launch_and_ask_figures(tiny_model_dir, tmp_path):
         assert figures[name] >= 0, name
     assert figures["labels_given"] >= 4  # 2 yes and 2 no at least: the calibrator was refit
     assert figures["refit_rescored_documents"] == 0  # from the kept answers and states alone
+    assert not user_data.exists()  # the calibrators it fitted went to its own throw-away folder
 
 
 def test_bench_app_refuses_a_folder_without_files(tmp_path):
