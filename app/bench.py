@@ -11,7 +11,8 @@ would, with the default model (or ``--model``), and times what a user waits for:
   2 no): each label -> every verdict decided again; the last -> calibrator refit and applied to
   every verdict (and how many labeled documents the refit had to score again: none, when their
   kept states serve)
-  a long pasted text -> first progress shown, first progress within it, verdict
+  a long pasted text -> first progress shown, its parts counted ("0 of 7 parts read"), first
+  progress within it, verdict
 
 Calibrators fitted to the bench's labels are kept in a throw-away data folder.
 "launch" is when the process was started (``VERDICT_BENCH_T0``, a ``time.time()`` set by the
@@ -118,6 +119,8 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
         progress: list[tuple[float, int, int]] = []
         window.controller.verdictArrived.connect(lambda key, v: arrivals.append((time.time(), v.question)))
         window.controller.progressChanged.connect(lambda done, total, rate, left: progress.append((time.time(), done, total, left)))
+        parts: list[tuple[float, int, int]] = []  # (time, parts read, of) of a long document scored alone
+        window.controller.documentParts.connect(lambda key, done, total: parts.append((time.time(), done, total)))
         ready: list[float] = []
         window.controller.modelReady.connect(lambda *a: ready.append(time.time()))
         window.show()
@@ -201,6 +204,9 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
             figures["long_to_verdict_s"] = round(max(t for t, _ in arrivals[before:]) - start, 3)
             figures["long_progress_updates"] = len(updates)
             figures["long_to_first_partial_progress_s"] = round(partial[0] - start, 3) if partial else float("nan")
+            cut = [(t, total) for t, done, total in parts if t > start and total]
+            figures["long_to_parts_shown_s"] = round(cut[0][0] - start, 3) if cut else float("nan")
+            figures["long_parts"] = float(cut[0][1]) if cut else 0.0
         window.close()
     app.processEvents()
 
