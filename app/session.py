@@ -31,6 +31,7 @@ from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
 DECIDE_DELAY_MS = 150  # verdicts streaming in are decided over the batch at most this often
 REFIT_DELAY_MS = 300  # labels settle this long before a question's calibrator is fitted again (a burst: one refit)
+PASSAGE_DELAY_MS = 400  # a document is shown this long before its passages are scored (the labeling loop moves on)
 MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
 MODEL_MENU = "File ▸ Model"  # where the user picks another model (named in messages)
 
@@ -74,6 +75,11 @@ class SessionController(QObject):
         self.passages: dict[tuple[int, str], tuple[float, Optional[tuple], int]] = {}
         self._passage_jobs: dict[int, tuple[int, str, float, list[tuple[int, int]]]] = {}
         self._passages_done: set[tuple[int, str]] = set()  # (key, question) whose passages are all scored
+        self._passage_wanted: Optional[tuple[int, str]] = None  # the (key, question) shown, to explain
+        self._passage_timer = QTimer(self)
+        self._passage_timer.setSingleShot(True)
+        self._passage_timer.setInterval(PASSAGE_DELAY_MS)
+        self._passage_timer.timeout.connect(self._ask_for_passages)
         self.options: dict[str, QuestionOptions] = {}  # per question (kept for questions closed, like labels)
         self._examples_sent: list = []  # the worked examples the worker has (engine.types.Example)
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
@@ -796,11 +802,10 @@ class SessionController(QObject):
         """(passage number, passages, span, calibrated margin) of the deciding passage of
         document ``key``'s one-window answer to ``question``, once known; (None, passages, None,
         nan) when they are scored and none points to the answer (no single passage decides it);
-        else None. Asks for it (scored in the background) the first time, and again when the
-        answer changed."""
-        row = self.results.row_for_key(key)
-        verdict = row.verdicts.get(question) if row is not None and question else None
-        if verdict is None or not verdict.ok or verdict.windows > 1 or question in row.stale:
+        else None. Asks for it (scored in the background) once the document has been shown for
+        PASSAGE_DELAY_MS, and again when the answer changed."""
+        verdict = self._explainable(key, question)
+        if verdict is None:
             return None
         known = self.passages.get((key, question))
         if known is not None and known[0] == verdict.margin:
@@ -808,6 +813,39 @@ class SessionController(QObject):
             if found is None:  # (count 0: not a candidate in it; else still being scored, or none decides)
                 return (None, count, None, math.nan) if (key, question) in self._passages_done else None
             return found[0], count, found[1], found[2]
+        # Passages are scored on the scoring thread, like refits: one asked for at every document
+        # the labeling loop passes would queue refits behind explanations nobody reads.
+        if self._passage_wanted != (key, question) or not self._passage_timer.isActive():
+            self._passage_wanted = (key, question)
+            self._passage_timer.start()
+        return None
+
+    def _explainable(self, key: int, question: Optional[str]) -> Optional[Verdict]:
+        """Document ``key``'s answer to ``question`` when it is one whose passages can explain it."""
+        row = self.results.row_for_key(key)
+        verdict = row.verdicts.get(question) if row is not None and question else None
+        if verdict is None or not verdict.ok or verdict.windows > 1 or question in row.stale:
+            return None
+        return verdict
+
+    @Slot()
+    def _ask_for_passages(self) -> None:
+        """The document wanted has been shown long enough: score its passages (unless a refit of
+        its question is pending: the refit changes the answer, and it goes first; the pane asks
+        again after it)."""
+        if self._passage_wanted is None:
+            return
+        key, question = self._passage_wanted
+        verdict = self._explainable(key, question)
+        known = self.passages.get((key, question))
+        if verdict is None or self.refit_pending(question) or (known is not None and known[0] == verdict.margin):
+            return
+        for job, (other, *rest) in list(self._passage_jobs.items()):
+            if other != key:  # a document no longer shown: its explanation would only delay what is
+                self.scoring.cancel_passages(job)
+                del self._passage_jobs[job]
+                self.passages.pop((other, rest[0]), None)  # asked for again when it is shown again
+        row = self.results.row_for_key(key)
         spans = passages.split_passages(row.document.text)
         self.passages[(key, question)] = (verdict.margin, None, len(spans))
         self._passages_done.discard((key, question))
@@ -815,7 +853,6 @@ class SessionController(QObject):
             parts = [Document(id=f"{row.document.id}#{n + 1}", text=row.document.text[a:b]) for n, (a, b) in enumerate(spans)]
             job = self.scoring.score_passages(question, parts)
             self._passage_jobs[job] = (key, question, verdict.margin, spans)
-        return None
 
     @Slot(int, str, object)
     def _on_passages_ready(self, job: int, question: str, margins: list) -> None:

@@ -268,6 +268,8 @@ class ScoringWorker(QObject):
                 margins = [v.score if v.ok else float("nan") for v in rows]
             except Exception:  # a failed explanation only means no passage is highlighted
                 margins = []
+        with self._lock:
+            self._cancelled.discard(job)
         self.passagesScored.emit(job, question, margins)
 
     @Slot(int, int)
@@ -529,6 +531,11 @@ class ScoringController(QObject):
         job = self._new_id()
         self._passagesRequested.emit(job, question, list(passages))
         return job
+
+    def cancel_passages(self, job: int) -> None:
+        """Skip a passages job not started yet (or stop it at its next batch): its answer comes
+        back empty."""
+        self._worker.cancel(job)
 
     def resolve_calibrators(self, questions: list[str]) -> None:
         """Have the worker announce each question's calibrator (calibratorChanged), loading the

@@ -285,3 +285,39 @@ def test_a_refit_without_kept_states_scores_the_labeled_documents_and_says_so(qt
     assert any("scoring 1 labeled document again" in m for m in messages)
     assert window.controller.calibrators[Q].n_labels == (2, 2)
     assert "Recalibrated" in window.statusBar().currentMessage()
+
+
+def test_explanations_wait_for_the_refit_and_those_of_documents_no_longer_shown_are_dropped(
+        qtbot, make_window, quick_refit):
+    """The deciding paragraph of the document shown is scored on the scoring thread, like a refit:
+    one of a document left behind is dropped (asked for again if it is shown again), and while a
+    refit is pending none is asked for (the refit changes the answer it would explain), so the
+    refit is not queued behind explanations."""
+    window = make_window()
+    window.question_bar.ask(Q)
+    docs = [(f"letter-{i}", f"Letter {i}: the invoice of ${100 + i} is attached to this message.\n\n"
+                            f"Please pay it by Friday, or bake a lemon tart with {i} eggs instead.") for i in range(6)]
+    keys = window.add_documents([(name, Document(id=name, text=text)) for name, text in docs])
+    wait_scored(qtbot, window, 6)
+    session = window.session
+    window.select_keys([keys[0]])
+    window.select_keys([keys[1]])  # moved on at once: the first is never asked for
+    qtbot.waitUntil(lambda: bool(session._passage_jobs), timeout=180_000)
+    assert [k for k, *_ in session._passage_jobs.values()] == [keys[1]] and (keys[0], Q) not in session.passages
+    session._passage_jobs.clear()  # (as if its answer were still to come: the job stays queued)
+    session._passage_jobs[-1] = (keys[1], Q, 0.0, [])
+    window.select_keys([keys[0]])  # shown long enough: asked for, and the other one's dropped
+    qtbot.waitUntil(lambda: any(k == keys[0] for k, *_ in session._passage_jobs.values()), timeout=180_000)
+    assert [k for k, *_ in session._passage_jobs.values()] == [keys[0]]
+    assert (keys[1], Q) not in session.passages  # so that showing it again asks again
+    window.select_keys([keys[1]])
+    qtbot.waitUntil(lambda: session.passage(keys[1], Q) is not None, timeout=180_000)
+
+    for key, label in zip(keys[2:], ("yes", "yes", "no", "no")):
+        window.set_label(key, Q, label)
+    window.select_keys([keys[5]])
+    assert session.refit_pending(Q) and session.passage(keys[5], Q) is None
+    assert not session._passage_jobs  # nothing queued before the refit
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=180_000):
+        pass
+    qtbot.waitUntil(lambda: session.passage(keys[5], Q) is not None, timeout=180_000)  # asked for after it

@@ -102,7 +102,7 @@ def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_lab
         window.set_label(row.key, Q1, label)
     refits = []
     original_refit = window.controller.refit
-    window.controller.refit = lambda q, d, labels: refits.append((q, dict(labels))) or original_refit(q, d, labels)
+    window.controller.refit = lambda q, d, labels, kept=None: refits.append((q, dict(labels))) or original_refit(q, d, labels, kept)
     window.question_bar.tabs.setCurrentIndex(0)
     editor = window.question_bar.editor
     editor.selectAll()
