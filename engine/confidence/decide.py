@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -277,12 +278,21 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
     the Bayesian Platt decides; otherwise the mixture over the batch."""
     raw = np.asarray(scores, dtype=np.float64)
     key = (raw.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in (labels or {}).items())), rule, prior)
-    if key not in _DECIDED:
-        _DECIDED[key] = _decide(raw, labels, rule, prior)
-        while len(_DECIDED) > _REMEMBERED:
-            del _DECIDED[next(iter(_DECIDED))]
-    decision = _DECIDED[key]
+    decision = _remember(_DECIDED, key, lambda: _decide(raw, labels, rule, prior))
     return dataclasses.replace(decision, probability=decision.probability.copy())
+
+
+def _remember(memo: dict, key: tuple, compute):
+    """``memo[key]``, computed first when missing; the oldest entries beyond _REMEMBERED go."""
+    with _MEMO_LOCK:
+        if key in memo:
+            return memo[key]
+    value = compute()
+    with _MEMO_LOCK:
+        memo[key] = value
+        while len(memo) > _REMEMBERED:
+            del memo[next(iter(memo))]
+    return value
 
 
 _DECIDED: dict[tuple, BatchDecision] = {}  # the last few decisions: the window asks again after each label
@@ -401,9 +411,12 @@ def _ranked(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidat
             prior: Optional[PlattPrior]) -> tuple[int, ...]:
     """The whole ranking `suggest` takes its first few from (the last few asked are remembered:
     the window asks for the same batch's suggestions several times after each label)."""
-    key = (s.tobytes(), tuple(sorted(labels.items())), rule, candidates, prior)
-    if key in _RANKED:
-        return _RANKED[key]
+    key = (s.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in labels.items())), rule, candidates, prior)
+    return _remember(_RANKED, key, lambda: _rank(s, labels, rule, candidates, prior))
+
+
+def _rank(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidates: int,
+          prior: Optional[PlattPrior]) -> tuple[int, ...]:
     current = decide(s, labels, rule, prior)
     open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i]) and current.calls[i] == UNCERTAIN]
     if not open_:
@@ -422,13 +435,11 @@ def _ranked(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidat
             p = float(np.clip(p_now[i], 0.05, 0.95))
             gain[i] = (p * called[2 * n] + (1 - p) * called[2 * n + 1], -abs(p_now[i] - 0.5))
         ranked = tuple(sorted(shortlist, key=lambda i: gain[i], reverse=True))
-    _RANKED[key] = ranked
-    while len(_RANKED) > _REMEMBERED:
-        del _RANKED[next(iter(_RANKED))]
     return ranked
 
 
-_REMEMBERED = 8
+_REMEMBERED = 8  # decisions and rankings kept (the GUI and the scoring thread may both ask)
+_MEMO_LOCK = threading.Lock()
 _RANKED: dict[tuple, tuple[int, ...]] = {}
 
 
