@@ -5,11 +5,16 @@ subprocess. It starts the real window offscreen on a throw-away session, as ``ve
 would, with the default model (or ``--model``), and times what a user waits for:
 
   launch -> window shown, first row, model ready
-  Ask while the model is still loading -> first verdict, all verdicts
-  Ask a second question once the model is ready -> first verdict, all verdicts (the usual case)
-  one label on the second question -> every verdict decided again (the calls it brings)
-  a long pasted text -> first progress report, verdict
+  Ask while the model is still loading -> progress shown, first verdict, all verdicts
+  Ask a second question once the model is ready -> progress shown, first verdict, all verdicts
+  labels on the second question, in the labeling loop, until its calibrator is fitted (2 yes and
+  2 no): each label -> every verdict decided again; the last -> calibrator refit and applied to
+  every verdict (and how many labeled documents the refit had to score again: none, when their
+  kept states serve)
+  a long pasted text -> first progress shown, its parts counted ("0 of 7 parts read"), first
+  progress within it, verdict
 
+Calibrators fitted to the bench's labels are kept in a throw-away data folder.
 "launch" is when the process was started (``VERDICT_BENCH_T0``, a ``time.time()`` set by the
 parent, else this module's first line). The question is typed into the question box and Return
 is pressed, through Qt's key events. Prints a table; ``--json FILE`` also writes the figures.
@@ -33,6 +38,7 @@ QUESTION = "Does this document ask the reader to pay money?"
 SECOND_QUESTION = "Is this document about food or cooking?"
 LONG_CHARACTERS = 20_000
 TIMEOUT_S = 600
+MAX_BENCH_LABELS = 12  # labels the loop gives at most while waiting for 2 yes and 2 no
 
 
 def samples_dir() -> Path:
@@ -105,6 +111,7 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
 
     print(f"verdict bench --app: the real window offscreen, the files in {folder}", file=out, flush=True)
     with tempfile.TemporaryDirectory(prefix="verdict-bench-app-") as tmp:
+        _own_data_folder(Path(tmp) / "data")
         paths = sorted(str(p) for p in folder.iterdir() if p.is_file())
         store = SessionStore(Path(tmp) / DB_FILE)
         window = MainWindow(Settings(Path(tmp) / "settings.ini"), store, model=model)
@@ -112,6 +119,8 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
         progress: list[tuple[float, int, int]] = []
         window.controller.verdictArrived.connect(lambda key, v: arrivals.append((time.time(), v.question)))
         window.controller.progressChanged.connect(lambda done, total, rate, left: progress.append((time.time(), done, total, left)))
+        parts: list[tuple[float, int, int]] = []  # (time, parts read, of) of a long document scored alone
+        window.controller.documentParts.connect(lambda key, done, total: parts.append((time.time(), done, total)))
         ready: list[float] = []
         window.controller.modelReady.connect(lambda *a: ready.append(time.time()))
         window.show()
@@ -124,7 +133,13 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
         figures["launch_to_first_row_s"] = since(t0)
         figures["model_still_loading_at_ask"] = float(window.controller.loading)
 
+        def shown_after(start: float) -> float:
+            """Seconds from ``start`` to the first progress report the status bar showed."""
+            wait(lambda: any(t >= start for t, *_ in progress), "progress")
+            return round(min(t for t, *_ in progress if t >= start) - start, 3)
+
         start = ask(window, QUESTION)
+        figures["cold_ask_to_progress_s"] = shown_after(start)
         n = len(window.results.rows)
         wait(lambda: any(q == QUESTION for _, q in arrivals), "first verdict")
         figures["cold_ask_to_first_verdict_s"] = round(next(t for t, q in arrivals if q == QUESTION) - start, 3)
@@ -134,6 +149,7 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
         figures["launch_to_model_ready_s"] = round(ready[0] - t0, 3) if ready else float("nan")
 
         start = ask(window, SECOND_QUESTION)
+        figures["warm_ask_to_progress_s"] = shown_after(start)
         wait(lambda: any(q == SECOND_QUESTION for _, q in arrivals), "first verdict (second question)")
         figures["warm_ask_to_first_verdict_s"] = round(next(t for t, q in arrivals if q == SECOND_QUESTION) - start, 3)
         wait(lambda: sum(q == SECOND_QUESTION for _, q in arrivals) >= n and not window.controller.busy,
@@ -141,21 +157,37 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
         figures["warm_ask_to_all_verdicts_s"] = round(max(t for t, q in arrivals if q == SECOND_QUESTION) - start, 3)
         figures["documents"] = float(n)
 
-        # one label in the labeling loop: every verdict of the question decided again, the guide too
+        # the labeling loop: label the suggested document (by the side it leans to) until the question's
+        # calibrator is refit; every label decides all verdicts again before the key returns
         window.question_bar.tabs.setCurrentIndex(1)
-        first = window.session.suggested(SECOND_QUESTION, 1)
-        if first:
-            window.select_keys(first)
+        refits: list[float] = []
+        window.controller.refitFinished.connect(lambda *a: refits.append(time.time()))  # after the window applied it
+        rescored_before = window.session.refit_rescored
+        decide_times, last = [], 0.0
+        for _ in range(MAX_BENCH_LABELS):
+            counts = window.session.label_counts(SECOND_QUESTION)
+            if min(counts) >= 2:
+                break
+            first = window.session.suggested(SECOND_QUESTION, 1)
+            if not first:
+                break
             row = window.results.row_for_key(first[0])
-            answer = "yes" if row.verdicts[SECOND_QUESTION].probability >= 0.5 else "no"
-            refits = []
-            window.controller.refitFinished.connect(lambda *a: refits.append(time.time()))
-            start = time.time()
+            leans_yes = row.verdicts[SECOND_QUESTION].probability >= 0.5
+            answer = "yes" if (leans_yes if counts[0] < 2 and counts[1] < 2 else counts[0] < 2) else "no"
+            window.select_keys(first)
+            last = time.time()
             QTest.keyClick(window.table, Qt.Key.Key_Y if answer == "yes" else Qt.Key.Key_N)
-            figures["label_to_calls_updated_s"] = since(start)  # synchronous: decided before the key returns
-            figures["calls_after_one_label"] = float(sum(
+            decide_times.append(since(last))  # synchronous: decided before the key returns
+        if decide_times:
+            figures["labels_given"] = float(len(decide_times))
+            figures["label_to_calls_updated_s"] = max(decide_times)
+            figures["calls_after_labels"] = float(sum(
                 r.verdicts[SECOND_QUESTION].verdict in ("yes", "no") for r in window.results.rows
                 if SECOND_QUESTION in r.verdicts))
+        if decide_times and min(window.session.label_counts(SECOND_QUESTION)) >= 2:
+            wait(lambda: bool(refits), "refit")
+            figures["label_to_refit_applied_s"] = round(refits[0] - last, 3)
+            figures["refit_rescored_documents"] = float(window.session.refit_rescored - rescored_before)
 
         if long_characters:
             window.question_bar.tabs.setCurrentIndex(0)
@@ -165,16 +197,35 @@ def run(model: Optional[str], folder: Path, long_characters: int, out=sys.stdout
             key = window.add_text(long_text(long_characters))
             wait(lambda: len(arrivals) >= before + 2 and not window.controller.busy, "long document")
             updates = [t for t, done, total, left in progress if t > start]
+            figures["long_to_progress_s"] = round(updates[0] - start, 3) if updates else float("nan")
             partial = [t for t, done, total, left in progress if t > start and left >= 0 and done < total]
             figures["long_characters"] = long_characters
             figures["long_tokens"] = next((r.verdicts[QUESTION].tokens for r in window.results.rows if r.key == key), 0)
             figures["long_to_verdict_s"] = round(max(t for t, _ in arrivals[before:]) - start, 3)
             figures["long_progress_updates"] = len(updates)
             figures["long_to_first_partial_progress_s"] = round(partial[0] - start, 3) if partial else float("nan")
+            cut = [(t, total) for t, done, total in parts if t > start and total]
+            figures["long_to_parts_shown_s"] = round(cut[0][0] - start, 3) if cut else float("nan")
+            figures["long_parts"] = float(cut[0][1]) if cut else 0.0
         window.close()
     app.processEvents()
 
     return dict(figures)
+
+
+def _own_data_folder(folder: Path) -> None:
+    """Calibrators the bench fits (its labels) go to a throw-away data folder, so that neither the
+    user's nor the next run's are touched; general probes fitted on this computer come along."""
+    import shutil
+
+    from engine.confidence.general import fitted_probes_dir
+    from engine.folders import DATA_DIR_ENV
+
+    fitted = fitted_probes_dir()
+    folder.mkdir(parents=True)
+    if fitted.is_dir():
+        shutil.copytree(fitted, folder / fitted.name)
+    os.environ[DATA_DIR_ENV] = str(folder)
 
 
 class _Figures(dict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from engine.types import Document, Verdict
 
@@ -32,16 +32,26 @@ def enough_labels(counts: tuple[int, int]) -> bool:
     return counts[0] >= MIN_LABELS and counts[1] >= MIN_LABELS
 
 
-def refit_request(rows: Iterable, question: str) -> tuple[list[Document], dict[str, bool]]:
-    """The labeled documents (ids made unique: the row keys) and their labels, for a refit."""
-    documents, labels = [], {}
+def refit_request(rows: Iterable, question: str, states: Optional[Mapping[tuple[int, str], Any]] = None,
+                  layer: int = 0) -> tuple[list[Document], dict[str, bool], dict[str, Verdict]]:
+    """The labeled documents (ids made unique: the row keys), their labels, and the verdicts
+    already scored for them that carry their hidden state after ``layer`` (from ``states``,
+    (key, question) -> state): the refit applies those instead of scoring the documents again.
+    A verdict the model thought before (its raw margin follows its reasoning) or one being
+    replaced is not kept."""
+    documents, labels, kept = [], {}, {}
     for row in rows:
         label = row.labels.get(question)
         if label and not row.document.error:
             doc_id = str(row.key)
             documents.append(dataclasses.replace(row.document, id=doc_id))
             labels[doc_id] = label == "yes"
-    return documents, labels
+            verdict = row.verdicts.get(question)
+            state = (states or {}).get((row.key, question))
+            if (state is not None and layer and verdict is not None and verdict.ok and not verdict.reasoning
+                    and question not in row.stale and math.isfinite(verdict.raw_margin)):
+                kept[doc_id] = dataclasses.replace(verdict, document_id=doc_id, states={layer: state})
+    return documents, labels, kept
 
 
 def reapply(cal: Any, verdict: Verdict, state: Optional[Any]) -> Optional[Verdict]:

@@ -48,7 +48,8 @@ class VerdictChipDelegate(_CellDelegate):
             if status in ("queued", "scoring"):
                 painter.save()
                 painter.setPen(theme.muted_text(option.palette))
-                painter.drawText(option.rect.adjusted(10, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, "…")
+                painter.drawText(option.rect.adjusted(10, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter,
+                                 f"… {text}" if text else "…")  # e.g. how many parts of a long one are read
                 painter.restore()
             return
         chip = theme.chip_colors(verdict, option.palette)

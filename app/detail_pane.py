@@ -28,7 +28,7 @@ from engine.confidence.calibrate import DEFAULT_BAND
 from engine.types import Verdict
 
 from app import theme
-from app.table_model import ERROR, STATUS_TEXT, DocumentRow, confidence, plain_answer
+from app.table_model import ERROR, DocumentRow, confidence, plain_answer, status_text
 
 
 def lead_sentence(verdict: Optional[Verdict], basis: str) -> str:
@@ -288,7 +288,8 @@ class DetailPane(QWidget):
         ``calibration``: per question, sentences on the calibrator in use (see app.calibration);
         ``basis``: per question, what its verdicts rest on in plain words; ``passage``: for a
         one-window answer to the active question, (number, passages, span, margin) of the
-        paragraph that read alone points most to the answer (see app.passages)."""
+        paragraph that read alone points most to the answer, or (None, passages, None, nan) when
+        none does (see app.passages)."""
         if row is None:
             self._key = None
             self.empty.show()
@@ -302,7 +303,7 @@ class DetailPane(QWidget):
             self.text.setPlainText(row.document.text)
         self.name.setText(f"<b>{html.escape(row.name)}</b>")
         self.source.setText(row.document.source or "Pasted text")
-        notes = [STATUS_TEXT[row.status]]
+        notes = [status_text(row)]
         if row.status == ERROR and row.error:
             notes = [f"Error: {row.error}"]
         elif row.note:
@@ -336,11 +337,20 @@ class DetailPane(QWidget):
 
     def _highlight(self, row: DocumentRow, question: Optional[str], passage: Optional[tuple] = None) -> None:
         verdict = row.verdicts.get(question) if question else None
+        if verdict is not None and verdict.windows <= 1 and passage is not None and passage[0] is None:
+            self.text.setExtraSelections([])
+            side = "yes" if verdict.margin > 0 else "no"
+            self.window_note.setText(f"No single paragraph decides it: read on its own, none of the {passage[1]} "
+                                     f"points to “{side}” (headers and set phrases left out); the answer comes "
+                                     "from the text as a whole")
+            self.window_note.show()
+            return
         if verdict is not None and verdict.windows <= 1 and passage is not None:
             number, count, (start, end), margin = passage
             side = "yes" if margin > 0 else "no"
             note = (f"Highlighted: read on its own, paragraph {number + 1} of {count} points most to “{side}” "
-                    f"({1 / (1 + math.exp(-margin)):.0%} chance of yes by itself); the answer is the whole text's")
+                    f"({1 / (1 + math.exp(-margin)):.0%} chance of yes by itself; headers and set phrases left "
+                    "out); the answer is the whole text's")
         elif verdict is None or verdict.windows <= 1 or not verdict.window_span:
             self.text.setExtraSelections([])
             self.window_note.hide()

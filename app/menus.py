@@ -111,6 +111,10 @@ def build(w: "MainWindow") -> None:
     w.open_action = make_action(w, "Open", lambda: open_document(w),
                                 tip="Open the document's file in its app (pasted text: a preview)")
     w.help_action = make_action(w, "Verdict Help", w.open_help, [STD.HelpContents])
+    # ⌘, on macOS (the one use it is reserved for); Qt binds nothing to Preferences elsewhere
+    w.preferences_action = make_action(w, "Preferences…", w.show_preferences,
+                                       [STD.Preferences] if QKeySequence.keyBindings(STD.Preferences) else ["Ctrl+,"])
+    w.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
     w.fit_general_action = make_action(w, "Fit General Probe for This Model", w.fit_general_probe,
                                        tip="Learn where this model's hidden state holds the answer, from the corpus "
                                            "that ships with Verdict (as `verdict models calibrate`)")
@@ -132,7 +136,8 @@ def build(w: "MainWindow") -> None:
     file_menu.addMenu(w.model_box.menu)
     _fill(file_menu, (None, w.reveal_action, None, w.close_action, w.quit_action))
     _fill(menus.addMenu("&Edit"), (w.undo_action, w.redo_action, None, w.copy_action, w.paste_action,
-                                   w.select_all_action, None, w.remove_action, None, w.find_action))
+                                   w.select_all_action, None, w.remove_action, None, w.find_action, None,
+                                   w.preferences_action))  # macOS moves it to the application menu
     questions = menus.addMenu("&Questions")
     _fill(questions, (w.rescore_action, w.add_question_action, w.cancel_action, None, w.previous_question_action,
                       w.next_question_action))

@@ -1,6 +1,8 @@
 """The model chooser: models already on disk grouped by source (the one in use marked), and a
 short Recommended list that downloads from the Hugging Face Hub, after asking, with progress and
-Cancel; a download that can't reach the Hub says so in one plain sentence (the details in a tooltip).
+Cancel. Whether the Hub answers is checked when the chooser opens (a few seconds at most): where it
+doesn't, the downloads are not offered and the chooser says why in one plain sentence, as a
+download that loses the network does (the details in a tooltip).
 
 Listing (GGUF headers, folder walks) and downloading run on a `Task` thread, never on the GUI
 thread; neither touches MLX models, so the scoring thread stays the only one that does.
@@ -34,12 +36,40 @@ _OFFLINE_MARKS = ("ConnectError", "ConnectionError", "ConnectTimeout", "Name or 
                   "Network is unreachable", "Connection refused", "timed out", "No route to host")
 
 
+OFFLINE_SENTENCE = ("Could not reach Hugging Face: this computer seems to be offline, or the site is blocked. "
+                    "The models already on this computer still work.")
+DOWNLOADS_OFF_SENTENCE = ("Downloads are turned off (HF_HUB_OFFLINE is set). "
+                          "The models already on this computer still work.")
+DEFAULT_STATUS = "Models on this computer, and models to download."
+REACH_TIMEOUT_S = 3.0  # how long the chooser waits for the Hub to answer before it calls it unreachable
+
+
 def plain_download_error(reason: str) -> str:
     """One sentence for a failed download: 'no network' in plain words, else the Hub's own reason."""
     if any(mark in reason for mark in _OFFLINE_MARKS):
-        return ("Could not reach Hugging Face: this computer seems to be offline, or the site is blocked. "
-                "The models already on this computer still work.")
+        return OFFLINE_SENTENCE
     return f"Could not download: {reason}"
+
+
+def hub_unreachable(timeout: float = REACH_TIMEOUT_S) -> str:
+    """'' when the Hub (``HF_ENDPOINT``) answers at all (any HTTP status), else why not, technically
+    ("HF_HUB_OFFLINE is set" when downloads are turned off)."""
+    import urllib.error
+    import urllib.request
+
+    from engine.runtime import hub
+
+    if hub.is_offline():
+        return "HF_HUB_OFFLINE is set"
+    try:
+        urllib.request.urlopen(urllib.request.Request(hub.endpoint() + "/api/models?limit=1", method="HEAD"),
+                               timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return ""  # it answered, if only to refuse: the Hub is there
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc  # URLError wraps the OS's error
+        return f"{type(reason).__name__ if isinstance(reason, BaseException) else type(exc).__name__}: {reason}"
+    return ""
 
 
 def _size(n: Optional[int]) -> str:
@@ -81,6 +111,7 @@ class ModelChooser(QDialog):
 
     modelChosen = Signal(object)
     listed = Signal()
+    reached = Signal()  # whether the Hub answers is known (see `unreachable`)
 
     def __init__(self, parent=None, current: Optional[str] = None) -> None:
         """``current``: the path of the model in use ('' for the embedded default, None: unknown)."""
@@ -95,6 +126,7 @@ class ModelChooser(QDialog):
         self.tree.setColumnWidth(0, 320)
         self.tree.itemDoubleClicked.connect(lambda item, _col: self.use(item))
         self.tree.currentItemChanged.connect(lambda *_: self._on_current_changed())
+        self.unreachable: Optional[str] = None  # why the Hub does not answer ('': it does; None: not known yet)
         self.status = QLabel("Looking for models…")
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
@@ -118,6 +150,9 @@ class ModelChooser(QDialog):
         self._list_task.succeeded.connect(self._show_entries)
         self._list_task.failed.connect(lambda reason, _c: self._show_entries([], reason))
         self._list_task.start()
+        self._reach_task = Task(lambda _p, _c: hub_unreachable(), self)
+        self._reach_task.succeeded.connect(self._on_reach)
+        self._reach_task.start()
         self._update_buttons()
 
     # --- the list -----------------------------------------------------------------------------
@@ -149,9 +184,37 @@ class ModelChooser(QDialog):
                     item.setFlags(item.flags() & ~(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable))
                     item.setToolTip(1, entry.reason or "")
         self.tree.expandAll()
-        self.status.setText(problem or "Models on this computer, and models to download.")
+        self._offer_downloads()
+        if problem:
+            self.status.setText(problem)
         self._update_buttons()
         self.listed.emit()
+
+    def _on_reach(self, reason: str) -> None:
+        self.unreachable = reason
+        self._offer_downloads()
+        self._update_buttons()
+        self.reached.emit()
+
+    def _offer_downloads(self) -> None:
+        """Recommended models not downloaded yet are offered only while the Hub answers; the status
+        line says why they are not (the technical reason in its tooltip)."""
+        offline = bool(self.unreachable)
+        for item in self.items():
+            if isinstance(item.data(0, ENTRY_ROLE), Recommended):
+                rec = item.data(0, ENTRY_ROLE)
+                flags = item.flags() | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                item.setFlags(flags & ~(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable) if offline else flags)
+                size = _size(rec.size_bytes) or "from Hugging Face"
+                item.setText(1, f"{'needs a connection to Hugging Face' if offline else f'download {size}'} · {rec.note}")
+        if self._confirming is None and self.download_task is None:
+            self.status.setText(self._default_status())
+            self.status.setToolTip(self.unreachable or "")
+
+    def _default_status(self) -> str:
+        if self.unreachable == "HF_HUB_OFFLINE is set":
+            return DOWNLOADS_OFF_SENTENCE
+        return OFFLINE_SENTENCE if self.unreachable else DEFAULT_STATUS
 
     def _mark_in_use(self, item: QTreeWidgetItem, entry: Optional[catalog.ModelEntry]) -> None:
         if entry is None or self.current is None:
@@ -193,7 +256,7 @@ class ModelChooser(QDialog):
         if self._confirming is not None:  # another row: the question asked no longer stands
             self._confirming = None
             self.use_button.setText("Use Model")
-            self.status.setText("Models on this computer, and models to download.")
+            self.status.setText(self._default_status())
         self._update_buttons()
 
     # --- choosing -----------------------------------------------------------------------------
@@ -270,4 +333,5 @@ class ModelChooser(QDialog):
             self.download_task.cancel()
             self.download_task.wait()
         self._list_task.wait()
+        self._reach_task.wait()  # at most REACH_TIMEOUT_S
         super().done(result)

@@ -30,7 +30,8 @@ from app.table_model import DONE, ERROR, IDLE, QUEUED, SCORING, DocumentRow, Res
 from app.worker import CANCELLED, FAILED, NO_MODEL, ScoringController
 
 DECIDE_DELAY_MS = 150  # verdicts streaming in are decided over the batch at most this often
-REFIT_DELAY_MS = 1000  # labels settle this long before a question's calibrator is fitted again
+REFIT_DELAY_MS = 300  # labels settle this long before a question's calibrator is fitted again (a burst: one refit)
+PASSAGE_DELAY_MS = 400  # a document is shown this long before its passages are scored (the labeling loop moves on)
 MAX_STATE_BYTES = 512 * 2**20  # hidden states kept in memory for instant re-calibration
 MODEL_MENU = "File ▸ Model"  # where the user picks another model (named in messages)
 
@@ -73,9 +74,16 @@ class SessionController(QObject):
         # deciding passage of a one-window document (app.passages), computed when it is shown.
         self.passages: dict[tuple[int, str], tuple[float, Optional[tuple], int]] = {}
         self._passage_jobs: dict[int, tuple[int, str, float, list[tuple[int, int]]]] = {}
+        self._passages_done: set[tuple[int, str]] = set()  # (key, question) whose passages are all scored
+        self._passage_wanted: Optional[tuple[int, str]] = None  # the (key, question) shown, to explain
+        self._passage_timer = QTimer(self)
+        self._passage_timer.setSingleShot(True)
+        self._passage_timer.setInterval(PASSAGE_DELAY_MS)
+        self._passage_timer.timeout.connect(self._ask_for_passages)
         self.options: dict[str, QuestionOptions] = {}  # per question (kept for questions closed, like labels)
         self._examples_sent: list = []  # the worked examples the worker has (engine.types.Example)
         self._refit_dirty: set[str] = set()  # questions whose labels changed since their last refit
+        self.refit_rescored = 0  # labeled documents sent to refits without a kept answer (scored again)
         self._refit_timer = QTimer(self)
         self._refit_timer.setSingleShot(True)
         self._refit_timer.setInterval(REFIT_DELAY_MS)
@@ -93,6 +101,7 @@ class SessionController(QObject):
         s.modelFailed.connect(self._on_model_failed)
         s.verdictArrived.connect(self._on_verdict)
         s.rowsScoring.connect(self._on_rows_scoring)
+        s.documentParts.connect(self._on_document_parts)
         s.rowsStopped.connect(self._on_rows_stopped)
         s.calibratorChanged.connect(self._on_calibrator_changed)
         s.refitFinished.connect(self._on_refit_finished)
@@ -455,13 +464,19 @@ class SessionController(QObject):
             cal = self.scoring.calibrators.get(question)
             # A calibrator fitted elsewhere (a CLI run's labels) brings its labeled documents along,
             # as the CLI's later runs use them; one fitted here has them in the table already.
-            extra = []
-            if cal is not None and question not in self._fitted_here:
-                here = {text_key(r.document.text) for r in rows}
-                extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
+            extra, pinned_scores = [], {}
+            if cal is not None:
+                keys = {r.key: text_key(r.document.text) for r in rows}
+                # a labeled document is decided by its kept score (from the fit without it), as in
+                # the pipeline's decisions
+                pinned_scores = {k: cal.anchors[keys[k]][0] for k in pinned
+                                 if keys[k] in cal.anchors and cal.anchors[keys[k]][1] == pinned[k]}
+                if question not in self._fitted_here:
+                    here = set(keys.values())
+                    extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
             decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
                                       mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR,
-                                      prior=self._prior(question))
+                                      prior=self._prior(question), pinned_scores=pinned_scores)
             changed = []
             for row, new in zip(rows, decided):
                 old = row.verdicts[question]
@@ -581,6 +596,11 @@ class SessionController(QObject):
         for key in keys:
             self.detailChanged.emit(key)  # the pane says what the row says
 
+    @Slot(int, int, int)
+    def _on_document_parts(self, key: int, done: int, total: int) -> None:
+        self.results.set_parts(key, done, total)
+        self.detailChanged.emit(key)
+
     @Slot(list, str, str)
     def _on_rows_stopped(self, keys: list[int], outcome: str, reason: str) -> None:
         if outcome == FAILED:
@@ -680,10 +700,20 @@ class SessionController(QObject):
                 return key
         return None
 
-    def _refit_now(self, question: str) -> None:
-        if calibration.enough_labels(self.label_counts(question)):
-            documents, labels = calibration.refit_request(self.results.rows, question)
-            self.scoring.refit(question, documents, labels)
+    def _refit_now(self, question: str, prompt_changed: bool = False) -> None:
+        """Fit ``question``'s calibrator to its labels on the worker, from the labeled documents'
+        kept answers and states; only those without them (or all, when ``prompt_changed``) are
+        scored again, and the status bar says so."""
+        if not calibration.enough_labels(self.label_counts(question)):
+            return
+        documents, labels, kept = calibration.refit_request(
+            self.results.rows, question, {} if prompt_changed else self.states, self.scoring.state_layer)
+        self.scoring.refit(question, documents, labels, kept)
+        again = len(documents) - len(kept)
+        self.refit_rescored += again
+        if again:
+            self.message.emit(f"Recalibrating “{_short(question)}”: scoring {plural(again, 'labeled document')} "
+                              "again (their kept answers are not at hand)…", 0)
 
     def label_counts(self, question: str) -> tuple[int, int]:
         return calibration.label_counts(self.results.rows, question)
@@ -709,7 +739,7 @@ class SessionController(QObject):
         shown = self._send_examples()  # before the refits: they score the labeled documents with them
         for question in self.results.questions:
             if question in dirty or question in shown:
-                self._refit_now(question)
+                self._refit_now(question, prompt_changed=question in shown)
         self.score_questions([q for q in self.results.questions if q in shown])  # the prompt changed
         self.detailChanged.emit(None)
 
@@ -761,8 +791,7 @@ class SessionController(QObject):
             keys = [r.key for r in again]
             self.results.set_status(keys, QUEUED, "Scored again for the new calibrator")
             self.scoring.score(keys, [r.document for r in again], [question])
-        short = question if len(question) <= 40 else question[:39].rstrip() + "…"
-        text = (f"Recalibrated “{short}” with {calibration.summary(cal)}: "
+        text = (f"Recalibrated “{_short(question)}” with {calibration.summary(cal)}: "
                 f"{plural(flipped, 'unlabeled answer')} changed")
         if again:
             text += f", {plural(len(again), 'document')} being scored again"
@@ -775,25 +804,61 @@ class SessionController(QObject):
         self.detailChanged.emit(None)
 
     # ---------------------------------------------------------------------------------------- passages
-    def passage(self, key: int, question: Optional[str]) -> Optional[tuple[int, int, tuple[int, int], float]]:
+    def passage(self, key: int, question: Optional[str]) -> Optional[tuple]:
         """(passage number, passages, span, calibrated margin) of the deciding passage of
-        document ``key``'s one-window answer to ``question``, once known; else None. Asks for it
-        (scored in the background) the first time, and again when the answer changed."""
-        row = self.results.row_for_key(key)
-        verdict = row.verdicts.get(question) if row is not None and question else None
-        if verdict is None or not verdict.ok or verdict.windows > 1 or question in row.stale:
+        document ``key``'s one-window answer to ``question``, once known; (None, passages, None,
+        nan) when they are scored and none points to the answer (no single passage decides it);
+        else None. Asks for it (scored in the background) once the document has been shown for
+        PASSAGE_DELAY_MS, and again when the answer changed."""
+        verdict = self._explainable(key, question)
+        if verdict is None:
             return None
         known = self.passages.get((key, question))
         if known is not None and known[0] == verdict.margin:
             _, found, count = known
-            return (found[0], count, found[1], found[2]) if found else None
+            if found is None:  # (count 0: not a candidate in it; else still being scored, or none decides)
+                return (None, count, None, math.nan) if (key, question) in self._passages_done else None
+            return found[0], count, found[1], found[2]
+        # Passages are scored on the scoring thread, like refits: one asked for at every document
+        # the labeling loop passes would queue refits behind explanations nobody reads.
+        if self._passage_wanted != (key, question) or not self._passage_timer.isActive():
+            self._passage_wanted = (key, question)
+            self._passage_timer.start()
+        return None
+
+    def _explainable(self, key: int, question: Optional[str]) -> Optional[Verdict]:
+        """Document ``key``'s answer to ``question`` when it is one whose passages can explain it."""
+        row = self.results.row_for_key(key)
+        verdict = row.verdicts.get(question) if row is not None and question else None
+        if verdict is None or not verdict.ok or verdict.windows > 1 or question in row.stale:
+            return None
+        return verdict
+
+    @Slot()
+    def _ask_for_passages(self) -> None:
+        """The document wanted has been shown long enough: score its passages (unless a refit of
+        its question is pending: the refit changes the answer, and it goes first; the pane asks
+        again after it)."""
+        if self._passage_wanted is None:
+            return
+        key, question = self._passage_wanted
+        verdict = self._explainable(key, question)
+        known = self.passages.get((key, question))
+        if verdict is None or self.refit_pending(question) or (known is not None and known[0] == verdict.margin):
+            return
+        for job, (other, *rest) in list(self._passage_jobs.items()):
+            if other != key:  # a document no longer shown: its explanation would only delay what is
+                self.scoring.cancel_passages(job)
+                del self._passage_jobs[job]
+                self.passages.pop((other, rest[0]), None)  # asked for again when it is shown again
+        row = self.results.row_for_key(key)
         spans = passages.split_passages(row.document.text)
         self.passages[(key, question)] = (verdict.margin, None, len(spans))
+        self._passages_done.discard((key, question))
         if spans:
             parts = [Document(id=f"{row.document.id}#{n + 1}", text=row.document.text[a:b]) for n, (a, b) in enumerate(spans)]
             job = self.scoring.score_passages(question, parts)
             self._passage_jobs[job] = (key, question, verdict.margin, spans)
-        return None
 
     @Slot(int, str, object)
     def _on_passages_ready(self, job: int, question: str, margins: list) -> None:
@@ -803,6 +868,7 @@ class SessionController(QObject):
         key, question, explained, spans = request
         if len(margins) == len(spans):
             self.passages[(key, question)] = (explained, passages.deciding_passage(explained, spans, margins), len(spans))
+            self._passages_done.add((key, question))
             self.detailChanged.emit(key)
 
     # ---------------------------------------------------------------------------------------- states
@@ -890,3 +956,8 @@ class _SetLabel(QUndoCommand):
 
     def undo(self) -> None:
         self.session._apply_label(self.key, self.question, self.before)
+
+
+def _short(question: str) -> str:
+    """A question cut to 40 characters, for a status-bar message."""
+    return question if len(question) <= 40 else question[:39].rstrip() + "…"

@@ -27,6 +27,11 @@ def rate_text(rate: float) -> str:
     return f"{rate:.1f} documents/s" if rate >= 0.95 else f"{1 / rate:.0f} s per document"
 
 
+def parts_text(done: int, total: int) -> str:
+    """How far into one long document scoring is: "3 of 7 parts read" ('' when it has one part)."""
+    return f"{done:,} of {total:,} parts read" if total > 1 else ""
+
+
 class StatusArea(QStatusBar):
     """A QStatusBar with the scoring progress as permanent widgets."""
 
@@ -37,6 +42,8 @@ class StatusArea(QStatusBar):
         self.setSizeGripEnabled(False)
         self.notice = ""  # shown again whenever a shorter-lived message ends
         self.rate = 0.0  # documents per second of the latest run
+        self._parts = (0, 0)  # parts (windows) read of the long document being scored, of
+        self._progress = (0, 0, 0.0, -1.0)  # the latest progress report (done, total, rate, left)
         self._summary = ""  # the summary of the latest run, while shown
         self.progress = QProgressBar()
         self.progress.setFixedWidth(140)
@@ -71,15 +78,21 @@ class StatusArea(QStatusBar):
         ``left`` seconds to go (-1: not known yet)."""
         if done < total:  # a run under way (may be reported before it says it is busy)
             self._end_summary()
+        self._progress = (done, total, rate, left)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        parts = [f"{done:,} of {total:,} scored"]
+        parts = [f"{done:,} of {total:,} scored", parts_text(*self._parts)]
         if rate > 0:
             parts.append(rate_text(rate))
         if left >= 1:
             parts.append(f"{about(left)} left")
-        self.progress_label.setText(" · ".join(parts))
+        self.progress_label.setText(" · ".join(p for p in parts if p))
         self.rate = rate
+
+    def show_parts(self, done: int, total: int) -> None:
+        """The long document being scored has ``done`` of ``total`` parts read (total 0: none is)."""
+        self._parts = (done, total)
+        self.show_progress(*self._progress)
 
     def show_summary(self, text: str, timeout_ms: int = 8000) -> None:
         """How the run that just ended went (on the left); it leaves when the next run starts."""

@@ -17,10 +17,18 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from engine.types import Document, Verdict
 
 from app import theme
+from app.status_area import parts_text
 
 # Row status
 QUEUED, SCORING, DONE, ERROR, IDLE = "queued", "scoring", "done", "error", "idle"
 STATUS_TEXT = {QUEUED: "Queued", SCORING: "Scoring…", DONE: "Done", ERROR: "Error", IDLE: "Not scored"}
+
+def status_text(row: "DocumentRow") -> str:
+    """The row's status in words: "Scoring… 3 of 7 parts read" while a long document is read."""
+    text = STATUS_TEXT[row.status]
+    parts = parts_text(*row.parts) if row.status == SCORING else ""
+    return f"{text} {parts}" if parts else text
+
 
 # Custom roles
 VerdictRole = Qt.ItemDataRole.UserRole + 1  # 'yes' / 'no' / 'uncertain' / 'error' / '' (none yet)
@@ -51,6 +59,7 @@ class DocumentRow:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     stale: set[str] = field(default_factory=set)  # questions whose verdict is being replaced (shown dimmed)
+    parts: tuple[int, int] = (0, 0)  # while a long document is scored alone: its parts read, of
 
     @property
     def error(self) -> Optional[str]:
@@ -234,7 +243,7 @@ class ResultsModel(QAbstractTableModel):
                 return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         elif name == "Status":
             if role in (Qt.ItemDataRole.DisplayRole, SortRole):
-                return STATUS_TEXT[row.status]
+                return status_text(row)
             if role == Qt.ItemDataRole.ToolTipRole:
                 return row.error if failed else (row.note or None)
         return None
@@ -268,6 +277,8 @@ class ResultsModel(QAbstractTableModel):
         if role == VerdictRole:
             return kind
         if role == Qt.ItemDataRole.DisplayRole:
+            if verdict is None and row.status == SCORING:
+                return parts_text(*row.parts)
             return "Error" if kind == "error" else plain_answer(verdict)
         if role == StaleRole:
             return question in row.stale
@@ -403,6 +414,13 @@ class ResultsModel(QAbstractTableModel):
                 touched = True
         if touched:
             self._columns_changed(0, self.columnCount() - 1)
+
+    def set_parts(self, key: int, done: int, total: int) -> None:
+        """Row ``key``, a long document scored alone, has ``done`` of ``total`` parts read (0, 0: no more)."""
+        row = self.row_for_key(key)
+        if row is not None and row.parts != (done, total):
+            row.parts = (done, total)
+            self._row_changed(key)
 
     def set_status(self, keys: Iterable[int], status: str, note: str = "") -> None:
         for key in keys:

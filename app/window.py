@@ -29,6 +29,7 @@ from app.file_loader import FileLoader
 from app.filter_bar import FilterBar
 from app.general_probe import GeneralProbeBar, GeneralProbeOffer
 from app.model_box import ModelBox
+from app.preferences import PreferencesDialog
 from app.question_bar import QuestionBar
 from app.results_table import ResultsTable
 from app.session import MODEL_MENU, SessionController, plural
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self.question_bar = QuestionBar()
         self.question_bar.set_recent(self.settings.recent_questions)
         self.model_box = ModelBox(lambda: self.settings.last_directory)
+        self.preferences = None  # the Preferences window, once opened
         self.model_label = self.model_box.label
         header = QWidget()
         header.setObjectName("Header")
@@ -167,6 +169,7 @@ class MainWindow(QMainWindow):
         c.modelLoading.connect(self.model_box.show_loading)
         c.modelReady.connect(self._on_model_ready)
         c.progressChanged.connect(self.status.show_progress)
+        c.documentParts.connect(lambda key, done, total: self.status.show_parts(done, total))
         c.busyChanged.connect(self._on_busy)
         s = self.session
         s.message.connect(self.show_message)
@@ -418,7 +421,17 @@ class MainWindow(QMainWindow):
     def set_target_precision(self, target: float) -> None:
         """Call yes or no only where the call is right with at least this probability (remembered)."""
         self.settings.target_precision = target
+        if target in self.target_actions:
+            self.target_actions[target].setChecked(True)  # the menu says so too (Preferences may have set it)
         self.session.set_target(target)
+
+    def show_preferences(self) -> None:
+        """The Preferences window (one, modeless)."""
+        if self.preferences is None:
+            self.preferences = PreferencesDialog(self)
+        self.preferences.show()
+        self.preferences.raise_()
+        self.preferences.activateWindow()
 
     @Slot(str)
     def _on_guide_changed(self, text: str) -> None:

@@ -96,6 +96,7 @@ class ScoringWorker(QObject):
     modelFailed = Signal(int, str, str, str)  # request, path, reason, name of the model still in use
     chunkStarted = Signal(int, int, int)  # job, first document, end (exclusive)
     chunkProgress = Signal(int, int, int)  # job, share of the chunk scored so far: steps of PROGRESS_STEPS, PROGRESS_STEPS
+    chunkWindows = Signal(int, int, int)  # job, windows of the chunk scored so far, of those cut so far
     verdictReady = Signal(int, object)  # job, Verdict (document_index into the job's documents)
     jobFinished = Signal(int, str, str)  # job, outcome, reason
     # Calibrators cross to the GUI as copies of their own: the worker never touches what the GUI reads.
@@ -211,6 +212,7 @@ class ScoringWorker(QObject):
                                       keep_layer=self._state_layer,
                                       progress=lambda scored, taken, share=share: self.chunkProgress.emit(
                                           job, share.steps(scored, taken), PROGRESS_STEPS),
+                                      window_progress=lambda scored, taken: self.chunkWindows.emit(job, scored, taken),
                                       deliberate=deliberate, decisions="row")
             for verdict in rows:
                 verdict.document_index += start
@@ -237,15 +239,16 @@ class ScoringWorker(QObject):
             else:
                 self._calibrator(question)  # announces it
 
-    @Slot(int, str, object, object)
-    def refit(self, job: int, question: str, documents: Sequence[Document], labels: dict) -> None:
-        """Fit `question`'s calibrator to `labels` (document id -> yes) of `documents`; the engine
-        scores the labeled documents itself and saves the result for this model and question."""
+    @Slot(int, str, object, object, object)
+    def refit(self, job: int, question: str, documents: Sequence[Document], labels: dict, kept: dict) -> None:
+        """Fit `question`'s calibrator to `labels` (document id -> yes) of `documents` and save it
+        for this model and question; the engine scores the labeled documents that have no `kept`
+        raw verdict with its state (`Pipeline.fit`)."""
         if self._classifier is None:
             self.refitFailed.emit(job, question, "no model is loaded")
             return
         try:
-            cal = self._pipeline.fit(question, list(documents), dict(labels))
+            cal = self._pipeline.fit(question, list(documents), dict(labels), kept=dict(kept))
         except Exception as exc:
             self.refitFailed.emit(job, question, f"{type(exc).__name__}: {exc}")
             return
@@ -265,6 +268,8 @@ class ScoringWorker(QObject):
                 margins = [v.score if v.ok else float("nan") for v in rows]
             except Exception:  # a failed explanation only means no passage is highlighted
                 margins = []
+        with self._lock:
+            self._cancelled.discard(job)
         self.passagesScored.emit(job, question, margins)
 
     @Slot(int, int)
@@ -346,6 +351,8 @@ class ScoringController(QObject):
     rowsScoring = Signal(list)  # keys now being scored
     rowsStopped = Signal(list, str, str)  # keys left unscored, outcome, reason
     progressChanged = Signal(int, int, float, float)  # documents done, total, documents/s, seconds left (-1: unknown)
+    # a document scored alone in several parts (windows): its key, parts read, of (0, 0: none any more)
+    documentParts = Signal(int, int, int)
     busyChanged = Signal(bool)
     calibratorChanged = Signal(str, object)  # question, the Calibrator scoring now uses for it
     refitFinished = Signal(str, object)  # question, Calibrator newly fitted to the labels
@@ -360,7 +367,7 @@ class ScoringController(QObject):
     _examplesRequested = Signal(object)
     _releaseRequested = Signal()
     _resolveRequested = Signal(object)
-    _refitRequested = Signal(int, str, object, object)
+    _refitRequested = Signal(int, str, object, object, object)
     _passagesRequested = Signal(int, str, object)
     _generalRequested = Signal(int, int)
 
@@ -389,6 +396,7 @@ class ScoringController(QObject):
         self._worker.modelFailed.connect(self._on_model_failed, queued)
         self._worker.chunkStarted.connect(self._on_chunk_started, queued)
         self._worker.chunkProgress.connect(self._on_chunk_progress, queued)
+        self._worker.chunkWindows.connect(self._on_chunk_windows, queued)
         self._worker.verdictReady.connect(self._on_verdict, queued)
         self._worker.jobFinished.connect(self._on_job_finished, queued)
         self._thread.start()
@@ -396,6 +404,7 @@ class ScoringController(QObject):
         self._load_request = 0  # the latest model request; older answers are ignored
         self._loading = False
         self._jobs: dict[int, _Job] = {}
+        self._parts_key: Optional[int] = None  # the long document whose parts are being reported
         self._busy_reported = False
         self._run_total = 0
         self._run_done = 0
@@ -523,20 +532,27 @@ class ScoringController(QObject):
         self._passagesRequested.emit(job, question, list(passages))
         return job
 
+    def cancel_passages(self, job: int) -> None:
+        """Skip a passages job not started yet (or stop it at its next batch): its answer comes
+        back empty."""
+        self._worker.cancel(job)
+
     def resolve_calibrators(self, questions: list[str]) -> None:
         """Have the worker announce each question's calibrator (calibratorChanged), loading the
         saved ones for this model: what a relaunched session shows before anything is scored."""
         if questions:
             self._resolveRequested.emit(list(questions))
 
-    def refit(self, question: str, documents: list[Document], labels: dict[str, bool]) -> int:
-        """Fit ``question``'s calibrator to ``labels`` (document id -> yes) on the worker. One refit
-        runs at a time; a newer request for a question replaces one still waiting, and the answer
-        to an older one is dropped. Returns the job id."""
+    def refit(self, question: str, documents: list[Document], labels: dict[str, bool],
+              kept: Optional[dict[str, Any]] = None) -> int:
+        """Fit ``question``'s calibrator to ``labels`` (document id -> yes) on the worker, from
+        the ``kept`` raw verdicts (document id -> Verdict with its state) where given, else by
+        scoring the document. One refit runs at a time; a newer request for a question replaces
+        one still waiting, and the answer to an older one is dropped. Returns the job id."""
         job = self._new_id()
         self._refit_latest[question] = job
         self._refit_pending.pop(question, None)
-        self._refit_pending[question] = (job, list(documents), dict(labels))
+        self._refit_pending[question] = (job, list(documents), dict(labels), dict(kept or {}))
         self._send_refit()
         return job
 
@@ -544,9 +560,9 @@ class ScoringController(QObject):
         if self._refit_running is not None or not self._refit_pending:
             return
         question = next(iter(self._refit_pending))
-        job, documents, labels = self._refit_pending.pop(question)
+        job, documents, labels, kept = self._refit_pending.pop(question)
         self._refit_running = job
-        self._refitRequested.emit(job, question, documents, labels)
+        self._refitRequested.emit(job, question, documents, labels, kept)
 
     def fit_general(self, max_docs: int = 0) -> None:
         """Fit the model's general probe on the worker, after the jobs already sent (jobs sent
@@ -678,6 +694,21 @@ class ScoringController(QObject):
             job.chunk_fraction = min(done / steps, 1.0)
             self._emit_progress()
 
+    @Slot(int, int, int)
+    def _on_chunk_windows(self, job_id: int, done: int, total: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.chunk is None or total <= 1:
+            return
+        start, end = job.chunk
+        if end - start == 1 and job.expected[start] > 0:  # one long document: how far into it
+            self._parts_key = job.keys[start]
+            self.documentParts.emit(self._parts_key, done, total)
+
+    def _end_parts(self, keys) -> None:
+        if self._parts_key is not None and self._parts_key in keys:
+            key, self._parts_key = self._parts_key, None
+            self.documentParts.emit(key, 0, 0)
+
     @Slot(int, object)
     def _on_verdict(self, job_id: int, verdict: Verdict) -> None:
         job = self._jobs.get(job_id)
@@ -691,6 +722,7 @@ class ScoringController(QObject):
             job.done += 1
             self._run_done += 1
             self._run_work_done += job.sizes[n]
+            self._end_parts([job.keys[n]])
         self.verdictArrived.emit(job.keys[n], verdict)
         self._emit_progress()
 
@@ -707,6 +739,7 @@ class ScoringController(QObject):
     # --- bookkeeping -----------------------------------------------------------------------------------
     def _drop(self, job: _Job) -> list[int]:
         del self._jobs[job.id]
+        self._end_parts(job.keys)
         unscored = [k for n, k in enumerate(job.keys) if job.expected[n] > 0]
         self._run_total -= len(unscored)
         self._run_work -= sum(job.sizes[n] for n in range(len(job.keys)) if job.expected[n] > 0)

@@ -261,6 +261,7 @@ class Classifier:
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
         window_score: Optional[WindowScore] = None,
+        window_progress: Optional[Callable[[int, int], None]] = None,
     ) -> Iterator[Verdict]:
         """Raw verdicts as batches finish (not in input order: see `Verdict.document_index`).
 
@@ -273,7 +274,8 @@ class Classifier:
         Memory stays bounded: documents are taken `chunk_documents` at a time.
         `progress(scored, taken)` is called after each batch with the document tokens scored so
         far and those of all windows of the documents taken so far: a long document's windows
-        report progress before its verdict.
+        report progress before its verdict. `window_progress(scored, taken)` counts windows the
+        same way, also once the documents of a chunk are cut (before the first batch).
         """
         questions = [questions] if isinstance(questions, str) else list(questions)
         if not questions or any(not q.strip() for q in questions):
@@ -283,7 +285,8 @@ class Classifier:
         if aggregate not in ("max", "mean"):
             raise ValueError("aggregate must be 'max' or 'mean'")
         layers = tuple(layers)
-        tally = [0, 0, progress]  # document tokens scored, taken; the callback
+        # document tokens scored, taken; the callback; windows scored, taken; their callback
+        tally = [0, 0, progress, 0, 0, window_progress]
         chunk: list[Document] = []
         position = 0
         for item in texts:
@@ -419,13 +422,19 @@ class Classifier:
             windows += doc_windows
 
         tally[1] += sum(len(w.ids) for w in windows)
+        tally[4] += len(windows)
+        if tally[5] is not None:
+            tally[5](tally[3], tally[4])
         for batch in self._batches(windows):
             if cancel and cancel():
                 return
             results = self._score_batch(questions, batch, layers)
             tally[0] += sum(len(w.ids) for w in batch)
+            tally[3] += len(batch)
             if tally[2] is not None:
                 tally[2](tally[0], tally[1])
+            if tally[5] is not None:
+                tally[5](tally[3], tally[4])
             for w, result in zip(batch, results):
                 p = pending[w.doc]
                 p.margins[w.index], p.masses[w.index], p.spans[w.index] = result.margins, result.masses, w.span

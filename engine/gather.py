@@ -7,6 +7,7 @@ a question's prompt puts before the document, and the model's general probe.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import zipfile
@@ -32,14 +33,26 @@ from engine.confidence.probe import Features, default_layer, resolve_layer
 from engine.model.fingerprint import FORMATS as FINGERPRINT_FORMATS
 from engine.model.fingerprint import model_fingerprint
 from engine.folders import cache_dir
-from engine.types import as_document
+from engine.types import Verdict, as_document
 
 
-def labeled_features(clf, question: str, documents: Iterable, layers: Sequence[int] = (-1,)) -> Features:
+def labeled_features(clf, question: str, documents: Iterable, layers: Sequence[int] = (-1,),
+                     kept: Optional[Mapping[str, Verdict]] = None) -> Features:
     """Score `documents` once and keep their margins, masses and the hidden states after `layers`.
-    Documents that fail (empty, unreadable) are left out."""
+    Documents that fail (empty, unreadable) are left out. `kept` (document id -> a raw verdict of
+    this question already scored, with its `states`) stands in for scoring a document again
+    wherever it carries the state after every wanted layer."""
     wanted = [resolve_layer(clf.n_layers, layer) for layer in layers]
-    verdicts = clf.score(question, documents, layers=wanted)
+    documents = list(documents)
+    reuse = {i: v for i, v in (kept or {}).items()
+             if v.ok and all(n in (v.states or {}) for n in wanted)}
+    if reuse:
+        scored = {v.document_id: v for v in clf.score(question, [d for d in documents if _id(d) not in reuse],
+                                                       layers=wanted)}
+        verdicts = [dataclasses.replace(reuse[_id(d)], document_id=_id(d)) if _id(d) in reuse else scored[_id(d)]
+                    for d in documents if _id(d) in reuse or _id(d) in scored]
+    else:
+        verdicts = clf.score(question, documents, layers=wanted)
     ok = [v for v in verdicts if v.ok]
     return Features(
         ids=[v.document_id for v in ok],
@@ -49,6 +62,11 @@ def labeled_features(clf, question: str, documents: Iterable, layers: Sequence[i
         if ok and wanted else np.zeros((len(ok), len(wanted), 0)),
         layers=wanted,
     )
+
+
+def _id(document) -> str:
+    """The id a document is scored under (a plain text's id is its position, never kept)."""
+    return getattr(document, "id", None) or ""
 
 
 def content_free(clf, question: str, layers: Sequence[int] = (), nulls: Sequence[str] = NULL_TEXTS
@@ -174,10 +192,12 @@ def fit_calibrator(
     probe_layer: Optional[int] = None,
     recall_target: float = DEFAULT_RECALL,
     general: bool = True,
+    kept: Optional[Mapping[str, Verdict]] = None,
 ) -> Calibrator:
     """A calibrator for `question`, fitted to `labels` (document id -> yes/no) of `documents`
-    (only the labeled ones are scored here). Without labels: label-free settings, with the
-    model's general probe when one ships for it and it beat the raw margin on held-out genres
+    (only the labeled ones are scored here, and of those only the ones without a `kept` raw
+    verdict: see `labeled_features`). Without labels: label-free settings, with the model's
+    general probe when one ships for it and it beat the raw margin on held-out genres
     (`general=False`: never)."""
     cal = Calibrator(
         question=question,
@@ -202,7 +222,7 @@ def fit_calibrator(
     wanted = [layer] if probe else []
     if cal.general is not None:
         wanted.append(cal.general.layer)
-    features = labeled_features(clf, question, labeled, layers=list(dict.fromkeys(wanted)))
+    features = labeled_features(clf, question, labeled, layers=list(dict.fromkeys(wanted)), kept=kept)
     if shift_method == "batch":
         cal.shift = batch_shift(features.margin)
     y = [labels[i] for i in features.ids]
@@ -223,14 +243,15 @@ def calibrator_for(
     use_saved: bool = True,
     save: bool = True,
     folder: Optional[Path] = None,
+    kept: Optional[Mapping[str, Verdict]] = None,
     **settings,
 ) -> Calibrator:
     """The calibrator a run should use for `question`: fitted to `labels` of `documents` (and
     saved, so later runs without labels use it), else the one saved for this model and question,
     else the label-free defaults. `settings` (band, mass_floor, shift_method, probe, ...) override
-    what is saved."""
+    what is saved. `kept`: raw verdicts already scored for labeled documents (`labeled_features`)."""
     if labels:
-        cal = fit_calibrator(clf, question, documents or [], labels, **settings)
+        cal = fit_calibrator(clf, question, documents or [], labels, kept=kept, **settings)
         if save:
             try:
                 cal.save(folder)

@@ -141,9 +141,12 @@ class Pipeline:
                 "this backend returns no hidden states, so no probe can be used: calibrating with "
                 "Platt scaling on the margin from the labels instead")
 
-    def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool]) -> Calibrator:
+    def fit(self, question: str, documents: Sequence[DocumentLike], labels: Mapping[str, bool],
+            kept: Optional[Mapping[str, Verdict]] = None) -> Calibrator:
         """Fit the question's calibrator to `labels` (document id -> yes) of `documents` (only the
-        labeled ones are scored), save it when `save`, and use it from now on.
+        labeled ones are scored, and only those without a `kept` raw verdict of this question that
+        carries the hidden state the calibrator reads: `engine.gather.labeled_features`), save it
+        when `save`, and use it from now on.
 
         A document the prompt shows as a worked example of this question is left out: scored with
         its own answer in front of it, it would make the calibrator overconfident. When that leaves
@@ -163,7 +166,7 @@ class Pipeline:
                 return cal
             documents = kept
         cal = calibrator_for(self.classifier, question, list(documents), dict(labels), save=self.save,
-                             folder=self.folder, **self.settings)
+                             folder=self.folder, kept=kept, **self.settings)
         self.calibrators[question] = cal
         if not self.has_states:
             self._no_probe_note()
@@ -242,6 +245,7 @@ class Pipeline:
         keep_layer: Optional[int] = None,
         aggregate: str = "max",
         progress: Optional[Callable[[int, int], None]] = None,
+        window_progress: Optional[Callable[[int, int], None]] = None,
         deliberate: Union[int, Mapping[str, int]] = 0,
         decisions: str = "batch",
         block: int = DECISION_BLOCK,
@@ -251,7 +255,8 @@ class Pipeline:
         `Verdict.document_index`). A question listed twice is scored once and reported twice.
         `keep_layer` puts the hidden state after that layer in each row's `hidden`. `cancel` is
         polled between batches; `progress(scored, taken)` gets the document tokens scored so far
-        after each batch (see `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
+        after each batch, `window_progress(scored, taken)` the windows (see
+        `Classifier.score_iter`). `deliberate` N > 0: a row left uncertain
         is scored again after the model wrote up to N tokens of reasoning (`Classifier.deliberate`),
         calibrated by the same calibrator; its `reasoning` says what the model wrote. A mapping
         question -> N thinks only about those questions' rows (N each).
@@ -282,7 +287,8 @@ class Pipeline:
             elif self._no_thinking_note not in self._general_notes:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
-                                         progress=progress, window_score=_calibrated_windows(cals))
+                                         progress=progress, window_progress=window_progress,
+                                         window_score=_calibrated_windows(cals))
         if _batch_level(cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             cals = {q: cal.for_batch(raw) for q, cal in cals.items()}  # copies: the kept ones stay as they are

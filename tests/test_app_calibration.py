@@ -146,7 +146,11 @@ def test_relaunch_keeps_calibrated_verdicts_and_the_calibrator(qtbot, make_windo
     qtbot.waitUntil(lambda: Q in again.controller.calibrators, timeout=180_000)
     after = {r.name: (r.verdicts[Q].verdict, r.verdicts[Q].margin, r.verdicts[Q].raw_margin)
              for r in again.results.rows}
-    assert after == before and all(m != raw for _, m, raw in after.values())
+    assert {n: v for n, (v, _, _) in after.items()} == {n: v for n, (v, _, _) in before.items()}
+    assert sorted(after) == sorted(before)
+    assert [x for n in sorted(after) for x in after[n][1:]] == pytest.approx(
+        [x for n in sorted(before) for x in before[n][1:]], abs=1e-9)  # the same sums, perhaps in another order
+    assert all(m != raw for _, m, raw in after.values())
     assert all(r.status == DONE for r in again.results.rows)
     cal = again.controller.calibrators[Q]  # loaded by the engine, without labels
     assert cal.method == "probe" and cal.n_labels == (2, 2)
@@ -225,6 +229,7 @@ def test_a_refit_in_the_window_gives_the_rows_the_pipeline_gives_for_the_same_la
     qtbot.waitUntil(lambda: not window.refit_pending(Q))
     cal = window.controller.calibrators[Q]
     assert cal.layers == [probe.layer] and sum(cal.n_labels) == 4 and cal.platt_prior is not None
+    assert window.session.refit_rescored == 0  # fitted from the kept answers and states alone
 
     documents = [r.document for r in window.results.rows]
     pipeline = Pipeline(tiny_classifier, save=False, folder=tmp_path / "elsewhere")
@@ -267,3 +272,56 @@ def test_batch_calibration_shifts_by_the_whole_job_as_the_pipeline_does(qtbot, m
         assert v.score == pytest.approx(e.score, abs=1e-3), row.name
         assert v.verdict == e.verdict, row.name
         assert v.probability == pytest.approx(e.probability, abs=1e-3), row.name
+
+
+def test_a_refit_without_kept_states_scores_the_labeled_documents_and_says_so(qtbot, make_window, quick_refit):
+    """Where the labeled documents' states are not at hand (dropped for another model, or over
+    the memory bound), the refit scores them again: the status bar says so until it is done."""
+    window = scored_window(qtbot, make_window)
+    del window.session.states[(key_of(window, "invoice-0"), Q)]
+    messages = []
+    window.session.message.connect(lambda text, ms: messages.append(text))
+    for name, label in (("invoice-0", "yes"), ("invoice-1", "yes"), ("recipe-0", "no"), ("recipe-1", "no")):
+        window.set_label(key_of(window, name), Q, label)
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=180_000):
+        pass
+    assert window.session.refit_rescored == 1
+    assert any("scoring 1 labeled document again" in m for m in messages)
+    assert window.controller.calibrators[Q].n_labels == (2, 2)
+    assert "Recalibrated" in window.statusBar().currentMessage()
+
+
+def test_explanations_wait_for_the_refit_and_those_of_documents_no_longer_shown_are_dropped(
+        qtbot, make_window, quick_refit):
+    """The deciding paragraph of the document shown is scored on the scoring thread, like a refit:
+    one of a document left behind is dropped (asked for again if it is shown again), and while a
+    refit is pending none is asked for (the refit changes the answer it would explain), so the
+    refit is not queued behind explanations."""
+    window = make_window()
+    window.question_bar.ask(Q)
+    docs = [(f"letter-{i}", f"Letter {i}: the invoice of ${100 + i} is attached to this message.\n\n"
+                            f"Please pay it by Friday, or bake a lemon tart with {i} eggs instead.") for i in range(6)]
+    keys = window.add_documents([(name, Document(id=name, text=text)) for name, text in docs])
+    wait_scored(qtbot, window, 6)
+    session = window.session
+    window.select_keys([keys[0]])
+    window.select_keys([keys[1]])  # moved on at once: the first is never asked for
+    qtbot.waitUntil(lambda: bool(session._passage_jobs), timeout=180_000)
+    assert [k for k, *_ in session._passage_jobs.values()] == [keys[1]] and (keys[0], Q) not in session.passages
+    session._passage_jobs.clear()  # (as if its answer were still to come: the job stays queued)
+    session._passage_jobs[-1] = (keys[1], Q, 0.0, [])
+    window.select_keys([keys[0]])  # shown long enough: asked for, and the other one's dropped
+    qtbot.waitUntil(lambda: any(k == keys[0] for k, *_ in session._passage_jobs.values()), timeout=180_000)
+    assert [k for k, *_ in session._passage_jobs.values()] == [keys[0]]
+    assert (keys[1], Q) not in session.passages  # so that showing it again asks again
+    window.select_keys([keys[1]])
+    qtbot.waitUntil(lambda: session.passage(keys[1], Q) is not None, timeout=180_000)
+
+    for key, label in zip(keys[2:], ("yes", "yes", "no", "no")):
+        window.set_label(key, Q, label)
+    window.select_keys([keys[5]])
+    assert session.refit_pending(Q) and session.passage(keys[5], Q) is None
+    assert not session._passage_jobs  # nothing queued before the refit
+    with qtbot.waitSignal(window.controller.refitFinished, timeout=180_000):
+        pass
+    qtbot.waitUntil(lambda: session.passage(keys[5], Q) is not None, timeout=180_000)  # asked for after it

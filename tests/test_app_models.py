@@ -137,20 +137,15 @@ def test_the_recommended_model_is_offered_once_on_a_mac(qtbot, home, hub, tmp_pa
 
 
 def test_the_chooser_marks_the_model_in_use_asks_before_downloading_and_says_offline_plainly(
-        qtbot, home, monkeypatch):
-    import socket
-
+        qtbot, home, hub):
     from app.model_chooser import IN_USE, ModelChooser
 
-    with socket.socket() as probe:  # a port nobody listens on: a real refused connection
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     tiny = home / ".lmstudio" / "models" / "acme" / "Tiny-GGUF" / "Tiny-Q8_0.gguf"
     chooser = ModelChooser(current=str(tiny))
     qtbot.addWidget(chooser)
-    with qtbot.waitSignal(chooser.listed, timeout=180_000):
+    with qtbot.waitSignals([chooser.listed, chooser.reached], timeout=180_000):
         chooser.open()
+    assert chooser.unreachable == "" and chooser.item_named(RERANKER.title).text(1).startswith("download 330 MB")
     marked = [item.text(0) for item in chooser.items() if item.text(1).startswith(IN_USE)]
     assert marked == ["acme/Tiny-GGUF/Tiny-Q8_0.gguf"]
 
@@ -162,8 +157,42 @@ def test_the_chooser_marks_the_model_in_use_asks_before_downloading_and_says_off
     assert chooser.use_button.text() == "Use Model"
     chooser.tree.setCurrentItem(chooser.item_named(RERANKER.title))
     qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
+    hub.__exit__(None, None, None)  # the network goes away after the chooser opened
     qtbot.mouseClick(chooser.use_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: chooser.download_task is None, timeout=180_000)
     sentence = chooser.status.text()
     assert sentence.startswith("Could not reach Hugging Face") and "Error" not in sentence and "[Errno" not in sentence
     assert "Connect" in chooser.status.toolTip()  # the technical reason, for whoever asks
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: a real refused connection
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("how", ["closed port", "HF_HUB_OFFLINE"])
+def test_the_chooser_offers_no_download_when_the_hub_does_not_answer(qtbot, home, monkeypatch, how):
+    from app.model_chooser import DOWNLOADS_OFF_SENTENCE, OFFLINE_SENTENCE, ModelChooser
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    if how == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    chooser = ModelChooser()
+    qtbot.addWidget(chooser)
+    with qtbot.waitSignals([chooser.listed, chooser.reached], timeout=180_000):
+        chooser.open()
+    item = chooser.item_named(RERANKER.title)
+    assert not item.flags() & Qt.ItemFlag.ItemIsEnabled and "needs a connection to Hugging Face" in item.text(1)
+    chooser.tree.setCurrentItem(item)
+    assert not chooser.use_button.isEnabled()
+    chooser.use(item)  # double-clicked anyway: nothing starts
+    assert chooser.download_task is None
+    assert chooser.status.text() == (DOWNLOADS_OFF_SENTENCE if how == "HF_HUB_OFFLINE" else OFFLINE_SENTENCE)
+    if how == "closed port":
+        assert "Connection refused" in chooser.status.toolTip()  # the technical reason, in the tooltip
+    tiny = chooser.item_named("acme/Tiny-GGUF/Tiny-Q8_0.gguf")  # what is on disk is still offered
+    chooser.tree.setCurrentItem(tiny)
+    assert chooser.use_button.isEnabled()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -101,7 +102,7 @@ def test_a_new_question_scores_its_column_and_an_edit_is_a_rename_that_keeps_lab
         window.set_label(row.key, Q1, label)
     refits = []
     original_refit = window.controller.refit
-    window.controller.refit = lambda q, d, labels: refits.append((q, dict(labels))) or original_refit(q, d, labels)
+    window.controller.refit = lambda q, d, labels, kept=None: refits.append((q, dict(labels))) or original_refit(q, d, labels, kept)
     window.question_bar.tabs.setCurrentIndex(0)
     editor = window.question_bar.editor
     editor.selectAll()
@@ -263,8 +264,9 @@ def test_shortcuts(qtbot, make_window, monkeypatch, tmp_path):
 
     # no shortcut takes what macOS reserves; Label No is not Shift+Cmd+Y; Export is Shift+Cmd+E
     keys = {a.text(): [k.toString() for k in a.shortcuts()] for a in window.findChildren(type(window.export_action))}
-    taken = {k for ks in keys.values() for k in ks}
+    taken = {k for name, ks in keys.items() if name != "Preferences…" for k in ks}  # ⌘, is reserved for it
     assert not taken & menus.RESERVED, taken & menus.RESERVED
+    assert keys["Preferences…"] == ["Ctrl+,"]
     assert "Ctrl+Shift+E" in keys["Export Results…"] and "Ctrl+S" not in keys["Export Results…"]
     assert QKeySequence(QKeySequence.StandardKey.Undo) in window.undo_action.shortcuts()  # its text names the step
     # every message naming a menu names one that exists
@@ -454,3 +456,67 @@ def test_passages_are_paragraphs_and_none_is_chosen_against_the_answer():
     assert deciding_passage(1.5, spans, [0.2, 0.9])[0] == 1
     assert deciding_passage(-1.5, spans, [0.2, 0.9]) is None  # nothing points to "no"
     assert deciding_passage(-1.5, spans, [-0.2, float("nan")])[0] == 0
+
+
+def test_headers_and_set_phrases_are_never_the_deciding_passage_of_the_real_samples():
+    """On the shipped samples: a mail's From/Subject block, greetings, thank-yous, sign-offs with
+    the name under them, a signature and "If you have already paid, please ignore this reminder"
+    are not candidates; the paragraphs that say what the text is about are."""
+    from pathlib import Path
+
+    from app.passages import is_boilerplate, split_passages
+
+    samples = Path(__file__).resolve().parents[1] / "resources" / "samples"
+
+    def candidates(name: str) -> list[str]:
+        text = (samples / name).read_text(encoding="utf-8")
+        return [text[a:b] for a, b in split_passages(text)]
+
+    phishing = candidates("account-suspended.eml.txt")
+    assert not any(p.startswith(("From:", "Subject:")) for p in phishing)
+    assert phishing[0].startswith("We detected unusual activity") and "Thank you for your cooperation." not in phishing
+    invoice = candidates("overdue-invoice.txt")
+    assert invoice[0].startswith("Our records show that invoice INV-20931")
+    assert not any("please ignore this reminder" in p or p.startswith(("Subject:", "Dear", "Accounts Receivable"))
+                   for p in invoice)
+    assert all("Kind regards" not in p for p in candidates("job-offer.txt"))
+    assert all(not p.startswith("See you there") for p in candidates("team-offsite.txt"))
+    # what is content stays content, at the end of a text too
+    assert not is_boilerplate("Thank you for the lovely dinner; the lemon tart was great and we should bake it again.")
+    assert not is_boilerplate("Hi team, the offsite moved to Thursday because the venue flooded.")
+    assert not is_boilerplate("Please pay the full amount by Friday.", last=True)
+    assert is_boilerplate("Accounts Receivable, Brightline Web Services", last=True)
+    assert not is_boilerplate("Accounts Receivable, Brightline Web Services")  # a line like it, mid-text
+
+
+def test_the_pane_says_when_no_single_paragraph_decides(qtbot, make_window, tiny_model_dir):
+    """The real invoice sample, selected: its candidate paragraphs (no header, no set phrase) are
+    scored alone; the one that points most to the answer is highlighted, or, when none points
+    that way, the pane says that no single paragraph decides, rather than highlighting one."""
+    from engine import Classifier
+    from app.passages import split_passages
+
+    window = make_window()
+    window.question_bar.ask(Q1)
+    text = (Path(__file__).resolve().parents[1] / "resources" / "samples" / "overdue-invoice.txt").read_text()
+    (key,) = window.add_documents([("overdue-invoice.txt", Document(id="inv", text=text))])
+    wait_scored(qtbot, window, 1)
+    window.select_keys([key])
+    qtbot.waitUntil(lambda: window.session.passage(key, Q1) is not None, timeout=180_000)
+    window._refresh_detail()
+    spans = split_passages(text)
+    verdict = window.results.row_for_key(key).verdicts[Q1]
+    side = 1 if verdict.margin > 0 else -1
+    alone = [v.margin for v in Classifier.load(tiny_model_dir).classify(Q1, [text[a:b] for a, b in spans])]
+    note = window.detail.window_note.text()
+    if any(m * side > 0 for m in alone):
+        best = max(range(len(spans)), key=lambda n: alone[n] * side)
+        assert window.detail.highlighted_span() == spans[best] and "read on its own" in note
+    else:
+        assert window.detail.highlighted_span() is None and note.startswith("No single paragraph decides it")
+
+    row = window.results.row_for_key(key)  # and the other case, shown as the session reports it
+    window.detail.show_row(row, window.results.questions, 0, {}, {}, (None, len(spans), None, float("nan")))
+    note = window.detail.window_note
+    assert note.isVisibleTo(window.detail) and note.text().startswith("No single paragraph decides it")
+    assert f"none of the {len(spans)}" in note.text() and window.detail.highlighted_span() is None

@@ -15,7 +15,9 @@ from engine.confidence.decide import (
     UNCERTAIN,
     YES,
     DecisionRule,
+    PlattPrior,
     call_quality,
+    called_with,
     decide,
     decide_verdicts,
     oracle_coverage,
@@ -289,3 +291,30 @@ def test_a_decision_whose_prior_is_missing_falls_back():
     assert nested.rescaled(2.0, 1.0).without_prevalence == nested.without_prevalence.rescaled(2.0, 1.0)
     broken = {**nested.to_dict(), "without_prevalence": {"mean": [1, 2], "cov": [[1, 2], [2, 1]]}}
     assert PlattPrior.from_dict(broken) == PlattPrior(nested.mean, nested.cov)  # the broken part alone dropped
+
+
+def test_the_quick_refits_run_together_give_each_label_set_the_calls_it_gets_alone():
+    """`called_with` runs the EM of many label sets at once (what `suggest` weighs): each must get
+    exactly what `decide` gives it alone, on a batch with two groups, one without, and with the
+    Bayesian Platt taking over where a prior is known."""
+    rng = np.random.default_rng(3)
+    quick = DecisionRule(refits=0)
+    prior = PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5)))
+    for s in (np.r_[rng.normal(2.5, 1, 60), rng.normal(-2.5, 1, 60)], rng.normal(0, 1, 120),
+              np.r_[rng.normal(0, 1, 40), [np.nan, np.inf]]):
+        sets = [{}, {0: True}, {0: True, 30: False}, {3: False}, {0: True, 1: True, 30: False, 31: False},
+                {0: True, 1: True, 30: False}]
+        for with_prior in (None, prior):
+            alone = [decide(s, labels, quick, with_prior).called for labels in sets]
+            assert called_with(s, sets, quick, with_prior) == alone
+    with pytest.raises(ValueError):
+        called_with([0.0, 1.0, 2.0], [{}], DecisionRule())
+
+
+def test_deciding_the_same_batch_again_gives_an_equal_decision_that_the_caller_may_change():
+    s = np.r_[np.linspace(-3, -1, 30), np.linspace(1, 3, 30)]
+    first = decide(s, {0: False}, DecisionRule())
+    first.probability[:] = 0.5  # a caller's own copy: the remembered decision is not touched
+    again = decide(s, {0: False}, DecisionRule())
+    assert again.calls == first.calls and again.probability[1] < 0.5
+    assert suggest(s, None, DecisionRule(), 3) == suggest(s, None, DecisionRule(), 5)[:3]

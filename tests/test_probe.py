@@ -120,3 +120,25 @@ def test_numpy_blas_threads_limits_numpys_openblas_and_restores_it():
     with metrics.numpy_blas_threads(1):
         assert getter() == 1
     assert getter() == before
+
+
+def test_kept_verdicts_stand_in_for_scoring_a_document_again(tiny_classifier):
+    """A refit from answers already scored (the window's kept states) uses them as they are: a kept
+    verdict with every wanted layer's state is not scored again (its margin here is deliberately
+    not the model's), one without that layer is scored, and the order follows the documents."""
+    import dataclasses
+
+    from engine.types import Document
+
+    clf = tiny_classifier
+    docs = [Document(id=f"d{i}", text=t) for i, t in enumerate(["Pay $5 now.", "A lemon tart.", "Pay the fine."])]
+    fresh = extract_features(clf, "Is it a bill?", docs, layers=[1])
+    scored = clf.score("Is it a bill?", docs, layers=[1])
+    kept = {"d0": dataclasses.replace(scored[0], raw_margin=7.5, document_id="elsewhere"),
+            "d2": dataclasses.replace(scored[2], states={2: scored[2].states[1]})}  # not the wanted layer
+    mixed = extract_features(clf, "Is it a bill?", docs, layers=[1], kept=kept)
+    assert mixed.ids == ["d0", "d1", "d2"]
+    assert mixed.margin[0] == 7.5  # taken as kept, not scored
+    np.testing.assert_allclose(mixed.margin[1:], fresh.margin[1:], atol=1e-5)  # scored (d2's kept state is another layer's)
+    np.testing.assert_allclose(mixed.hidden, fresh.hidden, atol=1e-5)
+    np.testing.assert_allclose(mixed.label_mass, fresh.label_mass, atol=1e-6)

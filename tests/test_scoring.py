@@ -220,3 +220,18 @@ def test_a_calibrator_that_reads_states_picks_the_window_it_believes(tiny_model_
     assert row.probability == pytest.approx(1 / (1 + np.exp(-max(z))), abs=2e-3)
     (raw,) = clf.score(question, [text])
     assert raw.window_index == int(np.argmax(margins))
+
+
+def test_window_progress_counts_a_long_documents_windows_from_the_cut_to_the_last(tiny_model_dir):
+    """window_progress(scored, taken): once when the documents are cut (nothing scored yet), then
+    after each batch, up to every window of every document; a short one adds one window."""
+    clf = Classifier.load(tiny_model_dir, max_context=400, batch_tokens=400)
+    long = " ".join(f"Sentence {i} talks about a different thing." for i in range(40))
+    events = []
+    verdicts = list(clf.pipeline.run(QUESTIONS[0], [long, "Pay $5."],
+                                     window_progress=lambda scored, taken: events.append((scored, taken))))
+    windows = sum(v.windows for v in verdicts)
+    assert verdicts[0].windows > 2 and verdicts[1].windows == 1
+    assert events[0] == (0, windows)  # reported before the first batch
+    assert [s for s, _ in events] == sorted(s for s, _ in events) and events[-1] == (windows, windows)
+    assert {t for _, t in events} == {windows}

@@ -482,8 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--no-llama-cpp", action="store_true", help="leave out llama.cpp's server on the same GGUF "
                    "(measured by default when $VERDICT_LLAMA_SERVER or llama-server on PATH is found)")
-    b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row, Ask to "
-                   "first verdict (the real window, offscreen; --docs: the files it opens)")
+    b.add_argument("--app", action="store_true", help="time the desktop app instead: launch to first row and model "
+                   "ready, Ask to progress and first verdict, labels to all verdicts updated and to the refit, a "
+                   "20,000-character paste to progress (the real window, offscreen; --docs: the files it opens)")
     b.set_defaults(func=cmd_bench)
 
     from engine.cli import models

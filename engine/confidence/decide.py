@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -126,33 +127,50 @@ class BatchDecision:
 
 # --- the mixture -----------------------------------------------------------------------------------
 def _em(s: np.ndarray, weight: np.ndarray, fixed: np.ndarray, mu0: np.ndarray, mu1: np.ndarray,
-        iters: int = 150, tol: float = 1e-6) -> tuple[np.ndarray, ...]:
+        iters: int = 150, tol: float = 1e-6, group: Optional[np.ndarray] = None) -> tuple[np.ndarray, ...]:
     """Shared-variance two-Gaussian EM on scores `s` (n,), run for F fits at once: `weight` (F, n)
-    are each fit's document weights, `fixed` (n,) is 1/0 for a labeled yes/no and NaN otherwise,
-    `mu0`, `mu1` (F,) the starting means. Returns (pi, mu0, mu1, var, loglik), each (F,)."""
+    are each fit's document weights, `fixed` (n,) or (F, n) is 1/0 for a labeled yes/no and NaN
+    otherwise, `mu0`, `mu1` (F,) the starting means. The fits of one `group` (F,) (default: all
+    one) stop together, when each of them has converged: a group gives what it would alone.
+    Returns (pi, mu0, mu1, var, loglik), each (F,)."""
     var_floor = max(float(np.var(s)), 1e-12) * _VAR_FLOOR
+    fixed = np.broadcast_to(fixed, weight.shape)
     free = np.isnan(fixed)
     pinned = np.where(free, 0.0, np.nan_to_num(fixed))
+    group = np.zeros(len(weight), dtype=int) if group is None else np.asarray(group)
     var = np.full(mu0.shape, max(float(np.var(s)) / 4, var_floor))
     pi = np.full(mu0.shape, 0.5)
+    mu0, mu1 = np.array(mu0, dtype=np.float64), np.array(mu1, dtype=np.float64)
     previous = np.full(mu0.shape, -np.inf)
+    loglik = previous.copy()
+    total = weight.sum(axis=1)
+    live = np.arange(len(weight))  # the fits of the groups still running
+    w, fr, pin, tot = weight, free, pinned, total
     for _ in range(iters):
-        l1 = np.log(pi)[:, None] - (s[None] - mu1[:, None]) ** 2 / (2 * var[:, None])
-        l0 = np.log1p(-pi)[:, None] - (s[None] - mu0[:, None]) ** 2 / (2 * var[:, None])
-        r = np.where(free[None], metrics.sigmoid(l1 - l0), pinned[None])
-        w1, w0 = weight * r, weight * (1 - r)
-        total = weight.sum(axis=1)
-        pi = np.clip((w1.sum(axis=1) + 1.0) / (total + 2.0), 1e-3, 1 - 1e-3)  # Beta(2, 2) prior
-        mu1 = (w1 @ s + 1e-9 * mu1) / (w1.sum(axis=1) + 1e-9)
-        mu0 = (w0 @ s + 1e-9 * mu0) / (w0.sum(axis=1) + 1e-9)
-        var = np.maximum((w1 * (s[None] - mu1[:, None]) ** 2 + w0 * (s[None] - mu0[:, None]) ** 2).sum(axis=1)
-                         / total, var_floor)
+        p_, m0, m1, v = pi[live], mu0[live], mu1[live], var[live]
+        l1 = np.log(p_)[:, None] - (s[None] - m1[:, None]) ** 2 / (2 * v[:, None])
+        l0 = np.log1p(-p_)[:, None] - (s[None] - m0[:, None]) ** 2 / (2 * v[:, None])
+        r = np.where(fr, metrics.sigmoid(l1 - l0), pin)
+        w1, w0 = w * r, w * (1 - r)
+        pi[live] = np.clip((w1.sum(axis=1) + 1.0) / (tot + 2.0), 1e-3, 1 - 1e-3)  # Beta(2, 2) prior
+        m1 = (w1 @ s + 1e-9 * m1) / (w1.sum(axis=1) + 1e-9)
+        m0 = (w0 @ s + 1e-9 * m0) / (w0.sum(axis=1) + 1e-9)
+        mu1[live], mu0[live] = m1, m0
+        var[live] = v = np.maximum((w1 * (s[None] - m1[:, None]) ** 2 + w0 * (s[None] - m0[:, None]) ** 2
+                                    ).sum(axis=1) / tot, var_floor)
         mix = np.logaddexp(l1, l0)
-        loglik = (weight * np.where(free[None], mix, np.where(pinned[None] > 0, l1, l0))).sum(axis=1) \
-            - 0.5 * total * np.log(2 * np.pi * var)
-        if np.all(np.abs(loglik - previous) <= tol * np.maximum(1.0, np.abs(loglik))):
-            break
-        previous = loglik
+        loglik[live] = ll = (w * np.where(fr, mix, np.where(pin > 0, l1, l0))).sum(axis=1) \
+            - 0.5 * tot * np.log(2 * np.pi * v)
+        converged = np.abs(ll - previous[live]) <= tol * np.maximum(1.0, np.abs(ll))
+        previous[live] = ll
+        g = group[live]
+        unsettled = np.bincount(g, weights=~converged, minlength=group.max() + 1) > 0
+        still = unsettled[g]
+        if not still.all():  # a group that has stopped keeps the values it stopped with
+            live = live[still]
+            if not len(live):
+                break
+            w, fr, pin, tot = weight[live], free[live], pinned[live], total[live]
     return pi, mu0, mu1, var, loglik
 
 
@@ -334,6 +352,29 @@ def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRu
     calibration was across questions; with the labels of each class, it says which decision
     decides (`DecisionRule.decision_for`)."""
     raw = np.asarray(scores, dtype=np.float64)
+    key = (raw.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in (labels or {}).items())), rule, prior)
+    decision = _remember(_DECIDED, key, lambda: _decide(raw, labels, rule, prior))
+    return dataclasses.replace(decision, probability=decision.probability.copy())
+
+
+def _remember(memo: dict, key: tuple, compute):
+    """``memo[key]``, computed first when missing; the oldest entries beyond _REMEMBERED go."""
+    with _MEMO_LOCK:
+        if key in memo:
+            return memo[key]
+    value = compute()
+    with _MEMO_LOCK:
+        memo[key] = value
+        while len(memo) > _REMEMBERED:
+            del memo[next(iter(memo))]
+    return value
+
+
+_DECIDED: dict[tuple, BatchDecision] = {}  # the last few decisions: the window asks again after each label
+
+
+def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: DecisionRule,
+            prior: Optional[PlattPrior]) -> BatchDecision:
     n = len(raw)
     ok = np.isfinite(raw)
     probability = np.full(n, np.nan)
@@ -449,27 +490,86 @@ def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionR
     the document nearest even odds. Documents already called are not suggested while any is
     uncertain. `prior`: the score's Platt prior, as for `decide`."""
     s = np.asarray(scores, dtype=np.float64)
-    labels = dict(labels or {})
+    return list(_ranked(s, dict(labels or {}), rule, candidates, prior)[:count])
+
+
+def _ranked(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidates: int,
+            prior: Optional[PlattPrior]) -> tuple[int, ...]:
+    """The whole ranking `suggest` takes its first few from (the last few asked are remembered:
+    the window asks for the same batch's suggestions several times after each label)."""
+    key = (s.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in labels.items())), rule, candidates, prior)
+    return _remember(_RANKED, key, lambda: _rank(s, labels, rule, candidates, prior))
+
+
+def _rank(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidates: int,
+          prior: Optional[PlattPrior]) -> tuple[int, ...]:
     current = decide(s, labels, rule, prior)
     open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i]) and current.calls[i] == UNCERTAIN]
     if not open_:
         open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i])]
-    if not open_:
-        return []
-    p_now = np.nan_to_num(current.probability, nan=0.5)
-    order = sorted(open_, key=lambda i: s[i])
-    picks = np.unique(np.linspace(0, len(order) - 1, min(candidates, len(order))).round().astype(int))
-    shortlist = list(dict.fromkeys([order[j] for j in picks] +
-                                   sorted(open_, key=lambda i: abs(p_now[i] - 0.5))[: max(2, candidates // 4)]))
-    quick = dataclasses.replace(rule, refits=0)
-    gain = {}
-    for i in shortlist:
-        p = float(np.clip(p_now[i], 0.05, 0.95))
-        calls_yes = decide(s, {**labels, i: True}, quick, prior).called
-        calls_no = decide(s, {**labels, i: False}, quick, prior).called
-        gain[i] = (p * calls_yes + (1 - p) * calls_no, -abs(p_now[i] - 0.5))
-    ranked = sorted(shortlist, key=lambda i: gain[i], reverse=True)
-    return ranked[:count]
+    ranked: tuple[int, ...] = ()
+    if open_:
+        p_now = np.nan_to_num(current.probability, nan=0.5)
+        order = sorted(open_, key=lambda i: s[i])
+        picks = np.unique(np.linspace(0, len(order) - 1, min(candidates, len(order))).round().astype(int))
+        shortlist = list(dict.fromkeys([order[j] for j in picks] +
+                                       sorted(open_, key=lambda i: abs(p_now[i] - 0.5))[: max(2, candidates // 4)]))
+        quick = dataclasses.replace(rule, refits=0)
+        called = called_with(s, [{**labels, i: answer} for i in shortlist for answer in (True, False)], quick, prior)
+        gain = {}
+        for n, i in enumerate(shortlist):
+            p = float(np.clip(p_now[i], 0.05, 0.95))
+            gain[i] = (p * called[2 * n] + (1 - p) * called[2 * n + 1], -abs(p_now[i] - 0.5))
+        ranked = tuple(sorted(shortlist, key=lambda i: gain[i], reverse=True))
+    return ranked
+
+
+_REMEMBERED = 8  # decisions and rankings kept (the GUI and the scoring thread may both ask)
+_MEMO_LOCK = threading.Lock()
+_RANKED: dict[tuple, tuple[int, ...]] = {}
+
+
+def called_with(scores, label_sets: Sequence[Mapping[int, bool]], rule: DecisionRule,
+                prior: Optional[PlattPrior] = None) -> list[int]:
+    """`decide(scores, labels, rule, prior).called` for each of `label_sets`, for a rule without
+    bootstrap refits: the mixture's EM runs for all of them at once (what `suggest` weighs)."""
+    if rule.refits:
+        raise ValueError("called_with decides without bootstrap refits (rule.refits = 0)")
+    raw = np.asarray(scores, dtype=np.float64)
+    ok = np.isfinite(raw)
+    out: list[Optional[int]] = [None] * len(label_sets)
+    jobs = []  # (index, fixed over the scored documents, labels given)
+    for k, labels in enumerate(label_sets):
+        fixed_all = _pinned(len(raw), labels)
+        n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
+        fixed = fixed_all[ok]
+        mixture = rule.decision_for(min(n_labels), prior) == "mixture"
+        if mixture and int(np.isnan(fixed).sum()) >= 2 and len(np.unique(raw[ok])) >= 3:
+            jobs.append((k, fixed, sum(n_labels)))
+        else:
+            out[k] = decide(raw, labels, rule, prior).called
+    if jobs:
+        s = raw[ok]
+        s = (s - float(np.median(s))) / (float(np.std(s)) or 1.0)  # as `decide` does
+        starts = [_starts(s, fixed) for _, fixed, _ in jobs]
+        group = np.repeat(np.arange(len(jobs)), [len(st) for st in starts])
+        fixed = np.stack([jobs[g][1] for g in group])
+        mu0 = np.array([a for st in starts for a, _ in st])
+        mu1 = np.array([b for st in starts for _, b in st])
+        pi, mu0, mu1, var, loglik = _em(s, np.ones(fixed.shape), fixed, mu0, mu1, group=group)
+        gate = rule.gate_for(len(s))
+        for g, (k, fixed_g, labeled) in enumerate(jobs):
+            rows = np.flatnonzero(group == g)
+            best = rows[loglik[rows].argmax()]
+            fit = pi[[best]], mu0[[best]], mu1[[best]], var[[best]]
+            if not np.any(~np.isnan(fixed_g)) and fit[2][0] < fit[1][0]:  # no labels: "yes" is the higher group
+                fit = 1 - fit[0], fit[2], fit[1], fit[3]
+            p = metrics.sigmoid(_mixture_logit(s, *fit))[0]
+            separation = float(np.abs(fit[2] - fit[1])[0] / np.sqrt(fit[3][0]))
+            free = np.isnan(fixed_g)
+            sure = np.sum(free & ((p >= rule.target) | (p <= 1 - rule.target))) if separation >= gate else 0
+            out[k] = labeled + int(sure)
+    return [int(n) for n in out]
 
 
 # --- measuring calls ------------------------------------------------------------------------------
