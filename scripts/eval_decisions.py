@@ -164,7 +164,7 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
             scores = {"R0": z0}
             if k:
                 scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
-                if OUT_OF_FOLD:  # each labeled document's score from the refit without it, as shipped
+                if OUT_OF_FOLD and k >= 2:  # each labeled document's score from the refit without it, as shipped
                     r1 = scores["R1:10"].copy()
                     for j, i in enumerate(lab_idx):
                         rest = np.delete(lab_idx, j)

@@ -426,13 +426,23 @@ def anchor(general: GeneralProbe, x: np.ndarray, labels, l2: float) -> tuple[np.
 
 def held_out_anchor_scores(general: GeneralProbe, x: np.ndarray, labels, l2: float, folds: int = 10) -> np.ndarray:
     """Each labeled document's score from the general probe refit (`anchor`) without it: leave one
-    out for a few labels, `folds`-fold beyond. A document's own label pulls its in-sample score
-    toward its class, which would make the scores of the labels look more telling than those of
-    the documents still to be called."""
+    out for a few labels, `folds` folds (by class) beyond. A document's own label pulls its
+    in-sample score toward its class, which would make the scores of the labels look more telling
+    than those of the documents still to be called. With one label of a class, the in-sample
+    scores: a refit without it would not know that class at all, and would rank the labels by
+    another score than the one the other documents get."""
     y = np.asarray(labels, dtype=bool)
     n = len(y)
-    groups = np.arange(n) if n <= 4 * folds else np.arange(n) % folds
-    out = np.empty(n)
+    w, b = anchor(general, x, y, l2)
+    out = x @ w + b
+    if min(int(y.sum()), int((~y).sum())) < 2:
+        return out
+    groups = np.arange(n)
+    if n > 4 * folds:
+        groups = np.empty(n, dtype=int)
+        for cls in (True, False):
+            where = np.flatnonzero(y == cls)
+            groups[where] = np.arange(len(where)) % folds
     for g in np.unique(groups):
         test = groups == g
         w, b = anchor(general, x[~test], y[~test], l2)
