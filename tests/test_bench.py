@@ -72,3 +72,24 @@ def test_bench_compares_with_llama_server_on_the_same_gguf_for_one_and_five_ques
         assert row["documents"] == 2 and row["seconds"] > 0
         assert abs(row["engine_ratio"] - engine[name] / row["docs_per_second"]) < 1e-9 * row["engine_ratio"]
         assert f"{row['engine_ratio']:4.2f}x" in out
+
+
+def test_the_generate_baseline_makes_mlx_lm_tokens_without_importing_transformers(tiny_gguf):
+    """The (b) baseline's greedy loop gives the tokens mlx-lm's own `generate_step` gives, and
+    leaves transformers (which `mlx_lm.generate` imports) out of the bench's process."""
+    code = (
+        "import sys\n"
+        "from engine import Classifier\n"
+        "from engine.cli.bench import generate_greedy\n"
+        f"clf = Classifier.load({str(tiny_gguf)!r})\n"
+        "ids = clf.encoder.encode('Is it about files?', 'A tool that copies files.').all\n"
+        "ours = generate_greedy(clf.backend.lm.model, ids, 12, set())\n"
+        "assert 'transformers' not in sys.modules\n"
+        "import mlx.core as mx\n"
+        "from mlx_lm.generate import generate_step\n"
+        "theirs = [int(t) for (t, _), _n in zip(generate_step(mx.array(ids), clf.backend.lm.model, max_tokens=12), range(12))]\n"
+        "assert len(ours) == 12 and ours == theirs, (ours, theirs)\n"
+        "print('same')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and "same" in done.stdout, done.stderr[-3000:]

@@ -39,6 +39,7 @@ def test_a_model_on_numpy_blas_scores_like_mlx(tiny_model_dir, monkeypatch):
     # both loads keep MLX's own matmuls (a machine without system OpenBLAS would swap at load):
     # the reference is MLX's, and the swap below is this test's
     monkeypatch.setenv("VERDICT_NUMPY_BLAS", "0")
+    monkeypatch.setenv("VERDICT_FLOAT32_WEIGHTS", "1")  # float32 nn.Linear layers to swap (quantized ones: test_quantized)
     reference = Classifier.load(tiny_model_dir)
     expected = [v.raw_margin for v in reference.classify("Is this about money?", docs)]
 

@@ -1,5 +1,7 @@
-"""The CPU float32 weights of a GGUF, kept in the cache folder: read back on the next start with
-the same logits, and rebuilt when the file is truncated, damaged or another model's."""
+"""The CPU float32 weights of a GGUF (VERDICT_FLOAT32_WEIGHTS=1), kept in the cache folder: read
+back on the next start with the same logits, rebuilt when the file is truncated, damaged or another
+model's, and the least recently used files evicted past the folder's limits."""
+import os
 import json
 import struct
 
@@ -19,6 +21,7 @@ PROMPT = "<|im_start|>user\nIs the document yes or no? Answer.<|im_end|>\n<|im_s
 @pytest.fixture
 def cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("VERDICT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VERDICT_FLOAT32_WEIGHTS", "1")
     return tmp_path / "cache"
 
 
@@ -40,9 +43,9 @@ def test_the_second_start_reads_the_cache_and_scores_the_same(tmp_path, cache_fo
     first = _logits(path)
     assert cached.is_file()
     assert _header(cached)["__metadata__"]["fingerprint"] == model_fingerprint(path)
-    stamp = cached.stat().st_mtime_ns
+    inode = cached.stat().st_ino
     second = _logits(path)
-    assert cached.stat().st_mtime_ns == stamp  # read, not written again
+    assert cached.stat().st_ino == inode  # read, not written again (a rewrite replaces the file)
     np.testing.assert_array_equal(second, first)
     lm = load_model(path)
     expected = np.array(reference(mx.array([lm.tokenizer.encode(PROMPT)]))[0, -1].astype(mx.float32))
@@ -88,5 +91,49 @@ def test_an_unwritable_cache_folder_only_costs_the_conversion(tmp_path, monkeypa
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would be")
     monkeypatch.setenv("VERDICT_CACHE_DIR", str(blocker))
+    monkeypatch.setenv("VERDICT_FLOAT32_WEIGHTS", "1")
     path, _ = write_gguf(tmp_path / "m.Q8_0.gguf", "qwen3", quant="Q8_0")
     np.testing.assert_array_equal(_logits(path), _logits(path))
+
+
+def test_without_float32_weights_nothing_is_converted_or_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERDICT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("VERDICT_FLOAT32_WEIGHTS", raising=False)
+    path, _ = write_gguf(tmp_path / "m.Q4_1.gguf", "llama", quant="Q4_1")
+    _logits(path)
+    assert not (tmp_path / "cache" / "weights").exists()
+
+
+def _models(tmp_path, count):
+    return [write_gguf(tmp_path / f"m{i}.Q8_0.gguf", "llama", quant="Q8_0", seed=i)[0] for i in range(count)]
+
+
+def test_the_least_recently_used_files_are_evicted_past_the_count(tmp_path, cache_folder, monkeypatch):
+    monkeypatch.setattr(weight_cache, "KEEP_FILES", 2)
+    first, second, third = _models(tmp_path, 3)
+    files = [weight_cache.cache_file(model_fingerprint(p)) for p in (first, second, third)]
+    load_model(first)
+    load_model(second)
+    os.utime(files[0], ns=(1, 1))  # long unused ...
+    os.utime(files[1], ns=(2, 2))
+    load_model(first)  # ... until read again now: the second is now the least recently used
+    assert files[0].stat().st_mtime_ns > files[1].stat().st_mtime_ns
+    load_model(third)
+    assert [f.is_file() for f in files] == [True, False, True]
+
+
+def test_a_size_cap_keeps_the_file_just_written_and_drops_older_ones(tmp_path, cache_folder, monkeypatch):
+    first, second = _models(tmp_path, 2)
+    load_model(first)
+    old = weight_cache.cache_file(model_fingerprint(first))
+    size = old.stat().st_size
+    monkeypatch.setattr(weight_cache, "KEEP_BYTES", size + size // 2)  # room for one file, not two
+    stranger = old.parent / ".m.cpu-float32.safetensors.tmp"  # another process's file being written
+    stranger.write_bytes(b"x" * 10)
+    load_model(second)
+    assert not old.exists() and weight_cache.cache_file(model_fingerprint(second)).is_file()
+    assert stranger.is_file()
+    monkeypatch.setattr(weight_cache, "KEEP_BYTES", 1)  # smaller than any file: the new one still stays
+    old.unlink(missing_ok=True)
+    load_model(first)
+    assert old.is_file() and not weight_cache.cache_file(model_fingerprint(second)).exists()

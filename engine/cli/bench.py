@@ -3,8 +3,9 @@
 Methods, all with the same loaded weights and backend settings:
   (a) naive      the full prompt for each document and question, one at a time, no cache,
                  the model's ordinary forward pass (output head on every position)
-  (b) generate   mlx-lm generates up to 32 tokens for "answer yes or no, then one sentence why"
-                 and the first yes/no word is parsed, the way it is commonly done
+  (b) generate   the model generates up to 32 tokens (greedy, mlx-lm's KV cache) for "answer yes
+                 or no, then one sentence why" and the first yes/no word is parsed, the way it
+                 is commonly done
   (c) engine     `Classifier.score_iter`: shared parts cached, documents batched, last position only
 Scenarios: one short question; a long instructions part (a ~700-token rubric with worked
 examples); five questions per document. The slow methods run on the first `baseline_docs`
@@ -114,9 +115,26 @@ def run_naive(clf: Classifier, questions: Sequence[str], docs: list[Document]) -
     return time.perf_counter() - start, tokens
 
 
+def generate_greedy(model, ids: Sequence[int], max_tokens: int, stop: set[int]) -> list[int]:
+    """Up to `max_tokens` greedy tokens after `ids`, as mlx-lm's `generate_step` makes them
+    (the prompt through the model once into mlx-lm's KV cache, then one token at a time), without
+    importing `mlx_lm.generate`, which pulls in transformers for its tokenizer types."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    logits = model(mx.array([list(ids)]), cache=cache)[:, -1]
+    out: list[int] = []
+    while len(out) < max_tokens:
+        token = int(mx.argmax(logits, axis=-1).item())
+        if token in stop:
+            break
+        out.append(token)
+        logits = model(mx.array([[token]]), cache=cache)[:, -1]
+    return out
+
+
 def run_generate(clf: Classifier, questions: Sequence[str], docs: list[Document], max_tokens: int = 32):
     """Generate an answer per document and question and parse the first yes/no word."""
-    from mlx_lm.generate import generate_step
 
     layout = Layout(name="generate", system=clf.layout.system, user=clf.layout.user + GENERATE_SUFFIX)
     encoder = PromptEncoder(build_template(layout, clf.backend.lm.tokenizer, clf.instructions), clf.backend.lm.tokenizer)
@@ -127,12 +145,7 @@ def run_generate(clf: Classifier, questions: Sequence[str], docs: list[Document]
     for doc in docs:
         for q in questions:
             ids = encoder.encode(q, doc.text).all
-            out: list[int] = []
-            for (token, _), _n in zip(generate_step(mx.array(ids), clf.backend.lm.model, max_tokens=max_tokens), range(max_tokens)):
-                token = int(token)
-                if token in eos:
-                    break
-                out.append(token)
+            out = generate_greedy(clf.backend.lm.model, ids, max_tokens, eos)
             parsed += bool(re.search(r"\b(yes|no)\b", clf.backend.lm.tokenizer.decode(out), re.IGNORECASE))
             tokens += len(ids)
     return time.perf_counter() - start, tokens, parsed

@@ -19,7 +19,7 @@ from engine.model.architectures import SUPPORTED_ARCHITECTURES  # noqa: E402,F40
 from engine.model.sources import ModelError, find_default_model  # noqa: E402  (ModelError: re-exported)
 from engine.model.tokenizer import Tokenizer  # noqa: E402
 
-# On CPU, dequantize when the float32 weights stay under this size (the fast BLAS path).
+# On CPU, multiply dequantized weights when they stay under this size as float32 (the fast BLAS path).
 DEQUANTIZE_LIMIT_BYTES = 6 * 2**30
 
 
@@ -98,9 +98,17 @@ def dequantize(model: nn.Module) -> int:
     return len(swaps)
 
 
+def float32_weights_wanted() -> bool:
+    """``VERDICT_FLOAT32_WEIGHTS=1``: on the CPU, dequantize small quantized models once at load
+    and keep the float32 weights (about 4x the memory), instead of dequantizing each layer's
+    weight for each matmul (`engine.runtime.quantized`). The scores are the same either way."""
+    return os.environ.get("VERDICT_FLOAT32_WEIGHTS") == "1"
+
+
 def _prepare_for_backend(model: nn.Module) -> Any:
     """Choose the compute dtype: float16 on a GPU; float32 on CPU, where float16 is ~40x slower,
-    with small quantized models dequantized so matmuls go through the optimized BLAS."""
+    with small quantized models' matmuls going through the optimized BLAS on dequantized weights
+    (dequantized for each matmul, or once with `float32_weights_wanted`)."""
     if backend.is_gpu():
         return mx.float16
     # float32 scales first, so dequantized weights are exact (not rounded through float16).
@@ -111,7 +119,12 @@ def _prepare_for_backend(model: nn.Module) -> Any:
         )
     )
     if parameter_count(model) * 4 <= DEQUANTIZE_LIMIT_BYTES:
-        dequantize(model)
+        if float32_weights_wanted():
+            dequantize(model)
+        else:
+            from engine.runtime.quantized import dense_matmuls
+
+            dense_matmuls(model)
     from engine.runtime import numpy_blas
 
     if numpy_blas.wanted():  # no system OpenBLAS: numpy's, for the float32 matmuls
@@ -168,8 +181,8 @@ def load_model(
         raise ModelError(f"model not found: {path}")
     fingerprint = model_fingerprint(path, progress)
     gpu = backend.is_gpu()
-    # A GGUF on the CPU runs float32: what an earlier start converted is read back instead.
-    cacheable = not gpu and path.is_file() and is_gguf(path)
+    # A GGUF on the CPU with float32 weights kept: what an earlier start converted is read back.
+    cacheable = not gpu and path.is_file() and is_gguf(path) and float32_weights_wanted()
     from_cache: list[bool] = []
 
     def cached_weights(model: nn.Module) -> bool:

@@ -80,6 +80,7 @@ class LocalBackend:
             if not prompt or any(len(segment) == 0 for segment in prompt):
                 raise ValueError("every segment of a prompt needs at least one token")
             by_first.setdefault(prompt[0], []).append(i)
+        prompts = fuse_unshared(prompts)
         for first, members in by_first.items():
             ending = [i for i in members if len(prompts[i]) == 1]
             if ending:
@@ -267,6 +268,29 @@ class LocalBackend:
                 label_mass=float(masses[r]),
                 states={n: states[n][r] for n in layers} if layers else None,
             )
+
+
+def fuse_unshared(prompts: Sequence[Prompt]) -> list[Prompt]:
+    """The prompts with each one's segments after the first joined into one from where no other
+    prompt of the call shares them: e.g. a document asked one question is prefilled with its
+    question's tail in one pass instead of two (each pass reads every weight once), while a
+    document asked five questions is still prefilled once for all five. The first segment stays
+    apart (it may be kept across calls); the scores are those of the same tokens."""
+    shared: dict[tuple[Segment, ...], int] = {}
+    for prompt in prompts:
+        for depth in range(2, len(prompt)):
+            shared[tuple(prompt[:depth])] = shared.get(tuple(prompt[:depth]), 0) + 1
+    fused: list[Prompt] = []
+    for prompt in prompts:
+        depth = 1
+        while depth < len(prompt) - 1 and shared[tuple(prompt[: depth + 1])] > 1:
+            depth += 1
+        if depth >= len(prompt) - 1:
+            fused.append(prompt)
+        else:
+            rest = Segment(tuple(token for segment in prompt[depth:] for token in segment.ids))
+            fused.append([*prompt[:depth], rest])
+    return fused
 
 
 def _waves(children: list[tuple[int, Segment]], batch: int) -> list[list[tuple[int, Segment]]]:

@@ -102,7 +102,8 @@ def blas_threads() -> Optional[int]:
 
 
 def install(model: nn.Module) -> int:
-    """Swap the model's float32 `nn.Linear` layers for `NumpyLinear`; return how many."""
+    """Swap the model's float32 `nn.Linear` layers for `NumpyLinear` and put every other float32
+    matmul of the model on numpy's BLAS (`active()`); return how many layers were swapped."""
     global _active
     threads = blas_threads()
     if threads:
@@ -116,7 +117,7 @@ def install(model: nn.Module) -> int:
     ]
     if swaps:
         model.update_modules(tree_unflatten(swaps))
-        _active = True
+    _active = True  # the attention, the output head and float16-stored layers use `matmul` too
     return len(swaps)
 
 
