@@ -320,9 +320,7 @@ class Calibrator:
             x = self.general.features(features.hidden[:, features.layers.index(self.general.layer)], self.general_null)
             self.anchored = anchor(self.general, x, y, anchor_l2)
             self.use_general, self.general_platt_for = True, self.general.identity
-            # each labeled document kept with the score a refit without it gives it: what the
-            # unlabeled ones get, so decisions calibrated on these scores are not overconfident
-            scores = held_out_anchor_scores(self.general, x, y, anchor_l2)
+            scores = x @ self.anchored[0] + self.anchored[1]
         elif self.general is not None and self.general.layer in features.layers:
             # Not fitted to these labels, so its AUC on them is an honest measurement.
             z = self.general_decision(features.hidden[:, features.layers.index(self.general.layer)])
@@ -422,32 +420,6 @@ def anchor(general: GeneralProbe, x: np.ndarray, labels, l2: float) -> tuple[np.
     fit = metrics.logistic_regression(x, np.asarray(labels, dtype=bool), l2, prior_w=general.w / a,
                                       prior_b=(general.b - c) / a, l2_b=1.0)
     return fit.w * a, float(fit.b * a + c)
-
-
-def held_out_anchor_scores(general: GeneralProbe, x: np.ndarray, labels, l2: float, folds: int = 10) -> np.ndarray:
-    """Each labeled document's score from the general probe refit (`anchor`) without it: leave one
-    out for a few labels, `folds` folds (by class) beyond. A document's own label pulls its
-    in-sample score toward its class, which would make the scores of the labels look more telling
-    than those of the documents still to be called. With one label of a class, the in-sample
-    scores: a refit without it would not know that class at all, and would rank the labels by
-    another score than the one the other documents get."""
-    y = np.asarray(labels, dtype=bool)
-    n = len(y)
-    w, b = anchor(general, x, y, l2)
-    out = x @ w + b
-    if min(int(y.sum()), int((~y).sum())) < 2:
-        return out
-    groups = np.arange(n)
-    if n > 4 * folds:
-        groups = np.empty(n, dtype=int)
-        for cls in (True, False):
-            where = np.flatnonzero(y == cls)
-            groups[where] = np.arange(len(where)) % folds
-    for g in np.unique(groups):
-        test = groups == g
-        w, b = anchor(general, x[~test], y[~test], l2)
-        out[test] = x[test] @ w + b
-    return out
 
 
 def text_key(text: str) -> str:
