@@ -57,7 +57,7 @@ def hub_unreachable(timeout: float = REACH_TIMEOUT_S) -> str:
     import urllib.error
     import urllib.request
 
-    from engine.runtime import hub
+    from engine.model import hub
 
     if hub.is_offline():
         return "HF_HUB_OFFLINE is set"
