@@ -155,16 +155,16 @@ class Pipeline:
         examples_for = getattr(self.classifier, "examples_for", None)
         shown = {e.text.strip() for e in examples_for(question)} if examples_for else set()
         if shown:
-            kept = [d for d in documents if d.text.strip() not in shown]
-            kept_ids = {d.id for d in kept}
-            labels = {i: y for i, y in labels.items() if i in kept_ids}
+            not_shown = [d for d in documents if d.text.strip() not in shown]
+            not_shown_ids = {d.id for d in not_shown}
+            labels = {i: y for i, y in labels.items() if i in not_shown_ids}
             if len(set(labels.values())) < 2:
                 cal = calibrator_for(self.classifier, question, use_saved=False, folder=self.folder, **self.settings)
                 cal.notes.append("its labeled documents are all shown as worked examples: the calibrator stays "
                                  "label-free")
                 self.calibrators[question] = cal
                 return cal
-            documents = kept
+            documents = not_shown
         cal = calibrator_for(self.classifier, question, list(documents), dict(labels), save=self.save,
                              folder=self.folder, kept=kept, **self.settings)
         self.calibrators[question] = cal

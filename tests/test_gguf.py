@@ -213,7 +213,7 @@ def _margins(lm, prompts):
     return np.array(out), logits
 
 
-def test_default_model_as_a_q4_k_m_mix_loads_exactly(default_model_path, tmp_path):
+def test_default_model_as_a_q4_k_m_mix_loads_exactly(default_model_path, tmp_path, monkeypatch):
     """SmolLM2's weights re-encoded the way llama.cpp's Q4_K_M would (576-wide rows fall back to
     Q5_0/Q8_0, ffn_down gets Q4_K/Q6_K). Loaded through our repack + gguf-py path, the model must
     equal the same architecture with every tensor decoded by gguf-py, and its margins must stay
@@ -233,7 +233,8 @@ def test_default_model_as_a_q4_k_m_mix_loads_exactly(default_model_path, tmp_pat
     ours = load_model(mix)
     ours_margins, ours_logits = _margins(ours, prompts)
     del ours
-    reference = load_model(default_model_path)  # float32 on CPU: the float weights
+    monkeypatch.setenv("VERDICT_FLOAT32_WEIGHTS", "1")  # the float weights, as plain float32 layers
+    reference = load_model(default_model_path)
     float_margins, _ = _margins(reference, prompts)
     assert np.abs(ours_margins - float_margins).max() <= 0.4
 
