@@ -573,6 +573,82 @@ def choose_v4(args) -> int:
     return 0
 
 
+def zero_v5(args) -> int:
+    """decisions_rule_v5.md: at k = 0, D4 with a likelihood-ratio prior fitted on the tuning genres,
+    each tuning genre judged with the prior of the other; held-out and training genres judged with
+    the prior of both."""
+    cache = Path(args.cache)
+    train = load_pairs(cache, TRAIN)
+    held = load_pairs(cache, HELD_OUT)
+    tuning_genres = ("fortunes", "wordnet")
+    tuning = load_pairs(cache, tuning_genres)
+    probe_all = GeneralProbe(SPEC, 100.0).fit(train)
+
+    def r0(p: Pairs, probe: GeneralProbe) -> np.ndarray:
+        return (features(p, SPEC) - probe.mean) / probe.scale @ probe.w + probe.b
+
+    z_tuning = r0(tuning, probe_all)
+    z_held = r0(held, probe_all)
+    z_train = np.zeros(len(train.y))
+    for g in TRAIN:
+        m = train.genre == g
+        z_train[m] = r0(train.take(m), GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g)))
+
+    def prior_from(genres) -> PlattPrior:
+        m = np.isin(tuning.genre, genres)
+        return platt_prior(tuning.take(m), z_tuning[m]).without_prevalence
+
+    def judge(p: Pairs, z: np.ndarray, m: np.ndarray, prior: PlattPrior) -> dict:
+        out = {}
+        for q in dict.fromkeys(p.question[m]):
+            idx = np.flatnonzero(m & (p.question == q))
+            y, s = p.y[idx], z[idx]
+            draws = prevalence_platt(s, None, prior, draws=60, seed=0)
+            for name, low, high in (("Zm", draws.mean(axis=0), draws.mean(axis=0)),
+                                    ("Zq", np.quantile(draws, 0.1, axis=0), np.quantile(draws, 0.9, axis=0))):
+                calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN for lo, hi in zip(low, high)]
+                made, right = call_quality(y, calls)
+                out.setdefault(name, []).append({"question": str(q), "n": len(y), "calls": made, "right": right,
+                                                 "oracle": oracle_coverage(y, s, TARGET), "auc": metrics.auc(y, s),
+                                                 "ece": 0.0})
+        return out
+
+    def summary(records):
+        t = pooled(records)
+        t["questions_below_80"] = sum(1 for r in records if r["calls"] / r["n"] > 0.2 and r["right"] / r["calls"] < 0.8)
+        return t
+
+    report = {"cross": {}, "heldout": {}, "training": {}}
+    for g in tuning_genres:
+        other = [x for x in tuning_genres if x != g]
+        prior = prior_from(other)
+        print(f"prior from {other}: {prior}", file=sys.stderr)
+        for name, recs in judge(tuning, z_tuning, tuning.genre == g, prior).items():
+            report["cross"].setdefault(name, {})[g] = summary(recs)
+    both = prior_from(list(tuning_genres))
+    print(f"prior from both: {both}", file=sys.stderr)
+    for name, recs in judge(held, z_held, np.ones(len(held.y), bool), both).items():
+        report["heldout"][name] = summary(recs)
+    for name, recs in judge(train, z_train, np.ones(len(train.y), bool), both).items():
+        report["training"][name] = summary(recs)
+    qualifying = [n for n in ("Zm", "Zq") if all(
+        t["calls"] and t["precision"] >= TARGET and t["questions_below_80"] == 0 for t in report["cross"][n].values())]
+    coverage = {n: np.mean([t["coverage"] for t in report["cross"][n].values()]) for n in ("Zm", "Zq")}
+    chosen = max(qualifying, key=lambda n: coverage[n]) if qualifying else "mixture"
+    report["chosen"] = chosen
+    report["prior_both"] = both.to_dict()
+    for split in ("cross", "heldout", "training"):
+        for name, t in report[split].items():
+            rows = t.items() if split == "cross" else [("all", t)]
+            for g, x in rows:
+                print(f"{split:9} {name} {g:9} called {x['coverage']:.3f} right {x['precision']:.3f} "
+                      f"oracle {x['oracle']:.3f} AUC {x['auc']:.3f} q<80 {x['questions_below_80']}")
+    print(f"chosen at k = 0: {chosen}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -603,8 +679,11 @@ def main() -> int:
     c4 = sub.add_parser("choose-v4", help="decisions_rule_v4.md: the shipped decision or D4, per k")
     c4.add_argument("results", nargs="+")
     c4.add_argument("--json")
+    z5 = sub.add_parser("zero-v5", help="decisions_rule_v5.md: a zero-label prior from the tuning genres")
+    z5.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
+    z5.add_argument("--json")
     args = parser.parse_args()
-    return {"run": run, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 
