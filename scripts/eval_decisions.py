@@ -95,16 +95,10 @@ def measure(y: np.ndarray, unl: np.ndarray, score: np.ndarray, prob: np.ndarray,
             "n": int(unl.sum()), "calls": made, "right": right, "ece": metrics.ece(yu, p), "sep": sep}
 
 
-def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int,
-              prior_llr: PlattPrior | None = None):
-    """Every (k, draw, ranking, decision) record of one batch."""
-    if V4:
-        return run_batch_v4(p, idx, probe, prior, prior_llr, question, seed)
-    y = p.y[idx]
-    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
-    z0 = x @ probe.w + probe.b
+def label_draws(y: np.ndarray, seed: int):
+    """(k, draw, labeled mask) for every k of KS a batch has enough of each class for (k + 5), DRAWS
+    random draws of k labels per class each (one empty draw for k = 0), from the batch's seed."""
     rng = np.random.default_rng(seed)
-    out = []
     for k in KS:
         if k and (y.sum() < k + 5 or (~y).sum() < k + 5):
             continue
@@ -113,31 +107,44 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
             if k:
                 labeled[rng.choice(np.flatnonzero(y), k, replace=False)] = True
                 labeled[rng.choice(np.flatnonzero(~y), k, replace=False)] = True
-            lab_idx = np.flatnonzero(labeled)
-            labels = {int(i): bool(y[i]) for i in lab_idx}
-            unl = ~labeled
-            scores = {"R0": z0}
-            if k and not ONLY_R2:
-                for lam in LAMBDAS:
-                    scores[f"R1:{lam:g}"] = anchored_scores(x, lab_idx, y[lab_idx], probe, lam)
-            r2, cal = shipped_calibrator(p, idx, lab_idx, y[lab_idx], probe, question)
-            scores["R2"] = r2
-            if ONLY_R2:
-                del scores["R0"]
-            base = {"question": question, "k": k, "draw": draw}
-            d0_calls = [cal.decide(float(v), 1.0) for v in r2]
-            out.append({**base, "ranking": "R2", "decision": "D0",
-                        **measure(y, unl, r2, metrics.sigmoid(r2), d0_calls, float("nan"))})
-            for name, s in scores.items():
-                out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
-                                                                                   [UNCERTAIN] * len(y), float("nan"))})
-                pb = bayes_platt(s, labels, prior)
-                calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
-                out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
-                for dname, rule in (("D2", DecisionRule(gate=0.0, refits=0)), ("D3", DecisionRule(gate=0.0))):
-                    d = decide(s, labels, rule)
-                    out.append({**base, "ranking": name, "decision": dname,
-                                **measure(y, unl, s, d.probability, d.calls, d.separation)})
+            yield k, draw, labeled
+
+
+def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int,
+              prior_llr: PlattPrior | None = None):
+    """Every (k, draw, ranking, decision) record of one batch."""
+    if V4:
+        return run_batch_v4(p, idx, probe, prior, prior_llr, question, seed)
+    y = p.y[idx]
+    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
+    z0 = x @ probe.w + probe.b
+    out = []
+    for k, draw, labeled in label_draws(y, seed):
+        lab_idx = np.flatnonzero(labeled)
+        labels = {int(i): bool(y[i]) for i in lab_idx}
+        unl = ~labeled
+        scores = {"R0": z0}
+        if k and not ONLY_R2:
+            for lam in LAMBDAS:
+                scores[f"R1:{lam:g}"] = anchored_scores(x, lab_idx, y[lab_idx], probe, lam)
+        r2, cal = shipped_calibrator(p, idx, lab_idx, y[lab_idx], probe, question)
+        scores["R2"] = r2
+        if ONLY_R2:
+            del scores["R0"]
+        base = {"question": question, "k": k, "draw": draw}
+        d0_calls = [cal.decide(float(v), 1.0) for v in r2]
+        out.append({**base, "ranking": "R2", "decision": "D0",
+                    **measure(y, unl, r2, metrics.sigmoid(r2), d0_calls, float("nan"))})
+        for name, s in scores.items():
+            out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
+                                                                               [UNCERTAIN] * len(y), float("nan"))})
+            pb = bayes_platt(s, labels, prior)
+            calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
+            out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
+            for dname, rule in (("D2", DecisionRule(gate=0.0, refits=0)), ("D3", DecisionRule(gate=0.0))):
+                d = decide(s, labels, rule)
+                out.append({**base, "ranking": name, "decision": dname,
+                            **measure(y, unl, s, d.probability, d.calls, d.separation)})
     return out
 
 
@@ -148,45 +155,37 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
     y = p.y[idx]
     x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
     z0 = x @ probe.w + probe.b
-    rng = np.random.default_rng(seed)
     out = []
-    for k in KS:
-        if k and (y.sum() < k + 5 or (~y).sum() < k + 5):
-            continue
-        for draw in range(DRAWS if k else 1):
-            labeled = np.zeros(len(y), bool)
-            if k:
-                labeled[rng.choice(np.flatnonzero(y), k, replace=False)] = True
-                labeled[rng.choice(np.flatnonzero(~y), k, replace=False)] = True
-            lab_idx = np.flatnonzero(labeled)
-            labels = {int(i): bool(y[i]) for i in lab_idx}
-            unl = ~labeled
-            scores = {"R0": z0}
-            if k:
-                scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
-                if OUT_OF_FOLD and k >= 2:  # each labeled document's score from the refit without it, as shipped
-                    r1 = scores["R1:10"].copy()
-                    for j, i in enumerate(lab_idx):
-                        rest = np.delete(lab_idx, j)
-                        r1[i] = anchored_scores(x[i:i + 1], np.arange(0), y[rest], probe, 10.0, fit_x=x[rest])[0]
-                    scores["R1:10"] = r1
-            base = {"question": question, "k": k, "draw": draw}
-            for name, s in scores.items():
-                out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
-                                                                                   [UNCERTAIN] * len(y), float("nan"))})
-                pb = bayes_platt(s, labels, prior)
-                calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
-                out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
-                d = decide(s, labels, DecisionRule(gate=0.0))
-                out.append({**base, "ranking": name, "decision": "D3",
-                            **measure(y, unl, s, d.probability, d.calls, d.separation)})
-                draws = prevalence_platt(s, labels, prior_llr, seed=seed)
-                for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
-                                         ("D4q", np.quantile(draws, 0.1, axis=0), np.quantile(draws, 0.9, axis=0))):
-                    calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
-                             for lo, hi in zip(low, high)]
-                    out.append({**base, "ranking": name, "decision": dname,
-                                **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
+    for k, draw, labeled in label_draws(y, seed):
+        lab_idx = np.flatnonzero(labeled)
+        labels = {int(i): bool(y[i]) for i in lab_idx}
+        unl = ~labeled
+        scores = {"R0": z0}
+        if k:
+            scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
+            if OUT_OF_FOLD and k >= 2:  # each labeled document's score from the refit without it
+                r1 = scores["R1:10"].copy()
+                for j, i in enumerate(lab_idx):
+                    rest = np.delete(lab_idx, j)
+                    r1[i] = anchored_scores(x[i:i + 1], np.arange(0), y[rest], probe, 10.0, fit_x=x[rest])[0]
+                scores["R1:10"] = r1
+        base = {"question": question, "k": k, "draw": draw}
+        for name, s in scores.items():
+            out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
+                                                                               [UNCERTAIN] * len(y), float("nan"))})
+            pb = bayes_platt(s, labels, prior)
+            calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
+            out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
+            d = decide(s, labels, DecisionRule(gate=0.0))
+            out.append({**base, "ranking": name, "decision": "D3",
+                        **measure(y, unl, s, d.probability, d.calls, d.separation)})
+            draws = prevalence_platt(s, labels, prior_llr, seed=seed)
+            for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
+                                     ("D4q", np.quantile(draws, 0.1, axis=0), np.quantile(draws, 0.9, axis=0))):
+                calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
+                         for lo, hi in zip(low, high)]
+                out.append({**base, "ranking": name, "decision": dname,
+                            **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
     return out
 
 
@@ -584,15 +583,12 @@ def zero_v5(args) -> int:
     tuning = load_pairs(cache, tuning_genres)
     probe_all = GeneralProbe(SPEC, 100.0).fit(train)
 
-    def r0(p: Pairs, probe: GeneralProbe) -> np.ndarray:
-        return (features(p, SPEC) - probe.mean) / probe.scale @ probe.w + probe.b
-
-    z_tuning = r0(tuning, probe_all)
-    z_held = r0(held, probe_all)
+    z_tuning = probe_all.decision(tuning)
+    z_held = probe_all.decision(held)
     z_train = np.zeros(len(train.y))
     for g in TRAIN:
         m = train.genre == g
-        z_train[m] = r0(train.take(m), GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g)))
+        z_train[m] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g)).decision(train.take(m))
 
     def prior_from(genres) -> PlattPrior:
         m = np.isin(tuning.genre, genres)
