@@ -466,13 +466,13 @@ class SessionController(QObject):
             # as the CLI's later runs use them; one fitted here has them in the table already.
             extra, pinned_scores = [], {}
             if cal is not None:
-                keys = {r.key: text_key(r.document.text) for r in rows}
-                # a labeled document is decided by its kept score (from the fit without it), as in
-                # the pipeline's decisions
-                pinned_scores = {k: cal.anchors[keys[k]][0] for k in pinned
-                                 if keys[k] in cal.anchors and cal.anchors[keys[k]][1] == pinned[k]}
+                # a labeled document is decided by the score its calibrator kept for it, as in the
+                # pipeline's decisions (only labeled rows need their text's digest for that)
+                labeled_keys = {r.key: text_key(r.document.text) for r in rows if r.key in pinned}
+                pinned_scores = {k: cal.anchors[key][0] for k, key in labeled_keys.items()
+                                 if key in cal.anchors and cal.anchors[key][1] == pinned[k]}
                 if question not in self._fitted_here:
-                    here = set(keys.values())
+                    here = {text_key(r.document.text) for r in rows}
                     extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
             decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
                                       mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR,
