@@ -2,9 +2,11 @@
 """How the shipped decisions fare on small batches: for each held-out and tuning question of the
 general set, k labels per class plus N unlabeled documents drawn at random (10 draws); the labels
 refit the general probe (strength 10) and the batch is decided as shipped. Prints the share of the
-unlabeled documents called and the share of those calls right.
+unlabeled documents called and the share of those calls right, and of the "yes" calls alone.
+`--balanced`: half of the unlabeled documents "yes" (as in `make demo`'s games), questions with
+enough of them only.
 
-  python scripts/eval_small_batches.py [--cache /work/cache_probe/smollm2-135m-q4_1]
+  python scripts/eval_small_batches.py [--cache /work/cache_probe/smollm2-135m-q4_1] [--balanced] [--before]
 """
 from __future__ import annotations
 
@@ -27,7 +29,11 @@ from engine.confidence.decide import DecisionRule, call_quality, decide
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
-    cache = Path(parser.parse_args().cache)
+    parser.add_argument("--balanced", action="store_true")
+    parser.add_argument("--before", action="store_true", help="the decisions before the prevalence one: the "
+                        "mixture, and the Bayesian Platt from two labels of each class")
+    args = parser.parse_args()
+    cache = Path(args.cache)
     train = load_pairs(cache, TRAIN)
     probe = GeneralProbe(SPEC, 100.0).fit(train)
     logo_z = np.zeros(len(train.y))
@@ -35,33 +41,45 @@ def main() -> int:
         m = train.genre == g
         logo_z[m] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g)).decision(train.take(m))
     prior = platt_prior(train, logo_z)  # as shipped: fitted on the training genres
+    rule = DecisionRule(decisions=((0, "mixture"), (2, "platt"))) if args.before else DecisionRule()
     rng = np.random.default_rng(0)
     for split, genres in (("held-out", HELD_OUT), ("tuning", ("fortunes", "wordnet"))):
         p = load_pairs(cache, genres)
         for n_unlabeled in (12, 40, 120):
-            for k in (2, 8):
-                made = right = total = 0
+            for k in (2, 8, 16):
+                made = right = total = yes_made = yes_right = 0
                 for g in genres:
                     for q in dict.fromkeys(p.question[p.genre == g]):
                         idx = np.flatnonzero((p.genre == g) & (p.question == q))
                         y_all = p.y[idx]
-                        if y_all.sum() < k + 2 or (~y_all).sum() < k + 2:
+                        need = k + (n_unlabeled // 2 if args.balanced else 2)
+                        if y_all.sum() < need or (~y_all).sum() < need:
                             continue
                         x_all = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
                         for _ in range(10):
                             yes = rng.choice(np.flatnonzero(y_all), k, replace=False)
                             no = rng.choice(np.flatnonzero(~y_all), k, replace=False)
                             rest = np.setdiff1d(np.arange(len(idx)), np.concatenate([yes, no]))
-                            unlabeled = rng.choice(rest, min(n_unlabeled, len(rest)), replace=False)
+                            if args.balanced:
+                                unlabeled = np.concatenate([
+                                    rng.choice(rest[y_all[rest]], n_unlabeled // 2, replace=False),
+                                    rng.choice(rest[~y_all[rest]], n_unlabeled // 2, replace=False)])
+                            else:
+                                unlabeled = rng.choice(rest, min(n_unlabeled, len(rest)), replace=False)
                             sel = np.concatenate([yes, no, unlabeled])
                             x, y = x_all[sel], y_all[sel]
                             labeled = np.arange(2 * k)
                             s = anchored_scores(x, labeled, y[labeled], probe, 10.0)
-                            d = decide(s, {int(i): bool(y[i]) for i in labeled}, DecisionRule(), prior)
+                            d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior)
                             m_, r_ = call_quality(y[2 * k:], d.calls[2 * k:])
                             made, right, total = made + m_, right + r_, total + len(unlabeled)
-                print(f"{split:8} unlabeled {n_unlabeled:3} k {k}: called {made / total:.3f} "
-                      f"right {right / max(made, 1):.3f}", flush=True)
+                            said_yes = [c == "yes" for c in d.calls[2 * k:]]
+                            yes_made += sum(said_yes)
+                            yes_right += sum(a and b for a, b in zip(said_yes, y[2 * k:]))
+                if total:
+                    print(f"{split:8} unlabeled {n_unlabeled:3} k {k:2}: called {made / total:.3f} "
+                          f"right {right / max(made, 1):.3f}; yes calls {yes_made}, right {yes_right / max(yes_made, 1):.3f}",
+                          flush=True)
     return 0
 
 
