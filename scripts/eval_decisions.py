@@ -67,6 +67,17 @@ def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: Ge
     return x @ fit.w + fit.b
 
 
+def held_out_anchored(scores: np.ndarray, x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe,
+                      lam: float) -> np.ndarray:
+    """`scores` (R1 of `anchored_scores`) with each labeled document's replaced by the refit's
+    without it (leave-one-out), as `engine.confidence.calibrate.held_out_scores` does."""
+    out = scores.copy()
+    for j, i in enumerate(labeled):
+        rest = np.delete(np.arange(len(labeled)), j)
+        out[i] = anchored_scores(x[i:i + 1], np.arange(0), y[rest], probe, lam, fit_x=x[labeled[rest]])[0]
+    return out
+
+
 def shipped_calibrator(p: Pairs, idx: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe,
                        question: str) -> tuple[np.ndarray, Calibrator]:
     """R2 + D0: the calibrator as it shipped before, fitted to the labels; its log-odds for the batch."""
@@ -164,11 +175,7 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
         if k:
             scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
             if OUT_OF_FOLD and k >= 2:  # each labeled document's score from the refit without it
-                r1 = scores["R1:10"].copy()
-                for j, i in enumerate(lab_idx):
-                    rest = np.delete(lab_idx, j)
-                    r1[i] = anchored_scores(x[i:i + 1], np.arange(0), y[rest], probe, 10.0, fit_x=x[rest])[0]
-                scores["R1:10"] = r1
+                scores["R1:10"] = held_out_anchored(scores["R1:10"], x, lab_idx, y[lab_idx], probe, 10.0)
         base = {"question": question, "k": k, "draw": draw}
         for name, s in scores.items():
             out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
@@ -645,6 +652,74 @@ def zero_v5(args) -> int:
     return 0
 
 
+def choose_v6(args) -> int:
+    """decisions_rule_v6.md: per k, the mixture, D4m or D4q on in-sample (IS) or leave-one-out (LOO)
+    scores of the labeled documents, or none, chosen on the training genres (leave-one-genre-out);
+    judged on the held-out and tuning genres."""
+    from engine.confidence.decide import gate_for_target
+
+    def load(paths):
+        rows = [json.loads(line) for path in paths for line in open(path)]
+        for r in rows:
+            for key in ("auc", "sep", "ece"):
+                r[key] = float("nan") if r.get(key) is None else r[key]
+        return rows
+
+    scored = {"IS": load(args.in_sample), "LOO": load(args.out_of_fold)}
+    gate = gate_for_target(TARGET)
+    ranking = lambda k: "R0" if k == 0 else "R1:10"  # noqa: E731
+
+    def records(scoring, split, name, k):
+        if name == "none":
+            return [{**r, "calls": 0, "right": 0} for r in records(scoring, split, "D4m", k)]
+        decision = "D3" if name == "mixture" else name
+        out = [r for r in scored[scoring] if r["split"] == split and r["decision"] == decision
+               and r["ranking"] == ranking(k) and r["k"] == k]
+        return gated(out, gate) if decision == "D3" else out
+
+    def summary(recs):
+        t = pooled(recs)
+        qs = {(r["genre"], r["question"]) for r in recs}
+        t["questions_below_80"] = sum(
+            1 for g, q in qs if (u := pooled([r for r in recs if r["genre"] == g and r["question"] == q]))
+            ["coverage"] > 0.2 and u["precision"] < 0.8)
+        t["qualifies"] = bool(t["calls"] == 0 or (t["precision"] >= TARGET and t["questions_below_80"] == 0))
+        return t
+
+    def candidates(k, scoring):
+        if k == 0:
+            return [("IS", "mixture"), ("IS", "none")]
+        if k == 1:
+            return [("IS", "mixture"), ("IS", "D4m"), ("IS", "D4q"), ("IS", "none")]
+        return [(scoring, "D4m"), (scoring, "D4q"), (scoring, "none")]
+
+    def best(k, scoring):
+        tuned = [(c, summary(records(c[0], "logo", c[1], k))) for c in candidates(k, scoring)]
+        ok = [(c, t) for c, t in tuned if t["qualifies"]]
+        return max(ok, key=lambda ct: (ct[1]["coverage"], ct[0][1] != "none"))  # "none" always qualifies
+
+    # 1. the scoring of labeled documents: the larger mean coverage of the best D4 at k 2, 4, 8
+    mean_cover = {sc: float(np.mean([best(k, sc)[1]["coverage"] for k in (2, 4, 8)])) for sc in ("IS", "LOO")}
+    scoring = "LOO" if mean_cover["LOO"] > mean_cover["IS"] else "IS"
+    print(f"scoring of labeled documents: IS {mean_cover['IS']:.3f}, LOO {mean_cover['LOO']:.3f} -> {scoring}")
+    # 2. per k
+    chosen, report = {}, {"scoring": scoring, "mean_coverage": mean_cover}
+    for k in KS:
+        chosen[k] = chosen[8] if k == 16 else best(k, scoring)[0]
+        report[k] = {"chosen": list(chosen[k])}
+        for c in candidates(k, scoring) + ([("IS", "D4m"), ("IS", "D4q")] if k >= 2 and scoring == "LOO" else []):
+            for split in ("logo", "heldout", "tuning"):
+                t = summary(records(c[0], split, c[1], k))
+                report[k][f"{split}:{c[0]}-{c[1]}"] = t
+                mark = " <- chosen" if c == chosen[k] and split == "logo" else ""
+                print(f"k {k:2} {split:8} {c[0]:3}-{c[1]:8} called {t['coverage']:.3f} right {t['precision']:.3f} "
+                      f"oracle {t['oracle']:.3f} q<80 {t['questions_below_80']}{mark}")
+    print("chosen: " + ", ".join(f"k {k}: {'-'.join(chosen[k])}" for k in KS))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -678,8 +753,13 @@ def main() -> int:
     z5 = sub.add_parser("zero-v5", help="decisions_rule_v5.md: a zero-label prior from the tuning genres")
     z5.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
     z5.add_argument("--json")
+    c6 = sub.add_parser("choose-v6", help="decisions_rule_v6.md: in-sample or leave-one-out labeled scores, "
+                        "and the decision or none, per k")
+    c6.add_argument("--in-sample", nargs="+", required=True, help="records of run --v4")
+    c6.add_argument("--out-of-fold", nargs="+", required=True, help="records of run --v4 --out-of-fold")
+    c6.add_argument("--json")
     args = parser.parse_args()
-    return {"run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v6": choose_v6, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""How the shipped decisions fare on small batches: for each held-out and tuning question of the
-general set, k labels per class plus N unlabeled documents drawn at random (10 draws); the labels
-refit the general probe (strength 10) and the batch is decided as shipped. Prints the share of the
-unlabeled documents called and the share of those calls right, and of the "yes" calls alone.
+"""How the shipped decisions fare on small batches: for each held-out, tuning and training question
+of the general set (training ones leave-one-genre-out: the probe fitted without the genre), k
+labels per class plus N unlabeled documents drawn at random (10 draws); the labels refit the
+general probe (strength 10), the labeled documents are scored as shipped (by the refit without
+each, `ANCHORS_HELD_OUT`) and the batch is decided as shipped. Prints the share of the unlabeled
+documents called and the share of those calls right, and of the "yes" calls alone.
 `--balanced`: half of the unlabeled documents "yes" (as in `make demo`'s games), questions with
-enough of them only.
+enough of them only. `--before`: the decisions of decisions_rule_v4.md, on in-sample scores.
 
   python scripts/eval_small_batches.py [--cache /work/cache_probe/smollm2-135m-q4_1] [--balanced] [--before]
 """
@@ -20,9 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_decisions import SPEC, anchored_scores, platt_prior
+from eval_decisions import SPEC, anchored_scores, held_out_anchored, platt_prior
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
+from engine.confidence.calibrate import ANCHORS_HELD_OUT
 from engine.confidence.decide import DecisionRule, call_quality, decide
 
 
@@ -30,23 +33,29 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", default="/work/cache_probe/smollm2-135m-q4_1")
     parser.add_argument("--balanced", action="store_true")
-    parser.add_argument("--before", action="store_true", help="the decisions before the prevalence one: the "
-                        "mixture, and the Bayesian Platt from two labels of each class")
+    parser.add_argument("--before", action="store_true", help="the decisions of decisions_rule_v4.md (the "
+                        "mixture, then the prevalence ones), on in-sample scores of the labeled documents")
+    parser.add_argument("--splits", default="held-out,tuning,training")
     args = parser.parse_args()
     cache = Path(args.cache)
     train = load_pairs(cache, TRAIN)
     probe = GeneralProbe(SPEC, 100.0).fit(train)
     logo_z = np.zeros(len(train.y))
+    logo_probe = {}
     for g in TRAIN:
         m = train.genre == g
-        logo_z[m] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g)).decision(train.take(m))
+        logo_probe[g] = GeneralProbe(SPEC, 100.0).fit(train.take(train.genre != g))
+        logo_z[m] = logo_probe[g].decision(train.take(m))
     prior = platt_prior(train, logo_z)  # as shipped: fitted on the training genres
-    rule = DecisionRule(decisions=((0, "mixture"), (2, "platt"))) if args.before else DecisionRule()
+    rule = DecisionRule(decisions=((0, "mixture"), (2, "prevalence-q"), (8, "prevalence"))) if args.before else DecisionRule()
+    held_out = ANCHORS_HELD_OUT and not args.before
     rng = np.random.default_rng(0)
-    for split, genres in (("held-out", HELD_OUT), ("tuning", ("fortunes", "wordnet"))):
-        p = load_pairs(cache, genres)
+    for split, genres in (("held-out", HELD_OUT), ("tuning", ("fortunes", "wordnet")), ("training", TRAIN)):
+        if split not in args.splits.split(","):
+            continue
+        p = train if split == "training" else load_pairs(cache, genres)
         for n_unlabeled in (12, 40, 120):
-            for k in (2, 8, 16):
+            for k in (0, 1, 2, 4, 8, 16):
                 made = right = total = yes_made = yes_right = 0
                 for g in genres:
                     for q in dict.fromkeys(p.question[p.genre == g]):
@@ -55,7 +64,8 @@ def main() -> int:
                         need = k + (n_unlabeled // 2 if args.balanced else 2)
                         if y_all.sum() < need or (~y_all).sum() < need:
                             continue
-                        x_all = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
+                        used = logo_probe[g] if split == "training" else probe
+                        x_all = (features(p.take(idx), SPEC) - used.mean) / used.scale
                         for _ in range(10):
                             yes = rng.choice(np.flatnonzero(y_all), k, replace=False)
                             no = rng.choice(np.flatnonzero(~y_all), k, replace=False)
@@ -69,7 +79,12 @@ def main() -> int:
                             sel = np.concatenate([yes, no, unlabeled])
                             x, y = x_all[sel], y_all[sel]
                             labeled = np.arange(2 * k)
-                            s = anchored_scores(x, labeled, y[labeled], probe, 10.0)
+                            if k:
+                                s = anchored_scores(x, labeled, y[labeled], used, 10.0)
+                                if held_out:
+                                    s = held_out_anchored(s, x, labeled, y[labeled], used, 10.0)
+                            else:
+                                s = x @ used.w + used.b
                             d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior)
                             m_, r_ = call_quality(y[2 * k:], d.calls[2 * k:])
                             made, right, total = made + m_, right + r_, total + len(unlabeled)
