@@ -32,7 +32,7 @@ model: setup
 	$(BIN)/verdict models fetch-default
 
 demo: model
-	@echo "== No labels yet: two questions over the eight files of resources/samples. The general answer probe ranks them (P(yes)); eight documents are too few to call yes or no at any target (see README), so every verdict is 'uncertain'; --suggest names the ones to label first:"
+	@echo "== No labels yet: two questions over the eight files of resources/samples. The general answer probe ranks them (P(yes)); without labels nothing is called (see README, Decisions over the batch), so every verdict is 'uncertain'; --suggest names the ones to label first:"
 	$(BIN)/verdict classify --format table --suggest 2 \
 		--question "Does this ask the reader to pay money?" \
 		--question "Is this about food or cooking?" \

@@ -563,6 +563,8 @@ class SessionController(QObject):
         self.results.set_suggested([rows[i].key for i in picks if rows[i].key not in skipped][:3])
         free = [r for i, r in enumerate(rows) if i not in labels]
         called = sum(r.verdicts[question].verdict in ("yes", "no") for r in free)
+        n_yes = sum(labels.values())
+        n_no = len(labels) - n_yes
         target = f"{self.rule.target:.0%}"
         keys_help = "Y yes · N no · S skip"
         if not free:
@@ -572,6 +574,11 @@ class SessionController(QObject):
                     f"README). P(yes) still ranks the documents; to see calls where they fall into two clear "
                     f"groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
                     f"Labels ({keys_help}) tune the ranking.")
+        elif called == 0 and self.rule.decision_for(min(n_yes, n_no), prior) == "none" and (
+                start := self.rule.calls_from(min(n_yes, n_no))) is not None:
+            text = (f"No yes or no yet: with {plural(n_yes, 'yes label')} and {plural(n_no, 'no label')}, no "
+                    f"decision was right {target} of the time on questions it was never tuned on. Label the ★ "
+                    f"documents ({keys_help}): calls start from {start} yes and {start} no labels.")
         elif called == 0:
             needed = self._first_calls(scores, labels, picks[:4], prior)
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed

@@ -191,19 +191,27 @@ class Pipeline:
 
     def notes(self) -> list[str]:
         """What the calibrators want the user to know (one line each, naming the question)."""
-        waiting = []
-        if self._batch_decided and math.isinf(self.rule.gate):
-            waiting = [f"no yes or no is called at --target-precision {self.rule.target:g}: no rule was measured "
-                       "to make calls right that often (README, Decisions over the batch); the probability still "
-                       f"ranks the documents, and --target-precision {GATES_BY_TARGET[-1][0]:g} calls where they fall "
-                       "into two clear groups"]
-        elif self._batch_decided:
-            unlabeled = [q for q, cal in self.calibrators.items() if not sum(cal.n_labels)]
-            waiting = [] if not unlabeled else [
-                f"{', '.join(map(repr, unlabeled))}: no labels yet, so yes or no is called only where the scores "
-                f"fall into two groups far enough apart for each call to be right with probability "
-                f"{self.rule.target:.0%} or more; the probability ranks the rest (--suggest N names the documents "
-                "whose labels would bring the most calls)"]
+        reasons: dict[str, list[str]] = {}  # why nothing is called -> the questions it holds for
+        for question, cal in self.calibrators.items() if self._batch_decided else ():
+            k = min(cal.n_labels)
+            decision = self.rule.decision_for(k, cal.platt_prior)
+            start = self.rule.calls_from(k)
+            if decision == "none" and start is not None:
+                given = f"{cal.n_labels[0]} yes and {cal.n_labels[1]} no labels" if sum(cal.n_labels) else "no labels"
+                reason = (f"with {given}, "
+                          f"nothing is called: no decision was right {self.rule.target:.0%} of the time with so few "
+                          f"on questions the model was never tuned on (README, Decisions over the batch); calls "
+                          f"start from {start} of each (--labels); the probability ranks the documents "
+                          "(--suggest N names the ones to label first)")
+            elif decision == "none" or (decision == "mixture" and math.isinf(self.rule.gate)):
+                reason = (f"no yes or no is called at --target-precision {self.rule.target:g}: no rule was measured "
+                          "to make calls right that often (README, Decisions over the batch); the probability "
+                          f"still ranks the documents, and --target-precision {GATES_BY_TARGET[-1][0]:g} calls "
+                          "where the rule allows")
+            else:
+                continue
+            reasons.setdefault(reason, []).append(question)
+        waiting = [f"{', '.join(map(repr, questions))}: {reason}" for reason, questions in reasons.items()]
         return list(self._general_notes) + waiting + [f"{q!r}: {note}" for q, cal in self.calibrators.items()
                                                       for note in cal.notes]
 

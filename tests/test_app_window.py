@@ -520,3 +520,18 @@ def test_the_pane_says_when_no_single_paragraph_decides(qtbot, make_window, tiny
     note = window.detail.window_note
     assert note.isVisibleTo(window.detail) and note.text().startswith("No single paragraph decides it")
     assert f"none of the {len(spans)}" in note.text() and window.detail.highlighted_span() is None
+
+
+def test_the_main_view_says_from_how_many_labels_calls_start(qtbot, make_window):
+    """Without labels (and with one of each) nothing is called by the shipped rule: the main view
+    says so, with the labels given and the count from which calls start, in the rule's own terms."""
+    window = scored(qtbot, make_window, n=6)
+    rows = window.results.rows
+    window.session.update_guide()
+    assert "with 0 yes labels and 0 no labels" in window.guide.text()
+    assert "calls start from 2 yes and 2 no labels" in window.guide.text()
+    window.select_keys([rows[1].key])
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_N)
+    window.session.update_guide()
+    assert "with 0 yes labels and 1 no label," in window.guide.text()

@@ -234,3 +234,34 @@ def test_under_an_overwhelming_prior_the_refit_keeps_the_shipped_weights_in_thei
     w, b = anchor(general, x[:2], np.array([bool(y[0]), not bool(y[0])]), 1e9)  # an overwhelming prior
     assert w == pytest.approx(general.w, abs=1e-6)  # the direction and the shipped temperature stay
     assert abs(b - general.b) < 0.25 * 2  # the bias (the share of yes) is the labels' to move, a little
+
+
+def test_labeled_documents_are_scored_as_the_refit_scores_documents_it_never_saw():
+    """A refit on 16 + 16 labels in many dimensions separates its own labels whatever they say; the
+    score each labeled document gets from the refit without it must not: on labels that are pure
+    noise it ranks them at chance, and on real labels as the refit ranks fresh documents."""
+    from engine.confidence.calibrate import anchor, held_out_scores
+
+    general, _, draw = _general_and_truth(seed=2)
+    test_x, test_y = draw(4000)
+    rng = np.random.default_rng(0)
+    inside, held, unseen, noise_inside, noise_held = [], [], [], [], []
+    for _ in range(4):
+        x, y = draw(400)
+        pick = np.concatenate([rng.choice(np.flatnonzero(y), 16, replace=False),
+                               rng.choice(np.flatnonzero(~y), 16, replace=False)])
+        w, b = anchor(general, x[pick], y[pick], 10.0)
+        inside.append(metrics.auc(y[pick], x[pick] @ w + b))
+        held.append(metrics.auc(y[pick], held_out_scores(general, x[pick], y[pick], 10.0)))
+        unseen.append(metrics.auc(test_y, test_x @ w + b))
+        noise = rng.permutation(y[pick])
+        w, b = anchor(general, x[pick], noise, 10.0)
+        noise_inside.append(metrics.auc(noise, x[pick] @ w + b))
+        noise_held.append(metrics.auc(noise, held_out_scores(general, x[pick], noise, 10.0)))
+    assert np.mean(noise_inside) > 0.9 and np.mean(noise_held) < 0.65
+    assert abs(np.mean(held) - np.mean(unseen)) < 0.05 < np.mean(inside) - np.mean(unseen)
+    # beyond `folds` documents, each fold is scored by the refit on the others
+    x, y = draw(80)
+    folded = held_out_scores(general, x, y, 10.0, folds=8)
+    w, b = anchor(general, x[np.arange(80) % 8 != 3], y[np.arange(80) % 8 != 3], 10.0)
+    assert folded[np.arange(80) % 8 == 3] == pytest.approx(x[np.arange(80) % 8 == 3] @ w + b)

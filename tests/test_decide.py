@@ -25,6 +25,8 @@ from engine.confidence.decide import (
 )
 from engine.types import Verdict
 
+MIXTURE = ((0, "mixture"),)  # the mixture whatever the labels: what most tests here check
+
 
 def batch(separation: float, n: int = 400, share: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -34,7 +36,7 @@ def batch(separation: float, n: int = 400, share: float = 0.3, seed: int = 0) ->
 
 def test_a_separated_batch_is_called_at_the_target_precision_before_any_label():
     s, y = batch(4.0, n=2000, share=0.3)
-    d = decide(s, None, DecisionRule(gate=2.0))
+    d = decide(s, None, DecisionRule(gate=2.0, decisions=MIXTURE))
     made, right = call_quality(y, d.calls)
     assert made / len(y) > 0.85  # the groups overlap little: nearly everything can be called
     assert right / made >= 0.98
@@ -48,14 +50,14 @@ def test_a_separated_batch_is_called_at_the_target_precision_before_any_label():
 def test_calls_hold_the_target_where_the_groups_overlap():
     for seed in range(3):
         s, y = batch(3.0, n=1000, share=0.5, seed=seed)
-        d = decide(s, None, DecisionRule(target=0.9, gate=2.0))
+        d = decide(s, None, DecisionRule(target=0.9, gate=2.0, decisions=MIXTURE))
         made, right = call_quality(y, d.calls)
         assert 0.3 < made / len(y) < 0.95 and right / made >= 0.9
 
 
 def test_a_batch_without_two_groups_stays_uncertain():
     s, y = batch(0.3, n=400)
-    d = decide(s, None, DecisionRule(gate=2.0))
+    d = decide(s, None, DecisionRule(gate=2.0, decisions=MIXTURE))
     assert d.called == 0 and d.separation < 2.0
     assert set(d.calls) == {UNCERTAIN}
 
@@ -63,11 +65,11 @@ def test_a_batch_without_two_groups_stays_uncertain():
 def test_labels_are_held_and_name_the_yes_group():
     s, y = batch(4.0, n=300, share=0.5, seed=1)
     flipped = -s  # the score runs against the answer: without labels "yes" is the higher group
-    before = decide(flipped, None, DecisionRule(gate=2.0))
+    before = decide(flipped, None, DecisionRule(gate=2.0, decisions=MIXTURE))
     made, right = call_quality(y, before.calls)
     assert right / made < 0.1
     yes, no = int(np.flatnonzero(y)[0]), int(np.flatnonzero(~y)[0])
-    after = decide(flipped, {yes: True, no: False}, DecisionRule(gate=2.0))
+    after = decide(flipped, {yes: True, no: False}, DecisionRule(gate=2.0, decisions=MIXTURE))
     assert after.calls[yes] == YES and after.calls[no] == NO and after.n_labels == (1, 1)
     made, right = call_quality(np.delete(y, [yes, no]), np.delete(np.array(after.calls), [yes, no]))
     assert made > 200 and right / made >= 0.95
@@ -75,8 +77,8 @@ def test_labels_are_held_and_name_the_yes_group():
 
 def test_the_decision_does_not_depend_on_the_scale_or_offset_of_the_score():
     s, _ = batch(3.0, n=300, seed=2)
-    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0))
-    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0))
+    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0, decisions=MIXTURE))
+    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0, decisions=MIXTURE))
     assert a.calls == b.calls
     assert a.probability == pytest.approx(b.probability, abs=1e-6)
 
@@ -107,7 +109,7 @@ def test_the_oracle_is_the_best_pair_of_thresholds():
 
 def test_suggestions_are_uncertain_unlabeled_documents_and_a_sure_batch_needs_none_twice():
     s, y = batch(1.8, n=240, share=0.4, seed=11)
-    rule = DecisionRule(gate=2.0)
+    rule = DecisionRule(gate=2.0, decisions=MIXTURE)
     labels = {int(np.argmax(s)): True, int(np.argmin(s)): False}
     d = decide(s, labels, rule)
     picks = suggest(s, labels, rule, count=3)
@@ -125,11 +127,11 @@ def test_verdicts_are_decided_over_their_batch_with_labels_pinned():
     rows.append(Verdict(document_id="bad", question="Q?", verdict="error", error="unreadable", document_index=len(s)))
     low = dict(enumerate(s))
     weakest = min(low, key=lambda i: low[i] if y[i] else math.inf)  # a yes the score puts lowest
-    out = decide_verdicts(rows, DecisionRule(gate=2.0), pinned={weakest: True}, mass_floor=0.95)
+    out = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE), pinned={weakest: True}, mass_floor=0.95)
     assert out[-1] is rows[-1]
     assert out[weakest].verdict == YES  # held at its label
     assert all(v.verdict == UNCERTAIN for i, v in enumerate(out[:-1]) if i != weakest)  # mass below the floor
-    called = decide_verdicts(rows, DecisionRule(gate=2.0), pinned={weakest: True})
+    called = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE), pinned={weakest: True})
     made, right = call_quality(y, [v.verdict for v in called[:-1]])
     assert made > 100 and right / made >= 0.95
     assert all(v.margin == pytest.approx(math.log(v.probability / (1 - v.probability)), abs=1e-6)
@@ -156,10 +158,10 @@ def test_the_default_target_calls_a_real_batch_whose_groups_are_apart_and_not_on
 
     data = json.loads((Path(__file__).parent / "data" / "obvious_scores.json").read_text())["questions"]
     food, pay = data["Is this about food or cooking?"], data["Does this ask the reader to pay money?"]
-    d = decide(np.array(food["score"]), None, DecisionRule())
+    d = decide(np.array(food["score"]), None, DecisionRule(decisions=MIXTURE))
     made, right = call_quality(np.array(food["yes"]), d.calls)
     assert made >= 0.8 * len(food["yes"]) and right >= 0.97 * made
-    d = decide(np.array(pay["score"]), None, DecisionRule())
+    d = decide(np.array(pay["score"]), None, DecisionRule(decisions=MIXTURE))
     assert d.called == 0
 
 
@@ -197,14 +199,15 @@ def test_from_two_labels_of_each_class_the_bayesian_platt_decides_where_a_prior_
     s, y = batch(2.0, n=300, share=0.5, seed=5)  # groups too close for the mixture's gate
     prior = PlattPrior((2.0, -2.0), ((0.3, 0.0), (0.0, 0.3)))  # the calibration this score has
     yes, no = np.flatnonzero(y)[:2], np.flatnonzero(~y)[:2]
-    one = decide(s, {int(yes[0]): True, int(no[0]): False}, DecisionRule(), prior)
+    rule = DecisionRule(decisions=((0, "mixture"), (2, "platt")))
+    one = decide(s, {int(yes[0]): True, int(no[0]): False}, rule, prior)
     assert one.method == "mixture" and one.called == 2  # one of each: the mixture, which calls nothing here
-    two = decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, DecisionRule(), prior)
+    two = decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, rule, prior)
     assert two.method == "platt" and two.separated
     free = [i for i in range(len(s)) if i not in set(yes) | set(no)]
     made, right = call_quality(y[free], [two.calls[i] for i in free])
     assert made > 0.3 * len(free) and right / made >= 0.9
-    assert decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, DecisionRule()).method == "mixture"
+    assert decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, rule).method == "mixture"
 
 
 def test_deciding_again_after_the_groups_merge_gives_back_each_rows_own_probability():
@@ -214,10 +217,10 @@ def test_deciding_again_after_the_groups_merge_gives_back_each_rows_own_probabil
     s, _ = batch(6.0, n=200, share=0.5, seed=7)
     rows = [Verdict(document_id=f"d{i}", question="Q?", verdict=UNCERTAIN, score=float(x), margin=float(x),
                     probability=1 / (1 + math.exp(-x)), label_mass=0.9, document_index=i) for i, x in enumerate(s)]
-    first = decide_verdicts(rows, DecisionRule(gate=2.0))
+    first = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE))
     assert sum(v.verdict != UNCERTAIN for v in first) > 150
     merged = [dataclasses.replace(v, score=float(x)) for v, x in zip(first, np.random.default_rng(1).normal(size=200))]
-    again = decide_verdicts(merged, DecisionRule(gate=2.0))
+    again = decide_verdicts(merged, DecisionRule(gate=2.0, decisions=MIXTURE))
     assert all(v.verdict == UNCERTAIN for v in again)
     assert [v.probability for v in again] == pytest.approx([1 / (1 + math.exp(-v.score)) for v in merged], abs=1e-6)
 
@@ -264,7 +267,7 @@ def test_the_prevalence_decision_calls_a_rare_yes_batch_at_the_target_where_the_
     s, y = _known_llr_batch(600, 0.08, seed=13)  # groups 2 sd apart, and one of them small
     outer = PlattPrior((2.0, -4.0), ((0.5, 0.0), (0.0, 2.0)))
     prior = PlattPrior(outer.mean, outer.cov, PlattPrior((2.0, -2.0), ((0.05, 0.0), (0.0, 0.05))))
-    mixture = decide(s, None, DecisionRule(), prior)
+    mixture = decide(s, None, DecisionRule(decisions=MIXTURE), prior)
     assert mixture.method == "mixture" and mixture.called < 0.1 * len(s)
     rule = DecisionRule(decisions=((0, "prevalence"),))
     d = decide(s, None, rule, prior)
@@ -298,7 +301,7 @@ def test_the_quick_refits_run_together_give_each_label_set_the_calls_it_gets_alo
     exactly what `decide` gives it alone, on a batch with two groups, one without, and with the
     Bayesian Platt taking over where a prior is known."""
     rng = np.random.default_rng(3)
-    quick = DecisionRule(refits=0)
+    quick = DecisionRule(refits=0, decisions=((0, "mixture"), (2, "prevalence-q"), (8, "prevalence")))
     prior = PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5)))
     for s in (np.r_[rng.normal(2.5, 1, 60), rng.normal(-2.5, 1, 60)], rng.normal(0, 1, 120),
               np.r_[rng.normal(0, 1, 40), [np.nan, np.inf]]):
@@ -318,3 +321,26 @@ def test_deciding_the_same_batch_again_gives_an_equal_decision_that_the_caller_m
     again = decide(s, {0: False}, DecisionRule())
     assert again.calls == first.calls and again.probability[1] < 0.5
     assert suggest(s, None, DecisionRule(), 3) == suggest(s, None, DecisionRule(), 5)[:3]
+
+
+def test_the_shipped_rule_calls_nothing_without_labels_and_its_probability_still_ranks():
+    """Without labels (and with one of each) no decision was right often enough on genres the
+    probe never saw, so the shipped rule calls nothing, even on the food batch the mixture would
+    call; P(yes) is the score's own, which ranks the batch as the score does."""
+    import json
+    from pathlib import Path
+
+    food = json.loads((Path(__file__).parent / "data" / "obvious_scores.json").read_text())["questions"][
+        "Is this about food or cooking?"]
+    s, y = np.array(food["score"]), np.array(food["yes"])
+    for labels in (None, {int(np.flatnonzero(y)[0]): True, int(np.flatnonzero(~y)[0]): False}):
+        d = decide(s, labels, DecisionRule())
+        assert d.method == "none" and d.called == len(labels or {})
+        free = [i for i in range(len(s)) if i not in (labels or {})]
+        assert d.probability[free] == pytest.approx(1 / (1 + np.exp(-s[free])))
+    with_prior = PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5)), PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5))))
+    assert [DecisionRule().decision_for(k, with_prior) for k in (0, 1, 2, 3, 4, 7, 8, 16)] == [
+        "none", "none", "prevalence-q", "prevalence-q", "none", "none", "prevalence", "prevalence"]
+    assert [DecisionRule().calls_from(k) for k in (0, 1, 2, 3, 4, 7, 8, 20)] == [2, 2, 2, 3, 8, 8, 8, 20]
+    assert DecisionRule(decisions=((0, "none"),)).calls_from() is None
+    assert DecisionRule(decisions=((0, "mixture"),)).calls_from(1) == 1

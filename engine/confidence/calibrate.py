@@ -47,6 +47,11 @@ DEFAULT_BAND = 1.0
 DEFAULT_MASS_FLOOR = 0.1
 DEFAULT_RECALL = 0.95
 ANCHOR_L2: float | None = 10.0  # the refit's prior strength on the general probe (None: no refit)
+# Whether a labeled document's score (its anchor, which the decisions calibrate on) is the one the
+# refit without it gives, as an unseen document's would be, instead of the refit's own in-sample
+# score, which separates its labels whatever the ranking (scripts/decisions_rule_v6.md). From two
+# labels of each class: with one, leaving it out leaves its class unlabeled.
+ANCHORS_HELD_OUT = True
 DEFAULT_SHIFT = "none"  # neither label-free shift helped on the labeled sets
 PLATT_L2 = 1.0
 SHIFT_METHODS = ("none", "contextual", "batch")
@@ -320,7 +325,8 @@ class Calibrator:
             x = self.general.features(features.hidden[:, features.layers.index(self.general.layer)], self.general_null)
             self.anchored = anchor(self.general, x, y, anchor_l2)
             self.use_general, self.general_platt_for = True, self.general.identity
-            scores = x @ self.anchored[0] + self.anchored[1]
+            scores = (held_out_scores(self.general, x, y, anchor_l2) if ANCHORS_HELD_OUT and min(n1, n0) >= 2
+                      else x @ self.anchored[0] + self.anchored[1])
         elif self.general is not None and self.general.layer in features.layers:
             # Not fitted to these labels, so its AUC on them is an honest measurement.
             z = self.general_decision(features.hidden[:, features.layers.index(self.general.layer)])
@@ -420,6 +426,22 @@ def anchor(general: GeneralProbe, x: np.ndarray, labels, l2: float) -> tuple[np.
     fit = metrics.logistic_regression(x, np.asarray(labels, dtype=bool), l2, prior_w=general.w / a,
                                       prior_b=(general.b - c) / a, l2_b=1.0)
     return fit.w * a, float(fit.b * a + c)
+
+
+def held_out_scores(general: GeneralProbe, x: np.ndarray, labels, l2: float, folds: int = 64) -> np.ndarray:
+    """Each labeled document's score from the general probe refit (`anchor`) without it: the
+    score it would have as an unseen document. Leave-one-out up to `folds` documents; beyond,
+    `folds` folds, each scored by the refit on the others. A fold that leaves one class without
+    a label is scored by the refit on what is left all the same (the prior carries it)."""
+    y = np.asarray(labels, dtype=bool)
+    n = len(y)
+    fold = np.arange(n) % folds if n > folds else np.arange(n)
+    out = np.empty(n)
+    for f in np.unique(fold):
+        out_of_fold = fold == f
+        w, b = anchor(general, x[~out_of_fold], y[~out_of_fold], l2)
+        out[out_of_fold] = x[out_of_fold] @ w + b
+    return out
 
 
 def text_key(text: str) -> str:

@@ -15,7 +15,9 @@ ranking) stays uncertain; a separated one is called.
 From a few labels of each class on, where the score comes with a prior on its calibration (how
 its Platt slope and intercept varied across the questions it was fitted on), a Bayesian Platt
 decides instead: the posterior of the calibration given the labels, and a call where the
-predictive probability reaches the target.
+predictive probability reaches the target. Which decision decides from how many labels is a
+measured table (`DECISIONS_FROM`): where none was right often enough on genres the score never
+saw, it is "none", and nothing is called.
 
 Everything here is numpy on arrays: no model, no classifier, no state.
 """
@@ -48,12 +50,13 @@ GATES_BY_TARGET = ((0.75, 0.0), (0.80, 0.0), (0.85, 2.5), (0.90, 3.0), (0.95, 3.
 # Which decision decides, by the labels of each class (the smaller count): from each listed count
 # on, the one named. "mixture": the two groups of the batch; "platt": the Bayesian Platt on the
 # score's prior; "prevalence" / "prevalence-q": the Bayesian Platt on the likelihood ratio with the
-# batch's own prevalence, calling on the mean / on the low quantile of its draws. Chosen per count
-# on the tuning genres, as the one that called most at the target with no question far below it
-# (scripts/decisions_rule_v4.md; the README has the tables). A decision whose prior the score lacks
-# falls back to the Bayesian Platt, then to the mixture.
+# batch's own prevalence, calling on the mean / on the low quantile of its draws; "none": no calls.
+# Chosen per count on questions of genres the probe never saw (leave-one-genre-out), as the one
+# that called most at the target with no question far below it, "none" where no decision reached
+# the target (scripts/decisions_rule_v6.md; the README has the tables). A decision whose prior the
+# score lacks falls back to the Bayesian Platt, then to the mixture.
 PLATT_FROM = 2
-DECISIONS_FROM = ((0, "mixture"), (2, "prevalence-q"), (8, "prevalence"))
+DECISIONS_FROM = ((0, "none"), (2, "prevalence-q"), (4, "none"), (8, "prevalence"))
 
 
 def gate_for_target(target: float) -> float:
@@ -95,6 +98,14 @@ class DecisionRule:
             name = "mixture"
         return name
 
+    def calls_from(self, labels_per_class: int = 0) -> Optional[int]:
+        """The fewest labels of each class, at least `labels_per_class`, with which the rule calls
+        anything (None: never)."""
+        names = [name for k, name in self.decisions if k <= labels_per_class][-1:] or ["mixture"]
+        if names[0] != "none":
+            return labels_per_class
+        return next((k for k, name in self.decisions if k > labels_per_class and name != "none"), None)
+
     def gate_for(self, n: int) -> float:
         """The separation a batch of `n` documents must show: the gate, or more for a small batch,
         where even one group of documents splits into two that look apart (1.2 + 13.2/sqrt(n) is
@@ -117,7 +128,10 @@ class BatchDecision:
     @property
     def separated(self) -> bool:
         """Whether the probabilities are to be used at all: a Bayesian Platt's always, the
-        mixture's where its groups are apart by the rule's gate (when not, nothing is called)."""
+        mixture's where its groups are apart by the rule's gate (when not, nothing is called),
+        never where the decision is "none"."""
+        if self.method == "none":
+            return False
         return self.method != "mixture" or (math.isfinite(self.separation) and self.separation >= self.gate)
 
     @property
@@ -387,6 +401,9 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
     s, fixed = raw[ok], fixed_all[ok]
     free = np.isnan(fixed)
     method = rule.decision_for(min(n_labels), prior)
+    if method == "none":  # P(yes) is the score's own log-odds: it ranks, and calls nothing
+        probability[np.flatnonzero(ok)[free]] = metrics.sigmoid(s[free])
+        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, method)
     if method != "mixture":
         given = {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}
         if method == "platt":
