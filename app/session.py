@@ -576,9 +576,8 @@ class SessionController(QObject):
                     f"Labels ({keys_help}) tune the ranking.")
         elif called == 0 and self.rule.decision_for(min(n_yes, n_no), prior) == "none" and (
                 start := self.rule.calls_from(min(n_yes, n_no))) is not None:
-            text = (f"No yes or no yet: with {plural(n_yes, 'yes label')} and {plural(n_no, 'no label')}, no "
-                    f"decision was right {target} of the time on questions it was never tuned on. Label the ★ "
-                    f"documents ({keys_help}): calls start from {start} yes and {start} no labels.")
+            text = (f"No yes or no until {start} yes and {start} no labels (now {n_yes} and {n_no}): with fewer, "
+                    f"none was right {target} of the time. Label the ★ documents ({keys_help}).")
         elif called == 0:
             needed = self._first_calls(scores, labels, picks[:4], prior)
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed

@@ -56,6 +56,7 @@ PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
 V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and D4 (decisions_rule_v4.md)
 OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit without them (with --v4)
+MIXTURE = ((0, "mixture"),)  # D2/D3: the mixture whatever the labels
 
 
 def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float,
@@ -152,7 +153,8 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
             pb = bayes_platt(s, labels, prior)
             calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
             out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
-            for dname, rule in (("D2", DecisionRule(gate=0.0, refits=0)), ("D3", DecisionRule(gate=0.0))):
+            for dname, rule in (("D2", DecisionRule(gate=0.0, refits=0, decisions=MIXTURE)),
+                                ("D3", DecisionRule(gate=0.0, decisions=MIXTURE))):
                 d = decide(s, labels, rule)
                 out.append({**base, "ranking": name, "decision": dname,
                             **measure(y, unl, s, d.probability, d.calls, d.separation)})
@@ -183,12 +185,14 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
             pb = bayes_platt(s, labels, prior)
             calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
             out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
-            d = decide(s, labels, DecisionRule(gate=0.0))
+            d = decide(s, labels, DecisionRule(gate=0.0, decisions=MIXTURE))
             out.append({**base, "ranking": name, "decision": "D3",
                         **measure(y, unl, s, d.probability, d.calls, d.separation)})
             draws = prevalence_platt(s, labels, prior_llr, seed=seed)
+            quantiles = (("D4q", 0.1), ("D4q05", 0.05), ("D4q025", 0.025))  # decisions_rule_v4.md, _v7.md
             for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
-                                     ("D4q", np.quantile(draws, 0.1, axis=0), np.quantile(draws, 0.9, axis=0))):
+                                     *((d, np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0))
+                                       for d, q in quantiles)):
                 calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
                          for lo, hi in zip(low, high)]
                 out.append({**base, "ranking": name, "decision": dname,
@@ -655,7 +659,8 @@ def zero_v5(args) -> int:
 def choose_v6(args) -> int:
     """decisions_rule_v6.md: per k, the mixture, D4m or D4q on in-sample (IS) or leave-one-out (LOO)
     scores of the labeled documents, or none, chosen on the training genres (leave-one-genre-out);
-    judged on the held-out and tuning genres."""
+    judged on the held-out and tuning genres. With `args.quantiles` (decisions_rule_v7.md), D4q05
+    and D4q025 too, on the out-of-fold records alone."""
     from engine.confidence.decide import gate_for_target
 
     def load(paths):
@@ -665,7 +670,9 @@ def choose_v6(args) -> int:
                 r[key] = float("nan") if r.get(key) is None else r[key]
         return rows
 
-    scored = {"IS": load(args.in_sample), "LOO": load(args.out_of_fold)}
+    scored = {"IS": load(args.in_sample or []), "LOO": load(args.out_of_fold)}
+    if not scored["IS"]:  # decisions_rule_v7.md: k 0 and 1 are in-sample in the out-of-fold records
+        scored["IS"] = [r for r in scored["LOO"] if r["k"] < 2]
     gate = gate_for_target(TARGET)
     ranking = lambda k: "R0" if k == 0 else "R1:10"  # noqa: E731
 
@@ -677,39 +684,45 @@ def choose_v6(args) -> int:
                and r["ranking"] == ranking(k) and r["k"] == k]
         return gated(out, gate) if decision == "D3" else out
 
-    def summary(recs):
+    def summary(recs, name):
         t = pooled(recs)
         qs = {(r["genre"], r["question"]) for r in recs}
         t["questions_below_80"] = sum(
             1 for g, q in qs if (u := pooled([r for r in recs if r["genre"] == g and r["question"] == q]))
             ["coverage"] > 0.2 and u["precision"] < 0.8)
-        t["qualifies"] = bool(t["calls"] == 0 or (t["precision"] >= TARGET and t["questions_below_80"] == 0))
+        # a decision that called nothing has no precision to qualify with; "none" always qualifies
+        t["qualifies"] = bool(name == "none" or (t["calls"] and t["precision"] >= TARGET and t["questions_below_80"] == 0))
         return t
+
+    d4 = ("D4m", "D4q", "D4q05", "D4q025") if args.quantiles else ("D4m", "D4q")
 
     def candidates(k, scoring):
         if k == 0:
             return [("IS", "mixture"), ("IS", "none")]
         if k == 1:
-            return [("IS", "mixture"), ("IS", "D4m"), ("IS", "D4q"), ("IS", "none")]
-        return [(scoring, "D4m"), (scoring, "D4q"), (scoring, "none")]
+            return [("IS", "mixture"), *(("IS", d) for d in d4), ("IS", "none")]
+        return [*((scoring, d) for d in d4), (scoring, "none")]
 
     def best(k, scoring):
-        tuned = [(c, summary(records(c[0], "logo", c[1], k))) for c in candidates(k, scoring)]
+        tuned = [(c, summary(records(c[0], "logo", c[1], k), c[1])) for c in candidates(k, scoring)]
         ok = [(c, t) for c, t in tuned if t["qualifies"]]
         return max(ok, key=lambda ct: (ct[1]["coverage"], ct[0][1] != "none"))  # "none" always qualifies
 
     # 1. the scoring of labeled documents: the larger mean coverage of the best D4 at k 2, 4, 8
-    mean_cover = {sc: float(np.mean([best(k, sc)[1]["coverage"] for k in (2, 4, 8)])) for sc in ("IS", "LOO")}
-    scoring = "LOO" if mean_cover["LOO"] > mean_cover["IS"] else "IS"
+    # (decisions_rule_v7.md keeps v6's: leave-one-out)
+    mean_cover = {sc: float(np.mean([best(k, sc)[1]["coverage"] for k in (2, 4, 8)]))
+                  for sc in ("IS", "LOO") if scored[sc]}
+    scoring = "LOO" if mean_cover.get("LOO", -1) > mean_cover.get("IS", -1) else "IS"
     print(f"scoring of labeled documents: IS {mean_cover['IS']:.3f}, LOO {mean_cover['LOO']:.3f} -> {scoring}")
     # 2. per k
     chosen, report = {}, {"scoring": scoring, "mean_coverage": mean_cover}
     for k in KS:
         chosen[k] = chosen[8] if k == 16 else best(k, scoring)[0]
         report[k] = {"chosen": list(chosen[k])}
-        for c in candidates(k, scoring) + ([("IS", "D4m"), ("IS", "D4q")] if k >= 2 and scoring == "LOO" else []):
+        others = [("IS", d) for d in d4] if k >= 2 and scoring == "LOO" and args.in_sample else []
+        for c in candidates(k, scoring) + others:
             for split in ("logo", "heldout", "tuning"):
-                t = summary(records(c[0], split, c[1], k))
+                t = summary(records(c[0], split, c[1], k), c[1])
                 report[k][f"{split}:{c[0]}-{c[1]}"] = t
                 mark = " <- chosen" if c == chosen[k] and split == "logo" else ""
                 print(f"k {k:2} {split:8} {c[0]:3}-{c[1]:8} called {t['coverage']:.3f} right {t['precision']:.3f} "
@@ -758,8 +771,13 @@ def main() -> int:
     c6.add_argument("--in-sample", nargs="+", required=True, help="records of run --v4")
     c6.add_argument("--out-of-fold", nargs="+", required=True, help="records of run --v4 --out-of-fold")
     c6.add_argument("--json")
+    c6.set_defaults(quantiles=False)
+    c7 = sub.add_parser("choose-v7", help="decisions_rule_v7.md: v6 with the 5th and 2.5th percentiles of the draws")
+    c7.add_argument("--out-of-fold", nargs="+", required=True, help="records of run --v4 --out-of-fold")
+    c7.add_argument("--json")
+    c7.set_defaults(quantiles=True, in_sample=None)
     args = parser.parse_args()
-    return {"choose-v6": choose_v6, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v6": choose_v6, "choose-v7": choose_v6, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 
