@@ -565,19 +565,20 @@ class SessionController(QObject):
         called = sum(r.verdicts[question].verdict in ("yes", "no") for r in free)
         n_yes = sum(labels.values())
         n_no = len(labels) - n_yes
+        decision = self.rule.decision_for(min(n_yes, n_no), prior)
+        start = self.rule.calls_from(min(n_yes, n_no))
         target = f"{self.rule.target:.0%}"
         keys_help = "Y yes · N no · S skip"
         if not free:
             text = f"Every document is labeled for this question ({len(rows)})."
-        elif called == 0 and math.isinf(self.rule.gate):
+        elif called == 0 and decision == "none" and start is not None:
+            text = (f"No yes or no until {start} yes and {start} no labels (now {n_yes} and {n_no}): with fewer, "
+                    f"none was right {target} of the time. Label the ★ documents ({keys_help}).")
+        elif called == 0 and decision == "mixture" and math.isinf(self.rule.gate):
             text = (f"No yes or no at {target}: no rule was measured to make calls right that often (see the "
                     f"README). P(yes) still ranks the documents; to see calls where they fall into two clear "
                     f"groups, choose a lower bar in Questions ▸ Call Yes or No When Right. "
                     f"Labels ({keys_help}) tune the ranking.")
-        elif called == 0 and self.rule.decision_for(min(n_yes, n_no), prior) == "none" and (
-                start := self.rule.calls_from(min(n_yes, n_no))) is not None:
-            text = (f"No yes or no until {start} yes and {start} no labels (now {n_yes} and {n_no}): with fewer, "
-                    f"none was right {target} of the time. Label the ★ documents ({keys_help}).")
         elif called == 0:
             needed = self._first_calls(scores, labels, picks[:4], prior)
             how = (f"about {plural(needed, 'label')} should bring the first calls" if needed

@@ -534,3 +534,10 @@ def test_the_main_view_says_from_how_many_labels_calls_start(qtbot, make_window)
     qtbot.keyClick(window.table, Qt.Key.Key_N)
     window.session.update_guide()
     assert "(now 0 and 1)" in window.guide.text()
+    # above the last measured gate too: what holds calls back is the labels, not the bar
+    from engine.confidence.decide import DecisionRule
+
+    window.session.rule = DecisionRule(target=0.97)
+    window.session.update_guide()
+    assert window.guide.text().startswith("No yes or no until 2 yes and 2 no labels (now 0 and 1): with fewer, none "
+                                          "was right 97% of the time")
