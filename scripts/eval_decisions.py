@@ -57,6 +57,7 @@ ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that rank
 V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and D4 (decisions_rule_v4.md)
 OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit without them (with --v4)
 MIXTURE = ((0, "mixture"),)  # D2/D3: the mixture whatever the labels
+PREVALENCE_BETA = (1.2, 3.2)  # decisions_rule_v8.md: the training questions' shares of yes, by moments
 
 
 def anchored_scores(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float,
@@ -188,15 +189,18 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
             d = decide(s, labels, DecisionRule(gate=0.0, decisions=MIXTURE))
             out.append({**base, "ranking": name, "decision": "D3",
                         **measure(y, unl, s, d.probability, d.calls, d.separation)})
-            draws = prevalence_platt(s, labels, prior_llr, seed=seed)
-            quantiles = (("D4q", 0.1), ("D4q05", 0.05), ("D4q025", 0.025))  # decisions_rule_v4.md, _v7.md
-            for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
-                                     *((d, np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0))
-                                       for d, q in quantiles)):
-                calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
-                         for lo, hi in zip(low, high)]
-                out.append({**base, "ranking": name, "decision": dname,
-                            **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
+            for suffix, pp in (("", (1.0, 1.0)), ("-b", PREVALENCE_BETA)):  # decisions_rule_v8.md: "-b"
+                draws = prevalence_platt(s, labels, prior_llr, seed=seed, prevalence_prior=pp)
+                quantiles = (("D4q", 0.1), ("D4q05", 0.05), ("D4q025", 0.025))  # decisions_rule_v4.md, _v7.md
+                for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
+                                         *((d, np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0))
+                                           for d, q in quantiles)):
+                    if suffix and dname not in ("D4m", "D4q"):
+                        continue
+                    calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
+                             for lo, hi in zip(low, high)]
+                    out.append({**base, "ranking": name, "decision": dname + suffix,
+                                **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
     return out
 
 
@@ -694,7 +698,8 @@ def choose_v6(args) -> int:
         t["qualifies"] = bool(name == "none" or (t["calls"] and t["precision"] >= TARGET and t["questions_below_80"] == 0))
         return t
 
-    d4 = ("D4m", "D4q", "D4q05", "D4q025") if args.quantiles else ("D4m", "D4q")
+    d4 = (("D4m", "D4q", "D4q05", "D4q025") if args.quantiles else ("D4m", "D4q")) + (
+        ("D4m-b", "D4q-b") if getattr(args, "beta", False) else ())
 
     def candidates(k, scoring):
         if k == 0:
@@ -776,8 +781,12 @@ def main() -> int:
     c7.add_argument("--out-of-fold", nargs="+", required=True, help="records of run --v4 --out-of-fold")
     c7.add_argument("--json")
     c7.set_defaults(quantiles=True, in_sample=None)
+    c8 = sub.add_parser("choose-v8", help="decisions_rule_v8.md: v6 with a Beta prior on the prevalence")
+    c8.add_argument("--out-of-fold", nargs="+", required=True, help="records of run --v4 --out-of-fold")
+    c8.add_argument("--json")
+    c8.set_defaults(quantiles=False, in_sample=None, beta=True)
     args = parser.parse_args()
-    return {"choose-v6": choose_v6, "choose-v7": choose_v6, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

@@ -324,14 +324,15 @@ _PREVALENCE_LOGITS = np.linspace(-7.0, 7.0, 113)  # prevalence 0.1% to 99.9%, fi
 
 
 def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior, draws: int = 64,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, prevalence_prior: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """P(yes) per score, (draws, n), with the batch's own prevalence in it: log-odds
     slope * s + offset + logit(prevalence). (slope, offset) are drawn from their Laplace posterior
     under `prior` (a prior with each question's prevalence taken out of its intercept) given the
     labels, read as sampled by class (where both classes are labeled; the prior alone otherwise);
-    for each draw, the prevalence's posterior on a grid from a flat prior and the unlabeled
-    scores, and each P(yes) is the mean over it. Where the scores say little (a flat slope), the
-    prevalence stays as unsure as its prior, and so does every P(yes)."""
+    for each draw, the prevalence's posterior on a grid from its Beta(a, b) prior
+    (`prevalence_prior`; 1, 1: flat) and the unlabeled scores, and each P(yes) is the mean over it.
+    Where the scores say little (a flat slope), the prevalence stays as unsure as its prior, and so
+    does every P(yes)."""
     s = np.asarray(scores, dtype=np.float64)
     labels = dict(labels or {})
     k_yes = sum(1 for v in labels.values() if v)
@@ -347,7 +348,8 @@ def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattP
     free[[int(i) for i in labels]] = False
     logit_pi = _PREVALENCE_LOGITS
     log_pi, log_rest = -np.logaddexp(0.0, -logit_pi), -np.logaddexp(0.0, logit_pi)
-    log_prior = log_pi + log_rest  # a flat prior on the prevalence, on a grid even in its log-odds
+    a, b = prevalence_prior  # Beta(a, b) on a grid even in the log-odds: its density times pi (1 - pi)
+    log_prior = a * log_pi + b * log_rest
     out = np.empty_like(ratio)
     for d in range(draws):  # one draw at a time: (grid, n) arrays, whatever the batch's size
         loglik = log_prior + np.logaddexp(log_pi[:, None] + ratio[d, free][None], log_rest[:, None]).sum(axis=1)
