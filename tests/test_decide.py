@@ -344,3 +344,22 @@ def test_the_shipped_rule_calls_nothing_without_labels_and_its_probability_still
     assert [DecisionRule().calls_from(k) for k in (0, 1, 2, 3, 4, 7, 8, 20)] == [2, 2, 2, 3, 8, 8, 8, 20]
     assert DecisionRule(decisions=((0, "none"),)).calls_from() is None
     assert DecisionRule(decisions=((0, "mixture"),)).calls_from(1) == 1
+
+
+def test_the_prevalence_prior_is_what_scores_that_say_nothing_leave_and_it_holds_a_misfit_batch_back():
+    """With a likelihood ratio of 1 everywhere, every P(yes) is the prior's mean: a / (a + b) for
+    Beta(a, b) on the prevalence (0.273 for the shipped one). And where a likelihood ratio that
+    misfits the batch calls every one of 12 documents a likely "yes", the shipped prior keeps the
+    share of "yes" lower than the flat one does."""
+    from engine.confidence.decide import PREVALENCE_PRIOR, prevalence_platt
+
+    s = np.random.default_rng(12).normal(size=500)
+    flat_ratio = PlattPrior((0.0, 0.0), ((1e-6, 0.0), (0.0, 1e-6)))
+    a, b = PREVALENCE_PRIOR
+    draws = prevalence_platt(s, None, flat_ratio, prevalence_prior=PREVALENCE_PRIOR)
+    assert np.all(np.abs(draws.mean(axis=0) - a / (a + b)) < 0.02)
+    misfit = np.random.default_rng(3).normal(1.5, 0.5, size=12)  # all "yes"-like under ratio 2 s - 2
+    ratio = PlattPrior((2.0, -2.0), ((1e-6, 0.0), (0.0, 1e-6)))
+    flat = prevalence_platt(misfit, None, ratio).mean()
+    held = prevalence_platt(misfit, None, ratio, prevalence_prior=PREVALENCE_PRIOR).mean()
+    assert held < flat - 0.05

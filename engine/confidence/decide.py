@@ -53,9 +53,13 @@ GATES_BY_TARGET = ((0.75, 0.0), (0.80, 0.0), (0.85, 2.5), (0.90, 3.0), (0.95, 3.
 # batch's own prevalence, calling on the mean / on the low quantile of its draws; "none": no calls.
 # Chosen per count on questions of genres the probe never saw (leave-one-genre-out), as the one
 # that called most at the target with no question far below it, "none" where no decision reached
-# the target (scripts/decisions_rule_v6.md; the README has the tables). A decision whose prior the
+# the target (scripts/decisions_rule_v6.md, _v8.md; the README has the tables). A decision whose prior the
 # score lacks falls back to the Bayesian Platt, then to the mixture.
 PLATT_FROM = 2
+# The prevalence decisions' prior on the batch's share of "yes": the Beta with the mean and variance
+# of the general probe's 49 training questions' shares (0.27 on average). A flat prior let a batch
+# whose scores the likelihood ratio misfits run to a share of 0.9 (scripts/decisions_rule_v8.md).
+PREVALENCE_PRIOR = (1.2, 3.2)
 DECISIONS_FROM = ((0, "none"), (2, "prevalence-q"), (4, "none"), (8, "prevalence"))
 
 
@@ -72,8 +76,9 @@ class DecisionRule:
     """How calls are made: the target precision, the mixture's separation gate (in pooled standard
     deviations; calls only above it; None: the one measured for the target), its bootstrap refits
     (and the prevalence's posterior draws, twice as many) and the quantile of their probabilities
-    a call must clear, and which decision decides from how many labels of each class
-    (`DECISIONS_FROM`)."""
+    a call must clear, which decision decides from how many labels of each class
+    (`DECISIONS_FROM`), and the Beta prior of the prevalence decisions on the batch's share of
+    "yes" (`PREVALENCE_PRIOR`; (1, 1): flat)."""
 
     target: float = DEFAULT_TARGET
     gate: Optional[float] = None
@@ -81,6 +86,7 @@ class DecisionRule:
     quantile: float = 0.1
     seed: int = 0
     decisions: tuple[tuple[int, str], ...] = DECISIONS_FROM
+    prevalence_prior: tuple[float, float] = PREVALENCE_PRIOR
 
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
@@ -412,7 +418,8 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
             pb = low = high = bayes_platt(s, given, prior)
             prevalence = float("nan")
         else:
-            draws = prevalence_platt(s, given, prior.without_prevalence, draws=2 * max(rule.refits, 8), seed=rule.seed)
+            draws = prevalence_platt(s, given, prior.without_prevalence, draws=2 * max(rule.refits, 8), seed=rule.seed,
+                                     prevalence_prior=rule.prevalence_prior)
             pb = draws.mean(axis=0)
             prevalence = float(pb[free].mean()) if free.any() else float("nan")
             low, high = pb, pb
