@@ -29,28 +29,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_decisions import anchored_scores, held_out_anchored
+from eval_decisions import shipped_anchored
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.calibrate import platt_prior
 from engine.confidence.decide import PlattPrior, DecisionRule, call_quality, decide, oracle_coverage, suggest
 from engine.confidence.general import probes_dir
-from engine.confidence.calibrate import ANCHOR_L2, ANCHORS_HELD_OUT
+from engine.confidence.calibrate import ANCHOR_L2
 
 TARGET = 0.90
 
 
 def refit_scores(x: np.ndarray, probe: GeneralProbe, labels: dict[int, bool]) -> np.ndarray:
     """The general probe refit to the labels, anchored on its own weights, as the app and the CLI
-    refit it (eval_decisions' R1 at the shipped strength); unchanged without labels."""
+    refit it (eval_decisions' R1 at the shipped strength, the labeled documents scored as shipped);
+    unchanged without labels."""
     if not labels:
         return x @ probe.w + probe.b
     idx = np.array(list(labels), dtype=int)
-    y = np.array([labels[i] for i in idx])
-    s = anchored_scores(x, idx, y, probe, ANCHOR_L2)
-    if ANCHORS_HELD_OUT and min(y.sum(), (~y).sum()) >= 2:  # labeled documents scored as shipped
-        s = held_out_anchored(s, x, idx, y, probe, ANCHOR_L2)
-    return s
+    return shipped_anchored(x, idx, np.array([labels[i] for i in idx]), probe, ANCHOR_L2)
 
 
 def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int,

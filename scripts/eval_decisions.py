@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, Pairs, features, load_pairs
 
 from engine.confidence import metrics
-from engine.confidence.calibrate import NULL_TEXTS, Calibrator
+from engine.confidence.calibrate import ANCHORS_HELD_OUT, NULL_TEXTS, Calibrator
 from engine.confidence.calibrate import platt_prior as fit_platt_prior
 from engine.confidence.decide import (
     UNCERTAIN,
@@ -80,6 +80,17 @@ def held_out_anchored(scores: np.ndarray, x: np.ndarray, labeled: np.ndarray, y:
     return out
 
 
+def shipped_anchored(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, lam: float,
+                     held_out: bool = ANCHORS_HELD_OUT) -> np.ndarray:
+    """R1 with the labeled documents scored as the product scores them: by the refit without each
+    (`held_out_anchored`) from two labels of each class, as `Calibrator.fit_labels` does when
+    `held_out` (`ANCHORS_HELD_OUT`); in-sample otherwise."""
+    s = anchored_scores(x, labeled, y, probe, lam)
+    if held_out and min(int(y.sum()), int((~y).sum())) >= 2:
+        s = held_out_anchored(s, x, labeled, y, probe, lam)
+    return s
+
+
 def shipped_calibrator(p: Pairs, idx: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe,
                        question: str) -> tuple[np.ndarray, Calibrator]:
     """R2 + D0: the calibrator as it shipped before, fitted to the labels; its log-odds for the batch."""
@@ -123,19 +134,38 @@ def label_draws(y: np.ndarray, seed: int):
             yield k, draw, labeled
 
 
+def batch_draws(p: Pairs, idx: np.ndarray, probe: GeneralProbe, seed: int):
+    """A batch's labels y, its standardised features x, the probe's label-free scores z0, and per
+    label draw (`label_draws`) the k, the draw, the labeled indices, the labels and the unlabeled
+    mask."""
+    y = p.y[idx]
+    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
+    z0 = x @ probe.w + probe.b
+    draws = []
+    for k, draw, labeled in label_draws(y, seed):
+        lab_idx = np.flatnonzero(labeled)
+        draws.append((k, draw, lab_idx, {int(i): bool(y[i]) for i in lab_idx}, ~labeled))
+    return y, x, z0, draws
+
+
+def ranking_records(base: dict, name: str, y: np.ndarray, unl: np.ndarray, s: np.ndarray, labels: dict,
+                    prior: PlattPrior) -> list[dict]:
+    """The records every ranking gets: its AUC (no calls) and D1, the Bayesian Platt at TARGET."""
+    pb = bayes_platt(s, labels, prior)
+    calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
+    return [{**base, "ranking": name, "decision": "auc",
+             **measure(y, unl, s, metrics.sigmoid(s), [UNCERTAIN] * len(y), float("nan"))},
+            {**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))}]
+
+
 def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int,
               prior_llr: PlattPrior | None = None):
     """Every (k, draw, ranking, decision) record of one batch."""
     if V4:
         return run_batch_v4(p, idx, probe, prior, prior_llr, question, seed)
-    y = p.y[idx]
-    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
-    z0 = x @ probe.w + probe.b
+    y, x, z0, draws = batch_draws(p, idx, probe, seed)
     out = []
-    for k, draw, labeled in label_draws(y, seed):
-        lab_idx = np.flatnonzero(labeled)
-        labels = {int(i): bool(y[i]) for i in lab_idx}
-        unl = ~labeled
+    for k, draw, lab_idx, labels, unl in draws:
         scores = {"R0": z0}
         if k and not ONLY_R2:
             for lam in LAMBDAS:
@@ -149,11 +179,7 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
         out.append({**base, "ranking": "R2", "decision": "D0",
                     **measure(y, unl, r2, metrics.sigmoid(r2), d0_calls, float("nan"))})
         for name, s in scores.items():
-            out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
-                                                                               [UNCERTAIN] * len(y), float("nan"))})
-            pb = bayes_platt(s, labels, prior)
-            calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
-            out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
+            out += ranking_records(base, name, y, unl, s, labels, prior)
             for dname, rule in (("D2", DecisionRule(gate=0.0, refits=0, decisions=MIXTURE)),
                                 ("D3", DecisionRule(gate=0.0, decisions=MIXTURE))):
                 d = decide(s, labels, rule)
@@ -166,14 +192,9 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
                  question: str, seed: int):
     """decisions_rule_v4.md: R0 and R1 (strength 10) with D1, D3 (gated when chosen) and D4m/D4q, the
     same label draws as `run_batch`."""
-    y = p.y[idx]
-    x = (features(p.take(idx), SPEC) - probe.mean) / probe.scale
-    z0 = x @ probe.w + probe.b
+    y, x, z0, batch = batch_draws(p, idx, probe, seed)
     out = []
-    for k, draw, labeled in label_draws(y, seed):
-        lab_idx = np.flatnonzero(labeled)
-        labels = {int(i): bool(y[i]) for i in lab_idx}
-        unl = ~labeled
+    for k, draw, lab_idx, labels, unl in batch:
         scores = {"R0": z0}
         if k:
             scores["R1:10"] = anchored_scores(x, lab_idx, y[lab_idx], probe, 10.0)
@@ -181,26 +202,23 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
                 scores["R1:10"] = held_out_anchored(scores["R1:10"], x, lab_idx, y[lab_idx], probe, 10.0)
         base = {"question": question, "k": k, "draw": draw}
         for name, s in scores.items():
-            out.append({**base, "ranking": name, "decision": "auc", **measure(y, unl, s, metrics.sigmoid(s),
-                                                                               [UNCERTAIN] * len(y), float("nan"))})
-            pb = bayes_platt(s, labels, prior)
-            calls = [YES if v >= TARGET else "no" if v <= 1 - TARGET else UNCERTAIN for v in pb]
-            out.append({**base, "ranking": name, "decision": "D1", **measure(y, unl, s, pb, calls, float("nan"))})
+            out += ranking_records(base, name, y, unl, s, labels, prior)
             d = decide(s, labels, DecisionRule(gate=0.0, decisions=MIXTURE))
             out.append({**base, "ranking": name, "decision": "D3",
                         **measure(y, unl, s, d.probability, d.calls, d.separation)})
-            for suffix, pp in (("", (1.0, 1.0)), ("-b", PREVALENCE_BETA)):  # decisions_rule_v8.md: "-b"
+            # D4 on the flat prevalence prior, calling on the mean or on a low quantile of the draws
+            # (decisions_rule_v4.md, _v7.md), and "-b" on the Beta prior (decisions_rule_v8.md)
+            for suffix, pp, quantiles in (("", (1.0, 1.0), (("D4q", 0.1), ("D4q05", 0.05), ("D4q025", 0.025))),
+                                          ("-b", PREVALENCE_BETA, (("D4q", 0.1),))):
                 draws = prevalence_platt(s, labels, prior_llr, seed=seed, prevalence_prior=pp)
-                quantiles = (("D4q", 0.1), ("D4q05", 0.05), ("D4q025", 0.025))  # decisions_rule_v4.md, _v7.md
-                for dname, low, high in (("D4m", draws.mean(axis=0), draws.mean(axis=0)),
-                                         *((d, np.quantile(draws, q, axis=0), np.quantile(draws, 1 - q, axis=0))
-                                           for d, q in quantiles)):
-                    if suffix and dname not in ("D4m", "D4q"):
-                        continue
+                mean = draws.mean(axis=0)
+                for dname, low, high in (("D4m", mean, mean), *((d, np.quantile(draws, q, axis=0),
+                                                                np.quantile(draws, 1 - q, axis=0))
+                                                               for d, q in quantiles)):
                     calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
                              for lo, hi in zip(low, high)]
                     out.append({**base, "ranking": name, "decision": dname + suffix,
-                                **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
+                                **measure(y, unl, s, mean, calls, float("nan"))})
     return out
 
 

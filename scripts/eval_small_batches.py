@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_decisions import SPEC, anchored_scores, held_out_anchored, platt_prior
+from eval_decisions import SPEC, platt_prior, shipped_anchored
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.calibrate import ANCHORS_HELD_OUT
@@ -48,7 +48,7 @@ def main() -> int:
         logo_z[m] = logo_probe[g].decision(train.take(m))
     prior = platt_prior(train, logo_z)  # as shipped: fitted on the training genres
     rule = DecisionRule(decisions=((0, "mixture"), (2, "prevalence-q"), (8, "prevalence"))) if args.before else DecisionRule()
-    held_out = ANCHORS_HELD_OUT and not args.before
+    held_out = ANCHORS_HELD_OUT and not args.before  # --before: in-sample, as v4 shipped
     rng = np.random.default_rng(0)
     for split, genres in (("held-out", HELD_OUT), ("tuning", ("fortunes", "wordnet")), ("training", TRAIN)):
         if split not in args.splits.split(","):
@@ -80,9 +80,7 @@ def main() -> int:
                             x, y = x_all[sel], y_all[sel]
                             labeled = np.arange(2 * k)
                             if k:
-                                s = anchored_scores(x, labeled, y[labeled], used, 10.0)
-                                if held_out:
-                                    s = held_out_anchored(s, x, labeled, y[labeled], used, 10.0)
+                                s = shipped_anchored(x, labeled, y[labeled], used, 10.0, held_out)
                             else:
                                 s = x @ used.w + used.b
                             d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior)

@@ -94,10 +94,15 @@ class DecisionRule:
         if self.gate is None:
             object.__setattr__(self, "gate", gate_for_target(self.target))
 
+    def _listed(self, labels_per_class: int) -> str:
+        """The decision `decisions` names for this many labels of each class (the mixture where it
+        names none)."""
+        return next((d for k, d in reversed(self.decisions) if labels_per_class >= k), "mixture")
+
     def decision_for(self, labels_per_class: int, prior: Optional["PlattPrior"]) -> str:
         """The decision for a batch with this many labels of each class (the smaller count) and a
         score with this prior (None: none known)."""
-        name = [d for k, d in self.decisions if labels_per_class >= k][-1] if self.decisions else "mixture"
+        name = self._listed(labels_per_class)
         if name.startswith("prevalence") and (prior is None or prior.without_prevalence is None):
             name = "platt" if labels_per_class >= PLATT_FROM else "mixture"
         if name == "platt" and prior is None:
@@ -107,8 +112,7 @@ class DecisionRule:
     def calls_from(self, labels_per_class: int = 0) -> Optional[int]:
         """The fewest labels of each class, at least `labels_per_class`, with which the rule calls
         anything (None: never)."""
-        names = [name for k, name in self.decisions if k <= labels_per_class][-1:] or ["mixture"]
-        if names[0] != "none":
+        if self._listed(labels_per_class) != "none":
             return labels_per_class
         return next((k for k, name in self.decisions if k > labels_per_class and name != "none"), None)
 
