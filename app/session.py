@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.confidence.calibrate import DEFAULT_MASS_FLOOR, text_key
-from engine.confidence.decide import DecisionRule, decide, decide_verdicts, suggest
+from engine.confidence.decide import DecisionRule, decide, decide_verdicts, suggest, unseen_ranking
 from engine.types import Document, Verdict
 
 from app import calibration, options as question_options, passages
@@ -462,21 +462,10 @@ class SessionController(QObject):
             batch = [dataclasses.replace(r.verdicts[question], document_index=r.key) for r in rows]
             pinned = {r.key: r.labels[question] == "yes" for r in rows if r.labels.get(question) in ("yes", "no")}
             cal = self.scoring.calibrators.get(question)
-            # A calibrator fitted elsewhere (a CLI run's labels) brings its labeled documents along,
-            # as the CLI's later runs use them; one fitted here has them in the table already.
-            extra, pinned_scores = [], {}
-            if cal is not None:
-                # a labeled document is decided by the score its calibrator kept for it, as in the
-                # pipeline's decisions (only labeled rows need their text's digest for that)
-                labeled_keys = {r.key: text_key(r.document.text) for r in rows if r.key in pinned}
-                pinned_scores = {k: cal.anchors[key][0] for k, key in labeled_keys.items()
-                                 if key in cal.anchors and cal.anchors[key][1] == pinned[k]}
-                if question not in self._fitted_here:
-                    here = {text_key(r.document.text) for r in rows}
-                    extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
+            pinned_scores, extra, unseen = self._anchored(question, rows, pinned)
             decided = decide_verdicts(batch, self.rule, pinned=pinned, extra=extra,
                                       mass_floor=cal.mass_floor if cal is not None else DEFAULT_MASS_FLOOR,
-                                      prior=self._prior(question), pinned_scores=pinned_scores)
+                                      prior=self._prior(question), pinned_scores=pinned_scores, unseen_auc=unseen)
             changed = []
             for row, new in zip(rows, decided):
                 old = row.verdicts[question]
@@ -492,6 +481,28 @@ class SessionController(QObject):
         if guide and self.active_question in wanted:
             self.update_guide()
 
+    def _anchored(self, question: str, rows: Sequence, pinned: Mapping[int, bool]
+                  ) -> tuple[dict[int, float], list[tuple[float, bool]], Optional[float]]:
+        """What the question's calibrator says of its labeled documents, for deciding `rows` with
+        the labels `pinned` (row key -> yes): the score each labeled row is decided by (the one its
+        calibrator kept for it, as in the pipeline's decisions), its labeled documents outside the
+        session (a calibrator fitted elsewhere, on a CLI run's labels, brings them along as the
+        CLI's later runs use them; one fitted here has them in the table already), and how well
+        scores that did not see the labels rank them (None while the labels differ from those it
+        was fitted on: then the decision reads it off the labeled scores)."""
+        cal = self.scoring.calibrators.get(question)
+        if cal is None:
+            return {}, [], None
+        labeled_keys = {r.key: text_key(r.document.text) for r in rows if r.key in pinned}
+        pinned_scores = {k: cal.anchors[key][0] for k, key in labeled_keys.items()
+                         if key in cal.anchors and cal.anchors[key][1] == pinned[k]}
+        extra = []
+        if question not in self._fitted_here:
+            here = {text_key(r.document.text) for r in rows}
+            extra = [anchor for key, anchor in cal.anchors.items() if key not in here]
+        current = len(pinned_scores) == len(pinned) and len(pinned) + len(extra) == len(cal.anchors)
+        return pinned_scores, extra, cal.unseen_auc if current else None
+
     @Slot(bool)
     def _on_busy_changed(self, busy: bool) -> None:
         if not busy:
@@ -504,12 +515,15 @@ class SessionController(QObject):
         # while verdicts stream in, the labeling guide waits for the end of the job
         self.redecide(sorted(self._decide_dirty), guide=not self.scoring.busy)
 
-    def _batch(self, question: str) -> tuple[list, list[float], dict[int, bool]]:
-        """The question's scored rows, their scores and their labels (index -> yes)."""
+    def _batch(self, question: str) -> tuple[list, list[float], dict[int, bool], Optional[float]]:
+        """The question's scored rows, their scores (a labeled row's: the one its calibrator kept
+        for it, as `redecide` decides it), their labels (index -> yes), and how well scores that did
+        not see the labels rank them (None: read off the labeled scores)."""
         rows = [r for r in self.results.rows if question in r.verdicts and question not in r.stale
                 and r.verdicts[question].ok and math.isfinite(r.verdicts[question].score)]
         labels = {i: r.labels[question] == "yes" for i, r in enumerate(rows) if r.labels.get(question) in ("yes", "no")}
-        return rows, [r.verdicts[question].score for r in rows], labels
+        pinned_scores, _, unseen = self._anchored(question, rows, {rows[i].key: y for i, y in labels.items()})
+        return rows, [pinned_scores.get(r.key, r.verdicts[question].score) for r in rows], labels, unseen
 
     def _prior(self, question: str):
         """The Platt prior of the question's score (`Calibrator.platt_prior`), for its decisions."""
@@ -522,9 +536,10 @@ class SessionController(QObject):
         question = question or self.active_question
         if question is None:
             return []
-        rows, scores, labels = self._batch(question)
+        rows, scores, labels, unseen = self._batch(question)
         unwanted = self._skipped.get(question, set()) | set(exclude)
-        picks = (suggest(scores, labels, self.rule, count + len(unwanted), prior=self._prior(question))
+        picks = (suggest(scores, labels, self.rule, count + len(unwanted), prior=self._prior(question),
+                         unseen_auc=unseen)
                  if len(rows) > len(labels) else [])
         return [rows[i].key for i in picks if rows[i].key not in unwanted][:count]
 
@@ -551,7 +566,7 @@ class SessionController(QObject):
             self.results.set_suggested([])
             self.guideChanged.emit("")
             return
-        rows, scores, labels = self._batch(question)
+        rows, scores, labels, unseen = self._batch(question)
         if len(rows) < 2:
             self.results.set_suggested([])
             self.guideChanged.emit("")
@@ -559,7 +574,8 @@ class SessionController(QObject):
         skipped = self._skipped.get(question, set())
         # one search serves the stars and the count of labels to the first calls
         prior = self._prior(question)
-        picks = suggest(scores, labels, self.rule, 4 + len(skipped), prior=prior) if len(rows) > len(labels) else []
+        picks = (suggest(scores, labels, self.rule, 4 + len(skipped), prior=prior, unseen_auc=unseen)
+                 if len(rows) > len(labels) else [])
         self.results.set_suggested([rows[i].key for i in picks if rows[i].key not in skipped][:3])
         free = [r for i, r in enumerate(rows) if i not in labels]
         called = sum(r.verdicts[question].verdict in ("yes", "no") for r in free)
@@ -574,6 +590,11 @@ class SessionController(QObject):
         elif called == 0 and decision == "none" and start is not None:
             text = (f"No yes or no until {start} yes and {start} no labels (now {n_yes} and {n_no}): with fewer, "
                     f"none was right {target} of the time. Label the ★ documents ({keys_help}).")
+        elif called == 0 and decision != "none" and not unseen_ranking(scores, labels, unseen) >= (
+                floor := self.rule.unseen_auc_floor(min(n_yes, n_no))):
+            text = (f"No yes or no yet: the labels disagree with the ranking (scored as unseen, they rank at AUC "
+                    f"{unseen_ranking(scores, labels, unseen):.2f}; calls need {floor:.2f}). Label more ★ documents "
+                    f"({keys_help}).")
         elif called == 0 and decision == "mixture" and math.isinf(self.rule.gate):
             text = (f"No yes or no at {target}: no rule was measured to make calls right that often (see the "
                     f"README). P(yes) still ranks the documents; to see calls where they fall into two clear "

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from engine.confidence.calibrate import Calibrator, read_labels, text_key
-from engine.confidence.decide import DEFAULT_TARGET, GATES_BY_TARGET, DecisionRule, decide_verdicts, suggest
+from engine.confidence.decide import (DEFAULT_TARGET, GATES_BY_TARGET, DecisionRule, decide_verdicts, suggest,
+                                      unseen_ranking)
 from engine.gather import calibrator_for, refreshed
 from engine.types import Document, Example, Verdict, as_document
 
@@ -203,6 +204,13 @@ class Pipeline:
                           f"on questions the model was never tuned on (README, Decisions over the batch); calls "
                           f"start from {start} of each (--labels); the probability ranks the documents "
                           "(--suggest N names the ones to label first)")
+            elif decision != "none" and not (ranked := unseen_ranking(
+                    [s for s, _ in cal.anchors.values()], dict(enumerate(y for _, y in cal.anchors.values())),
+                    cal.unseen_auc)) >= (floor := self.rule.unseen_auc_floor(k)):
+                reason = (f"with {cal.n_labels[0]} yes and {cal.n_labels[1]} no labels, nothing is called: scored "
+                          f"as unseen, the labels rank at AUC {ranked:.2f} and calls need {floor:.2f}, so the "
+                          "ranking is not yet to be trusted for this question (README, Decisions over the batch); "
+                          "more labels can lift it (--suggest N names the ones to label first)")
             elif decision == "none" or (decision == "mixture" and math.isinf(self.rule.gate)):
                 reason = (f"no yes or no is called at --target-precision {self.rule.target:g}: no rule was measured "
                           "to make calls right that often (README, Decisions over the batch); the probability "
@@ -348,7 +356,7 @@ def decided(rows: Sequence[tuple[int, Verdict]], cals: Mapping[str, Calibrator],
             batch.append(v)
         extra = [anchor for key, anchor in cal.anchors.items() if key not in found]
         verdicts = decide_verdicts(batch, rule, pinned=pinned, extra=extra, mass_floor=cal.mass_floor,
-                                   prior=cal.platt_prior, pinned_scores=pinned_scores)
+                                   prior=cal.platt_prior, pinned_scores=pinned_scores, unseen_auc=cal.unseen_auc)
         for n, v in zip(members, verdicts):
             out[n] = (out[n][0], v)
     return out

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_decisions import shipped_anchored
+from eval_decisions import shipped_anchored, shipped_unseen_auc
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.calibrate import platt_prior
@@ -40,14 +40,16 @@ from engine.confidence.calibrate import ANCHOR_L2
 TARGET = 0.90
 
 
-def refit_scores(x: np.ndarray, probe: GeneralProbe, labels: dict[int, bool]) -> np.ndarray:
+def refit_scores(x: np.ndarray, probe: GeneralProbe, labels: dict[int, bool]) -> tuple[np.ndarray, float | None]:
     """The general probe refit to the labels, anchored on its own weights, as the app and the CLI
-    refit it (eval_decisions' R1 at the shipped strength, the labeled documents scored as shipped);
-    unchanged without labels."""
+    refit it (eval_decisions' R1 at the shipped strength, the labeled documents scored as shipped),
+    and what the refit's `Calibrator.unseen_auc` would be; unchanged (and None) without labels."""
     if not labels:
-        return x @ probe.w + probe.b
+        return x @ probe.w + probe.b, None
     idx = np.array(list(labels), dtype=int)
-    return shipped_anchored(x, idx, np.array([labels[i] for i in idx]), probe, ANCHOR_L2)
+    y = np.array([labels[i] for i in idx])
+    s = shipped_anchored(x, idx, y, probe, ANCHOR_L2)
+    return s, shipped_unseen_auc(x, idx, y, probe, s) if y.any() and not y.all() else None
 
 
 def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, most: int, seed: int,
@@ -57,10 +59,11 @@ def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, 
     rng = np.random.default_rng(seed)
     goal = min(0.9, oracle_coverage(y, s, TARGET))
     labels: dict[int, bool] = {}
+    unseen = None
     for n in range(most + 1):
         if refit is not None:
-            s = refit_scores(*refit, labels)
-        d = decide(s, labels, rule, prior)
+            s, unseen = refit_scores(*refit, labels)
+        d = decide(s, labels, rule, prior, unseen)
         free = np.array([i not in labels for i in range(len(s))])
         made, right = call_quality(y[free], [c for c, f in zip(d.calls, free) if f])
         if made and made / free.sum() >= goal - 1e-9 and right / made >= TARGET:
@@ -68,7 +71,7 @@ def labels_needed(s: np.ndarray, y: np.ndarray, order: str, rule: DecisionRule, 
         if n == most:
             break
         if order == "suggested":
-            pick = suggest(s, labels, rule, prior=prior)[0]
+            pick = suggest(s, labels, rule, prior=prior, unseen_auc=unseen)[0]
         else:
             pick = int(rng.choice(np.flatnonzero(free)))
         labels[pick] = bool(y[pick])

@@ -56,6 +56,7 @@ PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
 V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and D4 (decisions_rule_v4.md)
 OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit without them (with --v4)
+V9 = False  # --v9 (with --v4): only R1's prevalence decisions on the Beta prior, with what v9's gates read
 MIXTURE = ((0, "mixture"),)  # D2/D3: the mixture whatever the labels
 PREVALENCE_BETA = (1.2, 3.2)  # decisions_rule_v8.md: the training questions' shares of yes, by moments
 
@@ -89,6 +90,16 @@ def shipped_anchored(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: G
     if held_out and min(int(y.sum()), int((~y).sum())) >= 2:
         s = held_out_anchored(s, x, labeled, y, probe, lam)
     return s
+
+
+def shipped_unseen_auc(x: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe, scores: np.ndarray,
+                       held_out: bool = ANCHORS_HELD_OUT) -> float:
+    """What `Calibrator.unseen_auc` is for these labels: the AUC of the labeled documents' shipped
+    scores (`shipped_anchored`) where those are held out (two labels of each class on), else the
+    label-free probe's AUC on them."""
+    if held_out and min(int(y.sum()), int((~y).sum())) >= 2:
+        return metrics.auc(y, scores[labeled])
+    return metrics.auc(y, x[labeled] @ probe.w + probe.b)
 
 
 def shipped_calibrator(p: Pairs, idx: np.ndarray, labeled: np.ndarray, y: np.ndarray, probe: GeneralProbe,
@@ -201,23 +212,32 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
             if OUT_OF_FOLD and k >= 2:  # each labeled document's score from the refit without it
                 scores["R1:10"] = held_out_anchored(scores["R1:10"], x, lab_idx, y[lab_idx], probe, 10.0)
         base = {"question": question, "k": k, "draw": draw}
+        if k:  # what the gates of decisions_rule_v9.md read: how the labeled documents' scores rank them
+            base["r0_auc"] = metrics.auc(y[lab_idx], z0[lab_idx])
         for name, s in scores.items():
             out += ranking_records(base, name, y, unl, s, labels, prior)
-            d = decide(s, labels, DecisionRule(gate=0.0, decisions=MIXTURE))
-            out.append({**base, "ranking": name, "decision": "D3",
-                        **measure(y, unl, s, d.probability, d.calls, d.separation)})
+            if V9 and name == "R0" and k:
+                continue
+            at = {**base, "loo_auc": metrics.auc(y[lab_idx], s[lab_idx])} if k else dict(base)
+            if not V9:
+                d = decide(s, labels, DecisionRule(gate=0.0, decisions=MIXTURE))
+                out.append({**base, "ranking": name, "decision": "D3",
+                            **measure(y, unl, s, d.probability, d.calls, d.separation)})
             # D4 on the flat prevalence prior, calling on the mean or on a low quantile of the draws
             # (decisions_rule_v4.md, _v7.md), and "-b" on the Beta prior (decisions_rule_v8.md)
             for suffix, pp, quantiles in (("", (1.0, 1.0), (("D4q", 0.1), ("D4q05", 0.05), ("D4q025", 0.025))),
                                           ("-b", PREVALENCE_BETA, (("D4q", 0.1),))):
+                if V9 and suffix != "-b":
+                    continue
                 draws = prevalence_platt(s, labels, prior_llr, seed=seed, prevalence_prior=pp)
                 mean = draws.mean(axis=0)
+                at["share"] = float(mean[unl].mean())
                 for dname, low, high in (("D4m", mean, mean), *((d, np.quantile(draws, q, axis=0),
                                                                 np.quantile(draws, 1 - q, axis=0))
                                                                for d, q in quantiles)):
                     calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN
                              for lo, hi in zip(low, high)]
-                    out.append({**base, "ranking": name, "decision": dname + suffix,
+                    out.append({**at, "ranking": name, "decision": dname + suffix,
                                 **measure(y, unl, s, mean, calls, float("nan"))})
     return out
 
@@ -279,9 +299,10 @@ def run(args) -> int:
         jobs.append(("tuning", g, tuning, probes["all"], prior_all, llr_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
-    global ONLY_R2, V4, OUT_OF_FOLD
+    global ONLY_R2, V4, OUT_OF_FOLD, V9
     ONLY_R2 = args.only_r2
     V4 = args.v4
+    V9 = args.v9
     OUT_OF_FOLD = args.out_of_fold
     seed = 0
     part, parts = (int(x) for x in args.part.split("/"))
@@ -678,6 +699,28 @@ def zero_v5(args) -> int:
     return 0
 
 
+def judged(recs, name: str) -> dict:
+    """`pooled`, with the questions under 80% where more than 20% is called, and whether the
+    candidate `name` qualifies by v6's rule (decisions_rule_v6.md)."""
+    t = pooled(recs)
+    qs = {(r["genre"], r["question"]) for r in recs}
+    t["questions_below_80"] = sum(
+        1 for g, q in qs if (u := pooled([r for r in recs if r["genre"] == g and r["question"] == q]))
+        ["coverage"] > 0.2 and u["precision"] < 0.8)
+    # a decision that called nothing has no precision to qualify with; "none" always qualifies
+    t["qualifies"] = bool(name == "none" or (t["calls"] and t["precision"] >= TARGET and t["questions_below_80"] == 0))
+    return t
+
+
+def load_records(paths) -> list[dict]:
+    """Records of `run`, with missing AUCs, separations and ECEs as NaN."""
+    rows = [json.loads(line) for path in paths for line in open(path)]
+    for r in rows:
+        for key in ("auc", "sep", "ece"):
+            r[key] = float("nan") if r.get(key) is None else r[key]
+    return rows
+
+
 def choose_v6(args) -> int:
     """decisions_rule_v6.md: per k, the mixture, D4m or D4q on in-sample (IS) or leave-one-out (LOO)
     scores of the labeled documents, or none, chosen on the training genres (leave-one-genre-out);
@@ -685,14 +728,7 @@ def choose_v6(args) -> int:
     and D4q025 too, on the out-of-fold records alone."""
     from engine.confidence.decide import gate_for_target
 
-    def load(paths):
-        rows = [json.loads(line) for path in paths for line in open(path)]
-        for r in rows:
-            for key in ("auc", "sep", "ece"):
-                r[key] = float("nan") if r.get(key) is None else r[key]
-        return rows
-
-    scored = {"IS": load(args.in_sample or []), "LOO": load(args.out_of_fold)}
+    scored = {"IS": load_records(args.in_sample or []), "LOO": load_records(args.out_of_fold)}
     if not scored["IS"]:  # decisions_rule_v7.md: k 0 and 1 are in-sample in the out-of-fold records
         scored["IS"] = [r for r in scored["LOO"] if r["k"] < 2]
     gate = gate_for_target(TARGET)
@@ -706,16 +742,7 @@ def choose_v6(args) -> int:
                and r["ranking"] == ranking(k) and r["k"] == k]
         return gated(out, gate) if decision == "D3" else out
 
-    def summary(recs, name):
-        t = pooled(recs)
-        qs = {(r["genre"], r["question"]) for r in recs}
-        t["questions_below_80"] = sum(
-            1 for g, q in qs if (u := pooled([r for r in recs if r["genre"] == g and r["question"] == q]))
-            ["coverage"] > 0.2 and u["precision"] < 0.8)
-        # a decision that called nothing has no precision to qualify with; "none" always qualifies
-        t["qualifies"] = bool(name == "none" or (t["calls"] and t["precision"] >= TARGET and t["questions_below_80"] == 0))
-        return t
-
+    summary = judged
     d4 = (("D4m", "D4q", "D4q05", "D4q025") if args.quantiles else ("D4m", "D4q")) + (
         ("D4m-b", "D4q-b") if getattr(args, "beta", False) else ())
 
@@ -756,6 +783,55 @@ def choose_v6(args) -> int:
     return 0
 
 
+V9_SHARE = 0.85  # decisions_rule_v9.md: about the largest share of yes of any training question (0.83)
+V9_GATES = {  # gate -> whether a draw's labels pass it
+    "open": lambda r: True,
+    "auc75": lambda r: r.get("loo_auc", float("nan")) >= 0.75,
+    "auc100": lambda r: r.get("loo_auc", float("nan")) >= 1.0,
+    "auc75+share": lambda r: r.get("loo_auc", float("nan")) >= 0.75 and r["share"] <= V9_SHARE,
+    "agree": lambda r: r.get("r0_auc", float("nan")) >= 1.0,
+    "agree+share": lambda r: r.get("r0_auc", float("nan")) >= 1.0 and r["share"] <= V9_SHARE,
+}
+
+
+def choose_v9(args) -> int:
+    """decisions_rule_v9.md: per k, D4m-b or D4q-b under a gate on the labels (the leave-one-out
+    AUC of the labeled documents, the label-free score's agreement with them, the estimated share of
+    yes), or none; chosen on the training genres (leave-one-genre-out), judged on the held-out and
+    tuning genres."""
+    rows = load_records(args.results)
+
+    def records(split, candidate, k):
+        decision, gate = candidate
+        out = [r for r in rows if r["split"] == split and r["ranking"] == "R1:10" and r["k"] == k
+               and r["decision"] == ("D4m-b" if decision == "none" else decision)]
+        if decision == "none":
+            return [{**r, "calls": 0, "right": 0} for r in out]
+        return [r if V9_GATES[gate](r) else {**r, "calls": 0, "right": 0} for r in out]
+
+    def candidates(k):
+        gates = ("open", "agree", "agree+share") if k == 1 else ("open", "auc75", "auc100", "auc75+share")
+        return [(d, g) for d in ("D4m-b", "D4q-b") for g in gates] + [("none", "")]
+
+    chosen, report = {}, {}
+    for k in (1, 2, 4, 8, 16):
+        tuned = [(c, judged(records("logo", c, k), c[0])) for c in candidates(k)]
+        best = max(((c, t) for c, t in tuned if t["qualifies"]), key=lambda ct: (ct[1]["coverage"], ct[0][0] != "none"))
+        chosen[k] = chosen[8] if k == 16 else best[0]
+        report[k] = {"chosen": list(chosen[k])}
+        for c in candidates(k):
+            for split in ("logo", "heldout", "tuning"):
+                t = judged(records(split, c, k), c[0])
+                report[k][f"{split}:{c[0]}:{c[1]}"] = t
+                mark = " <- chosen" if c == chosen[k] and split == "logo" else ""
+                print(f"k {k:2} {split:8} {c[0]:5} {c[1]:11} called {t['coverage']:.3f} right {t['precision']:.3f} "
+                      f"oracle {t['oracle']:.3f} q<80 {t['questions_below_80']}{mark}")
+    print("chosen: " + ", ".join(f"k {k}: {' '.join(chosen[k])}" for k in chosen))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -770,6 +846,8 @@ def main() -> int:
     r.add_argument("--only-r2", action="store_true")
     r.add_argument("--v4", action="store_true", help="decisions_rule_v4.md: R0/R1 with D1, D3 and D4")
     r.add_argument("--out-of-fold", action="store_true", help="with --v4: labeled documents scored out of fold")
+    r.add_argument("--v9", action="store_true", help="with --v4: only the Beta-prior prevalence decisions, and "
+                   "the labeled documents' AUC and the estimated share (decisions_rule_v9.md)")
     r.add_argument("--skip", nargs="*", default=[], help="records of an interrupted run: their batches are skipped")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
@@ -803,8 +881,11 @@ def main() -> int:
     c8.add_argument("--out-of-fold", nargs="+", required=True, help="records of run --v4 --out-of-fold")
     c8.add_argument("--json")
     c8.set_defaults(quantiles=False, in_sample=None, beta=True)
+    c9 = sub.add_parser("choose-v9", help="decisions_rule_v9.md: the prevalence decisions under gates on the labels")
+    c9.add_argument("results", nargs="+", help="records of run --v4 --out-of-fold --v9")
+    c9.add_argument("--json")
     args = parser.parse_args()
-    return {"choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_decisions import SPEC, platt_prior, shipped_anchored
+from eval_decisions import SPEC, platt_prior, shipped_anchored, shipped_unseen_auc
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.calibrate import ANCHORS_HELD_OUT
@@ -79,11 +79,13 @@ def main() -> int:
                             sel = np.concatenate([yes, no, unlabeled])
                             x, y = x_all[sel], y_all[sel]
                             labeled = np.arange(2 * k)
+                            unseen = None
                             if k:
                                 s = shipped_anchored(x, labeled, y[labeled], used, 10.0, held_out)
+                                unseen = shipped_unseen_auc(x, labeled, y[labeled], used, s, held_out)
                             else:
                                 s = x @ used.w + used.b
-                            d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior)
+                            d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior, unseen)
                             m_, r_ = call_quality(y[2 * k:], d.calls[2 * k:])
                             made, right, total = made + m_, right + r_, total + len(unlabeled)
                             said_yes = [c == "yes" for c in d.calls[2 * k:]]

@@ -523,21 +523,31 @@ def test_the_pane_says_when_no_single_paragraph_decides(qtbot, make_window, tiny
 
 
 def test_the_main_view_says_from_how_many_labels_calls_start(qtbot, make_window):
-    """Without labels (and with one of each) nothing is called by the shipped rule: the main view
-    says so, with the labels given and the count from which calls start, in the rule's own terms."""
+    """Without labels nothing is called by the shipped rule: the main view says so, with the labels
+    given and the count from which calls start, in the rule's own terms. One yes and one no that the
+    ranking puts the wrong way round hold the calls back, and the main view says that instead."""
     window = scored(qtbot, make_window, n=6)
     rows = window.results.rows
+    question = window.session.active_question
     window.session.update_guide()
-    assert "No yes or no until 2 yes and 2 no labels (now 0 and 0)" in window.guide.text()
-    window.select_keys([rows[1].key])
+    assert "No yes or no until 1 yes and 1 no labels (now 0 and 0)" in window.guide.text()
+    by_score = sorted(rows, key=lambda r: r.verdicts[question].score)
+    window.select_keys([by_score[-1].key])  # the top of the ranking is labeled "no"
     window.table.setFocus()
     qtbot.keyClick(window.table, Qt.Key.Key_N)
     window.session.update_guide()
-    assert "(now 0 and 1)" in window.guide.text()
+    assert "No yes or no until 1 yes and 1 no labels (now 0 and 1)" in window.guide.text()
     # above the last measured gate too: what holds calls back is the labels, not the bar
     from engine.confidence.decide import DecisionRule
 
     window.session.rule = DecisionRule(target=0.97)
     window.session.update_guide()
-    assert window.guide.text().startswith("No yes or no until 2 yes and 2 no labels (now 0 and 1): with fewer, none "
+    assert window.guide.text().startswith("No yes or no until 1 yes and 1 no labels (now 0 and 1): with fewer, none "
                                           "was right 97% of the time")
+    window.session.rule = DecisionRule()
+    window.select_keys([by_score[0].key])  # and its bottom "yes"
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Y)
+    window.session.update_guide()
+    assert window.guide.text().startswith("No yes or no yet: the labels disagree with the ranking (scored as "
+                                          "unseen, they rank at AUC 0.00; calls need 1.00)")

@@ -265,3 +265,30 @@ def test_labeled_documents_are_scored_as_the_refit_scores_documents_it_never_saw
     folded = held_out_scores(general, x, y, 10.0, folds=8)
     w, b = anchor(general, x[np.arange(80) % 8 != 3], y[np.arange(80) % 8 != 3], 10.0)
     assert folded[np.arange(80) % 8 == 3] == pytest.approx(x[np.arange(80) % 8 == 3] @ w + b)
+
+
+def test_the_calibrator_says_how_well_scores_that_never_saw_the_labels_rank_them():
+    """`unseen_auc`, which the batch decisions gate on: with one label of each class, the label-free
+    general probe's AUC on them (a refit on both has seen both); from two of each, the AUC of the
+    scores the refit without each gives (`held_out_scores`), which are also the anchors' scores. It
+    is saved and loaded with the calibrator."""
+    from engine.confidence.calibrate import ANCHOR_L2, held_out_scores
+
+    general, _, draw = _general_and_truth(seed=4)
+    x, y = draw(200)
+    z = general.decision(x)
+    wrong_way = [int(np.flatnonzero(y)[np.argmin(z[y])]), int(np.flatnonzero(~y)[np.argmax(z[~y])])]
+
+    def features(rows):
+        return Features([f"d{i}" for i in rows], np.zeros(len(rows)), np.ones(len(rows)), x[rows][:, None, :], [3])
+
+    cal = Calibrator(question="q", general=general, use_general=True)
+    cal.fit_labels(features(wrong_way), [True, False])
+    assert cal.method == "anchored" and cal.unseen_auc == 0.0
+    rows = list(np.flatnonzero(y)[:3]) + list(np.flatnonzero(~y)[:3])
+    cal.fit_labels(features(rows), list(y[rows]))
+    expected = metrics.auc(y[rows], held_out_scores(general, x[rows], y[rows], ANCHOR_L2))
+    assert cal.unseen_auc == pytest.approx(expected)
+    assert metrics.auc(y[rows], [cal.anchors[f"d{i}"][0] for i in rows]) == pytest.approx(expected)
+    assert Calibrator.from_dict(cal.to_dict()).unseen_auc == pytest.approx(expected)
+    assert np.isnan(Calibrator.from_dict({"question": "q"}).unseen_auc)  # saved before it was kept

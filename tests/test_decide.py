@@ -26,6 +26,7 @@ from engine.confidence.decide import (
 from engine.types import Verdict
 
 MIXTURE = ((0, "mixture"),)  # the mixture whatever the labels: what most tests here check
+NO_FLOOR = ()  # ... and no floor on how the labels rank: labels that run against the score name the yes group
 
 
 def batch(separation: float, n: int = 400, share: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +37,7 @@ def batch(separation: float, n: int = 400, share: float = 0.3, seed: int = 0) ->
 
 def test_a_separated_batch_is_called_at_the_target_precision_before_any_label():
     s, y = batch(4.0, n=2000, share=0.3)
-    d = decide(s, None, DecisionRule(gate=2.0, decisions=MIXTURE))
+    d = decide(s, None, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     made, right = call_quality(y, d.calls)
     assert made / len(y) > 0.85  # the groups overlap little: nearly everything can be called
     assert right / made >= 0.98
@@ -50,14 +51,14 @@ def test_a_separated_batch_is_called_at_the_target_precision_before_any_label():
 def test_calls_hold_the_target_where_the_groups_overlap():
     for seed in range(3):
         s, y = batch(3.0, n=1000, share=0.5, seed=seed)
-        d = decide(s, None, DecisionRule(target=0.9, gate=2.0, decisions=MIXTURE))
+        d = decide(s, None, DecisionRule(target=0.9, gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
         made, right = call_quality(y, d.calls)
         assert 0.3 < made / len(y) < 0.95 and right / made >= 0.9
 
 
 def test_a_batch_without_two_groups_stays_uncertain():
     s, y = batch(0.3, n=400)
-    d = decide(s, None, DecisionRule(gate=2.0, decisions=MIXTURE))
+    d = decide(s, None, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     assert d.called == 0 and d.separation < 2.0
     assert set(d.calls) == {UNCERTAIN}
 
@@ -65,11 +66,11 @@ def test_a_batch_without_two_groups_stays_uncertain():
 def test_labels_are_held_and_name_the_yes_group():
     s, y = batch(4.0, n=300, share=0.5, seed=1)
     flipped = -s  # the score runs against the answer: without labels "yes" is the higher group
-    before = decide(flipped, None, DecisionRule(gate=2.0, decisions=MIXTURE))
+    before = decide(flipped, None, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     made, right = call_quality(y, before.calls)
     assert right / made < 0.1
     yes, no = int(np.flatnonzero(y)[0]), int(np.flatnonzero(~y)[0])
-    after = decide(flipped, {yes: True, no: False}, DecisionRule(gate=2.0, decisions=MIXTURE))
+    after = decide(flipped, {yes: True, no: False}, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     assert after.calls[yes] == YES and after.calls[no] == NO and after.n_labels == (1, 1)
     made, right = call_quality(np.delete(y, [yes, no]), np.delete(np.array(after.calls), [yes, no]))
     assert made > 200 and right / made >= 0.95
@@ -77,8 +78,8 @@ def test_labels_are_held_and_name_the_yes_group():
 
 def test_the_decision_does_not_depend_on_the_scale_or_offset_of_the_score():
     s, _ = batch(3.0, n=300, seed=2)
-    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0, decisions=MIXTURE))
-    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0, decisions=MIXTURE))
+    a = decide(s, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
+    b = decide(7.0 * s - 3.0, {0: bool(s[0] > 1.5)}, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     assert a.calls == b.calls
     assert a.probability == pytest.approx(b.probability, abs=1e-6)
 
@@ -109,7 +110,7 @@ def test_the_oracle_is_the_best_pair_of_thresholds():
 
 def test_suggestions_are_uncertain_unlabeled_documents_and_a_sure_batch_needs_none_twice():
     s, y = batch(1.8, n=240, share=0.4, seed=11)
-    rule = DecisionRule(gate=2.0, decisions=MIXTURE)
+    rule = DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR)
     labels = {int(np.argmax(s)): True, int(np.argmin(s)): False}
     d = decide(s, labels, rule)
     picks = suggest(s, labels, rule, count=3)
@@ -127,11 +128,11 @@ def test_verdicts_are_decided_over_their_batch_with_labels_pinned():
     rows.append(Verdict(document_id="bad", question="Q?", verdict="error", error="unreadable", document_index=len(s)))
     low = dict(enumerate(s))
     weakest = min(low, key=lambda i: low[i] if y[i] else math.inf)  # a yes the score puts lowest
-    out = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE), pinned={weakest: True}, mass_floor=0.95)
+    out = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR), pinned={weakest: True}, mass_floor=0.95)
     assert out[-1] is rows[-1]
     assert out[weakest].verdict == YES  # held at its label
     assert all(v.verdict == UNCERTAIN for i, v in enumerate(out[:-1]) if i != weakest)  # mass below the floor
-    called = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE), pinned={weakest: True})
+    called = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR), pinned={weakest: True})
     made, right = call_quality(y, [v.verdict for v in called[:-1]])
     assert made > 100 and right / made >= 0.95
     assert all(v.margin == pytest.approx(math.log(v.probability / (1 - v.probability)), abs=1e-6)
@@ -158,10 +159,10 @@ def test_the_default_target_calls_a_real_batch_whose_groups_are_apart_and_not_on
 
     data = json.loads((Path(__file__).parent / "data" / "obvious_scores.json").read_text())["questions"]
     food, pay = data["Is this about food or cooking?"], data["Does this ask the reader to pay money?"]
-    d = decide(np.array(food["score"]), None, DecisionRule(decisions=MIXTURE))
+    d = decide(np.array(food["score"]), None, DecisionRule(decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     made, right = call_quality(np.array(food["yes"]), d.calls)
     assert made >= 0.8 * len(food["yes"]) and right >= 0.97 * made
-    d = decide(np.array(pay["score"]), None, DecisionRule(decisions=MIXTURE))
+    d = decide(np.array(pay["score"]), None, DecisionRule(decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     assert d.called == 0
 
 
@@ -217,10 +218,10 @@ def test_deciding_again_after_the_groups_merge_gives_back_each_rows_own_probabil
     s, _ = batch(6.0, n=200, share=0.5, seed=7)
     rows = [Verdict(document_id=f"d{i}", question="Q?", verdict=UNCERTAIN, score=float(x), margin=float(x),
                     probability=1 / (1 + math.exp(-x)), label_mass=0.9, document_index=i) for i, x in enumerate(s)]
-    first = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE))
+    first = decide_verdicts(rows, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     assert sum(v.verdict != UNCERTAIN for v in first) > 150
     merged = [dataclasses.replace(v, score=float(x)) for v, x in zip(first, np.random.default_rng(1).normal(size=200))]
-    again = decide_verdicts(merged, DecisionRule(gate=2.0, decisions=MIXTURE))
+    again = decide_verdicts(merged, DecisionRule(gate=2.0, decisions=MIXTURE, unseen_auc_from=NO_FLOOR))
     assert all(v.verdict == UNCERTAIN for v in again)
     assert [v.probability for v in again] == pytest.approx([1 / (1 + math.exp(-v.score)) for v in merged], abs=1e-6)
 
@@ -267,7 +268,7 @@ def test_the_prevalence_decision_calls_a_rare_yes_batch_at_the_target_where_the_
     s, y = _known_llr_batch(600, 0.08, seed=13)  # groups 2 sd apart, and one of them small
     outer = PlattPrior((2.0, -4.0), ((0.5, 0.0), (0.0, 2.0)))
     prior = PlattPrior(outer.mean, outer.cov, PlattPrior((2.0, -2.0), ((0.05, 0.0), (0.0, 0.05))))
-    mixture = decide(s, None, DecisionRule(decisions=MIXTURE), prior)
+    mixture = decide(s, None, DecisionRule(decisions=MIXTURE, unseen_auc_from=NO_FLOOR), prior)
     assert mixture.method == "mixture" and mixture.called < 0.1 * len(s)
     rule = DecisionRule(decisions=((0, "prevalence"),))
     d = decide(s, None, rule, prior)
@@ -323,27 +324,66 @@ def test_deciding_the_same_batch_again_gives_an_equal_decision_that_the_caller_m
     assert suggest(s, None, DecisionRule(), 3) == suggest(s, None, DecisionRule(), 5)[:3]
 
 
-def test_the_shipped_rule_calls_nothing_without_labels_and_its_probability_still_ranks():
-    """Without labels (and with one of each) no decision was right often enough on genres the
-    probe never saw, so the shipped rule calls nothing, even on the food batch the mixture would
-    call; P(yes) is the score's own, which ranks the batch as the score does."""
+def _food():
     import json
     from pathlib import Path
 
     food = json.loads((Path(__file__).parent / "data" / "obvious_scores.json").read_text())["questions"][
         "Is this about food or cooking?"]
-    s, y = np.array(food["score"]), np.array(food["yes"])
-    for labels in (None, {int(np.flatnonzero(y)[0]): True, int(np.flatnonzero(~y)[0]): False}):
-        d = decide(s, labels, DecisionRule())
-        assert d.method == "none" and d.called == len(labels or {})
-        free = [i for i in range(len(s)) if i not in (labels or {})]
-        assert d.probability[free] == pytest.approx(1 / (1 + np.exp(-s[free])))
+    return np.array(food["score"]), np.array(food["yes"])
+
+
+def test_the_shipped_rule_calls_nothing_without_labels_and_its_probability_still_ranks():
+    """Without labels no decision was right often enough on genres the probe never saw, so the
+    shipped rule calls nothing, even on the food batch the mixture would call; P(yes) is the score's
+    own, which ranks the batch as the score does. From one label of each class on, a decision is
+    named for every count."""
+    s, y = _food()
+    d = decide(s, None, DecisionRule())
+    assert d.method == "none" and d.called == 0 and not d.separated
+    assert d.probability == pytest.approx(1 / (1 + np.exp(-s)))
     with_prior = PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5)), PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5))))
     assert [DecisionRule().decision_for(k, with_prior) for k in (0, 1, 2, 3, 4, 7, 8, 16)] == [
-        "none", "none", "prevalence-q", "prevalence-q", "none", "none", "prevalence", "prevalence"]
-    assert [DecisionRule().calls_from(k) for k in (0, 1, 2, 3, 4, 7, 8, 20)] == [2, 2, 2, 3, 8, 8, 8, 20]
+        "none", "prevalence-q", "prevalence", "prevalence", "prevalence-q", "prevalence-q", "prevalence",
+        "prevalence"]
+    assert [DecisionRule().calls_from(k) for k in (0, 1, 2, 3, 4, 7, 8, 20)] == [1, 1, 2, 3, 4, 7, 8, 20]
     assert DecisionRule(decisions=((0, "none"),)).calls_from() is None
     assert DecisionRule(decisions=((0, "mixture"),)).calls_from(1) == 1
+    assert [DecisionRule().unseen_auc_floor(k) for k in (0, 1, 2, 7, 8)] == [0.0, 1.0, 0.75, 0.75, 0.0]
+
+
+def test_labels_that_scores_which_never_saw_them_rank_poorly_hold_every_call_back():
+    """The same batch and the same labels are called or held back by how well scores that did not
+    see the labels rank them: with one label of each, the label-free score must put the yes above
+    the no (a calibrator says so in `unseen_auc`; without it the labeled scores are read); from two
+    of each, the labeled documents' scores (leave-one-out ones, in the product) must rank them at
+    0.75. Held back, P(yes) is the score's own and nothing is called."""
+    s, y = _food()
+    prior = PlattPrior((1.0, 0.0), ((0.1, 0.0), (0.0, 0.1)), PlattPrior((1.0, 0.0), ((0.1, 0.0), (0.0, 0.1))))
+    yes, no = np.flatnonzero(y), np.flatnonzero(~y)
+    agree = {int(yes[np.argmax(s[yes])]): True, int(no[np.argmin(s[no])]): False}
+    called = decide(s, agree, DecisionRule(), prior)
+    assert called.method == "prevalence-q" and not called.held_back and called.unseen_auc == 1.0
+    assert called.called > len(agree) and called.separated
+    held = decide(s, agree, DecisionRule(), prior, unseen_auc=0.0)  # the label-free score had them the wrong way
+    assert held.held_back and held.called == len(agree) and not held.separated
+    free = [i for i in range(len(s)) if i not in agree]
+    assert held.probability[free] == pytest.approx(1 / (1 + np.exp(-s[free])))
+    # two of each, two of them scored against their labels: one pair of four in order, AUC 0.25 < 0.75
+    against = {int(yes[np.argmax(s[yes])]): True, int(yes[np.argmin(s[yes])]): True,
+               int(no[np.argmin(s[no])]): False, int(no[np.argmax(s[no])]): False}
+    s2 = s.copy()
+    s2[int(yes[np.argmin(s[yes])])] = s[no].min() - 1  # a yes scored below every no
+    s2[int(no[np.argmax(s[no])])] = s[yes].max() + 1  # a no scored above every yes
+    assert decide(s2, against, DecisionRule(), prior).held_back
+    assert decide(s2, against, DecisionRule(), prior).unseen_auc == pytest.approx(0.25)
+    assert not decide(s, against, DecisionRule(), prior).held_back  # the same labels, scored the right way
+    # `called_with` (what `suggest` weighs) holds the mixture back the same way
+    quick = DecisionRule(refits=0, decisions=((0, "mixture"),), unseen_auc_from=((1, 1.0),))
+    sets = [{0: True, 1: False}, {0: False, 1: True}]
+    two = np.r_[[3.0, -3.0], np.random.default_rng(0).normal(3, 0.3, 40), np.random.default_rng(1).normal(-3, 0.3, 40)]
+    assert called_with(two, sets, quick) == [decide(two, labels, quick).called for labels in sets]
+    assert decide(two, sets[1], quick).held_back and not decide(two, sets[0], quick).held_back
 
 
 def test_the_prevalence_prior_is_what_scores_that_say_nothing_leave_and_it_holds_a_misfit_batch_back():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
@@ -147,6 +148,8 @@ class Calibrator:
     anchored: tuple[np.ndarray, float] | None = None
     # the labeled documents as the batch decision sees them: text digest (`text_key`) -> (score, label)
     anchors: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    # how well scores that did not see the labels rank them (AUC; NaN: no labels), for the decisions
+    unseen_auc: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.shift_method not in SHIFT_METHODS:
@@ -317,6 +320,7 @@ class Calibrator:
                 "its zero-shot answer to this question is not to be trusted"
             )
         scores = self.platt.logit(margins)  # in-sample, but Platt has two parameters
+        unseen = margins  # a monotone calibration ranks as the label-free score does
         best_auc = metrics.auc(y, margins)
         self.general_platt, self.use_general, self.anchored = None, False, None
         if self.general is not None and self.general.layer in features.layers and anchor_l2 is not None:
@@ -325,8 +329,9 @@ class Calibrator:
             x = self.general.features(features.hidden[:, features.layers.index(self.general.layer)], self.general_null)
             self.anchored = anchor(self.general, x, y, anchor_l2)
             self.use_general, self.general_platt_for = True, self.general.identity
-            scores = (held_out_scores(self.general, x, y, anchor_l2) if ANCHORS_HELD_OUT and min(n1, n0) >= 2
-                      else x @ self.anchored[0] + self.anchored[1])
+            held_out = ANCHORS_HELD_OUT and min(n1, n0) >= 2
+            scores = held_out_scores(self.general, x, y, anchor_l2) if held_out else x @ self.anchored[0] + self.anchored[1]
+            unseen = scores if held_out else x @ self.general.w + self.general.b  # the label-free score
         elif self.general is not None and self.general.layer in features.layers:
             # Not fitted to these labels, so its AUC on them is an honest measurement.
             z = self.general_decision(features.hidden[:, features.layers.index(self.general.layer)])
@@ -334,7 +339,7 @@ class Calibrator:
             if np.isfinite(general_auc) and general_auc > np.nan_to_num(best_auc, nan=0.5):
                 self.general_platt, self.use_general, best_auc = fit_platt(z, y, prior=(1.0, 0.0)), True, general_auc
                 self.general_platt_for = self.general.identity
-                scores = self.general_platt.logit(z)
+                scores = unseen = self.general_platt.logit(z)
         self.probe, self.probe_platt, self.use_probe = None, None, False
         if probe and self.anchored is None and n1 >= 2 and n0 >= 2 and features.hidden is not None and features.hidden.size:
             self.probe = fit_probe(features, y, model=self.model, question=self.question, layer=probe_layer, k=k)
@@ -342,11 +347,12 @@ class Calibrator:
             self.probe_platt = fit_platt(oof, y, prior=(1.0, 0.0))
             self.use_probe = bool(np.isfinite(self.probe.cv_auc) and self.probe.cv_auc > np.nan_to_num(best_auc, nan=0.5))
             if self.use_probe:
-                scores = self.probe_platt.logit(oof)
+                scores = unseen = self.probe_platt.logit(oof)  # out of fold
             else:
                 beaten = "the general probe" if self.use_general else "the margin"
                 self.notes.append(f"the probe did not beat {beaten} in cross-validation: using {beaten}")
         self.threshold = _sigmoid(metrics.recall_threshold(y, scores, self.recall_target))
+        self.unseen_auc = metrics.auc(y, unseen)
         self.anchors = {key: (float(score), bool(label))
                         for key, score, label in zip(keys if keys is not None else features.ids, scores, y)}
         return self
@@ -372,6 +378,7 @@ class Calibrator:
             "notes": list(self.notes),
             "anchors": [[doc_id, score, label] for doc_id, (score, label) in self.anchors.items()],
             "anchored": None if self.anchored is None else [[float(v) for v in self.anchored[0]], self.anchored[1]],
+            "unseen_auc": self.unseen_auc if math.isfinite(self.unseen_auc) else None,
         }
 
     @classmethod
@@ -397,6 +404,7 @@ class Calibrator:
             anchors={str(a[0]): (float(a[1]), bool(a[2])) for a in data.get("anchors", [])},
             anchored=(np.asarray(data["anchored"][0], dtype=np.float64), float(data["anchored"][1]))
             if data.get("anchored") else None,
+            unseen_auc=float(data["unseen_auc"]) if data.get("unseen_auc") is not None else float("nan"),
         )
 
     def save(self, folder: Optional[Path] = None) -> Path:

@@ -60,7 +60,13 @@ PLATT_FROM = 2
 # of the general probe's 49 training questions' shares (0.27 on average). A flat prior let a batch
 # whose scores the likelihood ratio misfits run to a share of 0.9 (scripts/decisions_rule_v8.md).
 PREVALENCE_PRIOR = (1.2, 3.2)
-DECISIONS_FROM = ((0, "none"), (2, "prevalence-q"), (4, "none"), (8, "prevalence"))
+DECISIONS_FROM = ((0, "none"), (1, "prevalence-q"), (2, "prevalence"), (4, "prevalence-q"), (8, "prevalence"))
+# How well scores that did not see the labels must rank them before anything is called, by the
+# labels of each class (the least AUC): with one of each the label-free score must put the yes label
+# above the no label; from two, the leave-one-out scores must rank the labels at 0.75; from eight,
+# nothing is asked. Labels that contradict the ranking say it is poor, which a calibration whose
+# prior keeps its slope positive would otherwise not hear (scripts/decisions_rule_v9.md).
+UNSEEN_AUC_FROM = ((1, 1.0), (2, 0.75), (8, 0.0))
 
 
 def gate_for_target(target: float) -> float:
@@ -77,8 +83,9 @@ class DecisionRule:
     deviations; calls only above it; None: the one measured for the target), its bootstrap refits
     (and the prevalence's posterior draws, twice as many) and the quantile of their probabilities
     a call must clear, which decision decides from how many labels of each class
-    (`DECISIONS_FROM`), and the Beta prior of the prevalence decisions on the batch's share of
-    "yes" (`PREVALENCE_PRIOR`; (1, 1): flat)."""
+    (`DECISIONS_FROM`), the Beta prior of the prevalence decisions on the batch's share of
+    "yes" (`PREVALENCE_PRIOR`; (1, 1): flat), and how well scores that did not see the labels must
+    rank them for any call (`UNSEEN_AUC_FROM`)."""
 
     target: float = DEFAULT_TARGET
     gate: Optional[float] = None
@@ -87,6 +94,7 @@ class DecisionRule:
     seed: int = 0
     decisions: tuple[tuple[int, str], ...] = DECISIONS_FROM
     prevalence_prior: tuple[float, float] = PREVALENCE_PRIOR
+    unseen_auc_from: tuple[tuple[int, float], ...] = UNSEEN_AUC_FROM
 
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
@@ -108,6 +116,11 @@ class DecisionRule:
         if name == "platt" and prior is None:
             name = "mixture"
         return name
+
+    def unseen_auc_floor(self, labels_per_class: int) -> float:
+        """The least AUC with which scores that did not see the labels must rank them for any call
+        (0: none asked)."""
+        return next((f for k, f in reversed(self.unseen_auc_from) if labels_per_class >= k), 0.0)
 
     def calls_from(self, labels_per_class: int = 0) -> Optional[int]:
         """The fewest labels of each class, at least `labels_per_class`, with which the rule calls
@@ -134,13 +147,15 @@ class BatchDecision:
     n_labels: tuple[int, int]  # (yes, no) labels used
     gate: float = math.inf  # the rule's separation gate
     method: str = "mixture"  # the decision that decided (DecisionRule.decisions)
+    unseen_auc: float = math.nan  # how well scores that did not see the labels rank them
+    held_back: bool = False  # the labels ranked under the rule's floor for them: nothing called
 
     @property
     def separated(self) -> bool:
         """Whether the probabilities are to be used at all: a Bayesian Platt's always, the
         mixture's where its groups are apart by the rule's gate (when not, nothing is called),
-        never where the decision is "none"."""
-        if self.method == "none":
+        never where the decision is "none" or the labels held the calls back."""
+        if self.method == "none" or self.held_back:
             return False
         return self.method != "mixture" or (math.isfinite(self.separation) and self.separation >= self.gate)
 
@@ -370,16 +385,30 @@ def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattP
     return out
 
 
+def unseen_ranking(scores, labels: Mapping[int, bool], unseen_auc: Optional[float] = None) -> float:
+    """How well scores that did not see the labels rank them (AUC): `unseen_auc` where it is a
+    number, else the labeled documents' scores as given (index into `scores` -> yes)."""
+    if unseen_auc is not None and math.isfinite(unseen_auc):
+        return float(unseen_auc)
+    s = np.asarray(scores, dtype=np.float64)
+    at = [int(i) for i in labels]
+    return metrics.auc([bool(labels[i]) for i in labels], s[at]) if at else float("nan")
+
+
 def decide(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
-           prior: Optional[PlattPrior] = None) -> BatchDecision:
+           prior: Optional[PlattPrior] = None, unseen_auc: Optional[float] = None) -> BatchDecision:
     """P(yes) and calls for every document of a batch from its scores (n,) and the labels given
     (index into `scores` -> yes). A score that is not finite gets P(yes) NaN and "uncertain".
     Labeled documents keep their label as their call and P(yes) 1 or 0. `prior`: what the score's
     calibration was across questions; with the labels of each class, it says which decision
-    decides (`DecisionRule.decision_for`)."""
+    decides (`DecisionRule.decision_for`). `unseen_auc`: how well scores that did not see the
+    labels rank them (`Calibrator.unseen_auc`); None or NaN: the labeled documents' scores as given,
+    which is that where each is the score of a fit without it. Below the rule's floor
+    (`DecisionRule.unseen_auc_floor`) nothing is called."""
     raw = np.asarray(scores, dtype=np.float64)
-    key = (raw.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in (labels or {}).items())), rule, prior)
-    decision = _remember(_DECIDED, key, lambda: _decide(raw, labels, rule, prior))
+    key = (raw.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in (labels or {}).items())), rule, prior,
+           unseen_auc)
+    decision = _remember(_DECIDED, key, lambda: _decide(raw, labels, rule, prior, unseen_auc))
     return dataclasses.replace(decision, probability=decision.probability.copy())
 
 
@@ -400,7 +429,7 @@ _DECIDED: dict[tuple, BatchDecision] = {}  # the last few decisions: the window 
 
 
 def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: DecisionRule,
-            prior: Optional[PlattPrior]) -> BatchDecision:
+            prior: Optional[PlattPrior], unseen_auc: Optional[float] = None) -> BatchDecision:
     n = len(raw)
     ok = np.isfinite(raw)
     probability = np.full(n, np.nan)
@@ -413,9 +442,15 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
     s, fixed = raw[ok], fixed_all[ok]
     free = np.isnan(fixed)
     method = rule.decision_for(min(n_labels), prior)
-    if method == "none":  # P(yes) is the score's own log-odds: it ranks, and calls nothing
+    floor = rule.unseen_auc_floor(min(n_labels))
+    ranked = float("nan")
+    if floor > 0 and method != "none":
+        ranked = unseen_ranking(s, {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}, unseen_auc)
+    held_back = floor > 0 and method != "none" and not ranked >= floor
+    if method == "none" or held_back:  # P(yes) is the score's own log-odds: it ranks, and calls nothing
         probability[np.flatnonzero(ok)[free]] = metrics.sigmoid(s[free])
-        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, method)
+        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, method,
+                             ranked, held_back)
     if method != "mixture":
         given = {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}
         if method == "platt":
@@ -433,7 +468,7 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
             if free[j]:
                 probability[i] = pb[j]
                 calls[i] = YES if low[j] >= rule.target else NO if high[j] <= 1 - rule.target else UNCERTAIN
-        return BatchDecision(probability, tuple(calls), float("nan"), prevalence, n_labels, rule.gate, method)
+        return BatchDecision(probability, tuple(calls), float("nan"), prevalence, n_labels, rule.gate, method, ranked)
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
         return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate)
     centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
@@ -460,13 +495,13 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
                 calls[i] = YES
             elif high[j] <= 1 - rule.target:
                 calls[i] = NO
-    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, gate)
+    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, gate, unseen_auc=ranked)
 
 
 def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
                     extra: Sequence[tuple[float, bool]] = (), mass_floor: float = 0.0,
-                    prior: Optional[PlattPrior] = None, pinned_scores: Mapping[int, float] | None = None
-                    ) -> list[Verdict]:
+                    prior: Optional[PlattPrior] = None, pinned_scores: Mapping[int, float] | None = None,
+                    unseen_auc: Optional[float] = None) -> list[Verdict]:
     """One question's verdicts decided over the batch: each row's `score` (the calibrator's
     log-odds) goes into `decide`, with the rows of labeled documents (`pinned`: document index ->
     yes) held at their labels and `extra` labeled documents outside the batch (score, label) added.
@@ -476,7 +511,7 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     label mass is below `mass_floor` stays uncertain. Errors pass through. The same document
     listed twice (same `document_index`) counts once. `prior`: the Platt prior of the score, for
     `decide`. `pinned_scores`: document index -> the score a labeled document is decided by, when
-    not its row's (the score it had when it was labeled)."""
+    not its row's (the score it had when it was labeled). `unseen_auc`: as for `decide`."""
     pinned = pinned or {}
     pinned_scores = pinned_scores or {}
     slot: dict[int, int] = {}  # document index -> position in the batch
@@ -492,7 +527,7 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
     for score, label in extra:
         labels[len(scores)] = bool(label)
         scores.append(float(score))
-    decision = decide(scores, labels, rule, prior)
+    decision = decide(scores, labels, rule, prior, unseen_auc)
     out = []
     for v in verdicts:
         i = slot.get(v.document_index) if v.ok and math.isfinite(v.score) else None
@@ -513,27 +548,30 @@ def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: 
 
 
 def suggest(scores, labels: Optional[Mapping[int, bool]] = None, rule: DecisionRule = DecisionRule(),
-            count: int = 1, candidates: int = 16, prior: Optional[PlattPrior] = None) -> list[int]:
+            count: int = 1, candidates: int = 16, prior: Optional[PlattPrior] = None,
+            unseen_auc: Optional[float] = None) -> list[int]:
     """The unlabeled documents (indices into `scores`) whose label would bring the most calls, best
     first: for a shortlist of uncertain documents spread over the scores, the calls a quick refit
     (no bootstrap) makes with each answer, weighed by how likely that answer is now. Ties go to
     the document nearest even odds. Documents already called are not suggested while any is
-    uncertain. `prior`: the score's Platt prior, as for `decide`."""
+    uncertain. `prior` and `unseen_auc` (for the calls made now; each answer tried is read off the
+    labeled scores): as for `decide`."""
     s = np.asarray(scores, dtype=np.float64)
-    return list(_ranked(s, dict(labels or {}), rule, candidates, prior)[:count])
+    return list(_ranked(s, dict(labels or {}), rule, candidates, prior, unseen_auc)[:count])
 
 
 def _ranked(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidates: int,
-            prior: Optional[PlattPrior]) -> tuple[int, ...]:
+            prior: Optional[PlattPrior], unseen_auc: Optional[float] = None) -> tuple[int, ...]:
     """The whole ranking `suggest` takes its first few from (the last few asked are remembered:
     the window asks for the same batch's suggestions several times after each label)."""
-    key = (s.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in labels.items())), rule, candidates, prior)
-    return _remember(_RANKED, key, lambda: _rank(s, labels, rule, candidates, prior))
+    key = (s.tobytes(), tuple(sorted((int(i), bool(y)) for i, y in labels.items())), rule, candidates, prior,
+           unseen_auc)
+    return _remember(_RANKED, key, lambda: _rank(s, labels, rule, candidates, prior, unseen_auc))
 
 
 def _rank(s: np.ndarray, labels: dict[int, bool], rule: DecisionRule, candidates: int,
-          prior: Optional[PlattPrior]) -> tuple[int, ...]:
-    current = decide(s, labels, rule, prior)
+          prior: Optional[PlattPrior], unseen_auc: Optional[float] = None) -> tuple[int, ...]:
+    current = decide(s, labels, rule, prior, unseen_auc)
     open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i]) and current.calls[i] == UNCERTAIN]
     if not open_:
         open_ = [i for i in range(len(s)) if i not in labels and np.isfinite(s[i])]
@@ -574,7 +612,10 @@ def called_with(scores, label_sets: Sequence[Mapping[int, bool]], rule: Decision
         n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
         fixed = fixed_all[ok]
         mixture = rule.decision_for(min(n_labels), prior) == "mixture"
-        if mixture and int(np.isnan(fixed).sum()) >= 2 and len(np.unique(raw[ok])) >= 3:
+        floor = rule.unseen_auc_floor(min(n_labels))
+        if mixture and floor > 0 and not unseen_ranking(raw, labels) >= floor:
+            out[k] = sum(n_labels)  # the labels hold the calls back, as in `decide`
+        elif mixture and int(np.isnan(fixed).sum()) >= 2 and len(np.unique(raw[ok])) >= 3:
             jobs.append((k, fixed, sum(n_labels)))
         else:
             out[k] = decide(raw, labels, rule, prior).called
