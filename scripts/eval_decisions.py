@@ -239,6 +239,12 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
                              for lo, hi in zip(low, high)]
                     out.append({**at, "ranking": name, "decision": dname + suffix,
                                 **measure(y, unl, s, mean, calls, float("nan"))})
+            if V9:  # decisions_rule_v10.md: the share drawn with each likelihood ratio, the 10th percentile
+                draws = prevalence_platt(s, labels, prior_llr, seed=seed, prevalence_prior=PREVALENCE_BETA, joint=True)
+                low, high = np.quantile(draws, 0.1, axis=0), np.quantile(draws, 0.9, axis=0)
+                calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN for lo, hi in zip(low, high)]
+                out.append({**at, "ranking": name, "decision": "D4qj-b",
+                            **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
     return out
 
 
@@ -832,6 +838,61 @@ def choose_v9(args) -> int:
     return 0
 
 
+V9_CHOICE = {1: ("D4q-b", "agree"), 2: ("D4m-b", "auc75"), 4: ("D4q-b", "auc75"), 8: ("D4m-b", "open")}
+
+
+def choose_v10(args) -> int:
+    """decisions_rule_v10.md: per k, v9's choice (X) or the same gate on joint draws of the
+    likelihood ratio and the share (X-j), by whole batches and small batches of the training
+    genres; judged on the held-out and tuning genres."""
+    rows = load_records(args.results)
+    small = [json.loads(line) for line in open(args.small)]
+
+    def records(split, candidate, k):
+        decision, gate = candidate
+        out = [r for r in rows if r["split"] == split and r["ranking"] == "R1:10" and r["k"] == k
+               and r["decision"] == decision]
+        return [r if V9_GATES[gate](r) else {**r, "calls": 0, "right": 0} for r in out]
+
+    def small_pooled(split, joint, k, balanced=None):
+        got = [r for r in small if r["split"] == split and r["joint"] == joint and r["k"] == k
+               and (balanced is None or r["balanced"] == balanced)]
+        made, right, total = (sum(r[key] for r in got) for key in ("made", "right", "total"))
+        return {"coverage": made / total if total else float("nan"),
+                "precision": right / made if made else float("nan"), "calls": made}
+
+    chosen, report = {}, {}
+    for k in (1, 2, 4, 8):
+        x = V9_CHOICE[k]
+        candidates = {"X": (x, False), "X-j": (("D4qj-b", x[1]), True)}
+        verdicts = {}
+        for name, (cand, joint) in candidates.items():
+            whole = judged(records("logo", cand, k), cand[0])
+            sm = small_pooled("training", joint, k)
+            ok = whole["qualifies"] and (not sm["calls"] or sm["precision"] >= TARGET)
+            verdicts[name] = (ok, whole["coverage"])
+            print(f"k {k:2} training {name:3} whole {whole['coverage']:.3f} / {whole['precision']:.3f} "
+                  f"q<80 {whole['questions_below_80']}; small {sm['coverage']:.3f} / {sm['precision']:.3f} "
+                  f"-> {'qualifies' if ok else 'no'}")
+            for split in ("heldout", "tuning"):
+                w = judged(records(split, cand, k), cand[0])
+                print(f"k {k:2} {split:8} {name:3} whole {w['coverage']:.3f} / {w['precision']:.3f} "
+                      f"q<80 {w['questions_below_80']}")
+            for split in ("held-out", "tuning", "training"):
+                for balanced in (False, True):
+                    s = small_pooled(split, joint, k, balanced)
+                    print(f"k {k:2} {split:8} {name:3} small {'half yes' if balanced else 'natural '} "
+                          f"{s['coverage']:.3f} / {s['precision']:.3f}")
+        qualified = [n for n, (ok, _) in verdicts.items() if ok]
+        chosen[k] = max(qualified, key=lambda n: verdicts[n][1]) if qualified else "X"
+        report[k] = {"chosen": chosen[k], "verdicts": verdicts}
+    chosen[16] = chosen[8]
+    print("chosen: " + ", ".join(f"k {k}: {c}" for k, c in chosen.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -884,8 +945,13 @@ def main() -> int:
     c9 = sub.add_parser("choose-v9", help="decisions_rule_v9.md: the prevalence decisions under gates on the labels")
     c9.add_argument("results", nargs="+", help="records of run --v4 --out-of-fold --v9")
     c9.add_argument("--json")
+    c10 = sub.add_parser("choose-v10", help="decisions_rule_v10.md: v9's choice or its joint-draws variant")
+    c10.add_argument("results", nargs="+", help="records of run --v4 --out-of-fold --v9")
+    c10.add_argument("--small", required=True, help="records of eval_small_batches.py --records (with and "
+                     "without --joint, natural and --balanced)")
+    c10.add_argument("--json")
     args = parser.parse_args()
-    return {"choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

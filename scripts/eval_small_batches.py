@@ -7,12 +7,15 @@ each, `ANCHORS_HELD_OUT`) and the batch is decided as shipped. Prints the share 
 documents called and the share of those calls right, and of the "yes" calls alone.
 `--balanced`: half of the unlabeled documents "yes" (as in `make demo`'s games), questions with
 enough of them only. `--before`: the decisions of decisions_rule_v4.md, on in-sample scores.
+`--joint`: decisions_rule_v10.md's candidate; `--records FILE`: the counts, for `eval_decisions.py
+choose-v10`.
 
   python scripts/eval_small_batches.py [--cache /work/cache_probe/smollm2-135m-q4_1] [--balanced] [--before]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -36,6 +39,9 @@ def main() -> int:
     parser.add_argument("--before", action="store_true", help="the decisions of decisions_rule_v4.md (the "
                         "mixture, then the prevalence ones), on in-sample scores of the labeled documents")
     parser.add_argument("--splits", default="held-out,tuning,training")
+    parser.add_argument("--joint", action="store_true", help="decisions_rule_v10.md's candidate: from one label "
+                        "of each class, the prevalence decision on joint draws of the likelihood ratio and the share")
+    parser.add_argument("--records", help="append one JSON line per split, size and k (the counts) to this file")
     args = parser.parse_args()
     cache = Path(args.cache)
     train = load_pairs(cache, TRAIN)
@@ -48,6 +54,8 @@ def main() -> int:
         logo_z[m] = logo_probe[g].decision(train.take(m))
     prior = platt_prior(train, logo_z)  # as shipped: fitted on the training genres
     rule = DecisionRule(decisions=((0, "mixture"), (2, "prevalence-q"), (8, "prevalence"))) if args.before else DecisionRule()
+    if args.joint:
+        rule = DecisionRule(decisions=((0, "none"), (1, "prevalence-qj")))
     held_out = ANCHORS_HELD_OUT and not args.before  # --before: in-sample, as v4 shipped
     rng = np.random.default_rng(0)
     for split, genres in (("held-out", HELD_OUT), ("tuning", ("fortunes", "wordnet")), ("training", TRAIN)):
@@ -95,6 +103,12 @@ def main() -> int:
                     print(f"{split:8} unlabeled {n_unlabeled:3} k {k:2}: called {made / total:.3f} "
                           f"right {right / max(made, 1):.3f}; yes calls {yes_made}, right {yes_right / max(yes_made, 1):.3f}",
                           flush=True)
+                    if args.records:
+                        with open(args.records, "a") as out:
+                            out.write(json.dumps({"split": split, "unlabeled": n_unlabeled, "k": k,
+                                                  "balanced": args.balanced, "joint": args.joint, "made": made,
+                                                  "right": float(right), "total": total, "yes_made": yes_made,
+                                                  "yes_right": float(yes_right)}) + "\n")
     return 0
 
 

@@ -403,3 +403,31 @@ def test_the_prevalence_prior_is_what_scores_that_say_nothing_leave_and_it_holds
     flat = prevalence_platt(misfit, None, ratio).mean()
     held = prevalence_platt(misfit, None, ratio, prevalence_prior=PREVALENCE_PRIOR).mean()
     assert held < flat - 0.05
+
+
+def test_joint_draws_carry_the_shares_uncertainty_as_numpy_beta_samples_have_it():
+    """With a likelihood ratio that says nothing, the share's posterior is its Beta prior: joint
+    draws of P(yes) are then draws of that Beta (quantiles as numpy's Beta sampler gives them), where
+    the averaged draws all sit at its mean. In a large batch whose scores pin the share down, the
+    two agree."""
+    from engine.confidence.decide import PREVALENCE_PRIOR, prevalence_platt
+
+    a, b = PREVALENCE_PRIOR
+    flat_ratio = PlattPrior((0.0, 0.0), ((1e-9, 0.0), (0.0, 1e-9)))
+    s = np.zeros(12)
+    joint = prevalence_platt(s, None, flat_ratio, draws=4000, prevalence_prior=PREVALENCE_PRIOR, joint=True)[:, 0]
+    averaged = prevalence_platt(s, None, flat_ratio, draws=200, prevalence_prior=PREVALENCE_PRIOR)[:, 0]
+    reference = np.random.default_rng(0).beta(a, b, size=400_000)
+    for q in (0.1, 0.5, 0.9):
+        assert abs(np.quantile(joint, q) - np.quantile(reference, q)) < 0.02
+    assert np.ptp(averaged) < 1e-3 and abs(averaged[0] - a / (a + b)) < 0.01
+    rng = np.random.default_rng(5)
+    big = np.r_[rng.normal(3, 1, 200), rng.normal(-3, 1, 1800)]
+    ratio = PlattPrior((1.0, 0.0), ((1e-4, 0.0), (0.0, 1e-4)))
+    lo_joint = np.quantile(prevalence_platt(big, None, ratio, prevalence_prior=PREVALENCE_PRIOR, joint=True), 0.1, axis=0)
+    lo_avg = np.quantile(prevalence_platt(big, None, ratio, prevalence_prior=PREVALENCE_PRIOR), 0.1, axis=0)
+    assert np.max(np.abs(lo_joint - lo_avg)) < 0.05
+    small = big[::100]  # 20 documents: the share is unsure, so are the calls
+    spread_joint = np.ptp(prevalence_platt(small, None, ratio, prevalence_prior=PREVALENCE_PRIOR, joint=True), axis=0)
+    spread_avg = np.ptp(prevalence_platt(small, None, ratio, prevalence_prior=PREVALENCE_PRIOR), axis=0)
+    assert np.median(spread_joint) > 10 * np.median(spread_avg) and np.max(spread_joint) > 0.5 > np.max(spread_avg)

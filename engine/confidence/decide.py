@@ -349,15 +349,17 @@ _PREVALENCE_LOGITS = np.linspace(-7.0, 7.0, 113)  # prevalence 0.1% to 99.9%, fi
 
 
 def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattPrior, draws: int = 64,
-                     seed: int = 0, prevalence_prior: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+                     seed: int = 0, prevalence_prior: tuple[float, float] = (1.0, 1.0),
+                     joint: bool = False) -> np.ndarray:
     """P(yes) per score, (draws, n), with the batch's own prevalence in it: log-odds
     slope * s + offset + logit(prevalence). (slope, offset) are drawn from their Laplace posterior
     under `prior` (a prior with each question's prevalence taken out of its intercept) given the
     labels, read as sampled by class (where both classes are labeled; the prior alone otherwise);
     for each draw, the prevalence's posterior on a grid from its Beta(a, b) prior
-    (`prevalence_prior`; 1, 1: flat) and the unlabeled scores, and each P(yes) is the mean over it.
-    Where the scores say little (a flat slope), the prevalence stays as unsure as its prior, and so
-    does every P(yes)."""
+    (`prevalence_prior`; 1, 1: flat) and the unlabeled scores, and each P(yes) is the mean over it,
+    or (`joint`) at one prevalence drawn from it, so that the draws carry how unsure the prevalence
+    is too. Where the scores say little (a flat slope), the prevalence stays as unsure as its
+    prior, and so does every P(yes)."""
     s = np.asarray(scores, dtype=np.float64)
     labels = dict(labels or {})
     k_yes = sum(1 for v in labels.values() if v)
@@ -381,7 +383,10 @@ def prevalence_platt(scores, labels: Optional[Mapping[int, bool]], prior: PlattP
         post = np.exp(loglik - loglik.max())
         keep = post > 1e-9 * post.sum()  # the rest of the grid adds nothing to any probability
         post = post[keep] / post[keep].sum()
-        out[d] = post @ metrics.sigmoid(ratio[d][None] + logit_pi[keep][:, None])
+        if joint:
+            out[d] = metrics.sigmoid(ratio[d] + rng.choice(logit_pi[keep], p=post))
+        else:
+            out[d] = post @ metrics.sigmoid(ratio[d][None] + logit_pi[keep][:, None])
     return out
 
 
@@ -458,11 +463,11 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
             prevalence = float("nan")
         else:
             draws = prevalence_platt(s, given, prior.without_prevalence, draws=2 * max(rule.refits, 8), seed=rule.seed,
-                                     prevalence_prior=rule.prevalence_prior)
+                                     prevalence_prior=rule.prevalence_prior, joint=method == "prevalence-qj")
             pb = draws.mean(axis=0)
             prevalence = float(pb[free].mean()) if free.any() else float("nan")
             low, high = pb, pb
-            if method == "prevalence-q":
+            if method in ("prevalence-q", "prevalence-qj"):
                 low, high = np.quantile(draws, rule.quantile, axis=0), np.quantile(draws, 1 - rule.quantile, axis=0)
         for j, i in enumerate(np.flatnonzero(ok)):
             if free[j]:
