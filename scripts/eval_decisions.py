@@ -718,6 +718,13 @@ def judged(recs, name: str) -> dict:
     return t
 
 
+def reported(report: dict, key: str, t: dict, label: str, chosen: bool) -> None:
+    """`t` (of `judged`) kept in `report` under `key`, and printed as one line after `label`."""
+    report[key] = t
+    print(f"{label} called {t['coverage']:.3f} right {t['precision']:.3f} oracle {t['oracle']:.3f} "
+          f"q<80 {t['questions_below_80']}{' <- chosen' if chosen else ''}")
+
+
 def load_records(paths) -> list[dict]:
     """Records of `run`, with missing AUCs, separations and ECEs as NaN."""
     rows = [json.loads(line) for path in paths for line in open(path)]
@@ -778,11 +785,8 @@ def choose_v6(args) -> int:
         others = [("IS", d) for d in d4] if k >= 2 and scoring == "LOO" and args.in_sample else []
         for c in candidates(k, scoring) + others:
             for split in ("logo", "heldout", "tuning"):
-                t = summary(records(c[0], split, c[1], k), c[1])
-                report[k][f"{split}:{c[0]}-{c[1]}"] = t
-                mark = " <- chosen" if c == chosen[k] and split == "logo" else ""
-                print(f"k {k:2} {split:8} {c[0]:3}-{c[1]:8} called {t['coverage']:.3f} right {t['precision']:.3f} "
-                      f"oracle {t['oracle']:.3f} q<80 {t['questions_below_80']}{mark}")
+                reported(report[k], f"{split}:{c[0]}-{c[1]}", summary(records(c[0], split, c[1], k), c[1]),
+                         f"k {k:2} {split:8} {c[0]:3}-{c[1]:8}", c == chosen[k] and split == "logo")
     print("chosen: " + ", ".join(f"k {k}: {'-'.join(chosen[k])}" for k in KS))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
@@ -827,11 +831,8 @@ def choose_v9(args) -> int:
         report[k] = {"chosen": list(chosen[k])}
         for c in candidates(k):
             for split in ("logo", "heldout", "tuning"):
-                t = judged(records(split, c, k), c[0])
-                report[k][f"{split}:{c[0]}:{c[1]}"] = t
-                mark = " <- chosen" if c == chosen[k] and split == "logo" else ""
-                print(f"k {k:2} {split:8} {c[0]:5} {c[1]:11} called {t['coverage']:.3f} right {t['precision']:.3f} "
-                      f"oracle {t['oracle']:.3f} q<80 {t['questions_below_80']}{mark}")
+                reported(report[k], f"{split}:{c[0]}:{c[1]}", judged(records(split, c, k), c[0]),
+                         f"k {k:2} {split:8} {c[0]:5} {c[1]:11}", c == chosen[k] and split == "logo")
     print("chosen: " + ", ".join(f"k {k}: {' '.join(chosen[k])}" for k in chosen))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
