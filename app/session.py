@@ -582,7 +582,7 @@ class SessionController(QObject):
         n_yes = sum(labels.values())
         n_no = len(labels) - n_yes
         decision = self.rule.decision_for(min(n_yes, n_no), prior)
-        start = self.rule.calls_from(min(n_yes, n_no))
+        start = self.rule.calls_from(min(n_yes, n_no), prior)
         target = f"{self.rule.target:.0%}"
         keys_help = "Y yes · N no · S skip"
         if not free:

@@ -196,7 +196,7 @@ class Pipeline:
         for question, cal in self.calibrators.items() if self._batch_decided else ():
             k = min(cal.n_labels)
             decision = self.rule.decision_for(k, cal.platt_prior)
-            start = self.rule.calls_from(k)
+            start = self.rule.calls_from(k, cal.platt_prior)
             if decision == "none" and start is not None:
                 given = f"{cal.n_labels[0]} yes and {cal.n_labels[1]} no labels" if sum(cal.n_labels) else "no labels"
                 reason = (f"with {given}, "

@@ -56,6 +56,7 @@ PROBE_LAYER = 18
 ONLY_R2 = False  # --only-r2: measure only R2 (and D0), for a rerun of that ranking alone
 V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and D4 (decisions_rule_v4.md)
 OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit without them (with --v4)
+MARGIN = False  # --margin: only the mixture on the raw margin (decisions_rule_v11.md)
 V9 = False  # --v9 (with --v4): only R1's prevalence decisions on the Beta prior, with what v9's gates read
 MIXTURE = ((0, "mixture"),)  # D2/D3: the mixture whatever the labels
 PREVALENCE_BETA = (1.2, 3.2)  # decisions_rule_v8.md: the training questions' shares of yes, by moments
@@ -172,6 +173,8 @@ def ranking_records(base: dict, name: str, y: np.ndarray, unl: np.ndarray, s: np
 def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str, seed: int,
               prior_llr: PlattPrior | None = None):
     """Every (k, draw, ranking, decision) record of one batch."""
+    if MARGIN:
+        return run_batch_margin(p, idx, question, seed)
     if V4:
         return run_batch_v4(p, idx, probe, prior, prior_llr, question, seed)
     y, x, z0, draws = batch_draws(p, idx, probe, seed)
@@ -248,6 +251,23 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
     return out
 
 
+def run_batch_margin(p: Pairs, idx: np.ndarray, question: str, seed: int) -> list[dict]:
+    """decisions_rule_v11.md: the mixture on the model's raw margin (labeled documents held at their
+    class), the same label draws as `run_batch`; each record with the margin's AUC on the labels."""
+    y = p.y[idx]
+    margin = p.margin[idx].astype(np.float64)
+    out = []
+    for k, draw, labeled in label_draws(y, seed):
+        lab_idx = np.flatnonzero(labeled)
+        labels = {int(i): bool(y[i]) for i in lab_idx}
+        base = {"question": question, "k": k, "draw": draw, "ranking": "M"}
+        if k:
+            base["m_auc"] = metrics.auc(y[lab_idx], margin[lab_idx])
+        d = decide(margin, labels, DecisionRule(gate=0.0, decisions=MIXTURE, unseen_auc_from=()))
+        out.append({**base, "decision": "D3", **measure(y, ~labeled, margin, d.probability, d.calls, d.separation)})
+    return out
+
+
 def platt_prior(p: Pairs, z: np.ndarray) -> PlattPrior:
     return fit_platt_prior(z, p.y, p.question)
 
@@ -305,7 +325,8 @@ def run(args) -> int:
         jobs.append(("tuning", g, tuning, probes["all"], prior_all, llr_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
-    global ONLY_R2, V4, OUT_OF_FOLD, V9
+    global ONLY_R2, V4, OUT_OF_FOLD, V9, MARGIN
+    MARGIN = args.margin
     ONLY_R2 = args.only_r2
     V4 = args.v4
     V9 = args.v9
@@ -894,6 +915,35 @@ def choose_v10(args) -> int:
     return 0
 
 
+def choose_v11(args) -> int:
+    """decisions_rule_v11.md: per k, the mixture on the raw margin (at the 90% gate, under v9's
+    floor on the labels) or none, on every question of every split."""
+    from engine.confidence.decide import gate_for_target
+
+    rows = load_records(args.results)
+    floor = DecisionRule().unseen_auc_floor
+    gate = gate_for_target(TARGET)
+
+    def records(k, split=None):
+        out = gated([r for r in rows if r["k"] == k and (split is None or r["split"] == split)], gate)
+        return [r if not k or r.get("m_auc", float("nan")) >= floor(k) else {**r, "calls": 0, "right": 0}
+                for r in out]
+
+    chosen, report = {}, {}
+    for k in (0, 1, 2, 4, 8):
+        t = judged(records(k), "mixture")
+        chosen[k] = "mixture" if t["qualifies"] or not t["calls"] else "none"
+        report[k] = {"chosen": chosen[k]}
+        reported(report[k], "all", t, f"k {k:2} all      mixture", False)
+        for split in ("logo", "heldout", "tuning"):
+            reported(report[k], split, judged(records(k, split), "mixture"), f"k {k:2} {split:8} mixture", False)
+    chosen[16] = chosen[8]
+    print("chosen: " + ", ".join(f"k {k}: {c}" for k, c in chosen.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -910,6 +960,8 @@ def main() -> int:
     r.add_argument("--out-of-fold", action="store_true", help="with --v4: labeled documents scored out of fold")
     r.add_argument("--v9", action="store_true", help="with --v4: only the Beta-prior prevalence decisions, and "
                    "the labeled documents' AUC and the estimated share (decisions_rule_v9.md)")
+    r.add_argument("--margin", action="store_true", help="only the mixture on the raw margin, every split "
+                   "(decisions_rule_v11.md)")
     r.add_argument("--skip", nargs="*", default=[], help="records of an interrupted run: their batches are skipped")
     r.add_argument("--part", default="0/1", help="i/n: only every n-th batch, from the i-th (to run in parallel)")
     c = sub.add_parser("choose")
@@ -951,8 +1003,11 @@ def main() -> int:
     c10.add_argument("--small", required=True, help="records of eval_small_batches.py --records (with and "
                      "without --joint, natural and --balanced)")
     c10.add_argument("--json")
+    c11 = sub.add_parser("choose-v11", help="decisions_rule_v11.md: the mixture on the raw margin or none, per k")
+    c11.add_argument("results", nargs="+", help="records of run --margin")
+    c11.add_argument("--json")
     args = parser.parse_args()
-    return {"choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v11": choose_v11, "choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

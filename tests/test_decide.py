@@ -208,7 +208,8 @@ def test_from_two_labels_of_each_class_the_bayesian_platt_decides_where_a_prior_
     free = [i for i in range(len(s)) if i not in set(yes) | set(no)]
     made, right = call_quality(y[free], [two.calls[i] for i in free])
     assert made > 0.3 * len(free) and right / made >= 0.9
-    assert decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, rule).method == "mixture"
+    # without a prior, the table for raw scores decides: nothing below 4 labels of each class
+    assert decide(s, {**{int(i): True for i in yes}, **{int(i): False for i in no}}, rule).method == "none"
 
 
 def test_deciding_again_after_the_groups_merge_gives_back_each_rows_own_probability():
@@ -286,8 +287,12 @@ def test_a_decision_whose_prior_is_missing_falls_back():
 
     rule = DecisionRule(decisions=((0, "prevalence"), (2, "prevalence-q")))
     plain = PlattPrior((1.0, 0.0), ((1.0, 0.0), (0.0, 1.0)))
-    assert rule.decision_for(0, None) == "mixture"
-    assert rule.decision_for(0, plain) == "mixture"  # no prevalence-free form: the mixture below two labels
+    # no prior at all, or no prevalence-free form below two labels: the table for raw scores, which
+    # calls nothing below 4 labels of each class and has the mixture from there
+    assert [rule.decision_for(k, None) for k in (0, 1, 3, 4, 9)] == ["none", "none", "none", "mixture", "mixture"]
+    assert rule.decision_for(0, plain) == "none"
+    assert rule.calls_from(0) == 0 and rule.calls_from(0, None) == 4 and rule.calls_from(5, None) == 5
+    assert DecisionRule(without_prior=((0, "mixture"),)).decision_for(1, None) == "mixture"
     assert rule.decision_for(2, plain) == "platt"
     assert rule.decision_for(2, PlattPrior(plain.mean, plain.cov, plain)) == "prevalence-q"
     nested = PlattPrior((0.5, -1.2), ((0.44, -0.19), (-0.19, 1.32)), PlattPrior((0.5, 0.1), ((0.44, 0.0), (0.0, 0.3))))

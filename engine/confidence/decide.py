@@ -67,6 +67,12 @@ DECISIONS_FROM = ((0, "none"), (1, "prevalence-q"), (2, "prevalence"), (4, "prev
 # nothing is asked. Labels that contradict the ranking say it is poor, which a calibration whose
 # prior keeps its slope positive would otherwise not hear (scripts/decisions_rule_v9.md).
 UNSEEN_AUC_FROM = ((1, 1.0), (2, 0.75), (8, 0.0))
+# What decides, by the labels of each class, for a score with no prior on its calibration (the
+# model's raw margin: a server, a model without a general probe), where the table names a decision
+# that needs one: on the raw margins of 84 questions the mixture was right 69-75% of the time with
+# 0-2 labels of each class, and called nothing wrong from 4 (scripts/decisions_rule_v11.md).
+WITHOUT_PRIOR_FROM = ((0, "none"), (4, "mixture"))
+_WITH_PRIORS = object()  # `DecisionRule.calls_from`'s default: a score with every prior it can use
 
 
 def gate_for_target(target: float) -> float:
@@ -95,6 +101,7 @@ class DecisionRule:
     decisions: tuple[tuple[int, str], ...] = DECISIONS_FROM
     prevalence_prior: tuple[float, float] = PREVALENCE_PRIOR
     unseen_auc_from: tuple[tuple[int, float], ...] = UNSEEN_AUC_FROM
+    without_prior: tuple[tuple[int, str], ...] = WITHOUT_PRIOR_FROM
 
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
@@ -102,19 +109,21 @@ class DecisionRule:
         if self.gate is None:
             object.__setattr__(self, "gate", gate_for_target(self.target))
 
-    def _listed(self, labels_per_class: int) -> str:
-        """The decision `decisions` names for this many labels of each class (the mixture where it
+    @staticmethod
+    def _listed(table: tuple[tuple[int, str], ...], labels_per_class: int) -> str:
+        """The decision `table` names for this many labels of each class (the mixture where it
         names none)."""
-        return next((d for k, d in reversed(self.decisions) if labels_per_class >= k), "mixture")
+        return next((d for k, d in reversed(table) if labels_per_class >= k), "mixture")
 
     def decision_for(self, labels_per_class: int, prior: Optional["PlattPrior"]) -> str:
         """The decision for a batch with this many labels of each class (the smaller count) and a
-        score with this prior (None: none known)."""
-        name = self._listed(labels_per_class)
+        score with this prior (None: none known; then `without_prior` decides where the table
+        names a decision that needs one)."""
+        name = self._listed(self.decisions, labels_per_class)
         if name.startswith("prevalence") and (prior is None or prior.without_prevalence is None):
-            name = "platt" if labels_per_class >= PLATT_FROM else "mixture"
-        if name == "platt" and prior is None:
-            name = "mixture"
+            name = "platt" if labels_per_class >= PLATT_FROM and prior is not None else "-"
+        if name == "-" or (name == "platt" and prior is None):
+            name = self._listed(self.without_prior, labels_per_class)
         return name
 
     def unseen_auc_floor(self, labels_per_class: int) -> float:
@@ -122,12 +131,15 @@ class DecisionRule:
         (0: none asked)."""
         return next((f for k, f in reversed(self.unseen_auc_from) if labels_per_class >= k), 0.0)
 
-    def calls_from(self, labels_per_class: int = 0) -> Optional[int]:
+    def calls_from(self, labels_per_class: int = 0, prior=_WITH_PRIORS) -> Optional[int]:
         """The fewest labels of each class, at least `labels_per_class`, with which the rule calls
-        anything (None: never)."""
-        if self._listed(labels_per_class) != "none":
-            return labels_per_class
-        return next((k for k, name in self.decisions if k > labels_per_class and name != "none"), None)
+        anything for a score with this prior (as `decision_for`; by default a score with every
+        prior it can use), None: never."""
+        counts = sorted({labels_per_class} | {k for k, _ in self.decisions + self.without_prior
+                                              if k > labels_per_class})
+        if prior is _WITH_PRIORS:
+            return next((k for k in counts if self._listed(self.decisions, k) != "none"), None)
+        return next((k for k in counts if self.decision_for(k, prior) != "none"), None)
 
     def gate_for(self, n: int) -> float:
         """The separation a batch of `n` documents must show: the gate, or more for a small batch,
