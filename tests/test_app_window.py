@@ -524,11 +524,18 @@ def test_the_pane_says_when_no_single_paragraph_decides(qtbot, make_window, tiny
 
 def test_the_main_view_says_from_how_many_labels_calls_start(qtbot, make_window):
     """Without labels nothing is called by the shipped rule: the main view says so, with the labels
-    given and the count from which calls start, in the rule's own terms. One yes and one no that the
-    ranking puts the wrong way round hold the calls back, and the main view says that instead."""
+    given and the count from which calls start, in the rule's own terms and for the score at hand
+    (the tiny model's has no prior on its calibration: from 4 of each). Under a rule that decides
+    such a score from one label of each, one yes and one no that the ranking puts the wrong way round
+    hold the calls back, and the main view says that instead."""
+    from engine.confidence.decide import DecisionRule
+
     window = scored(qtbot, make_window, n=6)
     rows = window.results.rows
     question = window.session.active_question
+    window.session.update_guide()
+    assert "No yes or no until 4 yes and 4 no labels (now 0 and 0)" in window.guide.text()
+    window.session.rule = DecisionRule(without_prior=((0, "none"), (1, "mixture")))
     window.session.update_guide()
     assert "No yes or no until 1 yes and 1 no labels (now 0 and 0)" in window.guide.text()
     by_score = sorted(rows, key=lambda r: r.verdicts[question].score)
@@ -538,13 +545,11 @@ def test_the_main_view_says_from_how_many_labels_calls_start(qtbot, make_window)
     window.session.update_guide()
     assert "No yes or no until 1 yes and 1 no labels (now 0 and 1)" in window.guide.text()
     # above the last measured gate too: what holds calls back is the labels, not the bar
-    from engine.confidence.decide import DecisionRule
-
-    window.session.rule = DecisionRule(target=0.97)
+    window.session.rule = DecisionRule(target=0.97, without_prior=((0, "none"), (1, "mixture")))
     window.session.update_guide()
     assert window.guide.text().startswith("No yes or no until 1 yes and 1 no labels (now 0 and 1): with fewer, none "
                                           "was right 97% of the time")
-    window.session.rule = DecisionRule()
+    window.session.rule = DecisionRule(without_prior=((0, "none"), (1, "mixture")))
     window.select_keys([by_score[0].key])  # and its bottom "yes"
     window.table.setFocus()
     qtbot.keyClick(window.table, Qt.Key.Key_Y)
