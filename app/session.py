@@ -590,11 +590,11 @@ class SessionController(QObject):
         elif called == 0 and decision == "none" and start is not None:
             text = (f"No yes or no until {start} yes and {start} no labels (now {n_yes} and {n_no}): with fewer, "
                     f"none was right {target} of the time. Label the ★ documents ({keys_help}).")
-        elif called == 0 and decision != "none" and not unseen_ranking(scores, labels, unseen) >= (
-                floor := self.rule.unseen_auc_floor(min(n_yes, n_no))):
+        elif called == 0 and decision != "none" and self.rule.holds_back(
+                min(n_yes, n_no), ranked := unseen_ranking(scores, labels, unseen)):
             text = (f"No yes or no yet: the labels disagree with the ranking (scored as unseen, they rank at AUC "
-                    f"{unseen_ranking(scores, labels, unseen):.2f}; calls need {floor:.2f}). Label more ★ documents "
-                    f"({keys_help}).")
+                    f"{ranked:.2f}; calls need {self.rule.unseen_auc_floor(min(n_yes, n_no)):.2f}). Label more ★ "
+                    f"documents ({keys_help}).")
         elif called == 0 and decision == "mixture" and math.isinf(self.rule.gate):
             text = (f"No yes or no at {target}: no rule was measured to make calls right that often (see the "
                     f"README). P(yes) still ranks the documents; to see calls where they fall into two clear "

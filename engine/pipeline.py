@@ -204,11 +204,12 @@ class Pipeline:
                           f"on questions the model was never tuned on (README, Decisions over the batch); calls "
                           f"start from {start} of each (--labels); the probability ranks the documents "
                           "(--suggest N names the ones to label first)")
-            elif decision != "none" and not (ranked := unseen_ranking(
+            elif decision != "none" and self.rule.holds_back(k, ranked := unseen_ranking(
                     [s for s, _ in cal.anchors.values()], dict(enumerate(y for _, y in cal.anchors.values())),
-                    cal.unseen_auc)) >= (floor := self.rule.unseen_auc_floor(k)):
+                    cal.unseen_auc)):
                 reason = (f"with {cal.n_labels[0]} yes and {cal.n_labels[1]} no labels, nothing is called: scored "
-                          f"as unseen, the labels rank at AUC {ranked:.2f} and calls need {floor:.2f}, so the "
+                          f"as unseen, the labels rank at AUC {ranked:.2f} and calls need "
+                          f"{self.rule.unseen_auc_floor(k):.2f}, so the "
                           "ranking is not yet to be trusted for this question (README, Decisions over the batch); "
                           "more labels can lift it (--suggest N names the ones to label first)")
             elif decision == "none" or (decision == "mixture" and math.isinf(self.rule.gate)):

@@ -53,8 +53,9 @@ GATES_BY_TARGET = ((0.75, 0.0), (0.80, 0.0), (0.85, 2.5), (0.90, 3.0), (0.95, 3.
 # batch's own prevalence, calling on the mean / on the low quantile of its draws; "none": no calls.
 # Chosen per count on questions of genres the probe never saw (leave-one-genre-out), as the one
 # that called most at the target with no question far below it, "none" where no decision reached
-# the target (scripts/decisions_rule_v6.md, _v8.md; the README has the tables). A decision whose prior the
-# score lacks falls back to the Bayesian Platt, then to the mixture.
+# the target (scripts/decisions_rule_v6.md, _v8.md, _v9.md; the README has the tables). A decision whose
+# prior the score lacks falls back to the Bayesian Platt, where the score has its prior, else to
+# what `WITHOUT_PRIOR_FROM` names.
 PLATT_FROM = 2
 # The prevalence decisions' prior on the batch's share of "yes": the Beta with the mean and variance
 # of the general probe's 49 training questions' shares (0.27 on average). A flat prior let a batch
@@ -121,15 +122,21 @@ class DecisionRule:
         names a decision that needs one)."""
         name = self._listed(self.decisions, labels_per_class)
         if name.startswith("prevalence") and (prior is None or prior.without_prevalence is None):
-            name = "platt" if labels_per_class >= PLATT_FROM and prior is not None else "-"
-        if name == "-" or (name == "platt" and prior is None):
-            name = self._listed(self.without_prior, labels_per_class)
+            name = "platt" if labels_per_class >= PLATT_FROM else "no prior"
+        if name == "no prior" or (name == "platt" and prior is None):
+            return self._listed(self.without_prior, labels_per_class)
         return name
 
     def unseen_auc_floor(self, labels_per_class: int) -> float:
         """The least AUC with which scores that did not see the labels must rank them for any call
         (0: none asked)."""
         return next((f for k, f in reversed(self.unseen_auc_from) if labels_per_class >= k), 0.0)
+
+    def holds_back(self, labels_per_class: int, ranked: float) -> bool:
+        """Whether labels that scores which never saw them rank at AUC `ranked` (NaN: unknown)
+        hold every call back: under the floor for this many labels of each class."""
+        floor = self.unseen_auc_floor(labels_per_class)
+        return floor > 0 and not ranked >= floor
 
     def calls_from(self, labels_per_class: int = 0, prior=_WITH_PRIORS) -> Optional[int]:
         """The fewest labels of each class, at least `labels_per_class`, with which the rule calls
@@ -459,11 +466,10 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
     s, fixed = raw[ok], fixed_all[ok]
     free = np.isnan(fixed)
     method = rule.decision_for(min(n_labels), prior)
-    floor = rule.unseen_auc_floor(min(n_labels))
     ranked = float("nan")
-    if floor > 0 and method != "none":
+    if method != "none":
         ranked = unseen_ranking(s, {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}, unseen_auc)
-    held_back = floor > 0 and method != "none" and not ranked >= floor
+    held_back = method != "none" and rule.holds_back(min(n_labels), ranked)
     if method == "none" or held_back:  # P(yes) is the score's own log-odds: it ranks, and calls nothing
         probability[np.flatnonzero(ok)[free]] = metrics.sigmoid(s[free])
         return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, method,
@@ -629,8 +635,7 @@ def called_with(scores, label_sets: Sequence[Mapping[int, bool]], rule: Decision
         n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
         fixed = fixed_all[ok]
         mixture = rule.decision_for(min(n_labels), prior) == "mixture"
-        floor = rule.unseen_auc_floor(min(n_labels))
-        if mixture and floor > 0 and not unseen_ranking(raw, labels) >= floor:
+        if mixture and rule.holds_back(min(n_labels), unseen_ranking(raw, labels)):
             out[k] = sum(n_labels)  # the labels hold the calls back, as in `decide`
         elif mixture and int(np.isnan(fixed).sum()) >= 2 and len(np.unique(raw[ok])) >= 3:
             jobs.append((k, fixed, sum(n_labels)))
