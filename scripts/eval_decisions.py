@@ -363,10 +363,21 @@ def pooled(records) -> dict:
             "ece": float(np.mean([r["ece"] for r in records if r["ece"] is not None])) if records else float("nan")}
 
 
+def uncalled(record: dict) -> dict:
+    """A record as if its decision had called nothing."""
+    return {**record, "calls": 0, "right": 0}
+
+
+def save_report(path: str | None, report: dict) -> None:
+    """`report` as JSON at `path` (None: nowhere), NaN written as null."""
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+
+
 def gated(records, gate: float) -> list[dict]:
     """Records with the separation gate applied: a batch below it makes no calls."""
     return [r if r["sep"] is None or not np.isfinite(r["sep"]) or r["sep"] >= gate or r["decision"] not in ("D2", "D3")
-            else {**r, "calls": 0, "right": 0} for r in records]
+            else uncalled(r) for r in records]
 
 
 def choose(args) -> int:
@@ -437,10 +448,10 @@ def choose(args) -> int:
         for g in TRAIN:
             gates[g] = gate_for([r for r in recs if r["genre"] != g], dname) if dname in ("D2", "D3") else 0.0
             judged += gated([r for r in recs if r["genre"] == g], gates[g]) if np.isfinite(gates[g]) else \
-                [{**r, "calls": 0, "right": 0} for r in recs if r["genre"] == g]
+                [uncalled(r) for r in recs if r["genre"] == g]
         gates["heldout"] = gate_for(recs, dname) if dname in ("D2", "D3") else 0.0
         hjudged = gated(hrecs, gates["heldout"]) if np.isfinite(gates["heldout"]) else \
-            [{**r, "calls": 0, "right": 0} for r in hrecs]
+            [uncalled(r) for r in hrecs]
         table = {k: {"logo": pooled([r for r in judged if r["k"] == k]),
                      "heldout": pooled([r for r in hjudged if r["k"] == k])} for k in KS}
         worst = {}
@@ -488,9 +499,9 @@ def choose(args) -> int:
         for g in TRAIN:
             gate = gate_for([r for r in recs if r["genre"] != g], chosen_d, target)
             part = [r for r in recs if r["genre"] == g]
-            judged += gated(part, gate) if np.isfinite(gate) else [{**r, "calls": 0, "right": 0} for r in part]
+            judged += gated(part, gate) if np.isfinite(gate) else [uncalled(r) for r in part]
         gate_all = gate_for(recs, chosen_d, target)
-        hjudged = gated(hrecs, gate_all) if np.isfinite(gate_all) else [{**r, "calls": 0, "right": 0} for r in hrecs]
+        hjudged = gated(hrecs, gate_all) if np.isfinite(gate_all) else [uncalled(r) for r in hrecs]
         table[target] = {"gate": gate_all, "logo": {k: pooled([r for r in judged if r["k"] == k]) for k in KS},
                          "heldout": {k: pooled([r for r in hjudged if r["k"] == k]) for k in KS}}
         cells = "  ".join(f"k={k}: {table[target]['logo'][k]['coverage']:.3f}/{table[target]['logo'][k]['precision']:.2f}"
@@ -498,8 +509,7 @@ def choose(args) -> int:
                           for k in KS)
         print(f"  target {target}: gate {gate_all}: {cells}")
     report["gate_per_target"] = table
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -525,7 +535,7 @@ def choose_v2(args) -> int:
         return float("inf")
 
     def judge(records, gate):
-        return gated(records, gate) if np.isfinite(gate) else [{**r, "calls": 0, "right": 0} for r in records]
+        return gated(records, gate) if np.isfinite(gate) else [uncalled(r) for r in records]
 
     def below_80(records, k):
         qs = {(r["genre"], r["question"]) for r in records if r["k"] == k}
@@ -559,8 +569,7 @@ def choose_v2(args) -> int:
                 print(f"  {name:28} {k:2} | {t['coverage']:.3f}  {t['precision']:.3f}  {t['oracle']:.3f}  "
                       f"{t['ratio']:.3f}  {t['questions_below_80']}")
         report["targets"][target] = entry
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -648,8 +657,7 @@ def choose_v4(args) -> int:
         aucs = {split: pooled([r for r in rows if r["split"] == split and r["decision"] == "auc"
                                and r["ranking"] == ranking(k) and r["k"] == k])["auc"] for split in ("heldout", "logo")}
         print(f"   AUC held-out {aucs['heldout']:.3f}, training genres {aucs['logo']:.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -721,8 +729,7 @@ def zero_v5(args) -> int:
                 print(f"{split:9} {name} {g:9} called {x['coverage']:.3f} right {x['precision']:.3f} "
                       f"oracle {x['oracle']:.3f} AUC {x['auc']:.3f} q<80 {x['questions_below_80']}")
     print(f"chosen at k = 0: {chosen}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -770,7 +777,7 @@ def choose_v6(args) -> int:
 
     def records(scoring, split, name, k):
         if name == "none":
-            return [{**r, "calls": 0, "right": 0} for r in records(scoring, split, "D4m", k)]
+            return [uncalled(r) for r in records(scoring, split, "D4m", k)]
         decision = "D3" if name == "mixture" else name
         out = [r for r in scored[scoring] if r["split"] == split and r["decision"] == decision
                and r["ranking"] == ranking(k) and r["k"] == k]
@@ -809,8 +816,7 @@ def choose_v6(args) -> int:
                 reported(report[k], f"{split}:{c[0]}-{c[1]}", summary(records(c[0], split, c[1], k), c[1]),
                          f"k {k:2} {split:8} {c[0]:3}-{c[1]:8}", c == chosen[k] and split == "logo")
     print("chosen: " + ", ".join(f"k {k}: {'-'.join(chosen[k])}" for k in KS))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -825,6 +831,17 @@ V9_GATES = {  # gate -> whether a draw's labels pass it
 }
 
 
+def gated_by_labels(rows: list[dict], split: str, candidate: tuple[str, str], k: int) -> list[dict]:
+    """The R1 records at k in `split` of the candidate (decision, gate of `V9_GATES`), those whose
+    labels fail the gate uncalled; "none": D4m-b's records, all uncalled."""
+    decision, gate = candidate
+    out = [r for r in rows if r["split"] == split and r["ranking"] == "R1:10" and r["k"] == k
+           and r["decision"] == ("D4m-b" if decision == "none" else decision)]
+    if decision == "none":
+        return [uncalled(r) for r in out]
+    return [r if V9_GATES[gate](r) else uncalled(r) for r in out]
+
+
 def choose_v9(args) -> int:
     """decisions_rule_v9.md: per k, D4m-b or D4q-b under a gate on the labels (the leave-one-out
     AUC of the labeled documents, the label-free score's agreement with them, the estimated share of
@@ -832,31 +849,22 @@ def choose_v9(args) -> int:
     tuning genres."""
     rows = load_records(args.results)
 
-    def records(split, candidate, k):
-        decision, gate = candidate
-        out = [r for r in rows if r["split"] == split and r["ranking"] == "R1:10" and r["k"] == k
-               and r["decision"] == ("D4m-b" if decision == "none" else decision)]
-        if decision == "none":
-            return [{**r, "calls": 0, "right": 0} for r in out]
-        return [r if V9_GATES[gate](r) else {**r, "calls": 0, "right": 0} for r in out]
-
     def candidates(k):
         gates = ("open", "agree", "agree+share") if k == 1 else ("open", "auc75", "auc100", "auc75+share")
         return [(d, g) for d in ("D4m-b", "D4q-b") for g in gates] + [("none", "")]
 
     chosen, report = {}, {}
     for k in (1, 2, 4, 8, 16):
-        tuned = [(c, judged(records("logo", c, k), c[0])) for c in candidates(k)]
+        tuned = [(c, judged(gated_by_labels(rows, "logo", c, k), c[0])) for c in candidates(k)]
         best = max(((c, t) for c, t in tuned if t["qualifies"]), key=lambda ct: (ct[1]["coverage"], ct[0][0] != "none"))
         chosen[k] = chosen[8] if k == 16 else best[0]
         report[k] = {"chosen": list(chosen[k])}
         for c in candidates(k):
             for split in ("logo", "heldout", "tuning"):
-                reported(report[k], f"{split}:{c[0]}:{c[1]}", judged(records(split, c, k), c[0]),
+                reported(report[k], f"{split}:{c[0]}:{c[1]}", judged(gated_by_labels(rows, split, c, k), c[0]),
                          f"k {k:2} {split:8} {c[0]:5} {c[1]:11}", c == chosen[k] and split == "logo")
     print("chosen: " + ", ".join(f"k {k}: {' '.join(chosen[k])}" for k in chosen))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -869,12 +877,6 @@ def choose_v10(args) -> int:
     genres; judged on the held-out and tuning genres."""
     rows = load_records(args.results)
     small = [json.loads(line) for line in open(args.small)]
-
-    def records(split, candidate, k):
-        decision, gate = candidate
-        out = [r for r in rows if r["split"] == split and r["ranking"] == "R1:10" and r["k"] == k
-               and r["decision"] == decision]
-        return [r if V9_GATES[gate](r) else {**r, "calls": 0, "right": 0} for r in out]
 
     def small_pooled(split, joint, k, balanced=None):
         got = [r for r in small if r["split"] == split and r["joint"] == joint and r["k"] == k
@@ -889,7 +891,7 @@ def choose_v10(args) -> int:
         candidates = {"X": (x, False), "X-j": (("D4qj-b", x[1]), True)}
         verdicts = {}
         for name, (cand, joint) in candidates.items():
-            whole = judged(records("logo", cand, k), cand[0])
+            whole = judged(gated_by_labels(rows, "logo", cand, k), cand[0])
             sm = small_pooled("training", joint, k)
             ok = whole["qualifies"] and (not sm["calls"] or sm["precision"] >= TARGET)
             verdicts[name] = (ok, whole["coverage"])
@@ -897,7 +899,7 @@ def choose_v10(args) -> int:
                   f"q<80 {whole['questions_below_80']}; small {sm['coverage']:.3f} / {sm['precision']:.3f} "
                   f"-> {'qualifies' if ok else 'no'}")
             for split in ("heldout", "tuning"):
-                w = judged(records(split, cand, k), cand[0])
+                w = judged(gated_by_labels(rows, split, cand, k), cand[0])
                 print(f"k {k:2} {split:8} {name:3} whole {w['coverage']:.3f} / {w['precision']:.3f} "
                       f"q<80 {w['questions_below_80']}")
             for split in ("held-out", "tuning", "training"):
@@ -910,8 +912,7 @@ def choose_v10(args) -> int:
         report[k] = {"chosen": chosen[k], "verdicts": verdicts}
     chosen[16] = chosen[8]
     print("chosen: " + ", ".join(f"k {k}: {c}" for k, c in chosen.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
@@ -926,7 +927,7 @@ def choose_v11(args) -> int:
 
     def records(k, split=None):
         out = gated([r for r in rows if r["k"] == k and (split is None or r["split"] == split)], gate)
-        return [r if not k or r.get("m_auc", float("nan")) >= floor(k) else {**r, "calls": 0, "right": 0}
+        return [r if not k or r.get("m_auc", float("nan")) >= floor(k) else uncalled(r)
                 for r in out]
 
     chosen, report = {}, {}
@@ -939,8 +940,7 @@ def choose_v11(args) -> int:
             reported(report[k], split, judged(records(k, split), "mixture"), f"k {k:2} {split:8} mixture", False)
     chosen[16] = chosen[8]
     print("chosen: " + ", ".join(f"k {k}: {c}" for k, c in chosen.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=lambda o: None if o != o else o))
+    save_report(args.json, report)
     return 0
 
 
