@@ -33,6 +33,7 @@ from engine.confidence.calibrate import ANCHORS_HELD_OUT, NULL_TEXTS, Calibrator
 from engine.confidence.calibrate import platt_prior as fit_platt_prior
 from engine.confidence.decide import (
     UNCERTAIN,
+    mixture,
     YES,
     DecisionRule,
     PlattPrior,
@@ -58,6 +59,8 @@ V4 = False  # --v4: only R0 and R1 at the shipped strength; decisions D1, D3 and
 OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit without them (with --v4)
 MARGIN = False  # --margin: only the mixture on the raw margin (decisions_rule_v11.md)
 V9 = False  # --v9 (with --v4): only R1's prevalence decisions on the Beta prior, with what v9's gates read
+V12 = False  # --v12: the shipped decision and the mixture on the shipped scores, per draw (decisions_rule_v12.md)
+APART_GATES = (3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 8.0)  # decisions_rule_v12.md's grid (and infinity: never)
 MIXTURE = ((0, "mixture"),)  # D2/D3: the mixture whatever the labels
 PREVALENCE_BETA = (1.2, 3.2)  # decisions_rule_v8.md: the training questions' shares of yes, by moments
 
@@ -175,6 +178,8 @@ def run_batch(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior,
     """Every (k, draw, ranking, decision) record of one batch."""
     if MARGIN:
         return run_batch_margin(p, idx, question, seed)
+    if V12:
+        return run_batch_v12(p, idx, probe, prior, question, seed)
     if V4:
         return run_batch_v4(p, idx, probe, prior, prior_llr, question, seed)
     y, x, z0, draws = batch_draws(p, idx, probe, seed)
@@ -248,6 +253,38 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
                 calls = [YES if lo >= TARGET else "no" if hi <= 1 - TARGET else UNCERTAIN for lo, hi in zip(low, high)]
                 out.append({**at, "ranking": name, "decision": "D4qj-b",
                             **measure(y, unl, s, draws.mean(axis=0), calls, float("nan"))})
+    return out
+
+
+def shipped_and_apart(y: np.ndarray, s: np.ndarray, labels: dict, unl: np.ndarray, prior: PlattPrior,
+                      unseen: float | None) -> dict:
+    """decisions_rule_v12.md: on one draw's shipped scores, the shipped decision's counts on the
+    unlabeled documents (v9_*) and the mixture's at the smallest gate (mix_*: calls made where its
+    separation reaches the small-batch floor `floor`), its separation and its groups' means."""
+    d = decide(s, labels, DecisionRule(), prior, unseen)
+    mixed, (no_mean, yes_mean) = mixture(s, labels, DecisionRule(gate=0.0))
+    v9 = call_quality(y[unl], [d.calls[i] for i in np.flatnonzero(unl)])
+    mix = call_quality(y[unl], [mixed.calls[i] for i in np.flatnonzero(unl)])
+    return {"n": int(unl.sum()), "v9_calls": v9[0], "v9_right": v9[1], "mix_calls": mix[0], "mix_right": mix[1],
+            "sep": mixed.separation, "floor": mixed.gate, "no_mean": no_mean, "yes_mean": yes_mean,
+            "held_back": d.held_back}
+
+
+def run_batch_v12(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str,
+                  seed: int) -> list[dict]:
+    """decisions_rule_v12.md: per label draw (those of `run_batch`), the shipped scores (the
+    label-free probe without labels; the refit, labeled documents scored as shipped, with them)
+    and `shipped_and_apart` on them."""
+    y, x, z0, batch = batch_draws(p, idx, probe, seed)
+    out = []
+    for k, draw, lab_idx, labels, unl in batch:
+        s, unseen = z0, None
+        if k:
+            s = shipped_anchored(x, lab_idx, y[lab_idx], probe, 10.0)
+            unseen = shipped_unseen_auc(x, lab_idx, y[lab_idx], probe, s)
+        out.append({"question": question, "k": k, "draw": draw, "auc": metrics.auc(y[unl], s[unl]),
+                    "oracle": oracle_coverage(y[unl], s[unl], TARGET),
+                    **shipped_and_apart(y, s, labels, unl, prior, unseen)})
     return out
 
 
@@ -325,8 +362,9 @@ def run(args) -> int:
         jobs.append(("tuning", g, tuning, probes["all"], prior_all, llr_all))
     if args.only:
         jobs = [j for j in jobs if j[0] in args.only.split(",")]
-    global ONLY_R2, V4, OUT_OF_FOLD, V9, MARGIN
+    global ONLY_R2, V4, OUT_OF_FOLD, V9, MARGIN, V12
     MARGIN = args.margin
+    V12 = args.v12
     ONLY_R2 = args.only_r2
     V4 = args.v4
     V9 = args.v9
@@ -944,6 +982,81 @@ def choose_v11(args) -> int:
     return 0
 
 
+def apart_counts(r: dict, gate: float, straddle: bool) -> tuple[int, int, bool]:
+    """decisions_rule_v12.md's candidate A(gate, straddle) on one record of `run --v12` (or of
+    `eval_small_batches.py --v12`): (calls, right, whether the mixture decided), as
+    `DecisionRule(apart_from=((k, gate),), apart_straddles=straddle)` decides."""
+    mix = (not r["held_back"] and r["sep"] is not None and r["sep"] >= max(gate, r["floor"])
+           and (r["k"] > 0 or not straddle or (r["no_mean"] < 0 < r["yes_mean"])))
+    return (r["mix_calls"], r["mix_right"], True) if mix else (r["v9_calls"], r["v9_right"], False)
+
+
+def apart_judged(rows: list[dict], gate: float, straddle: bool, per_question: bool) -> dict:
+    """A(gate, straddle) pooled over `rows`: documents, calls, right, the mixture's own calls and
+    right where it decided, and (`per_question`) the questions with more than 20% called at under
+    80% right."""
+    t = {"n": 0, "calls": 0, "right": 0, "mix_calls": 0, "mix_right": 0, "q_below": 0}
+    by_q: dict = {}
+    for r in rows:
+        calls, right, mixed = apart_counts(r, gate, straddle)
+        t["n"] += r["n"]
+        t["calls"] += calls
+        t["right"] += right
+        if mixed:
+            t["mix_calls"] += calls
+            t["mix_right"] += right
+        q = by_q.setdefault((r.get("genre"), r["question"]), [0, 0, 0])
+        q[0], q[1], q[2] = q[0] + r["n"], q[1] + calls, q[2] + right
+    if per_question:
+        t["q_below"] = sum(1 for n, c, rt in by_q.values() if c > 0.2 * n and rt < 0.8 * c)
+    t["coverage"] = t["calls"] / max(t["n"], 1)
+    t["precision"] = t["right"] / t["calls"] if t["calls"] else float("nan")
+    t["mix_precision"] = t["mix_right"] / t["mix_calls"] if t["mix_calls"] else float("nan")
+    return t
+
+
+def choose_v12(args) -> int:
+    """decisions_rule_v12.md: per k, the gate (and, without labels, the straddle guard) at which the
+    mixture calls a batch whose groups stand apart, instead of v9's decision."""
+    whole = load_records(args.results)
+    small = [json.loads(line) for path in args.small for line in open(path)]
+    sets = {"W": [r for r in whole if r["split"] == "logo"], "T": [r for r in whole if r["split"] == "tuning"],
+            "S": [r for r in small if r["split"] == "training"]}
+    judged_sets = {"H": [r for r in whole if r["split"] == "heldout"],
+                   "SH-natural": [r for r in small if r["split"] == "held-out" and not r["balanced"]],
+                   "SH-half": [r for r in small if r["split"] == "held-out" and r["balanced"]],
+                   "S-natural": [r for r in small if r["split"] == "training" and not r["balanced"]],
+                   "S-half": [r for r in small if r["split"] == "training" and r["balanced"]]}
+    candidates = [(g, s) for g in (*APART_GATES, float("inf")) for s in (True, False)]
+    chosen, report = {}, {}
+    for k in (0, 1, 2, 4, 8, 16):
+        at = {name: [r for r in rows if r["k"] == k] for name, rows in {**sets, **judged_sets}.items()}
+        rows_k = []
+        for gate, straddle in candidates:
+            if k and not straddle:
+                continue  # the guard is for k = 0 only
+            t = {name: apart_judged(at[name], gate, straddle, name in ("W", "T", "H")) for name in at}
+            ok = all(not t[n]["mix_calls"] or t[n]["mix_precision"] >= TARGET for n in ("W", "T", "S")) \
+                and t["W"]["q_below"] == 0 and t["T"]["q_below"] == 0
+            rows_k.append((gate, straddle, ok, t))
+            print(f"k {k:2} G {gate:4} guard {straddle!s:5} {'qualifies' if ok else '         '} "
+                  + "  ".join(f"{n} {t[n]['coverage']:.3f}/{t[n]['precision']:.3f} (mix {t[n]['mix_calls']}"
+                              f"/{t[n]['mix_precision']:.2f}{', q<80 ' + str(t[n]['q_below']) if t[n]['q_below'] else ''})"
+                              for n in t), flush=True)
+        never = next(t for g, s, ok, t in rows_k if g == float("inf"))
+        base = never["W"]["calls"] + never["T"]["calls"]
+        best = max(((t["W"]["calls"] + t["T"]["calls"], g, s) for g, s, ok, t in rows_k if ok and k < 16),
+                   default=(base, float("inf"), True))
+        chosen[k] = (best[1], best[2]) if best[0] > base else (float("inf"), True)
+        if k == 16:
+            chosen[k] = chosen[8]
+        report[k] = {"chosen": list(chosen[k]),
+                     "table": [{"gate": g, "straddle": s, "qualifies": ok, **t} for g, s, ok, t in rows_k]}
+    print("chosen: " + ", ".join(f"k {k}: G {g}{' guard' if s and k == 0 else ''}" for k, (g, s) in chosen.items()))
+    save_report(args.json, report)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="step", required=True)
@@ -960,6 +1073,8 @@ def main() -> int:
     r.add_argument("--out-of-fold", action="store_true", help="with --v4: labeled documents scored out of fold")
     r.add_argument("--v9", action="store_true", help="with --v4: only the Beta-prior prevalence decisions, and "
                    "the labeled documents' AUC and the estimated share (decisions_rule_v9.md)")
+    r.add_argument("--v12", action="store_true", help="the shipped decision and the mixture per draw "
+                   "(decisions_rule_v12.md)")
     r.add_argument("--margin", action="store_true", help="only the mixture on the raw margin, every split "
                    "(decisions_rule_v11.md)")
     r.add_argument("--skip", nargs="*", default=[], help="records of an interrupted run: their batches are skipped")
@@ -1006,8 +1121,12 @@ def main() -> int:
     c11 = sub.add_parser("choose-v11", help="decisions_rule_v11.md: the mixture on the raw margin or none, per k")
     c11.add_argument("results", nargs="+", help="records of run --margin")
     c11.add_argument("--json")
+    c12 = sub.add_parser("choose-v12", help="decisions_rule_v12.md's choice")
+    c12.add_argument("results", nargs="+", help="records of run --v12 (logo, and tuning,heldout)")
+    c12.add_argument("--small", nargs="+", required=True, help="records of eval_small_batches.py --v12")
+    c12.add_argument("--json")
     args = parser.parse_args()
-    return {"choose-v11": choose_v11, "choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v12": choose_v12, "choose-v11": choose_v11, "choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

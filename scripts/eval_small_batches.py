@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_decisions import SPEC, platt_prior, shipped_anchored, shipped_unseen_auc
+from eval_decisions import SPEC, platt_prior, shipped_and_apart, shipped_anchored, shipped_unseen_auc
 from eval_general_probe import HELD_OUT, TRAIN, GeneralProbe, features, load_pairs
 
 from engine.confidence.calibrate import ANCHORS_HELD_OUT
@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--splits", default="held-out,tuning,training")
     parser.add_argument("--joint", action="store_true", help="decisions_rule_v10.md's candidate: from one label "
                         "of each class, the prevalence decision on joint draws of the likelihood ratio and the share")
+    parser.add_argument("--v12", help="decisions_rule_v12.md: append one JSON line per draw (the shipped "
+                        "decision's counts and the mixture's) to this file")
     parser.add_argument("--records", help="append one JSON line per split, size and k (the counts) to this file")
     args = parser.parse_args()
     cache = Path(args.cache)
@@ -94,6 +96,14 @@ def main() -> int:
                             else:
                                 s = x @ used.w + used.b
                             d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior, unseen)
+                            if args.v12:
+                                unl = np.arange(len(y)) >= 2 * k
+                                with open(args.v12, "a") as out:
+                                    out.write(json.dumps({
+                                        "split": split, "unlabeled": n_unlabeled, "k": k, "balanced": args.balanced,
+                                        "genre": g, "question": str(q),
+                                        **shipped_and_apart(y, s, {int(i): bool(y[i]) for i in labeled}, unl, prior,
+                                                            unseen)}, default=float) + "\n")
                             m_, r_ = call_quality(y[2 * k:], d.calls[2 * k:])
                             made, right, total = made + m_, right + r_, total + len(unlabeled)
                             said_yes = [c == "yes" for c in d.calls[2 * k:]]

@@ -20,6 +20,7 @@ from engine.confidence.decide import (
     called_with,
     decide,
     decide_verdicts,
+    mixture,
     oracle_coverage,
     suggest,
 )
@@ -436,3 +437,61 @@ def test_joint_draws_carry_the_shares_uncertainty_as_numpy_beta_samples_have_it(
     spread_joint = np.ptp(prevalence_platt(small, None, ratio, prevalence_prior=PREVALENCE_PRIOR, joint=True), axis=0)
     spread_avg = np.ptp(prevalence_platt(small, None, ratio, prevalence_prior=PREVALENCE_PRIOR), axis=0)
     assert np.median(spread_joint) > 10 * np.median(spread_avg) and np.max(spread_joint) > 0.5 > np.max(spread_avg)
+
+
+def _prior_with_ratio() -> PlattPrior:
+    return PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5)), PlattPrior((1.0, 0.0), ((0.5, 0.0), (0.0, 0.5))))
+
+
+def test_groups_far_apart_are_called_by_the_mixture_whatever_the_table_names():
+    """Where the batch's groups stand apart by the rule's gate for the count of labels, the mixture
+    decides (its calls, exactly), though the table names "none"; under the gate, without the score's
+    prior, with both groups on one side of the score's zero (no labels), or with labels that rank
+    under the floor, the table's decision stands."""
+    s, y = batch(6.0, n=400, share=0.3)
+    s = s - 3.0  # the score's own zero between the groups
+    prior = _prior_with_ratio()
+    assert decide(s, None, DecisionRule(), prior).called == 0  # as shipped before the gate: "none" at k = 0
+    rule = DecisionRule(apart_from=((0, 4.0),))
+    d = decide(s, None, rule, prior)
+    alone = mixture(s, None, rule)[0]
+    made, right = call_quality(y, d.calls)
+    assert d.method == "mixture" and d.calls == alone.calls and d.separated and d.gate == 4.0
+    assert made > 0.8 * len(y) and right / made >= 0.97
+    assert decide(s, None, DecisionRule(apart_from=((0, 8.0),)), prior).called == 0  # not that far apart
+    assert decide(s, None, rule, None).called == 0  # a raw margin: its own table decides (none at 0)
+    assert decide(s - 10.0, None, rule, prior).called == 0  # both groups below even odds: no call without labels
+    unguarded = dataclasses.replace(rule, apart_straddles=False)
+    assert decide(s - 10.0, None, unguarded, prior).calls == decide(s, None, unguarded, prior).calls
+    yes, no = np.flatnonzero(y), np.flatnonzero(~y)
+    labels = {int(yes[0]): True, int(no[0]): False}
+    one = DecisionRule(apart_from=((1, 4.0),))
+    assert decide(s - 10.0, labels, one, prior).calls == mixture(s - 10.0, labels, one)[0].calls  # labels name the groups
+    held = decide(s, labels, one, prior, unseen_auc=0.0)
+    assert held.held_back and held.called == 2  # the floor holds the mixture back as it holds the table's decision
+
+
+def test_the_evaluation_combines_the_shipped_decision_and_the_mixture_as_the_rule_does():
+    """`scripts/eval_decisions.py` chooses the gate from per-draw records of the shipped decision and
+    the mixture, combined offline: the combination must be the decision `DecisionRule.apart_from` makes."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from eval_decisions import apart_counts, shipped_and_apart
+
+    prior = _prior_with_ratio()
+    for sep, shift, k in ((6.0, -3.0, 0), (6.0, -13.0, 0), (2.0, -1.0, 0), (6.0, -3.0, 1), (5.0, -2.0, 2)):
+        s, y = batch(sep, n=300, share=0.3, seed=int(sep) + k)
+        s = s + shift
+        labeled = np.r_[np.flatnonzero(y)[:k], np.flatnonzero(~y)[:k]]
+        labels = {int(i): bool(y[i]) for i in labeled}
+        unl = np.ones(len(y), bool)
+        unl[labeled] = False
+        record = {"k": k, **shipped_and_apart(y, s, labels, unl, prior, None)}
+        for gate in (3.0, 4.5, 8.0):
+            for straddle in (True, False):
+                rule = DecisionRule(apart_from=((0, gate),), apart_straddles=straddle)
+                d = decide(s, labels, rule, prior)
+                assert apart_counts(record, gate, straddle)[:2] == call_quality(y[unl], [d.calls[i] for i in
+                                                                                        np.flatnonzero(unl)])

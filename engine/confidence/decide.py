@@ -73,6 +73,12 @@ UNSEEN_AUC_FROM = ((1, 1.0), (2, 0.75), (8, 0.0))
 # that needs one: on the raw margins of 84 questions the mixture was right 69-75% of the time with
 # 0-2 labels of each class, and called nothing wrong from 4 (scripts/decisions_rule_v11.md).
 WITHOUT_PRIOR_FROM = ((0, "none"), (4, "mixture"))
+# Where a batch's documents stand apart in two groups along a score with a prior, the mixture calls
+# them whatever the table names: from each listed count of labels of each class on, the separation
+# (pooled standard deviations) the groups need; without labels, the groups must also lie on either
+# side of the score's own zero (`DecisionRule.apart_straddles`). Infinite: never
+# (scripts/decisions_rule_v12.md).
+APART_FROM = ((0, math.inf),)
 _WITH_PRIORS = object()  # `DecisionRule.calls_from`'s default: a score with every prior it can use
 
 
@@ -103,6 +109,8 @@ class DecisionRule:
     prevalence_prior: tuple[float, float] = PREVALENCE_PRIOR
     unseen_auc_from: tuple[tuple[int, float], ...] = UNSEEN_AUC_FROM
     without_prior: tuple[tuple[int, str], ...] = WITHOUT_PRIOR_FROM
+    apart_from: tuple[tuple[int, float], ...] = APART_FROM
+    apart_straddles: bool = True
 
     def __post_init__(self) -> None:
         if not 0.5 < self.target < 1.0:
@@ -131,6 +139,11 @@ class DecisionRule:
         """The least AUC with which scores that did not see the labels must rank them for any call
         (0: none asked)."""
         return next((f for k, f in reversed(self.unseen_auc_from) if labels_per_class >= k), 0.0)
+
+    def apart_gate(self, labels_per_class: int) -> float:
+        """The separation at which a batch's two groups are called by the mixture, whatever
+        `decisions` names, for a score with a prior (infinite: never)."""
+        return next((g for k, g in reversed(self.apart_from) if labels_per_class >= k), math.inf)
 
     def holds_back(self, labels_per_class: int, ranked: float) -> bool:
         """Whether labels that scores which never saw them rank at AUC `ranked` (NaN: unknown)
@@ -470,6 +483,13 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
     if method != "none":
         ranked = unseen_ranking(s, {j: bool(fixed[j] == 1) for j in np.flatnonzero(~free)}, unseen_auc)
     held_back = method != "none" and rule.holds_back(min(n_labels), ranked)
+    apart = rule.apart_gate(min(n_labels)) if prior is not None and prior.without_prevalence is not None else math.inf
+    if math.isfinite(apart) and not held_back and method != "mixture":
+        mixed, (no_mean, yes_mean) = mixture(raw, labels, rule, ranked)
+        gate = max(apart, mixed.gate)
+        straddle = min(n_labels) > 0 or not rule.apart_straddles or no_mean < 0 < yes_mean
+        if mixed.separation >= gate and straddle:
+            return dataclasses.replace(mixed, gate=gate)
     if method == "none" or held_back:  # P(yes) is the score's own log-odds: it ranks, and calls nothing
         probability[np.flatnonzero(ok)[free]] = metrics.sigmoid(s[free])
         return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate, method,
@@ -492,8 +512,27 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
                 probability[i] = pb[j]
                 calls[i] = YES if low[j] >= rule.target else NO if high[j] <= 1 - rule.target else UNCERTAIN
         return BatchDecision(probability, tuple(calls), float("nan"), prevalence, n_labels, rule.gate, method, ranked)
+    return mixture(raw, labels, rule, ranked)[0]
+
+
+def mixture(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: DecisionRule, ranked: float = math.nan
+            ) -> tuple[BatchDecision, tuple[float, float]]:
+    """The mixture's decision on a batch's scores, with its two groups' means in the score's units
+    (the "no" group's first; NaN where it could not be fitted)."""
+    n = len(raw)
+    ok = np.isfinite(raw)
+    probability = np.full(n, np.nan)
+    calls = [UNCERTAIN] * n
+    fixed_all = _pinned(n, labels)
+    n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
+    for i in np.flatnonzero(~np.isnan(fixed_all)):
+        calls[i] = YES if fixed_all[i] == 1 else NO
+        probability[i] = fixed_all[i]
+    s, fixed = raw[ok], fixed_all[ok]
+    free = np.isnan(fixed)
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
-        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate)
+        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate), (math.nan,
+                                                                                                            math.nan)
     centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
     s = (s - centre) / spread  # the fit is the same on any affine copy of the score
     rng = np.random.default_rng(rule.seed)
@@ -518,7 +557,9 @@ def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
                 calls[i] = YES
             elif high[j] <= 1 - rule.target:
                 calls[i] = NO
-    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, gate, unseen_auc=ranked)
+    means = (centre + spread * float(np.median(mu0)), centre + spread * float(np.median(mu1)))
+    return BatchDecision(probability, tuple(calls), sep, float(np.median(pi)), n_labels, gate,
+                         unseen_auc=ranked), means
 
 
 def decide_verdicts(verdicts: Sequence[Verdict], rule: DecisionRule, *, pinned: Mapping[int, bool] | None = None,
