@@ -327,22 +327,25 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
         print(f"\nllama.cpp comparison: skipped ({why})", file=out)
         return None
     try:
-        seconds = llama_cpp_seconds(binary, path, [q for _, q in wanted], docs,
-                                    lambda question, text: clf.encoder.encode(question, text).all)
+        runs = llama_cpp_seconds(binary, path, [q for _, q in wanted], docs,
+                                 lambda question, text: clf.encoder.encode(question, text).all)
     except (RuntimeError, OSError, ValueError) as exc:  # OSError: also HTTP errors and timeouts
         print(f"\nllama.cpp comparison: failed ({exc})", file=out)
         return None
     engine_rate = {m.scenario: m.docs_per_second for m in results if m.method.startswith("(c)")}
     rows = []
     print(f"\nllama.cpp ({Path(binary).name}, the same GGUF and prompt tokens, one at a time, "
-          f"{len(docs)} documents):", file=out)
-    for (name, _), secs in zip(wanted, seconds):
-        rate = len(docs) / secs
+          f"{len(docs)} documents, a fresh server per scenario):", file=out)
+    for (name, _), run in zip(wanted, runs):
+        rate = len(docs) / run.seconds
         ratio = engine_rate[name] / rate if name in engine_rate else float("nan")
-        rows.append({"scenario": name, "documents": len(docs), "seconds": secs, "docs_per_second": rate,
-                     "engine_ratio": ratio})
+        rows.append({"scenario": name, "documents": len(docs), "seconds": run.seconds, "docs_per_second": rate,
+                     "engine_ratio": ratio, "prompt_tokens": run.prompt_tokens,
+                     "evaluated_tokens": run.evaluated_tokens})
+        read = (f"  (it evaluated {run.evaluated_tokens:,} of the prompts' {run.prompt_tokens:,} tokens)"
+                if run.evaluated_tokens >= 0 else "")
         print(f"  {name:18s}  llama.cpp {rate:6.2f} docs/s  engine {engine_rate.get(name, float('nan')):6.2f} "
-              f"docs/s  ratio {ratio:4.2f}x", file=out)
+              f"docs/s  ratio {ratio:4.2f}x{read}", file=out)
     return rows
 
 

@@ -3,7 +3,9 @@
 The server (`llama-server` from llama.cpp: ``VERDICT_LLAMA_SERVER`` or on PATH) is started with
 one slot on the model file the engine loaded, and the engine's prompts (the same token ids) go to
 it one request at a time, the way a user would score documents with llama.cpp (its prompt cache
-reuses the shared start of consecutive prompts, as it would for them).
+reuses the shared start of consecutive prompts, as it would for them). Each set of questions gets
+a server of its own: recent servers also keep earlier prompts in memory (``--cache-ram``, on by
+default), so a second set on the same server would find the documents the first one read.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from engine.types import Document
 
@@ -69,30 +72,47 @@ def llama_server(binary: str, gguf: Path) -> Iterator[str]:
                 server.wait()
 
 
+WARM_UP_TEXT = "A few words that are none of the documents, read first so that start-up is not timed."
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """How long llama.cpp took to read one set of questions over the documents, and how many prompt
+    tokens it evaluated (its own count; what its prompt cache spared is not among them)."""
+
+    seconds: float
+    prompt_tokens: int
+    evaluated_tokens: int
+
+
+def _read(root: str, ids: list[int]) -> int:
+    """One `/completion` of the prompt `ids` (one token predicted, its top probability, the prompt
+    cache on); the prompt tokens the server evaluated (-1 where it doesn't say)."""
+    body = json.dumps({"prompt": ids, "n_predict": 1, "n_probs": 1, "cache_prompt": True}).encode()
+    request = urllib.request.Request(f"{root}/completion", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        reply = json.loads(answer.read())
+    if "completion_probabilities" not in reply:
+        raise RuntimeError("llama-server's /completion answer has no completion_probabilities")
+    return int((reply.get("timings") or {}).get("prompt_n", -1))
+
+
 def llama_cpp_seconds(binary: str, gguf: Path, question_sets: Sequence[Sequence[str]], docs: list[Document],
-                      encode: Callable[[str, str], list[int]]) -> list[float]:
-    """Seconds llama.cpp takes to read each document's prompt for each set of questions, one
-    request at a time: `/completion` with the prompt's token ids (`encode(question, text)`, the
-    engine's own), one token predicted and its top probability, the prompt cache on. That is the
-    least work any verdict through llama.cpp takes (the engine's remote scoring may ask again for
-    more probabilities), so the ratio is the engine's rate against llama.cpp's best."""
-    seconds = []
-    with llama_server(binary, gguf) as url:
-        root = url.removesuffix("/v1")
+                      encode: Callable[[str, str], list[int]]) -> list[PeerRun]:
+    """How llama.cpp reads each document's prompt for each set of questions, one request at a
+    time, each set on a fresh server: `/completion` with the prompt's token ids (`encode(question,
+    text)`, the engine's own), one token predicted and its top probability, the prompt cache on.
+    That is the least work any verdict through llama.cpp takes (the engine's remote scoring may ask
+    again for more probabilities), so the ratio is the engine's rate against llama.cpp's best."""
+    runs = []
+    for questions in question_sets:
+        with llama_server(binary, gguf) as url:
+            root = url.removesuffix("/v1")
 
-        def read(ids: list[int]) -> None:
-            body = json.dumps({"prompt": ids, "n_predict": 1, "n_probs": 1, "cache_prompt": True}).encode()
-            request = urllib.request.Request(f"{root}/completion", data=body,
-                                             headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=600) as answer:
-                if "completion_probabilities" not in json.loads(answer.read()):
-                    raise RuntimeError("llama-server's /completion answer has no completion_probabilities")
-
-        read(encode(question_sets[0][0], docs[0].text))  # warm-up: the server's first request
-        for questions in question_sets:
+            _read(root, encode(questions[0], WARM_UP_TEXT))  # the server's first request, on none of the documents
             prompts = [encode(q, doc.text) for doc in docs for q in questions]
             start = time.perf_counter()
-            for ids in prompts:
-                read(ids)
-            seconds.append(time.perf_counter() - start)
-    return seconds
+            evaluated = [_read(root, ids) for ids in prompts]
+            runs.append(PeerRun(time.perf_counter() - start, sum(map(len, prompts)),
+                                -1 if min(evaluated) < 0 else sum(evaluated)))
+    return runs
