@@ -64,7 +64,8 @@ def test_without_llama_server_the_comparison_is_one_line_saying_why(tiny_gguf, t
                     reason="no llama-server binary at $VERDICT_LLAMA_SERVER")
 def test_bench_compares_with_llama_server_on_the_same_gguf_for_one_and_five_questions(tiny_gguf, tmp_path):
     out, figures = run_bench(tiny_gguf, tmp_path, {})
-    assert "llama.cpp (llama-server, the same GGUF and prompt tokens, one at a time, 2 documents):" in out, out[-1500:]
+    assert ("llama.cpp (llama-server, the same GGUF and prompt tokens, one at a time, 2 documents, a fresh server "
+            "per scenario):") in out, out[-1500:]
     rows = {r["scenario"]: r for r in figures["llama_cpp"]}
     assert set(rows) == {"one short question", "five questions"}
     engine = {r["scenario"]: r["docs_per_second"] for r in figures["results"] if r["method"] == "(c) engine"}
@@ -72,6 +73,11 @@ def test_bench_compares_with_llama_server_on_the_same_gguf_for_one_and_five_ques
         assert row["documents"] == 2 and row["seconds"] > 0
         assert abs(row["engine_ratio"] - engine[name] / row["docs_per_second"]) < 1e-9 * row["engine_ratio"]
         assert f"{row['engine_ratio']:4.2f}x" in out
+    # five questions read every document again (a server that kept the first scenario's prompts would
+    # evaluate only the questions' tails), and no more than all five prompts
+    assert rows["one short question"]["evaluated_tokens"] < rows["five questions"]["evaluated_tokens"] \
+        <= rows["five questions"]["prompt_tokens"]
+    assert figures["compute"]["llama_cpp_gflops"] > 0
 
 
 def test_the_generate_baseline_makes_mlx_lm_tokens_without_importing_transformers(tiny_gguf):
@@ -93,3 +99,37 @@ def test_the_generate_baseline_makes_mlx_lm_tokens_without_importing_transformer
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0 and "same" in done.stdout, done.stderr[-3000:]
+
+
+def _config_multiply_adds(config: dict) -> int:
+    """Multiply-adds a token in a llama-style config's linear layers, from its sizes alone."""
+    d, ff, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    q = config["num_attention_heads"] * config["head_dim"]
+    kv = config["num_key_value_heads"] * config["head_dim"]
+    return layers * (d * q + 2 * d * kv + q * d + 3 * d * ff)
+
+
+def test_the_work_a_token_takes_is_counted_from_the_models_layers_as_its_config_sizes_them(tiny_model_dir, tiny_gguf):
+    """`verdict bench`'s GFLOP/s rest on the multiply-adds a prompt token takes below the head: for
+    float, MLX-quantized and GGUF-loaded models alike, the count the config's sizes give."""
+    from engine import Classifier
+    from engine.cli.bench import linear_multiply_adds
+    from tinymodels import build_model, model_config
+
+    model, config = build_model("llama")
+    assert linear_multiply_adds(model) == _config_multiply_adds(config)
+    quantized = Classifier.load(str(tiny_model_dir)).backend.lm.model
+    assert linear_multiply_adds(quantized) == _config_multiply_adds(
+        json.loads((tiny_model_dir / "config.json").read_text()))
+    assert linear_multiply_adds(Classifier.load(str(tiny_gguf)).backend.lm.model) == _config_multiply_adds(
+        model_config("qwen2"))
+
+
+def test_bench_reports_the_engines_rate_of_work_against_a_gemm_of_the_same_blas(tiny_gguf, tmp_path):
+    out, figures = run_bench(tiny_gguf, tmp_path, {"VERDICT_LLAMA_SERVER": str(tmp_path / "no-such-binary")})
+    from tinymodels import model_config
+
+    compute = figures["compute"]
+    assert compute["multiply_adds_per_token"] == _config_multiply_adds(model_config("qwen2"))
+    assert compute["gemm_gflops"] > 0 and compute["engine_gflops"] > 0 and compute["llama_cpp_gflops"] is None
+    assert f"{compute['multiply_adds_per_token'] / 1e6:.1f} M multiply-adds a prompt token" in out

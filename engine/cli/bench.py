@@ -230,6 +230,38 @@ def table_intake(rows: int = TABLE_ROWS) -> tuple[int, float, float]:
     return read, seconds, peak
 
 
+def linear_multiply_adds(model) -> int:
+    """Multiply-adds a token takes in the model's linear layers below the output head (the head reads
+    the last position only; embeddings are a lookup): the work that grows with the prompt."""
+    import mlx.nn as nn
+
+    from engine.runtime.numpy_blas import NumpyLinear
+
+    total = 0
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == "lm_head" or not isinstance(module, (nn.Linear, nn.QuantizedLinear, NumpyLinear)):
+            continue
+        rows, columns = module["weight"].shape
+        total += rows * (columns * 32 // module.bits if isinstance(module, nn.QuantizedLinear) else columns)
+    return total
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 GEMM rate through the BLAS the model's layers use (best of `repeats`
+    products of two size x size matrices)."""
+    from engine.runtime.quantized import _times_transposed
+
+    a = mx.random.normal((size, size), dtype=mx.float32)
+    b = mx.random.normal((size, size), dtype=mx.float32)
+    mx.eval(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.eval(_times_transposed(a, b))
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
 def peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -292,6 +324,7 @@ def bench(
     if results:
         print(format_results(results), file=out)
     peer = llama_cpp_comparison(clf, base, results, scenarios, out) if llama_cpp else None
+    compute = compute_rates(clf, docs, results, peer, out)
     curve = length_curve(clf, texts, curve_tokens, curve_lengths)
     print(f"\nengine prompt tokens/s by document length (one question; windows of {clf.window_tokens} tokens)",
           file=out)
@@ -305,6 +338,7 @@ def bench(
         "cold_start": [{"seconds": secs, "peak_rss_mib": peak} for secs, peak in cold],
         "table_intake": None if table is None else {"rows": table[0], "seconds": table[1], "peak_rss_mib": table[2]},
         "llama_cpp": peer,
+        "compute": compute,
     }
 
 
@@ -347,6 +381,31 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
         print(f"  {name:18s}  llama.cpp {rate:6.2f} docs/s  engine {engine_rate.get(name, float('nan')):6.2f} "
               f"docs/s  ratio {ratio:4.2f}x{read}", file=out)
     return rows
+
+
+def compute_rates(clf: Classifier, docs: list[Document], results: list[Measurement], peer: Optional[list[dict]],
+                  out) -> dict:
+    """The one-question scenario's work as GFLOP/s of the linear layers (2 flops a multiply-add), the
+    engine's (each prompt's document and question tail: the instructions before them are read once)
+    and llama.cpp's (the prompt tokens it says it evaluated), against this machine's float32 GEMM."""
+    work = linear_multiply_adds(clf.backend.lm.model)
+    gemm = gemm_gflops()
+    read = 0
+    for doc in docs:
+        prompt = clf.encoder.encode(QUESTIONS[0], doc.text)
+        read += len(prompt.document) + len(prompt.tail)
+    engine = next((2 * work * read / m.seconds / 1e9 for m in results
+                   if m.method.startswith("(c)") and m.scenario == "one short question" and m.documents == len(docs)),
+                  None)
+    row = next((r for r in peer or () if r["scenario"] == "one short question" and r["evaluated_tokens"] >= 0), None)
+    llama = 2 * work * row["evaluated_tokens"] / row["seconds"] / 1e9 if row else None
+    print(f"\ncompute: {work / 1e6:.1f} M multiply-adds a prompt token in the linear layers; float32 GEMM "
+          f"through the same BLAS {gemm:.0f} GFLOP/s (2048 x 2048, best of 5)", file=out)
+    for name, rate in (("engine", engine), ("llama.cpp", llama)):
+        if rate is not None:
+            print(f"  one short question  {name:9s} {rate:6.1f} GFLOP/s of that work ({rate / gemm:.0%} of the GEMM rate)",
+                  file=out)
+    return {"multiply_adds_per_token": work, "gemm_gflops": gemm, "engine_gflops": engine, "llama_cpp_gflops": llama}
 
 
 def length_curve(
