@@ -60,6 +60,7 @@ OUT_OF_FOLD = False  # --out-of-fold: labeled documents scored by the refit with
 MARGIN = False  # --margin: only the mixture on the raw margin (decisions_rule_v11.md)
 V9 = False  # --v9 (with --v4): only R1's prevalence decisions on the Beta prior, with what v9's gates read
 V12 = False  # --v12: the shipped decision and the mixture on the shipped scores, per draw (decisions_rule_v12.md)
+SMALL_FLOORS = (13.2, 19.8, 26.4, 39.6)  # decisions_rule_v13.md: the small-batch floor's constant
 APART_GATES = (3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 8.0)  # decisions_rule_v12.md's grid (and infinity: never)
 MIXTURE = ((0, "mixture"),)  # D2/D3: the mixture whatever the labels
 PREVALENCE_BETA = (1.2, 3.2)  # decisions_rule_v8.md: the training questions' shares of yes, by moments
@@ -265,7 +266,7 @@ def shipped_and_apart(y: np.ndarray, s: np.ndarray, labels: dict, unl: np.ndarra
     mixed, (no_mean, yes_mean) = mixture(s, labels, DecisionRule(gate=0.0))
     v9 = call_quality(y[unl], [d.calls[i] for i in np.flatnonzero(unl)])
     mix = call_quality(y[unl], [mixed.calls[i] for i in np.flatnonzero(unl)])
-    return {"n": int(unl.sum()), "v9_calls": v9[0], "v9_right": v9[1], "mix_calls": mix[0], "mix_right": mix[1],
+    return {"n": int(unl.sum()), "size": int(np.isfinite(s).sum()), "v9_calls": v9[0], "v9_right": v9[1], "mix_calls": mix[0], "mix_right": mix[1],
             "sep": mixed.separation, "floor": mixed.gate, "no_mean": no_mean, "yes_mean": yes_mean,
             "held_back": d.held_back}
 
@@ -1015,6 +1016,57 @@ def apart_judged(rows: list[dict], gate: float, straddle: bool, per_question: bo
     return t
 
 
+def choose_v13(args) -> int:
+    """decisions_rule_v13.md: the smallest small-batch floor constant c (1.2 + c/sqrt(n)) at which the
+    raw margin's mixture, decided as shipped for a score without a prior, is right often enough on
+    small batches at every k from 4."""
+    rows = [json.loads(line) for path in args.small for line in open(path)]
+    gate = DecisionRule().gate
+
+    def counts(c: float, k: int, subset=None) -> tuple[int, int, int]:
+        made = right = n = 0
+        for r in rows:
+            if r["k"] != k or (subset and not subset(r)):
+                continue
+            n += r["n"]
+            # as shipped (k >= 4: the mixture), with calls only where the groups clear the floor
+            if r["v9_calls"] and r["sep"] >= max(gate, 1.2 + c / np.sqrt(r["size"])):
+                made, right = made + r["v9_calls"], right + r["v9_right"]
+        return made, right, n
+
+    report, qualified = {}, []
+    for c in SMALL_FLOORS:
+        cells = {k: counts(c, k) for k in (4, 8, 16)}
+        ok = all(m == 0 or r >= TARGET * m for m, r, _ in cells.values())
+        if ok:
+            qualified.append(c)
+        report[c] = {"qualifies": ok, **{str(k): {"calls": m, "right": r, "n": n} for k, (m, r, n) in cells.items()}}
+        print(f"c {c:5}: {'qualifies' if ok else '         '} " + "  ".join(
+            f"k {k}: {m} calls ({m / max(n, 1):.4f}) right {r / m if m else float('nan'):.3f}" for k, (m, r, n) in
+            cells.items()), flush=True)
+        for split in ("held-out", "tuning", "training"):
+            for size in (12, 40, 120):
+                for balanced in (False, True):
+                    line = []
+                    for k in (4, 8):
+                        m, r, n = counts(c, k, lambda x, cell=(split, size, balanced): (
+                            x["split"], x["unlabeled"], x["balanced"]) == cell)
+                        if m:
+                            line.append(f"k {k}: {m} calls ({m / n:.4f}) right {r / m:.3f}")
+                    if line:
+                        print(f"    {split:8} {size:3} {'half' if balanced else 'natural':7} " + "  ".join(line))
+    chosen = qualified[0] if qualified else SMALL_FLOORS[0]
+    if not qualified:
+        first, last = report[SMALL_FLOORS[0]], report[SMALL_FLOORS[-1]]
+        calls = [sum(x[str(k)]["calls"] for k in (4, 8, 16)) for x in (first, last)]
+        right = [sum(x[str(k)]["right"] for k in (4, 8, 16)) for x in (first, last)]
+        if calls[1] < calls[0] and (not calls[1] or right[1] / calls[1] >= right[0] / max(calls[0], 1)):
+            chosen = SMALL_FLOORS[-1]
+    print(f"chosen: c = {chosen}")
+    save_report(args.json, {"chosen": chosen, "table": report})
+    return 0
+
+
 def choose_v12(args) -> int:
     """decisions_rule_v12.md: per k, the gate (and, without labels, the straddle guard) at which the
     mixture calls a batch whose groups stand apart, instead of v9's decision."""
@@ -1121,12 +1173,15 @@ def main() -> int:
     c11 = sub.add_parser("choose-v11", help="decisions_rule_v11.md: the mixture on the raw margin or none, per k")
     c11.add_argument("results", nargs="+", help="records of run --margin")
     c11.add_argument("--json")
+    c13 = sub.add_parser("choose-v13", help="decisions_rule_v13.md's choice")
+    c13.add_argument("small", nargs="+", help="records of eval_small_batches.py --margin --v12")
+    c13.add_argument("--json")
     c12 = sub.add_parser("choose-v12", help="decisions_rule_v12.md's choice")
     c12.add_argument("results", nargs="+", help="records of run --v12 (logo, and tuning,heldout)")
     c12.add_argument("--small", nargs="+", required=True, help="records of eval_small_batches.py --v12")
     c12.add_argument("--json")
     args = parser.parse_args()
-    return {"choose-v12": choose_v12, "choose-v11": choose_v11, "choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
+    return {"choose-v13": choose_v13, "choose-v12": choose_v12, "choose-v11": choose_v11, "choose-v10": choose_v10, "choose-v6": choose_v6, "choose-v7": choose_v6, "choose-v8": choose_v6, "choose-v9": choose_v9, "run": run, "zero-v5": zero_v5, "choose": choose, "choose-v2": choose_v2, "choose-v3": choose_v3, "choose-v4": choose_v4,
             "ship-prior": ship_prior}[args.step](args)
 
 

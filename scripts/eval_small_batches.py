@@ -41,6 +41,9 @@ def main() -> int:
     parser.add_argument("--splits", default="held-out,tuning,training")
     parser.add_argument("--joint", action="store_true", help="decisions_rule_v10.md's candidate: from one label "
                         "of each class, the prevalence decision on joint draws of the likelihood ratio and the share")
+    parser.add_argument("--seed", type=int, default=0, help="of the draws (decisions_rule_v13.md judges seed 1)")
+    parser.add_argument("--margin", action="store_true", help="the model's raw margin as the score, with no "
+                        "prior (a server's, or a model's without a general probe), decided as shipped for it")
     parser.add_argument("--v12", help="decisions_rule_v12.md: append one JSON line per draw (the shipped "
                         "decision's counts and the mixture's) to this file")
     parser.add_argument("--records", help="append one JSON line per split, size and k (the counts) to this file")
@@ -59,7 +62,7 @@ def main() -> int:
     if args.joint:
         rule = DecisionRule(decisions=((0, "none"), (1, "prevalence-qj")))
     held_out = ANCHORS_HELD_OUT and not args.before  # --before: in-sample, as v4 shipped
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     for split, genres in (("held-out", HELD_OUT), ("tuning", ("fortunes", "wordnet")), ("training", TRAIN)):
         if split not in args.splits.split(","):
             continue
@@ -90,20 +93,23 @@ def main() -> int:
                             x, y = x_all[sel], y_all[sel]
                             labeled = np.arange(2 * k)
                             unseen = None
-                            if k:
+                            if args.margin:  # the margin never saw the labels: their scores are unseen ones
+                                s = p.margin[idx][sel].astype(np.float64)
+                            elif k:
                                 s = shipped_anchored(x, labeled, y[labeled], used, 10.0, held_out)
                                 unseen = shipped_unseen_auc(x, labeled, y[labeled], used, s, held_out)
                             else:
                                 s = x @ used.w + used.b
-                            d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, prior, unseen)
+                            d = decide(s, {int(i): bool(y[i]) for i in labeled}, rule, None if args.margin else prior,
+                                       unseen)
                             if args.v12:
                                 unl = np.arange(len(y)) >= 2 * k
                                 with open(args.v12, "a") as out:
                                     out.write(json.dumps({
                                         "split": split, "unlabeled": n_unlabeled, "k": k, "balanced": args.balanced,
                                         "genre": g, "question": str(q),
-                                        **shipped_and_apart(y, s, {int(i): bool(y[i]) for i in labeled}, unl, prior,
-                                                            unseen)}, default=float) + "\n")
+                                        **shipped_and_apart(y, s, {int(i): bool(y[i]) for i in labeled}, unl,
+                                                            None if args.margin else prior, unseen)}, default=float) + "\n")
                             m_, r_ = call_quality(y[2 * k:], d.calls[2 * k:])
                             made, right, total = made + m_, right + r_, total + len(unlabeled)
                             said_yes = [c == "yes" for c in d.calls[2 * k:]]

@@ -495,3 +495,18 @@ def test_the_evaluation_combines_the_shipped_decision_and_the_mixture_as_the_rul
                 d = decide(s, labels, rule, prior)
                 assert apart_counts(record, gate, straddle)[:2] == call_quality(y[unl], [d.calls[i] for i in
                                                                                         np.flatnonzero(unl)])
+
+
+def test_one_heavy_tailed_group_of_twenty_is_not_called_as_two():
+    """Twenty scores from one heavy-tailed group (Student's t, 3 degrees of freedom), the four highest
+    labeled yes and the four lowest no: the mixture, deciding for a score without a prior from four
+    labels of each, finds groups 4.4 sd apart. The Gaussian floor (1.2 + 13.2/sqrt(n) = 4.15) let it
+    call every document; the measured one (`SMALL_BATCH_FLOOR`, 5.6 here) calls none."""
+    s = np.random.default_rng(14).standard_t(3, size=20)
+    order = np.argsort(s)
+    labels = {int(i): True for i in order[-4:]} | {int(i): False for i in order[:4]}
+    gaussian = decide(s, labels, DecisionRule(small_batch_floor=13.2))
+    assert gaussian.method == "mixture" and gaussian.separation == pytest.approx(4.36, abs=0.01)
+    assert gaussian.called == 20
+    shipped = decide(s, labels, DecisionRule())
+    assert shipped.gate == pytest.approx(1.2 + 19.8 / math.sqrt(20)) and shipped.called == len(labels)

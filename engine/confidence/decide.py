@@ -79,6 +79,11 @@ WITHOUT_PRIOR_FROM = ((0, "none"), (4, "mixture"))
 # side of the score's own zero (`DecisionRule.apart_straddles`). Infinite: never
 # (scripts/decisions_rule_v12.md).
 APART_FROM = ((0, math.inf),)
+# The least separation a batch of n documents needs, whatever the gate: 1.2 + SMALL_BATCH_FLOOR/sqrt(n).
+# One Gaussian group of scores exceeds 1.2 + 13.2/sqrt(n) 5% of the time (simulated), but real small
+# batches split into groups that look apart more often: on batches of 12-40 documents the raw margin's
+# mixture called at 50-83% right under that floor, and at none under this one (scripts/decisions_rule_v13.md).
+SMALL_BATCH_FLOOR = 19.8
 _WITH_PRIORS = object()  # `DecisionRule.calls_from`'s default: a score with every prior it can use
 
 
@@ -97,8 +102,10 @@ class DecisionRule:
     (and the prevalence's posterior draws, twice as many) and the quantile of their probabilities
     a call must clear, which decision decides from how many labels of each class
     (`DECISIONS_FROM`), the Beta prior of the prevalence decisions on the batch's share of
-    "yes" (`PREVALENCE_PRIOR`; (1, 1): flat), and how well scores that did not see the labels must
-    rank them for any call (`UNSEEN_AUC_FROM`)."""
+    "yes" (`PREVALENCE_PRIOR`; (1, 1): flat), how well scores that did not see the labels must
+    rank them for any call (`UNSEEN_AUC_FROM`), what decides for a score without a prior
+    (`WITHOUT_PRIOR_FROM`), from what separation the mixture overrules the table (`APART_FROM`,
+    `apart_straddles`) and the least separation a small batch needs (`SMALL_BATCH_FLOOR`)."""
 
     target: float = DEFAULT_TARGET
     gate: Optional[float] = None
@@ -110,6 +117,7 @@ class DecisionRule:
     unseen_auc_from: tuple[tuple[int, float], ...] = UNSEEN_AUC_FROM
     without_prior: tuple[tuple[int, str], ...] = WITHOUT_PRIOR_FROM
     apart_from: tuple[tuple[int, float], ...] = APART_FROM
+    small_batch_floor: float = SMALL_BATCH_FLOOR
     apart_straddles: bool = True
 
     def __post_init__(self) -> None:
@@ -163,9 +171,8 @@ class DecisionRule:
 
     def gate_for(self, n: int) -> float:
         """The separation a batch of `n` documents must show: the gate, or more for a small batch,
-        where even one group of documents splits into two that look apart (1.2 + 13.2/sqrt(n) is
-        what a single Gaussian group exceeds 5% of the time, simulated)."""
-        return max(self.gate, 1.2 + 13.2 / math.sqrt(max(n, 1)))
+        where even one group of documents splits into two that look apart (`SMALL_BATCH_FLOOR`)."""
+        return max(self.gate, 1.2 + self.small_batch_floor / math.sqrt(max(n, 1)))
 
 
 @dataclass(frozen=True)
