@@ -23,7 +23,7 @@ def test_softmax_matches_mlx_and_gives_masked_keys_nothing():
     assert ours[..., 6:].max() < 1e-25
 
 
-@pytest.mark.parametrize("mask_kind", ["causal", "bool", "none"])
+@pytest.mark.parametrize("mask_kind", ["causal", "bool", "additive", "none"])
 def test_attention_matches_mlx(mask_kind):
     b, heads, kv, length, cached, dim = 3, 6, 2, 7, 11, 16
     q = mx.random.normal((b, heads, length, dim))
@@ -32,6 +32,8 @@ def test_attention_matches_mlx(mask_kind):
     if mask_kind == "bool":
         mask = mx.random.uniform(shape=(b, 1, length, cached + length)) > 0.4
         mask = mask | (mx.arange(cached + length)[None, :] == (cached + mx.arange(length))[:, None])
+    elif mask_kind == "additive":
+        mask = mx.random.normal((b, 1, length, cached + length)) * 3
     else:
         mask = "causal" if mask_kind == "causal" else None
     ours = cpu_kernels.scaled_dot_product_attention(q, k, v, None, 0.25, mask)

@@ -2,10 +2,13 @@
 
 Measured on the 2-core Linux machines (MLX 0.32 CPU wheel): `mx.exp` runs at ~55 M elements/s,
 15x slower than numpy's, and it sits inside SiLU (every MLP) and inside the softmax of
-`mx.fast.scaled_dot_product_attention`. With float32 matmuls on OpenBLAS those two took ~40% of a
-prefill of short documents and most of a prefill of long ones. Here SiLU uses a rational tanh
-(Eigen's `generic_fast_tanh_float`, error < 3e-7) fused by `mx.compile`, and attention uses BLAS
-matmuls around a numpy softmax.
+`mx.fast.scaled_dot_product_attention`; MLX's elementwise ops on the CPU are slow in general
+(masking the attention scores with `mx.where` cost more than both attention matmuls). So on float32
+both run in numpy between MLX's matmuls: SiLU times up through numpy's tanh, and attention as two
+BLAS matmuls around a masked numpy softmax, with one conversion in and one out. For a batch of 11
+documents of 175 tokens on the default model that is 0.12 s a forward pass for SiLU (0.38 s with
+MLX, through a rational tanh fused by `mx.compile`, which stays for other dtypes) and 0.57 s for
+attention (0.93 s with MLX's matmul and masking).
 
 `use_fast_kernels(model)` gives the attention and MLP modules *of that model instance* a subclass
 whose `__call__` is mlx-lm's own code bound to these functions instead of the module-level ones.
@@ -22,6 +25,7 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.runtime import numpy_blas
+
 
 _TANH_CLAMP = 7.90531110763549805
 _TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
@@ -42,25 +46,43 @@ def _tanh(x: mx.array) -> mx.array:
 
 
 @mx.compile
-def swiglu(gate: mx.array, up: mx.array) -> mx.array:
-    """silu(gate) * up, with silu(x) = x * (1 + tanh(x / 2)) / 2."""
+def _swiglu_mlx(gate: mx.array, up: mx.array) -> mx.array:
     return gate * (0.5 + 0.5 * _tanh(0.5 * gate)) * up
 
 
-def softmax(scores: mx.array) -> mx.array:
-    """Softmax over the last axis, computed by numpy (its exp is vectorised; MLX's CPU exp is
-    ~15x slower, and at 4k-token contexts the softmax dominates a prefill).
+def swiglu(gate: mx.array, up: mx.array) -> mx.array:
+    """silu(gate) * up, with silu(x) = x * (1 + tanh(x / 2)) / 2: in numpy for float32 operands of
+    one shape, else in MLX."""
+    if gate.dtype != mx.float32 or up.dtype != mx.float32 or gate.shape != up.shape:
+        return _swiglu_mlx(gate, up)
+    g, u = np.asarray(gate), np.asarray(up)
+    out = np.multiply(g, np.float32(0.5))
+    np.tanh(out, out=out)
+    out += np.float32(1.0)
+    out *= g
+    out *= u
+    out *= np.float32(0.5)
+    return mx.array(out)
+
+
+def _softmax_in_place(a: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of a float32 numpy array, overwriting it.
 
     Inputs below -60 after the max is subtracted are clamped there: exp(-60) < 1e-26 is nothing
     to a float32 sum, and it keeps values out of the denormal range, which the next matmul would
     crawl through (x86 computes denormals ~100x slower; measured 0.1 s -> 11 s).
     """
-    a = np.array(scores, dtype=np.float32, copy=True)
     a -= a.max(axis=-1, keepdims=True)
     np.maximum(a, -60.0, out=a)
     np.exp(a, out=a)
     a /= a.sum(axis=-1, keepdims=True)
-    return mx.array(a)
+    return a
+
+
+def softmax(scores: mx.array) -> mx.array:
+    """Softmax over the last axis, computed by numpy (its exp is vectorised; MLX's CPU exp is
+    ~15x slower, and at 4k-token contexts the softmax dominates a prefill)."""
+    return mx.array(_softmax_in_place(np.array(scores, dtype=np.float32, copy=True)))
 
 
 def scaled_dot_product_attention(
@@ -72,8 +94,8 @@ def scaled_dot_product_attention(
     mask: Optional[Any],
     sinks: Optional[mx.array] = None,
 ) -> mx.array:
-    """mlx-lm's attention signature, computed with BLAS matmuls and the fast softmax."""
-    if sinks is not None or hasattr(cache, "bits"):
+    """mlx-lm's attention signature: for float32, BLAS matmuls around a masked numpy softmax."""
+    if sinks is not None or hasattr(cache, "bits") or queries.dtype != mx.float32:
         from mlx_lm.models.base import scaled_dot_product_attention as reference
 
         return reference(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
@@ -81,20 +103,24 @@ def scaled_dot_product_attention(
     n_kv, t = keys.shape[1], keys.shape[2]
     rep = n_heads // n_kv
     # Query heads that share a KV head are stacked along the rows: one plain batched matmul per
-    # KV head (broadcast batch dimensions take a much slower matmul path on CPU).
+    # KV head (broadcast batch dimensions take a much slower matmul path).
     q = (queries * scale).reshape(b, n_kv, rep * length, dim)
-    matmul = numpy_blas.matmul if numpy_blas.active() and queries.dtype == mx.float32 else mx.matmul
-    scores = matmul(q, keys.swapaxes(-1, -2)).reshape(b, n_kv, rep, length, t)
+    # the matmuls stay on MLX's BLAS: numpy's own would bring a second pool of BLAS threads to
+    # the same cores (unless numpy's is the one in use)
+    matmul = numpy_blas.matmul if numpy_blas.active() else mx.matmul
+    scores = np.array(matmul(q, keys.swapaxes(-1, -2)), dtype=np.float32, copy=True).reshape(b, n_kv, rep, length, t)
     if isinstance(mask, str):  # "causal"
-        mask = mx.arange(t)[None, :] <= (t - length + mx.arange(length))[:, None]
-    if mask is not None:
+        mask = np.arange(t)[None, :] <= (t - length + np.arange(length))[:, None]
+    elif mask is not None:
+        mask = np.asarray(mask)
         if mask.ndim == 4:  # (B, 1, L, T) -> (B, 1, 1, L, T)
-            mask = mx.expand_dims(mask, 2)
-        if mask.dtype == mx.bool_:
-            scores = mx.where(mask, scores, mx.array(-1e30, dtype=scores.dtype))
+            mask = mask[:, :, None]
+    if mask is not None:
+        if mask.dtype == np.bool_:
+            np.putmask(scores, ~np.broadcast_to(mask, scores.shape), np.float32(-1e30))
         else:  # an additive mask
-            scores = scores + mask
-    probs = softmax(scores).reshape(b, n_kv, rep * length, t)
+            scores += mask.astype(np.float32, copy=False)
+    probs = mx.array(_softmax_in_place(scores).reshape(b, n_kv, rep * length, t))
     return matmul(probs, values).reshape(b, n_heads, length, dim)
 
 
