@@ -4,11 +4,10 @@ Measured on the 2-core Linux machines (MLX 0.32 CPU wheel): `mx.exp` runs at ~55
 15x slower than numpy's, and it sits inside SiLU (every MLP) and inside the softmax of
 `mx.fast.scaled_dot_product_attention`; MLX's elementwise ops on the CPU are slow in general
 (masking the attention scores with `mx.where` cost more than both attention matmuls). So on float32
-both run in numpy between MLX's matmuls: SiLU times up through numpy's tanh, and attention as two
-BLAS matmuls around a masked numpy softmax, with one conversion in and one out. For a batch of 11
-documents of 175 tokens on the default model that is 0.12 s a forward pass for SiLU (0.38 s with
-MLX, through a rational tanh fused by `mx.compile`, which stays for other dtypes) and 0.57 s for
-attention (0.93 s with MLX's matmul and masking).
+both run in numpy around MLX's matmuls: SiLU times up through numpy's tanh, and the attention's
+masking and softmax between its two matmuls, with one conversion in and one out. Those matmuls stay
+on MLX's BLAS: numpy's own would bring a second pool of BLAS threads to the same cores. Other
+dtypes keep MLX's arithmetic (SiLU through a rational tanh fused by `mx.compile`).
 
 `use_fast_kernels(model)` gives the attention and MLP modules *of that model instance* a subclass
 whose `__call__` is mlx-lm's own code bound to these functions instead of the module-level ones.
