@@ -472,18 +472,26 @@ def _remember(memo: dict, key: tuple, compute):
 _DECIDED: dict[tuple, BatchDecision] = {}  # the last few decisions: the window asks again after each label
 
 
-def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: DecisionRule,
-            prior: Optional[PlattPrior], unseen_auc: Optional[float] = None) -> BatchDecision:
+def _labels_held(raw: np.ndarray, labels: Optional[Mapping[int, bool]]
+                 ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, tuple[int, int]]:
+    """A decision's start: which scores are numbers, P(yes) and calls with each labeled document
+    held at its label (NaN and uncertain elsewhere), the labels over the scored documents (1/0/NaN)
+    and the (yes, no) counts."""
     n = len(raw)
     ok = np.isfinite(raw)
     probability = np.full(n, np.nan)
     calls = [UNCERTAIN] * n
     fixed_all = _pinned(n, labels)
-    n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
     for i in np.flatnonzero(~np.isnan(fixed_all)):
         calls[i] = YES if fixed_all[i] == 1 else NO
         probability[i] = fixed_all[i]
-    s, fixed = raw[ok], fixed_all[ok]
+    return ok, probability, calls, fixed_all[ok], (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
+
+
+def _decide(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: DecisionRule,
+            prior: Optional[PlattPrior], unseen_auc: Optional[float] = None) -> BatchDecision:
+    ok, probability, calls, fixed, n_labels = _labels_held(raw, labels)
+    s = raw[ok]
     free = np.isnan(fixed)
     method = rule.decision_for(min(n_labels), prior)
     ranked = float("nan")
@@ -526,16 +534,8 @@ def mixture(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
             ) -> tuple[BatchDecision, tuple[float, float]]:
     """The mixture's decision on a batch's scores, with its two groups' means in the score's units
     (the "no" group's first; NaN where it could not be fitted)."""
-    n = len(raw)
-    ok = np.isfinite(raw)
-    probability = np.full(n, np.nan)
-    calls = [UNCERTAIN] * n
-    fixed_all = _pinned(n, labels)
-    n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
-    for i in np.flatnonzero(~np.isnan(fixed_all)):
-        calls[i] = YES if fixed_all[i] == 1 else NO
-        probability[i] = fixed_all[i]
-    s, fixed = raw[ok], fixed_all[ok]
+    ok, probability, calls, fixed, n_labels = _labels_held(raw, labels)
+    s = raw[ok]
     free = np.isnan(fixed)
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
         return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate), (math.nan,
