@@ -81,8 +81,8 @@ WITHOUT_PRIOR_FROM = ((0, "none"), (4, "mixture"))
 APART_FROM = ((0, math.inf),)
 # The least separation a batch of n documents needs, whatever the gate: 1.2 + SMALL_BATCH_FLOOR/sqrt(n).
 # One Gaussian group of scores exceeds 1.2 + 13.2/sqrt(n) 5% of the time (simulated), but real small
-# batches split into groups that look apart more often: on batches of 12-40 documents the raw margin's
-# mixture called at 50-83% right under that floor, and at none under this one (scripts/decisions_rule_v13.md).
+# batches split into groups that look apart more often: under that floor the raw margin's mixture
+# called batches of 12 documents at 50-83% right (scripts/decisions_rule_v13.md).
 SMALL_BATCH_FLOOR = 19.8
 _WITH_PRIORS = object()  # `DecisionRule.calls_from`'s default: a score with every prior it can use
 
@@ -538,8 +538,8 @@ def mixture(raw: np.ndarray, labels: Optional[Mapping[int, bool]], rule: Decisio
     s = raw[ok]
     free = np.isnan(fixed)
     if int(free.sum()) < 2 or len(np.unique(s)) < 3:
-        return BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate), (math.nan,
-                                                                                                            math.nan)
+        unfitted = BatchDecision(probability, tuple(calls), float("nan"), float("nan"), n_labels, rule.gate)
+        return unfitted, (math.nan, math.nan)
     centre, spread = float(np.median(s)), float(np.std(s)) or 1.0
     s = (s - centre) / spread  # the fit is the same on any affine copy of the score
     rng = np.random.default_rng(rule.seed)
