@@ -259,16 +259,22 @@ def run_batch_v4(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPri
 
 def shipped_and_apart(y: np.ndarray, s: np.ndarray, labels: dict, unl: np.ndarray, prior: PlattPrior,
                       unseen: float | None) -> dict:
-    """decisions_rule_v12.md: on one draw's shipped scores, the shipped decision's counts on the
-    unlabeled documents (v9_*) and the mixture's at the smallest gate (mix_*: calls made where its
-    separation reaches the small-batch floor `floor`), its separation and its groups' means."""
+    """decisions_rule_v12.md and _v13.md: on one draw's shipped scores, the shipped decision's counts
+    on the unlabeled documents (v9_*) and the mixture's at no gate and the smallest small-batch
+    floor of `SMALL_FLOORS` (mix_*), its separation and its groups' means. The floor a choice reads
+    is applied to these records by `small_floor_at`, so they do not depend on the one shipped."""
     d = decide(s, labels, DecisionRule(), prior, unseen)
-    mixed, (no_mean, yes_mean) = mixture(s, labels, DecisionRule(gate=0.0))
+    mixed, (no_mean, yes_mean) = mixture(s, labels, DecisionRule(gate=0.0, small_batch_floor=SMALL_FLOORS[0]))
     v9 = call_quality(y[unl], [d.calls[i] for i in np.flatnonzero(unl)])
     mix = call_quality(y[unl], [mixed.calls[i] for i in np.flatnonzero(unl)])
-    return {"n": int(unl.sum()), "size": int(np.isfinite(s).sum()), "v9_calls": v9[0], "v9_right": v9[1], "mix_calls": mix[0], "mix_right": mix[1],
-            "sep": mixed.separation, "floor": mixed.gate, "no_mean": no_mean, "yes_mean": yes_mean,
-            "held_back": d.held_back}
+    return {"n": int(unl.sum()), "v9_calls": v9[0], "v9_right": v9[1], "mix_calls": mix[0], "mix_right": mix[1],
+            "sep": mixed.separation, "no_mean": no_mean, "yes_mean": yes_mean, "held_back": d.held_back}
+
+
+def small_floor_at(r: dict, c: float) -> float:
+    """The small-batch floor 1.2 + c/sqrt(n) for a record of `shipped_and_apart` (its batch: the
+    unlabeled documents and k labels of each class)."""
+    return 1.2 + c / np.sqrt(r["n"] + 2 * r["k"])
 
 
 def run_batch_v12(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str,
@@ -983,23 +989,23 @@ def choose_v11(args) -> int:
     return 0
 
 
-def apart_counts(r: dict, gate: float, straddle: bool) -> tuple[int, int, bool]:
+def apart_counts(r: dict, gate: float, straddle: bool, floor: float) -> tuple[int, int, bool]:
     """decisions_rule_v12.md's candidate A(gate, straddle) on one record of `run --v12` (or of
     `eval_small_batches.py --v12`): (calls, right, whether the mixture decided), as
-    `DecisionRule(apart_from=((k, gate),), apart_straddles=straddle)` decides."""
-    mix = (not r["held_back"] and r["sep"] is not None and r["sep"] >= max(gate, r["floor"])
+    `DecisionRule(apart_from=((k, gate),), apart_straddles=straddle, small_batch_floor=floor)` decides."""
+    mix = (not r["held_back"] and r["sep"] is not None and r["sep"] >= max(gate, small_floor_at(r, floor))
            and (r["k"] > 0 or not straddle or (r["no_mean"] < 0 < r["yes_mean"])))
     return (r["mix_calls"], r["mix_right"], True) if mix else (r["v9_calls"], r["v9_right"], False)
 
 
 def apart_judged(rows: list[dict], gate: float, straddle: bool, per_question: bool) -> dict:
-    """A(gate, straddle) pooled over `rows`: documents, calls, right, the mixture's own calls and
+    """A(gate, straddle) pooled over `rows`, under the small-batch floor v12 ran with (`SMALL_FLOORS[0]`): documents, calls, right, the mixture's own calls and
     right where it decided, and (`per_question`) the questions with more than 20% called at under
     80% right."""
     t = {"n": 0, "calls": 0, "right": 0, "mix_calls": 0, "mix_right": 0, "q_below": 0}
     by_q: dict = {}
     for r in rows:
-        calls, right, mixed = apart_counts(r, gate, straddle)
+        calls, right, mixed = apart_counts(r, gate, straddle, SMALL_FLOORS[0])
         t["n"] += r["n"]
         t["calls"] += calls
         t["right"] += right
@@ -1029,9 +1035,10 @@ def choose_v13(args) -> int:
             if r["k"] != k or (subset and not subset(r)):
                 continue
             n += r["n"]
-            # as shipped (k >= 4: the mixture), with calls only where the groups clear the floor
-            if r["v9_calls"] and r["sep"] >= max(gate, 1.2 + c / np.sqrt(r["size"])):
-                made, right = made + r["v9_calls"], right + r["v9_right"]
+            # from 4 labels of each the raw margin's decision is the mixture: its calls where the
+            # labels do not hold them back and the groups clear the gate and this floor
+            if not r["held_back"] and r["sep"] >= max(gate, small_floor_at(r, c)):
+                made, right = made + r["mix_calls"], right + r["mix_right"]
         return made, right, n
 
     report, qualified = {}, []

@@ -493,8 +493,9 @@ def test_the_evaluation_combines_the_shipped_decision_and_the_mixture_as_the_rul
             for straddle in (True, False):
                 rule = DecisionRule(apart_from=((0, gate),), apart_straddles=straddle)
                 d = decide(s, labels, rule, prior)
-                assert apart_counts(record, gate, straddle)[:2] == call_quality(y[unl], [d.calls[i] for i in
-                                                                                        np.flatnonzero(unl)])
+                unlabeled_calls = [d.calls[i] for i in np.flatnonzero(unl)]
+                assert apart_counts(record, gate, straddle, rule.small_batch_floor)[:2] == call_quality(
+                    y[unl], unlabeled_calls)
 
 
 def test_one_heavy_tailed_group_of_twenty_is_not_called_as_two():
