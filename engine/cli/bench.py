@@ -249,7 +249,7 @@ def linear_multiply_adds(model) -> int:
 def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 GEMM rate through the BLAS the model's layers use (best of `repeats`
     products of two size x size matrices)."""
-    from engine.runtime.quantized import _times_transposed
+    from engine.runtime.quantized import times_transposed
 
     a = mx.random.normal((size, size), dtype=mx.float32)
     b = mx.random.normal((size, size), dtype=mx.float32)
@@ -257,7 +257,7 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        mx.eval(_times_transposed(a, b))
+        mx.eval(times_transposed(a, b))
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best / 1e9
 

@@ -679,13 +679,11 @@ def called_with(scores, label_sets: Sequence[Mapping[int, bool]], rule: Decision
     out: list[Optional[int]] = [None] * len(label_sets)
     jobs = []  # (index, fixed over the scored documents, labels given)
     for k, labels in enumerate(label_sets):
-        fixed_all = _pinned(len(raw), labels)
-        n_labels = (int(np.sum(fixed_all == 1)), int(np.sum(fixed_all == 0)))
-        fixed = fixed_all[ok]
-        mixture = rule.decision_for(min(n_labels), prior) == "mixture"
-        if mixture and rule.holds_back(min(n_labels), unseen_ranking(raw, labels)):
+        _, _, _, fixed, n_labels = _labels_held(raw, labels)
+        by_mixture = rule.decision_for(min(n_labels), prior) == "mixture"
+        if by_mixture and rule.holds_back(min(n_labels), unseen_ranking(raw, labels)):
             out[k] = sum(n_labels)  # the labels hold the calls back, as in `decide`
-        elif mixture and int(np.isnan(fixed).sum()) >= 2 and len(np.unique(raw[ok])) >= 3:
+        elif by_mixture and int(np.isnan(fixed).sum()) >= 2 and len(np.unique(raw[ok])) >= 3:
             jobs.append((k, fixed, sum(n_labels)))
         else:
             out[k] = decide(raw, labels, rule, prior).called

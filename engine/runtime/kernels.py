@@ -25,7 +25,6 @@ import numpy as np
 
 from engine.runtime import numpy_blas
 
-
 _TANH_CLAMP = 7.90531110763549805
 _TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
            -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
@@ -64,8 +63,10 @@ def swiglu(gate: mx.array, up: mx.array) -> mx.array:
     return mx.array(out)
 
 
-def _softmax_in_place(a: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis of a float32 numpy array, overwriting it.
+def softmax_in_place(a: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of a float32 numpy array, overwriting it (numpy's exp is
+    vectorised; MLX's CPU exp is ~15x slower, and at 4k-token contexts the softmax dominates a
+    prefill).
 
     Inputs below -60 after the max is subtracted are clamped there: exp(-60) < 1e-26 is nothing
     to a float32 sum, and it keeps values out of the denormal range, which the next matmul would
@@ -76,12 +77,6 @@ def _softmax_in_place(a: np.ndarray) -> np.ndarray:
     np.exp(a, out=a)
     a /= a.sum(axis=-1, keepdims=True)
     return a
-
-
-def softmax(scores: mx.array) -> mx.array:
-    """Softmax over the last axis, computed by numpy (its exp is vectorised; MLX's CPU exp is
-    ~15x slower, and at 4k-token contexts the softmax dominates a prefill)."""
-    return mx.array(_softmax_in_place(np.array(scores, dtype=np.float32, copy=True)))
 
 
 def scaled_dot_product_attention(
@@ -119,7 +114,7 @@ def scaled_dot_product_attention(
             np.putmask(scores, ~np.broadcast_to(mask, scores.shape), np.float32(-1e30))
         else:  # an additive mask
             scores += mask.astype(np.float32, copy=False)
-    probs = mx.array(_softmax_in_place(scores).reshape(b, n_kv, rep * length, t))
+    probs = mx.array(softmax_in_place(scores).reshape(b, n_kv, rep * length, t))
     return matmul(probs, values).reshape(b, n_heads, length, dim)
 
 

@@ -34,7 +34,7 @@ def _dequantized(module: nn.Module, lo: int = 0, hi: int | None = None) -> mx.ar
     )
 
 
-def _times_transposed(x: mx.array, weight: mx.array) -> mx.array:
+def times_transposed(x: mx.array, weight: mx.array) -> mx.array:
     """x @ weight.T, through numpy's BLAS where `numpy_blas` is active (MLX's is the reference one)."""
     if numpy_blas.active() and x.dtype == weight.dtype == mx.float32:
         return numpy_blas.linear(x, weight)
@@ -47,7 +47,7 @@ class DenseQuantizedLinear(nn.QuantizedLinear):
     """`nn.QuantizedLinear` multiplied as a dense layer: its weight dequantized for each call."""
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = _times_transposed(x, _dequantized(self))
+        y = times_transposed(x, _dequantized(self))
         return y + self["bias"] if "bias" in self else y
 
 
@@ -56,7 +56,7 @@ class DenseQuantizedEmbedding(nn.QuantizedEmbedding):
 
     def as_linear(self, x: mx.array) -> mx.array:
         rows = self["weight"].shape[0]
-        parts = [_times_transposed(x, _dequantized(self, lo, min(lo + BLOCK_ROWS, rows)))
+        parts = [times_transposed(x, _dequantized(self, lo, min(lo + BLOCK_ROWS, rows)))
                  for lo in range(0, rows, BLOCK_ROWS)]
         return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=-1)
 
