@@ -23,8 +23,15 @@ def test_softmax_matches_mlx_and_gives_masked_keys_nothing():
     assert ours[..., 6:].max() < 1e-25
 
 
+# scores budget: all at once; two documents at a time (6 heads x 18 keys x 7 queries x 4 bytes =
+# 3,024 bytes each); three queries of one document at a time (the last piece has one)
+BUDGETS = {"whole": cpu_kernels.SCORES_BUDGET, "documents": 2 * 3024, "queries": 3 * 432}
+
+
+@pytest.mark.parametrize("pieces", list(BUDGETS))
 @pytest.mark.parametrize("mask_kind", ["causal", "bool", "additive", "none"])
-def test_attention_matches_mlx(mask_kind):
+def test_attention_matches_mlx(mask_kind, pieces, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "SCORES_BUDGET", BUDGETS[pieces])
     b, heads, kv, length, cached, dim = 3, 6, 2, 7, 11, 16
     q = mx.random.normal((b, heads, length, dim))
     k = mx.random.normal((b, kv, cached + length, dim))

@@ -79,20 +79,28 @@ def softmax_in_place(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def scaled_dot_product_attention(
-    queries: mx.array,
-    keys: mx.array,
-    values: mx.array,
-    cache: Any,
-    scale: float,
-    mask: Optional[Any],
-    sinks: Optional[mx.array] = None,
-) -> mx.array:
-    """mlx-lm's attention signature: for float32, BLAS matmuls around a masked numpy softmax."""
-    if sinks is not None or hasattr(cache, "bits") or queries.dtype != mx.float32:
-        from mlx_lm.models.base import scaled_dot_product_attention as reference
+# Bytes of float32 scores masked and softmaxed at a time. A batch's scores together run to tens of
+# MiB (13 documents x 9 heads x 140 queries x 826 keys: 54 MiB), and each numpy pass over them
+# then goes to memory; in pieces of a few MiB they stay in the cache (that shape: 136 -> 50 ms).
+SCORES_BUDGET = 4 << 20
 
-        return reference(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
+
+def _additive_mask(mask: Any, length: int, t: int) -> Optional[np.ndarray]:
+    """The mask as float32 (rows or 1, 1, length, t): 0 where a query sees a key, -1e30 where not."""
+    if mask is None:
+        return None
+    if isinstance(mask, str):  # "causal"
+        mask = np.arange(t)[None, :] <= (t - length + np.arange(length))[:, None]
+    mask = np.asarray(mask)
+    mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    if mask.dtype == np.bool_:
+        # a broadcast add of floats is vectorised; np.putmask with the boolean mask is ~10x slower
+        return np.where(mask, np.float32(0.0), np.float32(-1e30))
+    return mask.astype(np.float32, copy=False)
+
+
+def _attend(queries: mx.array, keys: mx.array, values: mx.array, scale: float,
+            mask: Optional[np.ndarray]) -> mx.array:
     b, n_heads, length, dim = queries.shape
     n_kv, t = keys.shape[1], keys.shape[2]
     rep = n_heads // n_kv
@@ -108,19 +116,54 @@ def scaled_dot_product_attention(
     scores = np.asarray(product).reshape(b, n_kv, rep, length, t)
     if not scores.flags.writeable:
         scores = scores.copy()
-    if isinstance(mask, str):  # "causal"
-        mask = np.arange(t)[None, :] <= (t - length + np.arange(length))[:, None]
-    elif mask is not None:
-        mask = np.asarray(mask)
-        if mask.ndim == 4:  # (B, 1, L, T) -> (B, 1, 1, L, T)
-            mask = mask[:, :, None]
-    if mask is not None:
-        if mask.dtype == np.bool_:
-            # as an additive mask: a broadcast add is vectorised, np.putmask ~10x slower
-            mask = np.where(mask, np.float32(0.0), np.float32(-1e30))
-        scores += mask.astype(np.float32, copy=False)
+    if mask is not None:  # (rows or 1, 1, L, T) -> (rows or 1, 1, 1, L, T)
+        scores += mask[:, :, None]
     probs = mx.array(softmax_in_place(scores).reshape(b, n_kv, rep * length, t))
-    return matmul(probs, values).reshape(b, n_heads, length, dim)
+    out = matmul(probs, values).reshape(b, n_heads, length, dim)
+    mx.eval(out)
+    return out
+
+
+def scaled_dot_product_attention(
+    queries: mx.array,
+    keys: mx.array,
+    values: mx.array,
+    cache: Any,
+    scale: float,
+    mask: Optional[Any],
+    sinks: Optional[mx.array] = None,
+) -> mx.array:
+    """mlx-lm's attention signature: for float32, BLAS matmuls around a masked numpy softmax, in
+    pieces of the batch (or of one document's queries) whose scores fit `SCORES_BUDGET`."""
+    if sinks is not None or hasattr(cache, "bits") or queries.dtype != mx.float32:
+        from mlx_lm.models.base import scaled_dot_product_attention as reference
+
+        return reference(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
+    b, n_heads, length, _ = queries.shape
+    t = keys.shape[2]
+    mask = _additive_mask(mask, length, t)
+    query_bytes = n_heads * t * 4  # the scores of one query position
+    rows = SCORES_BUDGET // (query_bytes * length)
+    if rows >= b:
+        return _attend(queries, keys, values, scale, mask)
+
+    def mask_rows(lo: int, hi: int) -> Optional[np.ndarray]:
+        return None if mask is None else mask if mask.shape[0] == 1 else mask[lo:hi]
+
+    if rows >= 1:  # whole documents at a time
+        return mx.concatenate([
+            _attend(queries[lo : lo + rows], keys[lo : lo + rows], values[lo : lo + rows], scale,
+                    mask_rows(lo, lo + rows))
+            for lo in range(0, b, rows)], axis=0)
+    step = max(1, SCORES_BUDGET // query_bytes)  # a long document: its queries a piece at a time
+    per_row = []
+    for row in range(b):
+        m = mask_rows(row, row + 1)
+        per_row.append(mx.concatenate([
+            _attend(queries[row : row + 1, :, lo : lo + step], keys[row : row + 1], values[row : row + 1], scale,
+                    m if m is None or m.shape[2] == 1 else m[:, :, lo : lo + step])
+            for lo in range(0, length, step)], axis=2))
+    return mx.concatenate(per_row, axis=0)
 
 
 KERNELS = {"swiglu": swiglu, "scaled_dot_product_attention": scaled_dot_product_attention}
