@@ -52,3 +52,13 @@ def test_a_broadcast_fork_gets_its_own_rows():
     assert np.array_equal(np.array(head.keys), a)  # the shared head is untouched
     assert np.array_equal(np.array(batch.keys), np.concatenate([np.repeat(a, 3, axis=0), np.array(k)], axis=2))
     assert np.array(batch.valid).tolist() == [[True] * 6, [True] * 5 + [False], [True] * 6]
+
+
+def test_a_one_row_cache_written_by_a_batch_repeats_its_row():
+    head = SegmentCache()
+    a, _ = _segment(head, 0, 5)
+    k = mx.array(np.random.default_rng(4).normal(size=(2, 2, 3, 4)).astype(np.float32))
+    head.begin_segment(mx.array([3, 2], dtype=mx.int32))
+    head.update_and_fetch(k, k)
+    assert np.array_equal(np.array(head.keys), np.concatenate([np.repeat(a, 2, axis=0), np.array(k)], axis=2))
+    assert np.array(head.valid).tolist() == [[True] * 8, [True] * 7 + [False]]

@@ -127,17 +127,17 @@ class SegmentCache:
             # just the room it needs (rounded, to keep few distinct shapes): a question's tail on a
             # forked document cache must not allocate and zero twice the document's buffer.
             room = max(t + n, 2 * capacity, _MIN_ROOM) if full else -(-(t + n) // _MIN_ROOM) * _MIN_ROOM
-            k = mx.zeros((b, keys.shape[1], room, keys.shape[3]), dtype=keys.dtype)
-            v = mx.zeros((b, values.shape[1], room, values.shape[3]), dtype=values.dtype)
-            valid = mx.zeros((b, room), dtype=mx.bool_)
-            if t:
-                k[:, :, :t] = self.keys
-                v[:, :, :t] = self.values
-                valid[:, :t] = self.valid
-            self._k, self._v, self._valid, self._owner = k, v, valid, _Shared()
-        self._k[:, :, t : t + n] = keys
-        self._v[:, :, t : t + n] = values
-        self._valid[:, t : t + n] = new_valid
+            # one concatenation writes each slot once (zeros then slice writes wrote the used ones
+            # twice); only the spare room is zeroed
+            spare = room - t - n
+            self._k = _joined(self.keys if t else None, keys, spare)
+            self._v = _joined(self.values if t else None, values, spare)
+            self._valid = _joined(self.valid if t else None, new_valid, spare, axis=1)
+            self._owner = _Shared()
+        else:
+            self._k[:, :, t : t + n] = keys
+            self._v[:, :, t : t + n] = values
+            self._valid[:, t : t + n] = new_valid
         self._length = t + n
         self.offset = self.offset + lengths
         self._lengths = None
@@ -151,6 +151,19 @@ class SegmentCache:
     @property
     def state(self) -> list[Optional[mx.array]]:
         return [self._k, self._v, self._valid, self.offset]
+
+
+def _joined(used: Optional[mx.array], new: mx.array, spare: int, axis: int = 2) -> mx.array:
+    """used (if any; a one-row cache is broadcast to new's rows), then new, then `spare` zero
+    slots, along `axis`."""
+    if used is not None and used.shape[0] != new.shape[0]:
+        used = mx.broadcast_to(used, (new.shape[0],) + tuple(used.shape[1:]))
+    parts = ([] if used is None else [used]) + [new]
+    if spare:
+        shape = list(new.shape)
+        shape[axis] = spare
+        parts.append(mx.zeros(shape, dtype=new.dtype))
+    return parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=axis)
 
 
 def _shared_flag() -> _Shared:
