@@ -46,6 +46,11 @@ QUESTIONS = [
     "Does this software need a graphical desktop?",
     "Is this software about networking?",
 ]
+# The scenarios `--scenario` names: what each is called in the output and the questions it asks
+# (the rubric scenario also puts resources/bench/rubric.md before each document).
+SCENARIOS = {"short": ("one short question", QUESTIONS[:1]),
+             "rubric": ("long instructions", QUESTIONS[:1]),
+             "five": ("five questions", QUESTIONS)}
 GENERATE_SUFFIX = " Answer yes or no, then explain why in one sentence."
 CURVE_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 16384)
 
@@ -307,12 +312,9 @@ def bench(
     run_engine(clf, QUESTIONS[:1], docs[:4])  # warm-up: first-call allocations
 
     results: list[Measurement] = []
-    setups = {"short": ("one short question", "", QUESTIONS[:1]),
-              "rubric": ("long instructions", rubric, QUESTIONS[:1]),
-              "five": ("five questions", "", QUESTIONS)}
     for key in scenarios:
-        name, instructions, questions = setups[key]
-        clf.set_instructions(instructions)
+        name, questions = SCENARIOS[key]
+        clf.set_instructions(rubric if key == "rubric" else "")
         secs, toks = run_naive(clf, questions, base)
         results.append(Measurement(name, "(a) naive", len(base), secs, toks, len(questions)))
         secs, toks, _ = run_generate(clf, questions, base)
@@ -349,9 +351,7 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
     from engine.cli.bench_llama import SERVER_ENV, llama_cpp_seconds, llama_server_binary
     from engine.model.gguf_file import is_gguf
 
-    wanted = [(name, questions) for key, name, questions in
-              (("short", "one short question", QUESTIONS[:1]), ("five", "five questions", QUESTIONS))
-              if key in scenarios]
+    wanted = [SCENARIOS[key] for key in ("short", "five") if key in scenarios]
     path = clf.backend.lm.path
     binary = llama_server_binary()
     why = ("no llama-server (set " + SERVER_ENV + " to llama.cpp's llama-server binary)" if not binary
@@ -388,22 +388,22 @@ def compute_rates(clf: Classifier, docs: list[Document], results: list[Measureme
     """The one-question scenario's work as GFLOP/s of the linear layers (2 flops a multiply-add), the
     engine's (each prompt's document and question tail: the instructions before them are read once)
     and llama.cpp's (the prompt tokens it says it evaluated), against this machine's float32 GEMM."""
+    one_question, questions = SCENARIOS["short"]
     work = linear_multiply_adds(clf.backend.lm.model)
     gemm = gemm_gflops()
     read = 0
     for doc in docs:
-        prompt = clf.encoder.encode(QUESTIONS[0], doc.text)
+        prompt = clf.encoder.encode(questions[0], doc.text)
         read += len(prompt.document) + len(prompt.tail)
     engine = next((2 * work * read / m.seconds / 1e9 for m in results
-                   if m.method.startswith("(c)") and m.scenario == "one short question" and m.documents == len(docs)),
-                  None)
-    row = next((r for r in peer or () if r["scenario"] == "one short question" and r["evaluated_tokens"] >= 0), None)
+                   if m.method.startswith("(c)") and m.scenario == one_question and m.documents == len(docs)), None)
+    row = next((r for r in peer or () if r["scenario"] == one_question and r["evaluated_tokens"] >= 0), None)
     llama = 2 * work * row["evaluated_tokens"] / row["seconds"] / 1e9 if row else None
     print(f"\ncompute: {work / 1e6:.1f} M multiply-adds a prompt token in the linear layers; float32 GEMM "
           f"through the same BLAS {gemm:.0f} GFLOP/s (2048 x 2048, best of 5)", file=out)
     for name, rate in (("engine", engine), ("llama.cpp", llama)):
         if rate is not None:
-            print(f"  one short question  {name:9s} {rate:6.1f} GFLOP/s of that work ({rate / gemm:.0%} of the GEMM rate)",
+            print(f"  {one_question:18s}  {name:9s} {rate:6.1f} GFLOP/s of that work ({rate / gemm:.0%} of the GEMM rate)",
                   file=out)
     return {"multiply_adds_per_token": work, "gemm_gflops": gemm, "engine_gflops": engine, "llama_cpp_gflops": llama}
 
