@@ -272,9 +272,9 @@ def shipped_and_apart(y: np.ndarray, s: np.ndarray, labels: dict, unl: np.ndarra
 
 
 def small_floor_at(r: dict, c: float) -> float:
-    """The small-batch floor 1.2 + c/sqrt(n) for a record of `shipped_and_apart` (its batch: the
-    unlabeled documents and k labels of each class)."""
-    return 1.2 + c / np.sqrt(r["n"] + 2 * r["k"])
+    """The small-batch floor with constant c for a record of `shipped_and_apart` (its batch: the
+    unlabeled documents and k labels of each class), as `DecisionRule.gate_for` computes it."""
+    return DecisionRule(gate=0.0, small_batch_floor=c).gate_for(r["n"] + 2 * r["k"])
 
 
 def run_batch_v12(p: Pairs, idx: np.ndarray, probe: GeneralProbe, prior: PlattPrior, question: str,
@@ -999,9 +999,9 @@ def apart_counts(r: dict, gate: float, straddle: bool, floor: float) -> tuple[in
 
 
 def apart_judged(rows: list[dict], gate: float, straddle: bool, per_question: bool) -> dict:
-    """A(gate, straddle) pooled over `rows`, under the small-batch floor v12 ran with (`SMALL_FLOORS[0]`): documents, calls, right, the mixture's own calls and
-    right where it decided, and (`per_question`) the questions with more than 20% called at under
-    80% right."""
+    """A(gate, straddle) pooled over `rows`, under the small-batch floor v12 ran with
+    (`SMALL_FLOORS[0]`): documents, calls, right, the mixture's own calls and right where it
+    decided, and (`per_question`) the questions with more than 20% called at under 80% right."""
     t = {"n": 0, "calls": 0, "right": 0, "mix_calls": 0, "mix_right": 0, "q_below": 0}
     by_q: dict = {}
     for r in rows:
