@@ -46,3 +46,47 @@ def test_attention_matches_mlx(mask_kind, pieces, monkeypatch):
     ours = cpu_kernels.scaled_dot_product_attention(q, k, v, None, 0.25, mask)
     theirs = reference_attention(q, k, v, None, scale=0.25, mask=mask)
     np.testing.assert_allclose(np.array(ours), np.array(theirs), atol=2e-6)
+
+
+def _parent_cache(parents: int, kv: int, dim: int, lengths: list[int]):
+    """A SegmentCache holding one padded segment of the given real lengths per row."""
+    from engine.runtime.kv import SegmentCache
+
+    cache = SegmentCache()
+    cache.begin_segment(mx.array(lengths, dtype=mx.int32))
+    width = max(lengths)
+    cache.update_and_fetch(mx.random.normal((parents, kv, width, dim)), mx.random.normal((parents, kv, width, dim)))
+    return cache
+
+
+# rows of one piece: whole parents (3 x 2 rows at once, or 1 parent of 2 rows), or one row at a time
+BRANCH_BUDGETS = {"whole": cpu_kernels.SCORES_BUDGET, "parents": 2 * 6 * 5 * 18 * 4, "rows": 6 * 5 * 18 * 4}
+
+
+@pytest.mark.parametrize("pieces", list(BRANCH_BUDGETS))
+@pytest.mark.parametrize("children", [1, 2, 3])
+def test_branch_attention_matches_mlx_on_the_joined_keys(children, pieces, monkeypatch):
+    """Rows reading their parent's keys in place get what mlx-lm's attention gives over the parent's
+    keys repeated per row and joined with the rows' own, under the same mask (padded parent
+    slots, padded own tokens, causal own keys)."""
+    from engine.runtime.kv import BranchCache
+
+    monkeypatch.setattr(cpu_kernels, "SCORES_BUDGET", BRANCH_BUDGETS[pieces])
+    parents, heads, kv, dim, length = 3, 6, 2, 16, 5
+    parent = _parent_cache(parents, kv, dim, [13, 9, 11])  # 13 slots, the last 4 and 2 padding in two rows
+    branch = BranchCache(parent, children)
+    rows = parents * children
+    branch.begin_segment(mx.array(([5, 2, 4] * children)[:rows], dtype=mx.int32))
+    own_mask = branch.make_mask(length)
+    q = mx.random.normal((rows, heads, length, dim))
+    own_k, own_v = branch.update_and_fetch(mx.random.normal((rows, kv, length, dim)),
+                                           mx.random.normal((rows, kv, length, dim)))
+    ours = cpu_kernels.scaled_dot_product_attention(q, own_k, own_v, cache=branch, scale=0.25, mask=own_mask)
+    k, v, mask = branch.materialized(own_k, own_v, own_mask)
+    assert k.shape[2] == 13 + length and mask.shape == (rows, 1, length, 13 + length)
+    expected = reference_attention(q, k, v, cache=None, scale=0.25, mask=mask)
+    np.testing.assert_allclose(np.array(ours), np.array(expected), atol=2e-5, rtol=1e-4)
+    # the same through the kernel's fallback for other dtypes, which joins the keys itself
+    half = cpu_kernels.scaled_dot_product_attention(q.astype(mx.float16), own_k.astype(mx.float16),
+                                                    own_v.astype(mx.float16), cache=branch, scale=0.25, mask=own_mask)
+    np.testing.assert_allclose(np.array(half.astype(mx.float32)), np.array(expected), atol=2e-2)

@@ -235,3 +235,38 @@ def test_window_progress_counts_a_long_documents_windows_from_the_cut_to_the_las
     assert events[0] == (0, windows)  # reported before the first batch
     assert [s for s, _ in events] == sorted(s for s, _ in events) and events[-1] == (windows, windows)
     assert {t for _, t in events} == {windows}
+
+
+class CountingBackend(LocalBackend):
+    """The real backend, counting its forward passes by how many rows each one had."""
+
+    def __init__(self, lm):
+        super().__init__(lm)
+        self.passes: list[int] = []
+
+    def prefill(self, rows, cache, layers=()):
+        self.passes.append(len(rows))
+        return super().prefill(rows, cache, layers)
+
+
+def test_every_question_of_a_batch_goes_in_one_pass_and_equals_each_prompt_alone(default_classifier):
+    """Three documents asked three questions: one pass for the documents, then one for all nine
+    tails (reading the documents' keys where they lie), and each margin as its prompt alone."""
+    counting = CountingBackend(default_classifier.backend.lm)
+    clf = Classifier(counting, batch_tokens=100_000)
+    questions = QUESTIONS + ["Is this written in French?"]
+    texts = [SHORT, MEDIUM, LONG]
+    verdicts = clf.score(questions, texts)
+    assert counting.passes[-2:] == [3, 9]
+    for v in verdicts:
+        assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
+
+
+def test_without_our_attention_tails_go_a_question_at_a_time(tiny_model_dir, monkeypatch):
+    """Stock mlx-lm attention can't read a branch's parent keys: the tails then fork the cache."""
+    monkeypatch.setenv("VERDICT_CPU_KERNELS", "0")
+    clf = Classifier.load(tiny_model_dir, batch_tokens=100_000)
+    assert not clf.backend._branches
+    texts = [SHORT, MEDIUM]
+    for v in clf.score(QUESTIONS, texts):
+        assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3

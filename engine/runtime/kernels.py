@@ -24,6 +24,7 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.runtime import numpy_blas
+from engine.runtime.kv import BranchCache
 
 _TANH_CLAMP = 7.90531110763549805
 _TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
@@ -124,6 +125,70 @@ def _attend(queries: mx.array, keys: mx.array, values: mx.array, scale: float,
     return out
 
 
+def _attend_branch(queries: mx.array, keys: mx.array, values: mx.array, scale: float, own_mask: np.ndarray,
+                   parent_keys: mx.array, parent_values: mx.array, parent_mask: np.ndarray) -> mx.array:
+    """Attention of P x m rows (m per parent row, in order) over their parent row's keys and their
+    own: one softmax over both, with the parent's keys multiplied once for all m rows."""
+    b, n_heads, length, dim = queries.shape
+    parents, n_kv, t = parent_keys.shape[0], parent_keys.shape[1], parent_keys.shape[2]
+    m, rep, s = b // parents, n_heads // n_kv, keys.shape[2]
+    matmul = numpy_blas.matmul if numpy_blas.active() else mx.matmul
+    q = queries * scale
+    # one parent's rows, every head sharing a KV head, stacked as the rows of one matmul
+    stacked = q.reshape(parents, m, n_kv, rep, length, dim).transpose(0, 2, 1, 3, 4, 5)
+    to_parent = matmul(stacked.reshape(parents, n_kv, m * rep * length, dim), parent_keys.swapaxes(-1, -2))
+    to_own = matmul(q.reshape(b, n_kv, rep * length, dim), keys.swapaxes(-1, -2))
+    mx.eval(to_parent, to_own)
+    a, o = np.asarray(to_parent), np.asarray(to_own)
+    a = a if a.flags.writeable else a.copy()
+    o = o if o.flags.writeable else o.copy()
+    a6 = a.reshape(parents, n_kv, m, rep, length, t)
+    o6 = o.reshape(parents, m, n_kv, rep, length, s).transpose(0, 2, 1, 3, 4, 5)  # a view: written in place
+    a6 += parent_mask.reshape(parents, 1, 1, 1, 1, t)
+    o6 += own_mask.reshape(parents, m, 1, 1, length, s).transpose(0, 2, 1, 3, 4, 5)
+    top = np.maximum(a6.max(axis=-1, keepdims=True), o6.max(axis=-1, keepdims=True))
+    for part in (a6, o6):  # softmax_in_place's steps, over the two parts' keys together
+        part -= top
+        np.maximum(part, -60.0, out=part)
+        np.exp(part, out=part)
+    total = a6.sum(axis=-1, keepdims=True) + o6.sum(axis=-1, keepdims=True)
+    a6 /= total
+    o6 /= total
+    from_parent = matmul(mx.array(a.reshape(parents, n_kv, m * rep * length, t)), parent_values)
+    from_parent = from_parent.reshape(parents, n_kv, m, rep, length, dim).transpose(0, 2, 1, 3, 4, 5)
+    out = from_parent.reshape(b, n_heads, length, dim) + matmul(
+        mx.array(o.reshape(b, n_kv, rep * length, s)), values).reshape(b, n_heads, length, dim)
+    mx.eval(out)
+    return out
+
+
+def branch_attention(queries: mx.array, keys: mx.array, values: mx.array, cache: BranchCache, scale: float,
+                     mask: Any) -> mx.array:
+    """Float32 attention for the rows of a `BranchCache` (`keys`, `values`: the rows' own), in
+    pieces of whole parents whose scores fit `SCORES_BUDGET`."""
+    own = _additive_mask(mask, queries.shape[2], keys.shape[2])
+    if own is None or own.shape[0] != queries.shape[0]:
+        raise ValueError("a branch's attention needs its own per-row mask (BranchCache.make_mask)")
+    parent = np.where(np.asarray(cache.parent_valid), np.float32(0.0), np.float32(-1e30))
+    m, n_heads, length = cache.children, queries.shape[1], queries.shape[2]
+    rows = max(1, SCORES_BUDGET // (n_heads * length * cache.length * 4))  # rows whose scores fit
+    pieces = []
+    if rows >= m:  # whole parents at a time
+        step = rows // m
+        spans = [(lo, min(lo + step, cache.parents), 0, m) for lo in range(0, cache.parents, step)]
+    else:  # some of one parent's rows at a time
+        spans = [(p, p + 1, lo, min(lo + rows, m)) for p in range(cache.parents) for lo in range(0, m, rows)]
+    for p_lo, p_hi, c_lo, c_hi in spans:
+        if c_hi - c_lo == m:
+            sl = slice(p_lo * m, p_hi * m)
+        else:
+            sl = slice(p_lo * m + c_lo, p_lo * m + c_hi)
+        pieces.append(_attend_branch(
+            queries[sl], keys[sl], values[sl], scale, own[sl],
+            cache.parent_keys[p_lo:p_hi], cache.parent_values[p_lo:p_hi], parent[p_lo:p_hi]))
+    return pieces[0] if len(pieces) == 1 else mx.concatenate(pieces, axis=0)
+
+
 def scaled_dot_product_attention(
     queries: mx.array,
     keys: mx.array,
@@ -134,11 +199,17 @@ def scaled_dot_product_attention(
     sinks: Optional[mx.array] = None,
 ) -> mx.array:
     """mlx-lm's attention signature: for float32, BLAS matmuls around a masked numpy softmax, in
-    pieces of the batch (or of one document's queries) whose scores fit `SCORES_BUDGET`."""
+    pieces of the batch (or of one document's queries) whose scores fit `SCORES_BUDGET`. The rows
+    of a `BranchCache` read their parent's keys in place (`branch_attention`)."""
     if sinks is not None or hasattr(cache, "bits") or queries.dtype != mx.float32:
         from mlx_lm.models.base import scaled_dot_product_attention as reference
 
+        if isinstance(cache, BranchCache):
+            keys, values, mask = cache.materialized(keys, values, mask)
+            cache = None
         return reference(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
+    if isinstance(cache, BranchCache):
+        return branch_attention(queries, keys, values, cache, scale, mask)
     b, n_heads, length, _ = queries.shape
     t = keys.shape[2]
     mask = _additive_mask(mask, length, t)
@@ -187,6 +258,13 @@ def _fast_class(cls: type) -> Optional[type]:
                                             "__qualname__": f"Fast{cls.__qualname__}"})
     _FAST_CLASSES[cls] = fast
     return fast
+
+
+def reads_branch_caches(module: nn.Module) -> bool:
+    """True when this attention module's class is one of ours, whose attention reads a
+    `BranchCache` (stock mlx-lm's attention would see only the rows' own keys)."""
+    cls = type(module)
+    return cls in _FAST_CLASSES.values() and "scaled_dot_product_attention" in cls.__call__.__code__.co_names
 
 
 def use_fast_kernels(model: nn.Module) -> int:

@@ -12,6 +12,11 @@ time: quadratic in the document's length). A cache can be forked (`fork`) and ex
 different paths (one path per question): a fork shares its parent's buffers, and whichever of
 them writes first after the fork copies its own (copy-on-write), so no fork ever sees a later
 writer's data.
+
+Rows that each continue a row of a cache and end a prompt there (one question's tail per row, every
+question of a document in one pass) go on a `BranchCache`: the parent's keys stay where they are
+and each row's own keys are kept apart, so the document's keys are neither copied nor repeated per
+question. Only the CPU attention kernel (`engine.runtime.kernels`) reads that layout.
 """
 from __future__ import annotations
 
@@ -147,6 +152,93 @@ class SegmentCache:
         if self._lengths is None:
             raise RuntimeError("begin_segment() must be called before each forward pass")
         return self._lengths
+
+    @property
+    def state(self) -> list[Optional[mx.array]]:
+        return [self._k, self._v, self._valid, self.offset]
+
+
+class BranchCache:
+    """`children` rows for each row of a parent cache, in the parent's row order (the parent's row
+    r has rows r*children ... r*children + children - 1), for segments that end their prompts.
+
+    A row attends to its parent row's keys, read where the parent keeps them, and to its own keys,
+    which `update_and_fetch` keeps here and returns alone. `make_mask` gives the mask over those
+    own keys; the parent's validity is `parent_valid`. `materialized` joins both parts into one
+    cache's keys, values and mask, for an attention that can't read them apart.
+    """
+
+    def __init__(self, parent: SegmentCache, children: int) -> None:
+        if parent.keys is None:
+            raise ValueError("a branch needs a parent with keys")
+        self.parents, self.children = parent.batch, children
+        self.parent_keys, self.parent_values, self.parent_valid = parent.keys, parent.values, parent.valid
+        offset = mx.broadcast_to(parent.offset, (self.parents,))
+        self.offset = mx.repeat(offset, children) if children > 1 else offset
+        self._k: Optional[mx.array] = None
+        self._v: Optional[mx.array] = None
+        self._valid: Optional[mx.array] = None
+        self._lengths: Optional[mx.array] = None
+
+    @property
+    def batch(self) -> int:
+        return self.parents * self.children
+
+    @property
+    def own_length(self) -> int:
+        return 0 if self._k is None else self._k.shape[2]
+
+    @property
+    def length(self) -> int:
+        return self.parent_keys.shape[2] + self.own_length
+
+    def begin_segment(self, lengths: mx.array) -> None:
+        """Announce the next segment's real length per row (the rest of each row is padding)."""
+        self._lengths = lengths
+
+    def make_mask(self, n: int, return_array: bool = False, window_size: Optional[int] = None) -> mx.array:
+        """(B, 1, n, own + n) bool over the rows' own keys: causal, real keys only, a padding
+        query seeing itself (as `SegmentCache.make_mask`)."""
+        if window_size is not None:
+            raise NotImplementedError("sliding-window attention is not supported by the segment cache")
+        if self._lengths is None:
+            raise RuntimeError("begin_segment() must be called before each forward pass")
+        s = self.own_length
+        new_valid = mx.arange(n)[None, :] < self._lengths[:, None]
+        key_valid = new_valid if self._valid is None else mx.concatenate([self._valid, new_valid], axis=1)
+        keys = mx.arange(s + n)[None, :]
+        queries = (s + mx.arange(n))[:, None]
+        causal, itself = keys <= queries, keys == queries
+        return causal[None, None] & (key_valid[:, None, None, :] | itself[None, None])
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        """Keep the segment's keys and values as the rows' own; return all of the own ones."""
+        if self._lengths is None:
+            raise RuntimeError("begin_segment() must be called before each forward pass")
+        new_valid = mx.arange(keys.shape[2])[None, :] < self._lengths[:, None]
+        if self._k is None:
+            self._k, self._v, self._valid = keys, values, new_valid
+        else:
+            self._k = mx.concatenate([self._k, keys], axis=2)
+            self._v = mx.concatenate([self._v, values], axis=2)
+            self._valid = mx.concatenate([self._valid, new_valid], axis=1)
+        self.offset = self.offset + self._lengths
+        self._lengths = None
+        return self._k, self._v
+
+    def parent_rows(self) -> mx.array:
+        """Each row's parent row."""
+        return mx.repeat(mx.arange(self.parents), self.children) if self.children > 1 else mx.arange(self.parents)
+
+    def materialized(self, keys: mx.array, values: mx.array, mask: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """The parent's keys and values repeated for each row and joined with the rows' own (as
+        returned by `update_and_fetch`), and `mask` (from `make_mask`) widened to match."""
+        rows = self.parent_rows()
+        t, n = self.parent_keys.shape[2], mask.shape[2]
+        parent_mask = mx.broadcast_to(self.parent_valid[rows][:, None, None, :], (self.batch, 1, n, t))
+        return (mx.concatenate([self.parent_keys[rows], keys], axis=2),
+                mx.concatenate([self.parent_values[rows], values], axis=2),
+                mx.concatenate([parent_mask, mask], axis=3))
 
     @property
     def state(self) -> list[Optional[mx.array]]:

@@ -30,10 +30,16 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
 from engine.runtime import numpy_blas  # noqa: E402
-from engine.runtime.kv import SegmentCache  # noqa: E402
+from engine.runtime.kv import BranchCache, SegmentCache  # noqa: E402
 from engine.runtime.loading import LoadedModel, load_model  # noqa: E402
 from engine.model.prompt import label_forms  # noqa: E402
 from engine.scoring import Prompt, PromptScore, Segment, resolve_layer  # noqa: E402
+
+
+# Segments up to this long may share their parent rows' keys in place (`BranchCache`): question
+# tails. A longer one (a document after a question) attends to its own keys as a whole document
+# does, which the branch's attention does not split into pieces of queries.
+BRANCH_TOKENS = 64
 
 
 @dataclass
@@ -63,6 +69,10 @@ class LocalBackend:
         inner = lm.model.model
         self._embed, self._blocks, self._norm = inner.embed_tokens, inner.layers, inner.norm
         self.n_layers = len(self._blocks)
+        from engine.runtime.kernels import reads_branch_caches
+
+        # every question's tail of a batch in one pass, reading the documents' keys in place
+        self._branches = all(reads_branch_caches(getattr(block, "self_attn", None)) for block in self._blocks)
         self._kept: OrderedDict[Segment, list[SegmentCache]] = OrderedDict()
         self._kept_limit = kept_segments
 
@@ -234,6 +244,13 @@ class LocalBackend:
         for i in members:
             children.setdefault((parent_row[i], prompts[i][depth]), []).append(i)
         batch = parent[0].batch
+        branched = self._branched(prompts, children, depth, batch)
+        if branched is not None:
+            cache = [BranchCache(c, len(branched) // batch) for c in parent]
+            prefilled = self.prefill([segment.ids for _, segment in branched], cache, layers)
+            done = [(i, r) for r, child in enumerate(branched) for i in children[child]]
+            self._finish([i for i, _ in done], prefilled, [r for _, r in done], results, layers)
+            return
         for wave in _waves(list(children), batch):
             rows = [row for row, _ in wave]
             if batch == 1:
@@ -257,6 +274,24 @@ class LocalBackend:
                 self._finish(done, prefilled, done_rows, results, layers)
             if going_on:
                 self._extend(prompts, going_on, depth + 1, cache, next_row, results, layers)
+
+    def _branched(self, prompts: Sequence[Prompt], children: dict[tuple[int, Segment], list[int]], depth: int,
+                  batch: int) -> Optional[list[tuple[int, Segment]]]:
+        """The children in parent-row order when they can all go on one `BranchCache`: the
+        attention reads it, every row of a batch has the same number of them (more than one),
+        and each is a short segment (a question's tail) that ends its prompts. Else None."""
+        if not self._branches or batch == 1:
+            return None
+        per_row: dict[int, list[tuple[int, Segment]]] = {}
+        for row, segment in children:
+            per_row.setdefault(row, []).append((row, segment))
+        counts = {len(kids) for kids in per_row.values()}
+        if len(per_row) != batch or len(counts) != 1 or counts == {1}:
+            return None
+        for (_, segment), members in children.items():
+            if len(segment.ids) > BRANCH_TOKENS or any(len(prompts[i]) != depth + 1 for i in members):
+                return None
+        return [child for row in range(batch) for child in per_row[row]]
 
     def _finish(self, done: list[int], prefilled: _Prefilled, rows: list[int], results: list,
                 layers: Sequence[int]) -> None:
