@@ -3,9 +3,11 @@
 Prompts arrive as segments (`engine.scoring`). Prompts that begin with the same segments share
 their prefill: the first segment (the instructions) is prefilled once and kept across calls when
 it has a key, each distinct second segment (a document) is prefilled once in a right-padded batch
-on top of it, and the rest (each question's tail) goes on top of the document rows without
-copying them. Only the last real position of each row goes through the output projection, and of
-its output only the log-softmax at the Yes/No forms is kept:
+on top of it, and the rest (each question's tail) goes on top of the document rows: all the
+tails of a batch in one pass on a `BranchCache` where our attention kernel reads it (the
+documents' keys read in place, not copied per question), else a question at a time on forks.
+Only the last real position of each row goes through the output projection, and of its output
+only the log-softmax at the Yes/No forms is kept:
 margin = logsumexp(log p[yes forms]) - logsumexp(log p[no forms]),
 label mass = p(yes forms) + p(no forms).
 
