@@ -11,11 +11,16 @@ CACHE/<model tag>/<genre>.npz (float16 states), so analysis never re-runs the mo
 Usage:
   PYTHONPATH=. python scripts/extract_general_features.py [--model PATH] [--tag NAME]
       [--cache /work/cache_probe] [--genres debian,pydocs,...] [--layers 4,8,...] [--max-docs N] [--max-chars N]
+      [--negated]
+
+--negated asks each question's negation instead ("Is this a ...?" -> "Is this not a ...?", see
+`negated`), with every label flipped, into <genre>_negated.npz (scripts/eval_negation.py reads it).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,6 +44,27 @@ def load_genre(genre: str) -> tuple[list[dict], list[str]]:
     rows = [json.loads(line) for line in text.splitlines()]
     questions = sorted({q for r in rows for q in r["labels"]})
     return rows, questions
+
+
+# "<verb> <subject> <rest>?" -> "<verb> <subject> not <rest>?", for the general set's questions
+_QUESTION = re.compile(r"^(Is|Does|Was|Has|May) (this (?:package|program|change|update|licence)|the work|this) (.+)$")
+
+
+def negated(question: str) -> str:
+    """The question with "not" after its subject ("Does this package need ...?" -> "Does this
+    package not need ...?"), for the openings the general set's questions use."""
+    match = _QUESTION.match(question)
+    if match is None:
+        raise ValueError(f"no negation known for {question!r}")
+    verb, subject, rest = match.groups()
+    return f"{verb} {subject} not {rest}"
+
+
+def negated_genre(rows: list[dict], questions: list[str]) -> tuple[list[dict], list[str]]:
+    """The rows and questions with every question negated and every label flipped."""
+    flipped = [{**r, "labels": {negated(q): (not v if isinstance(v, bool) else v) for q, v in r["labels"].items()}}
+               for r in rows]
+    return flipped, [negated(q) for q in questions]
 
 
 def select(rows: list[dict], questions: list[str], count: int, seed: int = 0) -> list[dict]:
@@ -91,19 +117,22 @@ def main() -> int:
     parser.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)))
     parser.add_argument("--max-docs", type=int, default=0)
     parser.add_argument("--max-chars", type=int, default=1500)
+    parser.add_argument("--negated", action="store_true", help="ask each question's negation, labels flipped")
     args = parser.parse_args()
     out = Path(args.cache) / args.tag
     out.mkdir(parents=True, exist_ok=True)
     clf = Classifier.load(args.model)
     layers = [int(x) for x in args.layers.split(",")]
     for genre in args.genres.split(","):
-        path = out / f"{genre}.npz"
+        path = out / (f"{genre}_negated.npz" if args.negated else f"{genre}.npz")
         if path.exists():
             print(f"{genre}: cached", file=sys.stderr)
             continue
         rows, questions = load_genre(genre)
         if args.max_docs:
             rows = select(rows, questions, args.max_docs)
+        if args.negated:
+            rows, questions = negated_genre(rows, questions)
         start = time.perf_counter()
         docs = [Document(id=r["id"], text=r["text"][: args.max_chars]) for r in rows]
         margins, masses, hidden, wanted = run(clf, questions, docs, layers)
