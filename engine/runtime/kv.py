@@ -112,14 +112,7 @@ class SegmentCache:
         row is ever fully masked (that would make NaNs, which 0-weights can't cancel later)."""
         if window_size is not None:
             raise NotImplementedError("sliding-window attention is not supported by the segment cache")
-        lengths = self._require_lengths()
-        t = self.length
-        new_valid = mx.arange(n)[None, :] < lengths[:, None]  # (B, n)
-        key_valid = new_valid if self._valid is None else mx.concatenate([self.valid, new_valid], axis=1)
-        keys = mx.arange(t + n)[None, :]
-        queries = (t + mx.arange(n))[:, None]
-        causal, itself = keys <= queries, keys == queries  # (n, t+n)
-        return causal[None, None] & (key_valid[:, None, None, :] | itself[None, None])
+        return _segment_mask(self.valid, self._require_lengths(), n)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         lengths = self._require_lengths()
@@ -203,13 +196,7 @@ class BranchCache:
             raise NotImplementedError("sliding-window attention is not supported by the segment cache")
         if self._lengths is None:
             raise RuntimeError("begin_segment() must be called before each forward pass")
-        s = self.own_length
-        new_valid = mx.arange(n)[None, :] < self._lengths[:, None]
-        key_valid = new_valid if self._valid is None else mx.concatenate([self._valid, new_valid], axis=1)
-        keys = mx.arange(s + n)[None, :]
-        queries = (s + mx.arange(n))[:, None]
-        causal, itself = keys <= queries, keys == queries
-        return causal[None, None] & (key_valid[:, None, None, :] | itself[None, None])
+        return _segment_mask(self._valid, self._lengths, n)
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         """Keep the segment's keys and values as the rows' own; return all of the own ones."""
@@ -243,6 +230,19 @@ class BranchCache:
     @property
     def state(self) -> list[Optional[mx.array]]:
         return [self._k, self._v, self._valid, self.offset]
+
+
+def _segment_mask(valid: Optional[mx.array], lengths: mx.array, n: int) -> mx.array:
+    """(B, 1, n, T + n) bool for a segment of n columns (real lengths `lengths`) after T slots of
+    validity `valid` (B, T) or none: causal, real keys only, and a padding query sees itself, so
+    no row is ever fully masked (that would make NaNs, which 0-weights can't cancel later)."""
+    t = 0 if valid is None else valid.shape[1]
+    new_valid = mx.arange(n)[None, :] < lengths[:, None]  # (B, n)
+    key_valid = new_valid if valid is None else mx.concatenate([valid, new_valid], axis=1)
+    keys = mx.arange(t + n)[None, :]
+    queries = (t + mx.arange(n))[:, None]
+    causal, itself = keys <= queries, keys == queries  # (n, t+n)
+    return causal[None, None] & (key_valid[:, None, None, :] | itself[None, None])
 
 
 def _joined(used: Optional[mx.array], new: mx.array, spare: int, axis: int = 2) -> mx.array:
