@@ -262,11 +262,15 @@ def test_every_question_of_a_batch_goes_in_one_pass_and_equals_each_prompt_alone
         assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3
 
 
-def test_without_our_attention_tails_go_a_question_at_a_time(tiny_model_dir, monkeypatch):
-    """Stock mlx-lm attention can't read a branch's parent keys: the tails then fork the cache."""
+def test_with_stock_attention_the_tails_still_go_in_one_pass_on_joined_keys(tiny_model_dir, monkeypatch):
+    """mlx-lm's own attention (as on a GPU) can't read a branch's parent keys in place: the branch
+    hands it the parent's keys joined with the tails' own, and the margins are the same."""
     monkeypatch.setenv("VERDICT_CPU_KERNELS", "0")
-    clf = Classifier.load(tiny_model_dir, batch_tokens=100_000)
-    assert not clf.backend._branches
-    texts = [SHORT, MEDIUM]
-    for v in clf.score(QUESTIONS, texts):
+    counting = CountingBackend(Classifier.load(tiny_model_dir).backend.lm)
+    assert not counting._branches_in_place
+    clf = Classifier(counting, batch_tokens=100_000)
+    texts = [SHORT, MEDIUM, "no"]
+    verdicts = clf.score(QUESTIONS, texts)
+    assert counting.passes[-2:] == [3, 6]
+    for v in verdicts:
         assert abs(v.margin - reference_margin(clf, v.question, texts[v.document_index])) <= 1e-3

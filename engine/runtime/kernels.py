@@ -204,11 +204,12 @@ def scaled_dot_product_attention(
     if sinks is not None or hasattr(cache, "bits") or queries.dtype != mx.float32:
         from mlx_lm.models.base import scaled_dot_product_attention as reference
 
-        if isinstance(cache, BranchCache):
+        if isinstance(cache, BranchCache) and not cache.joined:
             keys, values, mask = cache.materialized(keys, values, mask)
+        if isinstance(cache, BranchCache):
             cache = None
         return reference(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
-    if isinstance(cache, BranchCache):
+    if isinstance(cache, BranchCache) and not cache.joined:
         return branch_attention(queries, keys, values, cache, scale, mask)
     b, n_heads, length, _ = queries.shape
     t = keys.shape[2]

@@ -159,12 +159,16 @@ class BranchCache:
     which `update_and_fetch` keeps here and returns alone. `make_mask` gives the mask over those
     own keys; the parent's validity is `parent_valid`. `materialized` joins both parts into one
     cache's keys, values and mask, for an attention that can't read them apart.
+
+    `joined=True` is for such an attention (mlx-lm's own, e.g. on a GPU): `update_and_fetch` and
+    `make_mask` then give the joined keys, values and mask, made for each layer's call and not
+    kept, so the parent's keys are still stored once however many rows read them.
     """
 
-    def __init__(self, parent: SegmentCache, children: int) -> None:
+    def __init__(self, parent: SegmentCache, children: int, joined: bool = False) -> None:
         if parent.keys is None:
             raise ValueError("a branch needs a parent with keys")
-        self.parents, self.children = parent.batch, children
+        self.parents, self.children, self.joined = parent.batch, children, joined
         self.parent_keys, self.parent_values, self.parent_valid = parent.keys, parent.values, parent.valid
         offset = mx.broadcast_to(parent.offset, (self.parents,))
         self.offset = mx.repeat(offset, children) if children > 1 else offset
@@ -191,15 +195,17 @@ class BranchCache:
 
     def make_mask(self, n: int, return_array: bool = False, window_size: Optional[int] = None) -> mx.array:
         """(B, 1, n, own + n) bool over the rows' own keys: causal, real keys only, a padding
-        query seeing itself (as `SegmentCache.make_mask`)."""
+        query seeing itself (as `SegmentCache.make_mask`); joined, (B, 1, n, parent + own + n)."""
         if window_size is not None:
             raise NotImplementedError("sliding-window attention is not supported by the segment cache")
         if self._lengths is None:
             raise RuntimeError("begin_segment() must be called before each forward pass")
-        return _segment_mask(self._valid, self._lengths, n)
+        own = _segment_mask(self._valid, self._lengths, n)
+        return self._widened(own) if self.joined else own
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        """Keep the segment's keys and values as the rows' own; return all of the own ones."""
+        """Keep the segment's keys and values as the rows' own; return all of the own ones (joined:
+        after their parent's)."""
         if self._lengths is None:
             raise RuntimeError("begin_segment() must be called before each forward pass")
         new_valid = mx.arange(keys.shape[2])[None, :] < self._lengths[:, None]
@@ -211,7 +217,7 @@ class BranchCache:
             self._valid = mx.concatenate([self._valid, new_valid], axis=1)
         self.offset = self.offset + self._lengths
         self._lengths = None
-        return self._k, self._v
+        return self._with_parent(self._k, self._v) if self.joined else (self._k, self._v)
 
     def parent_rows(self) -> mx.array:
         """Each row's parent row."""
@@ -220,12 +226,17 @@ class BranchCache:
     def materialized(self, keys: mx.array, values: mx.array, mask: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         """The parent's keys and values repeated for each row and joined with the rows' own (as
         returned by `update_and_fetch`), and `mask` (from `make_mask`) widened to match."""
+        return (*self._with_parent(keys, values), self._widened(mask))
+
+    def _with_parent(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         rows = self.parent_rows()
-        t, n = self.parent_keys.shape[2], mask.shape[2]
-        parent_mask = mx.broadcast_to(self.parent_valid[rows][:, None, None, :], (self.batch, 1, n, t))
         return (mx.concatenate([self.parent_keys[rows], keys], axis=2),
-                mx.concatenate([self.parent_values[rows], values], axis=2),
-                mx.concatenate([parent_mask, mask], axis=3))
+                mx.concatenate([self.parent_values[rows], values], axis=2))
+
+    def _widened(self, mask: mx.array) -> mx.array:
+        t, n = self.parent_keys.shape[2], mask.shape[2]
+        parent_mask = mx.broadcast_to(self.parent_valid[self.parent_rows()][:, None, None, :], (self.batch, 1, n, t))
+        return mx.concatenate([parent_mask, mask], axis=3)
 
     @property
     def state(self) -> list[Optional[mx.array]]:

@@ -4,8 +4,8 @@ Prompts arrive as segments (`engine.scoring`). Prompts that begin with the same 
 their prefill: the first segment (the instructions) is prefilled once and kept across calls when
 it has a key, each distinct second segment (a document) is prefilled once in a right-padded batch
 on top of it, and the rest (each question's tail) goes on top of the document rows: all the
-tails of a batch in one pass on a `BranchCache` where our attention kernel reads it (the
-documents' keys read in place, not copied per question), else a question at a time on forks.
+tails of a batch in one pass on a `BranchCache` (where our attention kernel runs, the documents'
+keys are read in place; elsewhere joined for each layer's call, never stored per question).
 Only the last real position of each row goes through the output projection, and of its output
 only the log-softmax at the Yes/No forms is kept:
 margin = logsumexp(log p[yes forms]) - logsumexp(log p[no forms]),
@@ -73,8 +73,9 @@ class LocalBackend:
         self.n_layers = len(self._blocks)
         from engine.runtime.kernels import reads_branch_caches
 
-        # every question's tail of a batch in one pass, reading the documents' keys in place
-        self._branches = all(reads_branch_caches(getattr(block, "self_attn", None)) for block in self._blocks)
+        # every question's tail of a batch goes in one pass: reading the documents' keys in place
+        # where our attention kernel runs, else on keys joined for each layer's call
+        self._branches_in_place = all(reads_branch_caches(getattr(block, "self_attn", None)) for block in self._blocks)
         self._kept: OrderedDict[Segment, list[SegmentCache]] = OrderedDict()
         self._kept_limit = kept_segments
 
@@ -248,7 +249,7 @@ class LocalBackend:
         batch = parent[0].batch
         branched = self._branched(prompts, children, depth, batch)
         if branched is not None:
-            cache = [BranchCache(c, len(branched) // batch) for c in parent]
+            cache = [BranchCache(c, len(branched) // batch, joined=not self._branches_in_place) for c in parent]
             prefilled = self.prefill([segment.ids for _, segment in branched], cache, layers)
             done = [(i, r) for r, child in enumerate(branched) for i in children[child]]
             self._finish([i for i, _ in done], prefilled, [r for _, r in done], results, layers)
@@ -279,10 +280,10 @@ class LocalBackend:
 
     def _branched(self, prompts: Sequence[Prompt], children: dict[tuple[int, Segment], list[int]], depth: int,
                   batch: int) -> Optional[list[tuple[int, Segment]]]:
-        """The children in parent-row order when they can all go on one `BranchCache`: the
-        attention reads it, every row of a batch has the same number of them (more than one),
-        and each is a short segment (a question's tail) that ends its prompts. Else None."""
-        if not self._branches or batch == 1:
+        """The children in parent-row order when they can all go on one `BranchCache`: every row
+        of a batch has the same number of them (more than one), and each is a short segment (a
+        question's tail) that ends its prompts. Else None."""
+        if batch == 1:
             return None
         per_row: dict[int, list[tuple[int, Segment]]] = {}
         for row, segment in children:
