@@ -73,11 +73,25 @@ def softmax_in_place(a: np.ndarray) -> np.ndarray:
     to a float32 sum, and it keeps values out of the denormal range, which the next matmul would
     crawl through (x86 computes denormals ~100x slower; measured 0.1 s -> 11 s).
     """
-    a -= a.max(axis=-1, keepdims=True)
-    np.maximum(a, -60.0, out=a)
-    np.exp(a, out=a)
-    a /= a.sum(axis=-1, keepdims=True)
+    _softmax_parts_in_place(a)
     return a
+
+
+def _softmax_parts_in_place(*parts: np.ndarray) -> None:
+    """`softmax_in_place` over the keys of several arrays taken together (their last axes joined),
+    each overwritten with its share."""
+    top = parts[0].max(axis=-1, keepdims=True)
+    for part in parts[1:]:
+        np.maximum(top, part.max(axis=-1, keepdims=True), out=top)
+    for part in parts:
+        part -= top
+        np.maximum(part, -60.0, out=part)
+        np.exp(part, out=part)
+    total = parts[0].sum(axis=-1, keepdims=True)
+    for part in parts[1:]:
+        total += part.sum(axis=-1, keepdims=True)
+    for part in parts:
+        part /= total
 
 
 # Bytes of float32 scores masked and softmaxed at a time. A batch's scores together run to tens of
@@ -146,14 +160,7 @@ def _attend_branch(queries: mx.array, keys: mx.array, values: mx.array, scale: f
     o6 = o.reshape(parents, m, n_kv, rep, length, s).transpose(0, 2, 1, 3, 4, 5)  # a view: written in place
     a6 += parent_mask.reshape(parents, 1, 1, 1, 1, t)
     o6 += own_mask.reshape(parents, m, 1, 1, length, s).transpose(0, 2, 1, 3, 4, 5)
-    top = np.maximum(a6.max(axis=-1, keepdims=True), o6.max(axis=-1, keepdims=True))
-    for part in (a6, o6):  # softmax_in_place's steps, over the two parts' keys together
-        part -= top
-        np.maximum(part, -60.0, out=part)
-        np.exp(part, out=part)
-    total = a6.sum(axis=-1, keepdims=True) + o6.sum(axis=-1, keepdims=True)
-    a6 /= total
-    o6 /= total
+    _softmax_parts_in_place(a6, o6)
     from_parent = matmul(mx.array(a.reshape(parents, n_kv, m * rep * length, t)), parent_values)
     from_parent = from_parent.reshape(parents, n_kv, m, rep, length, dim).transpose(0, 2, 1, 3, 4, 5)
     out = from_parent.reshape(b, n_heads, length, dim) + matmul(
@@ -165,7 +172,8 @@ def _attend_branch(queries: mx.array, keys: mx.array, values: mx.array, scale: f
 def branch_attention(queries: mx.array, keys: mx.array, values: mx.array, cache: BranchCache, scale: float,
                      mask: Any) -> mx.array:
     """Float32 attention for the rows of a `BranchCache` (`keys`, `values`: the rows' own), in
-    pieces of whole parents whose scores fit `SCORES_BUDGET`."""
+    pieces whose scores fit `SCORES_BUDGET`: whole parents with all their rows, or some of one
+    parent's rows."""
     own = _additive_mask(mask, queries.shape[2], keys.shape[2])
     if own is None or own.shape[0] != queries.shape[0]:
         raise ValueError("a branch's attention needs its own per-row mask (BranchCache.make_mask)")
@@ -179,10 +187,7 @@ def branch_attention(queries: mx.array, keys: mx.array, values: mx.array, cache:
     else:  # some of one parent's rows at a time
         spans = [(p, p + 1, lo, min(lo + rows, m)) for p in range(cache.parents) for lo in range(0, m, rows)]
     for p_lo, p_hi, c_lo, c_hi in spans:
-        if c_hi - c_lo == m:
-            sl = slice(p_lo * m, p_hi * m)
-        else:
-            sl = slice(p_lo * m + c_lo, p_lo * m + c_hi)
+        sl = slice(p_lo * m + c_lo, (p_hi - 1) * m + c_hi)  # rows c_lo of parent p_lo to c_hi of p_hi - 1
         pieces.append(_attend_branch(
             queries[sl], keys[sl], values[sl], scale, own[sl],
             cache.parent_keys[p_lo:p_hi], cache.parent_values[p_lo:p_hi], parent[p_lo:p_hi]))

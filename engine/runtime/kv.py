@@ -16,7 +16,8 @@ writer's data.
 Rows that each continue a row of a cache and end a prompt there (one question's tail per row, every
 question of a document in one pass) go on a `BranchCache`: the parent's keys stay where they are
 and each row's own keys are kept apart, so the document's keys are neither copied nor repeated per
-question. Only the CPU attention kernel (`engine.runtime.kernels`) reads that layout.
+question. The CPU attention kernel (`engine.runtime.kernels`) reads that layout as it is; for any
+other attention the branch joins the parent's keys with the rows' own for each call (`joined`).
 """
 from __future__ import annotations
 
@@ -170,8 +171,8 @@ class BranchCache:
             raise ValueError("a branch needs a parent with keys")
         self.parents, self.children, self.joined = parent.batch, children, joined
         self.parent_keys, self.parent_values, self.parent_valid = parent.keys, parent.values, parent.valid
-        offset = mx.broadcast_to(parent.offset, (self.parents,))
-        self.offset = mx.repeat(offset, children) if children > 1 else offset
+        self._parent_rows = mx.repeat(mx.arange(self.parents), children)  # each row's parent row
+        self.offset = mx.broadcast_to(parent.offset, (self.parents,))[self._parent_rows]
         self._k: Optional[mx.array] = None
         self._v: Optional[mx.array] = None
         self._valid: Optional[mx.array] = None
@@ -198,30 +199,28 @@ class BranchCache:
         query seeing itself (as `SegmentCache.make_mask`); joined, (B, 1, n, parent + own + n)."""
         if window_size is not None:
             raise NotImplementedError("sliding-window attention is not supported by the segment cache")
-        if self._lengths is None:
-            raise RuntimeError("begin_segment() must be called before each forward pass")
-        own = _segment_mask(self._valid, self._lengths, n)
+        own = _segment_mask(self._valid, self._require_lengths(), n)
         return self._widened(own) if self.joined else own
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         """Keep the segment's keys and values as the rows' own; return all of the own ones (joined:
         after their parent's)."""
-        if self._lengths is None:
-            raise RuntimeError("begin_segment() must be called before each forward pass")
-        new_valid = mx.arange(keys.shape[2])[None, :] < self._lengths[:, None]
+        lengths = self._require_lengths()
+        new_valid = mx.arange(keys.shape[2])[None, :] < lengths[:, None]
         if self._k is None:
             self._k, self._v, self._valid = keys, values, new_valid
         else:
             self._k = mx.concatenate([self._k, keys], axis=2)
             self._v = mx.concatenate([self._v, values], axis=2)
             self._valid = mx.concatenate([self._valid, new_valid], axis=1)
-        self.offset = self.offset + self._lengths
+        self.offset = self.offset + lengths
         self._lengths = None
         return self._with_parent(self._k, self._v) if self.joined else (self._k, self._v)
 
-    def parent_rows(self) -> mx.array:
-        """Each row's parent row."""
-        return mx.repeat(mx.arange(self.parents), self.children) if self.children > 1 else mx.arange(self.parents)
+    def _require_lengths(self) -> mx.array:
+        if self._lengths is None:
+            raise RuntimeError("begin_segment() must be called before each forward pass")
+        return self._lengths
 
     def materialized(self, keys: mx.array, values: mx.array, mask: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         """The parent's keys and values repeated for each row and joined with the rows' own (as
@@ -229,13 +228,13 @@ class BranchCache:
         return (*self._with_parent(keys, values), self._widened(mask))
 
     def _with_parent(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        rows = self.parent_rows()
+        rows = self._parent_rows
         return (mx.concatenate([self.parent_keys[rows], keys], axis=2),
                 mx.concatenate([self.parent_values[rows], values], axis=2))
 
     def _widened(self, mask: mx.array) -> mx.array:
         t, n = self.parent_keys.shape[2], mask.shape[2]
-        parent_mask = mx.broadcast_to(self.parent_valid[self.parent_rows()][:, None, None, :], (self.batch, 1, n, t))
+        parent_mask = mx.broadcast_to(self.parent_valid[self._parent_rows][:, None, None, :], (self.batch, 1, n, t))
         return mx.concatenate([parent_mask, mask], axis=3)
 
     @property

@@ -32,6 +32,7 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
 from engine.runtime import numpy_blas  # noqa: E402
+from engine.runtime.kernels import reads_branch_caches  # noqa: E402
 from engine.runtime.kv import BranchCache, SegmentCache  # noqa: E402
 from engine.runtime.loading import LoadedModel, load_model  # noqa: E402
 from engine.model.prompt import label_forms  # noqa: E402
@@ -71,8 +72,6 @@ class LocalBackend:
         inner = lm.model.model
         self._embed, self._blocks, self._norm = inner.embed_tokens, inner.layers, inner.norm
         self.n_layers = len(self._blocks)
-        from engine.runtime.kernels import reads_branch_caches
-
         # every question's tail of a batch goes in one pass: reading the documents' keys in place
         # where our attention kernel runs, else on keys joined for each layer's call
         self._branches_in_place = all(reads_branch_caches(getattr(block, "self_attn", None)) for block in self._blocks)
