@@ -13,6 +13,7 @@ mean), naming the deciding window.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,8 +263,14 @@ class Classifier:
         progress: Optional[Callable[[int, int], None]] = None,
         window_score: Optional[WindowScore] = None,
         window_progress: Optional[Callable[[int, int], None]] = None,
+        answer: bool = True,
     ) -> Iterator[Verdict]:
         """Raw verdicts as batches finish (not in input order: see `Verdict.document_index`).
+
+        `answer=False` asks only for the states after `layers` (at least one): each prompt may
+        stop after the deepest of them, and the model's own answer (`margin`, `raw_margin`,
+        `label_mass`) is NaN, the raw `verdict` "uncertain"; `window_score` is then required, as
+        it picks a long document's window.
 
         A document of several windows is decided by the window with the highest margin, or with
         `window_score(question, margins, states)` by the one it scores highest (the pipeline
@@ -285,6 +292,10 @@ class Classifier:
         if aggregate not in ("max", "mean"):
             raise ValueError("aggregate must be 'max' or 'mean'")
         layers = tuple(layers)
+        if not answer and (not layers or window_score is None):
+            raise ValueError("without the answer, scoring needs at least one layer's state and a window_score")
+        if not answer and aggregate != "max":
+            raise ValueError("averaging the windows' margins needs the answer")
         # document tokens scored, taken; the callback; windows scored, taken; their callback
         tally = [0, 0, progress, 0, 0, window_progress]
         chunk: list[Document] = []
@@ -297,13 +308,13 @@ class Classifier:
             position += 1
             if len(chunk) >= self.chunk_documents:
                 yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate,
-                                           window_score, tally)
+                                           window_score, tally, answer)
                 chunk = []
                 if cancel and cancel():
                     return
         if chunk:
             yield from self._run_chunk(questions, chunk, position - len(chunk), cancel, layers, aggregate,
-                                           window_score, tally)
+                                       window_score, tally, answer)
 
     @property
     def can_deliberate(self) -> bool:
@@ -396,7 +407,7 @@ class Classifier:
         ]
 
     def _run_chunk(self, questions, docs, first_position, cancel, layers, aggregate, window_score,
-                   tally) -> Iterator[Verdict]:
+                   tally, answer: bool = True) -> Iterator[Verdict]:
         budget = self._window_budget(questions)
         pending: dict[int, _Pending] = {}
         windows: list[_Window] = []
@@ -428,7 +439,7 @@ class Classifier:
         for batch in self._batches(windows):
             if cancel and cancel():
                 return
-            results = self._score_batch(questions, batch, layers)
+            results = self._score_batch(questions, batch, layers, answer)
             tally[0] += sum(len(w.ids) for w in batch)
             tally[3] += len(batch)
             if tally[2] is not None:
@@ -451,7 +462,8 @@ class Classifier:
                     yield from self._finish(questions, p, aggregate, window_score)
                     del pending[w.doc]
 
-    def _score_batch(self, questions, batch: list[_Window], layers: Sequence[int]) -> list[_RowResult]:
+    def _score_batch(self, questions, batch: list[_Window], layers: Sequence[int], answer: bool = True
+                     ) -> list[_RowResult]:
         """Every window of the batch with every question, in one call to the backend."""
         start = time.perf_counter()
         around = []  # per question: its (head, tail) segments, the same for every window
@@ -464,7 +476,9 @@ class Classifier:
         for w in batch:
             document = Segment(tuple(w.ids))
             prompts += [[head, document, tail] for head, tail in around]
-        scores: list[PromptScore] = self.backend.score(prompts, layers)
+        # the keyword only when it says something, so a backend written before it still works
+        scores: list[PromptScore] = (self.backend.score(prompts, layers) if answer
+                                     else self.backend.score(prompts, layers, answer=False))
         seconds = time.perf_counter() - start
         tokens = np.array([len(w.ids) for w in batch])
         share = tokens / max(tokens.sum(), 1)
@@ -499,10 +513,10 @@ class Classifier:
             yield Verdict(
                 document_id=p.document.id,
                 question=question,
-                verdict="yes" if margin > 0 else "no",
+                verdict="uncertain" if math.isnan(margin) else "yes" if margin > 0 else "no",
                 margin=margin,
                 raw_margin=margin,
-                probability=float(sigmoid(margin)),
+                probability=math.nan if math.isnan(margin) else float(sigmoid(margin)),
                 label_mass=mass,
                 tokens=p.tokens + p.windows * (len(self.encoder_for(question).head_ids(question))
                                                + len(self.encoder_for(question).tail_ids(question))),

@@ -266,6 +266,7 @@ class Pipeline:
         deliberate: Union[int, Mapping[str, int]] = 0,
         decisions: str = "batch",
         block: int = DECISION_BLOCK,
+        answer: bool = True,
     ) -> Iterator[Verdict]:
         """Final rows, one per document and listed question. `ordered`: in input order,
         text-major, each released as soon as it can be; else as batches finish (see
@@ -283,7 +284,13 @@ class Pipeline:
         precision). Rows are held until `block` documents are scored (all of them in a smaller
         run), decided over every row so far, and released; each later block likewise, so a long
         run streams and an interrupted one (Ctrl-C) still gives the rows it scored. "row" decides
-        each row alone (the calibrator's band) as soon as it is scored."""
+        each row alone (the calibrator's band) as soon as it is scored.
+
+        `answer=False`: where every question's probability comes from a probe on a hidden layer
+        (the general probe, refit or not, or the question's own), each prompt stops after the
+        deepest layer read (`Classifier.score_iter(answer=False)`): the same rows with less work,
+        but without the model's own answer (`raw_margin` and `label_mass` NaN). Where a question's
+        probability needs the margin, every prompt goes through the whole model, with a note."""
         if decisions not in ("batch", "row"):
             raise ValueError("decisions must be 'batch' or 'row'")
         self._batch_decided |= decisions == "batch"
@@ -291,6 +298,10 @@ class Pipeline:
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}
         layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
+        if not answer and (aggregate != "max" or not all(cal.layers for cal in cals.values())):
+            if self._whole_model_note not in self._general_notes:
+                self._general_notes.append(self._whole_model_note)
+            answer = True
         think = None
         keys: dict[int, str] = {}
         if decisions == "batch":
@@ -305,7 +316,7 @@ class Pipeline:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
                                          progress=progress, window_progress=window_progress,
-                                         window_score=_calibrated_windows(cals))
+                                         window_score=calibrated_windows(cals), **({} if answer else {"answer": False}))
         if _batch_level(cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             cals = {q: cal.for_batch(raw) for q, cal in cals.items()}  # copies: the kept ones stay as they are
@@ -316,6 +327,8 @@ class Pipeline:
         yield from (v for _, v in (in_input_order(rows, len(listed)) if ordered else rows))
 
     _no_thinking_note = "this backend can't let the model write before answering: --deliberate was not used"
+    _whole_model_note = ("the model's own answer decides here (no probe on a hidden layer reads every question, or "
+                         "the windows' margins are averaged): every prompt went through the whole model")
 
     @staticmethod
     def _final(raw: Iterable[Verdict], cals: Mapping[str, Calibrator], keep_layer: Optional[int],
@@ -398,7 +411,7 @@ def _keyed(documents: Iterable[DocumentLike], keys: dict[int, str]) -> Iterator[
         yield doc
 
 
-def _calibrated_windows(cals: Mapping[str, Calibrator]):
+def calibrated_windows(cals: Mapping[str, Calibrator]):
     """The window scorer for `Classifier.score_iter`: a long document is decided by the window
     its question's calibrator believes most (a probe reads each window's state), not the one with
     the highest raw margin. None when no calibrator reads states (its order is the margin's)."""

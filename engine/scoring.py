@@ -54,9 +54,11 @@ class ScoringBackend(Protocol):
     n_layers: int  # hidden-state layers are numbered 1..n_layers (n_layers: after the final norm)
     supports_states: bool  # whether `score` can return hidden states
 
-    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = ()) -> list[PromptScore]:
+    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = (), answer: bool = True) -> list[PromptScore]:
         """One `PromptScore` per prompt, in order. `layers` (resolved, 1..n_layers) asks for
-        hidden states at the last position; a backend without them raises ValueError."""
+        hidden states at the last position; a backend without them raises ValueError.
+        `answer=False`: only those states are wanted, so the backend may stop each prompt after
+        the deepest of them and leave margin and label mass NaN."""
         ...
 
 

@@ -46,7 +46,8 @@ LLAMA_SERVER = os.environ.get("VERDICT_LLAMA_SERVER", "")  # a llama-server bina
 def run_bench(model, tmp_path, env_extra):
     figures = tmp_path / "bench.json"
     command = [sys.executable, "-m", "engine.cli", "bench", "--model", str(model), "--documents", "3",
-               "--baseline-docs", "2", "--doc-tokens", "24", "--scenario", "short", "--scenario", "five",
+               "--baseline-docs", "2", "--doc-tokens", "24", "--scenario", "short", "--scenario", "probe",
+               "--scenario", "five",
                "--curve-lengths", "32", "--curve-tokens", "32", "--cold-starts", "0", "--table-rows", "0", "--json", str(figures)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
                           env=dict(os.environ, **env_extra))
@@ -58,6 +59,9 @@ def test_without_llama_server_the_comparison_is_one_line_saying_why(tiny_gguf, t
     out, figures = run_bench(tiny_gguf, tmp_path, {"VERDICT_LLAMA_SERVER": str(tmp_path / "no-such-binary")})
     assert "llama.cpp comparison: skipped (no llama-server (set VERDICT_LLAMA_SERVER" in out
     assert figures["llama_cpp"] is None
+    # a tiny model has no general probe: the probe-only scenario says so and has no row
+    assert "short, probe only: skipped (no probe on a hidden layer decides for this model" in out
+    assert {r["scenario"] for r in figures["results"]} == {"one short question", "five questions"}
 
 
 @pytest.mark.skipif(not (LLAMA_SERVER and Path(LLAMA_SERVER).exists()),

@@ -8,7 +8,9 @@ Methods, all with the same loaded weights and backend settings:
                  is commonly done
   (c) engine     `Classifier.score_iter`: shared parts cached, documents batched, last position only
 Scenarios: one short question; a long instructions part (a ~700-token rubric with worked
-examples); five questions per document. The slow methods run on the first `baseline_docs`
+examples); five questions per document; and one and five questions with each prompt stopped at
+the layer the model's general probe reads (`--probe-only`; the engine alone, as the slow methods
+would read the same prompts again). The slow methods run on the first `baseline_docs`
 documents (they are sequential, so their rate doesn't depend on how many there are); the engine
 runs on all of them. Also: a cold start (one short document through `verdict classify` in a new
 process, a few times), the peak memory of reading a 200,000-row table as `--table-in` does, peak
@@ -37,20 +39,10 @@ import mlx.core as mx  # noqa: E402
 from engine.classifier import Classifier  # noqa: E402
 from engine.model.sources import resources_dir  # noqa: E402
 from engine.model.prompt import Layout, PromptEncoder, build_template  # noqa: E402
+from engine.cli.scenarios import (DEFAULT_SCENARIOS, PEER_OF, PROBE_ONLY, QUESTIONS,  # noqa: E402,F401
+                                  SCENARIOS)
 from engine.types import Document  # noqa: E402
 
-QUESTIONS = [
-    "Is this software a game?",
-    "Is this software for scientific research?",
-    "Is this a library for programmers?",
-    "Does this software need a graphical desktop?",
-    "Is this software about networking?",
-]
-# The scenarios `--scenario` names: what each is called in the output and the questions it asks
-# (the rubric scenario also puts resources/bench/rubric.md before each document).
-SCENARIOS = {"short": ("one short question", QUESTIONS[:1]),
-             "rubric": ("long instructions", QUESTIONS[:1]),
-             "five": ("five questions", QUESTIONS)}
 GENERATE_SUFFIX = " Answer yes or no, then explain why in one sentence."
 CURVE_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 16384)
 
@@ -101,10 +93,27 @@ def documents_of_length(clf: Classifier, texts: Sequence[str], n: int, tokens: i
     return docs
 
 
-def run_engine(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
+def run_engine(clf: Classifier, questions: Sequence[str], docs: list[Document], probe_only: bool = False
+               ) -> tuple[float, int]:
+    """Seconds and prompt tokens of `Classifier.score_iter` over `docs`; `probe_only`: each prompt
+    stopped at the layer the questions' calibrators read (`probe_only_options`)."""
+    options = probe_only_options(clf, questions) if probe_only else {}
     start = time.perf_counter()
-    tokens = sum(v.tokens for v in clf.score_iter(list(questions), docs))
+    tokens = sum(v.tokens for v in clf.score_iter(list(questions), docs, **options))
     return time.perf_counter() - start, tokens
+
+
+def probe_only_options(clf: Classifier, questions: Sequence[str]) -> dict:
+    """`score_iter`'s options for `Pipeline.run(answer=False)`'s pass: the layers the questions'
+    calibrators read, and their window scorer. Raises ValueError where one needs the margin."""
+    from engine.pipeline import Pipeline, calibrated_windows
+
+    pipeline = Pipeline(clf, save=False)
+    cals = {q: pipeline.calibrator(q) for q in questions}
+    if not all(cal.layers for cal in cals.values()):
+        raise ValueError("no probe on a hidden layer decides for this model (no general probe ships for it)")
+    return {"layers": sorted({n for cal in cals.values() for n in cal.layers}), "answer": False,
+            "window_score": calibrated_windows(cals)}
 
 
 def run_naive(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
@@ -279,7 +288,7 @@ def bench(
     doc_tokens: int = 150,
     folder: Optional[Path] = None,
     curve_tokens: int = 8192,
-    scenarios: Sequence[str] = ("short", "rubric", "five"),
+    scenarios: Sequence[str] = DEFAULT_SCENARIOS,
     curve_lengths: Sequence[int] = CURVE_LENGTHS,
     cold_starts: int = 3,
     table_rows: int = TABLE_ROWS,
@@ -315,6 +324,15 @@ def bench(
     for key in scenarios:
         name, questions = SCENARIOS[key]
         clf.set_instructions(rubric if key == "rubric" else "")
+        if key in PROBE_ONLY:
+            try:
+                run_engine(clf, questions, docs[:4], probe_only=True)  # warm-up: the content-free state
+            except ValueError as exc:
+                print(f"{name}: skipped ({exc})", file=out)
+                continue
+            secs, toks = run_engine(clf, questions, docs, probe_only=True)
+            results.append(Measurement(name, "(c) engine", len(docs), secs, toks, len(questions)))
+            continue
         secs, toks = run_naive(clf, questions, base)
         results.append(Measurement(name, "(a) naive", len(base), secs, toks, len(questions)))
         secs, toks, _ = run_generate(clf, questions, base)
@@ -351,7 +369,8 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
     from engine.cli.bench_llama import SERVER_ENV, llama_cpp_seconds, llama_server_binary
     from engine.model.gguf_file import is_gguf
 
-    wanted = [SCENARIOS[key] for key in ("short", "five") if key in scenarios]
+    runs_for = [key for key in ("short", "five") if any(PEER_OF.get(s) == key for s in scenarios)]
+    wanted = [SCENARIOS[key] for key in runs_for]
     path = clf.backend.lm.path
     binary = llama_server_binary()
     why = ("no llama-server (set " + SERVER_ENV + " to llama.cpp's llama-server binary)" if not binary
@@ -367,10 +386,14 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
         print(f"\nllama.cpp comparison: failed ({exc})", file=out)
         return None
     engine_rate = {m.scenario: m.docs_per_second for m in results if m.method.startswith("(c)")}
+    run_of = dict(zip(runs_for, runs))
     rows = []
     print(f"\nllama.cpp ({Path(binary).name}, the same GGUF and prompt tokens, one at a time, "
           f"{len(docs)} documents, a fresh server per scenario):", file=out)
-    for (name, _), run in zip(wanted, runs):
+    for key in [s for s in SCENARIOS if s in scenarios and PEER_OF.get(s) in run_of]:
+        name, run = SCENARIOS[key][0], run_of[PEER_OF[key]]
+        if key in PROBE_ONLY and name not in engine_rate:
+            continue  # skipped: no probe decides for this model
         rate = len(docs) / run.seconds
         ratio = engine_rate[name] / rate if name in engine_rate else float("nan")
         rows.append({"scenario": name, "documents": len(docs), "seconds": run.seconds, "docs_per_second": rate,

@@ -165,6 +165,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_options(args: argparse.Namespace) -> dict:
+    """`Pipeline.run`'s options as `classify` was given them."""
+    return {"deliberate": args.deliberate, "decisions": args.decisions, "answer": not args.probe_only}
+
+
 def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: list[Document], labels=None,
                keep=None) -> bool:
     """Run the pipeline and write its rows (appending with --resume; a row for which
@@ -175,7 +180,7 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     if args.wide and getattr(args, "table", None) is not None:
         from engine.table_out import write_table_wide
 
-        rows = pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions)
+        rows = pipeline.run(questions, docs, **run_options(args))
         try:
             failed = write_table_wide(args.table, args.output, (seen.append(v) or v for v in rows) if args.suggest
                                       else rows, docs, questions, given_labels(labels, questions), progress)
@@ -189,12 +194,12 @@ def write_rows(args: argparse.Namespace, pipeline, questions: list[str], docs: l
     writer: Optional[RowWriter] = None  # --wide streams its rows itself
     try:
         if args.wide:
-            rows = pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions)
+            rows = pipeline.run(questions, docs, **run_options(args))
             failed = write_wide(out, (seen.append(v) or v for v in rows) if args.suggest else rows, docs, questions,
                                 labels, progress)
         else:
             writer = RowWriter(out, args.format or "jsonl")
-            for v in pipeline.run(questions, docs, deliberate=args.deliberate, decisions=args.decisions):
+            for v in pipeline.run(questions, docs, **run_options(args)):
                 if args.suggest:
                     seen.append(v)
                 if keep is None or keep(v.document_index, v.question):
@@ -338,6 +343,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.app:
         return bench_app(args)
     from engine.cli.bench import CURVE_LENGTHS, bench
+    from engine.cli.scenarios import DEFAULT_SCENARIOS
 
     figures = bench(
         model=args.model,
@@ -346,7 +352,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         doc_tokens=args.doc_tokens,
         folder=Path(args.docs) if args.docs else None,
         curve_tokens=args.curve_tokens,
-        scenarios=[s for s in args.scenario or ("short", "rubric", "five") if s != "none"],
+        scenarios=[s for s in args.scenario or DEFAULT_SCENARIOS if s != "none"],
         curve_lengths=args.curve_lengths or CURVE_LENGTHS,
         cold_starts=args.cold_starts,
         table_rows=args.table_rows,
@@ -389,6 +395,7 @@ def bench_app(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.cli.scenarios import SCENARIOS
     from engine.model.prompt import LAYOUTS
 
     parser = OneLineParser(prog="verdict", description="Yes/no verdicts about many documents at once.")
@@ -419,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deliberate", type=int, default=0, metavar="N", help="think about the uncertain ones: "
                    "where one pass leaves a verdict uncertain, let the model write up to N tokens of reasoning, "
                    "then answer (local models only; slower; see README for what it measures)")
+    p.add_argument("--probe-only", action="store_true", help="where every question's probability comes from a "
+                   "probe on a hidden layer (the model's general probe, or one fitted to labels), stop each prompt "
+                   "at that layer: the same probabilities and calls with less work (about 30%% on the default "
+                   "model), without the model's own answer (raw_margin and label_mass left empty)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
     p.add_argument("--labels", metavar="FILE", help="JSONL of id, label (yes/no) and optional question: "
                    "fits Platt scaling and a probe, saved for later runs")
@@ -470,8 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--doc-tokens", type=int, default=150, help="tokens per document (default 150)")
     b.add_argument("--docs", metavar="FOLDER", help="real text to cut documents from (default: resources/labeled)")
     b.add_argument("--curve-tokens", type=int, default=8192, help="tokens per point of the length curve")
-    b.add_argument("--scenario", action="append", choices=["short", "rubric", "five", "none"],
-                   help="(repeatable; 'none': only the length curve)")
+    b.add_argument("--scenario", action="append", choices=[*SCENARIOS, "none"],
+                   help="(repeatable; 'none': only the length curve; 'probe' and 'five-probe': one and five "
+                   "questions, each prompt stopped at the general probe's layer, as --probe-only does)")
     b.add_argument("--curve-lengths", type=_lengths, metavar="N,N,...",
                    help="document lengths of the curve (default 128,256,512,1024,2048,4096,16384)")
     b.add_argument("--cold-starts", type=int, default=3, metavar="N",

@@ -258,8 +258,9 @@ class Calibrator:
     def apply(self, verdict: Verdict) -> Verdict:
         """A calibrated copy of a raw verdict (errors pass through; `raw_margin` stays raw). A
         probe reads its layer from `verdict.states`, as `Classifier.score(..., layers=self.layers)`
-        captures them. The copy carries no states."""
-        if not verdict.ok or not np.isfinite(verdict.raw_margin):
+        captures them; such a verdict needs no margin (scored with `answer=False`). The copy
+        carries no states."""
+        if not verdict.ok or not (self.layers or np.isfinite(verdict.raw_margin)):
             return verdict if verdict.states is None else dataclasses.replace(verdict, states=None)
         state = None
         if self.layers:

@@ -127,8 +127,8 @@ class RemoteBackend:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- the ScoringBackend interface ----------------------------------------------------------
-    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = ()) -> list[PromptScore]:
-        if layers:
+    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = (), answer: bool = True) -> list[PromptScore]:
+        if layers or not answer:
             raise ValueError("an inference server returns no hidden states (supports_states is False)")
         ids = [[t for segment in prompt for t in segment.ids] for prompt in prompts]
         if any(not p for p in ids):

@@ -13,7 +13,9 @@ label mass = p(yes forms) + p(no forms).
 
 Hidden states are captured during that same prefill, at each row's last real token, after the
 requested blocks: layer k < n_layers is the residual stream after block k, layer n_layers the
-final normed state (the one the output projection reads).
+final normed state (the one the output projection reads). When the answer is not wanted
+(`answer=False`), every segment stops after the deepest requested block: no state above it can
+reach the states below it, so those are the same, for the blocks above left out.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ BRANCH_TOKENS = 64
 class _Prefilled:
     """The states a prefill leaves at each row's last real token."""
 
-    final: mx.array  # (B, D) after the final norm
+    final: Optional[mx.array]  # (B, D) after the final norm; None when the blocks stopped short of it
     layers: dict[int, mx.array]  # requested layer -> (B, D)
 
 
@@ -84,8 +86,11 @@ class LocalBackend:
         return cls(load_model(model))
 
     # --- the ScoringBackend interface ----------------------------------------------------------
-    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = ()) -> list[PromptScore]:
+    def score(self, prompts: Sequence[Prompt], layers: Sequence[int] = (), answer: bool = True) -> list[PromptScore]:
         wanted = sorted({resolve_layer(self.n_layers, layer) for layer in layers})
+        if not answer and not wanted:
+            raise ValueError("without the answer, a score needs at least one layer's state")
+        depth = self.n_layers if answer else wanted[-1]
         results: list[Optional[PromptScore]] = [None] * len(prompts)
         by_first: dict[Segment, list[int]] = {}
         for i, prompt in enumerate(prompts):
@@ -96,16 +101,19 @@ class LocalBackend:
         for first, members in by_first.items():
             ending = [i for i in members if len(prompts[i]) == 1]
             if ending:
-                cache = self.new_cache()
+                cache = self.new_cache(depth)
                 self._finish(ending, self.prefill([first.ids], cache, wanted), [0] * len(ending), results, wanted)
             going_on = [i for i in members if len(prompts[i]) > 1]
             if going_on:
-                self._extend(prompts, going_on, 1, self._first_cache(first), {i: 0 for i in going_on}, results, wanted)
+                self._extend(prompts, going_on, 1, self._first_cache(first, depth), {i: 0 for i in going_on}, results,
+                             wanted)
         return results  # type: ignore[return-value]
 
     # --- prefill --------------------------------------------------------------------------------
-    def new_cache(self) -> list[SegmentCache]:
-        return [SegmentCache() for _ in self._blocks]
+    def new_cache(self, depth: Optional[int] = None) -> list[SegmentCache]:
+        """An empty cache for the first `depth` blocks (default: all of them); a prefill on it runs
+        those blocks only."""
+        return [SegmentCache() for _ in self._blocks[: self.n_layers if depth is None else depth]]
 
     @staticmethod
     def fork(cache: list[SegmentCache], batch: Optional[int] = None) -> list[SegmentCache]:
@@ -113,7 +121,8 @@ class LocalBackend:
 
     def prefill(self, rows: Sequence[Sequence[int]], cache: list[SegmentCache], layers: Sequence[int] = ()) -> _Prefilled:
         """Append one segment (one id list per row, right-padded here) to `cache`; return the
-        states at each row's last real token (final state, and after each of `layers`).
+        states at each row's last real token (final state, and after each of `layers`). A cache of
+        fewer blocks than the model's (`new_cache(depth)`) runs those only, and has no final state.
 
         Long segments go through in chunks of `chunk` columns: attention then only looks at keys
         up to the chunk (half the work of a full causal square) and its temporaries stay small.
@@ -138,16 +147,17 @@ class LocalBackend:
             else:
                 ends_here = mx.array((lengths > start) & (lengths <= start + ids.shape[1]))[:, None]
                 kept = _Prefilled(
-                    mx.where(ends_here, picked.final, kept.final),
+                    None if picked.final is None else mx.where(ends_here, picked.final, kept.final),
                     {n: mx.where(ends_here, picked.layers[n], kept.layers[n]) for n in picked.layers},
                 )
-            mx.eval(kept.final, list(kept.layers.values()), [c.state for c in cache])
+            mx.eval([] if kept.final is None else kept.final, list(kept.layers.values()), [c.state for c in cache])
         return kept  # type: ignore[return-value]
 
     def _forward(self, ids: mx.array, cache: list[SegmentCache], rows: mx.array, last: mx.array,
                  layers: Sequence[int]) -> _Prefilled:
         """The decoder of the allow-listed architectures (embed, blocks, norm; `loading` refuses
-        the others), keeping states at `last` of each row after the blocks in `layers`."""
+        the others), keeping states at `last` of each row after the blocks in `layers`. It runs the
+        blocks `cache` has; the final state only when that is all of them."""
         h = self._embed(ids)
         mask = cache[0].make_mask(ids.shape[1])
         captured: dict[int, mx.array] = {}
@@ -155,6 +165,8 @@ class LocalBackend:
             h = block(h, mask, cache=c)
             if n in layers and n != self.n_layers:
                 captured[n] = h[rows, last]
+        if len(cache) < self.n_layers:
+            return _Prefilled(None, captured)
         final = self._norm(h[rows, last])  # the norm is per position: only the picked rows need it
         if self.n_layers in layers:
             captured[self.n_layers] = final
@@ -203,7 +215,7 @@ class LocalBackend:
             cache = self.new_cache()
             final = self.prefill([prompt[0].ids], cache).final
         else:
-            cache = self.fork(self._first_cache(prompt[0]), 1)
+            cache = self.fork(self._first_cache(prompt[0], self.n_layers), 1)
             for segment in prompt[1:]:
                 final = self.prefill([segment.ids], cache).final
         stop = self._stop_ids
@@ -226,12 +238,13 @@ class LocalBackend:
         return self.tokenizer.special_ids() | frozenset(eos if len(eos) == 1 else [])
 
     # --- sharing prefixes -----------------------------------------------------------------------
-    def _first_cache(self, first: Segment) -> list[SegmentCache]:
-        """A one-row cache holding the first segment; kept across calls when it has a key."""
-        if first.key is not None and first in self._kept:
+    def _first_cache(self, first: Segment, depth: int) -> list[SegmentCache]:
+        """A one-row cache holding the first segment through `depth` blocks; kept across calls
+        when it has a key (a kept one of more blocks serves a shallower pass with its first ones)."""
+        if first.key is not None and len(self._kept.get(first, ())) >= depth:
             self._kept.move_to_end(first)
-            return self._kept[first]
-        cache = self.new_cache()
+            return self._kept[first][:depth]
+        cache = self.new_cache(depth)
         self.prefill([first.ids], cache)
         if first.key is not None:
             self._kept[first] = cache
@@ -297,7 +310,10 @@ class LocalBackend:
 
     def _finish(self, done: list[int], prefilled: _Prefilled, rows: list[int], results: list,
                 layers: Sequence[int]) -> None:
-        margins, masses = self.answer(prefilled.final)
+        if prefilled.final is None:  # stopped short of the final state: no answer
+            margins = masses = np.full(len(prefilled.layers[layers[0]]), np.nan, dtype=np.float32)
+        else:
+            margins, masses = self.answer(prefilled.final)
         states = {n: np.array(prefilled.layers[n].astype(mx.float32)) for n in layers}
         for i, r in zip(done, rows):
             results[i] = PromptScore(
