@@ -42,10 +42,11 @@ class Example:
 class Verdict:
     """The answer to one question about one document.
 
-    ``raw_margin`` is always the model's own log P(yes forms) - log P(no forms) (natural-log
+    ``raw_margin`` is the model's own log P(yes forms) - log P(no forms) (natural-log
     odds); ``margin`` equals it on a raw verdict (`Classifier.score`) and is the calibrated
     log-odds, logit(``probability``), on a final one (`Pipeline.run`).
-    ``label_mass`` is P(yes forms) + P(no forms) at the answer position.
+    ``label_mass`` is P(yes forms) + P(no forms) at the answer position. Both are NaN where the
+    prompt stopped at a probe's layer without the model's answer (``answer=False``).
     """
 
     document_id: str
