@@ -428,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "then answer (local models only; slower; see README for what it measures)")
     p.add_argument("--probe-only", action="store_true", help="where every question's probability comes from a "
                    "probe on a hidden layer (the model's general probe, or one fitted to labels), stop each prompt "
-                   "at that layer: the same probabilities and calls with less work (about 30%% on the default "
-                   "model), without the model's own answer (raw_margin and label_mass left empty)")
+                   "at that layer: the same probabilities and calls in about 30%% less time on "
+                   "the default model, without the model's own answer (raw_margin and label_mass left empty)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), help="prompt layout preset (default: per model family)")
     p.add_argument("--labels", metavar="FILE", help="JSONL of id, label (yes/no) and optional question: "
                    "fits Platt scaling and a probe, saved for later runs")
