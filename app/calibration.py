@@ -56,10 +56,13 @@ def refit_request(rows: Iterable, question: str, states: Optional[Mapping[tuple[
 
 def reapply(cal: Any, verdict: Verdict, state: Optional[Any]) -> Optional[Verdict]:
     """``verdict`` calibrated again by ``cal`` from its raw margin and label mass (and ``state``,
-    the hidden state at the probe's layer, when ``cal`` uses a probe). None when the probe needs
-    a state that is not at hand (the document has to be scored again)."""
-    if not verdict.ok or math.isnan(verdict.raw_margin):
+    the hidden state at the probe's layer, when ``cal`` uses a probe). None when what ``cal``
+    reads is not at hand (the document has to be scored again): a probe's state, or the margin of
+    a verdict scored without the model's answer."""
+    if not verdict.ok:
         return verdict
+    if math.isnan(verdict.raw_margin) and not cal.layers:
+        return None
     if cal.layers:
         if state is None:
             return None

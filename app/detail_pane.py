@@ -165,7 +165,7 @@ class QuestionResult(QFrame):
             self.numbers.setText("")
         else:
             calibrated = verdict.margin
-            raw = verdict.raw_margin if not math.isnan(verdict.raw_margin) else calibrated
+            raw = verdict.raw_margin  # NaN: scored without the model's own answer (shown as –)
             windows = f" · {verdict.windows} windows" if verdict.windows > 1 else ""
             self.numbers.setText(  # plain words first; the technical terms and exact numbers in the tooltip
                 f"Chance of yes <b>{_num(verdict.probability, '.0%')}</b> · leans {_num(calibrated, '+.2f')}"

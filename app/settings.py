@@ -146,6 +146,16 @@ class Settings:
     def target_precision(self, value: float) -> None:
         self._qs.setValue("decisions/targetPrecision", str(float(value)))
 
+    # --- scoring ------------------------------------------------------------------------------
+    @property
+    def probe_only(self) -> bool:
+        """Whether scoring stops at the probe's layer, without the model's own answer (default off)."""
+        return self._get_str("scoring/probeOnly", "false") == "true"
+
+    @probe_only.setter
+    def probe_only(self, value: bool) -> None:
+        self._qs.setValue("scoring/probeOnly", "true" if value else "false")
+
     # --- window -------------------------------------------------------------------------------
     @property
     def window_geometry(self) -> QByteArray:

@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self._apply_style()
 
         path = settings.model_path if model is FROM_SETTINGS else model
+        self.controller.set_probe_only(self.settings.probe_only)
         self.controller.load_model(str(path) if path else None)
         self.status.set_notice(store.notice)
         (self.table if self.results.rows else self.drop_zone).setFocus()  # not the question box: ⌘V pastes a document
@@ -424,6 +425,11 @@ class MainWindow(QMainWindow):
         if target in self.target_actions:
             self.target_actions[target].setChecked(True)  # the menu says so too (Preferences may have set it)
         self.session.set_target(target)
+
+    def set_probe_only(self, on: bool) -> None:
+        """Score from now on without the model's own answer where a probe decides (remembered)."""
+        self.settings.probe_only = on
+        self.controller.set_probe_only(on)
 
     def show_preferences(self) -> None:
         """The Preferences window (one, modeless)."""

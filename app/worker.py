@@ -176,13 +176,14 @@ class ScoringWorker(QObject):
     def _name(self) -> str:
         return self._classifier.model_name if self._classifier is not None else ""
 
-    @Slot(int, object, object, object)
+    @Slot(int, object, object, object, bool)
     def score(self, job: int, questions: Sequence[str], documents: Sequence[Document],
-              deliberate: Optional[dict] = None) -> None:
+              deliberate: Optional[dict] = None, answer: bool = True) -> None:
         """Score ``documents`` for all ``questions`` in one pass, emitting verdicts as batches end.
-        ``deliberate``: question -> tokens the model may write before answering an uncertain row."""
+        ``deliberate``: question -> tokens the model may write before answering an uncertain row;
+        ``answer`` False: without the model's own answer where a probe decides (`Pipeline.run`)."""
         try:
-            outcome, reason = self._score(job, list(questions), list(documents), dict(deliberate or {}))
+            outcome, reason = self._score(job, list(questions), list(documents), dict(deliberate or {}), answer)
         except Exception as exc:  # MLX or engine failure: the job's unfinished documents show why
             outcome, reason = FAILED, f"{type(exc).__name__}: {exc}"
         with self._lock:
@@ -190,7 +191,7 @@ class ScoringWorker(QObject):
         self.jobFinished.emit(job, outcome, reason)
 
     def _score(self, job: int, questions: list[str], documents: list[Document],
-               deliberate: dict[str, int]) -> tuple[str, str]:
+               deliberate: dict[str, int], answer: bool = True) -> tuple[str, str]:
         def cancel() -> bool:
             return self._is_cancelled(job)
 
@@ -213,7 +214,7 @@ class ScoringWorker(QObject):
                                       progress=lambda scored, taken, share=share: self.chunkProgress.emit(
                                           job, share.steps(scored, taken), PROGRESS_STEPS),
                                       window_progress=lambda scored, taken: self.chunkWindows.emit(job, scored, taken),
-                                      deliberate=deliberate, decisions="row")
+                                      deliberate=deliberate, decisions="row", answer=answer)
             for verdict in rows:
                 verdict.document_index += start
                 self.verdictReady.emit(job, verdict)
@@ -363,7 +364,7 @@ class ScoringController(QObject):
     generalFinished = Signal(str, str, float, float, bool)
 
     _loadRequested = Signal(int, object)
-    _scoreRequested = Signal(int, object, object, object)
+    _scoreRequested = Signal(int, object, object, object, bool)
     _examplesRequested = Signal(object)
     _releaseRequested = Signal()
     _resolveRequested = Signal(object)
@@ -421,6 +422,7 @@ class ScoringController(QObject):
         self._general_total = 0
         self._general_start: Optional[tuple[float, int]] = None  # (clock, answered) at its first progress
         self._thinking: dict[str, int] = {}  # question -> tokens to think first (set_thinking)
+        self._answer = True  # whether jobs ask for the model's own answer (set_probe_only)
         self._states_key = ""
         self.calibrators: dict[str, Any] = {}  # question -> Calibrator in use (read-only copies' owner: the worker)
         self._refit_latest: dict[str, int] = {}  # question -> newest refit job not answered yet
@@ -511,10 +513,15 @@ class ScoringController(QObject):
         self._run_total += len(keys)
         self._run_work += sum(sizes)
         deliberate = {q: n for q, n in self._thinking.items() if q in job.questions}
-        self._scoreRequested.emit(job.id, list(questions), list(documents), deliberate)
+        self._scoreRequested.emit(job.id, list(questions), list(documents), deliberate, self._answer)
         self._emit_progress()
         self._report_busy()
         return job.id
+
+    def set_probe_only(self, on: bool) -> None:
+        """For the jobs sent after this: where a probe on a hidden layer decides every question,
+        stop each prompt at its layer and leave out the model's own answer (`Pipeline.run(answer=False)`)."""
+        self._answer = not on
 
     def set_thinking(self, tokens: dict[str, int]) -> None:
         """Question -> tokens the model may write before answering a row one pass leaves
