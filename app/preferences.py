@@ -53,7 +53,7 @@ class PreferencesDialog(QDialog):
             "Where the model's general probe (or a probe fitted to your labels) gives every question's chance "
             "of yes, the model's layers above the one it reads are not run: the same chances and calls, without "
             "the model's own answer (its raw margin and label mass). Applies to documents scored from now on")
-        self.probe_only.toggled.connect(window.set_probe_only)
+        self.probe_only.clicked.connect(window.set_probe_only)  # the user's click, not refresh()'s setChecked
         self.model = _read_only_field()
         self.choose_model = QPushButton("Choose…")
         self.choose_model.setToolTip("Open the model chooser: models on disk and recommended downloads")

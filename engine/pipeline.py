@@ -316,7 +316,7 @@ class Pipeline:
                 self._general_notes.append(self._no_thinking_note)
         raw = self.classifier.score_iter(unique, documents, cancel=cancel, layers=layers, aggregate=aggregate,
                                          progress=progress, window_progress=window_progress,
-                                         window_score=calibrated_windows(cals), **({} if answer else {"answer": False}))
+                                         window_score=calibrated_windows(cals), answer=answer)
         if _batch_level(cals.values()):
             raw = list(raw)  # the batch shift is the median margin of the whole set
             cals = {q: cal.for_batch(raw) for q, cal in cals.items()}  # copies: the kept ones stay as they are

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_the_cli_probe_only_rows_match_and_leave_the_answer_empty(tmp_path):
         command = [sys.executable, "-m", "engine.cli", "classify", "-q", "Is this about food or cooking?",
                    str(SAMPLES), "-f", "jsonl", *extra]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                              env={**__import__("os").environ, "VERDICT_DATA_DIR": str(tmp_path)})
+                              env={**os.environ, "VERDICT_DATA_DIR": str(tmp_path)})
         assert done.returncode == 0, done.stderr[-2000:]
         return [json.loads(line) for line in done.stdout.splitlines()], done.stderr
 

@@ -39,8 +39,7 @@ import mlx.core as mx  # noqa: E402
 from engine.classifier import Classifier  # noqa: E402
 from engine.model.sources import resources_dir  # noqa: E402
 from engine.model.prompt import Layout, PromptEncoder, build_template  # noqa: E402
-from engine.cli.scenarios import (DEFAULT_SCENARIOS, PEER_OF, PROBE_ONLY, QUESTIONS,  # noqa: E402,F401
-                                  SCENARIOS)
+from engine.cli.scenarios import DEFAULT_SCENARIOS, PEER_OF, PROBE_ONLY, QUESTIONS, SCENARIOS  # noqa: E402
 from engine.types import Document  # noqa: E402
 
 GENERATE_SUFFIX = " Answer yes or no, then explain why in one sentence."
@@ -392,10 +391,10 @@ def llama_cpp_comparison(clf: Classifier, docs: list[Document], results: list[Me
           f"{len(docs)} documents, a fresh server per scenario):", file=out)
     for key in [s for s in SCENARIOS if s in scenarios and PEER_OF.get(s) in run_of]:
         name, run = SCENARIOS[key][0], run_of[PEER_OF[key]]
-        if key in PROBE_ONLY and name not in engine_rate:
+        if name not in engine_rate:
             continue  # skipped: no probe decides for this model
         rate = len(docs) / run.seconds
-        ratio = engine_rate[name] / rate if name in engine_rate else float("nan")
+        ratio = engine_rate[name] / rate
         rows.append({"scenario": name, "documents": len(docs), "seconds": run.seconds, "docs_per_second": rate,
                      "engine_ratio": ratio, "prompt_tokens": run.prompt_tokens,
                      "evaluated_tokens": run.evaluated_tokens})
