@@ -24,18 +24,21 @@ def _metadata_only_gguf(path, arch, **extra):
     return path
 
 
-@pytest.mark.parametrize("arch", ["gemma3", "phi3", "gemma2", "granite", "mamba"])
+@pytest.mark.parametrize("arch", ["phi3", "gemma2", "granite", "mamba"])
 def test_other_gguf_architectures_are_refused_by_name(tmp_path, arch):
     path = _metadata_only_gguf(tmp_path / f"{arch}.gguf", arch)
-    with pytest.raises(ModelError, match=rf"architecture '{arch}' is not supported.*supported: llama, qwen2, qwen3"):
+    with pytest.raises(ModelError, match=rf"architecture '{arch}' is not supported.*supported: llama, qwen2, qwen3, gemma3"):
         load_model(path)
 
 
 def test_other_mlx_architectures_and_forward_extras_are_refused(tmp_path):
     folder = write_mlx_folder(tmp_path / "g", "llama")
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gemma3_text"}))
-    with pytest.raises(ModelError, match="'gemma3_text' is not supported .*sliding-window"):
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gemma2"}))
+    with pytest.raises(ModelError, match="'gemma2' is not supported .*sliding-window"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gemma3"}))
+    with pytest.raises(ModelError, match="'gemma3' is not supported .*multimodal"):
         load_model(folder)
     (folder / "config.json").write_text(json.dumps({**config, "final_logit_softcapping": 30.0}))
     with pytest.raises(ModelError, match="final_logit_softcapping=30.0 is not supported"):
@@ -84,7 +87,7 @@ def test_unknown_pre_tokenizer_and_sentencepiece_are_refused(tmp_path):
     with pytest.raises(Exception, match="pre-tokenizer 'made-up' is not supported .*supported: .*llama-bpe"):
         _tokenizer(tmp_path, "made-up")
     path, _ = write_gguf(tmp_path / "spm.gguf", "llama", quant="F32", tokenizer_model="llama")
-    with pytest.raises(ModelError, match="'llama' \\(SentencePiece.*is not supported"):
+    with pytest.raises(ModelError, match="SentencePiece tokenizer with add_space_prefix \\(Llama 2, Mistral\\) is not supported"):
         load_model(path)
 
 

@@ -1,6 +1,7 @@
 """One tokenizer type for every model source: a `tokenizers.Tokenizer` plus the chat template.
 
-GGUF files carry their vocabulary, merges and chat template as metadata; MLX folders carry a
+GGUF files carry their vocabulary, merges and chat template as metadata (a SentencePiece
+vocabulary carries scores instead of merges: see `_sentencepiece_bpe`); MLX folders carry a
 `tokenizer.json` (or something transformers can turn into one). Both end up here, so prompt
 rendering and verbalizer lookup have a single path. A model file is untrusted input: its chat
 template is rendered in a sandbox with resource limits (`engine.model.chat_template`).
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from jinja2.exceptions import TemplateError
-from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as _HFTokenizer
 
 from engine.model.chat_template import ChatTemplate
@@ -99,38 +100,21 @@ class Tokenizer:
     # --- construction -------------------------------------------------------------------
     @classmethod
     def from_gguf_metadata(cls, meta: dict[str, Any]) -> "Tokenizer":
-        """Build the byte-level BPE tokenizer a GGUF file describes."""
+        """Build the tokenizer a GGUF file describes: byte-level BPE (`gpt2`) or SentencePiece
+        BPE (`llama`, as Gemma files have it)."""
         kind = str(meta.get("tokenizer.ggml.model", ""))
-        if kind == "llama":
-            raise TokenizerError(
-                "GGUF tokenizer model 'llama' (SentencePiece, as in Llama 2, Mistral 7B and Gemma files) "
-                "is not supported; supported: 'gpt2' (byte-level BPE, as in Llama 3, Qwen and SmolLM files)"
-            )
-        if kind != "gpt2":
-            raise TokenizerError(
-                f"GGUF tokenizer model {kind!r} is not supported; supported: 'gpt2' (byte-level BPE)"
-            )
-        pre = str(meta.get("tokenizer.ggml.pre", "default"))  # llama.cpp's default when missing
-        family = PRE_TOKENIZER_ALIASES.get(pre)
-        if family is None:
-            raise TokenizerError(
-                f"GGUF pre-tokenizer {pre!r} is not supported (llama.cpp's name for how text is split "
-                "before BPE); supported: " + ", ".join(sorted(PRE_TOKENIZER_ALIASES))
-            )
         tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
-        merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
-        vocab = {tok: i for i, tok in enumerate(tokens)}
-        bpe = models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in _IGNORE_MERGES)
-        backend = _HFTokenizer(bpe)
-        splits = [
-            pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False)
-            for rx in PRE_TOKENIZER_REGEXES[family]
-        ]
-        backend.pre_tokenizer = pre_tokenizers.Sequence(
-            splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-        )
-        backend.decoder = decoders.ByteLevel()
         types = [int(t) for t in _as_list(meta.get("tokenizer.ggml.token_type", []))]
+        pre = str(meta.get("tokenizer.ggml.pre", "default"))  # llama.cpp's default when missing
+        if kind == "llama":
+            backend = _sentencepiece_bpe(meta, tokens)
+        elif kind == "gpt2":
+            backend = _byte_level_bpe(meta, tokens, pre)
+        else:
+            raise TokenizerError(
+                f"GGUF tokenizer model {kind!r} is not supported; supported: 'gpt2' (byte-level BPE), "
+                "'llama' (SentencePiece BPE)"
+            )
         added = [
             AddedToken(tokens[i], special=(t == TOKEN_TYPE_CONTROL), normalized=False)
             for i, t in enumerate(types)
@@ -297,6 +281,61 @@ class Tokenizer:
         except TemplateError as exc:
             problem = " ".join(str(exc).split()) or type(exc).__name__
             raise TokenizerError(f"{self.name}: the chat template failed: {problem}") from exc
+
+
+def _byte_level_bpe(meta: dict[str, Any], tokens: list[str], pre: str) -> _HFTokenizer:
+    """The byte-level BPE of a `gpt2` GGUF vocabulary: its merges, after llama.cpp's
+    pre-tokenizer regexes for `pre`."""
+    family = PRE_TOKENIZER_ALIASES.get(pre)
+    if family is None:
+        raise TokenizerError(
+            f"GGUF pre-tokenizer {pre!r} is not supported (llama.cpp's name for how text is split "
+            "before BPE); supported: " + ", ".join(sorted(PRE_TOKENIZER_ALIASES))
+        )
+    merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    backend = _HFTokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre in _IGNORE_MERGES))
+    splits = [pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False) for rx in PRE_TOKENIZER_REGEXES[family]]
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def _sentencepiece_bpe(meta: dict[str, Any], tokens: list[str]) -> _HFTokenizer:
+    """llama.cpp's SentencePiece tokenizer (`llm_tokenizer_spm`) as a `tokenizers` BPE.
+
+    llama.cpp writes spaces as U+2581, starts from the text's characters and repeatedly joins
+    the adjacent pair whose join is a vocabulary entry of the highest score; what remains unknown
+    becomes byte tokens (<0xNN>). So every split of every entry into two entries is a merge,
+    ranked by the joined entry's score: a BPE over those merges joins the same pairs in the same
+    order. (Ties between two splits of one entry are ordered by where they are in llama.cpp and
+    by the split here; a vocabulary's scores are distinct otherwise.)
+    """
+    if _scalar(meta.get("tokenizer.ggml.add_space_prefix", True)):
+        raise TokenizerError("GGUF SentencePiece tokenizer with add_space_prefix (Llama 2, Mistral) is not supported")
+    if meta.get("tokenizer.ggml.merges"):
+        raise TokenizerError("GGUF SentencePiece tokenizer with a merges list is not supported")
+    scores = _as_list(meta.get("tokenizer.ggml.scores", []))
+    if len(scores) != len(tokens):
+        raise TokenizerError("GGUF SentencePiece tokenizer needs one score per token (tokenizer.ggml.scores)")
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    ranked = []
+    for i, token in enumerate(tokens):
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in vocab and right in vocab:
+                ranked.append((-float(scores[i]), i, cut, left, right))
+    ranked.sort()
+    unknown = meta.get("tokenizer.ggml.unknown_token_id")
+    backend = _HFTokenizer(models.BPE(
+        vocab=vocab, merges=[(left, right) for *_, left, right in ranked], byte_fallback=True,
+        unk_token=tokens[int(_scalar(unknown))] if unknown is not None else None,
+    ))
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    return backend
 
 
 def _scalar(value: Any) -> Any:
