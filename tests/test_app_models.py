@@ -24,7 +24,7 @@ RERANKER = RECOMMENDED[0]
 def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("made")
     gguf, _ = write_gguf(root / "Tiny-Q8_0.gguf", "qwen2", quant="Q8_0")
-    return {"gguf": gguf, "gemma": write_foreign_gguf(root / "gemma.gguf", "gemma3"),
+    return {"gguf": gguf, "gemma": write_foreign_gguf(root / "gemma.gguf", "gemma2"),
             "mlx": write_mlx_folder(root / "mlx", "qwen3", quantize_bits=4)}
 
 
@@ -38,8 +38,8 @@ def home(tmp_path, made, monkeypatch):
     lms = tmp_path / ".lmstudio" / "models"
     (lms / "acme" / "Tiny-GGUF").mkdir(parents=True)
     shutil.copyfile(made["gguf"], lms / "acme" / "Tiny-GGUF" / "Tiny-Q8_0.gguf")
-    (lms / "google" / "gemma-3-GGUF").mkdir(parents=True)
-    shutil.copyfile(made["gemma"], lms / "google" / "gemma-3-GGUF" / "gemma-3-F16.gguf")
+    (lms / "google" / "gemma-2-GGUF").mkdir(parents=True)
+    shutil.copyfile(made["gemma"], lms / "google" / "gemma-2-GGUF" / "gemma-2-F16.gguf")
     return tmp_path
 
 
@@ -63,9 +63,9 @@ def test_models_are_grouped_by_source_and_refused_ones_are_greyed(qtbot, home):
     assert [chooser.tree.topLevelItem(0).child(i).text(0) for i in range(len(RECOMMENDED))] == [
         r.title for r in RECOMMENDED]
     assert "download 330 MB" in chooser.item_named(RERANKER.title).text(1)
-    gemma = chooser.item_named("google/gemma-3-GGUF/gemma-3-F16.gguf")
+    gemma = chooser.item_named("google/gemma-2-GGUF/gemma-2-F16.gguf")
     assert not gemma.flags() & Qt.ItemFlag.ItemIsEnabled
-    assert "architecture 'gemma3' is not supported" in gemma.text(1)
+    assert "architecture 'gemma2' is not supported" in gemma.text(1)
     default = chooser.tree.topLevelItem(1).child(0)
     assert not default.flags() & Qt.ItemFlag.ItemIsEnabled and "fetch-default" in default.text(1)
     chooser.tree.setCurrentItem(gemma)

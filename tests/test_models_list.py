@@ -64,14 +64,14 @@ def home(tmp_path_factory):
     q4, _ = write_gguf(made / "tiny-Q4_1.gguf", "qwen2", quant="Q4_1")
     q8, _ = write_gguf(made / "tiny-Q8_0.gguf", "llama", quant="Q8_0", seed=2)
     mlx = write_mlx_folder(made / "mlx", "qwen3", quantize_bits=4)
-    gemma = write_foreign_gguf(made / "gemma.gguf", "gemma3")
+    gemma = write_foreign_gguf(made / "gemma.gguf", "gemma2")
 
     lms = home / ".lmstudio" / "models"
     (lms / "lmstudio-community" / "Tiny-GGUF").mkdir(parents=True)
     shutil.copyfile(q8, lms / "lmstudio-community" / "Tiny-GGUF" / "Tiny-Q8_0.gguf")
     shutil.copytree(mlx, lms / "mlx-community" / "Tiny-4bit")
-    (lms / "bartowski" / "gemma-3-GGUF").mkdir(parents=True)
-    shutil.copyfile(gemma, lms / "bartowski" / "gemma-3-GGUF" / "gemma-3-F16.gguf")
+    (lms / "bartowski" / "gemma-2-GGUF").mkdir(parents=True)
+    shutil.copyfile(gemma, lms / "bartowski" / "gemma-2-GGUF" / "gemma-2-F16.gguf")
 
     ollama = home / ".ollama" / "models"
     ollama_store(ollama, "tiny", "latest", q4)
@@ -123,8 +123,8 @@ def test_models_list_json_shows_every_source(home):
     assert lms["size_bytes"] == Path(lms["path"]).stat().st_size
     assert rows["mlx-community/Tiny-4bit"]["format"] == "mlx" and rows["mlx-community/Tiny-4bit"]["quant"] == "4-bit"
     assert rows["mlx-community/Tiny-4bit"]["architecture"] == "qwen3"
-    gemma = rows["bartowski/gemma-3-GGUF/gemma-3-F16.gguf"]
-    assert gemma["supported"] is False and "architecture 'gemma3' is not supported" in gemma["reason"]
+    gemma = rows["bartowski/gemma-2-GGUF/gemma-2-F16.gguf"]
+    assert gemma["supported"] is False and "architecture 'gemma2' is not supported" in gemma["reason"]
     assert gemma["quant"] == "F16"
     ollama = rows["tiny:latest"]
     assert ollama["source"] == "ollama" and ollama["architecture"] == "qwen2" and ollama["quant"] == "Q4_1"
@@ -139,7 +139,7 @@ def test_models_list_json_shows_every_source(home):
     assert table.returncode == 0
     for title in ("Built in:", "Hugging Face cache:", "LM Studio:", "Ollama:"):
         assert title in table.stdout
-    assert "unsupported: architecture 'gemma3'" in table.stdout
+    assert "unsupported: architecture 'gemma2'" in table.stdout
 
 
 def test_model_accepts_an_ollama_blob_path_and_listed_names(home, tmp_path):
@@ -152,8 +152,8 @@ def test_model_accepts_an_ollama_blob_path_and_listed_names(home, tmp_path):
     by_hf_name = run_cli(home, "classify", "-q", QUESTION, "--model", "acme/tiny-GGUF:Q4_1", "--jsonl-in", docs)
     margins = [json.loads(d.stdout)["raw_margin"] for d in (by_path, by_name, by_hf_name)]
     assert margins[0] == margins[1] == margins[2]  # one Q4_1 file in three places
-    refused = run_cli(home, "classify", "-q", QUESTION, "--model", "bartowski/gemma-3-GGUF/gemma-3-F16.gguf", "-")
-    assert refused.returncode == 2 and "gemma3" in refused.stderr and refused.stderr.count("\n") == 1
+    refused = run_cli(home, "classify", "-q", QUESTION, "--model", "bartowski/gemma-2-GGUF/gemma-2-F16.gguf", "-")
+    assert refused.returncode == 2 and "gemma2" in refused.stderr and refused.stderr.count("\n") == 1
 
 
 def test_lmstudio_home_pointer_and_downloads_folder(in_home, tmp_path):

@@ -42,6 +42,13 @@ class ModelEntry:
         return asdict(self)
 
 
+def is_supported(architecture: str, gguf: bool) -> bool:
+    """Whether the runtime scores this GGUF architecture (`gguf`) or folder `model_type`."""
+    from engine.model.architectures import is_supported as allowed
+
+    return allowed(architecture, gguf)
+
+
 def supported_architectures() -> tuple[str, ...]:
     """The architecture allow-list the runtime enforces at load time (read without MLX)."""
     from engine.model.architectures import SUPPORTED_ARCHITECTURES
@@ -195,7 +202,8 @@ def find_models(sources: tuple[str, ...] = SOURCES) -> list[ModelEntry]:
 
 # --- describing ----------------------------------------------------------------------------------
 def describe(entry: ModelEntry, allowed: Optional[tuple[str, ...]] = None) -> ModelEntry:
-    """The entry with architecture, quantization and whether Verdict supports it (and why not)."""
+    """The entry with architecture, quantization and whether Verdict supports it (and why not;
+    `allowed`: the allow-list as the message names it)."""
     if not entry.supported or entry.path is None:
         return entry
     allowed = allowed if allowed is not None else supported_architectures()
@@ -215,7 +223,7 @@ def describe(entry: ModelEntry, allowed: Optional[tuple[str, ...]] = None) -> Mo
     except (OSError, ValueError) as exc:  # GGUFFormatError is a ValueError
         return replace(entry, supported=False, reason=f"unreadable: {exc}")
     entry = replace(entry, architecture=arch, quant=quant)
-    if arch not in allowed:
+    if not is_supported(str(arch), gguf=entry.format == "gguf"):
         return replace(entry, supported=False,
                        reason=f"architecture {arch!r} is not supported (supported: {', '.join(allowed)})")
     return entry

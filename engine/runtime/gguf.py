@@ -1,4 +1,4 @@
-"""Load a GGUF file (llama, qwen2, qwen3 architectures) as an mlx-lm model plus its tokenizer.
+"""Load a GGUF file (llama, qwen2, qwen3, gemma3 architectures) as an mlx-lm model plus its tokenizer.
 
 Every file is checked in Python first (`engine.model.gguf_file`): header, metadata, tensor
 table and data ranges, so a hostile or truncated file fails with one line instead of reaching
@@ -14,7 +14,10 @@ requantized to MLX 8-bit (GPU, or models too big to run as float32). MLX never s
 (`mx.load` decodes it wrongly, silently) nor the types it can't read. Slow conversions are
 cached, keyed by the file's sha256. Bits are inferred per tensor from the shapes, since files
 mix them. llama-architecture files have their Q and K rows permuted for llama.cpp's interleaved
-RoPE: we keep them and use the traditional (interleaved) RoPE, which is equivalent.
+RoPE: we keep them and use the traditional (interleaved) RoPE, which is equivalent. Gemma 3
+files keep llama.cpp's own names for its extra norms, and their norm weights as llama.cpp
+multiplies by them: llama.cpp's converter stores Gemma's 1 + w, and mlx-lm's Gemma norm adds
+the 1 itself, so the loader takes it off again.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.model.architectures import check_architecture
+from engine.model.architectures import check_architecture, model_type_of
 from engine.model.gguf_file import GGUFHeader, read_header, tensor_bytes
 from engine.runtime.gguf_quants import FLOAT_TYPES, GROUP_SIZE, MLX_NATIVE_TYPES, REPACKED_TYPES, bits_of, convert
 from engine.model.tokenizer import Tokenizer
@@ -55,15 +58,25 @@ _TENSOR_NAMES = [
     (r"^blk\.(\d+)\.ffn_up\.", r"model.layers.\1.mlp.up_proj."),
     (r"^blk\.(\d+)\.ffn_down\.", r"model.layers.\1.mlp.down_proj."),
 ]
+# Gemma 3 norms around each sub-block (llama.cpp's names; `ffn_norm` is its pre-MLP norm there).
+_GEMMA3_NAMES = [
+    (r"^blk\.(\d+)\.post_attention_norm\.", r"model.layers.\1.post_attention_layernorm."),
+    (r"^blk\.(\d+)\.ffn_norm\.", r"model.layers.\1.pre_feedforward_layernorm."),
+    (r"^blk\.(\d+)\.post_ffw_norm\.", r"model.layers.\1.post_feedforward_layernorm."),
+]
+# llama.cpp's Gemma 3: every sixth layer global, the others local with RoPE base 10,000 (neither
+# is in the file), and queries scaled by the head size except in the 27B model (62 layers).
+GEMMA3_SLIDING_PATTERN = 6
+GEMMA3_LOCAL_ROPE_BASE = 10000.0
 
 
 class GGUFError(ValueError):
     """The GGUF file can't be loaded; the message says why and what is supported."""
 
 
-def mlx_name(gguf_name: str) -> str:
-    """The mlx-lm parameter path of a GGUF tensor name."""
-    for pattern, repl in _TENSOR_NAMES:
+def mlx_name(gguf_name: str, arch: str = "llama") -> str:
+    """The mlx-lm parameter path of a GGUF tensor name in a file of architecture `arch`."""
+    for pattern, repl in (_GEMMA3_NAMES if arch == "gemma3" else []) + _TENSOR_NAMES:
         new, n = re.subn(pattern, repl, gguf_name)
         if n:
             return new
@@ -87,7 +100,7 @@ def decodable_types() -> frozenset[str]:
 def model_args(meta: dict[str, Any], header: GGUFHeader) -> dict[str, Any]:
     """An mlx-lm config dict for the GGUF file's architecture (refused unless allowed)."""
     arch = str(_meta_value(meta, "general.architecture", ""))
-    check_architecture(arch)
+    check_architecture(arch, gguf=True)
     shapes = {t.name: t.shape for t in header.tensors}
     if "token_embd.weight" not in shapes:
         raise GGUFError(f"{header.path.name}: no token_embd.weight tensor")
@@ -114,7 +127,7 @@ def model_args(meta: dict[str, Any], header: GGUFHeader) -> dict[str, Any]:
         raise GGUFError(f"{header.path.name}: metadata {arch}.rope.freq_base is {rope_base!r}")
     vocab = shapes["token_embd.weight"][0]
     config: dict[str, Any] = {
-        "model_type": arch,
+        "model_type": model_type_of(arch, gguf=True),
         "hidden_size": hidden,
         "num_hidden_layers": layers,
         "intermediate_size": ffn,
@@ -130,6 +143,14 @@ def model_args(meta: dict[str, Any], header: GGUFHeader) -> dict[str, Any]:
     if arch == "llama":
         config["rope_traditional"] = True  # the Q/K rows are permuted for interleaved RoPE
         config["attention_bias"] = "blk.0.attn_q.bias" in shapes
+    if arch == "gemma3":
+        window = count("attention.sliding_window", limit=1 << 24)
+        config.update(
+            sliding_window=window,
+            sliding_window_pattern=GEMMA3_SLIDING_PATTERN,
+            rope_local_base_freq=GEMMA3_LOCAL_ROPE_BASE,
+            query_pre_attn_scalar=hidden / heads if layers == 62 else head_dim,
+        )
     if arch == "qwen2" and "blk.0.attn_q.bias" not in shapes:
         raise GGUFError("qwen2 GGUF file without attention biases is not a qwen2 model")
     scaling = get("rope.scaling.type")
@@ -256,9 +277,13 @@ def load_gguf(
     config = model_args(meta, header)
     check_tokenizer_metadata(meta, header.path.name)
     tokenizer = Tokenizer.from_gguf_metadata(meta)
-    names = {t.name: mlx_name(t.name) for t in header.tensors if t.name != "rope_freqs.weight"}
+    arch = str(_meta_value(meta, "general.architecture", ""))
+    names = {t.name: mlx_name(t.name, arch) for t in header.tensors if t.name != "rope_freqs.weight"}
     model_class, args_class = model_classes(config["model_type"])
     model = model_class(args_class.from_dict(config))
+    if config["tie_word_embeddings"] and "lm_head" in model:  # a class that always builds one (Gemma 3)
+        model.pop("lm_head")
+        model.tie_word_embeddings = True
 
     config["tensor_types"] = sorted(header.tensor_types())
     config["name"] = Path(path).stem  # general.name is often a training-run label
@@ -277,6 +302,8 @@ def load_gguf(
                 break
         else:
             renamed[names[name]] = value
+    if arch == "gemma3":
+        renamed = {name: value - 1.0 if name.endswith("norm.weight") else value for name, value in renamed.items()}
     quantized = {
         name[: -len(".scales")]: bits_of(renamed[name[: -len(".scales")] + ".weight"], renamed[name])
         for name in renamed

@@ -171,6 +171,7 @@ def load_model(
     (None) the embedded default model. Architectures outside the allow-list
     (`engine.model.architectures`) are refused. `progress(stage, done, total)` hears about
     slow steps (hashing and converting big GGUF files)."""
+    from engine.model.architectures import prompt_limit
     from engine.model.fingerprint import detect_preset, model_fingerprint
 
     from engine.runtime import weight_cache
@@ -199,8 +200,8 @@ def load_model(
     dtype = _prepare_for_backend(model)
     if converted_here and all(p.dtype == mx.float32 for _, p in tree_flatten(model.parameters())):
         weight_cache.save(model, fingerprint)
-    context = int(config.get("max_position_embeddings") or config.get("context_length") or 2048)
     model_type = str(config.get("model_type"))
+    context = prompt_limit(model_type, config, int(config.get("max_position_embeddings") or config.get("context_length") or 2048))
     names = [path.name, config.get("name"), config.get("_name_or_path"), *config.get("gguf_names", [])]
     if path.is_dir():
         from engine.model.hub import repo_of_snapshot

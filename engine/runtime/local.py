@@ -33,6 +33,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.model.architectures import embedding_scale  # noqa: E402
 from engine.runtime import numpy_blas  # noqa: E402
 from engine.runtime.kernels import reads_branch_caches  # noqa: E402
 from engine.runtime.kv import BranchCache, SegmentCache  # noqa: E402
@@ -73,6 +74,7 @@ class LocalBackend:
         self._no = mx.array(self.no_ids)
         inner = lm.model.model
         self._embed, self._blocks, self._norm = inner.embed_tokens, inner.layers, inner.norm
+        self._embed_scale = embedding_scale(lm.model_type, int(lm.config.get("hidden_size") or 0))
         self.n_layers = len(self._blocks)
         # every question's tail of a batch goes in one pass: reading the documents' keys in place
         # where our attention kernel runs, else on keys joined for each layer's call
@@ -155,10 +157,12 @@ class LocalBackend:
 
     def _forward(self, ids: mx.array, cache: list[SegmentCache], rows: mx.array, last: mx.array,
                  layers: Sequence[int]) -> _Prefilled:
-        """The decoder of the allow-listed architectures (embed, blocks, norm; `loading` refuses
-        the others), keeping states at `last` of each row after the blocks in `layers`. It runs the
-        blocks `cache` has; the final state only when that is all of them."""
+        """The decoder of the allow-listed architectures (embed times its family's scale, blocks,
+        norm; `loading` refuses the others), keeping states at `last` of each row after the blocks
+        in `layers`. It runs the blocks `cache` has; the final state only when that is all of them."""
         h = self._embed(ids)
+        if self._embed_scale is not None:
+            h = h * self._embed_scale
         mask = cache[0].make_mask(ids.shape[1])
         captured: dict[int, mx.array] = {}
         for n, (block, c) in enumerate(zip(self._blocks, cache), 1):

@@ -71,8 +71,8 @@ def _import_models_package() -> None:
 
 
 def model_classes(model_type: str) -> tuple[type, type]:
-    """mlx-lm's `(Model, ModelArgs)` for an allow-listed `model_type` (llama, qwen2, qwen3: none
-    of them is renamed by mlx-lm's remapping table)."""
+    """mlx-lm's `(Model, ModelArgs)` for an allow-listed `model_type` (llama, qwen2, qwen3,
+    gemma3_text: none of them is renamed by mlx-lm's remapping table)."""
     from engine.model.architectures import check_architecture
 
     check_architecture(model_type)
