@@ -80,6 +80,8 @@ def model_config(arch: str = "llama", tie: bool = True, hidden: int = 64) -> dic
         "tie_word_embeddings": tie,
         "head_dim": hidden // 4,
     }
+    if arch == "gemma3_text":  # layer 1 local (a window of 24 tokens), layer 2 global
+        config.update(sliding_window=24, sliding_window_pattern=2, query_pre_attn_scalar=hidden // 4)
     return config
 
 

@@ -121,7 +121,8 @@ def _bfloat16(x: float) -> float:
 
 
 def check_built_model(model: Any, name: str) -> None:
-    """A second guard once mlx-lm has built the model: no layer may use sliding-window attention."""
+    """A second guard once mlx-lm has built the model: no layer may use sliding-window attention
+    (Gemma 3's local layers are not flagged so: its prompts are held to the window instead)."""
     layers = getattr(getattr(model, "model", None), "layers", [])
     if any(getattr(block, "use_sliding", False) for block in layers):
         raise ArchitectureError(f"architecture {name!r}: sliding-window attention layers are not supported")
