@@ -42,13 +42,6 @@ class ModelEntry:
         return asdict(self)
 
 
-def is_supported(architecture: str, gguf: bool) -> bool:
-    """Whether the runtime scores this GGUF architecture (`gguf`) or folder `model_type`."""
-    from engine.model.architectures import is_supported as allowed
-
-    return allowed(architecture, gguf)
-
-
 def supported_architectures() -> tuple[str, ...]:
     """The architecture allow-list the runtime enforces at load time (read without MLX)."""
     from engine.model.architectures import SUPPORTED_ARCHITECTURES
@@ -223,6 +216,8 @@ def describe(entry: ModelEntry, allowed: Optional[tuple[str, ...]] = None) -> Mo
     except (OSError, ValueError) as exc:  # GGUFFormatError is a ValueError
         return replace(entry, supported=False, reason=f"unreadable: {exc}")
     entry = replace(entry, architecture=arch, quant=quant)
+    from engine.model.architectures import is_supported
+
     if not is_supported(str(arch), gguf=entry.format == "gguf"):
         return replace(entry, supported=False,
                        reason=f"architecture {arch!r} is not supported (supported: {', '.join(allowed)})")
