@@ -15,6 +15,26 @@ def test_swiglu_matches_silu_times_up():
     np.testing.assert_allclose(np.array(cpu_kernels.swiglu(gate, up)), np.array(expected), atol=1e-5, rtol=1e-5)
 
 
+def test_gelu_matches_mlx_and_only_gemma_mlp_reads_it():
+    """Our GELU against mlx's `nn.gelu_approx`, and a gemma3_text model's MLP gets it while its
+    other modules and a llama model's keep mlx's names (their code reads no `nn.gelu_approx`)."""
+    x = mx.array(np.random.default_rng(1).normal(0, 4, (16, 512)).astype(np.float32))
+    np.testing.assert_allclose(np.array(cpu_kernels.gelu_approx(x)), np.array(nn.gelu_approx(x)), atol=2e-6)
+    half = x.astype(mx.float16)
+    assert cpu_kernels.gelu_approx(half).dtype == mx.float16
+    from tinymodels import build_model
+
+    gemma, _ = build_model("gemma3_text")
+    cpu_kernels.use_fast_kernels(gemma)
+    mlp = gemma.model.layers[0].mlp
+    assert type(mlp).__call__.__globals__["nn"].gelu_approx is cpu_kernels.gelu_approx
+    assert type(mlp).__call__.__globals__["nn"].Linear is nn.Linear
+    assert type(gemma.model.layers[0].self_attn).__call__.__globals__["nn"] is nn
+    llama, _ = build_model("llama")
+    assert cpu_kernels.use_fast_kernels(llama) > 0
+    assert all(type(m).__call__.__globals__.get("nn", nn) is nn for _, m in llama.named_modules())
+
+
 def test_softmax_matches_mlx_and_gives_masked_keys_nothing():
     scores = mx.random.normal((2, 3, 5, 9)) * 10
     masked = mx.where(mx.arange(9) < 6, scores, mx.array(-1e30))

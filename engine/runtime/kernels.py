@@ -9,6 +9,8 @@ masking and softmax between its two matmuls, with one conversion in and one out.
 on MLX's BLAS: numpy's own would bring a second pool of BLAS threads to the same cores. Other
 dtypes keep MLX's arithmetic (SiLU through a rational tanh fused by `mx.compile`).
 
+Gemma's GELU (`nn.gelu_approx`, a tanh) goes the same way as SiLU.
+
 `use_fast_kernels(model)` gives the attention and MLP modules *of that model instance* a subclass
 whose `__call__` is mlx-lm's own code bound to these functions instead of the module-level ones.
 Nothing in `mlx_lm` is modified: another model in the same process, stock mlx-lm included, keeps
@@ -62,6 +64,37 @@ def swiglu(gate: mx.array, up: mx.array) -> mx.array:
     out *= u
     out *= np.float32(0.5)
     return mx.array(out)
+
+
+_GELU_C = float(np.sqrt(2 / np.pi))
+
+
+def gelu_approx(x: mx.array) -> mx.array:
+    """mlx's `nn.gelu_approx`, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in numpy for
+    float32 (Gemma's MLP: a quarter of its forward pass in MLX's elementwise ops), else MLX's."""
+    if x.dtype != mx.float32:
+        return nn.gelu_approx(x)
+    v = np.asarray(x)
+    out = np.multiply(v, v)
+    out *= np.float32(0.044715)
+    out += np.float32(1.0)
+    out *= v
+    out *= np.float32(_GELU_C)
+    np.tanh(out, out=out)
+    out += np.float32(1.0)
+    out *= v
+    out *= np.float32(0.5)
+    return mx.array(out)
+
+
+class _NNWithFastGelu(types.ModuleType):
+    """`mlx.nn` as an mlx-lm module's code sees it, with `gelu_approx` ours: every other name is
+    mlx.nn's own."""
+
+    gelu_approx = staticmethod(gelu_approx)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(nn, name)
 
 
 def softmax_in_place(a: np.ndarray) -> np.ndarray:
@@ -244,20 +277,27 @@ def scaled_dot_product_attention(
 
 
 KERNELS = {"swiglu": swiglu, "scaled_dot_product_attention": scaled_dot_product_attention}
+# Module-level names whose attribute is the kernel (`nn.gelu_approx`): swapped only where `__call__`
+# reads that attribute.
+_KERNEL_ATTRIBUTES = {("nn", "gelu_approx"): _NNWithFastGelu("mlx.nn")}
 _FAST_CLASSES: dict[type, type] = {}
 
 
 def _fast_class(cls: type) -> Optional[type]:
     """A subclass of `cls` whose `__call__` is the same code seeing our kernels under mlx-lm's
-    names, or None when its `__call__` uses neither."""
+    names, or None when its `__call__` uses none of them."""
     if cls in _FAST_CLASSES:
         return _FAST_CLASSES[cls]
     call = cls.__call__
     code = getattr(call, "__code__", None)
     fast = None
-    if code is not None and any(name in code.co_names for name in KERNELS):
+    names = set(getattr(code, "co_names", ()))
+    swaps = {name: fn for name, fn in KERNELS.items() if name in names}
+    swaps.update({name: module for (name, attribute), module in _KERNEL_ATTRIBUTES.items()
+                  if {name, attribute} <= names and call.__globals__.get(name) is nn})
+    if swaps:
         scope = dict(call.__globals__)
-        scope.update({name: fn for name, fn in KERNELS.items() if name in code.co_names})
+        scope.update(swaps)
         fast_call = types.FunctionType(code, scope, call.__name__, call.__defaults__, call.__closure__)
         fast_call.__kwdefaults__ = call.__kwdefaults__
         fast = type(cls.__name__, (cls,), {"__call__": fast_call, "__module__": __name__,
