@@ -297,8 +297,8 @@ class Pipeline:
         listed = [questions] if isinstance(questions, str) else list(questions)
         unique = list(dict.fromkeys(listed))
         cals = {q: self.calibrator(q) for q in unique}
-        layers = sorted({n for cal in cals.values() for n in cal.layers} | ({keep_layer} if keep_layer else set()))
-        if not answer and (aggregate != "max" or not all(cal.layers for cal in cals.values())):
+        layers = sorted(set(probe_layers(cals)) | ({keep_layer} if keep_layer else set()))
+        if not answer and not stops_at_probes(cals, aggregate):
             if self._whole_model_note not in self._general_notes:
                 self._general_notes.append(self._whole_model_note)
             answer = True
@@ -409,6 +409,18 @@ def _keyed(documents: Iterable[DocumentLike], keys: dict[int, str]) -> Iterator[
         doc = as_document(item, position)
         keys[position] = text_key(doc.text)
         yield doc
+
+
+def probe_layers(cals: Mapping[str, Calibrator]) -> list[int]:
+    """The hidden layers the calibrators' probes read, in order."""
+    return sorted({n for cal in cals.values() for n in cal.layers})
+
+
+def stops_at_probes(cals: Mapping[str, Calibrator], aggregate: str = "max") -> bool:
+    """Whether prompts may stop at `probe_layers` without the model's own answer: every question's
+    probability comes from a probe on a hidden layer, and a long document's windows are picked,
+    not their margins averaged."""
+    return aggregate == "max" and all(cal.layers for cal in cals.values())
 
 
 def calibrated_windows(cals: Mapping[str, Calibrator]):

@@ -105,14 +105,13 @@ def run_engine(clf: Classifier, questions: Sequence[str], docs: list[Document], 
 def probe_only_options(clf: Classifier, questions: Sequence[str]) -> dict:
     """`score_iter`'s options for `Pipeline.run(answer=False)`'s pass: the layers the questions'
     calibrators read, and their window scorer. Raises ValueError where one needs the margin."""
-    from engine.pipeline import Pipeline, calibrated_windows
+    from engine.pipeline import Pipeline, calibrated_windows, probe_layers, stops_at_probes
 
     pipeline = Pipeline(clf, save=False)
     cals = {q: pipeline.calibrator(q) for q in questions}
-    if not all(cal.layers for cal in cals.values()):
+    if not stops_at_probes(cals):
         raise ValueError("no probe on a hidden layer decides for this model (no general probe ships for it)")
-    return {"layers": sorted({n for cal in cals.values() for n in cal.layers}), "answer": False,
-            "window_score": calibrated_windows(cals)}
+    return {"layers": probe_layers(cals), "answer": False, "window_score": calibrated_windows(cals)}
 
 
 def run_naive(clf: Classifier, questions: Sequence[str], docs: list[Document]) -> tuple[float, int]:
